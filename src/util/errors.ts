@@ -1,0 +1,47 @@
+// The catalogue of operating errors. Each has a stable `code` that callers and tests match
+// on (never the message). gRPC services map codes to status codes the way etcd does.
+
+/** ErrorCode lists every stable error code stratakv reports, with what it means. */
+export const ErrorCode = {
+  /** This node is not the leader; `leaderId` (when known) says who is. */
+  NOT_LEADER: 'NOT_LEADER',
+  /** The requested log index was compacted away (it lies before the first index). */
+  COMPACTED: 'COMPACTED',
+  /** The requested log index is not yet in the log (it lies after the last index). */
+  UNAVAILABLE: 'UNAVAILABLE',
+  /** A snapshot is being prepared; ask again later. */
+  SNAPSHOT_TEMPORARILY_UNAVAILABLE: 'SNAPSHOT_TEMPORARILY_UNAVAILABLE',
+  /** Proposals are refused while leadership is being handed over. */
+  LEADER_TRANSFER_IN_PROGRESS: 'LEADER_TRANSFER_IN_PROGRESS',
+  /** The leader holds more uncommitted bytes than its configured maximum. */
+  PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
+  /** A configuration change is refused (another is pending, or it is invalid). */
+  CONF_CHANGE_REFUSED: 'CONF_CHANGE_REFUSED',
+  /** Stored bytes failed their checksum or framing. */
+  CORRUPTION: 'CORRUPTION',
+  /** A deadline passed before the operation finished. */
+  TIMEOUT: 'TIMEOUT',
+  /** A request or configuration was malformed or out of bounds. */
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+} as const;
+
+/** ErrorCode is the union of the catalogue's codes. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** StrataError is an operating error with a stable code and an optional cause. */
+export class StrataError extends Error {
+  override name = 'StrataError';
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** isStrataError tells whether `error` is a StrataError, optionally with the given code. */
+export function isStrataError(error: unknown, code?: ErrorCode): error is StrataError {
+  return error instanceof StrataError && (code === undefined || error.code === code);
+}
