@@ -23,6 +23,21 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   /** A request or configuration was malformed or out of bounds. */
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /**
+   * A disk write or fsync failed. After a failed fsync the page cache may have dropped the
+   * unsynced data, so the store refuses every later write and the process must stop.
+   */
+  IO_ERROR: 'IO_ERROR',
+  /** A KV request has no key (etcd: "etcdserver: key is not provided"). */
+  KEY_NOT_PROVIDED: 'KEY_NOT_PROVIDED',
+  /** A key, value or whole request is over its maximum (etcd: "etcdserver: request is too large"). */
+  REQUEST_TOO_LARGE: 'REQUEST_TOO_LARGE',
+  /** A Txn has more operations than allowed (etcd: "etcdserver: too many operations in txn request"). */
+  TOO_MANY_OPERATIONS: 'TOO_MANY_OPERATIONS',
+  /** A Txn writes one key twice (etcd: "etcdserver: duplicate key given in txn request"). */
+  DUPLICATE_KEY: 'DUPLICATE_KEY',
+  /** A read asked for a revision after the current one (etcd: "mvcc: required revision is a future revision"). */
+  FUTURE_REVISION: 'FUTURE_REVISION',
 } as const;
 
 /** ErrorCode is the union of the catalogue's codes. */

@@ -2,3 +2,4 @@
 export { assert, assertNever, AssertionFailure } from './assert.ts';
 export { ErrorCode, StrataError, isStrataError } from './errors.ts';
 export { SeededRandom, type RandomSource } from './random.ts';
+export { crc32c, maskCrc32c, unmaskCrc32c } from './crc32c.ts';
