@@ -1,0 +1,1219 @@
+// The Raft state machine: elections (with pre-vote and check-quorum), log replication with
+// flow control, commitment, ReadIndex and lease reads, membership changes and leader
+// transfer. It is pure: no I/O, no clock, no randomness except the seeded source in its
+// config. Inputs are tick(), step() and the propose/read/transfer calls; the output is a
+// Ready, acknowledged by advance(). Section numbers cite the Raft paper (§) and Diego
+// Ongaro's thesis ("thesis §").
+
+import { assert, assertNever } from '../util/assert.ts';
+import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
+import type { RandomSource } from '../util/random.ts';
+import {
+  computeConfChange,
+  encodeConfChange,
+  installConfChange,
+  isLeaveJoint,
+  restoreConfState,
+} from './conf-change.ts';
+import { RaftLog } from './log.ts';
+import type { Progress, ProgressState } from './progress.ts';
+import { jointVoteResult } from './quorum.ts';
+import { ReadOnlyQueue } from './read-only.ts';
+import type { LogStorage } from './storage.ts';
+import { ProgressTracker, sortedIds } from './tracker.ts';
+import type {
+  AppendMessage,
+  AppendResponseMessage,
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  HeartbeatMessage,
+  HeartbeatResponseMessage,
+  Index,
+  Logger,
+  Message,
+  NodeId,
+  ReadIndexMessage,
+  ReadIndexResponseMessage,
+  ReadState,
+  Ready,
+  Role,
+  Snapshot,
+  SnapshotMessage,
+  SoftState,
+  Term,
+  VoteMessage,
+  VoteResponseMessage,
+} from './types.ts';
+import { EntryType, NO_NODE, SILENT_LOGGER, isHardStateEqual } from './types.ts';
+
+/** ReadOnlyOption chooses how linearizable reads confirm leadership. */
+export type ReadOnlyOption = 'safe' | 'leaseBased';
+
+/** RaftConfig configures one Raft node. */
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly storage: LogStorage;
+  readonly random: RandomSource;
+  /** Ticks without hearing from a leader before campaigning (randomized in [n, 2n)). */
+  readonly electionTicks: number;
+  /** Ticks between a leader's heartbeats. */
+  readonly heartbeatTicks: number;
+  /** Bootstrap voters, used only when storage holds no configuration. */
+  readonly voters?: readonly NodeId[];
+  /** Bootstrap learners, used only when storage holds no configuration. */
+  readonly learners?: readonly NodeId[];
+  /** Run a pre-election first so a rejoining node does not disrupt a healthy leader (thesis §9.6). */
+  readonly preVote: boolean;
+  /** A leader steps down when it has not heard from a quorum for an election timeout (thesis §6.2). */
+  readonly checkQuorum: boolean;
+  readonly readOnlyOption: ReadOnlyOption;
+  /** Appends in flight to one follower at most. */
+  readonly maxInflightMessages: number;
+  /** Bytes in flight to one follower at most. */
+  readonly maxInflightBytes: number;
+  /** Entry bytes in one append message at most (at least one entry is always sent). */
+  readonly maxEntriesBytesPerMessage: number;
+  /** Uncommitted payload bytes a leader holds at most; more proposals are refused. */
+  readonly maxUncommittedBytes: number;
+  /** Committed entry bytes handed out in one Ready at most. */
+  readonly maxCommittedBytesPerReady: number;
+  /** On restart: the last index the state machine has already applied. */
+  readonly applied?: Index;
+  readonly logger?: Logger;
+}
+
+/** RAFT_CONFIG_DEFAULTS are the tuning values stratakv runs with unless told otherwise. */
+export const RAFT_CONFIG_DEFAULTS = {
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  readOnlyOption: 'safe' as ReadOnlyOption,
+  maxInflightMessages: 256,
+  maxInflightBytes: 32 * 1024 * 1024,
+  maxEntriesBytesPerMessage: 1024 * 1024,
+  maxUncommittedBytes: 64 * 1024 * 1024,
+  maxCommittedBytesPerReady: 16 * 1024 * 1024,
+} as const;
+
+/** ProgressStatus is what status() reports of one follower. */
+export interface ProgressStatus {
+  readonly match: Index;
+  readonly next: Index;
+  readonly state: ProgressState;
+  readonly isLearner: boolean;
+  readonly recentActive: boolean;
+}
+
+/** RaftStatus is a snapshot of a node's state for observers and tests. */
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly term: Term;
+  readonly vote: NodeId;
+  readonly commit: Index;
+  readonly applied: Index;
+  readonly leaderId: NodeId;
+  readonly role: Role;
+  readonly lastIndex: Index;
+  readonly leadTransferee: NodeId;
+  readonly config: ConfState;
+  readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
+}
+
+type CampaignType = 'preElection' | 'election' | 'transfer';
+
+// Messages that must not leave before the Ready that produced them is persisted: they
+// promise something about this node's durable state (its vote, its term, its log).
+function mustWaitForPersist(message: Message): boolean {
+  switch (message.type) {
+    case 'append':
+    case 'heartbeat':
+    case 'snapshot':
+    case 'timeoutNow':
+    case 'readIndex':
+    case 'readIndexResponse':
+      return false;
+    case 'appendResponse':
+    case 'vote':
+    case 'preVote':
+    case 'voteResponse':
+    case 'preVoteResponse':
+    case 'heartbeatResponse':
+      return true;
+    default:
+      return assertNever(message, 'message');
+  }
+}
+
+function checkConfig(config: RaftConfig): void {
+  const fail = (what: string): never => {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `raft config: ${what}`);
+  };
+  if (!Number.isSafeInteger(config.id) || config.id <= 0) fail(`id must be a positive integer, got ${config.id}`);
+  if (!(config.heartbeatTicks >= 1)) fail('heartbeatTicks must be >= 1');
+  if (!(config.electionTicks > config.heartbeatTicks)) fail('electionTicks must be greater than heartbeatTicks');
+  if (!(config.maxInflightMessages >= 1)) fail('maxInflightMessages must be >= 1');
+  if (!(config.maxInflightBytes >= 1)) fail('maxInflightBytes must be >= 1');
+  if (!(config.maxEntriesBytesPerMessage >= 1)) fail('maxEntriesBytesPerMessage must be >= 1');
+  if (!(config.maxUncommittedBytes >= 1)) fail('maxUncommittedBytes must be >= 1');
+  if (!(config.maxCommittedBytesPerReady >= 1)) fail('maxCommittedBytesPerReady must be >= 1');
+  // A lease is only sound when a leader that lost its quorum is sure to step down.
+  if (config.readOnlyOption === 'leaseBased' && !config.checkQuorum) fail('leaseBased reads require checkQuorum');
+}
+
+/** Raft is one node's Raft state machine. */
+export class Raft {
+  readonly id: NodeId;
+  private readonly config: RaftConfig;
+  private readonly random: RandomSource;
+  private readonly logger: Logger;
+  private readonly raftLog: RaftLog;
+  private readonly tracker: ProgressTracker;
+  private readonly readOnly = new ReadOnlyQueue();
+
+  private term: Term = 0;
+  private vote: NodeId = NO_NODE;
+  private role: Role = 'follower';
+  private leaderId: NodeId = NO_NODE;
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /** leadTransferee is the node leadership is being handed to, or NO_NODE. */
+  private leadTransferee: NodeId = NO_NODE;
+  // Invariant: a leader proposes no conf change while pendingConfIndex > applied.
+  private pendingConfIndex: Index = 0;
+  private uncommittedBytes = 0;
+  /** Reads that arrived before this leader committed an entry of its term (thesis §6.4). */
+  private pendingReadIndexRequests: { from: NodeId; context: Uint8Array }[] = [];
+
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  private previousSoftState: SoftState;
+  private previousHardState: HardState;
+  private outstandingReady: Ready | undefined;
+
+  constructor(config: RaftConfig) {
+    checkConfig(config);
+    this.id = config.id;
+    this.config = config;
+    this.random = config.random;
+    this.logger = config.logger ?? SILENT_LOGGER;
+    this.raftLog = new RaftLog(config.storage);
+    this.tracker = new ProgressTracker(config.maxInflightMessages, config.maxInflightBytes);
+
+    const { hardState, confState } = config.storage.initialState();
+    const storageHasConfig = confState.voters.length > 0 || confState.learners.length > 0;
+    if (storageHasConfig) {
+      installConfChange(this.tracker, restoreConfState(confState), this.raftLog.lastIndex(), true);
+    } else if ((config.voters?.length ?? 0) > 0 || (config.learners?.length ?? 0) > 0) {
+      const bootstrap: ConfState = {
+        voters: config.voters ?? [],
+        learners: config.learners ?? [],
+        votersOutgoing: [],
+        learnersNext: [],
+        autoLeave: false,
+      };
+      installConfChange(this.tracker, restoreConfState(bootstrap), this.raftLog.lastIndex(), true);
+    }
+    if (hardState.term !== 0 || hardState.vote !== NO_NODE || hardState.commit !== 0) {
+      const first = this.raftLog.firstIndex();
+      const last = this.raftLog.lastIndex();
+      if (hardState.commit < first - 1 || hardState.commit > last) {
+        throw new StrataError(ErrorCode.CORRUPTION, `hard state commit ${hardState.commit} is outside the log [${first - 1}, ${last}]`);
+      }
+      this.raftLog.committed = hardState.commit;
+      this.term = hardState.term;
+      this.vote = hardState.vote;
+    }
+    if (config.applied !== undefined && config.applied > 0) {
+      this.raftLog.appliedTo(Math.min(config.applied, this.raftLog.committed));
+    }
+    this.becomeFollower(this.term, NO_NODE);
+    this.previousSoftState = this.softState();
+    this.previousHardState = this.hardState();
+    this.logger.info('raft node started', {
+      id: this.id,
+      term: this.term,
+      commit: this.raftLog.committed,
+      applied: this.raftLog.applied,
+      lastIndex: this.raftLog.lastIndex(),
+      voters: sortedIds(this.tracker.config.voters.incoming),
+    });
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** tick advances logical time by one tick. */
+  tick(): void {
+    if (this.role === 'leader') this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  /** campaign starts an election now, as if the election timeout had passed. */
+  campaign(): void {
+    this.hup(this.config.preVote ? 'preElection' : 'election');
+  }
+
+  /** propose appends one entry of application data; leader only. */
+  propose(data: Uint8Array): { index: Index; term: Term } {
+    const { firstIndex, term } = this.proposeBatch([data]);
+    return { index: firstIndex, term };
+  }
+
+  /** proposeBatch appends several entries at once; leader only. */
+  proposeBatch(data: readonly Uint8Array[]): { firstIndex: Index; lastIndex: Index; term: Term } {
+    assert(data.length > 0, 'proposeBatch needs at least one entry');
+    this.checkCanPropose();
+    const entries = data.map((payload): Entry => ({ term: 0, index: 0, type: EntryType.Normal, data: payload }));
+    const appended = this.appendEntries(entries);
+    this.broadcastAppend();
+    return { firstIndex: appended.firstIndex, lastIndex: appended.lastIndex, term: this.term };
+  }
+
+  /**
+   * proposeConfChange proposes a membership change; leader only. Only one change may be
+   * pending (proposed and not yet applied) at a time (thesis §4.1).
+   */
+  proposeConfChange(change: ConfChange): { index: Index; term: Term } {
+    this.checkCanPropose();
+    if (this.pendingConfIndex > this.raftLog.applied) {
+      throw new StrataError(
+        ErrorCode.CONF_CHANGE_REFUSED,
+        `a configuration change at index ${this.pendingConfIndex} is not yet applied (applied ${this.raftLog.applied})`,
+      );
+    }
+    const joint = this.tracker.isJoint();
+    if (isLeaveJoint(change)) {
+      if (!joint) throw new StrataError(ErrorCode.CONF_CHANGE_REFUSED, 'not in a joint configuration: nothing to leave');
+    } else {
+      if (joint) throw new StrataError(ErrorCode.CONF_CHANGE_REFUSED, 'in a joint configuration: leave it first');
+      // Validate against the current configuration, which is the one it will apply to:
+      // no other change is pending, so nothing else changes it first.
+      computeConfChange(this.tracker, change);
+    }
+    const entry: Entry = { term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange(change) };
+    const { firstIndex } = this.appendEntries([entry]);
+    this.pendingConfIndex = firstIndex;
+    this.broadcastAppend();
+    return { index: firstIndex, term: this.term };
+  }
+
+  /**
+   * applyConfChange applies a committed ConfChange entry; the driver calls it in apply
+   * order. A change that is invalid in the current configuration is ignored (every node
+   * ignores it alike, since all apply the same entries to the same configuration).
+   */
+  applyConfChange(change: ConfChange): ConfState {
+    let result;
+    try {
+      result = computeConfChange(this.tracker, change);
+    } catch (error) {
+      if (!isStrataError(error, ErrorCode.CONF_CHANGE_REFUSED)) throw error;
+      this.logger.warn('ignoring an invalid committed configuration change', { reason: error.message });
+      return this.tracker.confState();
+    }
+    installConfChange(this.tracker, result, this.raftLog.lastIndex(), false);
+    this.afterConfigSwitch();
+    return this.tracker.confState();
+  }
+
+  /** readIndex asks for a linearizable read point; the answer arrives in Ready.readStates. */
+  readIndex(context: Uint8Array): void {
+    if (this.role === 'leader') {
+      this.handleReadIndex(this.id, context);
+      return;
+    }
+    if (this.leaderId === NO_NODE) {
+      throw new StrataError(ErrorCode.NOT_LEADER, 'no leader is known: cannot serve a linearizable read', {
+        details: { leaderId: NO_NODE },
+      });
+    }
+    const forward: ReadIndexMessage = { type: 'readIndex', from: this.id, to: this.leaderId, term: this.term, context };
+    this.send(forward);
+  }
+
+  /**
+   * transferLeader hands leadership to a caught-up voter (thesis §3.10): the leader stops
+   * taking proposals, brings the target up to date and sends it TimeoutNow.
+   */
+  transferLeader(to: NodeId): void {
+    if (this.role !== 'leader') {
+      throw new StrataError(ErrorCode.NOT_LEADER, 'only the leader can transfer leadership', {
+        details: { leaderId: this.leaderId },
+      });
+    }
+    const progress = this.tracker.progress.get(to);
+    if (progress === undefined || !this.tracker.isVoter(to)) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `node ${to} is not a voter and cannot become leader`);
+    }
+    if (progress.isLearner) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `node ${to} is a learner and cannot become leader`);
+    if (to === this.id) return;
+    if (this.leadTransferee !== NO_NODE) {
+      if (this.leadTransferee === to) return;
+      this.abortLeaderTransfer();
+    }
+    // The transfer must finish within one election timeout, counted from now.
+    this.electionElapsed = 0;
+    this.leadTransferee = to;
+    this.logger.info('leader transfer started', { from: this.id, to, term: this.term });
+    if (progress.match === this.raftLog.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to);
+  }
+
+  /** reportUnreachable tells the leader a message to `peer` could not be delivered. */
+  reportUnreachable(peer: NodeId): void {
+    if (this.role !== 'leader') return;
+    const progress = this.tracker.progress.get(peer);
+    // An append may have been lost: stop pipelining and probe again.
+    if (progress !== undefined && progress.state === 'replicate') progress.becomeProbe();
+  }
+
+  /** reportSnapshot tells the leader whether a snapshot reached `peer`. */
+  reportSnapshot(peer: NodeId, ok: boolean): void {
+    if (this.role !== 'leader') return;
+    const progress = this.tracker.progress.get(peer);
+    if (progress === undefined || progress.state !== 'snapshot') return;
+    if (!ok) progress.pendingSnapshot = 0;
+    progress.becomeProbe();
+    // After a snapshot, wait for the follower's answer (or a heartbeat) before appending.
+    progress.sentProbe = true;
+  }
+
+  /** step processes a message from a peer. */
+  step(message: Message): void {
+    assert(message.to === this.id, `message for ${message.to} stepped into ${this.id}`);
+    if (message.term > this.term) {
+      if (!this.acceptHigherTerm(message)) return;
+    } else if (message.term < this.term) {
+      this.handleStaleTerm(message);
+      return;
+    }
+    switch (message.type) {
+      case 'vote':
+      case 'preVote':
+        this.handleVoteRequest(message);
+        return;
+      default:
+        break;
+    }
+    switch (this.role) {
+      case 'leader':
+        this.stepLeader(message);
+        break;
+      case 'candidate':
+      case 'preCandidate':
+        this.stepCandidate(message);
+        break;
+      case 'follower':
+        this.stepFollower(message);
+        break;
+      default:
+        assertNever(this.role, 'role');
+    }
+  }
+
+  // ---------------------------------------------------------------- Ready
+
+  /** hasReady tells whether ready() has anything to hand out (false while a Ready is outstanding). */
+  hasReady(): boolean {
+    if (this.outstandingReady !== undefined) return false;
+    const soft = this.softState();
+    if (soft.leaderId !== this.previousSoftState.leaderId || soft.role !== this.previousSoftState.role) return true;
+    if (!isHardStateEqual(this.hardState(), this.previousHardState)) return true;
+    if (this.raftLog.unstable.snapshot !== undefined) return true;
+    if (this.raftLog.unstable.entries.length > 0) return true;
+    if (this.messages.length > 0 || this.readStates.length > 0) return true;
+    return this.raftLog.hasNextCommittedEntries();
+  }
+
+  /** ready hands out what the driver must persist, send and apply. Call advance() before the next. */
+  ready(): Ready {
+    assert(this.outstandingReady === undefined, 'ready() called again before advance()');
+    const soft = this.softState();
+    const hard = this.hardState();
+    const softChanged = soft.leaderId !== this.previousSoftState.leaderId || soft.role !== this.previousSoftState.role;
+    const hardChanged = !isHardStateEqual(hard, this.previousHardState);
+    const entries = [...this.raftLog.unstable.entries];
+    const snapshot = this.raftLog.unstable.snapshot;
+    const committedEntries = snapshot === undefined ? this.raftLog.nextCommittedEntries(this.config.maxCommittedBytesPerReady) : [];
+    const immediate: Message[] = [];
+    const afterPersist: Message[] = [];
+    for (const message of this.messages) (mustWaitForPersist(message) ? afterPersist : immediate).push(message);
+    const ready: Ready = {
+      softState: softChanged ? soft : undefined,
+      hardState: hardChanged ? hard : undefined,
+      entries,
+      snapshot,
+      committedEntries,
+      messages: immediate,
+      messagesAfterPersist: afterPersist,
+      readStates: this.readStates,
+      mustSync:
+        entries.length > 0 || snapshot !== undefined || hard.term !== this.previousHardState.term || hard.vote !== this.previousHardState.vote,
+    };
+    this.messages = [];
+    this.readStates = [];
+    this.previousSoftState = soft;
+    this.previousHardState = hard;
+    this.outstandingReady = ready;
+    return ready;
+  }
+
+  /** advance acknowledges that a Ready was persisted, sent and applied. */
+  advance(ready: Ready): void {
+    assert(this.outstandingReady === ready, 'advance() must acknowledge the outstanding Ready');
+    this.outstandingReady = undefined;
+    if (ready.snapshot !== undefined) {
+      const snapshotIndex = ready.snapshot.metadata.index;
+      this.raftLog.stableSnapTo(snapshotIndex);
+      if (snapshotIndex > this.raftLog.applied) this.raftLog.appliedTo(snapshotIndex);
+    }
+    const lastEntry = ready.entries[ready.entries.length - 1];
+    if (lastEntry !== undefined) this.raftLog.stableTo(lastEntry.index, lastEntry.term);
+    const lastCommitted = ready.committedEntries[ready.committedEntries.length - 1];
+    if (lastCommitted !== undefined) {
+      if (lastCommitted.index > this.raftLog.applied) this.raftLog.appliedTo(lastCommitted.index);
+      this.reduceUncommittedBytes(ready.committedEntries);
+    }
+    if (this.role !== 'leader') return;
+    // The leader counts itself towards a quorum only for what it has persisted (thesis §10.2.1).
+    const self = this.tracker.progress.get(this.id);
+    if (self !== undefined && self.maybeUpdate(this.lastStableIndex()) && this.maybeCommit()) {
+      this.onCommitAdvanced();
+    }
+    this.maybeAutoLeaveJoint();
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  /** status reports the node's state. */
+  status(): RaftStatus {
+    const progress = new Map<NodeId, ProgressStatus>();
+    if (this.role === 'leader') {
+      for (const [id, pr] of this.tracker.progress) {
+        progress.set(id, { match: pr.match, next: pr.next, state: pr.state, isLearner: pr.isLearner, recentActive: pr.recentActive });
+      }
+    }
+    return {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      commit: this.raftLog.committed,
+      applied: this.raftLog.applied,
+      leaderId: this.leaderId,
+      role: this.role,
+      lastIndex: this.raftLog.lastIndex(),
+      leadTransferee: this.leadTransferee,
+      config: this.tracker.confState(),
+      progress,
+    };
+  }
+
+  /** logTermAt is the term of the entry at index in this node's log, or undefined. */
+  logTermAt(index: Index): Term | undefined {
+    return this.raftLog.term(index);
+  }
+
+  private softState(): SoftState {
+    return { leaderId: this.leaderId, role: this.role };
+  }
+
+  private hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.raftLog.committed };
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  private resetForTerm(term: Term): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NO_NODE;
+    }
+    this.leaderId = NO_NODE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.config.electionTicks + this.random.intBelow(this.config.electionTicks);
+    this.abortLeaderTransfer();
+    this.tracker.resetVotes();
+    const lastIndex = this.raftLog.lastIndex();
+    for (const [id, progress] of this.tracker.progress) {
+      progress.becomeProbe();
+      progress.match = id === this.id ? this.lastStableIndex() : 0;
+      progress.next = lastIndex + 1;
+      progress.recentActive = id === this.id;
+    }
+    this.pendingConfIndex = 0;
+    this.uncommittedBytes = 0;
+    this.readOnly.clear();
+    this.pendingReadIndexRequests = [];
+  }
+
+  private becomeFollower(term: Term, leaderId: NodeId): void {
+    this.resetForTerm(term);
+    this.role = 'follower';
+    this.leaderId = leaderId;
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== 'leader', 'a leader cannot become a pre-candidate');
+    // A pre-election changes neither term nor vote (thesis §9.6).
+    this.tracker.resetVotes();
+    this.leaderId = NO_NODE;
+    this.role = 'preCandidate';
+  }
+
+  private becomeCandidate(): void {
+    assert(this.role !== 'leader', 'a leader cannot become a candidate');
+    this.resetForTerm(this.term + 1);
+    this.vote = this.id;
+    this.role = 'candidate';
+  }
+
+  private becomeLeader(): void {
+    assert(this.role !== 'follower', 'a follower cannot become leader without an election');
+    assert(this.raftLog.unstable.snapshot === undefined, 'a node with an unpersisted snapshot cannot lead');
+    this.resetForTerm(this.term);
+    this.leaderId = this.id;
+    this.role = 'leader';
+    const self = this.tracker.progress.get(this.id);
+    assert(self !== undefined, 'a leader is a member of its configuration');
+    self.becomeReplicate();
+    self.match = this.lastStableIndex();
+    self.recentActive = true;
+    // Entries of earlier terms may hold a conf change not yet applied: refuse new ones
+    // until everything in the log is applied.
+    this.pendingConfIndex = this.raftLog.lastIndex();
+    // A new leader commits an entry of its own term before anything else (§5.4.2, §8).
+    this.appendEntries([{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }]);
+    this.logger.info('became leader', { id: this.id, term: this.term, lastIndex: this.raftLog.lastIndex() });
+  }
+
+  private promotable(): boolean {
+    const self = this.tracker.progress.get(this.id);
+    return self !== undefined && !self.isLearner && this.raftLog.unstable.snapshot === undefined;
+  }
+
+  private lastStableIndex(): Index {
+    if (this.raftLog.unstable.snapshot !== undefined) return 0;
+    return Math.min(this.raftLog.lastIndex(), this.raftLog.unstable.offset - 1);
+  }
+
+  // ---------------------------------------------------------------- time
+
+  private tickElection(): void {
+    this.electionElapsed += 1;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(this.config.preVote ? 'preElection' : 'election');
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed += 1;
+    this.electionElapsed += 1;
+    if (this.electionElapsed >= this.config.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.config.checkQuorum && !this.checkQuorumActive()) {
+        this.logger.info('stepping down: no quorum heard from in an election timeout', { id: this.id, term: this.term });
+        this.becomeFollower(this.term, NO_NODE);
+        return;
+      }
+      // A transfer that did not finish within an election timeout is abandoned.
+      if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
+    }
+    if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private checkQuorumActive(): boolean {
+    const active = this.tracker.quorumActive();
+    for (const [id, progress] of this.tracker.progress) progress.recentActive = id === this.id;
+    return active;
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private hup(type: CampaignType): void {
+    if (this.role === 'leader') return;
+    if (!this.promotable()) {
+      this.logger.debug('not campaigning: not a voter', { id: this.id });
+      return;
+    }
+    // Campaigning with an unapplied conf change could elect a leader under the wrong config.
+    if (this.hasUnappliedConfChanges()) {
+      this.logger.info('not campaigning: committed configuration changes are not yet applied', { id: this.id });
+      return;
+    }
+    this.startCampaign(type);
+  }
+
+  private hasUnappliedConfChanges(): boolean {
+    if (this.raftLog.committed <= this.raftLog.applied) return false;
+    const lo = Math.max(this.raftLog.applied + 1, this.raftLog.firstIndex());
+    const hi = this.raftLog.committed + 1;
+    if (lo >= hi) return false;
+    for (const entry of this.raftLog.slice(lo, hi, Number.POSITIVE_INFINITY)) {
+      if (entry.type === EntryType.ConfChange) return true;
+    }
+    return false;
+  }
+
+  private startCampaign(type: CampaignType): void {
+    let voteTerm: Term;
+    let messageType: 'vote' | 'preVote';
+    if (type === 'preElection') {
+      this.becomePreCandidate();
+      messageType = 'preVote';
+      // A pre-vote asks about the term this node would campaign in, without entering it.
+      voteTerm = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      messageType = 'vote';
+      voteTerm = this.term;
+    }
+    this.tracker.recordVote(this.id, true);
+    if (this.tallyAndAct() !== 'pending') return;
+    const lastIndex = this.raftLog.lastIndex();
+    const lastTerm = this.raftLog.lastTerm();
+    for (const id of sortedIds(this.tracker.voterIds())) {
+      if (id === this.id) continue;
+      const request: VoteMessage = {
+        type: messageType,
+        from: this.id,
+        to: id,
+        term: voteTerm,
+        logTerm: lastTerm,
+        index: lastIndex,
+        leaderTransfer: type === 'transfer',
+      };
+      this.send(request);
+    }
+  }
+
+  // Counts votes; on a win moves to the next phase, on a loss back to follower.
+  private tallyAndAct(): 'won' | 'lost' | 'pending' {
+    const { result } = this.tracker.tallyVotes();
+    if (result === 'won') {
+      if (this.role === 'preCandidate') this.startCampaign('election');
+      else {
+        this.becomeLeader();
+        this.broadcastAppend();
+      }
+    } else if (result === 'lost') {
+      // A pre-candidate that lost stays in its term; a candidate that lost waits for a new timeout.
+      this.becomeFollower(this.term, NO_NODE);
+    }
+    return result;
+  }
+
+  private acceptHigherTerm(message: Message): boolean {
+    if (message.type === 'vote' || message.type === 'preVote') {
+      // Lease check (thesis §4.2.3): while we hear from a leader, ignore candidates — unless
+      // the leader itself asked for this election by sending TimeoutNow.
+      const inLease = this.config.checkQuorum && this.leaderId !== NO_NODE && this.electionElapsed < this.config.electionTicks;
+      if (inLease && !message.leaderTransfer) {
+        this.logger.debug('ignoring vote request within leader lease', { id: this.id, from: message.from, term: message.term });
+        return false;
+      }
+      // A pre-vote does not move our term: the sender has not entered it either.
+      if (message.type === 'preVote') return true;
+      this.becomeFollower(message.term, NO_NODE);
+      return true;
+    }
+    if (message.type === 'preVoteResponse' && !message.reject) {
+      // The granted pre-vote carries the term we would campaign in; we enter it on winning.
+      return true;
+    }
+    const fromLeader = message.type === 'append' || message.type === 'heartbeat' || message.type === 'snapshot';
+    this.becomeFollower(message.term, fromLeader ? message.from : NO_NODE);
+    return true;
+  }
+
+  private handleStaleTerm(message: Message): void {
+    if ((this.config.checkQuorum || this.config.preVote) && (message.type === 'heartbeat' || message.type === 'append')) {
+      // A leader cut off by a partition would otherwise never learn that the term moved on
+      // (its vote requests are ignored under pre-vote or the lease): tell it our term.
+      this.send({ type: 'appendResponse', from: this.id, to: message.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
+    } else if (message.type === 'preVote') {
+      this.send({ type: 'preVoteResponse', from: this.id, to: message.from, term: this.term, reject: true });
+    }
+  }
+
+  private handleVoteRequest(message: VoteMessage): void {
+    const canVote =
+      this.vote === message.from ||
+      (this.vote === NO_NODE && this.leaderId === NO_NODE) ||
+      (message.type === 'preVote' && message.term > this.term);
+    const responseType = message.type === 'vote' ? 'voteResponse' : 'preVoteResponse';
+    if (canVote && this.raftLog.isUpToDate(message.index, message.logTerm)) {
+      // Answer with the request's term, so a pre-candidate can count it for its next term.
+      const grant: VoteResponseMessage = { type: responseType, from: this.id, to: message.from, term: message.term, reject: false };
+      this.send(grant);
+      if (message.type === 'vote') {
+        this.electionElapsed = 0;
+        this.vote = message.from;
+      }
+    } else {
+      const refusal: VoteResponseMessage = { type: responseType, from: this.id, to: message.from, term: this.term, reject: true };
+      this.send(refusal);
+    }
+  }
+
+  // ---------------------------------------------------------------- role step functions
+
+  private stepLeader(message: Message): void {
+    switch (message.type) {
+      case 'appendResponse':
+        this.handleAppendResponse(message);
+        return;
+      case 'heartbeatResponse':
+        this.handleHeartbeatResponse(message);
+        return;
+      case 'readIndex':
+        this.handleReadIndex(message.from, message.context);
+        return;
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+        // Two leaders in one term would break election safety (§5.2).
+        assert(false, `leader ${this.id} got ${message.type} from ${message.from} in its own term ${this.term}`);
+        return;
+      case 'voteResponse':
+      case 'preVoteResponse':
+      case 'timeoutNow':
+      case 'readIndexResponse':
+      case 'vote':
+      case 'preVote':
+        return;
+      default:
+        assertNever(message, 'message');
+    }
+  }
+
+  private stepCandidate(message: Message): void {
+    switch (message.type) {
+      case 'append':
+        this.becomeFollower(message.term, message.from);
+        this.handleAppend(message);
+        return;
+      case 'heartbeat':
+        this.becomeFollower(message.term, message.from);
+        this.handleHeartbeat(message);
+        return;
+      case 'snapshot':
+        this.becomeFollower(message.term, message.from);
+        this.handleSnapshot(message);
+        return;
+      case 'voteResponse':
+      case 'preVoteResponse': {
+        const expected = this.role === 'candidate' ? 'voteResponse' : 'preVoteResponse';
+        if (message.type !== expected) return;
+        this.tracker.recordVote(message.from, !message.reject);
+        this.tallyAndAct();
+        return;
+      }
+      case 'appendResponse':
+      case 'heartbeatResponse':
+      case 'timeoutNow':
+      case 'readIndex':
+      case 'readIndexResponse':
+      case 'vote':
+      case 'preVote':
+        return;
+      default:
+        assertNever(message, 'message');
+    }
+  }
+
+  private stepFollower(message: Message): void {
+    switch (message.type) {
+      case 'append':
+        this.electionElapsed = 0;
+        this.leaderId = message.from;
+        this.handleAppend(message);
+        return;
+      case 'heartbeat':
+        this.electionElapsed = 0;
+        this.leaderId = message.from;
+        this.handleHeartbeat(message);
+        return;
+      case 'snapshot':
+        this.electionElapsed = 0;
+        this.leaderId = message.from;
+        this.handleSnapshot(message);
+        return;
+      case 'timeoutNow':
+        // The leader hands over: campaign at once, skipping pre-vote, overriding leases.
+        this.logger.info('campaigning on TimeoutNow', { id: this.id, from: message.from, term: this.term });
+        this.hup('transfer');
+        return;
+      case 'readIndex':
+        if (this.leaderId === NO_NODE) return;
+        this.send({ ...message, to: this.leaderId });
+        return;
+      case 'readIndexResponse':
+        this.readStates.push({ index: message.index, context: message.context });
+        return;
+      case 'appendResponse':
+      case 'heartbeatResponse':
+      case 'voteResponse':
+      case 'preVoteResponse':
+      case 'vote':
+      case 'preVote':
+        return;
+      default:
+        assertNever(message, 'message');
+    }
+  }
+
+  // ---------------------------------------------------------------- follower side
+
+  private handleAppend(message: AppendMessage): void {
+    if (message.index < this.raftLog.committed) {
+      this.sendAppendResponse(message.from, { index: this.raftLog.committed, reject: false, rejectHint: 0, logTerm: 0 });
+      return;
+    }
+    const lastNewIndex = this.raftLog.maybeAppend(message.index, message.logTerm, message.commit, message.entries);
+    if (lastNewIndex !== undefined) {
+      this.sendAppendResponse(message.from, { index: lastNewIndex, reject: false, rejectHint: 0, logTerm: 0 });
+      return;
+    }
+    // Fast back-off (§5.3): tell the leader the last index at or below its probe whose term
+    // is no greater than the probe's, so it can skip a whole term's worth of entries.
+    const hint = this.raftLog.findConflictByTerm(Math.min(message.index, this.raftLog.lastIndex()), message.logTerm);
+    this.sendAppendResponse(message.from, { index: message.index, reject: true, rejectHint: hint.index, logTerm: hint.term });
+  }
+
+  private sendAppendResponse(to: NodeId, fields: { index: Index; reject: boolean; rejectHint: Index; logTerm: Term }): void {
+    const response: AppendResponseMessage = { type: 'appendResponse', from: this.id, to, term: this.term, ...fields };
+    this.send(response);
+  }
+
+  private handleHeartbeat(message: HeartbeatMessage): void {
+    this.raftLog.commitTo(message.commit);
+    const response: HeartbeatResponseMessage = {
+      type: 'heartbeatResponse',
+      from: this.id,
+      to: message.from,
+      term: this.term,
+      context: message.context,
+    };
+    this.send(response);
+  }
+
+  private handleSnapshot(message: SnapshotMessage): void {
+    const { index, term } = message.snapshot.metadata;
+    if (this.restore(message.snapshot)) {
+      this.logger.info('restored snapshot', { id: this.id, index, term });
+      this.sendAppendResponse(message.from, { index: this.raftLog.lastIndex(), reject: false, rejectHint: 0, logTerm: 0 });
+    } else {
+      this.sendAppendResponse(message.from, { index: this.raftLog.committed, reject: false, rejectHint: 0, logTerm: 0 });
+    }
+  }
+
+  private restore(snapshot: Snapshot): boolean {
+    const { index, term, confState } = snapshot.metadata;
+    if (index <= this.raftLog.committed) return false;
+    assert(this.role === 'follower', 'only a follower restores a snapshot');
+    if (this.raftLog.matchTerm(index, term)) {
+      // Our log already has the snapshot's last entry: just move commit forward.
+      this.raftLog.commitTo(index);
+      return false;
+    }
+    this.raftLog.restore(snapshot);
+    installConfChange(this.tracker, restoreConfState(confState), this.raftLog.lastIndex(), true);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- leader side
+
+  private checkCanPropose(): void {
+    if (this.role !== 'leader' || !this.tracker.progress.has(this.id)) {
+      throw new StrataError(ErrorCode.NOT_LEADER, `node ${this.id} is not the leader`, { details: { leaderId: this.leaderId } });
+    }
+    if (this.leadTransferee !== NO_NODE) {
+      throw new StrataError(ErrorCode.LEADER_TRANSFER_IN_PROGRESS, `leadership is moving to node ${this.leadTransferee}`, {
+        details: { leaderId: this.id, transferee: this.leadTransferee },
+      });
+    }
+  }
+
+  private appendEntries(entries: readonly Entry[]): { firstIndex: Index; lastIndex: Index } {
+    let payloadBytes = 0;
+    for (const entry of entries) payloadBytes += entry.data.byteLength;
+    // The first proposal is always admitted so a single large entry can make progress.
+    if (this.uncommittedBytes > 0 && payloadBytes > 0 && this.uncommittedBytes + payloadBytes > this.config.maxUncommittedBytes) {
+      throw new StrataError(ErrorCode.PROPOSAL_DROPPED, 'too many uncommitted bytes: the leader is not keeping up', {
+        details: { uncommittedBytes: this.uncommittedBytes, maxUncommittedBytes: this.config.maxUncommittedBytes },
+      });
+    }
+    this.uncommittedBytes += payloadBytes;
+    const firstIndex = this.raftLog.lastIndex() + 1;
+    const stamped = entries.map((entry, offset): Entry => ({ term: this.term, index: firstIndex + offset, type: entry.type, data: entry.data }));
+    const lastIndex = this.raftLog.append(stamped);
+    return { firstIndex, lastIndex };
+  }
+
+  private reduceUncommittedBytes(committed: readonly Entry[]): void {
+    if (this.role !== 'leader') return;
+    let payloadBytes = 0;
+    for (const entry of committed) payloadBytes += entry.data.byteLength;
+    this.uncommittedBytes = Math.max(0, this.uncommittedBytes - payloadBytes);
+  }
+
+  private maybeCommit(): boolean {
+    // Only entries of the current term are committed by counting replicas (§5.4.2, Figure 8).
+    return this.raftLog.maybeCommit(this.tracker.committed(), this.term);
+  }
+
+  private onCommitAdvanced(): void {
+    this.releasePendingReadIndexRequests();
+    this.broadcastAppend();
+  }
+
+  private broadcastAppend(): void {
+    for (const id of this.tracker.progress.keys()) {
+      if (id !== this.id) this.sendAppend(id);
+    }
+  }
+
+  private sendAppend(to: NodeId): void {
+    this.maybeSendAppend(to, true);
+  }
+
+  // Sends an append (or a snapshot when the entries are compacted away) to `to`, unless
+  // flow control holds it back. With sendIfEmpty false, nothing is sent when there is
+  // nothing new. Returns whether something was sent.
+  private maybeSendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const progress = this.tracker.progress.get(to);
+    if (progress === undefined || progress.isPaused()) return false;
+    const previousIndex = progress.next - 1;
+    const previousTerm = this.raftLog.term(previousIndex);
+    let entries: readonly Entry[] = [];
+    if (previousTerm === undefined) return this.sendSnapshot(to, progress);
+    if (progress.next <= this.raftLog.lastIndex()) {
+      try {
+        entries = this.raftLog.slice(progress.next, this.raftLog.lastIndex() + 1, this.config.maxEntriesBytesPerMessage);
+      } catch (error) {
+        if (isStrataError(error, ErrorCode.COMPACTED)) return this.sendSnapshot(to, progress);
+        throw error;
+      }
+    }
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    let sizeBytes = 0;
+    for (const entry of entries) sizeBytes += entry.data.byteLength;
+    const append: AppendMessage = {
+      type: 'append',
+      from: this.id,
+      to,
+      term: this.term,
+      logTerm: previousTerm,
+      index: previousIndex,
+      entries,
+      commit: this.raftLog.committed,
+    };
+    this.send(append);
+    progress.sentEntries(entries.length, sizeBytes);
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, progress: Progress): boolean {
+    // A follower we have not heard from lately is probably down: do not stream to it.
+    if (!progress.recentActive) return false;
+    let snapshot: Snapshot;
+    try {
+      snapshot = this.raftLog.snapshot();
+    } catch (error) {
+      if (isStrataError(error, ErrorCode.SNAPSHOT_TEMPORARILY_UNAVAILABLE)) return false;
+      throw error;
+    }
+    assert(snapshot.metadata.index > 0, 'a compacted log has a snapshot');
+    progress.becomeSnapshot(snapshot.metadata.index);
+    const message: SnapshotMessage = { type: 'snapshot', from: this.id, to, term: this.term, snapshot };
+    this.send(message);
+    this.logger.debug('sent snapshot', { id: this.id, to, index: snapshot.metadata.index });
+    return true;
+  }
+
+  private broadcastHeartbeat(): void {
+    const context = this.config.readOnlyOption === 'safe' ? this.readOnly.lastContext() : undefined;
+    for (const id of this.tracker.progress.keys()) {
+      if (id !== this.id) this.sendHeartbeat(id, context);
+    }
+  }
+
+  private sendHeartbeat(to: NodeId, context: Uint8Array | undefined): void {
+    const progress = this.tracker.progress.get(to);
+    assert(progress !== undefined, 'heartbeat to a member');
+    // The follower may not have everything we committed: never tell it to commit past its match.
+    const commit = Math.min(progress.match, this.raftLog.committed);
+    const heartbeat: HeartbeatMessage = { type: 'heartbeat', from: this.id, to, term: this.term, commit, context };
+    this.send(heartbeat);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: 'timeoutNow', from: this.id, to, term: this.term });
+  }
+
+  private abortLeaderTransfer(): void {
+    this.leadTransferee = NO_NODE;
+  }
+
+  private handleAppendResponse(message: AppendResponseMessage): void {
+    const progress = this.tracker.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    if (message.reject) {
+      let nextProbeIndex = message.rejectHint;
+      if (message.logTerm > 0) nextProbeIndex = this.raftLog.findConflictByTerm(message.rejectHint, message.logTerm).index;
+      if (progress.maybeDecreaseTo(message.index, nextProbeIndex)) {
+        if (progress.state === 'replicate') progress.becomeProbe();
+        this.sendAppend(message.from);
+      }
+      return;
+    }
+    const wasPaused = progress.isPaused();
+    const updated = progress.maybeUpdate(message.index);
+    if (updated || (progress.match === message.index && progress.state === 'probe')) {
+      switch (progress.state) {
+        case 'probe':
+          progress.becomeReplicate();
+          break;
+        case 'snapshot':
+          if (progress.match + 1 >= this.raftLog.firstIndex()) {
+            progress.becomeProbe();
+            progress.becomeReplicate();
+          }
+          break;
+        case 'replicate':
+          progress.inflights.freeLE(message.index);
+          break;
+        default:
+          assertNever(progress.state, 'progress state');
+      }
+      if (this.maybeCommit()) this.onCommitAdvanced();
+      else if (wasPaused) this.sendAppend(message.from);
+      // Fill the pipeline: keep sending while flow control allows and there is more.
+      let sends = 0;
+      while (sends < this.config.maxInflightMessages && this.maybeSendAppend(message.from, false)) sends += 1;
+      if (message.from === this.leadTransferee && progress.match === this.raftLog.lastIndex()) {
+        this.logger.info('transferee caught up: sending TimeoutNow', { to: message.from });
+        this.sendTimeoutNow(message.from);
+      }
+    }
+  }
+
+  private handleHeartbeatResponse(message: HeartbeatResponseMessage): void {
+    const progress = this.tracker.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    progress.sentProbe = false;
+    if (progress.match < this.raftLog.lastIndex()) this.sendAppend(message.from);
+    if (this.config.readOnlyOption !== 'safe' || message.context === undefined) return;
+    const acks = this.readOnly.recordAck(message.from, message.context);
+    if (acks === undefined) return;
+    const votes = new Map<NodeId, boolean>();
+    for (const id of acks) votes.set(id, true);
+    if (jointVoteResult(this.tracker.config.voters, votes) !== 'won') return;
+    for (const request of this.readOnly.release(message.context)) {
+      this.respondToReadIndex(request.from, request.context, request.index);
+    }
+  }
+
+  private handleReadIndex(from: NodeId, context: Uint8Array): void {
+    const voters = this.tracker.config.voters;
+    if (voters.outgoing.size === 0 && voters.incoming.size === 1 && voters.incoming.has(this.id)) {
+      this.respondToReadIndex(from, context, this.raftLog.committed);
+      return;
+    }
+    // Until it commits an entry of its term, a new leader does not know the commit index.
+    if (this.raftLog.term(this.raftLog.committed) !== this.term) {
+      if (this.pendingReadIndexRequests.length < this.config.maxInflightMessages * 256) {
+        this.pendingReadIndexRequests.push({ from, context });
+      }
+      return;
+    }
+    this.serveReadIndex(from, context);
+  }
+
+  private serveReadIndex(from: NodeId, context: Uint8Array): void {
+    if (this.config.readOnlyOption === 'leaseBased') {
+      // Check-quorum guarantees a leader that lost its quorum steps down within an
+      // election timeout, before any other node can be elected (thesis §6.4.1).
+      this.respondToReadIndex(from, context, this.raftLog.committed);
+      return;
+    }
+    if (!this.readOnly.add(this.raftLog.committed, from, context)) return;
+    this.readOnly.recordAck(this.id, context);
+    for (const id of this.tracker.progress.keys()) {
+      if (id !== this.id) this.sendHeartbeat(id, context);
+    }
+  }
+
+  private releasePendingReadIndexRequests(): void {
+    if (this.pendingReadIndexRequests.length === 0) return;
+    if (this.raftLog.term(this.raftLog.committed) !== this.term) return;
+    const pending = this.pendingReadIndexRequests;
+    this.pendingReadIndexRequests = [];
+    for (const request of pending) this.serveReadIndex(request.from, request.context);
+  }
+
+  private respondToReadIndex(from: NodeId, context: Uint8Array, index: Index): void {
+    if (from === this.id) {
+      this.readStates.push({ index, context });
+      return;
+    }
+    const response: ReadIndexResponseMessage = { type: 'readIndexResponse', from: this.id, to: from, term: this.term, index, context };
+    this.send(response);
+  }
+
+  // ---------------------------------------------------------------- configuration
+
+  private afterConfigSwitch(): void {
+    const self = this.tracker.progress.get(this.id);
+    if (this.role === 'leader' && (self === undefined || self.isLearner)) {
+      // The leader was removed (its removal is committed, since it is being applied):
+      // step down so the remaining voters elect a leader among themselves.
+      this.logger.info('stepping down: removed from the configuration', { id: this.id, term: this.term });
+      this.becomeFollower(this.term, NO_NODE);
+      return;
+    }
+    if (this.role !== 'leader' || this.tracker.config.voters.incoming.size === 0) return;
+    // The quorum may have changed: a commit may be possible now, and new members need appends.
+    if (this.maybeCommit()) this.onCommitAdvanced();
+    else {
+      for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
+    }
+    if (this.leadTransferee !== NO_NODE && !this.tracker.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
+  }
+
+  private maybeAutoLeaveJoint(): void {
+    if (!this.tracker.config.autoLeave || !this.tracker.isJoint()) return;
+    if (this.pendingConfIndex > this.raftLog.applied || this.leadTransferee !== NO_NODE) return;
+    // The joint configuration is applied: leave it by proposing the empty change (thesis §4.3).
+    const entry: Entry = { term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange({ transition: 'auto', changes: [] }) };
+    let firstIndex: Index;
+    try {
+      ({ firstIndex } = this.appendEntries([entry]));
+    } catch (error) {
+      // Over the uncommitted limit: try again after the next advance.
+      if (isStrataError(error, ErrorCode.PROPOSAL_DROPPED)) return;
+      throw error;
+    }
+    this.pendingConfIndex = firstIndex;
+    this.logger.info('leaving joint configuration automatically', { id: this.id, index: firstIndex });
+    this.broadcastAppend();
+  }
+
+  // ---------------------------------------------------------------- output
+
+  private send(message: Message): void {
+    assert(message.from === this.id, 'messages are sent from this node');
+    assert(message.to !== this.id, 'no message to self');
+    this.messages.push(message);
+  }
+}
