@@ -38,6 +38,8 @@ export const ErrorCode = {
   DUPLICATE_KEY: 'DUPLICATE_KEY',
   /** A read asked for a revision after the current one (etcd: "mvcc: required revision is a future revision"). */
   FUTURE_REVISION: 'FUTURE_REVISION',
+  /** The native addon (native/) is not built or does not load here; `npm run build:native` builds it. */
+  NATIVE_UNAVAILABLE: 'NATIVE_UNAVAILABLE',
 } as const;
 
 /** ErrorCode is the union of the catalogue's codes. */
