@@ -205,18 +205,11 @@ export class Raft {
 
     const { hardState, confState } = config.storage.initialState();
     const storageHasConfig = confState.voters.length > 0 || confState.learners.length > 0;
+    const storageIsEmpty = !storageHasConfig && config.storage.lastIndex() === 0 && hardState.term === 0;
     if (storageHasConfig) {
       installConfChange(this.tracker, restoreConfState(confState), this.raftLog.lastIndex(), true);
-    } else if ((config.voters?.length ?? 0) > 0 || (config.learners?.length ?? 0) > 0) {
-      const bootstrap: ConfState = {
-        voters: config.voters ?? [],
-        learners: config.learners ?? [],
-        votersOutgoing: [],
-        learnersNext: [],
-        autoLeave: false,
-      };
-      installConfChange(this.tracker, restoreConfState(bootstrap), this.raftLog.lastIndex(), true);
     }
+    // Otherwise the configuration comes from conf change entries as they are applied.
     if (hardState.term !== 0 || hardState.vote !== NO_NODE || hardState.commit !== 0) {
       const first = this.raftLog.firstIndex();
       const last = this.raftLog.lastIndex();
@@ -233,6 +226,9 @@ export class Raft {
     this.becomeFollower(this.term, NO_NODE);
     this.previousSoftState = this.softState();
     this.previousHardState = this.hardState();
+    if (storageIsEmpty && ((config.voters?.length ?? 0) > 0 || (config.learners?.length ?? 0) > 0)) {
+      this.bootstrap(config.voters ?? [], config.learners ?? []);
+    }
     this.logger.info('raft node started', {
       id: this.id,
       term: this.term,
@@ -241,6 +237,25 @@ export class Raft {
       lastIndex: this.raftLog.lastIndex(),
       voters: sortedIds(this.tracker.config.voters.incoming),
     });
+  }
+
+  /**
+   * bootstrap starts a brand-new cluster member (after etcd-io/raft's RawNode.Bootstrap):
+   * one committed single-node ConfChange entry per initial member at term 1, applied to the
+   * configuration at once. Because the initial membership lives in the log, a node that
+   * joins later learns it from the log (or a snapshot) like every other change. The driver
+   * persists these entries with the first Ready and applies them again, harmlessly.
+   */
+  private bootstrap(voters: readonly NodeId[], learners: readonly NodeId[]): void {
+    const changes: ConfChange[] = [
+      ...voters.map((nodeId): ConfChange => ({ transition: 'auto', changes: [{ type: 'addVoter', nodeId }] })),
+      ...learners.map((nodeId): ConfChange => ({ transition: 'auto', changes: [{ type: 'addLearner', nodeId }] })),
+    ];
+    const entries = changes.map((change, offset): Entry => ({ term: 1, index: offset + 1, type: EntryType.ConfChange, data: encodeConfChange(change) }));
+    this.becomeFollower(1, NO_NODE);
+    this.raftLog.append(entries);
+    this.raftLog.committed = entries.length;
+    for (const change of changes) installConfChange(this.tracker, computeConfChange(this.tracker, change), this.raftLog.lastIndex(), false);
   }
 
   // ---------------------------------------------------------------- inputs

@@ -5,7 +5,7 @@
 
 import { assert } from '../../src/util/assert.ts';
 import { SeededRandom } from '../../src/util/random.ts';
-import type { ConfState, Entry, Message, NodeId, RaftConfig, ReadState } from '../../src/raft/index.ts';
+import type { ConfState, Entry, Message, NodeId, RaftConfig, ReadState, Ready } from '../../src/raft/index.ts';
 import { EntryType, MemoryLogStorage, Raft, RAFT_CONFIG_DEFAULTS, decodeConfChange } from '../../src/raft/index.ts';
 
 /** HarnessNode is one member of a harness cluster. */
@@ -72,6 +72,18 @@ export class Harness {
     return node;
   }
 
+  /** persist writes a Ready's snapshot, entries and hard state into a node's storage. */
+  persist(id: NodeId, ready: Ready): void {
+    const node = this.node(id);
+    if (ready.snapshot !== undefined) {
+      node.storage.applySnapshot(ready.snapshot);
+      const snapshotIndex = ready.snapshot.metadata.index;
+      node.applied = node.applied.filter((entry) => entry.index <= snapshotIndex);
+    }
+    node.storage.append(ready.entries);
+    if (ready.hardState !== undefined) node.storage.setHardState(ready.hardState);
+  }
+
   /** processReady persists, sends and applies every node's pending Ready (synchronously). */
   processReady(): boolean {
     let progressed = false;
@@ -82,12 +94,7 @@ export class Harness {
         progressed = true;
         const ready = node.raft.ready();
         this.mailbox.push(...ready.messages);
-        if (ready.snapshot !== undefined) {
-          node.storage.applySnapshot(ready.snapshot);
-          node.applied = node.applied.filter((entry) => entry.index <= ready.snapshot!.metadata.index);
-        }
-        node.storage.append(ready.entries);
-        if (ready.hardState !== undefined) node.storage.setHardState(ready.hardState);
+        this.persist(node.id, ready);
         this.mailbox.push(...ready.messagesAfterPersist);
         for (const entry of ready.committedEntries) {
           node.applied.push(entry);

@@ -1,0 +1,303 @@
+// Unit tests of the Raft core's behaviours that the golden scripts do not spell out:
+// persistence ordering, flow control, the uncommitted limit, learners, snapshots and
+// lease reads. Each cites the rule it checks.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
+import { SeededRandom } from '../../src/util/random.ts';
+import type { Message } from '../../src/raft/index.ts';
+import { EntryType, MemoryLogStorage, Raft, RAFT_CONFIG_DEFAULTS } from '../../src/raft/index.ts';
+import { Harness, bytes } from './harness.ts';
+
+function electedCluster(options: ConstructorParameters<typeof Harness>[1] = {}, voters = [1, 2, 3], learners: number[] = []): Harness {
+  const cluster = new Harness(voters, options, learners);
+  cluster.processReady();
+  cluster.node(1).raft.campaign();
+  cluster.stabilize();
+  assert.equal(cluster.leader(), 1);
+  return cluster;
+}
+
+function throwsCode(action: () => unknown, code: string): void {
+  assert.throws(action, (error: unknown) => isStrataError(error) && error.code === code);
+}
+
+describe('persistence ordering (thesis §10.2.1)', () => {
+  test('the leader sends appends before its own write is durable, and commits without it when followers are a majority', () => {
+    const cluster = electedCluster();
+    const leader = cluster.node(1).raft;
+    const { index } = leader.propose(bytes('x'));
+    const ready = leader.ready();
+    assert.deepEqual(ready.entries.map((entry) => entry.index), [index]);
+    const appends = ready.messages.filter((message) => message.type === 'append');
+    assert.equal(appends.length, 2, 'appends go out in Ready.messages, before persistence');
+    assert.equal(ready.messagesAfterPersist.length, 0);
+    // Followers persist and acknowledge while the leader's own write is still in flight.
+    for (const message of appends) cluster.node(message.to).raft.step(message);
+    cluster.processReady();
+    const acks = cluster.mailbox.splice(0).filter((message) => message.to === 1);
+    for (const message of acks) leader.step(message);
+    assert.equal(leader.status().commit, index, 'two followers are a majority of three');
+    cluster.persist(1, ready);
+    leader.advance(ready);
+  });
+
+  test('the leader counts itself only after advance() says its entries are persisted', () => {
+    const cluster = electedCluster();
+    cluster.isolate(3);
+    const leader = cluster.node(1).raft;
+    const { index } = leader.propose(bytes('y'));
+    const ready = leader.ready();
+    for (const message of ready.messages) if (message.to === 2) cluster.node(2).raft.step(message);
+    cluster.processReady();
+    for (const message of cluster.mailbox.splice(0)) if (message.to === 1) leader.step(message);
+    assert.equal(leader.status().commit, index - 1, 'one follower and an unpersisted leader are not a quorum');
+    cluster.persist(1, ready);
+    leader.advance(ready);
+    assert.equal(leader.status().commit, index, 'after advance the leader counts itself');
+  });
+
+  test('votes and acknowledgements wait for persistence', () => {
+    const cluster = new Harness([1, 2, 3]);
+    cluster.processReady();
+    cluster.node(1).raft.campaign();
+    const candidateReady = cluster.node(1).raft.ready();
+    assert.ok(candidateReady.hardState !== undefined && candidateReady.hardState.vote === 1);
+    assert.ok(candidateReady.mustSync);
+    assert.equal(candidateReady.messages.length, 0, 'vote requests need the persisted self-vote');
+    assert.equal(candidateReady.messagesAfterPersist.filter((message) => message.type === 'vote').length, 2);
+    cluster.persist(1, candidateReady);
+    cluster.node(1).raft.advance(candidateReady);
+    const request = candidateReady.messagesAfterPersist[0] as Message;
+    const voter = cluster.node(request.to).raft;
+    voter.step(request);
+    const voterReady = voter.ready();
+    assert.equal(voterReady.hardState?.vote, 1);
+    assert.deepEqual(voterReady.messages, []);
+    assert.deepEqual(voterReady.messagesAfterPersist.map((message) => message.type), ['voteResponse']);
+    cluster.persist(request.to, voterReady);
+    voter.advance(voterReady);
+  });
+
+  test('ready() may not be called twice without advance()', () => {
+    const cluster = electedCluster();
+    const leader = cluster.node(1).raft;
+    leader.propose(bytes('z'));
+    leader.ready();
+    assert.equal(leader.hasReady(), false);
+    assert.throws(() => leader.ready());
+  });
+});
+
+describe('flow control and batching', () => {
+  test('a follower in replicate state gets at most maxInflightMessages appends until it acknowledges', () => {
+    const cluster = electedCluster({ maxInflightMessages: 3 });
+    const leader = cluster.node(1).raft;
+    for (let i = 0; i < 10; i += 1) leader.propose(bytes(`p${i}`));
+    const ready = leader.ready();
+    const toTwo = ready.messages.filter((message) => message.type === 'append' && message.to === 2);
+    assert.equal(toTwo.length, 3);
+    cluster.mailbox.push(...ready.messages);
+    cluster.persist(1, ready);
+    leader.advance(ready);
+    cluster.stabilize();
+    assert.equal(cluster.appliedData(2).length, 10, 'acknowledgements free the window and the rest follows');
+  });
+
+  test('in-flight bytes bound the window too', () => {
+    const cluster = electedCluster({ maxInflightBytes: 250 });
+    const leader = cluster.node(1).raft;
+    for (let i = 0; i < 10; i += 1) leader.propose(new Uint8Array(100));
+    const ready = leader.ready();
+    const toTwo = ready.messages.filter((message) => message.type === 'append' && message.to === 2);
+    assert.equal(toTwo.length, 3, 'the window closes once 250 bytes are in flight (100 + 100 + 100)');
+    cluster.mailbox.push(...ready.messages);
+    cluster.persist(1, ready);
+    leader.advance(ready);
+    cluster.stabilize();
+    assert.equal(cluster.node(2).applied.filter((entry) => entry.data.byteLength === 100).length, 10);
+  });
+
+  test('an append message carries at most maxEntriesBytesPerMessage of entries, but at least one', () => {
+    const cluster = electedCluster({ maxEntriesBytesPerMessage: 300 });
+    cluster.isolate(2);
+    const leader = cluster.node(1).raft;
+    for (let i = 0; i < 6; i += 1) leader.propose(new Uint8Array(100));
+    leader.propose(new Uint8Array(1000));
+    cluster.stabilize();
+    cluster.heal();
+    cluster.tick(1, 1);
+    const delivered = cluster.stabilize();
+    const catchUp = delivered.filter((message) => message.type === 'append' && message.to === 2 && message.entries.length > 0);
+    assert.ok(catchUp.length >= 3, `catch-up is split into several messages, got ${catchUp.length}`);
+    for (const message of catchUp) {
+      if (message.type !== 'append') continue;
+      const size = message.entries.reduce((sum, entry) => sum + entry.data.byteLength + 16, 0);
+      assert.ok(message.entries.length === 1 || size <= 300, `message of ${size} bytes`);
+    }
+    assert.equal(cluster.node(2).raft.status().commit, cluster.node(1).raft.status().commit);
+  });
+
+  test('proposeBatch appends many entries under one call and one append per follower', () => {
+    const cluster = electedCluster();
+    const leader = cluster.node(1).raft;
+    const result = leader.proposeBatch([bytes('a'), bytes('b'), bytes('c')]);
+    assert.equal(result.lastIndex - result.firstIndex, 2);
+    const ready = leader.ready();
+    assert.equal(ready.messages.filter((message) => message.type === 'append' && message.to === 2).length, 1);
+    cluster.mailbox.push(...ready.messages);
+    cluster.persist(1, ready);
+    leader.advance(ready);
+    cluster.stabilize();
+    assert.deepEqual(cluster.appliedData(3), ['a', 'b', 'c']);
+  });
+
+  test('the uncommitted-bytes limit refuses proposals with PROPOSAL_DROPPED instead of growing', () => {
+    const cluster = electedCluster({ maxUncommittedBytes: 1000 });
+    cluster.isolate(2);
+    cluster.isolate(3);
+    const leader = cluster.node(1).raft;
+    leader.propose(new Uint8Array(600));
+    throwsCode(() => leader.propose(new Uint8Array(600)), ErrorCode.PROPOSAL_DROPPED);
+    leader.propose(new Uint8Array(300));
+    cluster.heal();
+    cluster.tick(1);
+    cluster.stabilize();
+    leader.propose(new Uint8Array(600));
+  });
+});
+
+describe('roles and membership', () => {
+  test('followers refuse proposals with NOT_LEADER naming the leader', () => {
+    const cluster = electedCluster();
+    assert.throws(
+      () => cluster.node(2).raft.propose(bytes('no')),
+      (error: unknown) => isStrataError(error, ErrorCode.NOT_LEADER) && error.details['leaderId'] === 1,
+    );
+  });
+
+  test('learners are replicated to but never campaign and are never counted (thesis §4.2.1)', () => {
+    const cluster = electedCluster({}, [1, 2, 3], [4]);
+    const learner = cluster.node(4).raft;
+    learner.campaign();
+    cluster.tick(4, 100);
+    assert.equal(learner.status().role, 'follower');
+    cluster.isolate(2);
+    cluster.isolate(3);
+    const { index } = cluster.node(1).raft.propose(bytes('l'));
+    cluster.stabilize();
+    assert.equal(cluster.node(4).raft.logTermAt(index), cluster.node(1).raft.status().term, 'the learner has the entry');
+    assert.ok(cluster.node(1).raft.status().commit < index, 'leader + learner are not a quorum');
+  });
+
+  test('a removed leader steps down once its removal is applied', () => {
+    const cluster = electedCluster();
+    cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });
+    cluster.stabilize();
+    assert.equal(cluster.node(1).raft.status().role, 'follower');
+    assert.deepEqual(cluster.node(2).raft.status().config.voters, [2, 3]);
+    cluster.tick(2, 40);
+    cluster.stabilize();
+    const leader = cluster.leader();
+    assert.ok(leader === 2 || leader === 3, `a remaining voter leads, got ${leader}`);
+  });
+});
+
+describe('snapshots', () => {
+  test('a follower whose next entries are compacted gets the snapshot and rebuilds its log and configuration', () => {
+    const cluster = electedCluster();
+    cluster.isolate(3);
+    const leaderNode = cluster.node(1);
+    for (let i = 0; i < 5; i += 1) leaderNode.raft.propose(bytes(`s${i}`));
+    cluster.stabilize();
+    const applied = leaderNode.raft.status().applied;
+    leaderNode.storage.createSnapshot(applied, leaderNode.raft.status().config, bytes('state'));
+    leaderNode.storage.compact(applied);
+    cluster.heal();
+    cluster.tick(1);
+    const delivered = cluster.stabilize();
+    assert.ok(delivered.some((message) => message.type === 'snapshot' && message.to === 3));
+    const follower = cluster.node(3);
+    assert.equal(follower.storage.snapshot().metadata.index, applied);
+    assert.deepEqual(follower.raft.status().config.voters, [1, 2, 3]);
+    assert.equal(leaderNode.raft.status().progress.get(3)?.state, 'replicate');
+    leaderNode.raft.propose(bytes('after'));
+    cluster.stabilize();
+    assert.equal(follower.raft.status().commit, leaderNode.raft.status().commit);
+  });
+
+  test('a failed snapshot report sends the follower back to probing and a new snapshot follows', () => {
+    const cluster = electedCluster();
+    cluster.isolate(3);
+    const leaderNode = cluster.node(1);
+    leaderNode.raft.propose(bytes('x'));
+    cluster.stabilize();
+    const applied = leaderNode.raft.status().applied;
+    leaderNode.storage.createSnapshot(applied, leaderNode.raft.status().config, bytes('state'));
+    leaderNode.storage.compact(applied);
+    cluster.heal();
+    cluster.tick(1);
+    let snapshotMessage: Message | undefined;
+    for (let round = 0; round < 10 && snapshotMessage === undefined; round += 1) {
+      cluster.processReady();
+      snapshotMessage = cluster.mailbox.find((message) => message.type === 'snapshot');
+      if (snapshotMessage === undefined) cluster.deliver();
+    }
+    assert.ok(snapshotMessage !== undefined, 'the leader sends a snapshot');
+    cluster.mailbox = cluster.mailbox.filter((message) => message !== snapshotMessage);
+    assert.equal(leaderNode.raft.status().progress.get(3)?.state, 'snapshot');
+    leaderNode.raft.reportSnapshot(3, false);
+    assert.equal(leaderNode.raft.status().progress.get(3)?.state, 'probe');
+    cluster.tick(1);
+    cluster.stabilize();
+    assert.equal(cluster.node(3).storage.snapshot().metadata.index, applied);
+  });
+});
+
+describe('reads', () => {
+  test('lease-based reads answer at once on a leader with check-quorum', () => {
+    const cluster = electedCluster({ checkQuorum: true, readOnlyOption: 'leaseBased' });
+    const leader = cluster.node(1);
+    leader.raft.readIndex(bytes('lease'));
+    cluster.processReady();
+    assert.deepEqual(leader.readStates.map((state) => state.index), [leader.raft.status().commit]);
+    assert.equal(cluster.mailbox.filter((message) => message.type === 'heartbeat').length, 0, 'no heartbeat round');
+  });
+
+  test('lease-based reads without check-quorum are refused at configuration time', () => {
+    throwsCode(
+      () =>
+        new Raft({
+          ...RAFT_CONFIG_DEFAULTS,
+          checkQuorum: false,
+          readOnlyOption: 'leaseBased',
+          id: 1,
+          storage: new MemoryLogStorage(),
+          random: new SeededRandom(1),
+        }),
+      ErrorCode.INVALID_ARGUMENT,
+    );
+  });
+
+  test('readIndex on a node that knows no leader fails with NOT_LEADER', () => {
+    const cluster = new Harness([1, 2, 3]);
+    throwsCode(() => cluster.node(2).raft.readIndex(bytes('r')), ErrorCode.NOT_LEADER);
+  });
+});
+
+describe('restart', () => {
+  test('a restarted node recovers term, vote, log and configuration from storage', () => {
+    const cluster = electedCluster();
+    cluster.node(1).raft.propose(bytes('kept'));
+    cluster.stabilize();
+    const before = cluster.node(2).raft.status();
+    cluster.restart(2);
+    cluster.processReady();
+    const after = cluster.node(2).raft.status();
+    assert.equal(after.term, before.term);
+    assert.equal(after.vote, before.vote);
+    assert.equal(after.lastIndex, before.lastIndex);
+    assert.deepEqual(after.config.voters, [1, 2, 3]);
+    assert.ok(cluster.node(2).applied.some((entry) => entry.type === EntryType.Normal && new TextDecoder().decode(entry.data) === 'kept'));
+  });
+});
