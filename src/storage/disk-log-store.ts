@@ -581,7 +581,7 @@ export class DiskLogStore implements LogStore {
     if (read !== bytes) throw corruption(segment.path, start, `expected ${bytes} bytes of records, the file has ${read}`);
     let offset = 0;
     for (let i = index; i < runEnd; i += 1) {
-      const { record, end: recordEnd } = decodeRecordAt(buffer, offset, segment.path);
+      const { record, end: recordEnd } = decodeRecordAt(buffer, offset, segment.path, start + offset);
       if (record.kind !== 'entry' || record.entry.index !== i || record.entry.term !== this.terms[this.position(i)]) {
         throw corruption(segment.path, start + offset, `expected entry ${i}, found another record`);
       }

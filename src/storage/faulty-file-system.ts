@@ -111,6 +111,8 @@ export class FaultyFileSystem implements StorageFileSystem {
   private descriptors = new Map<number, Inode>();
   private nextDescriptor = 100;
   private fdatasyncFailures = 0;
+  // While paused, asynchronous fdatasync calls wait here; nothing they cover is durable yet.
+  private heldFdatasyncs: (() => void)[] | undefined;
 
   /** fdatasyncCount counts successful fdatasync calls (tests use it to check group commit). */
   fdatasyncCount = 0;
@@ -123,6 +125,21 @@ export class FaultyFileSystem implements StorageFileSystem {
   failFdatasync(count = 1): void {
     assert(Number.isInteger(count) && count >= 0, 'failFdatasync: count must be a non-negative integer');
     this.fdatasyncFailures = count;
+  }
+
+  /**
+   * pauseFdatasync holds every later asynchronous fdatasync until resumeFdatasync(), so a
+   * test can crash while a group commit is written but not yet durable.
+   */
+  pauseFdatasync(): void {
+    this.heldFdatasyncs ??= [];
+  }
+
+  /** resumeFdatasync completes the held fdatasync calls (unless a crash came first). */
+  resumeFdatasync(): void {
+    const held = this.heldFdatasyncs ?? [];
+    this.heldFdatasyncs = undefined;
+    for (const complete of held) complete();
   }
 
   /** flipBit flips one bit of a stored file, in its durable and current content alike. */
@@ -147,6 +164,7 @@ export class FaultyFileSystem implements StorageFileSystem {
    */
   crash(mode: CrashMode = 'lose'): CrashReport {
     this.descriptors.clear();
+    this.heldFdatasyncs = undefined;
     this.entries = new Map(this.durableEntries);
     const files: { path: string; keptWrites: number; lostWrites: number; torn: boolean }[] = [];
     const seen = new Set<Inode>();
@@ -257,6 +275,17 @@ export class FaultyFileSystem implements StorageFileSystem {
   }
 
   fdatasync(fd: number): Promise<void> {
+    const held = this.heldFdatasyncs;
+    if (held !== undefined) {
+      const inode = this.inode(fd);
+      return new Promise((resolve, reject) => {
+        held.push(() => {
+          // A crash in between closed the file: the sync never happens and never answers.
+          if (this.descriptors.get(fd) !== inode) return;
+          this.fdatasync(fd).then(resolve, reject);
+        });
+      });
+    }
     try {
       this.fdatasyncSync(fd);
       return Promise.resolve();

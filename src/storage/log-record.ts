@@ -171,18 +171,24 @@ function writeSnapshot(writer: ByteWriter, snapshot: Snapshot): void {
 
 /**
  * decodeRecordAt decodes the record at `offset` of `source` (a whole record must be there),
- * verifying its CRC. It throws CORRUPTION, naming `where`, when the bytes are not a record.
+ * verifying its CRC. It throws CORRUPTION, naming `where` and `fileOffset` (where the record
+ * lies in its file, when `source` is a piece of the file), when the bytes are not a record.
  */
-export function decodeRecordAt(source: Uint8Array, offset: number, where: string): { record: LogRecord; end: number } {
+export function decodeRecordAt(
+  source: Uint8Array,
+  offset: number,
+  where: string,
+  fileOffset = offset,
+): { record: LogRecord; end: number } {
   const view = new DataView(source.buffer, source.byteOffset, source.byteLength);
-  if (offset + RECORD_HEADER_BYTES > source.byteLength) throw corruption(where, offset, 'record header is cut short');
+  if (offset + RECORD_HEADER_BYTES > source.byteLength) throw corruption(where, fileOffset, 'record header is cut short');
   const length = view.getUint32(offset, true);
-  if (length === 0 || length > RECORD_BODY_BYTES_MAX) throw corruption(where, offset, `record length ${length} is impossible`);
+  if (length === 0 || length > RECORD_BODY_BYTES_MAX) throw corruption(where, fileOffset, `record length ${length} is impossible`);
   const end = offset + RECORD_HEADER_BYTES + length;
-  if (end > source.byteLength) throw corruption(where, offset, 'record is cut short');
+  if (end > source.byteLength) throw corruption(where, fileOffset, 'record is cut short');
   const body = source.subarray(offset + RECORD_HEADER_BYTES, end);
-  if (unmaskCrc32c(view.getUint32(offset + 4, true)) !== crc32c(body)) throw corruption(where, offset, 'record CRC32c mismatch');
-  return { record: decodeBody(body, where, offset), end };
+  if (unmaskCrc32c(view.getUint32(offset + 4, true)) !== crc32c(body)) throw corruption(where, fileOffset, 'record CRC32c mismatch');
+  return { record: decodeBody(body, where, fileOffset), end };
 }
 
 function decodeBody(body: Uint8Array, where: string, offset: number): LogRecord {
