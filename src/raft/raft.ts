@@ -213,10 +213,13 @@ export class Raft {
     if (hardState.term !== 0 || hardState.vote !== NO_NODE || hardState.commit !== 0) {
       const first = this.raftLog.firstIndex();
       const last = this.raftLog.lastIndex();
-      if (hardState.commit < first - 1 || hardState.commit > last) {
-        throw new StrataError(ErrorCode.CORRUPTION, `hard state commit ${hardState.commit} is outside the log [${first - 1}, ${last}]`);
+      if (hardState.commit > last) {
+        throw new StrataError(ErrorCode.CORRUPTION, `hard state commit ${hardState.commit} is past the last log index ${last}`, {
+          details: { commit: hardState.commit, lastIndex: last },
+        });
       }
-      this.raftLog.committed = hardState.commit;
+      // A snapshot is committed by definition, so commit is at least its index.
+      this.raftLog.committed = Math.max(hardState.commit, first - 1);
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
