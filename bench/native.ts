@@ -1,0 +1,201 @@
+// bench/native.ts — `npm run bench:native`: the native addon against the alternatives, side
+// by side in one run on this machine.
+//
+// 1. CRC32c throughput (GB/s) over one 64 MiB buffer: every kernel of ours, @node-rs/crc32
+//    and sse4_crc32 (each said to be unavailable, with the reason, when it does not load).
+// 2. Sequential write throughput (MB/s) of a FILE_BYTES file ending in fdatasync, on the
+//    disk holding --dir (default: the system temporary folder): our aligned writer (O_DIRECT
+//    when allowed, QUEUE_DEPTH blocks in flight), `dd bs=1M conv=fdatasync` (dd's own
+//    reported time), and Node's fs.write + fdatasync.
+// Runs alternate between contenders so machine noise spreads over all of them; each figure
+// is the median of its runs with min–max beside it. The last lines are JSON, one per figure.
+//
+// Options: --runs N (default 7 for CRC, 5 for writes), --file-mib N (default 256), --dir PATH.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import {
+  AlignedFile,
+  allocateAligned,
+  crc32cImplementations,
+  crc32cImplementation,
+  crc32cWith,
+} from '../src/native/index.ts';
+import { formatSummary, summarize, type Summary } from './native/stats.ts';
+
+const { values: options } = parseArgs({
+  options: {
+    runs: { type: 'string' },
+    'file-mib': { type: 'string', default: '256' },
+    dir: { type: 'string', default: tmpdir() },
+  },
+});
+const CRC_BYTES = 64 << 20;
+const CRC_RUNS = Number(options.runs ?? 7);
+const WRITE_RUNS = Number(options.runs ?? 5);
+const FILE_BYTES = Number(options['file-mib']) << 20;
+const BLOCK_BYTES = 1 << 20; // the write block of every contender, as dd bs=1M
+const QUEUE_DEPTH = 4; // our writer's blocks in flight; the libuv pool has 4 threads
+const RUNS_MAX = 50;
+if (!(CRC_RUNS >= 1 && CRC_RUNS <= RUNS_MAX && FILE_BYTES >= BLOCK_BYTES)) throw new Error('bad --runs or --file-mib');
+
+interface Figure {
+  readonly name: string;
+  readonly unit: string;
+  readonly summary: Summary;
+  readonly note?: string;
+}
+const figures: Figure[] = [];
+
+function report(name: string, unit: string, values: readonly number[], note?: string): void {
+  const figure: Figure = { name, unit, summary: summarize(values), ...(note === undefined ? {} : { note }) };
+  figures.push(figure);
+  console.log(`  ${name.padEnd(34)} ${formatSummary(figure.summary, unit === 'GB/s' ? 2 : 0)} ${unit}${note ? `  [${note}]` : ''}`);
+}
+
+function seconds(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+// ---- CRC32c -------------------------------------------------------------------------------
+
+type CrcFunction = (data: Uint8Array) => number;
+const require = createRequire(import.meta.url);
+const unavailable: Record<string, string> = {};
+
+function loadComparison(name: string, load: () => CrcFunction): CrcFunction | undefined {
+  try {
+    return load();
+  } catch (error) {
+    unavailable[name] = error instanceof Error ? error.message.split('\n')[0] ?? '' : String(error);
+    return undefined;
+  }
+}
+
+async function benchCrc(): Promise<void> {
+  const data = allocateAligned(CRC_BYTES).bytes;
+  for (let index = 0; index < data.length; index += 4096) data[index] = index & 0xff;
+  const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const contenders = new Map<string, CrcFunction>();
+  for (const implementation of [...crc32cImplementations()].reverse()) {
+    contenders.set(`stratakv ${implementation}`, (bytes) => crc32cWith(implementation, bytes));
+  }
+  const nodeRs = loadComparison('@node-rs/crc32', () => {
+    const module = require('@node-rs/crc32') as { crc32c(input: Uint8Array, initial?: number): number };
+    return (bytes) => module.crc32c(bytes as Buffer);
+  });
+  if (nodeRs !== undefined) contenders.set('@node-rs/crc32 crc32c', nodeRs);
+  const sse4 = loadComparison('sse4_crc32', () => {
+    const module = require('sse4_crc32') as { calculate(input: Buffer, initial?: number): number; hardware_support: boolean };
+    if (!module.hardware_support) throw new Error('sse4_crc32 loaded without hardware support');
+    return (bytes) => module.calculate(bytes as Buffer);
+  });
+  if (sse4 !== undefined) contenders.set('sse4_crc32 calculate', sse4);
+
+  const expected = crc32cWith('table', data);
+  const results = new Map<string, number[]>();
+  for (const [name, run] of contenders) {
+    if (run(buffer) >>> 0 !== expected) throw new Error(`${name} computed a different CRC32c`);
+    results.set(name, []);
+  }
+  for (let round = 0; round < CRC_RUNS; round++) {
+    for (const [name, run] of contenders) {
+      const start = process.hrtime.bigint();
+      run(buffer);
+      results.get(name)?.push(CRC_BYTES / seconds(start) / 1e9);
+    }
+  }
+  console.log(`CRC32c over ${CRC_BYTES >> 20} MiB (default kernel here: ${crc32cImplementation()}):`);
+  for (const [name, values] of results) report(`crc32c ${name}`, 'GB/s', values);
+  for (const [name, reason] of Object.entries(unavailable)) console.log(`  ${name.padEnd(34)} unavailable: ${reason}`);
+}
+
+// ---- sequential writes --------------------------------------------------------------------
+
+async function writeAligned(path: string, direct: boolean): Promise<string> {
+  const file = await AlignedFile.open(path, { write: true, create: true, truncate: true, direct });
+  const blocks = Array.from({ length: QUEUE_DEPTH }, () => allocateAligned(BLOCK_BYTES).bytes.fill(0x5a));
+  const count = FILE_BYTES / BLOCK_BYTES;
+  let next = 0;
+  // QUEUE_DEPTH lanes, each writing its own buffer at the next free offset.
+  await Promise.all(
+    blocks.map(async (block) => {
+      while (next < count) {
+        const index = next++;
+        await file.writeAt(block, index * BLOCK_BYTES);
+      }
+    }),
+  );
+  await file.datasync();
+  await file.close();
+  return file.ioMode;
+}
+
+async function writeNodeFs(path: string): Promise<void> {
+  const handle = await open(path, 'w');
+  const block = Buffer.alloc(BLOCK_BYTES, 0x5a);
+  for (let offset = 0; offset < FILE_BYTES; offset += BLOCK_BYTES) await handle.write(block, 0, BLOCK_BYTES, offset);
+  await handle.datasync();
+  await handle.close();
+}
+
+function writeDd(path: string): number {
+  const child = spawnSync('dd', ['if=/dev/zero', `of=${path}`, 'bs=1M', `count=${FILE_BYTES / BLOCK_BYTES}`, 'conv=fdatasync'], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (child.status !== 0) throw new Error(`dd failed: ${child.stderr}`);
+  // "268435456 bytes (268 MB, 256 MiB) copied, 0.52 s, 516 MB/s": dd's own time, without spawning.
+  const match = /copied, ([0-9.]+) s/.exec(child.stderr);
+  if (match?.[1] === undefined) throw new Error(`dd said: ${child.stderr}`);
+  return Number(match[1]);
+}
+
+async function benchWrites(): Promise<void> {
+  const directory = mkdtempSync(join(options.dir, 'stratakv-bench-native-'));
+  const path = join(directory, 'write.bin');
+  const results = { ours: [] as number[], oursBuffered: [] as number[], dd: [] as number[], node: [] as number[] };
+  let mode = '';
+  try {
+    for (let round = 0; round < WRITE_RUNS; round++) {
+      // Rotate the order so no contender always runs right after another's writeback.
+      const order = (['ours', 'dd', 'oursBuffered', 'node'] as const).map((_, index, all) => all[(index + round) % all.length] ?? 'ours');
+      for (const contender of order) {
+        rmSync(path, { force: true });
+        const start = process.hrtime.bigint();
+        if (contender === 'ours') mode = await writeAligned(path, true);
+        else if (contender === 'oursBuffered') await writeAligned(path, false);
+        else if (contender === 'node') await writeNodeFs(path);
+        const elapsed = contender === 'dd' ? writeDd(path) : seconds(start);
+        results[contender].push(FILE_BYTES / elapsed / 1e6);
+      }
+    }
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+  console.log(`Sequential write of ${FILE_BYTES >> 20} MiB + fdatasync in ${options.dir}, 1 MiB blocks:`);
+  report(`write stratakv AlignedFile ${mode}`, 'MB/s', results.ours, `${QUEUE_DEPTH} blocks in flight`);
+  report('write stratakv AlignedFile buffered', 'MB/s', results.oursBuffered, `direct: false, ${QUEUE_DEPTH} blocks in flight`);
+  report('write dd conv=fdatasync', 'MB/s', results.dd, 'baseline');
+  report('write node fs.write+fdatasync', 'MB/s', results.node);
+  const percentOfDd = (values: number[]): string =>
+    ((summarize(values).median / summarize(results.dd).median) * 100).toFixed(0);
+  console.log(`  aligned writer / dd (medians): ${mode} ${percentOfDd(results.ours)} %, buffered ${percentOfDd(results.oursBuffered)} %`);
+}
+
+console.log(
+  `bench:native on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, ` +
+    `load average ${loadavg().map((load) => load.toFixed(2)).join(' ')} (other work on this machine makes figures noisy)`,
+);
+await benchCrc();
+await benchWrites();
+console.log(`load average at the end: ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
+for (const figure of figures) {
+  console.log(JSON.stringify({ bench: 'native', name: figure.name, unit: figure.unit, ...figure.summary, ...(figure.note ? { note: figure.note } : {}) }));
+}
+for (const [name, reason] of Object.entries(unavailable)) console.log(JSON.stringify({ bench: 'native', name: `crc32c ${name}`, unavailable: reason }));
