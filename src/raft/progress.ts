@@ -24,10 +24,12 @@ export class Progress {
   /** recentActive is set on any message from the follower; check-quorum clears it each round. */
   recentActive = false;
   /**
-   * sentProbe pauses a probing follower after one append until a heartbeat response (or an
-   * append response) arrives, so a follower that does not answer is not flooded.
+   * msgAppFlowPaused holds back appends: in probe state after one probe until the follower
+   * answers; in replicate state while the in-flight window is full. A heartbeat response
+   * clears it, so one (possibly empty) append goes out even with a full window: if every
+   * append in the window was lost, that append's answer is what frees the window.
    */
-  sentProbe = false;
+  msgAppFlowPaused = false;
   isLearner: boolean;
   readonly inflights: Inflights;
 
@@ -40,7 +42,7 @@ export class Progress {
   }
 
   private resetState(state: ProgressState): void {
-    this.sentProbe = false;
+    this.msgAppFlowPaused = false;
     this.pendingSnapshot = 0;
     this.state = state;
     this.inflights.reset();
@@ -82,9 +84,10 @@ export class Progress {
           this.next += entryCount;
           this.inflights.add(this.next - 1, sizeBytes);
         }
+        this.msgAppFlowPaused = this.inflights.full();
         break;
       case 'probe':
-        if (entryCount > 0) this.sentProbe = true;
+        if (entryCount > 0) this.msgAppFlowPaused = true;
         break;
       case 'snapshot':
         assert(false, 'sending entries to a follower in snapshot state');
@@ -96,7 +99,7 @@ export class Progress {
     if (index <= this.match) return false;
     this.match = index;
     this.next = Math.max(this.next, index + 1);
-    this.sentProbe = false;
+    this.msgAppFlowPaused = false;
     return true;
   }
 
@@ -114,7 +117,7 @@ export class Progress {
     // In probe state only a rejection of the last probe (next - 1) counts.
     if (this.next - 1 !== rejected) return false;
     this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
-    this.sentProbe = false;
+    this.msgAppFlowPaused = false;
     return true;
   }
 
@@ -122,9 +125,8 @@ export class Progress {
   isPaused(): boolean {
     switch (this.state) {
       case 'probe':
-        return this.sentProbe;
       case 'replicate':
-        return this.inflights.full();
+        return this.msgAppFlowPaused;
       case 'snapshot':
         return true;
     }

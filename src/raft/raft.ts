@@ -188,6 +188,13 @@ export class Raft {
   /** Reads that arrived before this leader committed an entry of its term (thesis §6.4). */
   private pendingReadIndexRequests: { from: NodeId; context: Uint8Array }[] = [];
 
+  /**
+   * campaignWhenApplied records a TimeoutNow that arrived while committed conf changes were
+   * still unapplied: the transfer campaign starts as soon as they are applied, instead of
+   * waiting a whole election timeout.
+   */
+  private campaignWhenApplied = false;
+
   private messages: Message[] = [];
   private readStates: ReadState[] = [];
   private previousSoftState: SoftState;
@@ -396,7 +403,7 @@ export class Raft {
     if (!ok) progress.pendingSnapshot = 0;
     progress.becomeProbe();
     // After a snapshot, wait for the follower's answer (or a heartbeat) before appending.
-    progress.sentProbe = true;
+    progress.msgAppFlowPaused = true;
   }
 
   /** step processes a message from a peer. */
@@ -495,6 +502,10 @@ export class Raft {
       if (lastCommitted.index > this.raftLog.applied) this.raftLog.appliedTo(lastCommitted.index);
       this.reduceUncommittedBytes(ready.committedEntries);
     }
+    if (this.campaignWhenApplied && this.role === 'follower' && !this.hasUnappliedConfChanges()) {
+      this.campaignWhenApplied = false;
+      this.hup('transfer');
+    }
     if (this.role !== 'leader') return;
     // The leader counts itself towards a quorum only for what it has persisted (thesis §10.2.1).
     const self = this.tracker.progress.get(this.id);
@@ -564,6 +575,7 @@ export class Raft {
     }
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
+    this.campaignWhenApplied = false;
     this.readOnly.clear();
     this.pendingReadIndexRequests = [];
   }
@@ -638,8 +650,13 @@ export class Raft {
         this.becomeFollower(this.term, NO_NODE);
         return;
       }
-      // A transfer that did not finish within an election timeout is abandoned.
+      // A transfer that did not finish within an election timeout is abandoned; a removed
+      // leader tries again, since it must not lead a configuration it is not part of.
       if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
+      if (!this.tracker.isVoter(this.id)) {
+        this.handOverAfterRemoval();
+        if (this.role !== 'leader') return;
+      }
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -663,7 +680,8 @@ export class Raft {
     }
     // Campaigning with an unapplied conf change could elect a leader under the wrong config.
     if (this.hasUnappliedConfChanges()) {
-      this.logger.info('not campaigning: committed configuration changes are not yet applied', { id: this.id });
+      this.logger.info('not campaigning yet: committed configuration changes are not yet applied', { id: this.id });
+      if (type === 'transfer') this.campaignWhenApplied = true;
       return;
     }
     this.startCampaign(type);
@@ -756,8 +774,13 @@ export class Raft {
       // A leader cut off by a partition would otherwise never learn that the term moved on
       // (its vote requests are ignored under pre-vote or the lease): tell it our term.
       this.send({ type: 'appendResponse', from: this.id, to: message.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
-    } else if (message.type === 'preVote') {
-      this.send({ type: 'preVoteResponse', from: this.id, to: message.from, term: this.term, reject: true });
+    } else if (message.type === 'preVote' || message.type === 'vote') {
+      // Refuse with our term (§5.1: a stale request is rejected with the current term). A
+      // candidate outside our configuration would otherwise never learn the term it must
+      // beat, and two candidates that cannot hear each other's requests could chase each
+      // other's terms forever.
+      const responseType = message.type === 'vote' ? 'voteResponse' : 'preVoteResponse';
+      this.send({ type: responseType, from: this.id, to: message.from, term: this.term, reject: true });
     }
   }
 
@@ -950,7 +973,7 @@ export class Raft {
   // ---------------------------------------------------------------- leader side
 
   private checkCanPropose(): void {
-    if (this.role !== 'leader' || !this.tracker.progress.has(this.id)) {
+    if (this.role !== 'leader' || !this.tracker.isVoter(this.id)) {
       throw new StrataError(ErrorCode.NOT_LEADER, `node ${this.id} is not the leader`, { details: { leaderId: this.leaderId } });
     }
     if (this.leadTransferee !== NO_NODE) {
@@ -1013,7 +1036,10 @@ export class Raft {
     const previousTerm = this.raftLog.term(previousIndex);
     let entries: readonly Entry[] = [];
     if (previousTerm === undefined) return this.sendSnapshot(to, progress);
-    if (progress.next <= this.raftLog.lastIndex()) {
+    // With a full window only an empty append goes out: its answer (accept or reject) frees
+    // the window even when every append in it was lost.
+    const windowFull = progress.state === 'replicate' && progress.inflights.full();
+    if (!windowFull && progress.next <= this.raftLog.lastIndex()) {
       try {
         entries = this.raftLog.slice(progress.next, this.raftLog.lastIndex() + 1, this.config.maxEntriesBytesPerMessage);
       } catch (error) {
@@ -1075,6 +1101,13 @@ export class Raft {
 
   private sendTimeoutNow(to: NodeId): void {
     this.send({ type: 'timeoutNow', from: this.id, to, term: this.term });
+    if (!this.tracker.isVoter(this.id)) {
+      // A removed leader's hand-over is done: the new leader will not talk to it (it is not
+      // in the configuration), so it steps down now. If TimeoutNow is lost, the voters time
+      // out and elect a leader, and this node, still running, can vote in that election.
+      this.logger.info('stepping down after handing leadership over', { id: this.id, to, term: this.term });
+      this.becomeFollower(this.term, NO_NODE);
+    }
   }
 
   private abortLeaderTransfer(): void {
@@ -1129,8 +1162,9 @@ export class Raft {
     const progress = this.tracker.progress.get(message.from);
     if (progress === undefined) return;
     progress.recentActive = true;
-    progress.sentProbe = false;
-    if (progress.match < this.raftLog.lastIndex()) this.sendAppend(message.from);
+    progress.msgAppFlowPaused = false;
+    // A probing follower that is caught up still needs an append to return to replicate.
+    if (progress.match < this.raftLog.lastIndex() || progress.state === 'probe') this.sendAppend(message.from);
     if (this.config.readOnlyOption !== 'safe' || message.context === undefined) return;
     const acks = this.readOnly.recordAck(message.from, message.context);
     if (acks === undefined) return;
@@ -1192,12 +1226,8 @@ export class Raft {
   // ---------------------------------------------------------------- configuration
 
   private afterConfigSwitch(): void {
-    const self = this.tracker.progress.get(this.id);
-    if (this.role === 'leader' && (self === undefined || self.isLearner)) {
-      // The leader was removed (its removal is committed, since it is being applied):
-      // step down so the remaining voters elect a leader among themselves.
-      this.logger.info('stepping down: removed from the configuration', { id: this.id, term: this.term });
-      this.becomeFollower(this.term, NO_NODE);
+    if (this.role === 'leader' && !this.tracker.isVoter(this.id)) {
+      this.handOverAfterRemoval();
       return;
     }
     if (this.role !== 'leader' || this.tracker.config.voters.incoming.size === 0) return;
@@ -1207,6 +1237,35 @@ export class Raft {
       for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
     }
     if (this.leadTransferee !== NO_NODE && !this.tracker.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
+  }
+
+  /**
+   * handOverAfterRemoval runs on a leader that applied its own removal (or demotion). It
+   * does not just step down: the remaining voters may not know yet that the removal is
+   * committed, and a voter that restarts without knowing it still counts the old leader in
+   * its quorum. Instead it hands leadership to the most caught-up remaining voter (thesis
+   * §4.2.2, §3.10), whose first entry commits the removal everywhere; it tries again every
+   * election timeout until the transfer succeeds, and steps down when no voter remains.
+   */
+  private handOverAfterRemoval(): void {
+    let target: NodeId = NO_NODE;
+    let targetMatch = -1;
+    for (const id of sortedIds(this.tracker.voterIds())) {
+      const progress = this.tracker.progress.get(id);
+      if (id === this.id || progress === undefined || progress.isLearner) continue;
+      if (progress.match > targetMatch) {
+        target = id;
+        targetMatch = progress.match;
+      }
+    }
+    if (target === NO_NODE) {
+      this.logger.info('stepping down: removed from the configuration', { id: this.id, term: this.term });
+      this.becomeFollower(this.term, NO_NODE);
+      return;
+    }
+    this.logger.info('removed from the configuration: handing leadership over', { id: this.id, to: target, term: this.term });
+    this.abortLeaderTransfer();
+    this.transferLeader(target);
   }
 
   private maybeAutoLeaveJoint(): void {

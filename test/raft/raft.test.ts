@@ -190,16 +190,39 @@ describe('roles and membership', () => {
     assert.ok(cluster.node(1).raft.status().commit < index, 'leader + learner are not a quorum');
   });
 
-  test('a removed leader steps down once its removal is applied', () => {
+  test('a removed leader hands leadership to a remaining voter once its removal is applied (thesis §4.2.2)', () => {
     const cluster = electedCluster();
     cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });
     cluster.stabilize();
     assert.equal(cluster.node(1).raft.status().role, 'follower');
     assert.deepEqual(cluster.node(2).raft.status().config.voters, [2, 3]);
-    cluster.tick(2, 40);
-    cluster.stabilize();
     const leader = cluster.leader();
     assert.ok(leader === 2 || leader === 3, `a remaining voter leads, got ${leader}`);
+    cluster.node(leader).raft.propose(bytes('after removal'));
+    cluster.stabilize();
+    assert.deepEqual(cluster.appliedData(leader === 2 ? 3 : 2), ['after removal']);
+  });
+
+  test('when the hand-over is lost, the removed node still votes so the others can elect and learn the removal', () => {
+    const cluster = electedCluster();
+    cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });
+    cluster.processReady();
+    cluster.deliver();
+    cluster.processReady();
+    cluster.deliver();
+    // The removal is committed and applied on 1, but 2 and 3 are cut off before they learn
+    // that, and the TimeoutNow is lost too.
+    cluster.isolate(1);
+    cluster.stabilize();
+    assert.deepEqual(cluster.node(1).raft.status().config.voters, [2, 3]);
+    assert.equal(cluster.node(1).raft.status().role, 'follower');
+    assert.deepEqual(cluster.node(2).raft.status().config.voters, [1, 2, 3], '2 does not know the removal is committed');
+    cluster.heal();
+    cluster.tick(2, 40);
+    cluster.stabilize();
+    assert.equal(cluster.leader(), 2);
+    assert.deepEqual(cluster.node(2).raft.status().config.voters, [2, 3]);
+    assert.deepEqual(cluster.node(3).raft.status().config.voters, [2, 3]);
   });
 });
 
