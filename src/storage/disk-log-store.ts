@@ -23,7 +23,8 @@ import type { FatalHandler } from './fatal.ts';
 import { abortOnFatal } from './fatal.ts';
 import type { StorageFileSystem } from './file-system.ts';
 import type { Checkpoint, LogRecord } from './log-record.ts';
-import { ENTRY_RECORD_FIXED_BYTES, corruption, decodeRecordAt, encodeRecords, recordBytes, scanSegment } from './log-record.ts';
+import { ENTRY_RECORD_FIXED_BYTES, corruption, decodeRecordAt, encodeBatch, encodeRecords, entryRecordBytes, recordBytes, scanSegment } from './log-record.ts';
+import { LogIndex } from './log-index.ts';
 import type { LogStore, SaveRequest } from './log-store.ts';
 
 /** SEGMENT_BYTES_MAX is the size after which writes move to a new segment (etcd's is 64 MiB too). */
@@ -79,11 +80,22 @@ interface Segment {
   size: number;
 }
 
+// One save waiting for its group: records before its entries (queued compactions and
+// snapshots, a snapshot install), its entries (already trimmed of compacted ones), records
+// after them (the hard state), and all of it encoded.
 interface PendingSave {
   readonly bytes: Uint8Array;
-  readonly records: readonly LogRecord[];
+  readonly before: readonly LogRecord[];
+  readonly entries: readonly Entry[];
+  readonly after: readonly LogRecord[];
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
+}
+
+interface PreparedSave {
+  readonly before: readonly LogRecord[];
+  readonly entries: readonly Entry[];
+  readonly after: readonly LogRecord[];
 }
 
 const CONSOLE_LOGGER: Logger = {
@@ -103,23 +115,11 @@ export class DiskLogStore implements LogStore {
   private readonly logger: Logger;
   private readonly onFatal: FatalHandler;
   private readonly segmentBytesMax: number;
-  private readonly cacheBytesMax: number;
 
   // The durable view that reads see.
   private hardState: HardState = EMPTY_HARD_STATE;
   private latestSnapshot: Snapshot;
-  private dummyIndex: Index = 0;
-  private dummyTerm: Term = 0;
-  // Per entry after the dummy, at position index - dummyIndex - 1: term, where its record is
-  // (segment sequence, offset, total record bytes) and, for recent entries, the entry itself.
-  // Invariant: all five arrays have the same length; cached entries form a suffix from cacheFloor.
-  private terms: Term[] = [];
-  private segmentOf: number[] = [];
-  private offsets: number[] = [];
-  private sizes: number[] = [];
-  private cache: (Entry | undefined)[] = [];
-  private cacheFloor = 0;
-  private cacheBytes = 0;
+  private readonly index: LogIndex;
 
   // Invariant: segments are in sequence order with no gaps; the last is the one written.
   private segments: Segment[] = [];
@@ -127,6 +127,8 @@ export class DiskLogStore implements LogStore {
   // compact() and createSnapshot() records waiting for the next flush.
   private queued: LogRecord[] = [];
   private flushing = false;
+  // Set while a group is written and not yet acknowledged.
+  private writing = false;
   private failure: StrataError | undefined;
   private closed = false;
   // The view including saves accepted but not yet durable, to validate new saves against.
@@ -144,9 +146,8 @@ export class DiskLogStore implements LogStore {
     this.logger = options.logger ?? CONSOLE_LOGGER;
     this.onFatal = options.onFatal ?? abortOnFatal;
     this.segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_MAX;
-    this.cacheBytesMax = options.cacheBytesMax ?? CACHE_BYTES_MAX;
     assert(this.segmentBytesMax > 0, 'segmentBytesMax must be positive');
-    assert(this.cacheBytesMax >= 0, 'cacheBytesMax must not be negative');
+    this.index = new LogIndex(options.cacheBytesMax ?? CACHE_BYTES_MAX);
     this.latestSnapshot = {
       metadata: { index: 0, term: 0, confState: options.initialConfState ?? EMPTY_CONF_STATE },
       data: new Uint8Array(0),
@@ -172,7 +173,8 @@ export class DiskLogStore implements LogStore {
 
   entries(lo: Index, hi: Index, maxBytes: number): readonly Entry[] {
     assert(lo <= hi, `entries: lo ${lo} > hi ${hi}`);
-    if (lo <= this.dummyIndex) throw compactedError(lo, this.dummyIndex);
+    const dummy = this.index.dummyIndex;
+    if (lo <= dummy) throw compactedError(lo, dummy);
     if (hi > this.lastIndex() + 1) throw unavailableError(hi - 1, this.lastIndex());
     if (lo === hi) return [];
     // Decide the count from the stored sizes first, so that only needed entries are read.
@@ -186,8 +188,7 @@ export class DiskLogStore implements LogStore {
     const result: Entry[] = [];
     let index = lo;
     while (index < end) {
-      const position = this.position(index);
-      const cached = this.cache[position];
+      const cached = this.index.cached(index);
       if (cached !== undefined) {
         result.push(cached);
         index += 1;
@@ -199,18 +200,19 @@ export class DiskLogStore implements LogStore {
   }
 
   term(index: Index): Term {
-    if (index < this.dummyIndex) throw compactedError(index, this.dummyIndex);
-    if (index === this.dummyIndex) return this.dummyTerm;
+    const dummy = this.index.dummyIndex;
+    if (index < dummy) throw compactedError(index, dummy);
+    if (index === dummy) return this.index.dummyTerm;
     if (index > this.lastIndex()) throw unavailableError(index, this.lastIndex());
-    return this.terms[this.position(index)] as Term;
+    return this.index.term(index);
   }
 
   firstIndex(): Index {
-    return this.dummyIndex + 1;
+    return this.index.dummyIndex + 1;
   }
 
   lastIndex(): Index {
-    return this.dummyIndex + this.terms.length;
+    return this.index.lastIndex();
   }
 
   snapshot(): Snapshot {
@@ -220,22 +222,26 @@ export class DiskLogStore implements LogStore {
   // ---- writes ----
 
   save(request: SaveRequest): Promise<void> {
-    let records: LogRecord[];
+    let prepared: PreparedSave;
     try {
-      records = this.prepare(request);
+      prepared = this.prepare(request);
     } catch (error) {
       if (error instanceof StrataError) return Promise.reject(error);
       throw error;
     }
-    return this.enqueue(records);
+    assert(this.pending.length < PENDING_SAVES_MAX, `more than ${PENDING_SAVES_MAX} saves pending`);
+    const bytes = encodeBatch(prepared.before, prepared.entries, prepared.after);
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ ...prepared, bytes, resolve, reject });
+      if (!this.flushing) void this.flushLoop();
+    });
   }
 
   saveSync(request: SaveRequest): void {
-    assert(!this.flushing && this.pending.length === 0, 'saveSync while asynchronous saves are in flight');
-    const records = this.prepare(request);
-    const all = [...this.queued.splice(0), ...records];
-    if (all.length === 0) return;
-    const bytes = encodeRecords(all);
+    assert(!this.writing && this.pending.length === 0, 'saveSync while asynchronous saves are in flight');
+    const prepared = this.prepare(request);
+    const bytes = encodeBatch(prepared.before, prepared.entries, prepared.after);
+    if (bytes.byteLength === 0) return;
     this.rollIfFull();
     const segment = this.activeSegment();
     const position = segment.size;
@@ -246,22 +252,23 @@ export class DiskLogStore implements LogStore {
     } catch (error) {
       throw this.fail(error);
     }
-    this.applyDurable(all, segment, position);
+    this.applyDurable(prepared, segment, position);
     this.deleteObsoleteSegments();
   }
 
   sync(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.queued.length === 0 && this.pending.length === 0 && !this.flushing) return Promise.resolve();
-    return this.enqueue([]);
+    return this.save({});
   }
 
   compact(index: Index): void {
     assert(!this.closed, 'compact on a closed log');
-    if (index <= this.dummyIndex) throw compactedError(index, this.dummyIndex);
+    const dummy = this.index.dummyIndex;
+    if (index <= dummy) throw compactedError(index, dummy);
     assert(index <= this.lastIndex(), `compact ${index} is out of bound last ${this.lastIndex()}`);
     const term = this.term(index);
-    this.compactInMemory(index, term);
+    this.index.compact(index, term);
     this.queued.push({ kind: 'compact', index, term });
   }
 
@@ -290,44 +297,42 @@ export class DiskLogStore implements LogStore {
 
   // ---- write path ----
 
-  // prepare validates a request against the accepted view and turns it into records.
-  private prepare(request: SaveRequest): LogRecord[] {
+  // prepare validates a request against the accepted view (durable plus pending saves) and
+  // splits it into records; it takes the queued compactions and snapshots along.
+  private prepare(request: SaveRequest): PreparedSave {
     assert(!this.closed, 'save on a closed log');
     if (this.failure !== undefined) throw this.failure;
-    const records: LogRecord[] = [];
-    let floor = this.dummyIndex;
+    let floor = this.index.dummyIndex;
+    let snapshotRecord: LogRecord | undefined;
     if (request.snapshot !== undefined) {
       const index = request.snapshot.metadata.index;
       if (index <= this.acceptedSnapshotIndex) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `snapshot at ${index} is not newer than ${this.acceptedSnapshotIndex}`);
       }
-      records.push({ kind: 'snapshot', install: true, snapshot: request.snapshot });
+      snapshotRecord = { kind: 'snapshot', install: true, snapshot: request.snapshot };
       floor = index;
     }
-    const entries = request.entries ?? [];
+    let entries = request.entries ?? [];
     let last = request.snapshot === undefined ? this.acceptedLastIndex : floor;
+    let skip = 0;
     for (let i = 0; i < entries.length; i += 1) {
       const entry = entries[i] as Entry;
       if (i > 0) assert(entry.index === (entries[i - 1] as Entry).index + 1, 'save: entries are not contiguous');
-      if (entry.index <= floor) continue; // compacted already, as MemoryLogStorage.append skips them
+      if (entry.index <= floor) {
+        skip = i + 1; // compacted already, as MemoryLogStorage.append skips them
+        continue;
+      }
       assert(entry.index <= last + 1, `save: gap in log, last ${last}, appending at ${entry.index}`);
       assert(Number.isSafeInteger(entry.term) && entry.term >= 0, 'save: bad entry term');
-      records.push({ kind: 'entry', entry });
       last = entry.index;
     }
-    if (request.hardState !== undefined) records.push({ kind: 'hardState', hardState: request.hardState });
+    if (skip > 0) entries = entries.slice(skip);
+    const before = this.queued.splice(0);
+    if (snapshotRecord !== undefined) before.push(snapshotRecord);
+    const after: LogRecord[] = request.hardState === undefined ? [] : [{ kind: 'hardState', hardState: request.hardState }];
     if (request.snapshot !== undefined) this.acceptedSnapshotIndex = request.snapshot.metadata.index;
     this.acceptedLastIndex = last;
-    return records;
-  }
-
-  private enqueue(records: LogRecord[]): Promise<void> {
-    assert(this.pending.length < PENDING_SAVES_MAX, `more than ${PENDING_SAVES_MAX} saves pending`);
-    const all = this.queued.length === 0 ? records : [...this.queued.splice(0), ...records];
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ bytes: encodeRecords(all), records: all, resolve, reject });
-      if (!this.flushing) void this.flushLoop();
-    });
+    return { before, entries, after };
   }
 
   // flushLoop writes everything pending as one group, fdatasyncs once, acknowledges the
@@ -353,6 +358,7 @@ export class DiskLogStore implements LogStore {
   private async writeGroup(group: readonly PendingSave[], bytes: number): Promise<void> {
     let segment: Segment;
     let position: number;
+    this.writing = true;
     try {
       this.rollIfFull();
       segment = this.activeSegment();
@@ -365,13 +371,15 @@ export class DiskLogStore implements LogStore {
       const failure = this.fail(error);
       for (const save of group) save.reject(failure);
       for (const save of this.pending.splice(0)) save.reject(failure);
+      this.writing = false;
       return;
     }
     let offset = position;
     for (const save of group) {
-      this.applyDurable(save.records, segment, offset);
+      this.applyDurable(save, segment, offset);
       offset += save.bytes.byteLength;
     }
+    this.writing = false;
     this.deleteObsoleteSegments();
     for (const save of group) save.resolve();
   }
@@ -387,34 +395,40 @@ export class DiskLogStore implements LogStore {
     return this.failure;
   }
 
-  // applyDurable makes records that are now durable visible to reads.
-  private applyDurable(records: readonly LogRecord[], segment: Segment, position: number): void {
+  // applyDurable makes a save that is now durable at `position` of `segment` visible to reads.
+  private applyDurable(save: PreparedSave, segment: Segment, position: number): void {
     let offset = position;
-    for (const record of records) {
-      const bytes = recordBytes(record);
-      switch (record.kind) {
-        case 'entry':
-          this.appendInMemory(record.entry, segment.sequence, offset, bytes, true);
-          segment.minEntryIndex = Math.min(segment.minEntryIndex, record.entry.index);
-          break;
-        case 'hardState':
-          this.hardState = record.hardState;
-          break;
-        case 'snapshot':
-          if (record.install) {
-            this.installInMemory(record.snapshot);
-            this.durableFloor = Math.max(this.durableFloor, record.snapshot.metadata.index);
-          }
-          break;
-        case 'compact':
-          // Already applied to memory when compact() was called.
-          this.durableFloor = Math.max(this.durableFloor, record.index);
-          break;
-        case 'checkpoint':
-          assert(false, 'checkpoints are written only when a segment starts');
-      }
+    for (const record of save.before) offset = this.applyRecord(record, offset);
+    for (const entry of save.entries) {
+      const bytes = entryRecordBytes(entry);
+      this.index.append(entry.index, entry.term, { segment: segment.sequence, offset, bytes }, entry);
       offset += bytes;
     }
+    if (save.entries.length > 0) segment.minEntryIndex = Math.min(segment.minEntryIndex, (save.entries[0] as Entry).index);
+    for (const record of save.after) offset = this.applyRecord(record, offset);
+  }
+
+  private applyRecord(record: LogRecord, offset: number): number {
+    switch (record.kind) {
+      case 'hardState':
+        this.hardState = record.hardState;
+        break;
+      case 'snapshot':
+        if (record.install) {
+          this.index.reset(record.snapshot.metadata.index, record.snapshot.metadata.term);
+          this.latestSnapshot = record.snapshot;
+          this.durableFloor = Math.max(this.durableFloor, record.snapshot.metadata.index);
+        }
+        break;
+      case 'compact':
+        // Already applied to memory when compact() was called.
+        this.durableFloor = Math.max(this.durableFloor, record.index);
+        break;
+      case 'entry':
+      case 'checkpoint':
+        assert(false, `a ${record.kind} record is not written this way`);
+    }
+    return offset + recordBytes(record);
   }
 
   private rollIfFull(): void {
@@ -475,115 +489,34 @@ export class DiskLogStore implements LogStore {
     }
   }
 
-  // ---- the in-memory view ----
-
-  private appendInMemory(entry: Entry, sequence: number, offset: number, bytes: number, cache: boolean): void {
-    const position = entry.index - this.dummyIndex - 1;
-    if (position < 0) return; // compacted while the save was in flight
-    assert(position <= this.terms.length, `gap in log: last ${this.lastIndex()}, appending ${entry.index}`);
-    if (position < this.terms.length) this.truncateInMemory(position);
-    this.terms.push(entry.term);
-    this.segmentOf.push(sequence);
-    this.offsets.push(offset);
-    this.sizes.push(bytes);
-    if (cache) {
-      // Appended entries join the cached suffix; eviction trims it from the old end.
-      this.cache.push(entry);
-      this.cacheBytes += entry.data.byteLength + ENTRY_OVERHEAD_BYTES;
-      this.evict();
-    } else {
-      // An uncached entry at the end means nothing before it may stay cached (the cache is a suffix).
-      this.cache.push(undefined);
-      this.dropCache();
-    }
-  }
-
-  private dropCache(): void {
-    for (let i = this.cacheFloor; i < this.cache.length; i += 1) this.cache[i] = undefined;
-    this.cacheFloor = this.cache.length;
-    this.cacheBytes = 0;
-  }
-
-  private truncateInMemory(position: number): void {
-    for (let i = Math.max(position, this.cacheFloor); i < this.cache.length; i += 1) {
-      const cached = this.cache[i];
-      if (cached !== undefined) this.cacheBytes -= cached.data.byteLength + ENTRY_OVERHEAD_BYTES;
-    }
-    this.terms.length = position;
-    this.segmentOf.length = position;
-    this.offsets.length = position;
-    this.sizes.length = position;
-    this.cache.length = position;
-    this.cacheFloor = Math.min(this.cacheFloor, position);
-  }
-
-  private evict(): void {
-    while (this.cacheBytes > this.cacheBytesMax && this.cacheFloor < this.cache.length) {
-      const cached = this.cache[this.cacheFloor];
-      if (cached !== undefined) this.cacheBytes -= cached.data.byteLength + ENTRY_OVERHEAD_BYTES;
-      this.cache[this.cacheFloor] = undefined;
-      this.cacheFloor += 1;
-    }
-  }
-
-  private compactInMemory(index: Index, term: Term): void {
-    const drop = index - this.dummyIndex;
-    assert(drop > 0 && drop <= this.terms.length, `compactInMemory: ${index} outside the log`);
-    for (let i = 0; i < drop; i += 1) {
-      const cached = this.cache[i];
-      if (cached !== undefined) this.cacheBytes -= cached.data.byteLength + ENTRY_OVERHEAD_BYTES;
-    }
-    this.terms.splice(0, drop);
-    this.segmentOf.splice(0, drop);
-    this.offsets.splice(0, drop);
-    this.sizes.splice(0, drop);
-    this.cache.splice(0, drop);
-    this.cacheFloor = Math.max(0, this.cacheFloor - drop);
-    this.dummyIndex = index;
-    this.dummyTerm = term;
-  }
-
-  private installInMemory(snapshot: Snapshot): void {
-    this.truncateInMemory(0);
-    this.cacheFloor = 0;
-    this.cacheBytes = 0;
-    this.dummyIndex = snapshot.metadata.index;
-    this.dummyTerm = snapshot.metadata.term;
-    this.latestSnapshot = snapshot;
-  }
-
-  private position(index: Index): number {
-    return index - this.dummyIndex - 1;
-  }
+  // ---- reading back from disk ----
 
   private entryLimitBytes(index: Index): number {
-    return (this.sizes[this.position(index)] as number) - ENTRY_RECORD_FIXED_BYTES + ENTRY_OVERHEAD_BYTES;
+    return this.index.recordBytes(index) - ENTRY_RECORD_FIXED_BYTES + ENTRY_OVERHEAD_BYTES;
   }
 
   // readRun reads uncached entries from `index` while they lie back to back in one segment
   // (one positional read for the run), verifies each record, and returns the next index.
   private readRun(index: Index, end: Index, into: Entry[]): Index {
-    const first = this.position(index);
-    const sequence = this.segmentOf[first] as number;
-    const start = this.offsets[first] as number;
+    const first = this.index.location(index);
     let runEnd = index + 1;
-    let bytes = this.sizes[first] as number;
-    while (runEnd < end) {
-      const position = this.position(runEnd);
-      if (this.cache[position] !== undefined || this.segmentOf[position] !== sequence || this.offsets[position] !== start + bytes) break;
-      bytes += this.sizes[position] as number;
+    let bytes = first.bytes;
+    while (runEnd < end && this.index.cached(runEnd) === undefined) {
+      const next = this.index.location(runEnd);
+      if (next.segment !== first.segment || next.offset !== first.offset + bytes) break;
+      bytes += next.bytes;
       runEnd += 1;
     }
-    const segment = this.segments.find((candidate) => candidate.sequence === sequence);
-    assert(segment !== undefined, `entry ${index} is in deleted segment ${sequence}`);
+    const segment = this.segments.find((candidate) => candidate.sequence === first.segment);
+    assert(segment !== undefined, `entry ${index} is in deleted segment ${first.segment}`);
     const buffer = new Uint8Array(bytes);
-    const read = this.fileSystem.readSync(segment.fd, buffer, start);
-    if (read !== bytes) throw corruption(segment.path, start, `expected ${bytes} bytes of records, the file has ${read}`);
+    const read = this.fileSystem.readSync(segment.fd, buffer, first.offset);
+    if (read !== bytes) throw corruption(segment.path, first.offset, `expected ${bytes} bytes of records, the file has ${read}`);
     let offset = 0;
     for (let i = index; i < runEnd; i += 1) {
-      const { record, end: recordEnd } = decodeRecordAt(buffer, offset, segment.path, start + offset);
-      if (record.kind !== 'entry' || record.entry.index !== i || record.entry.term !== this.terms[this.position(i)]) {
-        throw corruption(segment.path, start + offset, `expected entry ${i}, found another record`);
+      const { record, end: recordEnd } = decodeRecordAt(buffer, offset, segment.path, first.offset + offset);
+      if (record.kind !== 'entry' || record.entry.index !== i || record.entry.term !== this.index.term(i)) {
+        throw corruption(segment.path, first.offset + offset, `expected entry ${i}, found another record`);
       }
       into.push(record.entry);
       offset = recordEnd;
@@ -657,8 +590,7 @@ export class DiskLogStore implements LogStore {
     let minEntryIndex = Infinity;
     if (isFirst) {
       // Older segments were deleted after compaction: the log starts where this one did.
-      this.dummyIndex = checkpoint.lastIndex;
-      this.dummyTerm = checkpoint.lastTerm;
+      this.index.reset(checkpoint.lastIndex, checkpoint.lastTerm);
       this.hardState = checkpoint.hardState;
       this.latestSnapshot = checkpoint.snapshot;
       this.durableFloor = checkpoint.lastIndex;
@@ -668,19 +600,22 @@ export class DiskLogStore implements LogStore {
     for (let i = 1; i < records.length; i += 1) {
       const { record, offset, bytes } = records[i] as (typeof records)[number];
       switch (record.kind) {
-        case 'entry':
-          if (record.entry.index <= this.dummyIndex || record.entry.index > this.lastIndex() + 1) {
-            throw corruption(segmentPath, offset, `entry ${record.entry.index} does not follow the log (${this.dummyIndex}, ${this.lastIndex()}]`);
+        case 'entry': {
+          const index = record.entry.index;
+          if (index <= this.index.dummyIndex || index > this.lastIndex() + 1) {
+            throw corruption(segmentPath, offset, `entry ${index} does not follow the log (${this.index.dummyIndex}, ${this.lastIndex()}]`);
           }
-          this.appendInMemory(record.entry, sequence, offset, bytes, false);
-          minEntryIndex = Math.min(minEntryIndex, record.entry.index);
+          this.index.append(index, record.entry.term, { segment: sequence, offset, bytes }, undefined);
+          minEntryIndex = Math.min(minEntryIndex, index);
           break;
+        }
         case 'hardState':
           this.hardState = record.hardState;
           break;
         case 'snapshot':
           if (record.install) {
-            this.installInMemory(record.snapshot);
+            this.index.reset(record.snapshot.metadata.index, record.snapshot.metadata.term);
+            this.latestSnapshot = record.snapshot;
             this.durableFloor = record.snapshot.metadata.index;
           } else if (record.snapshot.metadata.index > this.latestSnapshot.metadata.index) {
             this.latestSnapshot = record.snapshot;
@@ -688,7 +623,7 @@ export class DiskLogStore implements LogStore {
           break;
         case 'compact':
           if (record.index > this.lastIndex()) throw corruption(segmentPath, offset, `compaction to ${record.index} beyond the log`);
-          if (record.index > this.dummyIndex) this.compactInMemory(record.index, record.term);
+          if (record.index > this.index.dummyIndex) this.index.compact(record.index, record.term);
           this.durableFloor = Math.max(this.durableFloor, record.index);
           break;
         case 'checkpoint':

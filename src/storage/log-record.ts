@@ -93,12 +93,54 @@ function confStateBytes(confState: ConfState): number {
   return 1 + 4 * 4 + 8 * lists;
 }
 
-/** encodeRecord writes `record` into `target` at `offset` and returns the offset after it. */
-export function encodeRecord(record: LogRecord, target: Uint8Array, offset: number): number {
+/** encodeRecords encodes records back to back into one new buffer. */
+export function encodeRecords(records: readonly LogRecord[]): Uint8Array {
+  return encodeBatch(records, [], []);
+}
+
+/**
+ * encodeBatch encodes `before`, then `entries` as entry records, then `after`, back to back
+ * into one new buffer. Entries take a direct path without a LogRecord wrapper: this is the
+ * append hot path.
+ */
+export function encodeBatch(before: readonly LogRecord[], entries: readonly Entry[], after: readonly LogRecord[]): Uint8Array {
+  let size = 0;
+  for (const record of before) size += recordBytes(record);
+  for (const entry of entries) size += ENTRY_RECORD_FIXED_BYTES + entry.data.byteLength;
+  for (const record of after) size += recordBytes(record);
+  const target = new Uint8Array(size);
+  // One writer (and one DataView) for the whole buffer.
+  const writer = new ByteWriter(target, 0);
+  for (const record of before) encodeRecord(record, writer);
+  for (const entry of entries) encodeEntryRecord(entry, writer);
+  for (const record of after) encodeRecord(record, writer);
+  assert(writer.offset === size, 'encodeBatch: size mismatch');
+  return target;
+}
+
+function encodeEntryRecord(entry: Entry, writer: ByteWriter): void {
+  const start = writer.offset;
+  const body = ENTRY_RECORD_FIXED_BYTES - RECORD_HEADER_BYTES + entry.data.byteLength;
+  assert(body <= RECORD_BODY_BYTES_MAX, `entry ${entry.index} of ${entry.data.byteLength} bytes is over the record maximum`);
+  writer.offset = start + RECORD_HEADER_BYTES;
+  writer.u8(RecordType.Entry);
+  writer.u64(entry.index);
+  writer.u64(entry.term);
+  writer.u8(entry.type);
+  writer.bytes(entry.data);
+  writer.offset = start;
+  writer.u32(body);
+  writer.u32(maskCrc32c(crc32c(writer.target.subarray(start + RECORD_HEADER_BYTES, start + RECORD_HEADER_BYTES + body))));
+  writer.offset = start + RECORD_HEADER_BYTES + body;
+}
+
+// encodeRecord writes one record at the writer's offset: the body first, then the header
+// with the body's length and masked CRC32c.
+function encodeRecord(record: LogRecord, writer: ByteWriter): void {
+  const start = writer.offset;
   const body = bodyBytes(record);
   assert(body <= RECORD_BODY_BYTES_MAX, `record body of ${body} bytes is over ${RECORD_BODY_BYTES_MAX}`);
-  assert(offset + RECORD_HEADER_BYTES + body <= target.byteLength, 'encodeRecord: target too small');
-  const writer = new ByteWriter(target, offset + RECORD_HEADER_BYTES);
+  writer.offset = start + RECORD_HEADER_BYTES;
   switch (record.kind) {
     case 'entry':
       writer.u8(RecordType.Entry);
@@ -133,21 +175,11 @@ export function encodeRecord(record: LogRecord, target: Uint8Array, offset: numb
       assertNever(record, 'record');
   }
   const end = writer.offset;
-  assert(end === offset + RECORD_HEADER_BYTES + body, 'encodeRecord: size mismatch');
-  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
-  view.setUint32(offset, body, true);
-  view.setUint32(offset + 4, maskCrc32c(crc32c(target.subarray(offset + RECORD_HEADER_BYTES, end))), true);
-  return end;
-}
-
-/** encodeRecords encodes records back to back into one new buffer. */
-export function encodeRecords(records: readonly LogRecord[]): Uint8Array {
-  let size = 0;
-  for (const record of records) size += recordBytes(record);
-  const target = new Uint8Array(size);
-  let offset = 0;
-  for (const record of records) offset = encodeRecord(record, target, offset);
-  return target;
+  assert(end === start + RECORD_HEADER_BYTES + body, 'encodeRecord: size mismatch');
+  writer.offset = start;
+  writer.u32(body);
+  writer.u32(maskCrc32c(crc32c(writer.target.subarray(start + RECORD_HEADER_BYTES, end))));
+  writer.offset = end;
 }
 
 function writeHardState(writer: ByteWriter, hardState: HardState): void {
@@ -322,7 +354,7 @@ const TWO_POW_32 = 0x1_0000_0000;
 
 class ByteWriter {
   private readonly view: DataView;
-  private readonly target: Uint8Array;
+  readonly target: Uint8Array;
   offset: number;
 
   constructor(target: Uint8Array, offset: number) {
