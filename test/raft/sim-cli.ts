@@ -1,24 +1,20 @@
 // sim-cli.ts — run the seeded Raft simulator from the command line.
 //
-//   npm run sim -- --seeds N --from S [--trace] [--join-after-config-bootstrap] [--silent-drops]
+//   npm run sim -- --seeds N --from S [--trace] [--keep-going]
 //
 // Runs seeds S..S+N-1 (default: 100 seeds from 1), stops at the first failure, prints the
 // failing seed, the broken invariant, the last trace lines and the command that replays the
 // seed exactly, and exits 1. --keep-going runs every seed and tallies the failures by
-// invariant (still exiting 1 if any failed). --trace prints every trace line of every run as it happens
-// (use it with --seeds 1). A seed alone determines a run: there are no other knobs, so a
-// seed that failed in `npm test` fails the same way here. The variant flags switch on
-// behaviour that trips known core bugs (see SimVariant in sim/sim-options.ts):
-// --join-after-config-bootstrap lets fresh nodes join clusters bootstrapped through
-// RaftConfig.voters; --silent-drops reports only a quarter of dropped messages to their
-// sender. A failure under a variant names its flags in the replay command.
+// invariant (still exiting 1 if any failed). --trace prints every trace line of every run
+// as it happens (use it with --seeds 1). A seed alone determines a run: there are no other
+// knobs, so a seed that failed in `npm test` fails the same way here.
 import { parseArgs } from 'node:util';
 import { formatFailure, formatSummary, runSeedRange } from './sim/seed-range.ts';
 
 /** PROGRESS_EVERY_SEEDS is how often a long run reports progress on stderr. */
 const PROGRESS_EVERY_SEEDS = 1_000;
 
-const usage = 'usage: npm run sim -- [--seeds N] [--from S] [--trace] [--join-after-config-bootstrap] [--silent-drops] [--keep-going]';
+const usage = 'usage: npm run sim -- [--seeds N] [--from S] [--trace] [--keep-going]';
 
 function parseCount(text: string, flag: string): number {
   if (!/^\d+$/.test(text)) {
@@ -33,8 +29,6 @@ function main(): void {
     seeds?: string;
     from?: string;
     trace?: boolean;
-    'join-after-config-bootstrap'?: boolean;
-    'silent-drops'?: boolean;
     'keep-going'?: boolean;
     help?: boolean;
   };
@@ -44,8 +38,6 @@ function main(): void {
         seeds: { type: 'string' },
         from: { type: 'string' },
         trace: { type: 'boolean' },
-        'join-after-config-bootstrap': { type: 'boolean' },
-        'silent-drops': { type: 'boolean' },
         'keep-going': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -67,10 +59,6 @@ function main(): void {
     from,
     count,
     keepGoing: values['keep-going'] === true,
-    variant: {
-      joinAfterConfigBootstrap: values['join-after-config-bootstrap'] === true,
-      silentDrops: values['silent-drops'] === true,
-    },
     ...(stream === undefined ? {} : { stream }),
     onResult: () => {
       done += 1;

@@ -13,8 +13,8 @@ import { SimNetwork } from './sim-network.ts';
 import type { DropReason } from './sim-network.ts';
 import { SimNode } from './sim-node.ts';
 import type { SimNodeHost } from './sim-node.ts';
-import { DEFAULT_SIM_VARIANT, deriveSimOptions, describeSimOptions, variantFlags } from './sim-options.ts';
-import type { RaftTuning, SimOptions, SimVariant } from './sim-options.ts';
+import { deriveSimOptions, describeSimOptions } from './sim-options.ts';
+import type { RaftTuning, SimOptions } from './sim-options.ts';
 import { TraceRing } from './trace-ring.ts';
 
 /** PROPOSAL_BATCH_MAX bounds the entries one injected proposal carries. */
@@ -76,14 +76,13 @@ export interface SimFailureReport {
 /** SimResult is the outcome of one seed. */
 export interface SimResult {
   readonly seed: number;
-  readonly variant: SimVariant;
   readonly stats: SimStats;
   readonly failure: SimFailureReport | undefined;
 }
 
 /** replayCommand is the one command that replays a seed exactly, with the full trace. */
-export function replayCommand(seed: number, variant: SimVariant = DEFAULT_SIM_VARIANT): string {
-  return ['npm run sim -- --seeds 1 --from', String(seed), '--trace', ...variantFlags(variant)].join(' ');
+export function replayCommand(seed: number): string {
+  return `npm run sim -- --seeds 1 --from ${seed} --trace`;
 }
 
 interface ScheduledEvent {
@@ -98,8 +97,8 @@ interface PendingRead {
 }
 
 /** runSimulation runs one seed; `stream` receives every trace line as it happens (--trace). */
-export function runSimulation(seed: number, stream?: (line: string) => void, variant: SimVariant = DEFAULT_SIM_VARIANT): SimResult {
-  const simulation = new ClusterSimulation(seed, variant, stream);
+export function runSimulation(seed: number, stream?: (line: string) => void): SimResult {
+  const simulation = new ClusterSimulation(seed, stream);
   return simulation.run();
 }
 
@@ -133,9 +132,9 @@ class ClusterSimulation implements SimNodeHost {
   private markerTerm: Term = 0;
   private lastReportedCommit: Index = 0;
 
-  constructor(seed: number, variant: SimVariant, stream?: (line: string) => void) {
+  constructor(seed: number, stream?: (line: string) => void) {
     this.random = new SeededRandom(seed);
-    this.options = deriveSimOptions(seed, this.random, variant);
+    this.options = deriveSimOptions(seed, this.random);
     this.tuning = this.options.raft;
     this.checker = new InvariantChecker(this.options.bootstrap === 'config' ? this.options.voterCount : 0);
     this.trace = new TraceRing(stream);
@@ -253,16 +252,9 @@ class ClusterSimulation implements SimNodeHost {
   private onDrop(message: Message, reason: DropReason): void {
     this.trace.recordMessage(this.step, `drop(${reason})`, message);
     if (message.type === 'snapshot') this.reportSnapshot(message, false);
-    // With silentDrops the transport notices a quarter of the failures, at the sender;
-    // otherwise both ends notice every one.
+    // A transport notices some failures, not all: the sender hears of a quarter of the drops.
     const sender = this.nodes[message.from - 1];
-    const receiver = this.nodes[message.to - 1];
-    if (this.options.variant.silentDrops) {
-      if (sender !== undefined && sender.isRunning && this.random.chance(1, 4)) sender.core.reportUnreachable(message.to);
-      return;
-    }
-    if (sender !== undefined && sender.isRunning) sender.core.reportUnreachable(message.to);
-    if (receiver !== undefined && receiver.isRunning) receiver.core.reportUnreachable(message.from);
+    if (sender !== undefined && sender.isRunning && this.random.chance(1, 4)) sender.core.reportUnreachable(message.to);
   }
 
   private reportSnapshot(message: SnapshotMessage, ok: boolean): void {
@@ -413,9 +405,7 @@ class ClusterSimulation implements SimNodeHost {
     if (config.votersOutgoing.length > 0) {
       return config.autoLeave ? undefined : { transition: 'auto', changes: [] };
     }
-    // A joiner after a 'config' bootstrap trips a known core bug (see SimVariant).
-    const joinable = this.options.bootstrap === 'snapshot' || this.options.variant.joinAfterConfigBootstrap;
-    const fresh = joinable ? this.nodes.filter((node) => node.lifecycle === 'unstarted').map((node) => node.id) : [];
+    const fresh = this.nodes.filter((node) => node.lifecycle === 'unstarted').map((node) => node.id);
     const voters = config.voters;
     const learners = config.learners;
     const canShrink = voters.length > 3 || (voters.length > 1 && this.random.chance(1, 4));
@@ -613,7 +603,7 @@ class ClusterSimulation implements SimNodeHost {
     this.stats.messagesSent = counters.sent;
     this.stats.messagesDropped = counters.dropped;
     this.stats.messagesDuplicated = counters.duplicated;
-    return { seed: this.options.seed, variant: this.options.variant, stats: this.stats, failure };
+    return { seed: this.options.seed, stats: this.stats, failure };
   }
 }
 

@@ -5,8 +5,6 @@
 import { performance } from 'node:perf_hooks';
 import { replayCommand, runSimulation } from './cluster-simulation.ts';
 import type { SimResult, SimStats } from './cluster-simulation.ts';
-import { DEFAULT_SIM_VARIANT } from './sim-options.ts';
-import type { SimVariant } from './sim-options.ts';
 
 /** SEEDS_PER_RANGE_MAX bounds one call of runSeedRange. */
 export const SEEDS_PER_RANGE_MAX = 10_000_000;
@@ -15,7 +13,6 @@ export const SEEDS_PER_RANGE_MAX = 10_000_000;
 export interface SeedRangeOptions {
   readonly from: number;
   readonly count: number;
-  readonly variant?: SimVariant;
   /** Run every seed instead of stopping at the first failure (the CLI's --keep-going). */
   readonly keepGoing?: boolean;
   /** Receives every trace line of every run (the CLI's --trace). */
@@ -53,7 +50,7 @@ export function runSeedRange(options: SeedRangeOptions): SeedRangeSummary {
   let failure: SimResult | undefined;
   const failuresByInvariant = new Map<string, { count: number; seeds: number[] }>();
   for (let seed = options.from; seed < options.from + options.count; seed += 1) {
-    const result = runSimulation(seed, options.stream, options.variant ?? DEFAULT_SIM_VARIANT);
+    const result = runSimulation(seed, options.stream);
     seedsRun += 1;
     totals = totals === undefined ? { ...result.stats } : addStats(totals, result.stats);
     options.onResult?.(result);
@@ -86,7 +83,7 @@ export function formatFailure(result: SimResult): string {
     `last ${failure.traceTail.length} trace lines:`,
     ...failure.traceTail.map((line) => `  ${line}`),
     `seed: ${result.seed}`,
-    `replay: ${replayCommand(result.seed, result.variant)}`,
+    `replay: ${replayCommand(result.seed)}`,
   ].join('\n');
 }
 

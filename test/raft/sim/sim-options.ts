@@ -58,47 +58,9 @@ export interface ActionRates {
  */
 export type BootstrapMode = 'config' | 'snapshot';
 
-/**
- * SimVariant switches on behaviour that a plain seed does not exercise because it trips a
- * known core bug; the replay command of a failure under a variant names its flag.
- */
-export interface SimVariant {
-  /**
-   * Let fresh nodes join after a 'config' bootstrap. Off by default: the core installs
-   * RaftConfig.voters without writing them to the log, so a joiner that catches up from the
-   * log (not a snapshot) replays the conf changes onto an empty configuration and reaches
-   * a different one (see the simulator report; e.g. seed 4 with this flag).
-   */
-  readonly joinAfterConfigBootstrap: boolean;
-  /**
-   * Report only a quarter of dropped messages, and only to their sender (reportUnreachable),
-   * as a transport that misses some failures would. Off by default, where both ends of a
-   * link notice every drop (a broken stream is seen from both sides). The core needs the
-   * reports: a leader whose appends to a follower in 'replicate' state, or the answers to
-   * them, were lost with a full inflight window sends that follower nothing but heartbeats
-   * from then on (see the simulator report; e.g. seeds 11 and 38 with this flag).
-   */
-  readonly silentDrops: boolean;
-}
-
-/** DEFAULT_SIM_VARIANT is the variant `npm test` and a plain `npm run sim` use. */
-export const DEFAULT_SIM_VARIANT: SimVariant = { joinAfterConfigBootstrap: false, silentDrops: false };
-
-/** SIM_VARIANT_FLAGS maps each variant switch to its CLI flag. */
-export const SIM_VARIANT_FLAGS: Readonly<Record<keyof SimVariant, string>> = {
-  joinAfterConfigBootstrap: '--join-after-config-bootstrap',
-  silentDrops: '--silent-drops',
-};
-
-/** variantFlags renders the CLI flags that select `variant`. */
-export function variantFlags(variant: SimVariant): string[] {
-  return (Object.keys(SIM_VARIANT_FLAGS) as Array<keyof SimVariant>).filter((key) => variant[key]).map((key) => SIM_VARIANT_FLAGS[key]);
-}
-
 /** SimOptions is everything that shapes one run. */
 export interface SimOptions {
   readonly seed: number;
-  readonly variant: SimVariant;
   readonly voterCount: 3 | 5;
   readonly bootstrap: BootstrapMode;
   /** Ids 1..nodeIdCount exist; ids above voterCount start empty and may join. */
@@ -123,7 +85,7 @@ export const HEAL_ELECTION_TIMEOUTS_MAX = 50;
 export const FAULT_STEPS = 1_200;
 
 /** deriveSimOptions draws a run's parameters from its seeded random source. */
-export function deriveSimOptions(seed: number, random: SeededRandom, variant: SimVariant = DEFAULT_SIM_VARIANT): SimOptions {
+export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions {
   const voterCount = random.chance(1, 2) ? 3 : 5;
   const bootstrap: BootstrapMode = random.chance(1, 3) ? 'config' : 'snapshot';
   const nodeIdCount = Math.min(NODE_IDS_MAX, voterCount + 1 + random.intBelow(3));
@@ -163,7 +125,6 @@ export function deriveSimOptions(seed: number, random: SeededRandom, variant: Si
   };
   return {
     seed,
-    variant,
     voterCount,
     bootstrap,
     nodeIdCount,
@@ -181,7 +142,7 @@ export function deriveSimOptions(seed: number, random: SeededRandom, variant: Si
 export function describeSimOptions(options: SimOptions): string {
   const { raft, network, actions } = options;
   return [
-    `seed=${options.seed} voters=${options.voterCount} ids=${options.nodeIdCount} bootstrap=${options.bootstrap} ${variantFlags(options.variant).join(' ')}`.trimEnd(),
+    `seed=${options.seed} voters=${options.voterCount} ids=${options.nodeIdCount} bootstrap=${options.bootstrap}`,
     `election=${raft.electionTicks} heartbeat=${raft.heartbeatTicks} preVote=${raft.preVote} checkQuorum=${raft.checkQuorum} readOnly=${raft.readOnlyOption}`,
     `inflight=${raft.maxInflightMessages}/${raft.maxInflightBytes}B msgBytes=${raft.maxEntriesBytesPerMessage} uncommitted=${raft.maxUncommittedBytes} readyBytes=${raft.maxCommittedBytesPerReady}`,
     `loss=${network.lossPerMille}‰ dup=${network.duplicatePerMille}‰ longDelay=${network.longDelayPerMille}‰ delay<=${network.delayStepsMax}${network.inOrder ? ' inOrder' : ''}`,
