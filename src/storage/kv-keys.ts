@@ -1,0 +1,133 @@
+// The state machine's layout inside LevelDB, and etcd's key-range conventions.
+//
+// Every LevelDB key starts with a one-byte area tag so that areas never mix:
+//   'k' + user key        -> the key's current value and counters (StoredValue)
+//   'm' + "state"         -> the applied index and the revision (MetaState)
+// The tag 'r' is kept free for a revision history (etcd's MVCC history) when it comes.
+
+import { assert } from '../util/assert.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+
+const KEY_TAG = 0x6b; // 'k'
+const KEY_TAG_END = 0x6c; // 'l': the first LevelDB key after every user key
+const STORED_VALUE_FORMAT = 1;
+const META_FORMAT = 1;
+const STORED_VALUE_HEADER_BYTES = 1 + 4 * 8;
+const TWO_POW_32 = 0x1_0000_0000;
+
+/** META_KEY is where the applied index and revision are kept. */
+export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
+
+/** compareBytes orders byte strings as etcd and LevelDB do (unsigned, shorter first on a tie). */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}
+
+/** storageKey is the LevelDB key of a user key. */
+export function storageKey(userKey: Uint8Array): Uint8Array {
+  const key = new Uint8Array(userKey.byteLength + 1);
+  key[0] = KEY_TAG;
+  key.set(userKey, 1);
+  return key;
+}
+
+/** userKeyOf is the user key of a LevelDB key from the 'k' area. */
+export function userKeyOf(key: Uint8Array): Uint8Array {
+  assert(key[0] === KEY_TAG, 'userKeyOf: not a user key');
+  return key.subarray(1);
+}
+
+/** LevelRange is a LevelDB range [gte, lt) over the 'k' area. */
+export interface LevelRange {
+  readonly gte: Uint8Array;
+  readonly lt: Uint8Array;
+}
+
+/**
+ * levelRange turns etcd's (key, rangeEnd) into a LevelDB range, or undefined for a single
+ * key: an empty rangeEnd is the key alone; "\0" is every key >= key; otherwise
+ * [key, rangeEnd), empty when rangeEnd <= key.
+ */
+export function levelRange(key: Uint8Array, rangeEnd: Uint8Array | undefined): LevelRange | undefined {
+  if (rangeEnd === undefined || rangeEnd.byteLength === 0) return undefined;
+  const gte = storageKey(key);
+  if (rangeEnd.byteLength === 1 && rangeEnd[0] === 0) return { gte, lt: Uint8Array.of(KEY_TAG_END) };
+  return { gte, lt: storageKey(rangeEnd) };
+}
+
+/** inLevelRange tells whether a LevelDB key lies in a range. */
+export function inLevelRange(key: Uint8Array, range: LevelRange): boolean {
+  return compareBytes(range.gte, key) <= 0 && compareBytes(key, range.lt) < 0;
+}
+
+/** StoredValue is a key's current state as stored. */
+export interface StoredValue {
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly lease: number;
+  readonly value: Uint8Array;
+}
+
+/** encodeStoredValue lays a StoredValue out as a format byte, four u64 and the value. */
+export function encodeStoredValue(stored: StoredValue): Uint8Array {
+  const bytes = new Uint8Array(STORED_VALUE_HEADER_BYTES + stored.value.byteLength);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = STORED_VALUE_FORMAT;
+  writeU64(view, 1, stored.createRevision);
+  writeU64(view, 9, stored.modRevision);
+  writeU64(view, 17, stored.version);
+  writeU64(view, 25, stored.lease);
+  bytes.set(stored.value, STORED_VALUE_HEADER_BYTES);
+  return bytes;
+}
+
+/** decodeStoredValue reads a StoredValue; bad bytes are CORRUPTION. */
+export function decodeStoredValue(bytes: Uint8Array): StoredValue {
+  if (bytes.byteLength < STORED_VALUE_HEADER_BYTES || bytes[0] !== STORED_VALUE_FORMAT) {
+    throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed stored value');
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return {
+    createRevision: readU64(view, 1),
+    modRevision: readU64(view, 9),
+    version: readU64(view, 17),
+    lease: readU64(view, 25),
+    value: bytes.subarray(STORED_VALUE_HEADER_BYTES),
+  };
+}
+
+/** MetaState is what the state machine has applied: the last entry and the revision it reached. */
+export interface MetaState {
+  readonly appliedIndex: number;
+  readonly appliedTerm: number;
+  readonly revision: number;
+}
+
+/** encodeMetaState lays MetaState out as a format byte and three u64. */
+export function encodeMetaState(meta: MetaState): Uint8Array {
+  const bytes = new Uint8Array(1 + 3 * 8);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = META_FORMAT;
+  writeU64(view, 1, meta.appliedIndex);
+  writeU64(view, 9, meta.appliedTerm);
+  writeU64(view, 17, meta.revision);
+  return bytes;
+}
+
+/** decodeMetaState reads MetaState; bad bytes are CORRUPTION. */
+export function decodeMetaState(bytes: Uint8Array): MetaState {
+  if (bytes.byteLength !== 25 || bytes[0] !== META_FORMAT) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed meta state');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { appliedIndex: readU64(view, 1), appliedTerm: readU64(view, 9), revision: readU64(view, 17) };
+}
+
+function writeU64(view: DataView, offset: number, value: number): void {
+  assert(Number.isSafeInteger(value) && value >= 0, `u64: ${value} is not a non-negative safe integer`);
+  view.setUint32(offset, value % TWO_POW_32, true);
+  view.setUint32(offset + 4, Math.floor(value / TWO_POW_32), true);
+}
+
+function readU64(view: DataView, offset: number): number {
+  return view.getUint32(offset + 4, true) * TWO_POW_32 + view.getUint32(offset, true);
+}

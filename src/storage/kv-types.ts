@@ -1,0 +1,156 @@
+// The KV requests the state machine applies and the answers it gives, with etcd's semantics
+// (etcdserverpb's Put/Range/DeleteRange/Txn, without leases, sorting or history for now).
+// Keys and values are bytes. Revisions, versions and counts are safe integers.
+
+/** KeyValue is one stored pair with etcd's per-key counters. */
+export interface KeyValue {
+  readonly key: Uint8Array;
+  /** Empty for keys-only reads. */
+  readonly value: Uint8Array;
+  /** The revision of the Put that created the key (since its last delete). */
+  readonly createRevision: number;
+  /** The revision of the last Put to the key. */
+  readonly modRevision: number;
+  /** How many Puts the key has had since it was created; a delete resets it. */
+  readonly version: number;
+  /** Always 0: leases are not supported yet. */
+  readonly lease: number;
+}
+
+/** PutRequest stores `value` under `key`. */
+export interface PutRequest {
+  readonly type: 'put';
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  /** Return the pair as it was before the Put. */
+  readonly prevKv?: boolean;
+}
+
+/**
+ * RangeRequest reads [key, rangeEnd). As in etcd: an empty rangeEnd reads the one key; a
+ * rangeEnd of a single zero byte reads every key >= key (and key "\0" with it reads all);
+ * a prefix range is [prefix, prefix with its last byte incremented).
+ */
+export interface RangeRequest {
+  readonly type: 'range';
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array;
+  /** The most keys to return; 0 means no limit. `count` still counts them all. */
+  readonly limit?: number;
+  /** Read at this revision; 0 means the current one. Older ones are compacted (no history yet). */
+  readonly revision?: number;
+  /** Return keys without values. */
+  readonly keysOnly?: boolean;
+  /** Return only the count. */
+  readonly countOnly?: boolean;
+  /** A serializable read may be answered from this replica's applied state. */
+  readonly serializable?: boolean;
+}
+
+/** DeleteRangeRequest deletes [key, rangeEnd) with RangeRequest's conventions. */
+export interface DeleteRangeRequest {
+  readonly type: 'deleteRange';
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array;
+  /** Return the deleted pairs. */
+  readonly prevKv?: boolean;
+}
+
+/** CompareTarget is the field of a key a Txn compare looks at. */
+export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision' | 'lease';
+/** CompareResult is how a Txn compare relates the field to its operand. */
+export type CompareResult = 'equal' | 'notEqual' | 'less' | 'greater';
+
+/**
+ * Compare is one condition of a Txn. Over a range (rangeEnd set) every key must satisfy it.
+ * On a missing key, numeric targets compare against 0 and a value compare is always false.
+ */
+export type Compare =
+  | { readonly target: 'value'; readonly result: CompareResult; readonly key: Uint8Array; readonly rangeEnd?: Uint8Array; readonly value: Uint8Array }
+  | {
+      readonly target: Exclude<CompareTarget, 'value'>;
+      readonly result: CompareResult;
+      readonly key: Uint8Array;
+      readonly rangeEnd?: Uint8Array;
+      readonly number: number;
+    };
+
+/** TxnOperation is one request inside a Txn branch (nested Txns are not supported). */
+export type TxnOperation = PutRequest | RangeRequest | DeleteRangeRequest;
+
+/** TxnRequest runs `success` if every compare holds, else `failure`, as one revision. */
+export interface TxnRequest {
+  readonly type: 'txn';
+  readonly compare: readonly Compare[];
+  readonly success: readonly TxnOperation[];
+  readonly failure: readonly TxnOperation[];
+}
+
+/** KvRequest is anything the state machine applies. */
+export type KvRequest = PutRequest | RangeRequest | DeleteRangeRequest | TxnRequest;
+
+/** KvCommand is what a Raft entry carries: a request and the id its proposer waits on. */
+export interface KvCommand {
+  readonly id: number;
+  readonly request: KvRequest;
+}
+
+/** PutResponse answers a Put. */
+export interface PutResponse {
+  readonly type: 'put';
+  readonly revision: number;
+  readonly prevKv?: KeyValue;
+}
+
+/** RangeResponse answers a Range. */
+export interface RangeResponse {
+  readonly type: 'range';
+  readonly revision: number;
+  readonly kvs: readonly KeyValue[];
+  /** Whether keys beyond `limit` exist. */
+  readonly more: boolean;
+  /** How many keys the range holds (ignoring limit). */
+  readonly count: number;
+}
+
+/** DeleteRangeResponse answers a DeleteRange. */
+export interface DeleteRangeResponse {
+  readonly type: 'deleteRange';
+  readonly revision: number;
+  readonly deleted: number;
+  readonly prevKvs: readonly KeyValue[];
+}
+
+/** TxnOperationResponse is the answer to one TxnOperation. */
+export type TxnOperationResponse = PutResponse | RangeResponse | DeleteRangeResponse;
+
+/** TxnResponse answers a Txn. */
+export interface TxnResponse {
+  readonly type: 'txn';
+  readonly revision: number;
+  readonly succeeded: boolean;
+  readonly responses: readonly TxnOperationResponse[];
+}
+
+/** KvResponse is any answer. */
+export type KvResponse = PutResponse | RangeResponse | DeleteRangeResponse | TxnResponse;
+
+/** KvLimits bounds requests; the defaults are etcd's. */
+export interface KvLimits {
+  /** The largest encoded request (etcd --max-request-bytes, 1.5 MiB). */
+  readonly requestBytesMax: number;
+  /** The largest key. */
+  readonly keyBytesMax: number;
+  /** The largest value. */
+  readonly valueBytesMax: number;
+  /** The most compares, or operations in one branch, of a Txn (etcd --max-txn-ops, 128). */
+  readonly txnOperationsMax: number;
+}
+
+/** DEFAULT_KV_LIMITS are etcd's default limits. */
+export const DEFAULT_KV_LIMITS: KvLimits = {
+  requestBytesMax: 1.5 * 1024 * 1024,
+  keyBytesMax: 1.5 * 1024 * 1024,
+  valueBytesMax: 1.5 * 1024 * 1024,
+  txnOperationsMax: 128,
+};
