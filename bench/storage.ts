@@ -194,7 +194,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
     }),
   );
-  const apply = await benchApply({ rounds: ROUNDS, directory: freshDirectory });
+  const apply = await benchApply({ rounds: ROUNDS, roundMs: ROUND_MS, directory: freshDirectory });
   console.log(`\nstate machine apply into LevelDB (batches of ${apply.batch} Put entries): ${spread(apply.entriesPerSecond)} entries/s`);
   json.push(JSON.stringify({ stateMachineApplyEntriesPerSecond: Math.round(median(apply.entriesPerSecond)), applyBatch: apply.batch, rounds: ROUNDS }));
   console.log('');

@@ -1,0 +1,20 @@
+// The public surface of src/storage: the durable Raft log (disk, memory, fault-injecting
+// disk), the KV state machine with etcd semantics, and the encoding of KV commands in entries.
+export type { LogStore, SaveRequest } from './log-store.ts';
+export { isEmptySaveRequest } from './log-store.ts';
+export { MemoryLogStore } from './memory-log-store.ts';
+export { DiskLogStore, SEGMENT_BYTES_MAX, CACHE_BYTES_MAX, GROUP_BYTES_MAX, PENDING_SAVES_MAX } from './disk-log-store.ts';
+export type { DiskLogStoreOptions, RecoveryReport } from './disk-log-store.ts';
+export type { StorageFileSystem } from './file-system.ts';
+export { NodeFileSystem } from './file-system.ts';
+export { FaultyFileSystem, SECTOR_BYTES } from './faulty-file-system.ts';
+export type { CrashMode, CrashReport, FaultyFileSystemOptions } from './faulty-file-system.ts';
+export type { FatalHandler } from './fatal.ts';
+export { abortOnFatal } from './fatal.ts';
+export { KvStateMachine, INITIAL_REVISION, APPLY_ENTRIES_MAX } from './kv-state-machine.ts';
+export type { ApplyResult, KvLevel, KvStateMachineOptions } from './kv-state-machine.ts';
+export { openDiskKvStateMachine, openMemoryKvStateMachine } from './kv-open.ts';
+export { encodeKvCommand, decodeKvCommand } from './kv-command-codec.ts';
+export { validateKvRequest, encodeValidKvCommand } from './kv-validation.ts';
+export { DEFAULT_KV_LIMITS } from './kv-types.ts';
+export type * from './kv-types.ts';
