@@ -89,7 +89,8 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
         {InstanceAccessor<&FileHandle::GetDirect>("direct"), InstanceAccessor<&FileHandle::GetClosed>("closed"),
          InstanceAccessor<&FileHandle::GetInFlight>("inFlight"), InstanceMethod<&FileHandle::WriteAt>("writeAt"),
          InstanceMethod<&FileHandle::ReadAt>("readAt"), InstanceMethod<&FileHandle::Datasync>("datasync"),
-         InstanceMethod<&FileHandle::Truncate>("truncate"), InstanceMethod<&FileHandle::Close>("close")});
+         InstanceMethod<&FileHandle::Truncate>("truncate"), InstanceMethod<&FileHandle::Allocate>("allocate"),
+         InstanceMethod<&FileHandle::Close>("close")});
   }
 
   explicit FileHandle(const Napi::CallbackInfo& info) : ObjectWrap<FileHandle>(info) {}
@@ -126,6 +127,7 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
   Napi::Value ReadAt(const Napi::CallbackInfo& info);
   Napi::Value Datasync(const Napi::CallbackInfo& info);
   Napi::Value Truncate(const Napi::CallbackInfo& info);
+  Napi::Value Allocate(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   int fd_ = -1;
@@ -275,6 +277,29 @@ class TruncateWorker : public HandleWorker {
   uint64_t length_;
 };
 
+class AllocateWorker : public HandleWorker {
+ public:
+  AllocateWorker(Napi::Env env, FileHandle* handle, uint64_t length)
+      : HandleWorker(env, "stratakv.allocate", handle), length_(length) {}
+
+ private:
+  void Execute() override {
+    // fallocate(2), not posix_fallocate: where the filesystem cannot preallocate, glibc's
+    // emulation would write every block, so the call reports "not done" instead.
+    while (fallocate(fd(), 0, 0, static_cast<off_t>(length_)) != 0) {
+      if (errno == EOPNOTSUPP) return;
+      if (errno != EINTR) {
+        Fail(errno, "fallocate");
+        return;
+      }
+    }
+    allocated_ = true;
+  }
+  Napi::Value Result() override { return Napi::Boolean::New(Env(), allocated_); }
+  uint64_t length_;
+  bool allocated_ = false;
+};
+
 // CloseWorker closes a descriptor the handle already gave up, so no new operation can use it.
 class CloseWorker : public PromiseWorker {
  public:
@@ -323,6 +348,12 @@ Napi::Value FileHandle::Truncate(const Napi::CallbackInfo& info) {
   CheckOpen(info.Env());
   uint64_t length = GetSafeInteger(info.Env(), info[0], "length", kOffsetMax);
   return (new TruncateWorker(info.Env(), this, length))->Start();
+}
+
+Napi::Value FileHandle::Allocate(const Napi::CallbackInfo& info) {
+  CheckOpen(info.Env());
+  uint64_t length = GetSafeInteger(info.Env(), info[0], "length", kOffsetMax);
+  return (new AllocateWorker(info.Env(), this, length))->Start();
 }
 
 Napi::Value FileHandle::Close(const Napi::CallbackInfo& info) {

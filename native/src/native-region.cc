@@ -60,7 +60,10 @@ bool RegionToArrayBuffer(Napi::Env env, NativeRegion* region, napi_value* result
   napi_status status =
       napi_create_external_arraybuffer(env, region->base, region->length, FinalizeRegion, region, result);
   if (status == napi_no_external_buffers_allowed) return false;
-  NAPI_THROW_IF_FAILED(env, status, false);
+  if (status != napi_ok) {
+    RegionDiscard(region);  // JavaScript never saw it; the caller must not touch it again
+    NAPI_THROW_IF_FAILED(env, status, false);
+  }
   region->reachable_from_javascript = true;
   int64_t unused;
   napi_adjust_external_memory(env, static_cast<int64_t>(region->length), &unused);

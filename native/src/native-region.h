@@ -37,6 +37,7 @@ NativeRegion* RegionTrack(RegionKind kind, uint8_t* base, size_t length);
 // RegionToArrayBuffer hands the region to JavaScript as an external ArrayBuffer with a
 // finalizer and external-memory accounting. Returns false when the runtime refuses external
 // buffers (V8 sandbox) — the caller then frees the region with RegionDiscard and copies.
+// On any other failure it discards the region itself and throws.
 bool RegionToArrayBuffer(Napi::Env env, NativeRegion* region, napi_value* result);
 
 // RegionDiscard returns the memory of a region JavaScript never saw and forgets it.

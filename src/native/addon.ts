@@ -33,6 +33,7 @@ export interface NativeFileHandle {
   readAt(target: Uint8Array, offset: number): Promise<number>;
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
+  allocate(length: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

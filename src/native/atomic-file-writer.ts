@@ -21,9 +21,14 @@ export function isAtomicWriterTemporary(name: string): boolean {
   return /^\..+\.[0-9a-f]{12}\.tmp$/.test(name);
 }
 
-/** AtomicFileWriterOptions: `direct` asks for O_DIRECT (default true). */
+/**
+ * AtomicFileWriterOptions: `direct` asks for O_DIRECT (default true); `expectedBytes`
+ * reserves that much disk up front (see AlignedFile.allocate), and commit() cuts the file
+ * back to what was written.
+ */
 export interface AtomicFileWriterOptions {
   direct?: boolean;
+  expectedBytes?: number;
 }
 
 /** AtomicFileWriter writes blocks to a temporary file and publishes it by commit(). */
@@ -32,6 +37,8 @@ export class AtomicFileWriter {
   readonly temporaryPath: string;
   readonly #file: AlignedFile;
   #state: 'open' | 'committed' | 'aborted' = 'open';
+  // The end of the furthest block written: the file's length at commit() unless told otherwise.
+  #writtenEndOffset = 0;
 
   /** AtomicFileWriter's constructor is internal: use AtomicFileWriter.create(). */
   constructor(finalPath: string, temporaryPath: string, file: AlignedFile) {
@@ -50,7 +57,14 @@ export class AtomicFileWriter {
       exclusive: true,
       direct: options.direct ?? true,
     });
-    return new AtomicFileWriter(finalPath, temporaryPath, file);
+    const writer = new AtomicFileWriter(finalPath, temporaryPath, file);
+    try {
+      if (options.expectedBytes !== undefined) await file.allocate(options.expectedBytes);
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    return writer;
   }
 
   /** ioMode tells whether O_DIRECT took effect for the temporary file. */
@@ -62,16 +76,18 @@ export class AtomicFileWriter {
   async writeAt(data: Uint8Array, offset: number): Promise<void> {
     assert(this.#state === 'open', `write to ${this.finalPath} after ${this.#state}`);
     await this.#file.writeAt(data, offset);
+    this.#writtenEndOffset = Math.max(this.#writtenEndOffset, offset + data.byteLength);
   }
 
   /**
-   * commit publishes the file under its final name: truncate to `byteLength` when given (the
-   * last block was padded), fdatasync, close, rename, fsync the directory. On failure the
-   * final name is as it was before and the writer should be aborted.
+   * commit publishes the file under its final name: truncate to `byteLength` (default: the
+   * end of the furthest block written; smaller when the last block was padded), fdatasync,
+   * close, rename, fsync the directory. On failure the final name is as it was before and
+   * the writer should be aborted.
    */
-  async commit(byteLength?: number): Promise<void> {
+  async commit(byteLength = this.#writtenEndOffset): Promise<void> {
     assert(this.#state === 'open', `commit of ${this.finalPath} after ${this.#state}`);
-    if (byteLength !== undefined) await this.#file.truncate(byteLength);
+    await this.#file.truncate(byteLength);
     await this.#file.datasync();
     await this.#file.close();
     await renameAndSyncDirectory(this.temporaryPath, this.finalPath);

@@ -61,6 +61,17 @@ describe('AlignedFile', () => {
     assert.equal(readFileSync(path).length, 4 * BLOCK);
   });
 
+  it('reserves disk blocks with allocate(), which also sets the length', async (context) => {
+    const path = join(directory, 'allocated.bin');
+    const file = await AlignedFile.open(path, { write: true, create: true, direct: true });
+    const allocated = await file.allocate(64 * BLOCK);
+    if (allocated) assert.equal(statSync(path).size, 64 * BLOCK);
+    else context.diagnostic(`filesystem of ${directory} cannot preallocate`);
+    await file.writeAt(filled(BLOCK, 3), 10 * BLOCK);
+    await assert.rejects(file.allocate(0), (error) => isStrataError(error, 'INVALID_ARGUMENT'));
+    await file.close();
+  });
+
   it('refuses offsets and lengths that are not whole blocks with INVALID_ARGUMENT', async () => {
     const file = await AlignedFile.open(join(directory, 'rules.bin'), { write: true, create: true, direct: false });
     const invalid = (error: unknown): boolean => isStrataError(error, 'INVALID_ARGUMENT');

@@ -3,7 +3,7 @@
 // middle leaves the final name as it was (absent, or the previous complete file).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -53,6 +53,14 @@ describe('AtomicFileWriter', () => {
     assert.deepEqual(readdirSync(directory).filter(isAtomicWriterTemporary), []);
     await writer.abort(); // after commit: harmless, and the file stays
     assert.equal(existsSync(finalPath), true);
+  });
+
+  it('reserves expectedBytes up front and cuts the file back to what was written', async () => {
+    const finalPath = join(directory, 'preallocated.snap');
+    const writer = await AtomicFileWriter.create(finalPath, { expectedBytes: 16 * 4096 });
+    await writer.writeAt(allocateAligned(2 * 4096).bytes.fill(1), 0);
+    await writer.commit();
+    assert.equal(statSync(finalPath).size, 2 * 4096);
   });
 
   it('leaves the previous file untouched when aborted', async () => {

@@ -48,6 +48,7 @@ try {
 
   // File I/O: direct and buffered, unaligned memory through the bounce buffer, a pinned mapping.
   const file = await AlignedFile.open(join(directory, 'file.bin'), { write: true, create: true, direct: true });
+  assert.equal(await file.allocate(8 * 4096), true);
   await file.writeAt(allocateAligned(8192).bytes.fill(1), 0);
   await file.writeAt(new Uint8Array(4097).subarray(1), 8192);
   const mapping = mapFile(path);
