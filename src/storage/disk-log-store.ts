@@ -414,11 +414,7 @@ export class DiskLogStore implements LogStore {
         this.hardState = record.hardState;
         break;
       case 'snapshot':
-        if (record.install) {
-          this.index.reset(record.snapshot.metadata.index, record.snapshot.metadata.term);
-          this.latestSnapshot = record.snapshot;
-          this.durableFloor = Math.max(this.durableFloor, record.snapshot.metadata.index);
-        }
+        if (record.install) this.installSnapshot(record.snapshot);
         break;
       case 'compact':
         // Already applied to memory when compact() was called.
@@ -429,6 +425,13 @@ export class DiskLogStore implements LogStore {
         assert(false, `a ${record.kind} record is not written this way`);
     }
     return offset + recordBytes(record);
+  }
+
+  // installSnapshot replaces the log with a durable snapshot (the log restarts after it).
+  private installSnapshot(snapshot: Snapshot): void {
+    this.index.reset(snapshot.metadata.index, snapshot.metadata.term);
+    this.latestSnapshot = snapshot;
+    this.durableFloor = Math.max(this.durableFloor, snapshot.metadata.index);
   }
 
   private rollIfFull(): void {
@@ -614,9 +617,7 @@ export class DiskLogStore implements LogStore {
           break;
         case 'snapshot':
           if (record.install) {
-            this.index.reset(record.snapshot.metadata.index, record.snapshot.metadata.term);
-            this.latestSnapshot = record.snapshot;
-            this.durableFloor = record.snapshot.metadata.index;
+            this.installSnapshot(record.snapshot);
           } else if (record.snapshot.metadata.index > this.latestSnapshot.metadata.index) {
             this.latestSnapshot = record.snapshot;
           }

@@ -12,6 +12,7 @@
 
 import { assert, assertNever } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import { readU64, writeU64 } from './binary.ts';
 import type { Compare, CompareResult, CompareTarget, KvCommand, KvRequest, TxnOperation } from './kv-types.ts';
 
 const FORMAT = 1;
@@ -157,7 +158,6 @@ function malformed(what: string): StrataError {
 }
 
 const EMPTY = new Uint8Array(0);
-const TWO_POW_32 = 0x1_0000_0000;
 
 // GrowingWriter appends to a buffer that doubles when full.
 class GrowingWriter {
@@ -178,10 +178,8 @@ class GrowingWriter {
   }
 
   u64(value: number): void {
-    assert(Number.isSafeInteger(value) && value >= 0, `u64: ${value} is not a non-negative safe integer`);
     this.reserve(8);
-    this.view.setUint32(this.offset, value % TWO_POW_32, true);
-    this.view.setUint32(this.offset + 4, Math.floor(value / TWO_POW_32), true);
+    writeU64(this.view, this.offset, value);
     this.offset += 8;
   }
 
@@ -248,11 +246,10 @@ class Reader {
 
   u64(): number {
     this.need(8);
-    const low = this.view.getUint32(this.offset, true);
-    const high = this.view.getUint32(this.offset + 4, true);
-    if (high >= 0x20_0000) throw malformed('integer beyond 2^53');
+    const value = readU64(this.view, this.offset);
+    if (value === undefined) throw malformed('integer beyond 2^53');
     this.offset += 8;
-    return high * TWO_POW_32 + low;
+    return value;
   }
 
   f64(): number {

@@ -7,13 +7,13 @@
 
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import { readU64, writeU64 } from './binary.ts';
 
 const KEY_TAG = 0x6b; // 'k'
 const KEY_TAG_END = 0x6c; // 'l': the first LevelDB key after every user key
 const STORED_VALUE_FORMAT = 1;
 const META_FORMAT = 1;
 const STORED_VALUE_HEADER_BYTES = 1 + 4 * 8;
-const TWO_POW_32 = 0x1_0000_0000;
 
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
@@ -89,10 +89,10 @@ export function decodeStoredValue(bytes: Uint8Array): StoredValue {
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return {
-    createRevision: readU64(view, 1),
-    modRevision: readU64(view, 9),
-    version: readU64(view, 17),
-    lease: readU64(view, 25),
+    createRevision: storedU64(view, 1),
+    modRevision: storedU64(view, 9),
+    version: storedU64(view, 17),
+    lease: storedU64(view, 25),
     value: bytes.subarray(STORED_VALUE_HEADER_BYTES),
   };
 }
@@ -119,15 +119,13 @@ export function encodeMetaState(meta: MetaState): Uint8Array {
 export function decodeMetaState(bytes: Uint8Array): MetaState {
   if (bytes.byteLength !== 25 || bytes[0] !== META_FORMAT) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed meta state');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return { appliedIndex: readU64(view, 1), appliedTerm: readU64(view, 9), revision: readU64(view, 17) };
+  return { appliedIndex: storedU64(view, 1), appliedTerm: storedU64(view, 9), revision: storedU64(view, 17) };
 }
 
-function writeU64(view: DataView, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64: ${value} is not a non-negative safe integer`);
-  view.setUint32(offset, value % TWO_POW_32, true);
-  view.setUint32(offset + 4, Math.floor(value / TWO_POW_32), true);
+function storedU64(view: DataView, offset: number): number {
+  const value = readU64(view, offset);
+  if (value === undefined) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: stored integer beyond 2^53');
+  return value;
 }
 
-function readU64(view: DataView, offset: number): number {
-  return view.getUint32(offset + 4, true) * TWO_POW_32 + view.getUint32(offset, true);
-}
+

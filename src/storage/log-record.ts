@@ -7,6 +7,7 @@
 // The CRC is verified on every read, at start-up and when an entry is read back later.
 
 import { assert, assertNever } from '../util/assert.ts';
+import { readU64, writeU64 } from './binary.ts';
 import { crc32c, maskCrc32c, unmaskCrc32c } from '../util/crc32c.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { ConfState, Entry, EntryType, HardState, Index, Snapshot, Term } from '../raft/types.ts';
@@ -349,9 +350,6 @@ export function corruption(where: string, offset: number, what: string): StrataE
   return new StrataError(ErrorCode.CORRUPTION, `${where} at offset ${offset}: ${what}`, { details: { file: where, offset } });
 }
 
-// Integers on disk are little-endian u64 holding safe integers (Index, Term, NodeId).
-const TWO_POW_32 = 0x1_0000_0000;
-
 class ByteWriter {
   private readonly view: DataView;
   readonly target: Uint8Array;
@@ -374,9 +372,7 @@ class ByteWriter {
   }
 
   u64(value: number): void {
-    assert(Number.isSafeInteger(value) && value >= 0, `u64: ${value} is not a non-negative safe integer`);
-    this.view.setUint32(this.offset, value % TWO_POW_32, true);
-    this.view.setUint32(this.offset + 4, Math.floor(value / TWO_POW_32), true);
+    writeU64(this.view, this.offset, value);
     this.offset += 8;
   }
 
@@ -420,11 +416,10 @@ class ByteReader {
 
   u64(): number {
     this.check(this.offset + 8 <= this.source.byteLength, 'truncated field');
-    const low = this.view.getUint32(this.offset, true);
-    const high = this.view.getUint32(this.offset + 4, true);
-    this.check(high < 0x20_0000, 'integer beyond 2^53');
+    const value = readU64(this.view, this.offset);
+    this.check(value !== undefined, 'integer beyond 2^53');
     this.offset += 8;
-    return high * TWO_POW_32 + low;
+    return value as number;
   }
 
   take(count: number): Uint8Array {
