@@ -35,6 +35,8 @@ export const LOG_PAIR_CHECKS_PER_STEP = 2;
  * append and one-entry Readies piles up more than the liveness bound can drain.
  */
 export const PROPOSAL_BACKLOG_MAX = 64;
+/** PENDING_READS_MAX bounds the ReadIndex requests awaiting an answer; more are not issued. */
+export const PENDING_READS_MAX = 1_024;
 /** HEAL_LEAVE_JOINT_EVERY_STEPS paces proposals that leave an explicit joint configuration after healing. */
 export const HEAL_LEAVE_JOINT_EVERY_STEPS = 25;
 
@@ -244,6 +246,10 @@ class ClusterSimulation implements SimNodeHost {
       return;
     }
     this.trace.recordMessage(this.step, 'recv', message);
+    if (message.type === 'snapshot') {
+      const pending = node.describePending();
+      if (pending !== '') this.trace.recordText(this.step, `node ${node.id} steps a snapshot while ${pending}`);
+    }
     this.network.countDelivered();
     node.core.step(message);
     if (message.type === 'snapshot') this.reportSnapshot(message, true);
@@ -505,7 +511,7 @@ class ClusterSimulation implements SimNodeHost {
 
   private requestRead(): void {
     const node = this.randomLiveNode();
-    if (node === undefined) return;
+    if (node === undefined || this.pendingReads.size >= PENDING_READS_MAX) return;
     this.readCounter += 1;
     const context = new Uint8Array(4);
     new DataView(context.buffer).setUint32(0, this.readCounter);

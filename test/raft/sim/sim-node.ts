@@ -168,6 +168,14 @@ export class SimNode implements LogView {
     }
   }
 
+  /** describePending names the Ready being persisted, for the trace ('' when there is none). */
+  describePending(): string {
+    if (this.pending === undefined) return '';
+    const { entries, committedEntries } = this.pending.ready;
+    const range = (list: readonly Entry[]): string => (list.length === 0 ? 'none' : `${list[0]?.index}..${list.at(-1)?.index}`);
+    return `a Ready is being persisted (entries ${range(entries)}, committed ${range(committedEntries)})`;
+  }
+
   /** observeLeadership reports leadership to the checker; it returns true for a new (term, leader). */
   observeLeadership(step: number): boolean {
     const status = this.core.status();
