@@ -82,7 +82,7 @@ export interface SimOptions {
 export const HEAL_ELECTION_TIMEOUTS_MAX = 50;
 
 /** FAULT_STEPS is the length of the fault phase of every run (tuned for ~2,000 seeds in CI). */
-export const FAULT_STEPS = 1_200;
+export const FAULT_STEPS = 2_000;
 
 /** deriveSimOptions draws a run's parameters from its seeded random source. */
 export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions {
