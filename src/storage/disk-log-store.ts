@@ -380,7 +380,11 @@ export class DiskLogStore implements LogStore {
       offset += save.bytes.byteLength;
     }
     this.writing = false;
-    this.deleteObsoleteSegments();
+    try {
+      this.deleteObsoleteSegments();
+    } catch {
+      // fail() has reported it and the store refuses further writes; this group is durable.
+    }
     for (const save of group) save.resolve();
   }
 
