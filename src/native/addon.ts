@@ -11,8 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { AssertionFailure } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 
-/** NATIVE_ADDON_PATH is where scripts/build-native.sh puts the addon. */
-export const NATIVE_ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/stratakv_native.node', import.meta.url));
+/**
+ * NATIVE_ADDON_PATH is where scripts/build-native.sh puts the addon, unless the environment
+ * names another build in STRATAKV_NATIVE_ADDON (a debug or sanitizer build, or a test of
+ * what happens when the addon is missing).
+ */
+export const NATIVE_ADDON_PATH =
+  process.env.STRATAKV_NATIVE_ADDON ??
+  fileURLToPath(new URL('../../native/build/Release/stratakv_native.node', import.meta.url));
 
 // The addon's abiVersion this wrapper was written against (native/src/addon.cc).
 const ABI_VERSION = 1;

@@ -28,9 +28,13 @@ export function crc32cWith(implementation: Crc32cImplementation, data: Uint8Arra
   return nativeAddon().crc32cWith(implementation, data, seed);
 }
 
+// The CPU does not change under a running process, so the list is read once.
+let implementations: readonly Crc32cImplementation[] | undefined;
+
 /** crc32cImplementations lists the kernels this CPU runs, slowest first ('table' is always there). */
 export function crc32cImplementations(): readonly Crc32cImplementation[] {
-  return nativeAddon().crc32cImplementations() as Crc32cImplementation[];
+  implementations ??= Object.freeze(nativeAddon().crc32cImplementations() as Crc32cImplementation[]);
+  return implementations;
 }
 
 /** crc32cImplementation names the kernel crc32c() uses on this CPU. */
