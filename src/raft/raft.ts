@@ -194,6 +194,12 @@ export class Raft {
    * waiting a whole election timeout.
    */
   private campaignWhenApplied = false;
+  /** Indexes of ConfChange entries handed out in Readies and not yet passed to applyConfChange. */
+  private confChangesToApply: Index[] = [];
+  /** bootstrapIndex is the last bootstrap entry this node wrote itself (0 if it joined or restarted). */
+  private bootstrapIndex: Index = 0;
+  /** configIndex is the log index the configuration reflects: the last conf change applied, or the snapshot restored. */
+  private configIndex: Index = 0;
 
   private messages: Message[] = [];
   private readStates: ReadState[] = [];
@@ -215,6 +221,7 @@ export class Raft {
     const storageIsEmpty = !storageHasConfig && config.storage.lastIndex() === 0 && hardState.term === 0;
     if (storageHasConfig) {
       installConfChange(this.tracker, restoreConfState(confState), this.raftLog.lastIndex(), true);
+      this.configIndex = config.storage.snapshot().metadata.index;
     }
     // Otherwise the configuration comes from conf change entries as they are applied.
     if (hardState.term !== 0 || hardState.vote !== NO_NODE || hardState.commit !== 0) {
@@ -266,6 +273,9 @@ export class Raft {
     this.raftLog.append(entries);
     this.raftLog.committed = entries.length;
     for (const change of changes) installConfChange(this.tracker, computeConfChange(this.tracker, change), this.raftLog.lastIndex(), false);
+    // The driver applies these entries again from the first Ready; they are already in effect.
+    this.configIndex = entries.length;
+    this.bootstrapIndex = entries.length;
   }
 
   // ---------------------------------------------------------------- inputs
@@ -331,6 +341,14 @@ export class Raft {
    * ignores it alike, since all apply the same entries to the same configuration).
    */
   applyConfChange(change: ConfChange): ConfState {
+    const index = this.confChangesToApply.shift();
+    assert(index !== undefined, 'applyConfChange called for a conf change no Ready handed out');
+    // Bootstrap entries took effect when they were written; applying them again changes nothing.
+    if (index <= this.bootstrapIndex) return this.tracker.confState();
+    // A snapshot is never installed while committed entries are being applied (see
+    // handleSnapshot), so conf changes only move the configuration forward.
+    assert(index > this.configIndex, `conf change at ${index} is not after the configuration at ${this.configIndex}`);
+    this.configIndex = index;
     let result;
     try {
       result = computeConfChange(this.tracker, change);
@@ -463,6 +481,7 @@ export class Raft {
     const entries = [...this.raftLog.unstable.entries];
     const snapshot = this.raftLog.unstable.snapshot;
     const committedEntries = snapshot === undefined ? this.raftLog.nextCommittedEntries(this.config.maxCommittedBytesPerReady) : [];
+    for (const entry of committedEntries) if (entry.type === EntryType.ConfChange) this.confChangesToApply.push(entry.index);
     const immediate: Message[] = [];
     const afterPersist: Message[] = [];
     for (const message of this.messages) (mustWaitForPersist(message) ? afterPersist : immediate).push(message);
@@ -489,6 +508,7 @@ export class Raft {
   /** advance acknowledges that a Ready was persisted, sent and applied. */
   advance(ready: Ready): void {
     assert(this.outstandingReady === ready, 'advance() must acknowledge the outstanding Ready');
+    assert(this.confChangesToApply.length === 0, 'every committed ConfChange entry must be passed to applyConfChange() before advance()');
     this.outstandingReady = undefined;
     if (ready.snapshot !== undefined) {
       const snapshotIndex = ready.snapshot.metadata.index;
@@ -948,6 +968,13 @@ export class Raft {
 
   private handleSnapshot(message: SnapshotMessage): void {
     const { index, term } = message.snapshot.metadata;
+    if (this.outstandingReady !== undefined && this.outstandingReady.committedEntries.length > 0) {
+      // Committed entries are being applied right now; installing a snapshot under them
+      // would let the driver apply older entries (and conf changes) over newer state. Drop
+      // it: the leader sends it again after its next probe.
+      this.logger.debug('deferring a snapshot while committed entries are applied', { id: this.id, index });
+      return;
+    }
     if (this.restore(message.snapshot)) {
       this.logger.info('restored snapshot', { id: this.id, index, term });
       this.sendAppendResponse(message.from, { index: this.raftLog.lastIndex(), reject: false, rejectHint: 0, logTerm: 0 });
@@ -967,6 +994,7 @@ export class Raft {
     }
     this.raftLog.restore(snapshot);
     installConfChange(this.tracker, restoreConfState(confState), this.raftLog.lastIndex(), true);
+    this.configIndex = index;
     return true;
   }
 
