@@ -84,9 +84,10 @@ test('crashes at random points never lose an acknowledged entry, and tears are c
   let ackedLast = 0;
   let term = 1;
   const ROUNDS_MAX = 60;
+  const deadline = Date.now() + 30_000; // a bound in time as well as in rounds
   let tornTails = 0;
   try {
-    for (let round = 0; round < ROUNDS_MAX; round += 1) {
+    for (let round = 0; round < ROUNDS_MAX && Date.now() < deadline; round += 1) {
       const acked = random.intBelow(4);
       for (let i = 0; i < acked; i += 1) {
         const start = log.lastIndex() + 1 - (random.chance(1, 4) ? Math.min(2, log.lastIndex() - log.firstIndex() + 1) : 0);

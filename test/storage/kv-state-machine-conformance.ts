@@ -9,10 +9,13 @@ import { encodeKvCommand } from '../../src/storage/kv-command-codec.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import type { StrataError } from '../../src/util/errors.ts';
 
-/** KvHarness opens a fresh state machine and reopens one as after a restart. */
+/**
+ * KvHarness opens a fresh state machine and reopens one as after a restart; `log` is every
+ * entry committed so far, which a restarted node re-applies (a no-op for what it kept).
+ */
 export interface KvHarness {
   open(): Promise<KvStateMachine>;
-  reopen(machine: KvStateMachine): Promise<KvStateMachine>;
+  reopen(machine: KvStateMachine, log: readonly Entry[]): Promise<KvStateMachine>;
 }
 
 const text = new TextEncoder();
@@ -267,7 +270,7 @@ export function describeKvConformance(name: string, harness: KvHarness): void {
     test('applied state survives a reopen', async () => {
       const driver = new Driver(await harness.open());
       await driver.applyAll([put('a', '1'), put('b', '2'), { type: 'deleteRange', key: bytes('b') }]);
-      driver.machine = await harness.reopen(driver.machine);
+      driver.machine = await harness.reopen(driver.machine, driver.entries);
       assert.equal(driver.machine.appliedIndex(), 3);
       assert.equal(driver.machine.revision(), 4);
       assert.equal(str((await driver.get('a'))?.value ?? new Uint8Array()), '1');

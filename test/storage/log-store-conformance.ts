@@ -183,9 +183,10 @@ export function describeLogStoreConformance(name: string, harness: LogStoreHarne
       let modelHardState: HardState = { term: 0, vote: 0, commit: 0 };
       let log = harness.open();
       const STEPS_MAX = 300;
+      const deadline = Date.now() + 30_000; // a bound in time as well as in steps
       let term = 1;
       try {
-        for (let step = 0; step < STEPS_MAX; step += 1) {
+        for (let step = 0; step < STEPS_MAX && Date.now() < deadline; step += 1) {
           const choice = random.intBelow(10);
           if (choice < 6) {
             // Append, sometimes overlapping the tail with a new term.
