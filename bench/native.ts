@@ -7,13 +7,16 @@
 //    disk holding --dir (default: the system temporary folder): our aligned writer with
 //    O_DIRECT (when allowed) and without, `dd bs=1M conv=fdatasync` (dd's own reported time),
 //    and Node's fs.write of 1 MiB blocks + fdatasync. Our writer uses --block-mib blocks with
-//    --queue-depth of them in flight, after reserving the file's blocks (fallocate): 4 MiB × 2
-//    wrote fastest with O_DIRECT on this machine's virtio disk, so those are the defaults.
+//    --queue-depth of them in flight, after reserving the file's blocks (fallocate): 2 MiB × 3
+//    wrote fastest with O_DIRECT on this machine's virtio disk (4 MiB × 2 and 8 MiB × 2 came
+//    close; 32 MiB × 1 and 1 MiB × 4 did not), and leave one of libuv's 4 threads free.
+//    Before each timed write the previous file is removed and the filesystem synced (the disk
+//    is mounted with online discard: a deletion's discards would otherwise bill the next run).
 // Runs alternate between contenders so machine noise spreads over all of them; each figure
 // is the median of its runs with min–max beside it. The last lines are JSON, one per figure.
 //
 // Options: --runs N (default 21 for CRC, 5 for writes), --file-mib N (default 256), --dir PATH,
-// --block-mib N (default 4), --queue-depth N (default 2).
+// --block-mib N (default 2), --queue-depth N (default 3).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -35,8 +38,8 @@ const { values: options } = parseArgs({
   options: {
     runs: { type: 'string' },
     'file-mib': { type: 'string', default: '256' },
-    'block-mib': { type: 'string', default: '4' },
-    'queue-depth': { type: 'string', default: '2' },
+    'block-mib': { type: 'string', default: '2' },
+    'queue-depth': { type: 'string', default: '3' },
     dir: { type: 'string', default: tmpdir() },
   },
 });
@@ -130,7 +133,9 @@ async function writeAligned(path: string, direct: boolean): Promise<string> {
   const file = await AlignedFile.open(path, { write: true, create: true, truncate: true, direct });
   // A snapshot writer knows its size roughly; reserving it spares ext4 an allocation per write.
   await file.allocate(FILE_BYTES);
-  const blocks = Array.from({ length: QUEUE_DEPTH }, () => allocateAligned(BLOCK_BYTES).bytes.fill(0x5a));
+  // Buffered writes only copy into the page cache: concurrent ones contend for the inode lock.
+  const depth = direct ? QUEUE_DEPTH : 1;
+  const blocks = Array.from({ length: depth }, () => allocateAligned(BLOCK_BYTES).bytes.fill(0x5a));
   const count = FILE_BYTES / BLOCK_BYTES;
   let next = 0;
   // QUEUE_DEPTH lanes, each writing its own buffer at the next free offset.
@@ -180,6 +185,7 @@ async function benchWrites(): Promise<void> {
       const order = (['ours', 'dd', 'oursBuffered', 'node'] as const).map((_, index, all) => all[(index + round) % all.length] ?? 'ours');
       for (const contender of order) {
         rmSync(path, { force: true });
+        spawnSync('sync', ['-f', directory], { timeout: 60_000 });
         const start = process.hrtime.bigint();
         if (contender === 'ours') mode = await writeAligned(path, true);
         else if (contender === 'oursBuffered') await writeAligned(path, false);
@@ -192,9 +198,8 @@ async function benchWrites(): Promise<void> {
     rmSync(directory, { recursive: true, force: true });
   }
   console.log(`Sequential write of ${FILE_BYTES >> 20} MiB + fdatasync in ${options.dir}:`);
-  const ourBlocks = `fallocate, ${BLOCK_BYTES >> 20} MiB blocks × ${QUEUE_DEPTH} in flight`;
-  report(`write stratakv AlignedFile ${mode}`, 'MB/s', results.ours, ourBlocks);
-  report('write stratakv AlignedFile buffered', 'MB/s', results.oursBuffered, `direct: false, ${ourBlocks}`);
+  report(`write stratakv AlignedFile ${mode}`, 'MB/s', results.ours, `fallocate, ${BLOCK_BYTES >> 20} MiB blocks × ${QUEUE_DEPTH} in flight`);
+  report('write stratakv AlignedFile buffered', 'MB/s', results.oursBuffered, `direct: false, fallocate, ${BLOCK_BYTES >> 20} MiB blocks, one at a time`);
   report('write dd conv=fdatasync', 'MB/s', results.dd, 'baseline, bs=1M');
   report('write node fs.write+fdatasync', 'MB/s', results.node, '1 MiB blocks, one at a time');
   const percentOfDd = (values: number[]): string =>
