@@ -6,10 +6,12 @@
 // 2. Sequential write throughput (MB/s) of a FILE_BYTES file ending in fdatasync, on the
 //    disk holding --dir (default: the system temporary folder): our aligned writer with
 //    O_DIRECT (when allowed) and without, `dd bs=1M conv=fdatasync` (dd's own reported time),
-//    and Node's fs.write of 1 MiB blocks + fdatasync. Our writer uses --block-mib blocks with
-//    --queue-depth of them in flight, after reserving the file's blocks (fallocate): 2 MiB × 3
-//    wrote fastest with O_DIRECT on this machine's virtio disk (4 MiB × 2 and 8 MiB × 2 came
-//    close; 32 MiB × 1 and 1 MiB × 4 did not), and leave one of libuv's 4 threads free.
+//    Node's fs.write of 1 MiB blocks + fdatasync, and, when fio is installed, fio's O_DIRECT
+//    with io_uring and 16 blocks in flight: the disk's own direct-I/O ceiling, for context.
+//    Our writer uses --block-mib blocks with --queue-depth of them in flight, after reserving
+//    the file's blocks (fallocate): 2 MiB × 3 wrote fastest with O_DIRECT on this machine's
+//    virtio disk (4 MiB × 2 and 8 MiB × 2 came close; 32 MiB × 1 and 1 MiB × 4 did not), and
+//    leave one of libuv's 4 threads free.
 //    Before each timed write the previous file is removed and the filesystem synced (the disk
 //    is mounted with online discard: a deletion's discards would otherwise bill the next run).
 // Runs alternate between contenders so machine noise spreads over all of them; each figure
@@ -162,6 +164,21 @@ async function writeNodeFs(path: string): Promise<void> {
   await handle.close();
 }
 
+// writeFio measures the disk's own O_DIRECT ceiling (io_uring, 16 in flight) when fio is
+// installed (`apt-get install fio`); undefined otherwise. It is context, not a contender.
+function writeFio(path: string): number | undefined {
+  const child = spawnSync(
+    'fio',
+    ['--name=ceiling', `--filename=${path}`, '--rw=write', `--bs=${BLOCK_BYTES}`, `--size=${FILE_BYTES}`, '--direct=1',
+      '--ioengine=io_uring', '--iodepth=16', '--fallocate=native', '--end_fsync=1', '--output-format=json'],
+    { encoding: 'utf8', timeout: 300_000 },
+  );
+  if (child.error !== undefined || child.status !== 0) return undefined;
+  const report = JSON.parse(child.stdout) as { jobs?: { write?: { bw_bytes?: number } }[] };
+  const bytesPerSecond = report.jobs?.[0]?.write?.bw_bytes;
+  return bytesPerSecond === undefined ? undefined : bytesPerSecond / 1e6;
+}
+
 function writeDd(path: string): number {
   const child = spawnSync('dd', ['if=/dev/zero', `of=${path}`, 'bs=1M', `count=${FILE_BYTES / BASELINE_BLOCK_BYTES}`, 'conv=fdatasync'], {
     encoding: 'utf8',
@@ -177,16 +194,21 @@ function writeDd(path: string): number {
 async function benchWrites(): Promise<void> {
   const directory = mkdtempSync(join(options.dir, 'stratakv-bench-native-'));
   const path = join(directory, 'write.bin');
-  const results = { ours: [] as number[], oursBuffered: [] as number[], dd: [] as number[], node: [] as number[] };
+  const results = { ours: [] as number[], oursBuffered: [] as number[], dd: [] as number[], node: [] as number[], fio: [] as number[] };
   let mode = '';
   try {
     for (let round = 0; round < WRITE_RUNS; round++) {
       // Rotate the order so no contender always runs right after another's writeback.
-      const order = (['ours', 'dd', 'oursBuffered', 'node'] as const).map((_, index, all) => all[(index + round) % all.length] ?? 'ours');
+      const order = (['ours', 'dd', 'oursBuffered', 'node', 'fio'] as const).map((_, index, all) => all[(index + round) % all.length] ?? 'ours');
       for (const contender of order) {
         rmSync(path, { force: true });
         spawnSync('sync', ['-f', directory], { timeout: 60_000 });
         const start = process.hrtime.bigint();
+        if (contender === 'fio') {
+          const megabytesPerSecond = writeFio(path);
+          if (megabytesPerSecond !== undefined) results.fio.push(megabytesPerSecond);
+          continue;
+        }
         if (contender === 'ours') mode = await writeAligned(path, true);
         else if (contender === 'oursBuffered') await writeAligned(path, false);
         else if (contender === 'node') await writeNodeFs(path);
@@ -202,6 +224,11 @@ async function benchWrites(): Promise<void> {
   report('write stratakv AlignedFile buffered', 'MB/s', results.oursBuffered, `direct: false, fallocate, ${BLOCK_BYTES >> 20} MiB blocks, one at a time`);
   report('write dd conv=fdatasync', 'MB/s', results.dd, 'baseline, bs=1M');
   report('write node fs.write+fdatasync', 'MB/s', results.node, '1 MiB blocks, one at a time');
+  if (results.fio.length > 0) {
+    report('write fio O_DIRECT io_uring', 'MB/s', results.fio, `the disk's direct-I/O ceiling: ${BLOCK_BYTES >> 20} MiB blocks × 16 in flight`);
+  } else {
+    console.log(`  ${'write fio O_DIRECT io_uring'.padEnd(34)} unavailable: fio is not installed (apt-get install fio)`);
+  }
   const percentOfDd = (values: number[]): string =>
     ((summarize(values).median / summarize(results.dd).median) * 100).toFixed(0);
   console.log(`  aligned writer / dd (medians): ${mode} ${percentOfDd(results.ours)} %, buffered ${percentOfDd(results.oursBuffered)} %`);
