@@ -124,6 +124,9 @@ export interface RaftStatus {
 
 type CampaignType = 'preElection' | 'election' | 'transfer';
 
+/** PENDING_READ_INDEX_REQUESTS_MAX bounds the reads a new leader holds until it commits in its term. */
+export const PENDING_READ_INDEX_REQUESTS_MAX = 65_536;
+
 // Messages that must not leave before the Ready that produced them is persisted: they
 // promise something about this node's durable state (its vote, its term, its log).
 function mustWaitForPersist(message: Message): boolean {
@@ -1205,14 +1208,11 @@ export class Raft {
   }
 
   private handleReadIndex(from: NodeId, context: Uint8Array): void {
-    const voters = this.tracker.config.voters;
-    if (voters.outgoing.size === 0 && voters.incoming.size === 1 && voters.incoming.has(this.id)) {
-      this.respondToReadIndex(from, context, this.raftLog.committed);
-      return;
-    }
-    // Until it commits an entry of its term, a new leader does not know the commit index.
+    // Until it commits an entry of its term, a new leader does not know the commit index
+    // (thesis §6.4) — even as the only voter: the previous leader, in a larger configuration,
+    // may have committed entries this node has not yet heard were committed.
     if (this.raftLog.term(this.raftLog.committed) !== this.term) {
-      if (this.pendingReadIndexRequests.length < this.config.maxInflightMessages * 256) {
+      if (this.pendingReadIndexRequests.length < PENDING_READ_INDEX_REQUESTS_MAX) {
         this.pendingReadIndexRequests.push({ from, context });
       }
       return;
@@ -1221,6 +1221,12 @@ export class Raft {
   }
 
   private serveReadIndex(from: NodeId, context: Uint8Array): void {
+    const voters = this.tracker.config.voters;
+    if (voters.outgoing.size === 0 && voters.incoming.size === 1 && voters.incoming.has(this.id)) {
+      // The only voter needs no heartbeat round to know it still leads.
+      this.respondToReadIndex(from, context, this.raftLog.committed);
+      return;
+    }
     if (this.config.readOnlyOption === 'leaseBased') {
       // Check-quorum guarantees a leader that lost its quorum steps down within an
       // election timeout, before any other node can be elected (thesis §6.4.1).

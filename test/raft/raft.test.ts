@@ -302,6 +302,25 @@ describe('reads', () => {
     );
   });
 
+  test('a new leader that is the only voter still waits for an entry of its term before serving reads (thesis §6.4)', () => {
+    // The previous leader, in a larger configuration, may have committed entries this node
+    // has not heard were committed; its own no-op settles the commit index first.
+    const cluster = new Harness([1]);
+    cluster.processReady();
+    const node = cluster.node(1);
+    node.raft.campaign();
+    assert.equal(node.raft.status().role, 'leader');
+    node.raft.readIndex(bytes('early'));
+    const ready = node.raft.ready();
+    assert.deepEqual(ready.readStates, [], 'no read before the no-op of this term commits');
+    cluster.persist(1, ready);
+    node.raft.advance(ready);
+    cluster.processReady();
+    const { commit, lastIndex } = node.raft.status();
+    assert.equal(commit, lastIndex);
+    assert.deepEqual(node.readStates.map((state) => state.index), [commit]);
+  });
+
   test('readIndex on a node that knows no leader fails with NOT_LEADER', () => {
     const cluster = new Harness([1, 2, 3]);
     throwsCode(() => cluster.node(2).raft.readIndex(bytes('r')), ErrorCode.NOT_LEADER);
