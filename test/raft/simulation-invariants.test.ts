@@ -33,11 +33,13 @@ function applyAll(checker: InvariantChecker, node: number, entries: readonly Ent
   return machine;
 }
 
-test('election safety: two leaders in one term fail, one leader seen twice passes', () => {
+test('election safety: two leaders in one term fail, one leadership seen twice passes', () => {
   const checker = new InvariantChecker();
-  assert.equal(checker.observeLeader(1, 3, logView(1, [1, 1])), true);
-  assert.equal(checker.observeLeader(1, 3, logView(1, [1, 1])), false);
-  failsWith('election safety', () => checker.observeLeader(2, 3, logView(2, [1, 1])));
+  assert.equal(checker.observeLeader(1, 3, 1, logView(1, [1, 1])), true);
+  assert.equal(checker.observeLeader(1, 3, 1, logView(1, [1, 1])), false);
+  failsWith('election safety', () => checker.observeLeader(2, 3, 1, logView(2, [1, 1])));
+  // The same node leading the same term in a later incarnation lost that term on its disk.
+  failsWith('election safety', () => checker.observeLeader(1, 3, 2, logView(1, [1, 1])));
 });
 
 test('log matching: one (index, term) with other content or another previous term fails', () => {
@@ -72,10 +74,10 @@ test('leader completeness: a new leader of a later term missing a committed entr
   applyAll(checker, 1, [entry(1, 1), entry(2, 1), entry(3, 2)]);
   checker.observeCommit(3, 2);
   // A leader of term 2 itself is not bound by what term 2 committed.
-  checker.observeLeader(2, 2, logView(2, [1, 1]));
-  checker.observeLeader(1, 3, logView(1, [1, 1, 2]));
-  failsWith('leader completeness', () => checker.observeLeader(3, 4, logView(3, [1, 1])));
-  failsWith('leader completeness', () => checker.observeLeader(3, 5, logView(3, [1, 1, 3])));
+  checker.observeLeader(2, 2, 1, logView(2, [1, 1]));
+  checker.observeLeader(1, 3, 1, logView(1, [1, 1, 2]));
+  failsWith('leader completeness', () => checker.observeLeader(3, 4, 1, logView(3, [1, 1])));
+  failsWith('leader completeness', () => checker.observeLeader(3, 5, 1, logView(3, [1, 1, 3])));
 });
 
 test('persisted hard state: commit or term going back, or a second vote in a term, fail', () => {

@@ -66,7 +66,7 @@ export interface LogView {
 
 /** InvariantChecker holds the global knowledge the safety checks compare against. */
 export class InvariantChecker {
-  private readonly leaderByTerm = new Map<Term, NodeId>();
+  private readonly leaderByTerm = new Map<Term, { readonly id: NodeId; readonly incarnation: number }>();
   private readonly seenEntries = new Map<number, SeenEntry>();
   private readonly applied = new Map<Index, AppliedEntry>();
   private readonly appliedIndexByData = new Map<string, Index>();
@@ -94,11 +94,16 @@ export class InvariantChecker {
    * observeLeader records that `id` is leader of `term`. It returns true the first time the
    * pair is seen, after checking election safety and leader completeness for it.
    */
-  observeLeader(id: NodeId, term: Term, log: LogView): boolean {
+  observeLeader(id: NodeId, term: Term, incarnation: number, log: LogView): boolean {
     const known = this.leaderByTerm.get(term);
-    if (known === id) return false;
-    if (known !== undefined) failInvariant('election safety', `term ${term} has two leaders: ${known} and ${id}`);
-    this.leaderByTerm.set(term, id);
+    if (known !== undefined && known.id === id && known.incarnation === incarnation) return false;
+    if (known !== undefined && known.id !== id) failInvariant('election safety', `term ${term} has two leaders: ${known.id} and ${id}`);
+    // Campaigning always moves to a new term, so leading one term again after a restart means
+    // the first leadership's term never reached the disk — yet its appends may have left.
+    if (known !== undefined) {
+      failInvariant('election safety', `node ${id} leads term ${term} again after a restart (incarnations ${known.incarnation} and ${incarnation}): that term was never persisted`);
+    }
+    this.leaderByTerm.set(term, { id, incarnation });
     this.checkLeaderCompleteness(term, log);
     return true;
   }

@@ -164,7 +164,8 @@ export class SimNode implements LogView {
       if (!this.raft.hasReady()) return;
       const ready = this.raft.ready();
       this.takeReady(step, ready);
-      this.pending = { ready, dueStep: step + persistDelaySteps() };
+      // Only a Ready that needs an fsync waits for the disk; the rest completes at once.
+      this.pending = { ready, dueStep: ready.mustSync ? step + persistDelaySteps() : step };
     }
   }
 
@@ -195,7 +196,7 @@ export class SimNode implements LogView {
       this.lastRole = status.role;
       this.lastLeader = status.leaderId;
     }
-    return status.role === 'leader' && this.host.checker.observeLeader(this.id, status.term, this);
+    return status.role === 'leader' && this.host.checker.observeLeader(this.id, status.term, this.incarnation, this);
   }
 
   /**
