@@ -149,6 +149,18 @@ export class KvStateMachine {
     }
   }
 
+  /**
+   * sync makes everything applied so far durable (apply() writes without sync). Call it
+   * before compacting the Raft log up to the applied index: after a power cut the state
+   * machine restarts from its durable applied index and needs the log entries after it.
+   */
+  async sync(): Promise<void> {
+    assert(!this.applying, 'sync during apply');
+    // `sync` is classic-level's write option (LevelDB's WriteOptions.sync); memory-level ignores it.
+    const options = { sync: true } as Parameters<KvLevel['put']>[2];
+    await this.db.put(META_KEY, encodeMetaState(this.meta), options);
+  }
+
   /** range answers a Range from the applied state, at one consistent point. */
   async range(request: RangeRequest): Promise<RangeResponse> {
     validateKvRequest(request, this.limits);

@@ -270,6 +270,7 @@ export function describeKvConformance(name: string, harness: KvHarness): void {
     test('applied state survives a reopen', async () => {
       const driver = new Driver(await harness.open());
       await driver.applyAll([put('a', '1'), put('b', '2'), { type: 'deleteRange', key: bytes('b') }]);
+      await driver.machine.sync();
       driver.machine = await harness.reopen(driver.machine, driver.entries);
       assert.equal(driver.machine.appliedIndex(), 3);
       assert.equal(driver.machine.revision(), 4);
