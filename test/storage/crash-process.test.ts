@@ -13,6 +13,7 @@ import { SeededRandom } from '../../src/util/random.ts';
 import { isCrashEntryIntact } from './crash-entry.ts';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'crash-child.ts');
+const FATAL_CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fatal-child.ts');
 const KILLS = 6;
 const CHILD_WAIT_MS_MAX = 15_000;
 
@@ -74,4 +75,24 @@ test('SIGKILL at random points never loses an acknowledged entry', async () => {
     console.error(`process crash test failed with seed ${seed}; replay with STRATAKV_SEED=${seed}`);
     throw error;
   }
+});
+
+test('an fdatasync error stops the process (the default fatal handler aborts)', async () => {
+  // Run in a scratch directory so that a core dump, if the machine writes one, lands there.
+  const scratch = mkdtempSync(path.join(tmpdir(), 'stratakv-fatal-'));
+  after(() => rmSync(scratch, { recursive: true, force: true }));
+  const { signal, stdout } = await new Promise<{ signal: NodeJS.Signals | null; stdout: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [FATAL_CHILD], { cwd: scratch, stdio: ['ignore', 'pipe', 'ignore'] });
+    let output = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => (output += chunk));
+    const watchdog = setTimeout(() => child.kill('SIGKILL'), CHILD_WAIT_MS_MAX);
+    child.on('error', reject);
+    child.on('close', (_code, closeSignal) => {
+      clearTimeout(watchdog);
+      resolve({ signal: closeSignal, stdout: output });
+    });
+  });
+  assert.equal(signal, 'SIGABRT');
+  assert.equal(stdout, '');
 });

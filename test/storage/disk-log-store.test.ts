@@ -249,3 +249,20 @@ test('a missing segment in the middle is CORRUPTION', async () => {
   disk.unlinkSync('/wal/0000000000000002.wal');
   assert.throws(() => DiskLogStore.openSync(faultyOptions(disk)), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION));
 });
+
+test('saveSync is durable when it returns (the simulator path), compactions included', () => {
+  const disk = new FaultyFileSystem({ seed: 9 });
+  const options = faultyOptions(disk, { segmentBytesMax: 600 });
+  let log = DiskLogStore.openSync(options);
+  for (let i = 1; i <= 30; i += 1) {
+    log.saveSync({ entries: [entry(i, 2)], hardState: { term: 2, vote: 3, commit: i - 1 } });
+    if (i % 10 === 0) log.compact(i - 5);
+  }
+  disk.crash('tear');
+  log = DiskLogStore.openSync(options);
+  assert.equal(log.lastIndex(), 30);
+  // compact(15) rode on the next saveSync; compact(25), with no save after it, was never written.
+  assert.equal(log.firstIndex(), 16);
+  assert.deepEqual(log.initialState().hardState, { term: 2, vote: 3, commit: 29 });
+  for (let i = 16; i <= 30; i += 1) assertEntry(log.entries(i, i + 1, Infinity)[0], entry(i, 2));
+});
