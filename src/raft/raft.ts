@@ -209,6 +209,8 @@ export class Raft {
   private previousSoftState: SoftState;
   private previousHardState: HardState;
   private outstandingReady: Ready | undefined;
+  /** The term whose campaign (term and self-vote) the outstanding Ready persists, or 0. */
+  private outstandingReadyCampaignTerm: Term = 0;
 
   constructor(config: RaftConfig) {
     checkConfig(config);
@@ -505,6 +507,7 @@ export class Raft {
     this.previousSoftState = soft;
     this.previousHardState = hard;
     this.outstandingReady = ready;
+    this.outstandingReadyCampaignTerm = this.role === 'candidate' && hard.vote === this.id ? hard.term : 0;
     return ready;
   }
 
@@ -525,6 +528,13 @@ export class Raft {
       if (lastCommitted.index > this.raftLog.applied) this.raftLog.appliedTo(lastCommitted.index);
       this.reduceUncommittedBytes(ready.committedEntries);
     }
+    if (this.outstandingReadyCampaignTerm !== 0 && this.role === 'candidate' && this.term === this.outstandingReadyCampaignTerm) {
+      // Our term and vote are durable now: the vote for ourselves counts.
+      this.outstandingReadyCampaignTerm = 0;
+      this.tracker.recordVote(this.id, true);
+      this.tallyAndAct();
+    }
+    this.outstandingReadyCampaignTerm = 0;
     if (this.campaignWhenApplied && this.role === 'follower' && !this.hasUnappliedConfChanges()) {
       this.campaignWhenApplied = false;
       this.hup('transfer');
@@ -734,8 +744,14 @@ export class Raft {
       messageType = 'vote';
       voteTerm = this.term;
     }
-    this.tracker.recordVote(this.id, true);
-    if (this.tallyAndAct() !== 'pending') return;
+    // A pre-vote changes nothing durable, so it counts for itself at once. A real vote for
+    // itself counts only once the new term and vote are persisted (see advance()): otherwise
+    // the only voter of a configuration could win, crash before its term reached the disk,
+    // restart in the old term and lead the same term a second time with a different log.
+    if (type === 'preElection') {
+      this.tracker.recordVote(this.id, true);
+      if (this.tallyAndAct() !== 'pending') return;
+    }
     const lastIndex = this.raftLog.lastIndex();
     const lastTerm = this.raftLog.lastTerm();
     for (const id of sortedIds(this.tracker.voterIds())) {

@@ -309,6 +309,9 @@ describe('reads', () => {
     cluster.processReady();
     const node = cluster.node(1);
     node.raft.campaign();
+    const campaignReady = node.raft.ready();
+    cluster.persist(1, campaignReady);
+    node.raft.advance(campaignReady);
     assert.equal(node.raft.status().role, 'leader');
     node.raft.readIndex(bytes('early'));
     const ready = node.raft.ready();
@@ -324,6 +327,28 @@ describe('reads', () => {
   test('readIndex on a node that knows no leader fails with NOT_LEADER', () => {
     const cluster = new Harness([1, 2, 3]);
     throwsCode(() => cluster.node(2).raft.readIndex(bytes('r')), ErrorCode.NOT_LEADER);
+  });
+});
+
+describe('elections', () => {
+  test('the only voter does not lead until its new term and vote are persisted (§5.2, Figure 2)', () => {
+    // Otherwise it could lead, crash before the term reaches the disk, restart in the old
+    // term and lead the same term again with a different log.
+    const cluster = new Harness([1], {}, [2]);
+    cluster.processReady();
+    const node = cluster.node(1);
+    node.raft.campaign();
+    assert.equal(node.raft.status().role, 'candidate');
+    const ready = node.raft.ready();
+    assert.deepEqual(ready.hardState, { term: 2, vote: 1, commit: 2 });
+    assert.equal(ready.messages.length, 0, 'nothing goes to the learner before the term is durable');
+    cluster.restart(1); // crash: the Ready was never persisted
+    assert.equal(cluster.node(1).raft.status().term, 1);
+    cluster.processReady(); // re-apply the committed configuration entries
+    cluster.node(1).raft.campaign();
+    cluster.processReady();
+    assert.equal(cluster.node(1).raft.status().role, 'leader');
+    assert.equal(cluster.node(1).raft.status().term, 2, 'term 2 is led once, by this incarnation');
   });
 });
 
