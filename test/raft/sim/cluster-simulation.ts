@@ -93,6 +93,9 @@ interface ScheduledEvent {
   readonly kind: 'restart' | 'stop';
 }
 
+/** REMOVED_NODE_STOP_RETRY_STEPS is how long a removed node waits before checking again whether it may stop. */
+export const REMOVED_NODE_STOP_RETRY_STEPS = 50;
+
 interface PendingRead {
   readonly minimumIndex: Index;
   readonly node: NodeId;
@@ -125,7 +128,8 @@ class ClusterSimulation implements SimNodeHost {
   private readonly snapshotSenders = new Map<SnapshotMessage, number>();
   private readonly pendingReads = new Map<string, PendingRead>();
   private readonly markerAppliedBy = new Map<string, Set<NodeId>>();
-  private readonly retired = new Set<NodeId>();
+  /** Nodes removed from the configuration, with the index of the entry that removed them. */
+  private readonly retired = new Map<NodeId, Index>();
   private globalConf: ConfState;
   private globalConfIndex: Index = 0;
   private proposalCounter = 0;
@@ -187,8 +191,11 @@ class ClusterSimulation implements SimNodeHost {
     const after = membersOf(confState);
     for (const id of membersOf(this.globalConf)) {
       if (after.has(id) || this.retired.has(id)) continue;
-      // A removed node keeps running for a while (it may not know it was removed), then stops.
-      this.retired.add(id);
+      // A removed node keeps running for a while (it may not know it was removed), then
+      // stops — but not before every remaining voter durably knows the removal is committed:
+      // a voter that does not still counts the removed node in its quorum (etcd delays the
+      // removed member's shutdown for the same reason).
+      this.retired.set(id, index);
       this.scheduled.push({ step: this.step + this.random.intBelow(REMOVED_NODE_LINGER_STEPS_MAX), node: id, kind: 'stop' });
     }
     this.globalConf = confState;
@@ -280,8 +287,12 @@ class ClusterSimulation implements SimNodeHost {
     this.scheduled = this.scheduled.filter((event) => event.step > this.step);
     for (const event of due) {
       const node = this.nodeById(event.node);
-      if (event.kind === 'stop') this.stopNode(node, 'stops (removed from the configuration)');
-      else if (node.lifecycle === 'crashed' && !this.retired.has(node.id)) this.restartNode(node);
+      if (event.kind === 'stop') {
+        if (this.mayStopRemoved(node.id)) this.stopNode(node, 'stops (removed from the configuration)');
+        else this.scheduled.push({ step: this.step + REMOVED_NODE_STOP_RETRY_STEPS, node: node.id, kind: 'stop' });
+      } else if (node.lifecycle === 'crashed' && (!this.retired.has(node.id) || !this.mayStopRemoved(node.id))) {
+        this.restartNode(node);
+      }
     }
   }
 
@@ -531,16 +542,33 @@ class ClusterSimulation implements SimNodeHost {
     this.network.heal();
     // Healed links behave like TCP streams: nothing lost, duplicated or reordered.
     this.network.setFaults({ ...this.options.network, lossPerMille: 0, duplicatePerMille: 0, longDelayPerMille: 0, inOrder: true });
-    const stops = this.scheduled.filter((event) => event.kind === 'stop');
-    this.scheduled = [];
-    for (const event of stops) this.stopNode(this.nodeById(event.node), 'stops (removed from the configuration)');
+    // Removed nodes the remaining voters may still need (see onConfApplied) keep running
+    // (or are restarted) and stop later, once the removal is durable on every voter.
+    this.scheduled = this.scheduled.filter((event) => event.kind === 'stop');
     for (const node of this.nodes) {
       if (this.retired.has(node.id)) {
-        if (node.lifecycle !== 'stopped' && node.lifecycle !== 'unstarted') this.stopNode(node, 'stops (removed from the configuration)');
+        if (this.mayStopRemoved(node.id)) {
+          if (node.lifecycle !== 'stopped' && node.lifecycle !== 'unstarted') this.stopNode(node, 'stops (removed from the configuration)');
+        } else if (node.lifecycle === 'crashed') {
+          this.restartNode(node);
+        }
       } else if (node.lifecycle === 'crashed') {
         this.restartNode(node);
       }
     }
+  }
+
+  // A removed node may stop once every voter of the current configuration has a durable
+  // commit index at or past the entry that removed it.
+  private mayStopRemoved(id: NodeId): boolean {
+    const removalIndex = this.retired.get(id);
+    if (removalIndex === undefined) return true;
+    for (const voter of [...this.globalConf.voters, ...this.globalConf.votersOutgoing]) {
+      if (voter === id) continue;
+      const durableCommit = this.nodeById(voter).storage.initialState().hardState.commit;
+      if (durableCommit < removalIndex) return false;
+    }
+    return true;
   }
 
   // Converged: a leader that is a voter of its own configuration, and one heal marker that
