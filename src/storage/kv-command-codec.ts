@@ -56,8 +56,9 @@ function writeRequest(writer: GrowingWriter, request: KvRequest): void {
       writer.u8((request.keysOnly === true ? 1 : 0) | (request.countOnly === true ? 2 : 0) | (request.serializable === true ? 4 : 0));
       writer.bytes(request.key);
       writer.bytes(request.rangeEnd ?? EMPTY);
-      writer.u64(request.limit ?? 0);
-      writer.u64(request.revision ?? 0);
+      // etcd reads a limit or revision <= 0 as "none" and "current": both are stored as 0.
+      writer.u64(Math.max(0, request.limit ?? 0));
+      writer.u64(Math.max(0, request.revision ?? 0));
       break;
     case 'deleteRange':
       writer.u8(KIND.deleteRange);

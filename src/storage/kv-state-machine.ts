@@ -220,7 +220,7 @@ class ReadView {
 
   async range(request: RangeRequest): Promise<RangeResponse> {
     checkReadRevision(request, this.revision);
-    const limit = request.limit ?? 0;
+    const limit = Math.max(0, request.limit ?? 0); // etcd: a limit <= 0 is no limit
     const kvs: KeyValue[] = [];
     let count = 0;
     await this.pairs(request.key, request.rangeEnd, (key, stored) => {
@@ -423,7 +423,7 @@ function compareHolds(compare: Compare, stored: StoredValue | undefined): boolea
 // older revision counts as compacted (etcd: ErrCompacted) and a later one is in the future.
 function checkReadRevision(request: RangeRequest, current: number): void {
   const revision = request.revision ?? 0;
-  if (revision === 0 || revision === current) return;
+  if (revision <= 0 || revision === current) return;
   if (revision > current) {
     throw new StrataError(ErrorCode.FUTURE_REVISION, 'mvcc: required revision is a future revision', { details: { revision, current } });
   }

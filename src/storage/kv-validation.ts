@@ -19,6 +19,11 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
       if (request.value.byteLength > limits.valueBytesMax) throw tooLarge(`value of ${request.value.byteLength} bytes`);
       return;
     case 'range':
+      checkInteger('limit', request.limit);
+      checkInteger('revision', request.revision);
+      checkKey(request.key, limits);
+      if ((request.rangeEnd?.byteLength ?? 0) > limits.keyBytesMax) throw tooLarge('range end');
+      return;
     case 'deleteRange':
       checkKey(request.key, limits);
       if ((request.rangeEnd?.byteLength ?? 0) > limits.keyBytesMax) throw tooLarge('range end');
@@ -30,7 +35,10 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
           details: { compare: request.compare.length, success: request.success.length, failure: request.failure.length, max },
         });
       }
-      for (const compare of request.compare) checkKey(compare.key, limits);
+      for (const compare of request.compare) {
+        checkKey(compare.key, limits);
+        if (compare.target !== 'value') checkInteger('compare operand', compare.number);
+      }
       for (const branch of [request.success, request.failure]) {
         for (const operation of branch) validateKvRequest(operation, limits);
         checkDuplicateWrites(branch);
@@ -46,6 +54,14 @@ export function encodeValidKvCommand(command: KvCommand, limits: KvLimits = DEFA
   const data = encodeKvCommand(command);
   if (data.byteLength > limits.requestBytesMax) throw tooLarge(`request of ${data.byteLength} bytes`);
   return data;
+}
+
+// checkInteger refuses numbers that are not safe integers. Negative limits and revisions are
+// allowed: as in etcd they mean "no limit" and "the current revision".
+function checkInteger(what: string, value: number | undefined): void {
+  if (value !== undefined && !Number.isSafeInteger(value)) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${what} must be an integer, got ${value}`, { details: { what, value } });
+  }
 }
 
 function checkKey(key: Uint8Array, limits: KvLimits): void {

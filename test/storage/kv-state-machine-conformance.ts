@@ -124,6 +124,9 @@ export function describeKvConformance(name: string, harness: KvHarness): void {
       assert.deepEqual(keys(await range('nope')), []);
       const limited = await range('a', '\0', { limit: 2 });
       assert.deepEqual([keys(limited), limited.more, limited.count], [['a', 'ab'], true, 5]);
+      const unlimited = await range('a', '\0', { limit: -1, revision: -5 });
+      assert.deepEqual([unlimited.kvs.length, unlimited.more], [5, false]); // etcd: <= 0 means none / current
+      await assert.rejects(range('a', 'b', { limit: 1.5 }), code(ErrorCode.INVALID_ARGUMENT));
       const counted = await range('a', 'b', { countOnly: true });
       assert.deepEqual([counted.kvs.length, counted.count, counted.more], [0, 3, false]);
       const keysOnly = await range('a', 'b', { keysOnly: true });
