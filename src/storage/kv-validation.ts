@@ -39,10 +39,10 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
         checkKey(compare.key, limits);
         if (compare.target !== 'value') checkInteger('compare operand', compare.number);
       }
-      for (const branch of [request.success, request.failure]) {
-        for (const operation of branch) validateKvRequest(operation, limits);
-        checkDuplicateWrites(branch);
-      }
+      // etcd's order: every operation of both branches first, then duplicates per branch.
+      for (const operation of [...request.success, ...request.failure]) validateKvRequest(operation, limits);
+      checkDuplicateWrites(request.success);
+      checkDuplicateWrites(request.failure);
       return;
     }
   }
