@@ -199,6 +199,8 @@ export class Raft {
   private campaignWhenApplied = false;
   /** Indexes of ConfChange entries handed out in Readies and not yet passed to applyConfChange. */
   private confChangesToApply: Index[] = [];
+  /** handOver is set while a leader that applied its own removal hands leadership over. */
+  private handOver: { readonly removalIndex: Index; readonly acknowledged: Set<NodeId> } | undefined;
   /** bootstrapIndex is the last bootstrap entry this node wrote itself (0 if it joined or restarted). */
   private bootstrapIndex: Index = 0;
   /** configIndex is the log index the configuration reflects: the last conf change applied, or the snapshot restored. */
@@ -369,6 +371,11 @@ export class Raft {
 
   /** readIndex asks for a linearizable read point; the answer arrives in Ready.readStates. */
   readIndex(context: Uint8Array): void {
+    if (this.role === 'leader' && this.handOver !== undefined) {
+      throw new StrataError(ErrorCode.NOT_LEADER, `node ${this.id} was removed and is handing leadership over`, {
+        details: { leaderId: NO_NODE },
+      });
+    }
     if (this.role === 'leader') {
       this.handleReadIndex(this.id, context);
       return;
@@ -443,6 +450,10 @@ export class Raft {
       case 'preVote':
         this.handleVoteRequest(message);
         return;
+      case 'voteResponse':
+      case 'preVoteResponse':
+        this.learnCommitFromRefusal(message);
+        break;
       default:
         break;
     }
@@ -609,6 +620,7 @@ export class Raft {
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
     this.campaignWhenApplied = false;
+    this.handOver = undefined;
     this.readOnly.clear();
     this.pendingReadIndexRequests = [];
   }
@@ -683,13 +695,9 @@ export class Raft {
         this.becomeFollower(this.term, NO_NODE);
         return;
       }
-      // A transfer that did not finish within an election timeout is abandoned; a removed
-      // leader tries again, since it must not lead a configuration it is not part of.
+      // A transfer that did not finish within an election timeout is abandoned (a removed
+      // leader's hand-over starts a new one: see maybeFinishHandOver).
       if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
-      if (!this.tracker.isVoter(this.id)) {
-        this.handOverAfterRemoval();
-        if (this.role !== 'leader') return;
-      }
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -809,17 +817,18 @@ export class Raft {
   }
 
   private handleStaleTerm(message: Message): void {
-    if ((this.config.checkQuorum || this.config.preVote) && (message.type === 'heartbeat' || message.type === 'append')) {
-      // A leader cut off by a partition would otherwise never learn that the term moved on
-      // (its vote requests are ignored under pre-vote or the lease): tell it our term.
+    if (message.type === 'heartbeat' || message.type === 'append') {
+      // Tell a stale leader our term (§5.1). It still counts us as a member, or it would not
+      // be sending to us, so it needs to know: neither its vote requests nor ours might
+      // otherwise ever reach the other (under pre-vote or the lease they are ignored, and a
+      // member far behind may not even have the leader in its configuration).
       this.send({ type: 'appendResponse', from: this.id, to: message.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
     } else if (message.type === 'preVote' || message.type === 'vote') {
       // Refuse with our term (§5.1: a stale request is rejected with the current term). A
       // candidate outside our configuration would otherwise never learn the term it must
       // beat, and two candidates that cannot hear each other's requests could chase each
       // other's terms forever.
-      const responseType = message.type === 'vote' ? 'voteResponse' : 'preVoteResponse';
-      this.send({ type: responseType, from: this.id, to: message.from, term: this.term, reject: true });
+      this.sendVoteRefusal(message);
     }
   }
 
@@ -831,16 +840,45 @@ export class Raft {
     const responseType = message.type === 'vote' ? 'voteResponse' : 'preVoteResponse';
     if (canVote && this.raftLog.isUpToDate(message.index, message.logTerm)) {
       // Answer with the request's term, so a pre-candidate can count it for its next term.
-      const grant: VoteResponseMessage = { type: responseType, from: this.id, to: message.from, term: message.term, reject: false };
+      const grant: VoteResponseMessage = {
+        type: responseType,
+        from: this.id,
+        to: message.from,
+        term: message.term,
+        reject: false,
+        commit: 0,
+        commitTerm: 0,
+      };
       this.send(grant);
       if (message.type === 'vote') {
         this.electionElapsed = 0;
         this.vote = message.from;
       }
     } else {
-      const refusal: VoteResponseMessage = { type: responseType, from: this.id, to: message.from, term: this.term, reject: true };
-      this.send(refusal);
+      this.sendVoteRefusal(message);
     }
+  }
+
+  private sendVoteRefusal(request: VoteMessage): void {
+    const commit = this.raftLog.committed;
+    const refusal: VoteResponseMessage = {
+      type: request.type === 'vote' ? 'voteResponse' : 'preVoteResponse',
+      from: this.id,
+      to: request.from,
+      term: this.term,
+      reject: true,
+      commit,
+      commitTerm: this.raftLog.term(commit) ?? 0,
+    };
+    this.send(refusal);
+  }
+
+  // A refusal carries the voter's commit point; where our log agrees there, it is ours too.
+  private learnCommitFromRefusal(message: VoteResponseMessage): void {
+    if (!message.reject || message.commit <= this.raftLog.committed || message.commitTerm === 0) return;
+    if (this.raftLog.term(message.commit) !== message.commitTerm) return;
+    this.raftLog.commitTo(message.commit);
+    this.logger.info('learned the commit index from a vote refusal', { id: this.id, from: message.from, commit: message.commit });
   }
 
   // ---------------------------------------------------------------- role step functions
@@ -854,7 +892,8 @@ export class Raft {
         this.handleHeartbeatResponse(message);
         return;
       case 'readIndex':
-        this.handleReadIndex(message.from, message.context);
+        // A leader handing over after its removal serves no reads; the follower retries.
+        if (this.handOver === undefined) this.handleReadIndex(message.from, message.context);
         return;
       case 'append':
       case 'heartbeat':
@@ -1131,17 +1170,20 @@ export class Raft {
   }
 
   private broadcastHeartbeat(): void {
+    if (this.handOver !== undefined && this.maybeFinishHandOver()) return;
     const context = this.config.readOnlyOption === 'safe' ? this.readOnly.lastContext() : undefined;
     for (const id of this.tracker.progress.keys()) {
       if (id !== this.id) this.sendHeartbeat(id, context);
     }
   }
 
-  private sendHeartbeat(to: NodeId, context: Uint8Array | undefined): void {
+  private sendHeartbeat(to: NodeId, readContext: Uint8Array | undefined): void {
     const progress = this.tracker.progress.get(to);
     assert(progress !== undefined, 'heartbeat to a member');
     // The follower may not have everything we committed: never tell it to commit past its match.
     const commit = Math.min(progress.match, this.raftLog.committed);
+    // During a hand-over the context carries the commit sent, so the answer proves it arrived.
+    const context = this.handOver === undefined ? readContext : encodeHandOverContext(commit);
     const heartbeat: HeartbeatMessage = { type: 'heartbeat', from: this.id, to, term: this.term, commit, context };
     this.send(heartbeat);
   }
@@ -1212,6 +1254,14 @@ export class Raft {
     progress.msgAppFlowPaused = false;
     // A probing follower that is caught up still needs an append to return to replicate.
     if (progress.match < this.raftLog.lastIndex() || progress.state === 'probe') this.sendAppend(message.from);
+    if (this.handOver !== undefined) {
+      const commitSent = decodeHandOverContext(message.context);
+      if (commitSent !== undefined && commitSent >= this.handOver.removalIndex) {
+        this.handOver.acknowledged.add(message.from);
+        this.maybeFinishHandOver();
+      }
+      return;
+    }
     if (this.config.readOnlyOption !== 'safe' || message.context === undefined) return;
     const acks = this.readOnly.recordAck(message.from, message.context);
     if (acks === undefined) return;
@@ -1277,7 +1327,7 @@ export class Raft {
 
   private afterConfigSwitch(): void {
     if (this.role === 'leader' && !this.tracker.isVoter(this.id)) {
-      this.handOverAfterRemoval();
+      this.startHandOver();
       return;
     }
     if (this.role !== 'leader' || this.tracker.config.voters.incoming.size === 0) return;
@@ -1290,32 +1340,53 @@ export class Raft {
   }
 
   /**
-   * handOverAfterRemoval runs on a leader that applied its own removal (or demotion). It
-   * does not just step down: the remaining voters may not know yet that the removal is
-   * committed, and a voter that restarts without knowing it still counts the old leader in
-   * its quorum. Instead it hands leadership to the most caught-up remaining voter (thesis
-   * §4.2.2, §3.10), whose first entry commits the removal everywhere; it tries again every
-   * election timeout until the transfer succeeds, and steps down when no voter remains.
+   * startHandOver runs on a leader that applied its own removal (or demotion). It must not
+   * just step down: a remaining voter that has not yet learned (durably) that the removal
+   * is committed still counts the old leader in its quorum, and could be left needing a
+   * vote the departed node no longer gives — or, if the departed node is a learner with a
+   * longer log, refuses. So the old leader keeps leading (it takes no proposals and serves
+   * no reads) until every remaining voter has acknowledged a heartbeat carrying a commit
+   * index at or past the removal; heartbeat responses leave only after the follower
+   * persisted that commit. Then it hands leadership to the most caught-up voter (thesis
+   * §4.2.2, §3.10) and steps down.
    */
-  private handOverAfterRemoval(): void {
+  private startHandOver(): void {
+    if (this.handOver === undefined) {
+      this.handOver = { removalIndex: this.configIndex, acknowledged: new Set() };
+      this.logger.info('removed from the configuration: handing leadership over', {
+        id: this.id,
+        term: this.term,
+        removalIndex: this.configIndex,
+      });
+    }
+    if (!this.maybeFinishHandOver()) this.broadcastHeartbeat();
+  }
+
+  // Finishes the hand-over once every remaining voter knows the removal is committed.
+  // Returns whether this node is no longer leading.
+  private maybeFinishHandOver(): boolean {
+    const handOver = this.handOver;
+    assert(handOver !== undefined, 'finishing a hand-over that did not start');
     let target: NodeId = NO_NODE;
     let targetMatch = -1;
     for (const id of sortedIds(this.tracker.voterIds())) {
-      const progress = this.tracker.progress.get(id);
-      if (id === this.id || progress === undefined || progress.isLearner) continue;
-      if (progress.match > targetMatch) {
+      if (id === this.id) continue;
+      if (!handOver.acknowledged.has(id)) return false;
+      const match = this.tracker.progress.get(id)?.match ?? 0;
+      if (match > targetMatch) {
         target = id;
-        targetMatch = progress.match;
+        targetMatch = match;
       }
     }
-    if (target === NO_NODE) {
-      this.logger.info('stepping down: removed from the configuration', { id: this.id, term: this.term });
-      this.becomeFollower(this.term, NO_NODE);
-      return;
+    if (target === NO_NODE || this.leadTransferee === target) {
+      if (target === NO_NODE) this.becomeFollower(this.term, NO_NODE);
+      return target === NO_NODE;
     }
-    this.logger.info('removed from the configuration: handing leadership over', { id: this.id, to: target, term: this.term });
+    // TimeoutNow steps this node down (sendTimeoutNow); if the target is behind, the
+    // transfer waits for it to catch up and is retried after an election timeout.
     this.abortLeaderTransfer();
     this.transferLeader(target);
+    return this.role !== 'leader';
   }
 
   private maybeAutoLeaveJoint(): void {
@@ -1343,4 +1414,24 @@ export class Raft {
     assert(message.to !== this.id, 'no message to self');
     this.messages.push(message);
   }
+}
+
+// A hand-over heartbeat's context: a marker no read context starts with, then the commit index.
+const HAND_OVER_CONTEXT_PREFIX = [0xff, 0x68, 0x61, 0x6e, 0x64, 0x6f, 0x76, 0x65, 0x72]; // 0xff "handover"
+
+function encodeHandOverContext(commit: Index): Uint8Array {
+  const digits = new TextEncoder().encode(String(commit));
+  const context = new Uint8Array(HAND_OVER_CONTEXT_PREFIX.length + digits.length);
+  context.set(HAND_OVER_CONTEXT_PREFIX, 0);
+  context.set(digits, HAND_OVER_CONTEXT_PREFIX.length);
+  return context;
+}
+
+function decodeHandOverContext(context: Uint8Array | undefined): Index | undefined {
+  if (context === undefined || context.length <= HAND_OVER_CONTEXT_PREFIX.length) return undefined;
+  for (let i = 0; i < HAND_OVER_CONTEXT_PREFIX.length; i += 1) {
+    if (context[i] !== HAND_OVER_CONTEXT_PREFIX[i]) return undefined;
+  }
+  const commit = Number(new TextDecoder().decode(context.subarray(HAND_OVER_CONTEXT_PREFIX.length)));
+  return Number.isSafeInteger(commit) ? commit : undefined;
 }

@@ -147,6 +147,14 @@ export interface VoteMessage extends MessageBase {
 export interface VoteResponseMessage extends MessageBase {
   readonly type: 'voteResponse' | 'preVoteResponse';
   readonly reject: boolean;
+  /**
+   * On reject: the voter's commit index and the term of its entry there (0 when unknown). A
+   * candidate whose log has that entry with that term shares the whole prefix (log
+   * matching, §5.3) and may commit it: this is how a candidate that still counts a
+   * removed node in its configuration learns that the removal was committed.
+   */
+  readonly commit: Index;
+  readonly commitTerm: Term;
 }
 
 /** SnapshotMessage sends a snapshot to a follower whose next entries were compacted. */

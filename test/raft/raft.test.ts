@@ -203,24 +203,35 @@ describe('roles and membership', () => {
     assert.deepEqual(cluster.appliedData(leader === 2 ? 3 : 2), ['after removal']);
   });
 
-  test('when the hand-over is lost, the removed node still votes so the others can elect and learn the removal', () => {
+  test('a removed leader hands over only once every remaining voter durably knows the removal is committed', () => {
     const cluster = electedCluster();
-    cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });
+    const removal = cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });
     cluster.processReady();
     cluster.deliver();
     cluster.processReady();
     cluster.deliver();
-    // The removal is committed and applied on 1, but 2 and 3 are cut off before they learn
-    // that, and the TimeoutNow is lost too.
+    // The removal is committed and applied on 1, but 2 and 3 are cut off before they learn it.
     cluster.isolate(1);
     cluster.stabilize();
     assert.deepEqual(cluster.node(1).raft.status().config.voters, [2, 3]);
-    assert.equal(cluster.node(1).raft.status().role, 'follower');
     assert.deepEqual(cluster.node(2).raft.status().config.voters, [1, 2, 3], '2 does not know the removal is committed');
-    cluster.heal();
-    cluster.tick(2, 40);
+    // 1 keeps leading, takes no proposals and serves no reads, and does not give up: were
+    // it to stop, 2 and 3 could not elect without it.
+    assert.equal(cluster.node(1).raft.status().role, 'leader');
+    throwsCode(() => cluster.node(1).raft.propose(bytes('x')), ErrorCode.NOT_LEADER);
+    throwsCode(() => cluster.node(1).raft.readIndex(bytes('r')), ErrorCode.NOT_LEADER);
+    cluster.tick(1, 30);
     cluster.stabilize();
-    assert.equal(cluster.leader(), 2);
+    assert.equal(cluster.node(1).raft.status().role, 'leader');
+    cluster.heal();
+    cluster.tick(1, 1);
+    cluster.stabilize();
+    assert.equal(cluster.node(1).raft.status().role, 'follower');
+    for (const id of [2, 3]) {
+      assert.ok(cluster.node(id).storage.initialState().hardState.commit >= removal.index, `node ${id} persisted the removal's commit`);
+    }
+    const leader = cluster.leader();
+    assert.ok(leader === 2 || leader === 3, `a remaining voter leads, got ${leader}`);
     assert.deepEqual(cluster.node(2).raft.status().config.voters, [2, 3]);
     assert.deepEqual(cluster.node(3).raft.status().config.voters, [2, 3]);
   });
@@ -349,6 +360,41 @@ describe('elections', () => {
     cluster.processReady();
     assert.equal(cluster.node(1).raft.status().role, 'leader');
     assert.equal(cluster.node(1).raft.status().term, 2, 'term 2 is led once, by this incarnation');
+  });
+});
+
+describe('commit learned from a vote refusal', () => {
+  test('a candidate that still counts a removed node learns the removal committed from its refusal', () => {
+    // 2 leads {1,2}, removes itself (committed with 1's ack, but 1 never hears the commit),
+    // appends one more entry only locally, applies its removal, then restarts: it can no
+    // longer campaign, and its longer log makes it refuse 1. Its refusal carries its
+    // commit point, which 1's log matches, so 1 commits the removal and leads alone.
+    const cluster = new Harness([1, 2]);
+    cluster.processReady();
+    cluster.node(2).raft.campaign();
+    cluster.stabilize();
+    assert.equal(cluster.leader(), 2);
+    const leader = cluster.node(2).raft;
+    const removal = leader.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 2 }] });
+    cluster.processReady();
+    cluster.deliver(); // the append reaches 1
+    cluster.processReady();
+    cluster.deliver((message) => message.to === 2); // 1's ack reaches 2: the removal commits
+    leader.propose(bytes('only on 2'));
+    cluster.isolate(2);
+    cluster.stabilize(); // 2 applies its removal; nothing reaches 1 any more
+    assert.deepEqual(cluster.node(2).raft.status().config.voters, [1]);
+    assert.ok(cluster.node(1).raft.status().commit < removal.index);
+    cluster.restart(2);
+    cluster.heal();
+    cluster.processReady();
+    cluster.node(1).raft.campaign();
+    cluster.stabilize();
+    assert.ok(cluster.node(1).raft.status().commit >= removal.index, '1 learned the commit from the refusal');
+    assert.deepEqual(cluster.node(1).raft.status().config.voters, [1]);
+    cluster.node(1).raft.campaign();
+    cluster.stabilize();
+    assert.equal(cluster.leader(), 1);
   });
 });
 
