@@ -653,7 +653,7 @@ export class Raft {
     this.leaderId = this.id;
     this.role = 'leader';
     const self = this.tracker.progress.get(this.id);
-    assert(self !== undefined, 'a leader is a member of its configuration');
+    assert(self !== undefined && this.tracker.isVoter(this.id), 'a leader is a voter of its configuration');
     self.becomeReplicate();
     self.match = this.lastStableIndex();
     self.recentActive = true;
@@ -1326,6 +1326,11 @@ export class Raft {
   // ---------------------------------------------------------------- configuration
 
   private afterConfigSwitch(): void {
+    if ((this.role === 'candidate' || this.role === 'preCandidate') && !this.tracker.isVoter(this.id)) {
+      // Removed or demoted while campaigning: a node outside the voters must not lead.
+      this.becomeFollower(this.term, NO_NODE);
+      return;
+    }
     if (this.role === 'leader' && !this.tracker.isVoter(this.id)) {
       this.startHandOver();
       return;
