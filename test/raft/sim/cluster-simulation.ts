@@ -335,6 +335,7 @@ class ClusterSimulation implements SimNodeHost {
     if (roll(rates.confChangePerMille)) this.proposeConfChange();
     if (roll(rates.transferPerMille)) this.transferLeader();
     if (roll(rates.crashPerMille)) this.crashRandomNode();
+    if (roll(rates.targetedFaultPerMille)) this.injectTargetedFault();
     if (roll(rates.partitionPerMille)) this.changePartition();
     if (roll(rates.snapshotPerMille)) this.snapshotRandomNode();
     if (roll(rates.readIndexPerMille)) this.requestRead();
@@ -472,9 +473,31 @@ class ClusterSimulation implements SimNodeHost {
     }
   }
 
+  // Crashes a node at the worst moment, or cuts a leader off right after it appended.
+  private injectTargetedFault(): void {
+    if (this.random.chance(1, 2)) {
+      const risky = this.nodes.filter((node) => node.isRunning && node.losesPromiseOnCrash);
+      if (risky.length > 0) this.crashNode(this.random.pick(risky));
+      return;
+    }
+    const leader = this.currentLeader();
+    if (leader === undefined) return;
+    const others = this.nodes.filter((node) => node.id !== leader.id && node.lifecycle !== 'unstarted').map((node) => node.id);
+    if (others.length === 0) return;
+    this.stats.partitions += 1;
+    this.network.heal();
+    this.network.partition([leader.id], others);
+    this.network.partition(others, [leader.id]);
+    this.trace.recordText(this.step, `partition: leader ${leader.id} cut off; links down ${this.network.describeLinksDown()}`);
+  }
+
   private crashRandomNode(): void {
     const node = this.randomLiveNode();
     if (node === undefined) return;
+    this.crashNode(node);
+  }
+
+  private crashNode(node: SimNode): void {
     this.stats.crashes += 1;
     node.crash(this.step, 'crashes');
     node.lifecycle = 'crashed';

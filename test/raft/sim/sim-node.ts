@@ -169,6 +169,16 @@ export class SimNode implements LogView {
     }
   }
 
+  /**
+   * losesPromiseOnCrash tells whether crashing now would lose something others may already
+   * rely on: a vote, or entries a leader has sent out before persisting them.
+   */
+  get losesPromiseOnCrash(): boolean {
+    if (this.pending === undefined) return false;
+    const { hardState, entries, messages } = this.pending.ready;
+    return (hardState !== undefined && hardState.vote !== 0) || (entries.length > 0 && messages.length > 0);
+  }
+
   /** describePending names the Ready being persisted, for the trace ('' when there is none). */
   describePending(): string {
     if (this.pending === undefined) return '';

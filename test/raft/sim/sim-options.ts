@@ -48,6 +48,12 @@ export interface ActionRates {
   readonly snapshotPerMille: number;
   readonly readIndexPerMille: number;
   readonly campaignPerMille: number;
+  /**
+   * Faults aimed at the worst moments: crash a node whose vote or new entries are not yet
+   * durable, or cut a leader off right after it appended entries, so that divergent logs
+   * (Figure 8) and lost votes arise far more often than random faults make them.
+   */
+  readonly targetedFaultPerMille: number;
 }
 
 /**
@@ -122,6 +128,7 @@ export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions
     snapshotPerMille: random.chance(1, 4) ? 0 : random.intBelow(40),
     readIndexPerMille: random.chance(1, 3) ? 0 : random.intBelow(60),
     campaignPerMille: random.chance(1, 2) ? 0 : random.intBelow(4),
+    targetedFaultPerMille: random.chance(1, 3) ? 0 : random.intBelow(30),
   };
   return {
     seed,
@@ -146,7 +153,7 @@ export function describeSimOptions(options: SimOptions): string {
     `election=${raft.electionTicks} heartbeat=${raft.heartbeatTicks} preVote=${raft.preVote} checkQuorum=${raft.checkQuorum} readOnly=${raft.readOnlyOption}`,
     `inflight=${raft.maxInflightMessages}/${raft.maxInflightBytes}B msgBytes=${raft.maxEntriesBytesPerMessage} uncommitted=${raft.maxUncommittedBytes} readyBytes=${raft.maxCommittedBytesPerReady}`,
     `loss=${network.lossPerMille}‰ dup=${network.duplicatePerMille}‰ longDelay=${network.longDelayPerMille}‰ delay<=${network.delayStepsMax}${network.inOrder ? ' inOrder' : ''}`,
-    `propose=${actions.proposePerMille}‰ conf=${actions.confChangePerMille}‰ transfer=${actions.transferPerMille}‰ crash=${actions.crashPerMille}‰ partition=${actions.partitionPerMille}‰ snapshot=${actions.snapshotPerMille}‰ read=${actions.readIndexPerMille}‰ campaign=${actions.campaignPerMille}‰`,
+    `propose=${actions.proposePerMille}‰ conf=${actions.confChangePerMille}‰ transfer=${actions.transferPerMille}‰ crash=${actions.crashPerMille}‰ partition=${actions.partitionPerMille}‰ snapshot=${actions.snapshotPerMille}‰ read=${actions.readIndexPerMille}‰ campaign=${actions.campaignPerMille}‰ targeted=${actions.targetedFaultPerMille}‰`,
     `tick=${options.tickPerMille}‰ persistDelay<=${options.persistDelayStepsMax} faultSteps=${options.faultSteps}`,
   ].join('\n  ');
 }
