@@ -148,7 +148,8 @@ class ClusterSimulation implements SimNodeHost {
     const voters: NodeId[] = [];
     for (let id = 1; id <= this.options.voterCount; id += 1) voters.push(id);
     for (let id = 1; id <= this.options.nodeIdCount; id += 1) {
-      this.nodes.push(new SimNode(id, id <= this.options.voterCount ? { voters, mode: this.options.bootstrap } : undefined, this));
+      const disk = { kind: this.options.disk, seed: this.random.nextUint32() };
+      this.nodes.push(new SimNode(id, id <= this.options.voterCount ? { voters, mode: this.options.bootstrap } : undefined, this, disk));
     }
     this.globalConf = { voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
   }

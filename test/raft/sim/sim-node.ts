@@ -9,7 +9,6 @@ import type { ConfState, Entry, Index, Message, NodeId, Ready, ReadState, Role, 
 import {
   EMPTY_CONF_STATE,
   EntryType,
-  MemoryLogStorage,
   Raft,
   RAFT_CONFIG_DEFAULTS,
   SILENT_LOGGER,
@@ -20,6 +19,8 @@ import { SeededRandom } from '../../../src/util/index.ts';
 import type { InvariantChecker, LogView } from './invariant-checker.ts';
 import { failInvariant } from './invariant-checker.ts';
 import type { BootstrapMode, RaftTuning } from './sim-options.ts';
+import { SimDisk } from './sim-disk.ts';
+import type { DiskKind } from './sim-disk.ts';
 import { SimStateMachine } from './sim-state-machine.ts';
 import type { TraceRing } from './trace-ring.ts';
 
@@ -57,7 +58,7 @@ interface PendingPersist {
 export class SimNode implements LogView {
   readonly id: NodeId;
   /** storage is the node's disk: it survives crashes. */
-  readonly storage: MemoryLogStorage;
+  readonly storage: SimDisk;
   lifecycle: NodeLifecycle = 'unstarted';
   /** incarnation counts starts; a message's sender must be in the same incarnation for reports. */
   incarnation = 0;
@@ -74,11 +75,11 @@ export class SimNode implements LogView {
   private readonly host: SimNodeHost;
 
   /** `bootstrap` is set for the initial voters; joiners start with an empty configuration. */
-  constructor(id: NodeId, bootstrap: NodeBootstrap | undefined, host: SimNodeHost) {
+  constructor(id: NodeId, bootstrap: NodeBootstrap | undefined, host: SimNodeHost, disk: { kind: DiskKind; seed: number }) {
     this.id = id;
     this.bootstrap = bootstrap;
     this.host = host;
-    this.storage = new MemoryLogStorage();
+    this.storage = new SimDisk(disk.kind, disk.seed, `/node-${id}`);
   }
 
   /** isRunning tells whether the node has a live core. */
@@ -147,6 +148,8 @@ export class SimNode implements LogView {
     this.pending = undefined;
     this.status = undefined;
     this.machine = new SimStateMachine();
+    // On the durable store a crash is a power cut of its file system, then real recovery.
+    this.storage.crash(this.host.random.chance(1, 2) ? 'tear' : 'lose');
   }
 
   /**
@@ -217,9 +220,8 @@ export class SimNode implements LogView {
   takeSnapshot(step: number, tailKeep: number): boolean {
     const index = this.machine.appliedIndex;
     if (index <= this.storage.snapshot().metadata.index) return false;
-    this.storage.createSnapshot(index, this.confState, this.machine.encode());
     const compactIndex = index - tailKeep;
-    if (compactIndex >= this.storage.firstIndex()) this.storage.compact(compactIndex);
+    this.storage.snapshotAndCompact(index, this.confState, this.machine.encode(), compactIndex >= this.storage.firstIndex() ? compactIndex : undefined);
     this.host.trace.recordText(step, `node ${this.id} snapshots at ${index}, log now ${this.storage.firstIndex()}..${this.storage.lastIndex()}`);
     return true;
   }
@@ -234,11 +236,10 @@ export class SimNode implements LogView {
     machine.apply(entry);
     this.host.checker.observeLogEntries(this.id, [entry], 0);
     this.host.checker.observeApply(this.id, entry, machine);
-    this.storage.append([entry]);
-    this.storage.setHardState(hardState);
+    this.storage.persist({ snapshot: undefined, entries: [entry], hardState });
     this.host.checker.observePersistedHardState(this.id, hardState);
-    this.storage.createSnapshot(1, { ...EMPTY_CONF_STATE, voters }, machine.encode());
-    this.storage.compact(1);
+    this.storage.snapshotAndCompact(1, { ...EMPTY_CONF_STATE, voters }, machine.encode(), 1);
+    this.storage.flush();
   }
 
   private takeReady(step: number, ready: Ready): void {
@@ -255,19 +256,15 @@ export class SimNode implements LogView {
 
   private completePersist(step: number, ready: Ready): void {
     const raft = this.core;
+    this.storage.persist({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState });
     if (ready.snapshot !== undefined) {
       const snapshot = ready.snapshot;
-      this.storage.applySnapshot(snapshot);
       this.machine = SimStateMachine.restore(snapshot.data);
       this.host.checker.observeSnapshotRestore(this.id, snapshot, this.machine);
       this.confState = snapshot.metadata.confState;
       this.host.trace.recordText(step, `node ${this.id} installs snapshot ${snapshot.metadata.index}/t${snapshot.metadata.term}`);
     }
-    this.storage.append(ready.entries);
-    if (ready.hardState !== undefined) {
-      this.storage.setHardState(ready.hardState);
-      this.host.checker.observePersistedHardState(this.id, ready.hardState);
-    }
+    if (ready.hardState !== undefined) this.host.checker.observePersistedHardState(this.id, ready.hardState);
     for (const message of ready.messagesAfterPersist) this.host.send(message, this.incarnation);
     for (const entry of ready.committedEntries) this.apply(step, raft, entry);
     raft.advance(ready);

@@ -5,6 +5,7 @@
 
 import { RAFT_CONFIG_DEFAULTS } from '../../../src/raft/index.ts';
 import type { SeededRandom } from '../../../src/util/index.ts';
+import type { DiskKind } from './sim-disk.ts';
 
 /** NODE_IDS_MAX bounds the universe of node ids a run may use (initial voters plus joiners). */
 export const NODE_IDS_MAX = 8;
@@ -78,6 +79,8 @@ export interface SimOptions {
   readonly tickPerMille: number;
   /** Persisting a Ready completes 0..persistDelayStepsMax steps after it is taken. */
   readonly persistDelayStepsMax: number;
+  /** What nodes persist into: the in-memory reference log or the real segment log on a faulty disk. */
+  readonly disk: DiskKind;
   /** Steps of the fault phase (safety under faults). */
   readonly faultSteps: number;
   /** The liveness bound after healing, in election timeouts. */
@@ -130,6 +133,7 @@ export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions
     campaignPerMille: random.chance(1, 2) ? 0 : random.intBelow(4),
     targetedFaultPerMille: random.chance(1, 3) ? 0 : random.intBelow(30),
   };
+  const diskKind: DiskKind = random.chance(1, 2) ? 'faulty-disk' : 'memory';
   return {
     seed,
     voterCount,
@@ -140,6 +144,7 @@ export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions
     actions,
     tickPerMille: 200 + random.intBelow(150),
     persistDelayStepsMax: random.intBelow(7),
+    disk: diskKind,
     faultSteps: FAULT_STEPS,
     healElectionTimeouts: HEAL_ELECTION_TIMEOUTS_MAX,
   };
@@ -154,6 +159,6 @@ export function describeSimOptions(options: SimOptions): string {
     `inflight=${raft.maxInflightMessages}/${raft.maxInflightBytes}B msgBytes=${raft.maxEntriesBytesPerMessage} uncommitted=${raft.maxUncommittedBytes} readyBytes=${raft.maxCommittedBytesPerReady}`,
     `loss=${network.lossPerMille}‰ dup=${network.duplicatePerMille}‰ longDelay=${network.longDelayPerMille}‰ delay<=${network.delayStepsMax}${network.inOrder ? ' inOrder' : ''}`,
     `propose=${actions.proposePerMille}‰ conf=${actions.confChangePerMille}‰ transfer=${actions.transferPerMille}‰ crash=${actions.crashPerMille}‰ partition=${actions.partitionPerMille}‰ snapshot=${actions.snapshotPerMille}‰ read=${actions.readIndexPerMille}‰ campaign=${actions.campaignPerMille}‰ targeted=${actions.targetedFaultPerMille}‰`,
-    `tick=${options.tickPerMille}‰ persistDelay<=${options.persistDelayStepsMax} faultSteps=${options.faultSteps}`,
+    `tick=${options.tickPerMille}‰ persistDelay<=${options.persistDelayStepsMax} faultSteps=${options.faultSteps} disk=${options.disk}`,
   ].join('\n  ');
 }
