@@ -916,16 +916,11 @@ export class Raft {
   private stepCandidate(message: Message): void {
     switch (message.type) {
       case 'append':
-        this.becomeFollower(message.term, message.from);
-        this.handleAppend(message);
-        return;
       case 'heartbeat':
-        this.becomeFollower(message.term, message.from);
-        this.handleHeartbeat(message);
-        return;
       case 'snapshot':
+        // A leader of our term exists (§5.2): follow it and handle the message as a follower.
         this.becomeFollower(message.term, message.from);
-        this.handleSnapshot(message);
+        this.stepFollower(message);
         return;
       case 'voteResponse':
       case 'preVoteResponse': {
