@@ -8,6 +8,7 @@ import { SeededRandom } from '../../src/util/random.ts';
 import type { Message } from '../../src/raft/index.ts';
 import { EntryType, MemoryLogStorage, Raft, RAFT_CONFIG_DEFAULTS } from '../../src/raft/index.ts';
 import { Harness, bytes } from './harness.ts';
+import type { HarnessNode } from './harness.ts';
 
 function electedCluster(options: ConstructorParameters<typeof Harness>[1] = {}, voters = [1, 2, 3], learners: number[] = []): Harness {
   const cluster = new Harness(voters, options, learners);
@@ -237,17 +238,24 @@ describe('roles and membership', () => {
   });
 });
 
+// Leader 1 commits `proposals` entries while 3 is cut off, snapshots and compacts its log
+// past them, then the network heals: 3 can only catch up from the snapshot.
+function followerBehindSnapshot(proposals: number): { cluster: Harness; leaderNode: HarnessNode; applied: number } {
+  const cluster = electedCluster();
+  cluster.isolate(3);
+  const leaderNode = cluster.node(1);
+  for (let i = 0; i < proposals; i += 1) leaderNode.raft.propose(bytes(`s${i}`));
+  cluster.stabilize();
+  const applied = leaderNode.raft.status().applied;
+  leaderNode.storage.createSnapshot(applied, leaderNode.raft.status().config, bytes('state'));
+  leaderNode.storage.compact(applied);
+  cluster.heal();
+  return { cluster, leaderNode, applied };
+}
+
 describe('snapshots', () => {
   test('a follower whose next entries are compacted gets the snapshot and rebuilds its log and configuration', () => {
-    const cluster = electedCluster();
-    cluster.isolate(3);
-    const leaderNode = cluster.node(1);
-    for (let i = 0; i < 5; i += 1) leaderNode.raft.propose(bytes(`s${i}`));
-    cluster.stabilize();
-    const applied = leaderNode.raft.status().applied;
-    leaderNode.storage.createSnapshot(applied, leaderNode.raft.status().config, bytes('state'));
-    leaderNode.storage.compact(applied);
-    cluster.heal();
+    const { cluster, leaderNode, applied } = followerBehindSnapshot(5);
     cluster.tick(1);
     const delivered = cluster.stabilize();
     assert.ok(delivered.some((message) => message.type === 'snapshot' && message.to === 3));
@@ -261,15 +269,7 @@ describe('snapshots', () => {
   });
 
   test('a failed snapshot report sends the follower back to probing and a new snapshot follows', () => {
-    const cluster = electedCluster();
-    cluster.isolate(3);
-    const leaderNode = cluster.node(1);
-    leaderNode.raft.propose(bytes('x'));
-    cluster.stabilize();
-    const applied = leaderNode.raft.status().applied;
-    leaderNode.storage.createSnapshot(applied, leaderNode.raft.status().config, bytes('state'));
-    leaderNode.storage.compact(applied);
-    cluster.heal();
+    const { cluster, leaderNode, applied } = followerBehindSnapshot(1);
     cluster.tick(1);
     let snapshotMessage: Message | undefined;
     for (let round = 0; round < 10 && snapshotMessage === undefined; round += 1) {

@@ -1,4 +1,4 @@
-// SimDisk is a simulated node's disk: either the in-memory reference log (MemoryLogStorage)
+// SimDisk is a simulated node's disk: either the in-memory reference log (MemoryLogStore)
 // or the real durable log (src/storage's DiskLogStore: CRC32c-framed segment files,
 // checkpoints, compaction records) on the fault-injecting in-memory file system. With the
 // latter, every simulated crash is a power cut of that file system (unsynced writes lost or
@@ -6,9 +6,9 @@
 // exercise the storage layer's replay under Raft's write patterns.
 import { ErrorCode, StrataError } from '../../../src/util/errors.ts';
 import type { ConfState, Entry, HardState, Index, InitialState, LogStorage, Snapshot, Term } from '../../../src/raft/index.ts';
-import { MemoryLogStorage, SILENT_LOGGER } from '../../../src/raft/index.ts';
-import type { CrashMode } from '../../../src/storage/index.ts';
-import { DiskLogStore, FaultyFileSystem } from '../../../src/storage/index.ts';
+import { SILENT_LOGGER } from '../../../src/raft/index.ts';
+import type { CrashMode, LogStore } from '../../../src/storage/index.ts';
+import { DiskLogStore, FaultyFileSystem, MemoryLogStore } from '../../../src/storage/index.ts';
 
 /** DiskKind chooses what a simulated node persists into. */
 export type DiskKind = 'memory' | 'faulty-disk';
@@ -23,28 +23,22 @@ export interface PersistRequest {
   readonly hardState: HardState | undefined;
 }
 
-/** SimDisk is the storage a simulated node reads (LogStorage) and writes. */
+/** SimDisk is the storage a simulated node reads (LogStorage) and writes, across crashes. */
 export class SimDisk implements LogStorage {
   readonly kind: DiskKind;
-  private memory: MemoryLogStorage | undefined;
   private readonly fileSystem: FaultyFileSystem | undefined;
-  private store: DiskLogStore | undefined;
   private readonly directory: string;
+  // Replaced on every crash of the durable store (recovery opens a new one).
+  private store: LogStore;
 
   constructor(kind: DiskKind, seed: number, directory: string) {
     this.kind = kind;
     this.directory = directory;
-    if (kind === 'memory') {
-      this.memory = new MemoryLogStorage();
-    } else {
-      this.fileSystem = new FaultyFileSystem({ seed });
-      this.store = this.open();
-    }
+    this.fileSystem = kind === 'faulty-disk' ? new FaultyFileSystem({ seed }) : undefined;
+    this.store = this.fileSystem === undefined ? new MemoryLogStore() : this.openDisk(this.fileSystem);
   }
 
-  private open(): DiskLogStore {
-    const fileSystem = this.fileSystem;
-    if (fileSystem === undefined) throw new Error('no file system');
+  private openDisk(fileSystem: FaultyFileSystem): DiskLogStore {
     return DiskLogStore.openSync({
       fileSystem,
       directory: this.directory,
@@ -57,45 +51,33 @@ export class SimDisk implements LogStorage {
     });
   }
 
-  private get reader(): LogStorage {
-    const reader = this.memory ?? this.store;
-    if (reader === undefined) throw new Error('disk not open');
-    return reader;
-  }
-
   initialState(): InitialState {
-    return this.reader.initialState();
+    return this.store.initialState();
   }
 
   entries(lo: Index, hi: Index, maxBytes: number): readonly Entry[] {
-    return this.reader.entries(lo, hi, maxBytes);
+    return this.store.entries(lo, hi, maxBytes);
   }
 
   term(index: Index): Term {
-    return this.reader.term(index);
+    return this.store.term(index);
   }
 
   firstIndex(): Index {
-    return this.reader.firstIndex();
+    return this.store.firstIndex();
   }
 
   lastIndex(): Index {
-    return this.reader.lastIndex();
+    return this.store.lastIndex();
   }
 
   snapshot(): Snapshot {
-    return this.reader.snapshot();
+    return this.store.snapshot();
   }
 
   /** persist makes a Ready's snapshot, entries and hard state durable before it returns. */
   persist(request: PersistRequest): void {
-    if (this.memory !== undefined) {
-      if (request.snapshot !== undefined) this.memory.applySnapshot(request.snapshot);
-      this.memory.append(request.entries);
-      if (request.hardState !== undefined) this.memory.setHardState(request.hardState);
-      return;
-    }
-    this.requireStore().saveSync({
+    this.store.saveSync({
       ...(request.snapshot === undefined ? {} : { snapshot: request.snapshot }),
       entries: request.entries,
       ...(request.hardState === undefined ? {} : { hardState: request.hardState }),
@@ -104,29 +86,23 @@ export class SimDisk implements LogStorage {
 
   /**
    * snapshotAndCompact records a snapshot of the applied state at `index` and compacts the
-   * log before `compactIndex` (when given). On the durable store both reach the disk with
-   * the next persist; a crash before that leaves the older snapshot and the longer log.
+   * log before `compactIndex` (when given). Both reach the disk with the next persist (or
+   * flush); a crash before that leaves the older snapshot and the longer log.
    */
   snapshotAndCompact(index: Index, confState: ConfState, data: Uint8Array, compactIndex: Index | undefined): void {
-    const writer = this.memory ?? this.requireStore();
-    writer.createSnapshot(index, confState, data);
-    if (compactIndex !== undefined) writer.compact(compactIndex);
+    this.store.createSnapshot(index, confState, data);
+    if (compactIndex !== undefined) this.store.compact(compactIndex);
   }
 
   /** flush makes a pending snapshot record and compaction durable. */
   flush(): void {
-    if (this.store !== undefined) this.store.saveSync({});
+    this.store.saveSync({});
   }
 
   /** crash models a power cut: unsynced writes are lost (or torn), then the store recovers. */
   crash(mode: CrashMode): void {
     if (this.fileSystem === undefined) return;
     this.fileSystem.crash(mode);
-    this.store = this.open();
-  }
-
-  private requireStore(): DiskLogStore {
-    if (this.store === undefined) throw new Error('disk not open');
-    return this.store;
+    this.store = this.openDisk(this.fileSystem);
   }
 }
