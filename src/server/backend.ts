@@ -1,0 +1,80 @@
+// The contract between the etcd-compatible gRPC services (src/server) and what serves them:
+// a RaftNode (src/node) in production, or LocalBackend (src/server/local-backend.ts), the
+// single-replica in-memory twin the service tests run against.
+
+import type { KvRequest, KvResponse } from '../storage/index.ts';
+
+/** Member is one cluster member as etcd's MemberList shows it. */
+export interface Member {
+  /** The member id: a safe integer, never 0 (etcd shows it in hex). */
+  readonly id: number;
+  /** Empty until the member has started and published its name (as in etcd). */
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  /** Empty until the member has started and published its client URLs. */
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+/** ResponseHeaderInfo is what every etcd response header carries. */
+export interface ResponseHeaderInfo {
+  readonly clusterId: number;
+  readonly memberId: number;
+  /** The store's revision when the answer was made. */
+  readonly revision: number;
+  readonly raftTerm: number;
+}
+
+/** MemberStatus answers Maintenance.Status. */
+export interface MemberStatus {
+  readonly version: string;
+  /** Bytes the state machine's database takes on disk (or in memory). */
+  readonly dbSizeBytes: number;
+  /** The leader's member id, 0 when there is none. */
+  readonly leaderId: number;
+  /** The last index of this member's Raft log. */
+  readonly raftIndex: number;
+  readonly raftTerm: number;
+  readonly raftAppliedIndex: number;
+  readonly isLearner: boolean;
+  /** Alarms or problems, as text (etcd's `errors`). */
+  readonly errors: readonly string[];
+}
+
+/** MembersAnswer is the member list after a cluster change. */
+export interface MembersAnswer {
+  readonly members: readonly Member[];
+}
+
+/** CallOptions bound one backend call. */
+export interface CallOptions {
+  /** Aborted when the client cancels or its deadline passes. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * EtcdBackend is what the etcd services call. Every method either answers or throws a
+ * StrataError with a catalogue code (src/util/errors.ts); src/server maps codes to etcd's
+ * gRPC status codes and messages.
+ *
+ * Reads (`range`) are linearizable unless `serializable` is set; writes go through Raft
+ * (a follower forwards them to the leader). Cluster calls are linearizable.
+ */
+export interface EtcdBackend {
+  /** header describes this member now. */
+  header(): ResponseHeaderInfo;
+  /** kv runs a Put, Range, DeleteRange or Txn and answers with etcd's semantics. */
+  kv(request: KvRequest, options?: CallOptions): Promise<KvResponse>;
+  status(options?: CallOptions): Promise<MemberStatus>;
+  /**
+   * moveLeader hands leadership to `targetId` (a voter). Only the leader accepts it
+   * (NOT_LEADER otherwise, as etcd's "etcdserver: not leader").
+   */
+  moveLeader(targetId: number, options?: CallOptions): Promise<void>;
+  memberList(options?: CallOptions): Promise<MembersAnswer>;
+  /** memberAdd adds a member with these peer URLs; answers the new member and the list. */
+  memberAdd(request: { readonly peerUrls: readonly string[]; readonly isLearner: boolean }, options?: CallOptions): Promise<MembersAnswer & { readonly member: Member }>;
+  memberRemove(id: number, options?: CallOptions): Promise<MembersAnswer>;
+  /** memberPromote makes a learner a voter; refused unless the learner has caught up. */
+  memberPromote(id: number, options?: CallOptions): Promise<MembersAnswer>;
+}
