@@ -38,6 +38,36 @@ export const ErrorCode = {
   DUPLICATE_KEY: 'DUPLICATE_KEY',
   /** A read asked for a revision after the current one (etcd: "mvcc: required revision is a future revision"). */
   FUTURE_REVISION: 'FUTURE_REVISION',
+  /** No leader is known right now (etcd: "etcdserver: no leader"); retry later. */
+  NO_LEADER: 'NO_LEADER',
+  /** Leadership changed while the request was in flight; its outcome is unknown (etcd: "etcdserver: leader changed"). */
+  LEADER_CHANGED: 'LEADER_CHANGED',
+  /** The node is stopping or stopped (etcd: "etcdserver: server stopped"). */
+  STOPPED: 'STOPPED',
+  /** The caller cancelled the request (etcd: "etcdserver: request canceled"). */
+  CANCELED: 'CANCELED',
+  /** No member has this id (etcd: "etcdserver: member not found"). */
+  MEMBER_NOT_FOUND: 'MEMBER_NOT_FOUND',
+  /** Another member already has one of these peer URLs (etcd: "etcdserver: Peer URLs already exists"). */
+  PEER_URL_EXISTS: 'PEER_URL_EXISTS',
+  /** Only a learner can be promoted (etcd: "etcdserver: can only promote a learner member"). */
+  MEMBER_NOT_LEARNER: 'MEMBER_NOT_LEARNER',
+  /** The learner is not caught up with the leader (etcd: "etcdserver: can only promote a learner member which is in sync with leader"). */
+  LEARNER_NOT_READY: 'LEARNER_NOT_READY',
+  /** The cluster already has its maximum of learners (etcd: "etcdserver: too many learner members in cluster"). */
+  TOO_MANY_LEARNERS: 'TOO_MANY_LEARNERS',
+  /** The leader-transfer target is not a voter of this cluster (etcd: "etcdserver: bad leader transferee"). */
+  BAD_LEADER_TRANSFEREE: 'BAD_LEADER_TRANSFEREE',
+  /** A change would leave too few started voters for a quorum (etcd: "etcdserver: re-configuration failed due to not enough started members"). */
+  NOT_ENOUGH_STARTED_MEMBERS: 'NOT_ENOUGH_STARTED_MEMBERS',
+  /** This member was removed from the cluster (etcd: "etcdserver: the member has been permanently removed from the cluster"). */
+  MEMBER_REMOVED: 'MEMBER_REMOVED',
+  /** A learner does not serve this call (etcd: "etcdserver: rpc not supported for learner"). */
+  NOT_SUPPORTED_FOR_LEARNER: 'NOT_SUPPORTED_FOR_LEARNER',
+  /** The call exists in etcd's API but stratakv does not implement it yet. */
+  UNIMPLEMENTED: 'UNIMPLEMENTED',
+  /** The peer or message belongs to another cluster (etcd: "cluster ID mismatch"). */
+  CLUSTER_ID_MISMATCH: 'CLUSTER_ID_MISMATCH',
   /** The native addon (native/) is not built or does not load here; `npm run build:native` builds it. */
   NATIVE_UNAVAILABLE: 'NATIVE_UNAVAILABLE',
 } as const;
