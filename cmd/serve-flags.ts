@@ -1,0 +1,296 @@
+// The flags of `stratakv serve`. They are etcd's flags with etcd's names, meanings and
+// defaults, so an operator's etcd command line (or systemd unit) works unchanged for the
+// flags we support; the checks that etcd makes before it starts are made here with etcd's
+// wording. Anything we do not understand is refused by name rather than ignored: a flag that
+// silently does nothing is how a cluster ends up configured differently from what its
+// operator believes.
+
+/** UsageError is a malformed command line; `flag` names the flag (or argument) at fault. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+  /** The flag as the user would type it (for example `--election-timeout`), or the argument. */
+  readonly flag: string;
+
+  constructor(flag: string, message: string) {
+    super(message);
+    this.flag = flag;
+  }
+}
+
+/** LogLevel is how much `serve` logs, as etcd's --log-level. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** InitialClusterMember is one entry of --initial-cluster: a member name and its peer URLs. */
+export interface InitialClusterMember {
+  readonly name: string;
+  /** In the order given; a name repeated in --initial-cluster contributes several URLs. */
+  readonly peerUrls: readonly string[];
+}
+
+/** ServeOptions is the parsed, checked command line of `stratakv serve`. */
+export interface ServeOptions {
+  /** --name: this member's human-readable name. */
+  readonly name: string;
+  /** --data-dir: where this member keeps its log, snapshots and state (default `${name}.etcd`). */
+  readonly dataDir: string;
+  /** --listen-client-urls: where the etcd-compatible gRPC API listens. */
+  readonly listenClientUrls: readonly string[];
+  /** --advertise-client-urls: the client URLs this member publishes to the cluster. */
+  readonly advertiseClientUrls: readonly string[];
+  /** --listen-peer-urls: where peers reach this member. */
+  readonly listenPeerUrls: readonly string[];
+  /** --initial-advertise-peer-urls: the peer URLs this member publishes when bootstrapping. */
+  readonly initialAdvertisePeerUrls: readonly string[];
+  /** --initial-cluster: every member of the bootstrap cluster, including this one. */
+  readonly initialCluster: readonly InitialClusterMember[];
+  /** --initial-cluster-state: `new` bootstraps a cluster; `existing` joins one. */
+  readonly initialClusterState: 'new' | 'existing';
+  /** --initial-cluster-token: keeps two clusters bootstrapped from the same URLs apart. */
+  readonly initialClusterToken: string;
+  /** --heartbeat-interval in milliseconds. */
+  readonly heartbeatIntervalMs: number;
+  /** --election-timeout in milliseconds; at least 5 × the heartbeat interval. */
+  readonly electionTimeoutMs: number;
+  /** --max-request-bytes: the largest client request the server accepts. */
+  readonly maxRequestBytes: number;
+  /** --log-level. */
+  readonly logLevel: LogLevel;
+}
+
+/** SERVE_DEFAULTS are etcd's defaults for the flags `serve` takes. */
+export const SERVE_DEFAULTS = {
+  name: 'default',
+  listenClientUrls: 'http://localhost:2379',
+  advertiseClientUrls: 'http://localhost:2379',
+  listenPeerUrls: 'http://localhost:2380',
+  initialAdvertisePeerUrls: 'http://localhost:2380',
+  initialClusterState: 'new',
+  initialClusterToken: 'etcd-cluster',
+  heartbeatIntervalMs: 100,
+  electionTimeoutMs: 1000,
+  maxRequestBytes: 1572864,
+  logLevel: 'info',
+} as const;
+
+/** SERVE_FLAGS_USAGE describes the flags of `stratakv serve` for the help text. */
+export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag=value or --flag value):
+  --name NAME                          member name (default "default")
+  --data-dir DIR                       data directory (default "\${name}.etcd")
+  --listen-client-urls URLS            client API listen URLs (default http://localhost:2379)
+  --advertise-client-urls URLS         client URLs published to the cluster (default http://localhost:2379)
+  --listen-peer-urls URLS              peer listen URLs (default http://localhost:2380)
+  --initial-advertise-peer-urls URLS   peer URLs published when bootstrapping (default http://localhost:2380)
+  --initial-cluster NAME=URL,...       bootstrap members (default "\${name}=\${initial-advertise-peer-urls}")
+  --initial-cluster-state new|existing (default new)
+  --initial-cluster-token TOKEN        (default "etcd-cluster")
+  --heartbeat-interval MS              (default 100)
+  --election-timeout MS                at least 5 x heartbeat (default 1000)
+  --max-request-bytes BYTES            (default 1572864)
+  --log-level debug|info|warn|error    (default info)
+  URLs are http://host:port, comma-separated; TLS (https) is not supported yet.`;
+
+const FLAG_NAMES = [
+  'name',
+  'data-dir',
+  'listen-client-urls',
+  'advertise-client-urls',
+  'listen-peer-urls',
+  'initial-advertise-peer-urls',
+  'initial-cluster',
+  'initial-cluster-state',
+  'initial-cluster-token',
+  'heartbeat-interval',
+  'election-timeout',
+  'max-request-bytes',
+  'log-level',
+] as const;
+type FlagName = (typeof FLAG_NAMES)[number];
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/** URLS_PER_FLAG_MAX bounds one URL list flag, so a runaway script cannot make us bind thousands of sockets. */
+export const URLS_PER_FLAG_MAX = 64;
+/** INITIAL_CLUSTER_MEMBERS_MAX bounds --initial-cluster; Raft clusters past a few dozen voters make no sense. */
+export const INITIAL_CLUSTER_MEMBERS_MAX = 64;
+
+function isFlagName(name: string): name is FlagName {
+  return (FLAG_NAMES as readonly string[]).includes(name);
+}
+
+/**
+ * parseServeFlags turns the arguments after `serve` into ServeOptions, applying etcd's
+ * defaults and etcd's checks. It throws a UsageError naming the flag on any bad input.
+ */
+export function parseServeFlags(args: readonly string[]): ServeOptions {
+  const given = collectFlags(args);
+  const name = given.get('name') ?? SERVE_DEFAULTS.name;
+  if (name === '') throw new UsageError('--name', '--name must not be empty');
+  const dataDir = given.get('data-dir') ?? `${name}.etcd`;
+  if (dataDir === '') throw new UsageError('--data-dir', '--data-dir must not be empty');
+
+  const listenClientUrls = parseUrlList('--listen-client-urls', given.get('listen-client-urls') ?? SERVE_DEFAULTS.listenClientUrls);
+  const advertiseClientUrls = parseUrlList('--advertise-client-urls', given.get('advertise-client-urls') ?? SERVE_DEFAULTS.advertiseClientUrls);
+  const listenPeerUrls = parseUrlList('--listen-peer-urls', given.get('listen-peer-urls') ?? SERVE_DEFAULTS.listenPeerUrls);
+  const initialAdvertisePeerUrls = parseUrlList(
+    '--initial-advertise-peer-urls',
+    given.get('initial-advertise-peer-urls') ?? SERVE_DEFAULTS.initialAdvertisePeerUrls,
+  );
+  // etcd: when --initial-cluster is not given, the cluster is this member alone, at its
+  // advertised peer URLs (InitialClusterFromName). With the default name that is etcd's
+  // documented default, "default=http://localhost:2380".
+  const initialCluster = parseInitialCluster(
+    given.get('initial-cluster') ?? initialAdvertisePeerUrls.map((url) => `${name}=${url}`).join(','),
+  );
+
+  const state = given.get('initial-cluster-state') ?? SERVE_DEFAULTS.initialClusterState;
+  if (state !== 'new' && state !== 'existing') {
+    throw new UsageError('--initial-cluster-state', `invalid value ${JSON.stringify(state)} for flag --initial-cluster-state: must be new or existing`);
+  }
+  const initialClusterToken = given.get('initial-cluster-token') ?? SERVE_DEFAULTS.initialClusterToken;
+  if (initialClusterToken === '') throw new UsageError('--initial-cluster-token', '--initial-cluster-token must not be empty');
+
+  const heartbeatIntervalMs = parsePositiveInteger('--heartbeat-interval', given.get('heartbeat-interval'), SERVE_DEFAULTS.heartbeatIntervalMs);
+  const electionTimeoutMs = parsePositiveInteger('--election-timeout', given.get('election-timeout'), SERVE_DEFAULTS.electionTimeoutMs);
+  if (5 * heartbeatIntervalMs > electionTimeoutMs) {
+    // etcd's wording (embed.Config.Validate).
+    throw new UsageError(
+      '--election-timeout',
+      `--election-timeout[${electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${heartbeatIntervalMs}ms]`,
+    );
+  }
+  const maxRequestBytes = parsePositiveInteger('--max-request-bytes', given.get('max-request-bytes'), SERVE_DEFAULTS.maxRequestBytes);
+
+  const logLevel = given.get('log-level') ?? SERVE_DEFAULTS.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError('--log-level', `invalid value ${JSON.stringify(logLevel)} for flag --log-level: must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+
+  checkLocalMember(name, initialCluster, initialAdvertisePeerUrls);
+
+  return {
+    name,
+    dataDir,
+    listenClientUrls,
+    advertiseClientUrls,
+    listenPeerUrls,
+    initialAdvertisePeerUrls,
+    initialCluster,
+    initialClusterState: state,
+    initialClusterToken,
+    heartbeatIntervalMs,
+    electionTimeoutMs,
+    maxRequestBytes,
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** collectFlags reads `--flag=value`, `--flag value` (and Go's single-dash forms); the last occurrence wins, as in etcd. */
+function collectFlags(args: readonly string[]): Map<FlagName, string> {
+  const given = new Map<FlagName, string>();
+  for (let index = 0; index < args.length; index++) {
+    const argument = args[index] ?? '';
+    if (!argument.startsWith('-') || argument === '-' || argument === '--') {
+      throw new UsageError(argument, `serve takes no arguments, only flags: unexpected ${JSON.stringify(argument)}`);
+    }
+    const body = argument.replace(/^--?/, '');
+    const equals = body.indexOf('=');
+    const flagName = equals === -1 ? body : body.slice(0, equals);
+    if (!isFlagName(flagName)) {
+      throw new UsageError(`--${flagName}`, `unknown flag --${flagName}`);
+    }
+    let value: string;
+    if (equals !== -1) {
+      value = body.slice(equals + 1);
+    } else {
+      const next = args[index + 1];
+      if (next === undefined) throw new UsageError(`--${flagName}`, `flag needs an argument: --${flagName}`);
+      value = next;
+      index++;
+    }
+    given.set(flagName, value);
+  }
+  return given;
+}
+
+function parsePositiveInteger(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^[0-9]+$/.test(text)) throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: not a positive integer`);
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: must be a positive integer`);
+  }
+  return value;
+}
+
+/** parseUrlList checks a comma-separated list of http://host:port URLs and answers them normalized. */
+function parseUrlList(flag: string, text: string): string[] {
+  const parts = text.split(',').map((part) => part.trim());
+  if (parts.length > URLS_PER_FLAG_MAX) throw new UsageError(flag, `${flag} has ${parts.length} URLs, more than ${URLS_PER_FLAG_MAX}`);
+  const urls: string[] = [];
+  for (const part of parts) {
+    const url = parseHttpUrl(flag, part);
+    if (urls.includes(url)) throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: duplicate URL ${url}`);
+    urls.push(url);
+  }
+  return urls;
+}
+
+/** parseHttpUrl accepts exactly http://host:port (an optional trailing slash) and answers it without the slash. */
+export function parseHttpUrl(flag: string, text: string): string {
+  const invalid = (why: string): UsageError => new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: ${why}`);
+  if (text === '') throw invalid('empty URL');
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(text)?.[1]?.toLowerCase();
+  if (scheme === 'https' || scheme === 'unixs') throw invalid('TLS is not supported yet; use http://');
+  if (scheme !== 'http') throw invalid('URL must be http://host:port');
+  const match = /^http:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})\/?$/i.exec(text);
+  if (match === null) throw invalid('URL must be http://host:port (no path, query or credentials)');
+  const host = match[1] ?? '';
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) throw invalid(`port ${port} is out of range`);
+  return `http://${host}:${port}`;
+}
+
+/** parseInitialCluster reads name=url,name=url; a name may repeat to give a member several URLs. */
+function parseInitialCluster(text: string): InitialClusterMember[] {
+  const flag = '--initial-cluster';
+  const byName = new Map<string, string[]>();
+  const seenUrls = new Map<string, string>();
+  for (const rawEntry of text.split(',')) {
+    const entry = rawEntry.trim();
+    const equals = entry.indexOf('=');
+    if (equals <= 0) throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: ${JSON.stringify(entry)} is not name=url`);
+    const memberName = entry.slice(0, equals);
+    const url = parseHttpUrl(flag, entry.slice(equals + 1));
+    const owner = seenUrls.get(url);
+    if (owner !== undefined) {
+      throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: URL ${url} is given for ${owner} and for ${memberName}`);
+    }
+    seenUrls.set(url, memberName);
+    let urls = byName.get(memberName);
+    if (urls === undefined) {
+      if (byName.size >= INITIAL_CLUSTER_MEMBERS_MAX) throw new UsageError(flag, `${flag} has more than ${INITIAL_CLUSTER_MEMBERS_MAX} members`);
+      urls = [];
+      byName.set(memberName, urls);
+    }
+    urls.push(url);
+  }
+  return [...byName].map(([memberName, peerUrls]) => ({ name: memberName, peerUrls }));
+}
+
+/** checkLocalMember makes etcd's bootstrap check: this member is in the cluster at exactly its advertised peer URLs. */
+function checkLocalMember(name: string, initialCluster: readonly InitialClusterMember[], advertisePeerUrls: readonly string[]): void {
+  const local = initialCluster.find((member) => member.name === name);
+  if (local === undefined) {
+    throw new UsageError('--initial-cluster', `couldn't find local name ${JSON.stringify(name)} in the initial cluster configuration`);
+  }
+  const inCluster = [...local.peerUrls].sort();
+  const advertised = [...advertisePeerUrls].sort();
+  if (inCluster.join(',') !== advertised.join(',')) {
+    const listed = local.peerUrls.map((url) => `${name}=${url}`).join(',');
+    throw new UsageError(
+      '--initial-cluster',
+      `--initial-cluster has ${listed} but missing from --initial-advertise-peer-urls=${advertisePeerUrls.join(',')} ` +
+        `(resolved urls: ${JSON.stringify(advertised.join(','))} != ${JSON.stringify(inCluster.join(','))})`,
+    );
+  }
+}

@@ -1,0 +1,156 @@
+// parseServeFlags takes etcd's serve flags with etcd's defaults and refuses what etcd refuses.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseServeFlags, UsageError } from '../../cmd/serve-flags.ts';
+
+function refusal(args: readonly string[]): UsageError {
+  try {
+    parseServeFlags(args);
+  } catch (error) {
+    assert.ok(error instanceof UsageError, `expected a UsageError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail(`expected ${JSON.stringify(args)} to be refused`);
+}
+
+test('no flags gives etcd defaults', () => {
+  assert.deepEqual(parseServeFlags([]), {
+    name: 'default',
+    dataDir: 'default.etcd',
+    listenClientUrls: ['http://localhost:2379'],
+    advertiseClientUrls: ['http://localhost:2379'],
+    listenPeerUrls: ['http://localhost:2380'],
+    initialAdvertisePeerUrls: ['http://localhost:2380'],
+    initialCluster: [{ name: 'default', peerUrls: ['http://localhost:2380'] }],
+    initialClusterState: 'new',
+    initialClusterToken: 'etcd-cluster',
+    heartbeatIntervalMs: 100,
+    electionTimeoutMs: 1000,
+    maxRequestBytes: 1572864,
+    logLevel: 'info',
+  });
+});
+
+test('every flag is read, in both --flag=value and --flag value forms', () => {
+  const options = parseServeFlags([
+    '--name=n1',
+    '--data-dir', '/var/lib/n1',
+    '--listen-client-urls=http://127.0.0.1:12379,http://10.0.0.1:12379',
+    '--advertise-client-urls', 'http://10.0.0.1:12379',
+    '--listen-peer-urls=http://127.0.0.1:12380',
+    '--initial-advertise-peer-urls', 'http://10.0.0.1:12380',
+    '--initial-cluster=n1=http://10.0.0.1:12380,n2=http://10.0.0.2:12380,n3=http://10.0.0.3:12380',
+    '--initial-cluster-state', 'existing',
+    '--initial-cluster-token=tok',
+    '--heartbeat-interval', '50',
+    '--election-timeout=250',
+    '--max-request-bytes', '1048576',
+    '--log-level=debug',
+  ]);
+  assert.deepEqual(options, {
+    name: 'n1',
+    dataDir: '/var/lib/n1',
+    listenClientUrls: ['http://127.0.0.1:12379', 'http://10.0.0.1:12379'],
+    advertiseClientUrls: ['http://10.0.0.1:12379'],
+    listenPeerUrls: ['http://127.0.0.1:12380'],
+    initialAdvertisePeerUrls: ['http://10.0.0.1:12380'],
+    initialCluster: [
+      { name: 'n1', peerUrls: ['http://10.0.0.1:12380'] },
+      { name: 'n2', peerUrls: ['http://10.0.0.2:12380'] },
+      { name: 'n3', peerUrls: ['http://10.0.0.3:12380'] },
+    ],
+    initialClusterState: 'existing',
+    initialClusterToken: 'tok',
+    heartbeatIntervalMs: 50,
+    electionTimeoutMs: 250,
+    maxRequestBytes: 1048576,
+    logLevel: 'debug',
+  });
+});
+
+test('the data dir defaults to ${name}.etcd and the initial cluster to this member alone', () => {
+  const options = parseServeFlags(['--name', 'alpha', '--initial-advertise-peer-urls', 'http://127.0.0.1:3380']);
+  assert.equal(options.dataDir, 'alpha.etcd');
+  assert.deepEqual(options.initialCluster, [{ name: 'alpha', peerUrls: ['http://127.0.0.1:3380'] }]);
+});
+
+test('a name repeated in --initial-cluster collects several peer URLs', () => {
+  const options = parseServeFlags([
+    '--name', 'a',
+    '--initial-advertise-peer-urls', 'http://127.0.0.1:2380,http://[::1]:2380',
+    '--initial-cluster', 'a=http://127.0.0.1:2380,b=http://127.0.0.2:2380,a=http://[::1]:2380/',
+  ]);
+  assert.deepEqual(options.initialCluster, [
+    { name: 'a', peerUrls: ['http://127.0.0.1:2380', 'http://[::1]:2380'] },
+    { name: 'b', peerUrls: ['http://127.0.0.2:2380'] },
+  ]);
+});
+
+test('Go single-dash flags work as in etcd, and the last occurrence wins', () => {
+  const options = parseServeFlags(['-log-level=warn', '--log-level', 'error']);
+  assert.equal(options.logLevel, 'error');
+});
+
+test('an unknown flag is refused by name', () => {
+  assert.equal(refusal(['--bogus=1']).flag, '--bogus');
+  assert.equal(refusal(['--listen-metrics-urls', 'http://x:1']).flag, '--listen-metrics-urls');
+});
+
+test('a positional argument or a flag without its value is refused', () => {
+  assert.equal(refusal(['extra']).flag, 'extra');
+  assert.equal(refusal(['--name']).flag, '--name');
+});
+
+test('bad values are refused, naming the flag', () => {
+  const cases: [string[], string][] = [
+    [['--heartbeat-interval', 'abc'], '--heartbeat-interval'],
+    [['--heartbeat-interval', '0'], '--heartbeat-interval'],
+    [['--election-timeout', '-5'], '--election-timeout'],
+    [['--election-timeout', '1.5'], '--election-timeout'],
+    [['--max-request-bytes', '99999999999999999999'], '--max-request-bytes'],
+    [['--max-request-bytes='], '--max-request-bytes'],
+    [['--initial-cluster-state', 'weird'], '--initial-cluster-state'],
+    [['--log-level', 'verbose'], '--log-level'],
+    [['--name='], '--name'],
+    [['--data-dir='], '--data-dir'],
+    [['--initial-cluster-token='], '--initial-cluster-token'],
+    [['--listen-client-urls', 'localhost:2379'], '--listen-client-urls'],
+    [['--listen-client-urls', 'http://localhost'], '--listen-client-urls'],
+    [['--listen-client-urls', 'http://localhost:99999'], '--listen-client-urls'],
+    [['--listen-client-urls', 'http://localhost:2379/path'], '--listen-client-urls'],
+    [['--listen-client-urls', 'unix://sock:1'], '--listen-client-urls'],
+    [['--listen-client-urls', 'http://a:1,http://a:1'], '--listen-client-urls'],
+    [['--advertise-client-urls', 'http://a:1,'], '--advertise-client-urls'],
+    [['--listen-peer-urls', 'http://u:p@a:1'], '--listen-peer-urls'],
+    [['--initial-advertise-peer-urls', 'ftp://a:1'], '--initial-advertise-peer-urls'],
+    [['--initial-cluster', 'default'], '--initial-cluster'],
+    [['--initial-cluster', '=http://localhost:2380'], '--initial-cluster'],
+    [['--initial-cluster', 'default=http://localhost:2380,other=http://localhost:2380'], '--initial-cluster'],
+  ];
+  for (const [args, flag] of cases) {
+    assert.equal(refusal(args).flag, flag, JSON.stringify(args));
+  }
+});
+
+test('https URLs are refused: TLS is not supported yet', () => {
+  const error = refusal(['--listen-client-urls', 'https://localhost:2379']);
+  assert.equal(error.flag, '--listen-client-urls');
+  assert.match(error.message, /TLS is not supported yet/);
+});
+
+test('an election timeout under 5 x the heartbeat is refused with etcd\'s wording', () => {
+  const error = refusal(['--heartbeat-interval', '100', '--election-timeout', '400']);
+  assert.equal(error.flag, '--election-timeout');
+  assert.equal(error.message, '--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]');
+  assert.equal(parseServeFlags(['--heartbeat-interval', '100', '--election-timeout', '500']).electionTimeoutMs, 500);
+});
+
+test('this member must be in --initial-cluster, at its advertised peer URLs', () => {
+  const missing = refusal(['--name', 'foo', '--initial-cluster', 'bar=http://localhost:2380']);
+  assert.equal(missing.flag, '--initial-cluster');
+  assert.equal(missing.message, 'couldn\'t find local name "foo" in the initial cluster configuration');
+
+  const elsewhere = refusal(['--initial-cluster', 'default=http://localhost:2381']);
+  assert.equal(elsewhere.flag, '--initial-cluster');
+  assert.match(elsewhere.message, /^--initial-cluster has default=http:\/\/localhost:2381 but missing from --initial-advertise-peer-urls=http:\/\/localhost:2380/);
+});
