@@ -1,0 +1,486 @@
+// EtcdClient speaks etcd's v3 gRPC API to a list of endpoints — real etcd or stratakv. Each
+// call has one deadline (the client's timeout, or the caller's signal); inside it, the call is
+// retried on another endpoint only where that is safe (retry-policy.ts) with bounded attempts
+// and backoff. Calls that must reach the leader (MoveLeader) find it with Status, as etcdctl
+// does. Errors are StrataErrors with the catalogue's codes and the endpoint that answered.
+
+import * as grpc from '@grpc/grpc-js';
+import type * as protoLoader from '@grpc/proto-loader';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import { fromGrpcStatus } from '../util/etcd-errors.ts';
+import type { DeleteRangeResponse, PutResponse, RangeResponse, TxnRequest, TxnResponse } from '../storage/kv-types.ts';
+import { ENDPOINTS_MAX, EndpointPicker, normalizeEndpoint } from './endpoint-picker.ts';
+import { ATTEMPTS_MAX, backoffMs, isRetryable, type CallKind } from './retry-policy.ts';
+import {
+  decodeDeleteRange,
+  decodeMember,
+  decodeMembers,
+  decodePut,
+  decodeRange,
+  decodeStatus,
+  decodeTxn,
+  encodeDeleteRange,
+  encodePut,
+  encodeRange,
+  encodeTxn,
+  loadEtcdServices,
+  prefixEnd,
+  toBuffer,
+  type Bytes,
+  type ClusterMember,
+  type EndpointStatus,
+  type EtcdServices,
+  type MemberId,
+  type WithHeader,
+} from './wire.ts';
+
+/** DEFAULT_TIMEOUT_MS is a call's deadline when neither the client nor the call sets one (etcdctl's 5s). */
+export const DEFAULT_TIMEOUT_MS = 5000;
+/** REQUEST_BYTES_MAX is the largest request the client sends (etcd's client default, 2 MiB). */
+export const REQUEST_BYTES_MAX = 2 * 1024 * 1024;
+/** RESPONSE_BYTES_MAX is the largest answer the client accepts (etcd's client default, 2 GiB - 1). */
+export const RESPONSE_BYTES_MAX = 2 ** 31 - 1;
+/** STATUS_ALL_ATTEMPTS_MAX bounds the attempts per endpoint of statusAll, so one dead member does not hold up the answer. */
+export const STATUS_ALL_ATTEMPTS_MAX = 2;
+/** LEADER_ATTEMPTS_MAX bounds how often a leader-only call rediscovers the leader after "not leader". */
+export const LEADER_ATTEMPTS_MAX = 3;
+
+/** ClientLogger receives the client's diagnostics (retries, endpoint switches). */
+export interface ClientLogger {
+  debug(message: string, fields?: Readonly<Record<string, unknown>>): void;
+  warn(message: string, fields?: Readonly<Record<string, unknown>>): void;
+}
+
+/** EtcdClientOptions configures an EtcdClient. */
+export interface EtcdClientOptions {
+  /** Where the cluster answers: `host:port` or `http://host:port` (TLS is not supported yet). */
+  readonly endpoints: readonly string[];
+  /** Each call's deadline in milliseconds, retries included (default DEFAULT_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
+  readonly logger?: ClientLogger;
+}
+
+/** CallOptions bound one call: its own deadline, or a signal that cancels it. */
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+  /** Overrides the client's timeoutMs for this call. */
+  readonly timeoutMs?: number;
+}
+
+/** PutOptions are put's options. */
+export interface PutOptions extends CallOptions {
+  /** Answer the pair as it was before the put. */
+  readonly prevKv?: boolean;
+}
+
+/** RangeOptions choose which keys get and delete cover; at most one of rangeEnd, prefix and fromKey. */
+export interface RangeOptions extends CallOptions {
+  /** Cover [key, rangeEnd). */
+  readonly rangeEnd?: Bytes;
+  /** Cover every key that starts with `key`. */
+  readonly prefix?: boolean;
+  /** Cover every key >= `key`. */
+  readonly fromKey?: boolean;
+}
+
+/** GetOptions are get's options. */
+export interface GetOptions extends RangeOptions {
+  /** The most keys to answer; 0 means no limit. */
+  readonly limit?: number;
+  /** Answer keys without values. */
+  readonly keysOnly?: boolean;
+  /** Answer only the count. */
+  readonly countOnly?: boolean;
+  /** Allow the answering member to use its local state (may be stale; works without a leader). */
+  readonly serializable?: boolean;
+  /** Read at this revision; 0 means the current one. */
+  readonly revision?: number;
+}
+
+/** DeleteOptions are delete's options. */
+export interface DeleteOptions extends RangeOptions {
+  /** Answer the deleted pairs. */
+  readonly prevKv?: boolean;
+}
+
+/** MemberAddOptions are memberAdd's options. */
+export interface MemberAddOptions extends CallOptions {
+  /** Add the member as a learner (a non-voting member that catches up first). */
+  readonly isLearner?: boolean;
+}
+
+/** MemberAddResult is the added member and the member list after the change. */
+export interface MemberAddResult {
+  readonly member: ClusterMember;
+  readonly members: readonly ClusterMember[];
+}
+
+/** EndpointStatusResult is one endpoint's status, or why it could not be had. */
+export type EndpointStatusResult =
+  | { readonly ok: true; readonly endpoint: string; readonly status: EndpointStatus }
+  | { readonly ok: false; readonly endpoint: string; readonly error: StrataError };
+
+// One call's budget: when it must be done, and what may cancel it first.
+interface CallContext {
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+}
+
+type ServiceName = keyof EtcdServices;
+
+/** EtcdClient is a client of etcd's v3 API over gRPC, with endpoint failover and safe retries. */
+export class EtcdClient {
+  readonly #picker: EndpointPicker;
+  readonly #timeoutMs: number;
+  readonly #logger: ClientLogger | undefined;
+  readonly #services: EtcdServices;
+  readonly #connections = new Map<string, grpc.Client>();
+  #closed = false;
+
+  constructor(options: EtcdClientOptions) {
+    if (!Array.isArray(options.endpoints)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'endpoints must be an array');
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `timeoutMs must be a positive integer, not ${String(timeoutMs)}`);
+    }
+    this.#picker = new EndpointPicker(options.endpoints);
+    this.#timeoutMs = timeoutMs;
+    this.#logger = options.logger;
+    this.#services = loadEtcdServices();
+  }
+
+  /** endpoints lists the client's endpoints as host:port. */
+  get endpoints(): readonly string[] {
+    return this.#picker.endpoints;
+  }
+
+  // ---- KV ----
+
+  /** put stores `value` under `key`. Retried only when the put provably did not run. */
+  async put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<WithHeader<PutResponse>> {
+    const context = this.#context(options);
+    const request = encodePut({ type: 'put', key: toBuffer(key), value: toBuffer(value), ...(options.prevKv === true ? { prevKv: true } : {}) });
+    return decodePut(await this.#call('kv', 'Put', 'write', request, context));
+  }
+
+  /** get reads `key`, or a range of keys (rangeEnd, prefix or fromKey). Linearizable unless `serializable`. */
+  async get(key: Bytes, options: GetOptions = {}): Promise<WithHeader<RangeResponse>> {
+    const context = this.#context(options);
+    for (const name of ['limit', 'revision'] as const) {
+      const value = options[name];
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${name} must be a non-negative integer, not ${String(value)}`);
+      }
+    }
+    const { key: start, rangeEnd } = rangeOf(key, options);
+    const request = encodeRange({
+      type: 'range',
+      key: start,
+      ...(rangeEnd === undefined ? {} : { rangeEnd }),
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+      ...(options.revision === undefined ? {} : { revision: options.revision }),
+      ...(options.keysOnly === true ? { keysOnly: true } : {}),
+      ...(options.countOnly === true ? { countOnly: true } : {}),
+      ...(options.serializable === true ? { serializable: true } : {}),
+    });
+    return decodeRange(await this.#call('kv', 'Range', 'read', request, context));
+  }
+
+  /** delete removes `key`, or a range of keys. Retried only when the delete provably did not run. */
+  async delete(key: Bytes, options: DeleteOptions = {}): Promise<WithHeader<DeleteRangeResponse>> {
+    const context = this.#context(options);
+    const { key: start, rangeEnd } = rangeOf(key, options);
+    const request = encodeDeleteRange({
+      type: 'deleteRange',
+      key: start,
+      ...(rangeEnd === undefined ? {} : { rangeEnd }),
+      ...(options.prevKv === true ? { prevKv: true } : {}),
+    });
+    return decodeDeleteRange(await this.#call('kv', 'DeleteRange', 'write', request, context));
+  }
+
+  /** txn runs a transaction. One that only reads is retried like a read; one that writes, like a write. */
+  async txn(request: TxnRequest, options: CallOptions = {}): Promise<WithHeader<TxnResponse>> {
+    const context = this.#context(options);
+    if (request?.type !== 'txn') throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'txn needs a TxnRequest (type "txn")');
+    const writes = [...request.success, ...request.failure].some((operation) => operation.type !== 'range');
+    return decodeTxn(await this.#call('kv', 'Txn', writes ? 'write' : 'read', encodeTxn(request), context));
+  }
+
+  // ---- Maintenance ----
+
+  /** status asks one endpoint (listed or not) for its member's status; retried on that endpoint only. */
+  async status(endpoint: string, options: CallOptions = {}): Promise<EndpointStatus> {
+    const context = this.#context(options);
+    const target = normalizeEndpoint(endpoint);
+    return this.#statusOf(target, context);
+  }
+
+  /** statusAll asks every endpoint for its status at once; each answer is a status or the error. */
+  async statusAll(options: CallOptions = {}): Promise<EndpointStatusResult[]> {
+    const context = this.#context(options);
+    return this.#statusAll(context);
+  }
+
+  /** moveLeader hands leadership to the voter `targetId`; it is sent to the leader, found with Status. */
+  async moveLeader(targetId: MemberId | number, options: CallOptions = {}): Promise<void> {
+    const context = this.#context(options);
+    const request = { targetID: memberIdText(targetId) };
+    for (let attempt = 1; ; attempt++) {
+      const leader = await this.#findLeader(context);
+      try {
+        await this.#call('maintenance', 'MoveLeader', 'write', request, context, leader);
+        return;
+      } catch (error) {
+        // "not leader" is refused before anything is proposed: leadership moved since Status
+        // answered. Look again, a bounded number of times.
+        if (!(error instanceof StrataError && error.code === ErrorCode.NOT_LEADER) || attempt >= LEADER_ATTEMPTS_MAX) throw error;
+        this.#logger?.debug('moveLeader: the member was no longer leader; looking again', { endpoint: leader, attempt });
+      }
+    }
+  }
+
+  // ---- Cluster ----
+
+  /** memberList answers every member of the cluster. */
+  async memberList(options: CallOptions = {}): Promise<ClusterMember[]> {
+    const context = this.#context(options);
+    return decodeMembers(await this.#call('cluster', 'MemberList', 'read', { linearizable: true }, context));
+  }
+
+  /** memberAdd adds a member at `peerUrls` (a learner with isLearner). */
+  async memberAdd(peerUrls: readonly string[], options: MemberAddOptions = {}): Promise<MemberAddResult> {
+    const context = this.#context(options);
+    if (!Array.isArray(peerUrls) || peerUrls.length === 0 || peerUrls.some((url) => typeof url !== 'string' || url === '')) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'memberAdd needs at least one peer URL');
+    }
+    const answer = await this.#call('cluster', 'MemberAdd', 'write', { peerURLs: [...peerUrls], isLearner: options.isLearner === true }, context);
+    return { member: decodeMember((answer as { member?: unknown }).member), members: decodeMembers(answer) };
+  }
+
+  /** memberRemove removes the member `id`; answers the member list after the change. */
+  async memberRemove(id: MemberId | number, options: CallOptions = {}): Promise<ClusterMember[]> {
+    const context = this.#context(options);
+    return decodeMembers(await this.#call('cluster', 'MemberRemove', 'write', { ID: memberIdText(id) }, context));
+  }
+
+  /** memberPromote makes the learner `id` a voter (refused until it has caught up). */
+  async memberPromote(id: MemberId | number, options: CallOptions = {}): Promise<ClusterMember[]> {
+    const context = this.#context(options);
+    return decodeMembers(await this.#call('cluster', 'MemberPromote', 'write', { ID: memberIdText(id) }, context));
+  }
+
+  /** close closes every connection; later calls fail with STOPPED. Calling it twice is harmless. */
+  close(): void {
+    this.#closed = true;
+    for (const connection of this.#connections.values()) connection.close();
+    this.#connections.clear();
+  }
+
+  // ---- internals ----
+
+  #context(options: CallOptions): CallContext {
+    if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `timeoutMs must be a positive integer, not ${String(timeoutMs)}`);
+    }
+    if (options.signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'the call was cancelled before it started');
+    return { deadline: performance.now() + timeoutMs, signal: options.signal };
+  }
+
+  async #statusOf(endpoint: string, context: CallContext, attemptsMax = ATTEMPTS_MAX): Promise<EndpointStatus> {
+    return decodeStatus(endpoint, await this.#call('maintenance', 'Status', 'read', {}, context, endpoint, attemptsMax));
+  }
+
+  async #statusAll(context: CallContext): Promise<EndpointStatusResult[]> {
+    return Promise.all(
+      this.#picker.endpoints.map(async (endpoint): Promise<EndpointStatusResult> => {
+        try {
+          return { ok: true, endpoint, status: await this.#statusOf(endpoint, context, STATUS_ALL_ATTEMPTS_MAX) };
+        } catch (error) {
+          if (!(error instanceof StrataError)) throw error;
+          return { ok: false, endpoint, error };
+        }
+      }),
+    );
+  }
+
+  /**
+   * #findLeader answers the leader's endpoint: the listed endpoint whose member is the leader
+   * by its own Status, else the leader's first client URL from MemberList.
+   */
+  async #findLeader(context: CallContext): Promise<string> {
+    const results = await this.#statusAll(context);
+    let leaderId = 0n;
+    for (const result of results) {
+      if (!result.ok) continue;
+      if (result.status.leaderId !== 0n && result.status.memberId === result.status.leaderId) {
+        this.#picker.prefer(result.endpoint);
+        return result.endpoint;
+      }
+      if (result.status.leaderId !== 0n) leaderId = result.status.leaderId;
+    }
+    if (leaderId === 0n) {
+      const failed = results.find((result) => !result.ok);
+      throw new StrataError(ErrorCode.NO_LEADER, 'no endpoint knows a leader', {
+        details: { endpoints: this.#picker.endpoints },
+        ...(failed !== undefined && !failed.ok ? { cause: failed.error } : {}),
+      });
+    }
+    const members = decodeMembers(await this.#call('cluster', 'MemberList', 'read', { linearizable: false }, context));
+    const leader = members.find((member) => member.id === leaderId);
+    const url = leader?.clientUrls[0];
+    if (url === undefined) {
+      throw new StrataError(ErrorCode.NO_LEADER, `the leader ${leaderId.toString(16)} publishes no client URL`, { details: { leaderId } });
+    }
+    return normalizeEndpoint(url);
+  }
+
+  #connection(endpoint: string): grpc.Client {
+    let connection = this.#connections.get(endpoint);
+    if (connection === undefined) {
+      if (this.#connections.size >= ENDPOINTS_MAX) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `more than ${ENDPOINTS_MAX} connections`, { details: { endpoint } });
+      }
+      connection = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+        'grpc.max_send_message_length': REQUEST_BYTES_MAX,
+        'grpc.max_receive_message_length': RESPONSE_BYTES_MAX,
+        // A member that comes back should be used again within a second, not grpc's two minutes.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+      });
+      this.#connections.set(endpoint, connection);
+    }
+    return connection;
+  }
+
+  /**
+   * #call sends one request, retrying where the policy allows until ATTEMPTS_MAX or the
+   * deadline. With `fixedEndpoint` every attempt goes there; otherwise attempts start at the
+   * preferred endpoint and a retryable failure moves on to the next.
+   */
+  async #call(
+    service: ServiceName,
+    methodName: string,
+    kind: CallKind,
+    request: object,
+    context: CallContext,
+    fixedEndpoint?: string,
+    attemptsMax = ATTEMPTS_MAX,
+  ): Promise<unknown> {
+    const method = this.#services[service][methodName];
+    if (method === undefined) throw new Error(`rpc.proto has no method ${service}.${methodName}`);
+    const endpointCount = fixedEndpoint === undefined ? this.#picker.endpoints.length : 1;
+    let lastError: StrataError | undefined;
+    for (let attempt = 1; attempt <= attemptsMax; attempt++) {
+      if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
+      const endpoint = fixedEndpoint ?? this.#picker.current();
+      if (isAborted(context)) {
+        throw new StrataError(ErrorCode.CANCELED, `${methodName} was cancelled`, { details: { endpoint }, cause: lastError });
+      }
+      if (performance.now() >= context.deadline) throw timeoutError(methodName, endpoint, lastError);
+      try {
+        return await this.#unary(endpoint, method, request, context);
+      } catch (error) {
+        if (!isServiceError(error)) throw error;
+        if (isAborted(context) && error.code === grpc.status.CANCELLED) {
+          throw new StrataError(ErrorCode.CANCELED, `${methodName} was cancelled`, { details: { endpoint }, cause: lastError });
+        }
+        if (error.code === grpc.status.DEADLINE_EXCEEDED && performance.now() >= context.deadline) {
+          throw timeoutError(methodName, endpoint, lastError ?? withEndpoint(fromGrpcStatus(error.code, error.details), endpoint));
+        }
+        const failure = withEndpoint(fromGrpcStatus(error.code, error.details), endpoint);
+        if (!isRetryable(kind, error.code, error.details) || attempt === attemptsMax) throw failure;
+        lastError = failure;
+        if (fixedEndpoint === undefined) this.#picker.reportFailure(endpoint);
+        this.#logger?.debug(`${methodName} failed; retrying`, { endpoint, attempt, code: failure.code, details: error.details });
+        if (attempt % endpointCount === 0) await pause(backoffMs(attempt / endpointCount), context);
+      }
+    }
+    throw lastError ?? new Error('unreachable: the retry loop ended without an error');
+  }
+
+  #unary(endpoint: string, method: protoLoader.MethodDefinition<object, object>, request: object, context: CallContext): Promise<unknown> {
+    const connection = this.#connection(endpoint);
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + Math.max(1, context.deadline - performance.now()));
+      const call = connection.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request,
+        new grpc.Metadata(),
+        { deadline },
+        (error, response) => {
+          context.signal?.removeEventListener('abort', onAbort);
+          if (error !== null) reject(error);
+          else resolve(response);
+        },
+      );
+      function onAbort(): void {
+        call.cancel();
+      }
+      context.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+function isAborted(context: CallContext): boolean {
+  return context.signal?.aborted === true;
+}
+
+function isServiceError(error: unknown): error is grpc.ServiceError {
+  return error instanceof Error && typeof (error as Partial<grpc.ServiceError>).code === 'number' && 'details' in error;
+}
+
+function withEndpoint(error: StrataError, endpoint: string): StrataError {
+  return new StrataError(error.code, error.message, { details: { ...error.details, endpoint } });
+}
+
+function timeoutError(methodName: string, endpoint: string, lastError: StrataError | undefined): StrataError {
+  const why = lastError === undefined ? '' : ` (last error: ${lastError.message})`;
+  return new StrataError(ErrorCode.TIMEOUT, `${methodName} did not finish before its deadline${why}`, {
+    details: { endpoint },
+    ...(lastError === undefined ? {} : { cause: lastError }),
+  });
+}
+
+/** pause waits `ms`, but no longer than the deadline; an abort ends it early (the loop then reports it). */
+function pause(ms: number, context: CallContext): Promise<void> {
+  const waitMs = Math.max(0, Math.min(ms, context.deadline - performance.now()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, waitMs);
+    function done(): void {
+      clearTimeout(timer);
+      context.signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    context.signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+function memberIdText(id: MemberId | number): string {
+  if (typeof id === 'number' && (!Number.isSafeInteger(id) || id <= 0)) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a member id is a positive integer, not ${String(id)}`);
+  }
+  if (typeof id === 'bigint' && (id <= 0n || id >= 2n ** 64n)) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a member id is a positive 64-bit integer, not ${id}`);
+  }
+  if (typeof id !== 'number' && typeof id !== 'bigint') throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a member id is a bigint or a number');
+  return id.toString();
+}
+
+/** rangeOf turns a key and its range options into etcd's [key, rangeEnd). */
+function rangeOf(key: Bytes, options: RangeOptions): { key: Uint8Array; rangeEnd?: Uint8Array } {
+  if (typeof key !== 'string' && !(key instanceof Uint8Array)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a key is a string or a Uint8Array');
+  const chosen = [options.rangeEnd !== undefined, options.prefix === true, options.fromKey === true].filter(Boolean).length;
+  if (chosen > 1) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'choose at most one of rangeEnd, prefix and fromKey');
+  const start = toBuffer(key);
+  if (options.rangeEnd !== undefined) return { key: start, rangeEnd: toBuffer(options.rangeEnd) };
+  // etcd reads an empty prefix, or from an empty key, as "every key": ["\0", "\0").
+  const everything = { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) };
+  if (options.prefix === true) return start.length === 0 ? everything : { key: start, rangeEnd: prefixEnd(start) };
+  if (options.fromKey === true) return start.length === 0 ? everything : { key: start, rangeEnd: Uint8Array.of(0) };
+  return { key: start };
+}

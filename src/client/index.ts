@@ -1,0 +1,26 @@
+// The public surface of src/client: EtcdClient, a client of etcd's v3 gRPC API (real etcd or
+// stratakv) with endpoint failover, leader discovery and retries only where they are safe.
+export {
+  EtcdClient,
+  DEFAULT_TIMEOUT_MS,
+  REQUEST_BYTES_MAX,
+  RESPONSE_BYTES_MAX,
+  LEADER_ATTEMPTS_MAX,
+  STATUS_ALL_ATTEMPTS_MAX,
+} from './etcd-client.ts';
+export type {
+  CallOptions,
+  ClientLogger,
+  DeleteOptions,
+  EndpointStatusResult,
+  EtcdClientOptions,
+  GetOptions,
+  MemberAddOptions,
+  MemberAddResult,
+  PutOptions,
+  RangeOptions,
+} from './etcd-client.ts';
+export { ENDPOINTS_MAX, normalizeEndpoint } from './endpoint-picker.ts';
+export { ATTEMPTS_MAX, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS } from './retry-policy.ts';
+export { prefixEnd } from './wire.ts';
+export type { Bytes, ClusterMember, EndpointStatus, MemberId, ResponseHeader, WithHeader } from './wire.ts';

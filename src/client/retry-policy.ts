@@ -1,0 +1,46 @@
+// When a failed call may be sent again. The rule is clientv3's (etcd's retry interceptor):
+// a call that only reads may be repeated after any UNAVAILABLE answer; a call that writes may
+// be repeated only when the failure proves the server never ran it — the request never left
+// this process (no connection, stream refused), or the server refused it before proposing
+// ("etcdserver: no leader"). A timeout, a leader change or a connection that broke after the
+// request was sent leave the outcome unknown: repeating such a write could apply it twice, so
+// the error goes back to the caller.
+
+import { GrpcStatus } from '../util/etcd-errors.ts';
+
+/** CallKind says whether a call only reads (repeatable) or may change state (not repeatable). */
+export type CallKind = 'read' | 'write';
+
+/** ATTEMPTS_MAX bounds the attempts of one call, across every endpoint. */
+export const ATTEMPTS_MAX = 10;
+/** BACKOFF_INITIAL_MS is the pause after every endpoint has failed once. */
+export const BACKOFF_INITIAL_MS = 50;
+/** BACKOFF_MAX_MS caps the pause between rounds of attempts. */
+export const BACKOFF_MAX_MS = 1000;
+
+// grpc-js's own texts for a request that never reached a server.
+const NEVER_SENT_DETAILS: readonly string[] = [
+  'No connection established',
+  'Stream refused by server',
+  'Channel closed before call started',
+];
+
+// etcd's refusals made before a request is proposed: the request did nothing.
+const REFUSED_BEFORE_PROPOSING: readonly string[] = ['etcdserver: no leader', 'etcdserver: rpc not supported for learner'];
+
+/** neverExecuted tells whether a failure proves the server did not run the request. */
+export function neverExecuted(code: number, details: string): boolean {
+  if (code !== GrpcStatus.UNAVAILABLE) return false;
+  return NEVER_SENT_DETAILS.some((text) => details.includes(text)) || REFUSED_BEFORE_PROPOSING.includes(details);
+}
+
+/** isRetryable tells whether a call of this kind may be sent again after this failure. */
+export function isRetryable(kind: CallKind, code: number, details: string): boolean {
+  if (kind === 'read') return code === GrpcStatus.UNAVAILABLE;
+  return neverExecuted(code, details);
+}
+
+/** backoffMs is the pause before round `round` (1 after the first full round of failures). */
+export function backoffMs(round: number): number {
+  return Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.max(0, round - 1));
+}

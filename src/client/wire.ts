@@ -1,0 +1,332 @@
+// The etcd wire format as @grpc/proto-loader gives it to us, and the conversions between it and
+// our types. proto-loader answers plain objects: 64-bit integers as decimal strings (so member
+// ids keep all 64 bits), bytes as Buffers, enums as their names, oneofs with a discriminator.
+// Everything that leaves this file is typed; everything that enters from the wire is checked
+// as far as our types need it.
+
+import { fileURLToPath } from 'node:url';
+import * as protoLoader from '@grpc/proto-loader';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import type {
+  Compare,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnOperation,
+  TxnOperationResponse,
+  TxnRequest,
+  TxnResponse,
+} from '../storage/kv-types.ts';
+import type { Member, MemberStatus } from '../server/backend.ts';
+
+/** MemberId is a cluster member id: etcd's are random 64-bit numbers, beyond a double's safe range. */
+export type MemberId = bigint;
+
+/** ResponseHeader is what every etcd answer carries about the member that answered. */
+export interface ResponseHeader {
+  readonly clusterId: bigint;
+  readonly memberId: MemberId;
+  /** The store's revision when the answer was made. */
+  readonly revision: number;
+  readonly raftTerm: number;
+}
+
+/** ClusterMember is backend.ts's Member with a 64-bit id (etcd's member ids do not fit a number). */
+export interface ClusterMember extends Omit<Member, 'id'> {
+  readonly id: MemberId;
+}
+
+/** EndpointStatus is backend.ts's MemberStatus as one endpoint answered it, with 64-bit ids. */
+export interface EndpointStatus extends Omit<MemberStatus, 'leaderId'> {
+  /** The endpoint that answered, as host:port. */
+  readonly endpoint: string;
+  readonly header: ResponseHeader;
+  /** The answering member's id (from the header). */
+  readonly memberId: MemberId;
+  /** The leader's id as this member believes it; 0n when it knows none. */
+  readonly leaderId: MemberId;
+  /** Bytes of the database in use (etcd's dbSizeInUse). */
+  readonly dbSizeInUseBytes: number;
+}
+
+/** WithHeader adds the answering member's header to a KV answer. */
+export type WithHeader<T> = T & { readonly header: ResponseHeader };
+
+const PROTO_ROOT = fileURLToPath(new URL('../../proto/etcd/', import.meta.url));
+
+/** EtcdServices are the method tables of the three etcd services the client calls. */
+export interface EtcdServices {
+  readonly kv: protoLoader.ServiceDefinition;
+  readonly cluster: protoLoader.ServiceDefinition;
+  readonly maintenance: protoLoader.ServiceDefinition;
+}
+
+let loaded: EtcdServices | undefined;
+
+/** loadEtcdServices loads rpc.proto once per process; the parse takes tens of milliseconds. */
+export function loadEtcdServices(): EtcdServices {
+  if (loaded !== undefined) return loaded;
+  const definition = protoLoader.loadSync('etcdserverpb/rpc.proto', {
+    includeDirs: [PROTO_ROOT],
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const service = (name: string): protoLoader.ServiceDefinition => {
+    const found = definition[`etcdserverpb.${name}`];
+    if (found === undefined || 'format' in found) throw new Error(`rpc.proto has no service etcdserverpb.${name}`);
+    return found as protoLoader.ServiceDefinition;
+  };
+  loaded = { kv: service('KV'), cluster: service('Cluster'), maintenance: service('Maintenance') };
+  return loaded;
+}
+
+// ---- values ----
+
+/** Bytes is a key or value as the caller gives it: bytes, or a string sent as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+/** toBuffer turns a key or value into the bytes sent (strings as UTF-8), without copying bytes. */
+export function toBuffer(bytes: Bytes): Buffer {
+  if (typeof bytes === 'string') return Buffer.from(bytes, 'utf8');
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** prefixEnd is etcd's GetPrefixRangeEnd: the first key after every key that starts with `prefix`. */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  for (let index = prefix.length - 1; index >= 0; index--) {
+    const byte = prefix[index] ?? 0;
+    if (byte < 0xff) {
+      const end = prefix.slice(0, index + 1);
+      end[index] = byte + 1;
+      return end;
+    }
+  }
+  // Every byte is 0xff (or the prefix is empty): no key follows, so read to the end.
+  return Uint8Array.of(0);
+}
+
+function safeNumber(field: string, text: unknown): number {
+  const value = typeof text === 'number' ? text : Number(text);
+  if (!Number.isSafeInteger(value)) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the server answered ${field}=${String(text)}, which is not a safe integer`);
+  }
+  return value;
+}
+
+function uint64(text: unknown): bigint {
+  return typeof text === 'string' || typeof text === 'number' ? BigInt(text) : 0n;
+}
+
+function bytesOf(value: unknown): Uint8Array {
+  return value instanceof Uint8Array ? value : new Uint8Array(0);
+}
+
+function stringsOf(value: unknown): string[] {
+  return Array.isArray(value) ? value.map((item) => String(item)) : [];
+}
+
+// The shapes proto-loader answers (with defaults on, every scalar is present).
+type WireObject = Readonly<Record<string, unknown>>;
+
+function object(value: unknown): WireObject {
+  return typeof value === 'object' && value !== null ? (value as WireObject) : {};
+}
+
+/** decodeHeader reads an etcd ResponseHeader. */
+export function decodeHeader(value: unknown): ResponseHeader {
+  const header = object(value);
+  return {
+    clusterId: uint64(header['clusterId']),
+    memberId: uint64(header['memberId']),
+    revision: safeNumber('header.revision', header['revision'] ?? 0),
+    raftTerm: safeNumber('header.raftTerm', header['raftTerm'] ?? 0),
+  };
+}
+
+function decodeKeyValue(value: unknown): KeyValue {
+  const kv = object(value);
+  return {
+    key: bytesOf(kv['key']),
+    value: bytesOf(kv['value']),
+    createRevision: safeNumber('kv.createRevision', kv['createRevision'] ?? 0),
+    modRevision: safeNumber('kv.modRevision', kv['modRevision'] ?? 0),
+    version: safeNumber('kv.version', kv['version'] ?? 0),
+    lease: safeNumber('kv.lease', kv['lease'] ?? 0),
+  };
+}
+
+/** decodeMember reads an etcd Member. */
+export function decodeMember(value: unknown): ClusterMember {
+  const member = object(value);
+  return {
+    id: uint64(member['ID']),
+    name: String(member['name'] ?? ''),
+    peerUrls: stringsOf(member['peerURLs']),
+    clientUrls: stringsOf(member['clientURLs']),
+    isLearner: member['isLearner'] === true,
+  };
+}
+
+/** decodeMembers reads the `members` list of a Cluster answer. */
+export function decodeMembers(value: unknown): ClusterMember[] {
+  const members = object(value)['members'];
+  return Array.isArray(members) ? members.map(decodeMember) : [];
+}
+
+/** decodeStatus reads a Maintenance.Status answer from `endpoint`. */
+export function decodeStatus(endpoint: string, value: unknown): EndpointStatus {
+  const status = object(value);
+  const header = decodeHeader(status['header']);
+  return {
+    endpoint,
+    header,
+    memberId: header.memberId,
+    version: String(status['version'] ?? ''),
+    dbSizeBytes: safeNumber('dbSize', status['dbSize'] ?? 0),
+    dbSizeInUseBytes: safeNumber('dbSizeInUse', status['dbSizeInUse'] ?? 0),
+    leaderId: uint64(status['leader']),
+    raftIndex: safeNumber('raftIndex', status['raftIndex'] ?? 0),
+    raftTerm: safeNumber('raftTerm', status['raftTerm'] ?? 0),
+    raftAppliedIndex: safeNumber('raftAppliedIndex', status['raftAppliedIndex'] ?? 0),
+    isLearner: status['isLearner'] === true,
+    errors: stringsOf(status['errors']),
+  };
+}
+
+// ---- KV requests ----
+
+function bufferOrEmpty(bytes: Uint8Array | undefined): Buffer {
+  return bytes === undefined ? Buffer.alloc(0) : toBuffer(bytes);
+}
+
+/** encodePut is an etcd PutRequest. */
+export function encodePut(request: PutRequest): object {
+  return { key: toBuffer(request.key), value: toBuffer(request.value), prevKv: request.prevKv === true };
+}
+
+/** encodeRange is an etcd RangeRequest. */
+export function encodeRange(request: RangeRequest): object {
+  return {
+    key: toBuffer(request.key),
+    rangeEnd: bufferOrEmpty(request.rangeEnd),
+    limit: request.limit ?? 0,
+    revision: request.revision ?? 0,
+    keysOnly: request.keysOnly === true,
+    countOnly: request.countOnly === true,
+    serializable: request.serializable === true,
+  };
+}
+
+/** encodeDeleteRange is an etcd DeleteRangeRequest. */
+export function encodeDeleteRange(request: DeleteRangeRequest): object {
+  return { key: toBuffer(request.key), rangeEnd: bufferOrEmpty(request.rangeEnd), prevKv: request.prevKv === true };
+}
+
+const COMPARE_TARGETS = { value: 'VALUE', version: 'VERSION', createRevision: 'CREATE', modRevision: 'MOD', lease: 'LEASE' } as const;
+const COMPARE_RESULTS = { equal: 'EQUAL', notEqual: 'NOT_EQUAL', less: 'LESS', greater: 'GREATER' } as const;
+
+function encodeCompare(compare: Compare): object {
+  const base = {
+    target: COMPARE_TARGETS[compare.target],
+    result: COMPARE_RESULTS[compare.result],
+    key: toBuffer(compare.key),
+    rangeEnd: bufferOrEmpty(compare.rangeEnd),
+  };
+  if (compare.target === 'value') return { ...base, value: toBuffer(compare.value) };
+  return { ...base, [compare.target]: compare.number };
+}
+
+function encodeOperation(operation: TxnOperation): object {
+  switch (operation.type) {
+    case 'put':
+      return { requestPut: encodePut(operation) };
+    case 'range':
+      return { requestRange: encodeRange(operation) };
+    case 'deleteRange':
+      return { requestDeleteRange: encodeDeleteRange(operation) };
+  }
+}
+
+/** encodeTxn is an etcd TxnRequest. */
+export function encodeTxn(request: TxnRequest): object {
+  return {
+    compare: request.compare.map(encodeCompare),
+    success: request.success.map(encodeOperation),
+    failure: request.failure.map(encodeOperation),
+  };
+}
+
+// ---- KV answers ----
+
+/** decodePut reads an etcd PutResponse. */
+export function decodePut(value: unknown): WithHeader<PutResponse> {
+  const response = object(value);
+  const header = decodeHeader(response['header']);
+  const prevKv = response['prevKv'];
+  return {
+    type: 'put',
+    header,
+    revision: header.revision,
+    ...(prevKv === null || prevKv === undefined ? {} : { prevKv: decodeKeyValue(prevKv) }),
+  };
+}
+
+/** decodeRange reads an etcd RangeResponse. */
+export function decodeRange(value: unknown): WithHeader<RangeResponse> {
+  const response = object(value);
+  const header = decodeHeader(response['header']);
+  const kvs = response['kvs'];
+  return {
+    type: 'range',
+    header,
+    revision: header.revision,
+    kvs: Array.isArray(kvs) ? kvs.map(decodeKeyValue) : [],
+    more: response['more'] === true,
+    count: safeNumber('count', response['count'] ?? 0),
+  };
+}
+
+/** decodeDeleteRange reads an etcd DeleteRangeResponse. */
+export function decodeDeleteRange(value: unknown): WithHeader<DeleteRangeResponse> {
+  const response = object(value);
+  const header = decodeHeader(response['header']);
+  const prevKvs = response['prevKvs'];
+  return {
+    type: 'deleteRange',
+    header,
+    revision: header.revision,
+    deleted: safeNumber('deleted', response['deleted'] ?? 0),
+    prevKvs: Array.isArray(prevKvs) ? prevKvs.map(decodeKeyValue) : [],
+  };
+}
+
+function decodeOperationResponse(value: unknown): TxnOperationResponse {
+  const response = object(value);
+  if (response['responsePut'] !== undefined && response['responsePut'] !== null) return decodePut(response['responsePut']);
+  if (response['responseRange'] !== undefined && response['responseRange'] !== null) return decodeRange(response['responseRange']);
+  if (response['responseDeleteRange'] !== undefined && response['responseDeleteRange'] !== null) {
+    return decodeDeleteRange(response['responseDeleteRange']);
+  }
+  throw new StrataError(ErrorCode.UNIMPLEMENTED, 'the server answered a Txn operation the client does not know (nested Txn?)');
+}
+
+/** decodeTxn reads an etcd TxnResponse. */
+export function decodeTxn(value: unknown): WithHeader<TxnResponse> {
+  const response = object(value);
+  const header = decodeHeader(response['header']);
+  const responses = response['responses'];
+  return {
+    type: 'txn',
+    header,
+    revision: header.revision,
+    succeeded: response['succeeded'] === true,
+    responses: Array.isArray(responses) ? responses.map(decodeOperationResponse) : [],
+  };
+}
