@@ -584,6 +584,21 @@ export class Raft {
     };
   }
 
+  /** currentRole is the node's role now (cheaper than status() on hot paths). */
+  currentRole(): Role {
+    return this.role;
+  }
+
+  /** currentLeader is the leader this node knows now, or NO_NODE (cheaper than status()). */
+  currentLeader(): NodeId {
+    return this.leaderId;
+  }
+
+  /** currentTerm is the node's term now (cheaper than status()). */
+  currentTerm(): Term {
+    return this.term;
+  }
+
   /** logTermAt is the term of the entry at index in this node's log, or undefined. */
   logTermAt(index: Index): Term | undefined {
     return this.raftLog.term(index);

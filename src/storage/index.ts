@@ -14,7 +14,7 @@ export { abortOnFatal } from './fatal.ts';
 export { KvStateMachine, INITIAL_REVISION, APPLY_ENTRIES_MAX } from './kv-state-machine.ts';
 export type { ApplyResult, KvLevel, KvStateMachineOptions } from './kv-state-machine.ts';
 export { openDiskKvStateMachine, openMemoryKvStateMachine } from './kv-open.ts';
-export { encodeKvCommand, decodeKvCommand } from './kv-command-codec.ts';
+export { encodeKvCommand, decodeKvCommand, isKvCommand, NODE_COMMAND_FORMAT } from './kv-command-codec.ts';
 export { validateKvRequest, encodeValidKvCommand } from './kv-validation.ts';
 export { DEFAULT_KV_LIMITS } from './kv-types.ts';
 export type * from './kv-types.ts';

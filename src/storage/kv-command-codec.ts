@@ -16,6 +16,17 @@ import { readU64, writeU64 } from './binary.ts';
 import type { Compare, CompareResult, CompareTarget, KvCommand, KvRequest, TxnOperation } from './kv-types.ts';
 
 const FORMAT = 1;
+/**
+ * NODE_COMMAND_FORMAT is the first byte of entries that carry a cluster command for the driver
+ * (src/node: a member publishing its name and client URLs). The KV state machine only moves
+ * its applied index over them; any other first byte is refused as corruption.
+ */
+export const NODE_COMMAND_FORMAT = 2;
+
+/** isKvCommand tells whether an entry's data is a KV command (rather than a node command). */
+export function isKvCommand(data: Uint8Array): boolean {
+  return data[0] !== NODE_COMMAND_FORMAT;
+}
 const KIND = { put: 1, range: 2, deleteRange: 3, txn: 4 } as const;
 const TARGETS: readonly CompareTarget[] = ['value', 'version', 'createRevision', 'modRevision', 'lease'];
 const RESULTS: readonly CompareResult[] = ['equal', 'notEqual', 'less', 'greater'];

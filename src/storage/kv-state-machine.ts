@@ -13,7 +13,7 @@ import type { Entry, Index } from '../raft/types.ts';
 import { EntryType } from '../raft/types.ts';
 import { assert, assertNever } from '../util/assert.ts';
 import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
-import { decodeKvCommand } from './kv-command-codec.ts';
+import { decodeKvCommand, isKvCommand } from './kv-command-codec.ts';
 import type { LevelRange, MetaState, StoredValue } from './kv-keys.ts';
 import {
   META_KEY,
@@ -120,7 +120,7 @@ export class KvStateMachine {
       for (const entry of entries) {
         if (entry.index <= appliedIndex) continue;
         assert(entry.index === appliedIndex + 1, `apply: entry ${entry.index} does not follow applied index ${appliedIndex}`);
-        if (entry.type === EntryType.Normal && entry.data.byteLength > 0) {
+        if (entry.type === EntryType.Normal && entry.data.byteLength > 0 && isKvCommand(entry.data)) {
           const command = decodeKvCommand(entry.data);
           results.push({ index: entry.index, id: command.id, ...(await this.applyCommand(view, command.request)) });
         }

@@ -1,0 +1,76 @@
+// Commands for the driver itself that travel through the Raft log next to KV commands. The
+// first byte is NODE_COMMAND_FORMAT (src/storage), which the KV state machine skips; the rest
+// is JSON: these commands are rare, tiny, and worth reading in a log dump.
+
+import { NODE_COMMAND_FORMAT } from '../storage/index.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+
+/** PublishCommand records a member's name and client URLs once it has started (etcd's publish). */
+export interface PublishCommand {
+  readonly type: 'publish';
+  readonly memberId: number;
+  readonly name: string;
+  readonly clientUrls: readonly string[];
+}
+
+/** NodeCommand is any command the driver applies. */
+export type NodeCommand = PublishCommand;
+
+/** MemberContext is what a membership ConfChange carries in its context. */
+export interface MemberContext {
+  readonly peerUrls: readonly string[];
+  readonly name: string;
+}
+
+/** encodeNodeCommand encodes a command for an entry's data. */
+export function encodeNodeCommand(command: NodeCommand): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(command));
+  const data = new Uint8Array(json.byteLength + 1);
+  data[0] = NODE_COMMAND_FORMAT;
+  data.set(json, 1);
+  return data;
+}
+
+/** decodeNodeCommand decodes an entry's data; malformed bytes are CORRUPTION (they passed a CRC). */
+export function decodeNodeCommand(data: Uint8Array): NodeCommand {
+  const value = parseJson(data.subarray(1), 'node command');
+  if (value === null || typeof value !== 'object') throw malformed('node command is not an object');
+  const command = value as Record<string, unknown>;
+  if (command.type !== 'publish') throw malformed(`unknown node command type ${JSON.stringify(command.type)}`);
+  if (typeof command.memberId !== 'number' || !Number.isSafeInteger(command.memberId)) throw malformed('publish: bad memberId');
+  if (typeof command.name !== 'string') throw malformed('publish: bad name');
+  if (!isStringArray(command.clientUrls)) throw malformed('publish: bad clientUrls');
+  return { type: 'publish', memberId: command.memberId, name: command.name, clientUrls: command.clientUrls };
+}
+
+/** encodeMemberContext encodes a ConfChange context. */
+export function encodeMemberContext(context: MemberContext): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(context));
+}
+
+/** decodeMemberContext decodes a ConfChange context; undefined for bootstrap changes, which have none. */
+export function decodeMemberContext(data: Uint8Array | undefined): MemberContext | undefined {
+  if (data === undefined || data.byteLength === 0) return undefined;
+  const value = parseJson(data, 'member context');
+  if (value === null || typeof value !== 'object') throw malformed('member context is not an object');
+  const context = value as Record<string, unknown>;
+  if (!isStringArray(context.peerUrls)) throw malformed('member context: bad peerUrls');
+  if (typeof context.name !== 'string') throw malformed('member context: bad name');
+  return { peerUrls: context.peerUrls, name: context.name };
+}
+
+function parseJson(bytes: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (error) {
+    throw new StrataError(ErrorCode.CORRUPTION, `${what} is not valid JSON`, { cause: error });
+  }
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+function malformed(message: string): StrataError {
+  return new StrataError(ErrorCode.CORRUPTION, message);
+}

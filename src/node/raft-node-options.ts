@@ -1,0 +1,61 @@
+// What a RaftNode is started with, and the hooks it calls.
+
+import type { Logger, Role } from '../raft/index.ts';
+import type { KvLimits } from '../storage/index.ts';
+import type { Transport } from '../transport/transport.ts';
+
+/** InitialClusterMember is one `name=url,...` entry of --initial-cluster. */
+export interface InitialClusterMember {
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+}
+
+/** TransportIdentity is what a transport needs to know about its node. */
+export interface TransportIdentity {
+  readonly localId: number;
+  readonly clusterId: number;
+}
+
+/** RaftNodeHooks are the lifecycle callbacks for embedders; each is optional and must not throw. */
+export interface RaftNodeHooks {
+  /** onStarted: storage is open, the transport is up and ticks have started. */
+  readonly onStarted?: (info: { readonly memberId: number; readonly clusterId: number }) => void;
+  /** onRoleChange: this node became leader, follower, candidate, or learned a new leader. */
+  readonly onRoleChange?: (change: { readonly role: Role; readonly leaderId: number; readonly term: number }) => void;
+  /** onApplied: committed entries up to `index` are applied to the state machine. */
+  readonly onApplied?: (index: number) => void;
+  /** onStopping: stop() was called; leadership is handed over next if this node leads. */
+  readonly onStopping?: () => void;
+  /** onRemoved: this member was removed from the cluster; the node stops by itself after a grace period. */
+  readonly onRemoved?: () => void;
+}
+
+/** RaftNodeOptions configures a RaftNode; flag names in comments are etcd's. */
+export interface RaftNodeOptions {
+  /** --name: this member's human-readable name. */
+  readonly name: string;
+  /** --data-dir: where the log and the state machine live; undefined keeps everything in memory. */
+  readonly dataDir?: string;
+  /** --initial-cluster: the members a new cluster starts with (or, when joining, the members now). */
+  readonly initialCluster: readonly InitialClusterMember[];
+  /** --initial-cluster-state: `new` bootstraps a cluster, `existing` joins one that added this member. */
+  readonly initialClusterState: 'new' | 'existing';
+  /** --initial-cluster-token: gives the cluster its id; use one per cluster. */
+  readonly initialClusterToken: string;
+  /** --initial-advertise-peer-urls: this member's peer URLs (its id derives from them). */
+  readonly advertisePeerUrls: readonly string[];
+  /** --advertise-client-urls: published to the cluster once the member has started. */
+  readonly advertiseClientUrls: readonly string[];
+  /** --heartbeat-interval in ms: one Raft tick. */
+  readonly heartbeatIntervalMs: number;
+  /** --election-timeout in ms: rounded to whole ticks. */
+  readonly electionTimeoutMs: number;
+  /** Request limits (--max-request-bytes is limits.requestBytesMax). */
+  readonly limits?: KvLimits;
+  /** createTransport builds the peer transport once the node knows its ids. */
+  readonly createTransport: (identity: TransportIdentity) => Transport;
+  /** Reported by Maintenance.Status. */
+  readonly version?: string;
+  readonly logger?: Logger;
+  readonly hooks?: RaftNodeHooks;
+}

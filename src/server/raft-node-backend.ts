@@ -1,0 +1,58 @@
+// RaftNodeBackend serves the etcd services from a RaftNode: the production EtcdBackend.
+
+import type { RaftNode } from '../node/index.ts';
+import type { KvRequest, KvResponse } from '../storage/index.ts';
+import type { CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
+
+/** RaftNodeBackend adapts a RaftNode to the EtcdBackend contract. */
+export class RaftNodeBackend implements EtcdBackend {
+  private readonly node: RaftNode;
+  private readonly version: string;
+
+  constructor(node: RaftNode, version: string) {
+    this.node = node;
+    this.version = version;
+  }
+
+  header(): ResponseHeaderInfo {
+    return { clusterId: this.node.clusterId, memberId: this.node.memberId, revision: this.node.revision(), raftTerm: this.node.currentTerm() };
+  }
+
+  kv(request: KvRequest, options: CallOptions = {}): Promise<KvResponse> {
+    return this.node.kv(request, options);
+  }
+
+  async status(): Promise<MemberStatus> {
+    const status = this.node.status();
+    return {
+      version: this.version,
+      dbSizeBytes: await this.node.dbSizeBytes(),
+      leaderId: status.leaderId,
+      raftIndex: status.lastIndex,
+      raftTerm: status.term,
+      raftAppliedIndex: status.appliedIndex,
+      isLearner: status.isLearner,
+      errors: status.removed ? ['this member was removed from the cluster'] : [],
+    };
+  }
+
+  moveLeader(targetId: number, options: CallOptions = {}): Promise<void> {
+    return this.node.transferLeadership(targetId, options);
+  }
+
+  async memberList(): Promise<MembersAnswer> {
+    return { members: this.node.members() };
+  }
+
+  async memberAdd(request: { readonly peerUrls: readonly string[]; readonly isLearner: boolean }, options: CallOptions = {}): Promise<MembersAnswer & { readonly member: Member }> {
+    return this.node.addMember(request.peerUrls, request.isLearner, options);
+  }
+
+  async memberRemove(id: number, options: CallOptions = {}): Promise<MembersAnswer> {
+    return { members: await this.node.removeMember(id, options) };
+  }
+
+  async memberPromote(id: number, options: CallOptions = {}): Promise<MembersAnswer> {
+    return { members: await this.node.promoteMember(id, options) };
+  }
+}
