@@ -332,3 +332,32 @@ function nodeList(value: unknown, at: number, field: string): NodeId[] {
   for (let i = 0; i < value.length; i += 1) nodes[i] = integer(value[i], at, `${name}[${i}]`);
   return nodes;
 }
+
+/** ERROR_DETAILS_BYTES_MAX bounds the encoded details of an error carried in a peer call's reply. */
+export const ERROR_DETAILS_BYTES_MAX = 65_536;
+
+/**
+ * encodeErrorDetails encodes a StrataError's details for a peer call's reply; details that
+ * cannot be encoded, or are larger than ERROR_DETAILS_BYTES_MAX, travel as an empty map.
+ */
+export function encodeErrorDetails(details: Readonly<Record<string, unknown>>): Uint8Array {
+  if (Object.keys(details).length === 0) return new Uint8Array(0);
+  try {
+    const encoded = packr.pack(details);
+    return encoded.byteLength <= ERROR_DETAILS_BYTES_MAX ? encoded : new Uint8Array(0);
+  } catch {
+    return new Uint8Array(0);
+  }
+}
+
+/** decodeErrorDetails decodes what encodeErrorDetails made; anything but a plain map gives {}. */
+export function decodeErrorDetails(bytes: Uint8Array): Record<string, unknown> {
+  if (bytes.byteLength === 0 || bytes.byteLength > ERROR_DETAILS_BYTES_MAX) return {};
+  try {
+    const value: unknown = unpackr.unpack(bytes);
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return {};
+    return value as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}

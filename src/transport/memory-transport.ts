@@ -1,0 +1,371 @@
+// MemoryTransport: the in-memory twin of GrpcTransport, for tests of the driver and above.
+//
+// Transports register on a MemoryNetwork (the hub). The semantics follow the real one:
+// messages queued in one turn leave as frames at the end of the turn, through the same
+// codec (so a message that would not survive the wire does not survive here either), and
+// arrive asynchronously, in order per pair; each peer has the same bounded queue; messages
+// to a peer that is unknown, not started, closed or cut off are dropped and reported with
+// onUnreachable (rate-limited); unary calls map errors the same way (UNAVAILABLE, TIMEOUT,
+// CANCELED, or the callee's StrataError). Tests cut links with network.disconnect() and
+// lose messages with network.setDropFilter().
+
+import type { Logger, Message, NodeId } from '../raft/index.ts';
+import { SILENT_LOGGER } from '../raft/index.ts';
+import { assert } from '../util/assert.ts';
+import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
+import type { TransportLimits } from './limits.ts';
+import { resolveTransportLimits } from './limits.ts';
+import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages } from './message-codec.ts';
+import { PeerSendQueue, UnreachableReporter } from './peer-queue.ts';
+import type { PeerRequestKind, PeerRequestOptions, Transport, TransportHandlers } from './transport.ts';
+import { PEER_REQUEST_TIMEOUT_MS } from './transport.ts';
+
+/** MemoryDropFilter returns true for a message the network should lose in transit. */
+export type MemoryDropFilter = (message: Message) => boolean;
+
+/** MemoryNetwork connects MemoryTransports and lets tests cut links and lose messages. */
+export class MemoryNetwork {
+  private readonly members = new Map<NodeId, MemoryTransport>();
+  private readonly cut = new Set<string>();
+  private dropFilter: MemoryDropFilter | undefined;
+  private droppedCount = 0;
+
+  /** disconnect cuts the link between a and b both ways until reconnect(a, b). */
+  disconnect(a: NodeId, b: NodeId): void {
+    this.cut.add(pairKey(a, b));
+  }
+
+  /** reconnect restores the link between a and b. */
+  reconnect(a: NodeId, b: NodeId): void {
+    this.cut.delete(pairKey(a, b));
+  }
+
+  /** isolate cuts every link of `node` to the members registered now. */
+  isolate(node: NodeId): void {
+    for (const other of this.members.keys()) if (other !== node) this.disconnect(node, other);
+  }
+
+  /** heal restores every link. */
+  heal(): void {
+    this.cut.clear();
+  }
+
+  /** isConnected tells whether messages can pass between a and b. */
+  isConnected(a: NodeId, b: NodeId): boolean {
+    return !this.cut.has(pairKey(a, b));
+  }
+
+  /** setDropFilter makes the network lose the messages the filter selects (undefined: none). */
+  setDropFilter(filter: MemoryDropFilter | undefined): void {
+    this.dropFilter = filter;
+  }
+
+  /** dropped counts the messages lost to the drop filter. */
+  get dropped(): number {
+    return this.droppedCount;
+  }
+
+  /** register is called by MemoryTransport.start(). */
+  register(transport: MemoryTransport): void {
+    const existing = this.members.get(transport.localId);
+    assert(existing === undefined || existing.isClosed, 'two open transports with one id on a MemoryNetwork');
+    this.members.set(transport.localId, transport);
+  }
+
+  /** unregister is called by MemoryTransport.close(). */
+  unregister(transport: MemoryTransport): void {
+    if (this.members.get(transport.localId) === transport) this.members.delete(transport.localId);
+  }
+
+  /** reachable returns the transport `to` if `from` can reach it now, else undefined. */
+  reachable(from: MemoryTransport, to: NodeId): MemoryTransport | undefined {
+    const target = this.members.get(to);
+    if (target === undefined || target.isClosed || !this.isConnected(from.localId, to)) return undefined;
+    if (target.clusterId !== from.clusterId) return undefined;
+    return target;
+  }
+
+  /** shouldDrop applies the drop filter to one message in transit. */
+  shouldDrop(message: Message): boolean {
+    if (this.dropFilter === undefined || !this.dropFilter(message)) return false;
+    this.droppedCount += 1;
+    return true;
+  }
+}
+
+/** MemoryTransportOptions configure a MemoryTransport. */
+export interface MemoryTransportOptions {
+  readonly localId: NodeId;
+  /** Transports with different cluster ids cannot reach each other (default 1). */
+  readonly clusterId?: number;
+  readonly logger?: Logger;
+  readonly limits?: Partial<TransportLimits>;
+}
+
+interface MemoryPeer {
+  readonly id: NodeId;
+  readonly queue: PeerSendQueue;
+  /** Frames handed to the network and not yet delivered. */
+  framesInFlight: number;
+}
+
+/** MemoryTransport is the in-memory Transport (see the file comment). */
+export class MemoryTransport implements Transport {
+  readonly localId: NodeId;
+  readonly clusterId: number;
+  private readonly network: MemoryNetwork;
+  private readonly logger: Logger;
+  private readonly limits: TransportLimits;
+  private handlers: TransportHandlers | undefined;
+  private closed = false;
+  private readonly peers = new Map<NodeId, MemoryPeer>();
+  private readonly dirty = new Set<MemoryPeer>();
+  private flushScheduled = false;
+  private readonly unreachable: UnreachableReporter;
+  private readonly pendingRequests = new Set<{ fail(error: StrataError): void }>();
+  private readonly servingRequests = new Set<AbortController>();
+
+  constructor(network: MemoryNetwork, options: MemoryTransportOptions) {
+    assert(Number.isSafeInteger(options.localId) && options.localId > 0, 'localId must be a positive safe integer');
+    this.network = network;
+    this.localId = options.localId;
+    this.clusterId = options.clusterId ?? 1;
+    this.logger = options.logger ?? SILENT_LOGGER;
+    this.limits = resolveTransportLimits(options.limits);
+    this.unreachable = new UnreachableReporter({ intervalMs: this.limits.unreachableIntervalMs });
+  }
+
+  /** isClosed tells whether close() was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** isStarted tells whether start() was called and close() was not. */
+  get isStarted(): boolean {
+    return this.handlers !== undefined && !this.closed;
+  }
+
+  start(handlers: TransportHandlers): Promise<void> {
+    assert(this.handlers === undefined, 'start called twice');
+    assert(!this.closed, 'start after close');
+    this.handlers = handlers;
+    this.network.register(this);
+    return Promise.resolve();
+  }
+
+  setPeer(peer: NodeId, urls: readonly string[]): void {
+    assert(Number.isSafeInteger(peer) && peer > 0, 'peer id must be a positive safe integer');
+    assert(peer !== this.localId, 'setPeer with the local id');
+    if (urls.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `peer ${peer} has no URLs`, { details: { peer } });
+    if (this.closed || this.peers.has(peer)) return;
+    this.peers.set(peer, {
+      id: peer,
+      queue: new PeerSendQueue({ messagesMax: this.limits.queueMessagesMax, bytesMax: this.limits.queueBytesMax }),
+      framesInFlight: 0,
+    });
+  }
+
+  removePeer(peer: NodeId): void {
+    const state = this.peers.get(peer);
+    if (state !== undefined) {
+      state.queue.clear();
+      this.dirty.delete(state);
+      this.peers.delete(peer);
+    }
+    this.unreachable.forget(peer);
+  }
+
+  send(messages: readonly Message[]): void {
+    assert(this.handlers !== undefined, 'send before start');
+    if (this.closed) return;
+    for (const message of messages) {
+      assert(message.to !== this.localId && message.to !== 0, 'message to self or to nobody');
+      const state = this.peers.get(message.to);
+      if (state === undefined || !this.canReach(message.to) || !state.queue.push(message)) {
+        this.unreachable.mark(message.to);
+        continue;
+      }
+      this.dirty.add(state);
+    }
+    this.scheduleFlush();
+  }
+
+  request(peer: NodeId, kind: PeerRequestKind, body: Uint8Array, options: PeerRequestOptions = {}): Promise<Uint8Array> {
+    const timeoutMs = options.timeoutMs ?? PEER_REQUEST_TIMEOUT_MS;
+    assert(Number.isFinite(timeoutMs) && timeoutMs > 0, 'timeoutMs must be positive');
+    if (this.closed) return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'peer transport is closed', { details: { peer } }));
+    if (!this.peers.has(peer)) return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} is not known`, { details: { peer } }));
+    const signal = options.signal;
+    if (signal?.aborted === true) {
+      return Promise.reject(new StrataError(ErrorCode.CANCELED, `request to peer ${peer} was canceled`, { cause: signal.reason, details: { peer } }));
+    }
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let settled = false;
+      const remote = new AbortController();
+      const settle = (error: StrataError | undefined, answer?: Uint8Array): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.pendingRequests.delete(pending);
+        if (error !== undefined) {
+          remote.abort(error);
+          reject(error);
+        } else {
+          resolve(answer as Uint8Array);
+        }
+      };
+      const pending = { fail: (error: StrataError): void => settle(error) };
+      const onAbort = (): void =>
+        settle(new StrataError(ErrorCode.CANCELED, `request to peer ${peer} was canceled`, { cause: signal?.reason, details: { peer } }));
+      const timer = setTimeout(
+        () => settle(new StrataError(ErrorCode.TIMEOUT, `request to peer ${peer} timed out`, { details: { peer } })),
+        timeoutMs,
+      );
+      this.pendingRequests.add(pending);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const requestBody = body.slice();
+      // Like the wire, the call reaches the peer on a later turn and its answer on another.
+      setImmediate(() => {
+        if (settled) return;
+        const target = this.network.reachable(this, peer);
+        if (target === undefined) {
+          settle(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} is unreachable`, { details: { peer } }));
+          return;
+        }
+        target.serveRequest(this.localId, kind, requestBody, remote.signal).then(
+          (answer) => setImmediate(() => {
+            if (this.network.reachable(target, this.localId) === undefined && !this.closed) {
+              settle(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} became unreachable`, { details: { peer } }));
+            } else {
+              settle(undefined, answer);
+            }
+          }),
+          (error: unknown) => setImmediate(() => settle(error as StrataError)),
+        );
+      });
+    });
+  }
+
+  /** queuedMessages is how many messages wait to `peer` (tests check the bound). */
+  queuedMessages(peer: NodeId): number {
+    return this.peers.get(peer)?.queue.length ?? 0;
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    for (const state of this.peers.values()) state.queue.clear();
+    this.dirty.clear();
+    for (const pending of [...this.pendingRequests]) pending.fail(new StrataError(ErrorCode.UNAVAILABLE, 'peer transport closed'));
+    for (const controller of this.servingRequests) controller.abort(new StrataError(ErrorCode.UNAVAILABLE, 'peer transport closed'));
+    this.servingRequests.clear();
+    this.network.unregister(this);
+    return Promise.resolve();
+  }
+
+  /** serveRequest runs this member's onRequest for a call from `from`, mapping errors as the wire does. */
+  serveRequest(from: NodeId, kind: PeerRequestKind, body: Uint8Array, callerSignal: AbortSignal): Promise<Uint8Array> {
+    const handlers = this.handlers;
+    if (this.closed || handlers === undefined) {
+      return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `peer ${this.localId} is not serving`, { details: { peer: this.localId } }));
+    }
+    const controller = new AbortController();
+    const onCallerAbort = (): void => controller.abort(new StrataError(ErrorCode.CANCELED, 'the caller cancelled'));
+    callerSignal.addEventListener('abort', onCallerAbort, { once: true });
+    this.servingRequests.add(controller);
+    let answer: Promise<Uint8Array>;
+    try {
+      answer = handlers.onRequest(from, kind, body, controller.signal);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    return answer.then(
+      (result) => {
+        this.servingRequests.delete(controller);
+        callerSignal.removeEventListener('abort', onCallerAbort);
+        return result.slice();
+      },
+      (error: unknown) => {
+        this.servingRequests.delete(controller);
+        callerSignal.removeEventListener('abort', onCallerAbort);
+        if (!isStrataError(error)) {
+          this.logger.warn('peer request handler failed without a StrataError', { from, kind, error: String(error) });
+          throw new StrataError(ErrorCode.UNAVAILABLE, `peer request handler failed: ${String(error)}`);
+        }
+        // Rebuild the error as the caller would from the wire: code, message, encodable details.
+        throw new StrataError(error.code, error.message, { details: decodeErrorDetails(encodeErrorDetails(error.details)) });
+      },
+    );
+  }
+
+  /** deliver hands an encoded frame from `from` to this member's onMessages. */
+  deliver(from: NodeId, frame: Uint8Array): void {
+    const handlers = this.handlers;
+    if (this.closed || handlers === undefined) return;
+    // Like GrpcTransport, messages that do not come from the stream's peer to us are dropped.
+    const messages = decodeMessages(frame).filter(
+      (message) => message.from === from && message.to === this.localId && !this.network.shouldDrop(message),
+    );
+    if (messages.length > 0) handlers.onMessages(messages);
+  }
+
+  private canReach(peer: NodeId): boolean {
+    const target = this.network.reachable(this, peer);
+    return target !== undefined && target.isStarted;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed) return;
+    const peers = [...this.dirty];
+    this.dirty.clear();
+    for (const state of peers) this.flushPeer(state);
+    const handlers = this.handlers;
+    if (handlers !== undefined) this.unreachable.flush((peer) => handlers.onUnreachable(peer));
+  }
+
+  private flushPeer(state: MemoryPeer): void {
+    if (state.queue.length === 0) return;
+    if (!this.canReach(state.id)) {
+      state.queue.clear();
+      this.unreachable.mark(state.id);
+      return;
+    }
+    // Bounded by framesInFlightMax; the rest waits in the bounded queue, as behind a stream
+    // that is not draining.
+    while (state.queue.length > 0 && state.framesInFlight < this.limits.framesInFlightMax) {
+      const frame = encodeMessages(state.queue.takeFrame(this.limits.frameBytesMax));
+      state.framesInFlight += 1;
+      setImmediate(() => {
+        state.framesInFlight -= 1;
+        if (this.closed) return;
+        const target = this.network.reachable(this, state.id);
+        if (target === undefined) {
+          // The link broke in transit: the frame is lost, as with a broken stream.
+          this.unreachable.mark(state.id);
+          this.dirty.add(state);
+          this.scheduleFlush();
+          return;
+        }
+        target.deliver(this.localId, frame);
+        if (state.queue.length > 0 && this.peers.get(state.id) === state) {
+          this.dirty.add(state);
+          this.scheduleFlush();
+        }
+      });
+    }
+  }
+}
+
+function pairKey(a: NodeId, b: NodeId): string {
+  return a < b ? `${a}-${b}` : `${b}-${a}`;
+}
