@@ -1,0 +1,105 @@
+// etcdserverpb.KV: Range, Put, DeleteRange and Txn over an EtcdBackend; Compact answers
+// UNIMPLEMENTED until the store keeps a revision history.
+
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+
+import type { DeleteRangeRequest, KvResponse, PutRequest, TxnRequest } from '../storage/index.ts';
+import { assert } from '../util/assert.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import type { EtcdBackend } from './backend.ts';
+import {
+  decodeDeleteRangeRequest,
+  decodePutRequest,
+  decodeRangeRequest,
+  decodeTxnRequest,
+  encodeHeader,
+  encodeKeyValue,
+  encodeRangeResponse,
+  encodeTxnOperationResponse,
+  needsRangePostProcessing,
+  postProcessRange,
+  requestBytesEstimate,
+} from './etcd-request-mapping.ts';
+import type {
+  WireDeleteRangeRequest,
+  WireDeleteRangeResponse,
+  WirePutRequest,
+  WirePutResponse,
+  WireRangeRequest,
+  WireRangeResponse,
+  WireTxnRequest,
+  WireTxnResponse,
+} from './etcd-wire.ts';
+import type { EtcdServerLogger } from './unary-call.ts';
+import { unaryCall } from './unary-call.ts';
+
+/** KvServiceOptions configures the KV service. */
+export interface KvServiceOptions {
+  readonly backend: EtcdBackend;
+  /** Writes whose keys and values pass this are refused with etcd's "request is too large". */
+  readonly maxRequestBytes: number;
+  readonly logger: EtcdServerLogger | undefined;
+}
+
+/** createKvService implements etcdserverpb.KV. */
+export function createKvService(options: KvServiceOptions): UntypedServiceImplementation {
+  const { backend, maxRequestBytes, logger } = options;
+
+  const checkSize = (request: PutRequest | DeleteRangeRequest | TxnRequest): void => {
+    const bytes = requestBytesEstimate(request);
+    if (bytes > maxRequestBytes) {
+      throw new StrataError(ErrorCode.REQUEST_TOO_LARGE, 'etcdserver: request is too large', { details: { bytes, maxRequestBytes } });
+    }
+  };
+
+  const range = async (wire: WireRangeRequest, signal: AbortSignal): Promise<WireRangeResponse> => {
+    const request = decodeRangeRequest(wire);
+    if (!needsRangePostProcessing(wire)) {
+      const answer = expect(await backend.kv(request, { signal }), 'range');
+      return encodeRangeResponse(encodeHeader(backend.header(), answer.revision), answer);
+    }
+    // Sorting and filters need the whole range; the limit applies afterwards, as in etcd.
+    const whole = expect(await backend.kv({ ...request, limit: 0 }, { signal }), 'range');
+    const answer = request.countOnly === true ? whole : postProcessRange(wire, whole);
+    return encodeRangeResponse(encodeHeader(backend.header(), answer.revision), answer);
+  };
+
+  const put = async (wire: WirePutRequest, signal: AbortSignal): Promise<WirePutResponse> => {
+    const request = decodePutRequest(wire);
+    checkSize(request);
+    const answer = expect(await backend.kv(request, { signal }), 'put');
+    const header = encodeHeader(backend.header(), answer.revision);
+    return answer.prevKv === undefined ? { header } : { header, prev_kv: encodeKeyValue(answer.prevKv) };
+  };
+
+  const deleteRange = async (wire: WireDeleteRangeRequest, signal: AbortSignal): Promise<WireDeleteRangeResponse> => {
+    const request = decodeDeleteRangeRequest(wire);
+    checkSize(request);
+    const answer = expect(await backend.kv(request, { signal }), 'deleteRange');
+    return { header: encodeHeader(backend.header(), answer.revision), deleted: answer.deleted, prev_kvs: answer.prevKvs.map(encodeKeyValue) };
+  };
+
+  const txn = async (wire: WireTxnRequest, signal: AbortSignal): Promise<WireTxnResponse> => {
+    const request = decodeTxnRequest(wire);
+    checkSize(request);
+    const answer = expect(await backend.kv(request, { signal }), 'txn');
+    return { header: encodeHeader(backend.header(), answer.revision), succeeded: answer.succeeded, responses: answer.responses.map(encodeTxnOperationResponse) };
+  };
+
+  const compact = (): Promise<never> =>
+    Promise.reject(new StrataError(ErrorCode.UNIMPLEMENTED, 'compact: stratakv keeps no revision history yet, so there is nothing to compact'));
+
+  return {
+    Range: unaryCall('KV.Range', range, logger),
+    Put: unaryCall('KV.Put', put, logger),
+    DeleteRange: unaryCall('KV.DeleteRange', deleteRange, logger),
+    Txn: unaryCall('KV.Txn', txn, logger),
+    Compact: unaryCall('KV.Compact', compact, logger),
+  };
+}
+
+// expect checks that the backend answered the kind of request it was asked.
+function expect<T extends KvResponse['type']>(answer: KvResponse, type: T): Extract<KvResponse, { type: T }> {
+  assert(answer.type === type, `backend answered a ${type} request with a ${answer.type} response`);
+  return answer as Extract<KvResponse, { type: T }>;
+}

@@ -1,0 +1,120 @@
+// startEtcdServer: one gRPC server that serves etcd's KV, Cluster and Maintenance services
+// over an EtcdBackend on every listen URL.
+
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+
+import { assert } from '../util/assert.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import type { EtcdBackend } from './backend.ts';
+import { createClusterService } from './etcd-cluster-service.ts';
+import { createKvService } from './etcd-kv-service.ts';
+import { createMaintenanceService } from './etcd-maintenance-service.ts';
+import { loadEtcdServices } from './proto-loading.ts';
+import type { EtcdServerLogger } from './unary-call.ts';
+
+/**
+ * GRPC_OVERHEAD_BYTES is etcd's grpcOverheadBytes: gRPC accepts messages this much larger
+ * than --max-request-bytes, so that a request a little over the limit reaches the server and
+ * gets etcd's "request is too large" instead of a transport error.
+ */
+export const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+/** LISTEN_URLS_MAX bounds the URLs one server listens on. */
+export const LISTEN_URLS_MAX = 16;
+
+/** EtcdServerOptions configures startEtcdServer. */
+export interface EtcdServerOptions {
+  readonly backend: EtcdBackend;
+  /** http://host:port URLs (etcd's --listen-client-urls); port 0 picks a free port. */
+  readonly listenUrls: readonly string[];
+  /** etcd's --max-request-bytes: the largest write request. */
+  readonly maxRequestBytes: number;
+  readonly logger?: EtcdServerLogger;
+}
+
+/** EtcdServerCloseOptions says how close() treats calls in flight. */
+export interface EtcdServerCloseOptions {
+  /**
+   * Cancel calls in flight (their backend signals abort) instead of waiting for them. Without
+   * it close() waits for them, so stop the backend first if its calls may wait for long.
+   */
+  readonly force?: boolean;
+}
+
+/** EtcdServer is a running server. */
+export interface EtcdServer {
+  /** The listen URLs with the ports actually bound, in the order given. */
+  readonly urls: readonly string[];
+  /** close stops listening and ends the server (see EtcdServerCloseOptions). */
+  close(options?: EtcdServerCloseOptions): Promise<void>;
+}
+
+/**
+ * startEtcdServer starts serving etcd's API over `backend` on `listenUrls`. It refuses
+ * URLs that are not http://host:port with INVALID_ARGUMENT; a port that cannot be bound
+ * rejects with the cause, and nothing is left listening.
+ */
+export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdServer> {
+  assert(Number.isSafeInteger(options.maxRequestBytes) && options.maxRequestBytes > 0, 'maxRequestBytes must be a positive integer');
+  const addresses = options.listenUrls.map(parseListenUrl);
+  if (addresses.length === 0 || addresses.length > LISTEN_URLS_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `listenUrls: give 1 to ${LISTEN_URLS_MAX} URLs, got ${addresses.length}`);
+  }
+  const server = new Server({
+    'grpc.max_receive_message_length': options.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': -1,
+  });
+  const services = loadEtcdServices();
+  const logger = options.logger;
+  server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
+  server.addService(services.cluster, createClusterService(options.backend, logger));
+  server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
+
+  const urls: string[] = [];
+  try {
+    for (const address of addresses) {
+      const port = await bind(server, `${address.host}:${address.port}`);
+      urls.push(`http://${address.host}:${port}`);
+    }
+  } catch (error) {
+    server.forceShutdown();
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `cannot listen on ${options.listenUrls[urls.length] ?? '?'}: ${(error as Error).message}`, { cause: error });
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    urls,
+    close(closeOptions: EtcdServerCloseOptions = {}): Promise<void> {
+      if (closeOptions.force === true) server.forceShutdown();
+      closing ??= new Promise<void>((resolve) => {
+        server.tryShutdown(() => resolve());
+      });
+      return closing;
+    },
+  };
+}
+
+function bind(server: Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error === null ? resolve(port) : reject(error)));
+  });
+}
+
+// parseListenUrl accepts etcd's client URL form, http://host:port (https needs TLS, which
+// stratakv does not serve yet). The host keeps its brackets for IPv6, as grpc-js wants.
+function parseListenUrl(text: string): { host: string; port: number } {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `listen URL ${JSON.stringify(text)} is not a URL (want http://host:port)`);
+  }
+  if (url.protocol !== 'http:') {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `listen URL ${text}: scheme must be http (TLS is not supported yet)`);
+  }
+  if (url.hostname === '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '') {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `listen URL ${text}: want http://host:port`);
+  }
+  // URL drops the scheme's default port: http://host:80 and http://host both mean 80.
+  return { host: url.hostname, port: url.port === '' ? 80 : Number(url.port) };
+}

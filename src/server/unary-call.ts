@@ -1,0 +1,50 @@
+// The one wrapper every etcd unary method goes through: it hands the handler an AbortSignal
+// that fires when the client cancels or its deadline passes, and turns a rejection into
+// etcd's status. It is on the per-request path, so it allocates only the controller, one
+// listener and the handler's promise.
+
+import type { handleUnaryCall, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
+
+import { AssertionFailure } from '../util/assert.ts';
+import { isStrataError } from '../util/errors.ts';
+import { toGrpcStatus } from '../util/etcd-errors.ts';
+import { WireStatusError } from './etcd-request-mapping.ts';
+
+/** EtcdServerLogger receives what the server cannot answer a client about. */
+export interface EtcdServerLogger {
+  error(message: string, fields: Record<string, unknown>): void;
+}
+
+/** UnaryHandler runs one call; it rejects with a StrataError for an operating error. */
+export type UnaryHandler<Request, Response> = (request: Request, signal: AbortSignal) => Promise<Response>;
+
+/**
+ * unaryCall adapts a handler to grpc-js. An AssertionFailure from below is a programmer
+ * error: the client gets UNKNOWN and the failure is rethrown outside the promise chain so
+ * that it stops the process (DESIGN.md, "Errors"). Errors that are neither StrataErrors nor
+ * assertions are logged, since they are bugs the client cannot act on.
+ */
+export function unaryCall<Request, Response>(method: string, handler: UnaryHandler<Request, Response>, logger: EtcdServerLogger | undefined): handleUnaryCall<Request, Response> {
+  return (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => {
+    const controller = new AbortController();
+    call.once('cancelled', () => controller.abort());
+    handler(call.request, controller.signal).then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(errorStatus(method, error, logger)),
+    );
+  };
+}
+
+function errorStatus(method: string, error: unknown, logger: EtcdServerLogger | undefined): { code: number; details: string } {
+  if (error instanceof WireStatusError) return { code: error.status.code, details: error.status.details };
+  if (!isStrataError(error)) {
+    if (error instanceof AssertionFailure) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    } else if (!(error instanceof Error && error.name === 'AbortError')) {
+      logger?.error('etcd call failed with an unexpected error', { method, error });
+    }
+  }
+  return toGrpcStatus(error);
+}
