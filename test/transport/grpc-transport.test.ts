@@ -1,0 +1,215 @@
+// Runs the Transport conformance suite against GrpcTransport, plus what only the real
+// transport has: redialling after the accepting side restarts, refusing another cluster's
+// streams, the lower-id-dials rule, and refusing malformed streams.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { Logger, NodeId } from '../../src/raft/index.ts';
+import { GrpcTransport, PEER_SERVICE_PROTO_PATH } from '../../src/transport/grpc-transport.ts';
+import type { TransportLimits } from '../../src/transport/limits.ts';
+import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
+import { SeededRandom } from '../../src/util/random.ts';
+import { Recorder, TEST_TIMEOUT_MS, describeTransportConformance, heartbeat } from './conformance.ts';
+
+const CLUSTER_ID = 0x1234_5678_9abc;
+
+function createTransport(id: NodeId, options: { limits?: Partial<TransportLimits>; clusterId?: number; logger?: Logger; listenUrl?: string } = {}): GrpcTransport {
+  return new GrpcTransport({
+    localId: id,
+    clusterId: options.clusterId ?? CLUSTER_ID,
+    listenUrls: [options.listenUrl ?? 'http://127.0.0.1:0'],
+    random: new SeededRandom(id),
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+}
+
+function urlOf(transport: GrpcTransport): string {
+  const url = transport.boundUrls[0];
+  assert.ok(url !== undefined, 'transport is started');
+  return url;
+}
+
+describeTransportConformance('grpc', {
+  create: (id, options = {}) => createTransport(id, options),
+  urlOf: (transport) => urlOf(transport as GrpcTransport),
+  connected: (from, to) => (from as GrpcTransport).whenConnected(to),
+  queued: (transport, peer) => (transport as GrpcTransport).linkStatus(peer)?.queuedMessages ?? 0,
+});
+
+/** CapturingLogger records warnings and lets a test wait for the n-th one matching a text. */
+class CapturingLogger implements Logger {
+  readonly warnings: string[] = [];
+  private waiters: Array<{ text: string; count: number; resolve: () => void }> = [];
+  debug(): void {}
+  info(): void {}
+  warn(message: string): void {
+    this.warnings.push(message);
+    this.waiters = this.waiters.filter((waiter) => {
+      if (this.count(waiter.text) < waiter.count) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+  count(text: string): number {
+    return this.warnings.filter((warning) => warning.includes(text)).length;
+  }
+  until(text: string, count: number): Promise<void> {
+    if (this.count(text) >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ text, count, resolve }));
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+interface FrameWire {
+  clusterId: number;
+  from: number;
+  to: number;
+  batch: Uint8Array;
+}
+
+/** rawStream opens a Stream call to `url` by hand, to send what a GrpcTransport never would. */
+function rawStream(url: string): { client: grpc.Client; call: grpc.ClientDuplexStream<FrameWire, FrameWire>; status: Promise<grpc.ServiceError | undefined> } {
+  const definition = protoLoader.loadSync(PEER_SERVICE_PROTO_PATH, { keepCase: false, longs: Number, defaults: true });
+  const service = definition['stratakv.peer.Peer'] as grpc.ServiceDefinition;
+  const method = service.Stream;
+  assert.ok(method !== undefined);
+  const client = new grpc.Client(new URL(url).host, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  const call = client.makeBidiStreamRequest<FrameWire, FrameWire>(
+    method.path,
+    method.requestSerialize as (value: FrameWire) => Buffer,
+    method.responseDeserialize as (bytes: Buffer) => FrameWire,
+  );
+  const status = new Promise<grpc.ServiceError | undefined>((resolve) => {
+    call.on('error', (error: grpc.ServiceError) => resolve(error));
+    call.on('end', () => resolve(undefined));
+    call.on('data', () => {});
+  });
+  return { client, call, status };
+}
+
+describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
+  test('the lower id dials and both directions share that one stream', async () => {
+    const a = createTransport(1);
+    const b = createTransport(2);
+    const ra = new Recorder();
+    const rb = new Recorder();
+    await a.start(ra);
+    await b.start(rb);
+    a.setPeer(2, [urlOf(b)]);
+    b.setPeer(1, [urlOf(a)]);
+    await a.whenConnected(2);
+    await b.whenConnected(1);
+    a.send([heartbeat(1, 2, 1)]);
+    b.send([heartbeat(2, 1, 2)]);
+    await rb.until(() => rb.messages.length === 1);
+    await ra.until(() => ra.messages.length === 1);
+    assert.equal(a.linkStatus(2)?.direction, 'dialed');
+    assert.equal(b.linkStatus(1)?.direction, 'accepted');
+    assert.equal(a.streamsDialed, 1);
+    assert.equal(a.streamsAccepted, 0);
+    assert.equal(b.streamsDialed, 0);
+    assert.equal(b.streamsAccepted, 1);
+    await a.close();
+    await b.close();
+  });
+
+  test('a stream dialled by the higher id is refused', async () => {
+    const b = createTransport(2);
+    await b.start(new Recorder());
+    const { client, call, status } = rawStream(urlOf(b));
+    call.write({ clusterId: CLUSTER_ID, from: 3, to: 2, batch: new Uint8Array(0) });
+    const error = await status;
+    assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.INVALID_ARGUMENT);
+    assert.equal(b.streamsAccepted, 0);
+    client.close();
+    await b.close();
+  });
+
+  test('a malformed frame closes the stream', async () => {
+    const logger = new CapturingLogger();
+    const b = createTransport(5, { logger });
+    const rb = new Recorder();
+    await b.start(rb);
+    const { client, call, status } = rawStream(urlOf(b));
+    call.write({ clusterId: CLUSTER_ID, from: 1, to: 5, batch: new Uint8Array(0) });
+    call.write({ clusterId: 0, from: 0, to: 0, batch: Uint8Array.from([0x93, 0x01, 0xc1, 0xff]) });
+    await status;
+    assert.equal(logger.count('malformed frame'), 1);
+    assert.deepEqual(rb.messages, []);
+    client.close();
+    await b.close();
+  });
+
+  test('a stream naming another cluster id is refused and logged on both sides; calls too', async () => {
+    const loggerA = new CapturingLogger();
+    const loggerB = new CapturingLogger();
+    const a = createTransport(1, { clusterId: 111, logger: loggerA });
+    const b = createTransport(2, { clusterId: 222, logger: loggerB });
+    const ra = new Recorder();
+    await a.start(ra);
+    await b.start(new Recorder());
+    a.setPeer(2, [urlOf(b)]);
+    b.setPeer(1, [urlOf(a)]);
+    await loggerB.until('cluster id mismatch', 2);
+    await loggerA.until('cluster id mismatch', 2);
+    assert.equal(a.linkStatus(2)?.established ?? false, false);
+    assert.equal(b.streamsAccepted, 0);
+    await assert.rejects(a.request(2, 'status', new Uint8Array(0)), (error) => isStrataError(error, ErrorCode.CLUSTER_ID_MISMATCH));
+    a.send([heartbeat(1, 2, 0)]);
+    await ra.until(() => ra.unreachable.length === 1);
+    await a.close();
+    await b.close();
+  });
+
+  test('the dialler reconnects after the accepting side restarts on the same port', async () => {
+    const a = createTransport(1);
+    const b1 = createTransport(2);
+    const ra = new Recorder();
+    await a.start(ra);
+    await b1.start(new Recorder());
+    const url = urlOf(b1);
+    a.setPeer(2, [url]);
+    await a.whenConnected(2);
+    await b1.close();
+    // Bounded wait for a to notice the broken stream (it hears the server go away).
+    for (let attempt = 0; attempt < 500 && a.linkStatus(2)?.established === true; attempt += 1) await delay(10);
+    assert.notEqual(a.linkStatus(2)?.established, true);
+    const b2 = createTransport(2, { listenUrl: url });
+    const rb2 = new Recorder();
+    await b2.start(rb2);
+    assert.equal(urlOf(b2), url);
+    await a.whenConnected(2);
+    a.send([heartbeat(1, 2, 42)]);
+    await rb2.until(() => rb2.messages.length === 1);
+    assert.deepEqual(rb2.messages, [heartbeat(1, 2, 42)]);
+    assert.ok(a.streamsDialed >= 2);
+    await a.close();
+    await b2.close();
+  });
+
+  test('request to a peer that is not listening fails with UNAVAILABLE', async () => {
+    const a = createTransport(1);
+    const b = createTransport(2);
+    await a.start(new Recorder());
+    await b.start(new Recorder());
+    const url = urlOf(b);
+    await b.close();
+    a.setPeer(2, [url]);
+    await assert.rejects(a.request(2, 'status', new Uint8Array(0), { timeoutMs: 2_000 }), (error) => isStrataError(error, ErrorCode.UNAVAILABLE));
+    await a.close();
+  });
+
+  test('setPeer refuses a URL that is not http://host:port', async () => {
+    const a = createTransport(1);
+    assert.throws(() => a.setPeer(2, ['https://127.0.0.1:1']), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    assert.throws(() => a.setPeer(2, ['127.0.0.1:1']), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    assert.throws(() => a.setPeer(2, []), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    await a.close();
+  });
+});
