@@ -1,0 +1,275 @@
+// Launchers for the systems the cluster benchmarks compare, behind one interface: start() gives
+// the client endpoints, the members' ids and a way to find the leader; stop() ends the
+// processes by PID and removes their data folders.
+//
+//  - echo: one grpc-js server process whose Put and Range answer at once (echo-server.ts):
+//    the ceiling of the client harness on this machine;
+//  - etcd: three `etcd` processes (Debian's etcd-server) on 127.0.0.1 with fresh data folders;
+//  - stratakv: three `node cmd/stratakv.js serve` processes with etcd's flag names.
+// A cluster counts as started when every member answers Maintenance.Status naming the same
+// leader; that wait is bounded, and a member that exits meanwhile fails the start at once.
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { freePorts, makeTempFolder, removeTempFolder, sleep, startChild, stopChild, tailOf } from './processes.ts';
+import { describeError, status } from './rpc.ts';
+
+/** REPOSITORY is the root of the stratakv checkout. */
+export const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ETCD_BINARY = '/usr/bin/etcd';
+const CLUSTER_SIZE = 3;
+const START_TIMEOUT_MS = 30_000;
+const LEADER_TIMEOUT_MS = 15_000;
+const STATUS_DEADLINE_MS = 1_000;
+const POLL_MS = 100;
+
+/** SystemName names a benchmarked system. */
+export type SystemName = 'echo' | 'etcd' | 'stratakv';
+
+/** Member is one server of a cluster: its name, its member id (0 for echo) and client endpoint. */
+export interface Member {
+  readonly name: string;
+  readonly id: bigint;
+  readonly endpoint: string;
+}
+
+/** RunningCluster is a started system. */
+export interface RunningCluster {
+  readonly system: SystemName;
+  /** description says what runs (version, member count), for the report. */
+  readonly description: string;
+  readonly members: readonly Member[];
+  /** leader asks every member for its status and returns the member they agree leads (bounded). */
+  leader(timeoutMs?: number): Promise<Member>;
+  /** stop ends the processes by PID and removes the data folders. */
+  stop(): Promise<void>;
+}
+
+/** Launcher starts one system; unavailable() says why it cannot run here, or undefined. */
+export interface Launcher {
+  readonly system: SystemName;
+  unavailable(): string | undefined;
+  start(): Promise<RunningCluster>;
+}
+
+/** ClusterStartError is a start that did not produce a working cluster; the message says why. */
+export class ClusterStartError extends Error {
+  override readonly name = 'ClusterStartError';
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** echoLauncher starts the echo server (echo-server.ts) as its own process. */
+export function echoLauncher(): Launcher {
+  return {
+    system: 'echo',
+    unavailable: () => undefined,
+    async start() {
+      const folder = makeTempFolder('stratakv-bench-echo-');
+      const [port] = await freePorts(1);
+      if (port === undefined) throw new ClusterStartError('no free port');
+      const logPath = join(folder, 'echo.log');
+      const child = startChild(process.execPath, [join(here, 'echo-server.ts'), String(port)], logPath, { cwd: REPOSITORY });
+      const endpoint = `http://127.0.0.1:${port}`;
+      const member: Member = { name: 'echo', id: 0n, endpoint };
+      try {
+        // The echo server writes "listening" once bound; its proto may still be on the way.
+        const deadline = Date.now() + START_TIMEOUT_MS + 60_000;
+        while (!tailOf(logPath, 50).includes('listening')) {
+          if (child.exitCode !== null) throw new ClusterStartError(`echo server exited:\n${tailOf(logPath)}`);
+          if (Date.now() > deadline) throw new ClusterStartError(`echo server did not start:\n${tailOf(logPath)}`);
+          await sleep(POLL_MS);
+        }
+      } catch (error) {
+        await stopChild(child);
+        removeTempFolder(folder);
+        throw error;
+      }
+      const description = tailOf(logPath, 50).split('\n').find((line) => line.includes('listening')) ?? 'echo';
+      return {
+        system: 'echo',
+        description: description.replace(/^.*listening[^(]*/, 'grpc-js echo server ').trim(),
+        members: [member],
+        leader: () => Promise.resolve(member),
+        async stop() {
+          await stopChild(child);
+          removeTempFolder(folder);
+        },
+      };
+    },
+  };
+}
+
+interface MemberCommand {
+  readonly command: string;
+  readonly args: readonly string[];
+}
+
+interface MemberSpec {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly initialCluster: string;
+}
+
+/** etcdFlags are the etcd flags both etcd and `stratakv serve` take for one member. */
+function etcdFlags(spec: MemberSpec): string[] {
+  return [
+    '--name', spec.name,
+    '--data-dir', spec.dataDir,
+    '--listen-client-urls', spec.clientUrl,
+    '--advertise-client-urls', spec.clientUrl,
+    '--listen-peer-urls', spec.peerUrl,
+    '--initial-advertise-peer-urls', spec.peerUrl,
+    '--initial-cluster', spec.initialCluster,
+    '--initial-cluster-state', 'new',
+  ];
+}
+
+/** etcdLauncher starts three etcd members from /usr/bin/etcd. */
+export function etcdLauncher(): Launcher {
+  return {
+    system: 'etcd',
+    unavailable: () => (existsSync(ETCD_BINARY) ? undefined : `${ETCD_BINARY} is not installed (apt-get install etcd-server)`),
+    start: () => {
+      const version = spawnSync(ETCD_BINARY, ['--version'], { encoding: 'utf8', timeout: 10_000 }).stdout.split('\n')[0] ?? 'etcd';
+      // One token for the whole cluster: members with different tokens form different clusters.
+      const token = `bench-${process.pid}-${Date.now()}`;
+      return startProcessCluster('etcd', version.trim(), (spec) => ({
+        command: ETCD_BINARY,
+        args: [...etcdFlags(spec), '--initial-cluster-token', token, '--logger', 'zap', '--log-level', 'warn'],
+      }));
+    },
+  };
+}
+
+/** stratakvLauncher starts three `node cmd/stratakv.js serve` members with etcd's flags. */
+export function stratakvLauncher(): Launcher {
+  const entry = join(REPOSITORY, 'cmd', 'stratakv.js');
+  return {
+    system: 'stratakv',
+    unavailable: () => (existsSync(entry) ? undefined : `${entry} is missing`),
+    start: () =>
+      startProcessCluster('stratakv', `stratakv serve (${process.execPath} ${process.version})`, (spec) => ({
+        command: process.execPath,
+        args: [entry, 'serve', ...etcdFlags(spec)],
+      })),
+  };
+}
+
+async function startProcessCluster(system: SystemName, description: string, commandFor: (spec: MemberSpec) => MemberCommand): Promise<RunningCluster> {
+  const folder = makeTempFolder(`stratakv-bench-${system}-`);
+  const ports = await freePorts(CLUSTER_SIZE * 2);
+  const names = Array.from({ length: CLUSTER_SIZE }, (_, index) => `n${index + 1}`);
+  const peerUrls = names.map((_, index) => `http://127.0.0.1:${ports[CLUSTER_SIZE + index]}`);
+  const clientUrls = names.map((_, index) => `http://127.0.0.1:${ports[index]}`);
+  const initialCluster = names.map((name, index) => `${name}=${peerUrls[index]}`).join(',');
+  const children: ChildProcess[] = [];
+  const logs: string[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(children.map((child) => stopChild(child)));
+    removeTempFolder(folder);
+  };
+  try {
+    for (const [index, name] of names.entries()) {
+      const spec: MemberSpec = {
+        name,
+        dataDir: join(folder, `${name}.data`),
+        clientUrl: clientUrls[index] ?? '',
+        peerUrl: peerUrls[index] ?? '',
+        initialCluster,
+      };
+      const { command, args } = commandFor(spec);
+      const logPath = join(folder, `${name}.log`);
+      logs.push(logPath);
+      children.push(startChild(command, args, logPath, { cwd: REPOSITORY }));
+    }
+    const exitedMember = (): string | undefined => {
+      const index = children.findIndex((child) => child.exitCode !== null || child.signalCode !== null);
+      if (index < 0) return undefined;
+      const child = children[index];
+      return `${system} member ${names[index]} exited (code ${child?.exitCode}, signal ${child?.signalCode}); its log ends:\n${tailOf(logs[index] ?? '')}`;
+    };
+    // Members: each one's id comes from its own Status header.
+    const members: Member[] = [];
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (const [index, name] of names.entries()) {
+      const endpoint = clientUrls[index] ?? '';
+      let lastError = 'no answer yet';
+      while (true) {
+        const exitMessage = exitedMember();
+        if (exitMessage !== undefined) throw new ClusterStartError(exitMessage);
+        if (Date.now() > deadline) {
+          throw new ClusterStartError(`${system} member ${name} did not answer Maintenance.Status within ${START_TIMEOUT_MS} ms (${lastError}); its log ends:\n${tailOf(logs[index] ?? '')}`);
+        }
+        try {
+          const answer = await status(endpoint, STATUS_DEADLINE_MS);
+          members.push({ name, id: answer.header.memberId, endpoint });
+          break;
+        } catch (error) {
+          lastError = describeError(error);
+          await sleep(POLL_MS);
+        }
+      }
+    }
+    const cluster: RunningCluster = {
+      system,
+      description: `${description}, ${CLUSTER_SIZE} members`,
+      members,
+      leader: (timeoutMs = LEADER_TIMEOUT_MS) => findLeader(system, members, timeoutMs, exitedMember),
+      stop: stopAll,
+    };
+    await cluster.leader(START_TIMEOUT_MS);
+    return cluster;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+async function findLeader(system: SystemName, members: readonly Member[], timeoutMs: number, exitedMember: () => string | undefined): Promise<Member> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (true) {
+    const exitMessage = exitedMember();
+    if (exitMessage !== undefined) throw new ClusterStartError(exitMessage);
+    try {
+      const answers = await Promise.all(members.map((member) => status(member.endpoint, STATUS_DEADLINE_MS)));
+      const leaderIds = new Set(answers.map((answer) => answer.leader));
+      const [leaderId] = leaderIds;
+      const leader = members.find((member) => member.id === leaderId);
+      if (leaderIds.size === 1 && leader !== undefined && leaderId !== 0n) return leader;
+      last = `members name leaders ${[...leaderIds].map((id) => id.toString(16)).join(', ')}`;
+    } catch (error) {
+      last = describeError(error);
+    }
+    if (Date.now() > deadline) throw new ClusterStartError(`${system}: no agreed leader within ${timeoutMs} ms (${last})`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** launcherFor returns the launcher of a system. */
+export function launcherFor(system: SystemName): Launcher {
+  switch (system) {
+    case 'echo':
+      return echoLauncher();
+    case 'etcd':
+      return etcdLauncher();
+    case 'stratakv':
+      return stratakvLauncher();
+  }
+}
+
+/** parseTargets parses "--targets echo,etcd,stratakv". */
+export function parseTargets(text: string): SystemName[] {
+  const systems: SystemName[] = [];
+  for (const part of text.split(',').map((item) => item.trim()).filter((item) => item !== '')) {
+    if (part !== 'echo' && part !== 'etcd' && part !== 'stratakv') throw new Error(`--targets: unknown system ${JSON.stringify(part)} (echo, etcd, stratakv)`);
+    if (!systems.includes(part)) systems.push(part);
+  }
+  if (systems.length === 0) throw new Error('--targets: none given');
+  return systems;
+}

@@ -1,0 +1,305 @@
+// bench/kv.ts — `npm run bench:kv`: puts and linearizable gets against a 3-node stratakv and a
+// 3-node etcd, with the client harness's own ceiling (the echo server) in the same run.
+//
+// One client harness (bench/cluster/load-client.ts: bare @grpc/grpc-js, hand-encoded
+// PutRequest/RangeRequest, in its own process) drives every target the same way:
+//  - puts of 100-byte values to fresh keys at concurrency 1, 16, 64 and 256 (closed loop:
+//    that many requests outstanding), sent to the leader's client endpoint (found through
+//    Maintenance.Status) — a follower would forward them, adding a hop;
+//  - linearizable gets (Range of one preloaded key, serializable=false) at 64 and 256 on the
+//    leader.
+// Each figure is measured --runs times (default 3); targets alternate inside every scenario so
+// machine noise falls on all of them alike, and the table shows medians with [min–max].
+// The echo server answers Put and Range at once: what the harness itself reaches here.
+// The run ends with one JSON line per figure.
+//
+// Options: --quick (short windows, one run), --targets echo,etcd,stratakv, --duration-ms N,
+// --warmup-ms N, --runs N, --channels N (grpc-js channels = HTTP/2 connections, default 1),
+// --client-processes N (harness processes, default 1), --concurrency 1,16,64,256.
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+
+import { LoadHarness, type MergedResult } from './cluster/harness.ts';
+import { launcherFor, parseTargets, type RunningCluster, type SystemName } from './cluster/launchers.ts';
+import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
+import { formatNumber, formatTable, median, summarize } from './cluster/stats.ts';
+
+const { values: options } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    targets: { type: 'string', default: 'echo,etcd,stratakv' },
+    'duration-ms': { type: 'string' },
+    'warmup-ms': { type: 'string' },
+    runs: { type: 'string' },
+    channels: { type: 'string', default: '1' },
+    'client-processes': { type: 'string', default: '1' },
+    concurrency: { type: 'string', default: '1,16,64,256' },
+    'get-concurrency': { type: 'string', default: '64,256' },
+  },
+});
+const QUICK = options.quick;
+const DURATION_MS = Number(options['duration-ms'] ?? (QUICK ? 1_000 : 3_000));
+const WARMUP_MS = Number(options['warmup-ms'] ?? (QUICK ? 300 : 1_000));
+const RUNS = Number(options.runs ?? (QUICK ? 1 : 3));
+const CHANNELS = Number(options.channels);
+const CLIENT_PROCESSES = Number(options['client-processes']);
+const PUT_CONCURRENCY = options.concurrency.split(',').filter((item) => item !== '').map(Number);
+const GET_CONCURRENCY = options['get-concurrency'].split(',').filter((item) => item !== '').map(Number);
+const TARGETS = parseTargets(options.targets);
+const VALUE_BYTES = 100;
+const GET_KEYS = 1_000;
+const DEADLINE_MS = 5_000;
+const REQUESTS_MAX = 1_000_000;
+const RUNS_MAX = 15;
+const DURATION_MS_MAX = 60_000;
+const PRELOAD_CONCURRENCY = 64;
+const PRELOAD_DURATION_MS = 60_000;
+if (!(RUNS >= 1 && RUNS <= RUNS_MAX)) throw new Error(`--runs must be 1..${RUNS_MAX}`);
+if (!(DURATION_MS >= 100 && DURATION_MS <= DURATION_MS_MAX)) throw new Error(`--duration-ms must be 100..${DURATION_MS_MAX}`);
+if (!(WARMUP_MS >= 0 && WARMUP_MS <= DURATION_MS_MAX)) throw new Error('bad --warmup-ms');
+for (const concurrency of [...PUT_CONCURRENCY, ...GET_CONCURRENCY]) {
+  if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 4_096)) throw new Error(`bad concurrency ${concurrency}`);
+}
+
+interface Scenario {
+  readonly operation: 'put' | 'get';
+  readonly concurrency: number;
+}
+const scenarios: Scenario[] = [
+  ...PUT_CONCURRENCY.map((concurrency) => ({ operation: 'put' as const, concurrency })),
+  ...GET_CONCURRENCY.map((concurrency) => ({ operation: 'get' as const, concurrency })),
+];
+const scenarioName = (scenario: Scenario): string => `${scenario.operation} c${scenario.concurrency}`;
+
+interface Samples {
+  perSecond: number[];
+  p50: number[];
+  p99: number[];
+  max: number[];
+  errors: number[];
+  ambiguous: number[];
+  errorKinds: Record<string, number>;
+}
+const samples = new Map<string, Samples>();
+const samplesFor = (system: SystemName, scenario: Scenario): Samples => {
+  const key = `${system} ${scenarioName(scenario)}`;
+  let entry = samples.get(key);
+  if (entry === undefined) {
+    entry = { perSecond: [], p50: [], p99: [], max: [], errors: [], ambiguous: [], errorKinds: {} };
+    samples.set(key, entry);
+  }
+  return entry;
+};
+
+const load = (): string => loadavg().map((value) => value.toFixed(2)).join(' ');
+installCleanupHandlers();
+const loadBefore = load();
+console.log(
+  `bench:kv on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}` +
+    ' (other work on this machine makes figures noisy)',
+);
+console.log(
+  `harness: @grpc/grpc-js ${await grpcVersion()}, hand-encoded requests, ${CLIENT_PROCESSES} client process(es), ${CHANNELS} channel(s) ` +
+    `(HTTP/2 connections) to the leader, closed loop; ${VALUE_BYTES}-byte values, fresh key per put; gets read ${GET_KEYS} preloaded keys; ` +
+    `warm-up ${WARMUP_MS} ms, window ${DURATION_MS} ms, ${RUNS} run(s) per figure, medians`,
+);
+
+const clusters: RunningCluster[] = [];
+const skipped: Record<string, string> = {};
+const harness = LoadHarness.start(CLIENT_PROCESSES);
+try {
+  for (const system of TARGETS) {
+    const launcher = launcherFor(system);
+    const reason = launcher.unavailable();
+    if (reason !== undefined) {
+      skipped[system] = reason;
+      console.log(`${system}: skipped — ${reason}`);
+      continue;
+    }
+    try {
+      const started = Date.now();
+      const cluster = await launcher.start();
+      const leader = await cluster.leader();
+      console.log(`${system}: ${cluster.description}; started in ${Date.now() - started} ms, leader ${leader.name} at ${leader.endpoint}`);
+      await preload(cluster);
+      clusters.push(cluster);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      skipped[system] = message.split('\n')[0] ?? message;
+      console.log(`${system}: skipped — could not start a working cluster: ${message}`);
+    }
+  }
+  if (clusters.length === 0) throw new Error('no target could run');
+
+  for (let run = 0; run < RUNS; run++) {
+    for (const scenario of scenarios) {
+      // Rotate the order of targets each run so none always goes first after a pause.
+      const order = clusters.map((_, index) => clusters[(index + run) % clusters.length] as RunningCluster);
+      for (const cluster of order) {
+        const result = await measure(cluster, scenario, run);
+        record(cluster.system, scenario, result);
+        process.stdout.write(
+          `  run ${run + 1}/${RUNS} ${cluster.system.padEnd(8)} ${scenarioName(scenario).padEnd(9)} ${formatNumber(result.perSecond, 0).padStart(6)}/s ` +
+            `p50 ${formatNumber(result.latency.p50)} ms p99 ${formatNumber(result.latency.p99)} ms` +
+            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (load ${load()})\n`,
+        );
+      }
+    }
+  }
+} finally {
+  await Promise.all(clusters.map((cluster) => cluster.stop()));
+  await harness.close();
+  cleanupSync();
+}
+report();
+
+async function grpcVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const manifest = JSON.parse(await readFile(new URL('../node_modules/@grpc/grpc-js/package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+async function preload(cluster: RunningCluster): Promise<void> {
+  const leader = await cluster.leader();
+  const result = await harness.run({
+    operation: 'put',
+    endpoints: [leader.endpoint],
+    channels: CHANNELS,
+    concurrency: PRELOAD_CONCURRENCY,
+    warmupMs: 0,
+    durationMs: PRELOAD_DURATION_MS,
+    requestsMax: GET_KEYS,
+    deadlineMs: DEADLINE_MS,
+    keyPrefix: 'get',
+    getPrefix: 'get',
+    getKeys: GET_KEYS,
+    valueBytes: VALUE_BYTES,
+    recordCompletions: false,
+  });
+  // The window closes at GET_KEYS completions; keys are numbered from 0 in order of sending,
+  // so with no errors keys 0 .. GET_KEYS-1 exist (a few more may, from the last in flight).
+  if (result.completed < GET_KEYS || result.failed + result.ambiguous > 0) {
+    throw new Error(`preloading ${GET_KEYS} keys into ${cluster.system} failed: ${result.completed} stored, errors ${JSON.stringify(result.errors)}`);
+  }
+}
+
+async function measure(cluster: RunningCluster, scenario: Scenario, run: number): Promise<MergedResult> {
+  const leader = await cluster.leader();
+  return harness.run({
+    operation: scenario.operation,
+    endpoints: [leader.endpoint],
+    channels: Math.min(CHANNELS, scenario.concurrency),
+    concurrency: scenario.concurrency,
+    warmupMs: WARMUP_MS,
+    durationMs: DURATION_MS,
+    requestsMax: REQUESTS_MAX,
+    deadlineMs: DEADLINE_MS,
+    keyPrefix: `r${run}/c${scenario.concurrency}`,
+    getPrefix: 'get',
+    getKeys: GET_KEYS,
+    valueBytes: VALUE_BYTES,
+    recordCompletions: false,
+  });
+}
+
+function record(system: SystemName, scenario: Scenario, result: MergedResult): void {
+  const entry = samplesFor(system, scenario);
+  entry.perSecond.push(result.perSecond);
+  entry.p50.push(result.latency.p50);
+  entry.p99.push(result.latency.p99);
+  entry.max.push(result.latency.max);
+  entry.errors.push(result.failed + result.wrongAnswers);
+  entry.ambiguous.push(result.ambiguous);
+  for (const [error, count] of Object.entries(result.errors)) entry.errorKinds[error] = (entry.errorKinds[error] ?? 0) + count;
+  if (result.wrongAnswers > 0) entry.errorKinds['wrong answer'] = (entry.errorKinds['wrong answer'] ?? 0) + result.wrongAnswers;
+}
+
+function report(): void {
+  const systems = clusters.map((cluster) => cluster.system);
+  const rows: string[][] = [];
+  const json: object[] = [];
+  for (const scenario of scenarios) {
+    for (const system of systems) {
+      const entry = samplesFor(system, scenario);
+      if (entry.perSecond.length === 0) continue;
+      const rate = summarize(entry.perSecond);
+      rows.push([
+        system,
+        scenarioName(scenario),
+        `${formatNumber(rate.median, 0)} [${formatNumber(rate.min, 0)}–${formatNumber(rate.max, 0)}]`,
+        formatNumber(median(entry.p50)),
+        formatNumber(median(entry.p99)),
+        formatNumber(median(entry.max)),
+        String(entry.errors.reduce((sum, count) => sum + count, 0)),
+        String(entry.ambiguous.reduce((sum, count) => sum + count, 0)),
+      ]);
+      const base = { bench: 'kv', system, operation: scenario.operation, concurrency: scenario.concurrency, runs: entry.perSecond.length };
+      json.push({ ...base, name: `${system} ${scenarioName(scenario)} ops/s`, unit: 'ops/s', median: rate.median, min: rate.min, max: rate.max });
+      json.push({ ...base, name: `${system} ${scenarioName(scenario)} p50`, unit: 'ms', median: median(entry.p50), min: Math.min(...entry.p50), max: Math.max(...entry.p50) });
+      json.push({ ...base, name: `${system} ${scenarioName(scenario)} p99`, unit: 'ms', median: median(entry.p99), min: Math.min(...entry.p99), max: Math.max(...entry.p99) });
+      json.push({ ...base, name: `${system} ${scenarioName(scenario)} max latency`, unit: 'ms', median: median(entry.max), min: Math.min(...entry.max), max: Math.max(...entry.max) });
+      json.push({
+        ...base,
+        name: `${system} ${scenarioName(scenario)} errors`,
+        unit: 'requests',
+        failed: entry.errors.reduce((sum, count) => sum + count, 0),
+        ambiguous: entry.ambiguous.reduce((sum, count) => sum + count, 0),
+        kinds: entry.errorKinds,
+      });
+    }
+  }
+  console.log(`\nMedians over ${RUNS} run(s) (ops/s [min–max]; latencies in ms; errors summed over runs):`);
+  console.log(formatTable(['system', 'scenario', 'ops/s', 'p50', 'p99', 'max', 'failed', 'ambiguous'], rows));
+  for (const [key, entry] of samples) {
+    if (Object.keys(entry.errorKinds).length > 0) console.log(`  ${key} errors: ${JSON.stringify(entry.errorKinds)}`);
+  }
+
+  // Ratios of medians: stratakv against etcd and against the harness ceiling.
+  const pairs: [SystemName, SystemName][] = [['stratakv', 'etcd'], ['stratakv', 'echo'], ['etcd', 'echo']];
+  const ratioRows: string[][] = [];
+  for (const scenario of scenarios) {
+    const cells = [scenarioName(scenario)];
+    for (const [numerator, denominator] of pairs) {
+      const top = median(samplesFor(numerator, scenario).perSecond);
+      const bottom = median(samplesFor(denominator, scenario).perSecond);
+      const ratio = top / bottom;
+      cells.push(Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '–');
+      if (Number.isFinite(ratio)) {
+        json.push({ bench: 'kv', name: `${numerator}/${denominator} ${scenarioName(scenario)} ops/s`, unit: 'ratio', median: ratio, operation: scenario.operation, concurrency: scenario.concurrency });
+      }
+    }
+    const p99Ratio = median(samplesFor('stratakv', scenario).p99) / median(samplesFor('etcd', scenario).p99);
+    cells.push(Number.isFinite(p99Ratio) ? `${p99Ratio.toFixed(2)}×` : '–');
+    ratioRows.push(cells);
+  }
+  console.log('\nRatios of median ops/s (and stratakv p99 / etcd p99; lower is better):');
+  console.log(formatTable(['scenario', 'stratakv/etcd', 'stratakv/echo', 'etcd/echo', 'p99 stratakv/etcd'], ratioRows));
+
+  // The issue's goals, checked when both sides were measured.
+  const goals: [string, number, number, boolean][] = [];
+  const goal = (name: string, value: number, target: number, atLeast: boolean): void => {
+    if (Number.isFinite(value)) goals.push([name, value, target, atLeast ? value >= target : value <= target]);
+  };
+  for (const concurrency of [64, 256]) {
+    const put: Scenario = { operation: 'put', concurrency };
+    goal(`put c${concurrency} stratakv/etcd ≥ 1.5`, median(samplesFor('stratakv', put).perSecond) / median(samplesFor('etcd', put).perSecond), 1.5, true);
+    goal(`put c${concurrency} stratakv/echo ≥ 0.6`, median(samplesFor('stratakv', put).perSecond) / median(samplesFor('echo', put).perSecond), 0.6, true);
+    goal(`put c${concurrency} p99 stratakv/etcd ≤ 1`, median(samplesFor('stratakv', put).p99) / median(samplesFor('etcd', put).p99), 1, false);
+    const get: Scenario = { operation: 'get', concurrency };
+    goal(`get c${concurrency} stratakv/etcd ≥ 1.5`, median(samplesFor('stratakv', get).perSecond) / median(samplesFor('etcd', get).perSecond), 1.5, true);
+  }
+  goal('put c1 stratakv p50 ≤ 1 ms', median(samplesFor('stratakv', { operation: 'put', concurrency: 1 }).p50), 1, false);
+  if (goals.length > 0) {
+    console.log('\nGoals of issue 4:');
+    for (const [name, value, , met] of goals) {
+      console.log(`  ${met ? 'met    ' : 'NOT met'}  ${name.padEnd(30)} ${value.toFixed(2)}`);
+      json.push({ bench: 'kv', name: `goal ${name}`, unit: 'ratio', median: value, met });
+    }
+  }
+  for (const [system, reason] of Object.entries(skipped)) {
+    console.log(`\n${system} was not measured: ${reason}`);
+    json.push({ bench: 'kv', name: `${system} skipped`, unavailable: reason });
+  }
+  console.log(`\nload average before ${loadBefore}, after ${load()}`);
+  for (const line of json) console.log(JSON.stringify(line));
+}
