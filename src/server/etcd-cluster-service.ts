@@ -22,24 +22,24 @@ export function createClusterService(backend: EtcdBackend, logger: EtcdServerLog
 
   const memberList = async (_wire: unknown, signal: AbortSignal) => {
     const answer = await backend.memberList({ signal });
-    return { header: header(), members: answer.members.map(encodeMember) };
+    return { header: header(), members: encodeMembers(answer.members) };
   };
 
   const memberAdd = async (wire: WireMemberAddRequest, signal: AbortSignal) => {
     const peerUrls = wire.peerURLs ?? [];
     checkPeerUrls(peerUrls);
     const answer = await backend.memberAdd({ peerUrls, isLearner: wire.isLearner === true }, { signal });
-    return { header: header(), member: encodeMember(answer.member), members: answer.members.map(encodeMember) };
+    return { header: header(), member: encodeMember(answer.member), members: encodeMembers(answer.members) };
   };
 
   const memberRemove = async (wire: WireMemberIdRequest, signal: AbortSignal) => {
     const answer = await backend.memberRemove(wire.ID ?? 0, { signal });
-    return { header: header(), members: answer.members.map(encodeMember) };
+    return { header: header(), members: encodeMembers(answer.members) };
   };
 
   const memberPromote = async (wire: WireMemberIdRequest, signal: AbortSignal) => {
     const answer = await backend.memberPromote(wire.ID ?? 0, { signal });
-    return { header: header(), members: answer.members.map(encodeMember) };
+    return { header: header(), members: encodeMembers(answer.members) };
   };
 
   const memberUpdate = (): Promise<never> =>
@@ -52,6 +52,11 @@ export function createClusterService(backend: EtcdBackend, logger: EtcdServerLog
     MemberPromote: unaryCall('Cluster.MemberPromote', memberPromote, logger),
     MemberUpdate: unaryCall('Cluster.MemberUpdate', memberUpdate, logger),
   };
+}
+
+/** encodeMembers is a member list as etcd answers it: sorted by id. */
+export function encodeMembers(members: readonly Member[]): WireMember[] {
+  return members.map(encodeMember).sort((a, b) => a.ID - b.ID);
 }
 
 /** encodeMember is etcdserverpb.Member. */

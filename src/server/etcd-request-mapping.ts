@@ -24,6 +24,7 @@ import type {
   WireCompare,
   WireDeleteRangeRequest,
   WireKeyValue,
+  WireOperationHeader,
   WirePutRequest,
   WireRangeRequest,
   WireRangeResponse,
@@ -263,7 +264,7 @@ export function encodeKeyValue(kv: KeyValue): WireKeyValue {
 }
 
 /** encodeRangeResponse is etcdserverpb.RangeResponse. */
-export function encodeRangeResponse(header: WireResponseHeader, answer: RangeResponse): WireRangeResponse {
+export function encodeRangeResponse(header: WireOperationHeader, answer: RangeResponse): WireRangeResponse {
   return { header, kvs: answer.kvs.map(encodeKeyValue), more: answer.more, count: answer.count };
 }
 
@@ -272,7 +273,7 @@ export function encodeRangeResponse(header: WireResponseHeader, answer: RangeRes
  * header holding only the revision.
  */
 export function encodeTxnOperationResponse(answer: Exclude<KvResponse, { type: 'txn' }>): WireResponseOp {
-  const header = { cluster_id: 0, member_id: 0, revision: answer.revision, raft_term: 0 };
+  const header = { revision: answer.revision };
   switch (answer.type) {
     case 'range':
       return { response_range: encodeRangeResponse(header, answer) };

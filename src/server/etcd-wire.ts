@@ -84,9 +84,12 @@ export interface WireTxnRequest {
   failure?: WireRequestOp[];
 }
 
+/** WireOperationHeader is the header of a response inside a Txn: etcd sets only the revision. */
+export type WireOperationHeader = WireResponseHeader | { revision: number };
+
 /** WireRangeResponse is etcdserverpb.RangeResponse. */
 export interface WireRangeResponse {
-  header: WireResponseHeader;
+  header: WireOperationHeader;
   kvs: WireKeyValue[];
   more: boolean;
   count: number;
@@ -94,13 +97,13 @@ export interface WireRangeResponse {
 
 /** WirePutResponse is etcdserverpb.PutResponse. */
 export interface WirePutResponse {
-  header: WireResponseHeader;
+  header: WireOperationHeader;
   prev_kv?: WireKeyValue;
 }
 
 /** WireDeleteRangeResponse is etcdserverpb.DeleteRangeResponse. */
 export interface WireDeleteRangeResponse {
-  header: WireResponseHeader;
+  header: WireOperationHeader;
   deleted: number;
   prev_kvs: WireKeyValue[];
 }
