@@ -178,6 +178,10 @@ export class RaftNode {
   private loopRunning: Promise<void> | undefined;
   private stopped = false;
   private stopping: Promise<void> | undefined;
+  private resolveStopped: () => void = () => undefined;
+  private readonly stoppedPromise = new Promise<void>((resolve) => {
+    this.resolveStopped = resolve;
+  });
   private removed = false;
   private removedAtTick = -1;
   private commandSequence = 0;
@@ -302,8 +306,16 @@ export class RaftNode {
    * election timeout to notice. Pending calls fail with STOPPED.
    */
   stop(options: { readonly transferLeadership?: boolean } = {}): Promise<void> {
-    this.stopping ??= this.stopNow(options.transferLeadership ?? true);
+    if (this.stopping === undefined) {
+      this.stopping = this.stopNow(options.transferLeadership ?? true);
+      this.stopping.then(this.resolveStopped, this.resolveStopped);
+    }
     return this.stopping;
+  }
+
+  /** whenStopped resolves once the node has stopped (by stop(), or by itself after its removal). */
+  whenStopped(): Promise<void> {
+    return this.stoppedPromise;
   }
 
   private async stopNow(transferLeadership: boolean): Promise<void> {

@@ -1,0 +1,76 @@
+// `stratakv serve`: one cluster member as a process — a RaftNode with its gRPC peer transport
+// and the etcd-compatible client API. SIGINT/SIGTERM stop it gracefully: a leader hands its
+// leadership over first, so clients see no election timeout.
+
+import { readFileSync } from 'node:fs';
+import { RaftNode } from '../src/node/index.ts';
+import { createConsoleLogger } from '../src/obs/index.ts';
+import { startEtcdServer } from '../src/server/etcd-server.ts';
+import { RaftNodeBackend } from '../src/server/raft-node-backend.ts';
+import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
+import { GrpcTransport } from '../src/transport/grpc-transport.ts';
+import type { ServeOptions } from './serve-flags.ts';
+
+/** ETCD_API_VERSION is the etcd release whose v3 API stratakv answers like. */
+export const ETCD_API_VERSION = '3.4.0';
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+/** serverVersion is what Maintenance.Status reports: etcd's API level, with stratakv's version as build metadata. */
+export function serverVersion(): string {
+  return `${ETCD_API_VERSION}+stratakv.${packageVersion()}`;
+}
+
+/** runServe runs one member until it is stopped by a signal or removed from the cluster; returns the exit code. */
+export async function runServe(options: ServeOptions): Promise<number> {
+  const logger = createConsoleLogger(options.logLevel, options.name);
+  const node = await RaftNode.start({
+    name: options.name,
+    dataDir: options.dataDir,
+    initialCluster: options.initialCluster,
+    initialClusterState: options.initialClusterState,
+    initialClusterToken: options.initialClusterToken,
+    advertisePeerUrls: options.initialAdvertisePeerUrls,
+    advertiseClientUrls: options.advertiseClientUrls,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    electionTimeoutMs: options.electionTimeoutMs,
+    limits: { ...DEFAULT_KV_LIMITS, requestBytesMax: options.maxRequestBytes },
+    version: serverVersion(),
+    logger,
+    createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, logger }),
+    hooks: {
+      onRoleChange: ({ role, leaderId, term }) => logger.info(`role ${role}`, { leader: leaderId.toString(16), term }),
+      onRemoved: () => logger.warn('this member was removed from the cluster; stopping after a grace period'),
+    },
+  });
+  let server;
+  try {
+    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+  } catch (error) {
+    await node.stop({ transferLeadership: false });
+    throw error;
+  }
+  logger.info('serving', {
+    member: node.memberId.toString(16),
+    cluster: node.clusterId.toString(16),
+    clientUrls: server.urls,
+    peerUrls: options.listenPeerUrls,
+    dataDir: options.dataDir,
+  });
+
+  const signalled = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  const reason = await Promise.race([signalled, node.whenStopped().then(() => 'removed from the cluster')]);
+  logger.info(`stopping: ${reason}`);
+  // Stop the node first (a leader hands over while clients can still reach us, so their
+  // writes are passed on), then the client API.
+  await node.stop();
+  await server.close({ force: true });
+  logger.info('stopped');
+  return 0;
+}
