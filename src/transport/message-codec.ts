@@ -103,7 +103,10 @@ export function encodeMessages(messages: readonly Message[]): Uint8Array {
   const batch: unknown[] = new Array(messages.length + 1);
   batch[0] = MESSAGE_BATCH_VERSION;
   for (let i = 0; i < messages.length; i += 1) batch[i + 1] = toArray(messages[i] as Message);
-  return packr.pack(batch);
+  // A plain Uint8Array view, not msgpackr's Buffer: Buffer#slice shares memory, which would
+  // surprise a caller who copies the frame with slice().
+  const packed = packr.pack(batch);
+  return new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength);
 }
 
 /**
@@ -355,7 +358,7 @@ export function decodeErrorDetails(bytes: Uint8Array): Record<string, unknown> {
   if (bytes.byteLength === 0 || bytes.byteLength > ERROR_DETAILS_BYTES_MAX) return {};
   try {
     const value: unknown = unpackr.unpack(bytes);
-    if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return {};
+    if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return {};
     return value as Record<string, unknown>;
   } catch {
     return {};
