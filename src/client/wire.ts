@@ -103,7 +103,8 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array {
   for (let index = prefix.length - 1; index >= 0; index--) {
     const byte = prefix[index] ?? 0;
     if (byte < 0xff) {
-      const end = prefix.slice(0, index + 1);
+      // A copy: Buffer's slice() is a view, and the caller's key must not change.
+      const end = Uint8Array.prototype.slice.call(prefix, 0, index + 1);
       end[index] = byte + 1;
       return end;
     }
