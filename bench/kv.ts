@@ -79,13 +79,14 @@ interface Samples {
   errors: number[];
   ambiguous: number[];
   errorKinds: Record<string, number>;
+  clientCpuPercent: number[];
 }
 const samples = new Map<string, Samples>();
 const samplesFor = (system: SystemName, scenario: Scenario): Samples => {
   const key = `${system} ${scenarioName(scenario)}`;
   let entry = samples.get(key);
   if (entry === undefined) {
-    entry = { perSecond: [], p50: [], p99: [], max: [], errors: [], ambiguous: [], errorKinds: {} };
+    entry = { perSecond: [], p50: [], p99: [], max: [], errors: [], ambiguous: [], errorKinds: {}, clientCpuPercent: [] };
     samples.set(key, entry);
   }
   return entry;
@@ -141,7 +142,7 @@ try {
         process.stdout.write(
           `  run ${run + 1}/${RUNS} ${cluster.system.padEnd(8)} ${scenarioName(scenario).padEnd(9)} ${formatNumber(result.perSecond, 0).padStart(6)}/s ` +
             `p50 ${formatNumber(result.latency.p50)} ms p99 ${formatNumber(result.latency.p99)} ms` +
-            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (load ${load()})\n`,
+            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (client CPU ${formatNumber(result.clientCpuPercent, 0)} %, load ${load()})\n`,
         );
       }
     }
@@ -210,6 +211,7 @@ function record(system: SystemName, scenario: Scenario, result: MergedResult): v
   entry.max.push(result.latency.max);
   entry.errors.push(result.failed + result.wrongAnswers);
   entry.ambiguous.push(result.ambiguous);
+  entry.clientCpuPercent.push(result.clientCpuPercent);
   for (const [error, count] of Object.entries(result.errors)) entry.errorKinds[error] = (entry.errorKinds[error] ?? 0) + count;
   if (result.wrongAnswers > 0) entry.errorKinds['wrong answer'] = (entry.errorKinds['wrong answer'] ?? 0) + result.wrongAnswers;
 }
@@ -232,9 +234,18 @@ function report(): void {
         formatNumber(median(entry.max)),
         String(entry.errors.reduce((sum, count) => sum + count, 0)),
         String(entry.ambiguous.reduce((sum, count) => sum + count, 0)),
+        formatNumber(median(entry.clientCpuPercent), 0),
       ]);
       const base = { bench: 'kv', system, operation: scenario.operation, concurrency: scenario.concurrency, runs: entry.perSecond.length };
-      json.push({ ...base, name: `${system} ${scenarioName(scenario)} ops/s`, unit: 'ops/s', median: rate.median, min: rate.min, max: rate.max });
+      json.push({
+        ...base,
+        name: `${system} ${scenarioName(scenario)} ops/s`,
+        unit: 'ops/s',
+        median: rate.median,
+        min: rate.min,
+        max: rate.max,
+        clientCpuPercent: median(entry.clientCpuPercent),
+      });
       json.push({ ...base, name: `${system} ${scenarioName(scenario)} p50`, unit: 'ms', median: median(entry.p50), min: Math.min(...entry.p50), max: Math.max(...entry.p50) });
       json.push({ ...base, name: `${system} ${scenarioName(scenario)} p99`, unit: 'ms', median: median(entry.p99), min: Math.min(...entry.p99), max: Math.max(...entry.p99) });
       json.push({ ...base, name: `${system} ${scenarioName(scenario)} max latency`, unit: 'ms', median: median(entry.max), min: Math.min(...entry.max), max: Math.max(...entry.max) });
@@ -249,7 +260,8 @@ function report(): void {
     }
   }
   console.log(`\nMedians over ${RUNS} run(s) (ops/s [min–max]; latencies in ms; errors summed over runs):`);
-  console.log(formatTable(['system', 'scenario', 'ops/s', 'p50', 'p99', 'max', 'failed', 'ambiguous'], rows));
+  console.log(formatTable(['system', 'scenario', 'ops/s', 'p50', 'p99', 'max', 'failed', 'ambiguous', 'client CPU %'], rows));
+  console.log('  (client CPU %: the harness processes\' CPU time over the window; near 100 per process, the client limits the figure: try --client-processes 2)');
   for (const [key, entry] of samples) {
     if (Object.keys(entry.errorKinds).length > 0) console.log(`  ${key} errors: ${JSON.stringify(entry.errorKinds)}`);
   }

@@ -58,6 +58,7 @@ const PHASE_MS_MAX = 60_000;
 const MOVE_LEADER_DEADLINE_MS = 10_000;
 const TRIAL_BOUND_MS = 120_000;
 const SETTLE_MS = 300;
+const FAILURE_OFFSETS_MAX = 20;
 if (!(TRIALS >= 1 && TRIALS <= TRIALS_MAX)) throw new Error(`--trials must be 1..${TRIALS_MAX}`);
 if (!(WRITERS >= 1 && WRITERS <= 1_024)) throw new Error('--writers must be 1..1024');
 for (const value of [WARMUP_MS, BASELINE_MS, AFTER_MS, DEADLINE_MS]) if (!(value >= 0 && value <= PHASE_MS_MAX)) throw new Error('bad phase length');
@@ -74,6 +75,8 @@ interface Trial {
   readonly ambiguous: number;
   readonly errors: Record<string, number>;
   readonly writesPerSecond: number;
+  /** failureOffsetsMs: when failed writes ended, relative to the MoveLeader call (first FAILURE_OFFSETS_MAX). */
+  readonly failureOffsetsMs: readonly number[];
 }
 const trials = new Map<string, Trial[]>();
 
@@ -197,6 +200,7 @@ async function runTrial(cluster: RunningCluster, variant: string, trial: number)
     ambiguous: result.ambiguous + result.unfinished,
     errors,
     writesPerSecond: (inWindow * 1000) / (trialEnd - windowStart),
+    failureOffsetsMs: result.failures.slice(0, FAILURE_OFFSETS_MAX).map((failure) => Math.round(failure.atMs - transferStart)),
   };
 }
 
@@ -258,7 +262,15 @@ function report(): void {
     json.push({ ...base, name: `${system} ${variant} pause`, unit: 'ms', median: median(pauses), min: Math.min(...pauses), max: Math.max(...pauses) });
     json.push({ ...base, name: `${system} ${variant} baseline gap`, unit: 'ms', median: median(baselines), min: Math.min(...baselines), max: Math.max(...baselines) });
     json.push({ ...base, name: `${system} ${variant} MoveLeader call`, unit: 'ms', median: median(calls), min: Math.min(...calls), max: Math.max(...calls), errors: moveErrors });
-    json.push({ ...base, name: `${system} ${variant} failed writes`, unit: 'writes', failed, ambiguous, kinds: errors });
+    json.push({
+      ...base,
+      name: `${system} ${variant} failed writes`,
+      unit: 'writes',
+      failed,
+      ambiguous,
+      kinds: errors,
+      endedMsAfterMoveLeader: list.map((trial) => trial.failureOffsetsMs),
+    });
     json.push({ ...base, name: `${system} ${variant} leader moved`, unit: 'trials', median: moved });
     if (Object.keys(errors).length > 0) console.log(`  ${key} write errors: ${JSON.stringify(errors)}`);
     if (moveErrors.length > 0) console.log(`  ${key} MoveLeader errors: ${JSON.stringify(moveErrors)}`);

@@ -30,6 +30,8 @@ export interface MergedResult {
   /** completionsMs: sorted epoch times of all successes (only with recordCompletions). */
   readonly completionsMs: Float64Array;
   readonly failures: readonly Failure[];
+  /** clientCpuPercent is the harness processes' CPU time over the window, in % of one core (summed). */
+  readonly clientCpuPercent: number;
 }
 
 /** RunningJob is a job under way: when its window opens, how to end it early, and its result. */
@@ -153,6 +155,7 @@ function merge(results: readonly LoadResult[]): MergedResult {
     wrongAnswers: sum((result) => result.wrongAnswers),
     unfinished: sum((result) => result.unfinished),
     completionsMs: completions.sort(),
+    clientCpuPercent: sum((result) => (result.windowMs > 0 ? (result.cpuMs * 100) / result.windowMs : 0)),
     failures: results.flatMap((result) => result.failures).sort((left, right) => left.atMs - right.atMs),
   };
 }

@@ -90,6 +90,8 @@ async function runJob(job: LoadJob): Promise<LoadResult> {
   let windowEnd = 0;
   let windowStartEpoch = 0;
   let windowEndEpoch = 0;
+  let cpuStart = process.cpuUsage();
+  let cpuMs = 0;
   let resolveDrained: () => void = () => {};
   const drained = new Promise<void>((resolve) => (resolveDrained = resolve));
   let resolveClosed: () => void = () => {};
@@ -101,6 +103,8 @@ async function runJob(job: LoadJob): Promise<LoadResult> {
     if (measuring) {
       windowEnd = performance.now();
       windowEndEpoch = epochMs();
+      const cpu = process.cpuUsage(cpuStart);
+      cpuMs = (cpu.user + cpu.system) / 1000;
     }
     measuring = false;
     resolveClosed();
@@ -109,6 +113,7 @@ async function runJob(job: LoadJob): Promise<LoadResult> {
   const openWindow = (): void => {
     if (stopped) return;
     measuring = true;
+    cpuStart = process.cpuUsage();
     windowStart = performance.now();
     windowStartEpoch = epochMs();
     send({ type: 'measuring', atMs: windowStartEpoch });
@@ -195,6 +200,7 @@ async function runJob(job: LoadJob): Promise<LoadResult> {
     completionsMs: completions.slice(0, completionCount),
     failures,
     unfinished,
+    cpuMs,
   };
 }
 

@@ -61,6 +61,8 @@ export interface LoadResult {
   readonly failures: readonly Failure[];
   /** unfinished counts requests still outstanding when the process gave up waiting. */
   readonly unfinished: number;
+  /** cpuMs is the CPU time (user + system) this process used during the window. */
+  readonly cpuMs: number;
 }
 
 /** LoadEvent is a progress message from the harness: the measured window has started. */
