@@ -526,9 +526,26 @@ export class GrpcTransport implements Transport {
     const link: Link = { peer: state.id, direction: 'dialed', call, established: false, closed: false, framesInFlight: 0, waitingForDrain: false };
     this.links.set(state.id, link);
     this.streamsDialedCount += 1;
-    call.on('data', (frame: FrameWire) => this.onFrame(link, frame));
-    call.on('error', (error: grpc.ServiceError) => this.onDialedError(link, error));
-    call.on('end', () => this.breakLink(link, 'peer ended the stream'));
+    // A peer that accepts the call but never answers the hello would hold the link forever.
+    const handshakeTimer = setTimeout(() => {
+      if (!link.established) {
+        this.logger.warn('peer did not answer our hello', { peer: state.id });
+        this.breakLink(link, 'no hello from the peer');
+      }
+    }, this.limits.handshakeTimeoutMs);
+    handshakeTimer.unref();
+    call.on('data', (frame: FrameWire) => {
+      if (!link.established) clearTimeout(handshakeTimer);
+      this.onFrame(link, frame);
+    });
+    call.on('error', (error: grpc.ServiceError) => {
+      clearTimeout(handshakeTimer);
+      this.onDialedError(link, error);
+    });
+    call.on('end', () => {
+      clearTimeout(handshakeTimer);
+      this.breakLink(link, 'peer ended the stream');
+    });
     call.write({ clusterId: this.clusterId, from: this.localId, to: state.id, batch: EMPTY_BYTES });
   }
 
@@ -554,6 +571,7 @@ export class GrpcTransport implements Transport {
     const handshakeTimer = setTimeout(() => {
       if (link === undefined) refuse(call, grpc.status.DEADLINE_EXCEEDED, ErrorCode.TIMEOUT, 'no hello frame');
     }, this.limits.handshakeTimeoutMs);
+    handshakeTimer.unref();
     call.on('data', (frame: FrameWire) => {
       if (link !== undefined) {
         this.onFrame(link, frame);

@@ -205,6 +205,42 @@ describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
     await a.close();
   });
 
+  test('a silent peer is given up on after the handshake timeout, both ways', async () => {
+    // A server that accepts Stream calls and never answers.
+    const definition = protoLoader.loadSync(PEER_SERVICE_PROTO_PATH, { keepCase: false, longs: Number, defaults: true });
+    const service = definition['stratakv.peer.Peer'] as grpc.ServiceDefinition;
+    const silent = new grpc.Server();
+    const held: Array<grpc.ServerDuplexStream<FrameWire, FrameWire>> = [];
+    silent.addService(service, {
+      Stream: (call: grpc.ServerDuplexStream<FrameWire, FrameWire>) => {
+        held.push(call);
+        call.on('data', () => {});
+        call.on('error', () => {});
+      },
+      Call: () => {},
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      silent.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error))),
+    );
+    const logger = new CapturingLogger();
+    const a = createTransport(1, { logger, limits: { handshakeTimeoutMs: 50 } });
+    await a.start(new Recorder());
+    a.setPeer(2, [`http://127.0.0.1:${port}`]);
+    await logger.until('did not answer our hello', 2);
+    assert.equal(a.linkStatus(2)?.established ?? false, false);
+    await a.close();
+    silent.forceShutdown();
+
+    // And a transport refuses an accepted stream that never says hello.
+    const b = createTransport(2, { limits: { handshakeTimeoutMs: 50 } });
+    await b.start(new Recorder());
+    const { client, status } = rawStream(urlOf(b));
+    const error = await status;
+    assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.TIMEOUT);
+    client.close();
+    await b.close();
+  });
+
   test('setPeer refuses a URL that is not http://host:port', async () => {
     const a = createTransport(1);
     assert.throws(() => a.setPeer(2, ['https://127.0.0.1:1']), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
