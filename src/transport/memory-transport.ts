@@ -289,6 +289,8 @@ export class MemoryTransport implements Transport {
       (error: unknown) => {
         this.servingRequests.delete(controller);
         callerSignal.removeEventListener('abort', onCallerAbort);
+        // As over gRPC, a callee that shuts down mid-call leaves the caller with UNAVAILABLE.
+        if (this.closed) throw new StrataError(ErrorCode.UNAVAILABLE, `peer ${this.localId} closed`, { details: { peer: this.localId } });
         if (!isStrataError(error)) {
           this.logger.warn('peer request handler failed without a StrataError', { from, kind, error: String(error) });
           throw new StrataError(ErrorCode.UNAVAILABLE, `peer request handler failed: ${String(error)}`);

@@ -209,6 +209,21 @@ export function describeTransportConformance(name: string, harness: TransportHar
       await closeAll(members);
     });
 
+    test('frames beyond the in-flight maximum wait in the queue and still arrive in order', async () => {
+      const members = await startMembers([1, 2], { framesInFlightMax: 1, frameBytesMax: 1024 });
+      const [a, b] = pair(members);
+      const messages: Message[] = Array.from({ length: 200 }, (_, i) => ({
+        type: 'append', from: 1, to: 2, term: 1, logTerm: 1, index: i, commit: 0,
+        entries: [{ term: 1, index: i + 1, type: 0, data: new Uint8Array(500).fill(i & 0xff) }],
+      }));
+      a.transport.send(messages);
+      await b.recorder.until(() => b.recorder.messages.length === messages.length);
+      assert.deepStrictEqual(b.recorder.messages, messages);
+      assert.ok(b.recorder.batches.length >= 100);
+      assert.deepEqual(a.recorder.unreachable, []);
+      await closeAll(members);
+    });
+
     test('every message type round-trips exactly', async () => {
       const members = await startMembers([1, 2]);
       const [a, b] = pair(members);

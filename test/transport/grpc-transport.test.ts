@@ -241,6 +241,26 @@ describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
     await b.close();
   });
 
+  test('setPeer with new URLs moves the stream to the new address', async () => {
+    const a = createTransport(1);
+    const b = createTransport(2);
+    const gone = createTransport(3);
+    const rb = new Recorder();
+    await a.start(new Recorder());
+    await b.start(rb);
+    await gone.start(new Recorder());
+    const deadUrl = urlOf(gone);
+    await gone.close();
+    a.setPeer(2, [deadUrl]);
+    a.setPeer(2, [deadUrl]); // the same URLs again change nothing
+    a.setPeer(2, [urlOf(b)]);
+    await a.whenConnected(2);
+    a.send([heartbeat(1, 2, 5)]);
+    await rb.until(() => rb.messages.length === 1);
+    await a.close();
+    await b.close();
+  });
+
   test('setPeer refuses a URL that is not http://host:port', async () => {
     const a = createTransport(1);
     assert.throws(() => a.setPeer(2, ['https://127.0.0.1:1']), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
