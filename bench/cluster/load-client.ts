@@ -21,7 +21,7 @@ const CHANNELS_MAX = 64;
 const DURATION_MS_MAX = 10 * 60_000;
 const REQUESTS_MAX = 10_000_000;
 const CHECKED_RESPONSES = 64;
-const DRAIN_GRACE_MS = 2_000;
+const DRAIN_GRACE_MS = 5_000;
 /** Codes whose outcome is unknown to the client: the request may have been applied. */
 const AMBIGUOUS_CODES = new Set([1 /* CANCELLED */, 2 /* UNKNOWN */, 4 /* DEADLINE_EXCEEDED */, 13 /* INTERNAL */, 14 /* UNAVAILABLE */]);
 /**

@@ -37,7 +37,12 @@ export function openClient(endpoint: string, connection = 0): Client {
   });
 }
 
-/** unaryRaw sends `request` bytes to `path` and calls back with the response bytes or the error. */
+const NO_OPTIONS = {};
+
+/**
+ * unaryRaw sends `request` bytes to `path` and calls back with the response bytes or the error.
+ * A `deadlineMs` of 0 sets no deadline (grpc-js then arms no timer for the call).
+ */
 export function unaryRaw(
   client: Client,
   path: string,
@@ -45,7 +50,7 @@ export function unaryRaw(
   deadlineMs: number,
   callback: (error: ServiceError | null, response?: Buffer) => void,
 ): void {
-  client.makeUnaryRequest(path, identity, identity, request, NO_METADATA, { deadline: Date.now() + deadlineMs }, callback);
+  client.makeUnaryRequest(path, identity, identity, request, NO_METADATA, deadlineMs > 0 ? { deadline: Date.now() + deadlineMs } : NO_OPTIONS, callback);
 }
 
 /** unary is unaryRaw as a promise. */
