@@ -292,5 +292,12 @@ function report(): void {
     json.push({ bench: 'transfer', name: `${system} skipped`, unavailable: reason });
   }
   console.log(`\nload average before ${loadBefore}, after ${load()}`);
+  const busiest = Math.max(...loadavg().slice(0, 2), Number(loadBefore.split(' ')[0]));
+  if (busiest > cpus().length) {
+    console.log(
+      `WARNING: the load average (${busiest.toFixed(1)}) exceeded the ${cpus().length} cores during the run: other work competed for CPU, ` +
+        'which hurts single-threaded Node processes (the echo server, the harness, stratakv) more than multi-threaded etcd; treat the ratios with care.',
+    );
+  }
   for (const line of json) console.log(JSON.stringify(line));
 }
