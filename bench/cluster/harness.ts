@@ -110,12 +110,19 @@ export class LoadHarness {
         }),
       );
     }
+    const result = Promise.all(results).then(merge);
+    // A job that ends (or fails) before every window opened must not leave a waiter hanging.
+    const endedFirst = result.then(
+      () => Promise.reject(new Error('the harness job ended before its measured window opened')),
+      (error: unknown) => Promise.reject(error instanceof Error ? error : new Error(String(error))),
+    );
+    endedFirst.catch(() => {});
     return {
-      measuring: Promise.all(measuring).then((times) => Math.max(...times)),
+      measuring: Promise.race([Promise.all(measuring).then((times) => Math.max(...times)), endedFirst]),
       stop: () => {
         for (const child of used) if (child.connected) child.send({ type: 'stop' });
       },
-      result: Promise.all(results).then(merge),
+      result,
     };
   }
 
