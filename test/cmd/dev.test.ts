@@ -1,0 +1,56 @@
+// `stratakv dev` as a person runs it: the cluster comes up, prints its endpoints and an
+// etcdctl example, serves, and stops cleanly (every member process gone) on SIGINT.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { etcdctl, etcdctlSkipReason, freePort } from '../integration/cluster-process.ts';
+
+const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('stratakv dev starts 3 members, prints endpoints and an etcdctl example, and stops on Ctrl-C', { skip: etcdctlSkipReason() }, async () => {
+  const directory = mkdtempSync(join(tmpdir(), 'stratakv-dev-test-'));
+  // A free port and, most likely, the five after it.
+  const basePort = await freePort();
+  const child = spawn(process.execPath, [CLI, 'dev', `--base-port=${basePort}`], { cwd: directory, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!output.includes('Ctrl-C stops the cluster') && child.exitCode === null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.match(output, /a 3-member cluster is up/, output);
+    assert.match(output, /etcdctl --endpoints=127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+ put hello world/);
+    assert.ok(existsSync(join(directory, 'stratakv-dev', 'n1', 'member')), 'data lives in ./stratakv-dev');
+    const endpoints = /--endpoints=(\S+) put hello world/.exec(output)?.[1]?.split(',') ?? [];
+    assert.equal(endpoints.length, 3);
+    assert.equal(etcdctl(endpoints, ['put', 'hello', 'world']).stdout, 'OK\n');
+    assert.equal(etcdctl(endpoints, ['get', 'hello']).stdout, 'hello\nworld\n');
+    const pids = [...output.matchAll(/pid (\d+)/g)].map((match) => Number(match[1]));
+    assert.equal(pids.length, 3);
+
+    process.kill(child.pid ?? 0, 'SIGINT');
+    const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+    assert.equal(code, 0, output);
+    assert.match(output, /stratakv dev: stopped/);
+    for (const pid of pids) assert.equal(isAlive(pid), false, `member process ${pid} is gone`);
+  } finally {
+    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
