@@ -1,44 +1,120 @@
-// The stratakv CLI: parses the verb and hands over to its command. Verbs that need a
-// running server (serve, dev, put, get, …) arrive with the cluster issue; until then they
-// are reported as not available rather than pretending to work.
+// The stratakv CLI: parses the verb and hands over to its command. `serve` and `dev` live in
+// their own files and are loaded only when asked for, so the client verbs start quickly and
+// the CLI works while a command is still being written (a missing one is reported by name).
 import { readFileSync } from 'node:fs';
+import { CLIENT_USAGE, isClientVerb, runClientVerb } from './client-verbs.ts';
+import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError, type ServeOptions } from './serve-flags.ts';
 
 const USAGE = `usage: stratakv <command> [flags]
 
 commands:
-  version     print the stratakv version
-  help        print this help
+  serve [flags]                        run a cluster member (etcd's flags; see below)
+  dev [flags]                          run a local development cluster
+${CLIENT_USAGE}
+  version                              print the stratakv version
+  help                                 print this help
+
+${SERVE_FLAGS_USAGE}
 
 exit codes: 0 success, 1 failure, 2 usage error`;
 
 /** EXIT_USAGE is the exit code for a malformed command line, as etcd uses it. */
 export const EXIT_USAGE = 2;
+/** EXIT_FAILURE is the exit code for an operating error. */
+export const EXIT_FAILURE = 1;
 
 function packageVersion(): string {
   const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return manifest.version;
 }
 
+interface ServeModule {
+  runServe(options: ServeOptions): Promise<number>;
+}
+interface DevModule {
+  runDev(args: readonly string[]): Promise<number>;
+}
+
+/**
+ * loadCommand imports cmd/<file> on demand. The specifier is a variable so that the type
+ * checker does not require the file to exist; a missing file is reported by name (exit 1).
+ */
+async function loadCommand<T>(verb: string, file: string, exportName: string): Promise<T | undefined> {
+  const url = new URL(`./${file}`, import.meta.url).href;
+  try {
+    const loaded = (await import(url)) as Record<string, unknown>;
+    if (typeof loaded[exportName] !== 'function') {
+      console.error(`stratakv ${verb}: cmd/${file} does not export ${exportName}`);
+      return undefined;
+    }
+    return loaded as T;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(file)) {
+      console.error(`stratakv ${verb}: cmd/${file} is missing; this build cannot run ${verb}`);
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+function usageFailure(verb: string, error: UsageError): number {
+  console.error(`stratakv ${verb}: ${error.message}\n(run "stratakv help" for usage)`);
+  return EXIT_USAGE;
+}
+
+function wantsHelp(args: readonly string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
 /** main runs the CLI with the given arguments and returns the process exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   const [verb, ...rest] = args;
-  switch (verb) {
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      console.log(USAGE);
-      return verb === undefined ? EXIT_USAGE : 0;
-    case 'version':
-    case '--version':
-      if (rest.length > 0) {
-        console.error(`stratakv version: unexpected argument ${JSON.stringify(rest[0])}`);
-        return EXIT_USAGE;
+  try {
+    switch (verb) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return verb === undefined ? EXIT_USAGE : 0;
+      case 'version':
+      case '--version':
+        if (rest.length > 0) {
+          console.error(`stratakv version: unexpected argument ${JSON.stringify(rest[0])}`);
+          return EXIT_USAGE;
+        }
+        console.log(`stratakv ${packageVersion()} (node ${process.versions.node})`);
+        return 0;
+      case 'serve': {
+        if (wantsHelp(rest)) {
+          console.log(SERVE_FLAGS_USAGE);
+          return 0;
+        }
+        const options = parseServeFlags(rest);
+        const serve = await loadCommand<ServeModule>('serve', 'serve.ts', 'runServe');
+        return serve === undefined ? EXIT_FAILURE : await serve.runServe(options);
       }
-      console.log(`stratakv ${packageVersion()} (node ${process.versions.node})`);
-      return 0;
-    default:
-      console.error(`stratakv: unknown command ${JSON.stringify(verb)}\n\n${USAGE}`);
-      return EXIT_USAGE;
+      case 'dev': {
+        const dev = await loadCommand<DevModule>('dev', 'dev.ts', 'runDev');
+        return dev === undefined ? EXIT_FAILURE : await dev.runDev(rest);
+      }
+      default:
+        if (isClientVerb(verb)) {
+          if (wantsHelp(rest)) {
+            console.log(CLIENT_USAGE);
+            return 0;
+          }
+          return await runClientVerb(verb, rest, {
+            out: (line) => process.stdout.write(`${line}\n`),
+            err: (line) => process.stderr.write(`${line}\n`),
+          });
+        }
+        console.error(`stratakv: unknown command ${JSON.stringify(verb)}\n\n${USAGE}`);
+        return EXIT_USAGE;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) return usageFailure(verb ?? '', error);
+    throw error;
   }
 }
