@@ -395,7 +395,9 @@ export class EtcdClient {
         lastError = failure;
         if (fixedEndpoint === undefined) this.#picker.reportFailure(endpoint);
         this.#logger?.debug(`${methodName} failed; retrying`, { endpoint, attempt, code: failure.code, details: error.details });
-        if (attempt % endpointCount === 0) await pause(backoffMs(attempt / endpointCount), context);
+        // The first round tries each endpoint at once; after that every retry waits, longer
+        // each time, so a cluster that is briefly without a leader is not hammered.
+        if (attempt >= endpointCount) await pause(backoffMs(attempt - endpointCount + 1), context);
       }
     }
     throw lastError ?? new Error('unreachable: the retry loop ended without an error');

@@ -11,9 +11,9 @@ import { GrpcStatus } from '../util/etcd-errors.ts';
 /** CallKind says whether a call only reads (repeatable) or may change state (not repeatable). */
 export type CallKind = 'read' | 'write';
 
-/** ATTEMPTS_MAX bounds the attempts of one call, across every endpoint. */
-export const ATTEMPTS_MAX = 10;
-/** BACKOFF_INITIAL_MS is the pause after every endpoint has failed once. */
+/** ATTEMPTS_MAX bounds the attempts of one call, across every endpoint (the deadline usually ends them first). */
+export const ATTEMPTS_MAX = 20;
+/** BACKOFF_INITIAL_MS is the first pause, taken once every endpoint has failed once. */
 export const BACKOFF_INITIAL_MS = 50;
 /** BACKOFF_MAX_MS caps the pause between rounds of attempts. */
 export const BACKOFF_MAX_MS = 1000;
@@ -25,8 +25,14 @@ const NEVER_SENT_DETAILS: readonly string[] = [
   'Channel closed before call started',
 ];
 
-// etcd's refusals made before a request is proposed: the request did nothing.
-const REFUSED_BEFORE_PROPOSING: readonly string[] = ['etcdserver: no leader', 'etcdserver: rpc not supported for learner'];
+// etcd's refusals made before a request is proposed: the request did nothing. "unhealthy
+// cluster" is MemberAdd/Remove/Promote refused by the strict reconfiguration check while a
+// member has not been connected long enough; it clears within seconds.
+const REFUSED_BEFORE_PROPOSING: readonly string[] = [
+  'etcdserver: no leader',
+  'etcdserver: rpc not supported for learner',
+  'etcdserver: unhealthy cluster',
+];
 
 /** neverExecuted tells whether a failure proves the server did not run the request. */
 export function neverExecuted(code: number, details: string): boolean {
@@ -40,7 +46,7 @@ export function isRetryable(kind: CallKind, code: number, details: string): bool
   return neverExecuted(code, details);
 }
 
-/** backoffMs is the pause before round `round` (1 after the first full round of failures). */
-export function backoffMs(round: number): number {
-  return Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.max(0, round - 1));
+/** backoffMs is the `step`th pause (1 for the first); it doubles up to BACKOFF_MAX_MS. */
+export function backoffMs(step: number): number {
+  return Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.min(30, Math.max(0, step - 1)));
 }

@@ -1,0 +1,50 @@
+// The client's retry rule (clientv3's): reads repeat after UNAVAILABLE; writes only when the
+// failure proves they never ran. Also the endpoint syntax and etcd's prefix range end.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { normalizeEndpoint, prefixEnd } from '../../src/client/index.ts';
+import { backoffMs, isRetryable, BACKOFF_MAX_MS } from '../../src/client/retry-policy.ts';
+import { GrpcStatus } from '../../src/util/etcd-errors.ts';
+import { isStrataError } from '../../src/util/errors.ts';
+
+const { UNAVAILABLE, DEADLINE_EXCEEDED, FAILED_PRECONDITION, INVALID_ARGUMENT } = GrpcStatus;
+
+test('reads are retried after any UNAVAILABLE, and nothing else', () => {
+  assert.equal(isRetryable('read', UNAVAILABLE, 'Connection dropped'), true);
+  assert.equal(isRetryable('read', UNAVAILABLE, 'etcdserver: request timed out'), true);
+  assert.equal(isRetryable('read', DEADLINE_EXCEEDED, 'Deadline exceeded'), false);
+  assert.equal(isRetryable('read', INVALID_ARGUMENT, 'etcdserver: key is not provided'), false);
+});
+
+test('writes are retried only when the request provably never ran', () => {
+  assert.equal(isRetryable('write', UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED'), true);
+  assert.equal(isRetryable('write', UNAVAILABLE, 'Stream refused by server'), true);
+  assert.equal(isRetryable('write', UNAVAILABLE, 'etcdserver: no leader'), true);
+  assert.equal(isRetryable('write', UNAVAILABLE, 'etcdserver: unhealthy cluster'), true);
+  // Ambiguous: the request may have been proposed.
+  assert.equal(isRetryable('write', UNAVAILABLE, 'Connection dropped'), false);
+  assert.equal(isRetryable('write', UNAVAILABLE, 'etcdserver: request timed out'), false);
+  assert.equal(isRetryable('write', UNAVAILABLE, 'etcdserver: leader changed'), false);
+  assert.equal(isRetryable('write', DEADLINE_EXCEEDED, 'Deadline exceeded'), false);
+  assert.equal(isRetryable('write', FAILED_PRECONDITION, 'etcdserver: not leader'), false);
+});
+
+test('backoff doubles up to its maximum', () => {
+  assert.ok(backoffMs(2) === 2 * backoffMs(1));
+  assert.equal(backoffMs(1000), BACKOFF_MAX_MS);
+});
+
+test('endpoints are host:port or http://host:port; https is refused', () => {
+  assert.equal(normalizeEndpoint('127.0.0.1:2379'), '127.0.0.1:2379');
+  assert.equal(normalizeEndpoint('http://localhost:2379/'), 'localhost:2379');
+  assert.equal(normalizeEndpoint('[::1]:2379'), '[::1]:2379');
+  for (const bad of ['https://localhost:2379', 'localhost', 'unix://x:1', 'http://a:0', 'a:70000', '']) {
+    assert.throws(() => normalizeEndpoint(bad), (error) => isStrataError(error, 'INVALID_ARGUMENT'), bad);
+  }
+});
+
+test('prefixEnd is etcd\'s GetPrefixRangeEnd', () => {
+  assert.deepEqual([...prefixEnd(Buffer.from('ab'))], [...Buffer.from('ac')]);
+  assert.deepEqual([...prefixEnd(Uint8Array.of(0x61, 0xff))], [0x62]);
+  assert.deepEqual([...prefixEnd(Uint8Array.of(0xff, 0xff))], [0]);
+});
