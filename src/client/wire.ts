@@ -203,8 +203,10 @@ export function decodeStatus(endpoint: string, value: unknown): EndpointStatus {
 
 // ---- KV requests ----
 
-function bufferOrEmpty(bytes: Uint8Array | undefined): Buffer {
-  return bytes === undefined ? Buffer.alloc(0) : toBuffer(bytes);
+// An absent range end must be left out, not sent empty: proto-loader writes an empty bytes
+// field when it is set, and etcd then reads the request as a range instead of one key.
+function rangeEndField(bytes: Uint8Array | undefined): { rangeEnd?: Buffer } {
+  return bytes === undefined || bytes.length === 0 ? {} : { rangeEnd: toBuffer(bytes) };
 }
 
 /** encodePut is an etcd PutRequest. */
@@ -216,7 +218,7 @@ export function encodePut(request: PutRequest): object {
 export function encodeRange(request: RangeRequest): object {
   return {
     key: toBuffer(request.key),
-    rangeEnd: bufferOrEmpty(request.rangeEnd),
+    ...rangeEndField(request.rangeEnd),
     limit: request.limit ?? 0,
     revision: request.revision ?? 0,
     keysOnly: request.keysOnly === true,
@@ -227,7 +229,7 @@ export function encodeRange(request: RangeRequest): object {
 
 /** encodeDeleteRange is an etcd DeleteRangeRequest. */
 export function encodeDeleteRange(request: DeleteRangeRequest): object {
-  return { key: toBuffer(request.key), rangeEnd: bufferOrEmpty(request.rangeEnd), prevKv: request.prevKv === true };
+  return { key: toBuffer(request.key), ...rangeEndField(request.rangeEnd), prevKv: request.prevKv === true };
 }
 
 const COMPARE_TARGETS = { value: 'VALUE', version: 'VERSION', createRevision: 'CREATE', modRevision: 'MOD', lease: 'LEASE' } as const;
@@ -238,7 +240,7 @@ function encodeCompare(compare: Compare): object {
     target: COMPARE_TARGETS[compare.target],
     result: COMPARE_RESULTS[compare.result],
     key: toBuffer(compare.key),
-    rangeEnd: bufferOrEmpty(compare.rangeEnd),
+    ...rangeEndField(compare.rangeEnd),
   };
   if (compare.target === 'value') return { ...base, value: toBuffer(compare.value) };
   return { ...base, [compare.target]: compare.number };

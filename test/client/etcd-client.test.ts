@@ -49,6 +49,15 @@ describe('EtcdClient against a single etcd member', { skip: etcdSkipReason() }, 
     assert.ok(read.header.clusterId > 0n);
   });
 
+  test('a get or delete without range options covers exactly one key', async () => {
+    // Regression: an absent range end sent as an empty bytes field made etcd read a range.
+    await client.put('a-single/a', '1');
+    await client.put('a-single/ab', '2');
+    assert.equal((await client.get('a-single/a')).count, 1);
+    assert.equal((await client.delete('a-single/a')).deleted, 1);
+    assert.equal((await client.get('a-single/', { prefix: true })).count, 1);
+  });
+
   test('get covers a prefix, from a key, with limit, keys only, count only, serializable and a revision', async () => {
     for (const key of ['p/a', 'p/b', 'p/c', 'q']) await client.put(key, `v-${key}`);
     const prefixed = await client.get('p/', { prefix: true });
