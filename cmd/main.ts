@@ -3,7 +3,7 @@
 // the CLI works while a command is still being written (a missing one is reported by name).
 import { readFileSync } from 'node:fs';
 import { CLIENT_USAGE, isClientVerb, runClientVerb } from './client-verbs.ts';
-import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError, type ServeOptions } from './serve-flags.ts';
+import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError } from './serve-flags.ts';
 
 const USAGE = `usage: stratakv <command> [flags]
 
@@ -26,36 +26,6 @@ export const EXIT_FAILURE = 1;
 function packageVersion(): string {
   const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return manifest.version;
-}
-
-interface ServeModule {
-  runServe(options: ServeOptions): Promise<number>;
-}
-interface DevModule {
-  runDev(args: readonly string[]): Promise<number>;
-}
-
-/**
- * loadCommand imports cmd/<file> on demand. The specifier is a variable so that the type
- * checker does not require the file to exist; a missing file is reported by name (exit 1).
- */
-async function loadCommand<T>(verb: string, file: string, exportName: string): Promise<T | undefined> {
-  const url = new URL(`./${file}`, import.meta.url).href;
-  try {
-    const loaded = (await import(url)) as Record<string, unknown>;
-    if (typeof loaded[exportName] !== 'function') {
-      console.error(`stratakv ${verb}: cmd/${file} does not export ${exportName}`);
-      return undefined;
-    }
-    return loaded as T;
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(file)) {
-      console.error(`stratakv ${verb}: cmd/${file} is missing; this build cannot run ${verb}`);
-      return undefined;
-    }
-    throw error;
-  }
 }
 
 function usageFailure(verb: string, error: UsageError): number {
@@ -92,12 +62,13 @@ export async function main(args: readonly string[]): Promise<number> {
           return 0;
         }
         const options = parseServeFlags(rest);
-        const serve = await loadCommand<ServeModule>('serve', 'serve.ts', 'runServe');
-        return serve === undefined ? EXIT_FAILURE : await serve.runServe(options);
+        // Loaded on demand: the client verbs should not pay for the server's imports.
+        const { runServe } = await import('./serve.ts');
+        return await runServe(options);
       }
       case 'dev': {
-        const dev = await loadCommand<DevModule>('dev', 'dev.ts', 'runDev');
-        return dev === undefined ? EXIT_FAILURE : await dev.runDev(rest);
+        const { runDev } = await import('./dev.ts');
+        return await runDev(rest);
       }
       default:
         if (isClientVerb(verb)) {
