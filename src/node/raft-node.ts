@@ -18,7 +18,7 @@ import { randomInt } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
-import type { ConfChange, Entry, Index, Logger, Message, NodeId, Ready, Role, Term } from '../raft/index.ts';
+import type { ConfChange, Entry, HardState, Index, Logger, Message, NodeId, Ready, Role, Term } from '../raft/index.ts';
 import { decodeConfChange, EntryType, NO_NODE, Raft, RAFT_CONFIG_DEFAULTS, SILENT_LOGGER } from '../raft/index.ts';
 import type { KvLimits, KvRequest, KvResponse, KvStateMachine, LogStore, RangeRequest, RangeResponse } from '../storage/index.ts';
 import {
@@ -172,6 +172,8 @@ export class RaftNode {
   private role: Role = 'follower';
   private leaderId: NodeId = NO_NODE;
   private appliedIndex: Index = 0;
+  // A hard state whose only change is the commit index, not yet written (see handleReady).
+  private deferredHardState: HardState | undefined;
   private tickCount = 0;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private loopScheduled = false;
@@ -347,6 +349,7 @@ export class RaftNode {
     this.readBatches.clear();
     await this.loopRunning;
     await this.transport.close();
+    if (this.deferredHardState !== undefined) await this.log.save({ hardState: this.deferredHardState });
     await this.log.close();
     await this.stateMachine.close();
     this.logger.info('member stopped', { name: this.name });
@@ -718,8 +721,19 @@ export class RaftNode {
       // The log is never compacted yet, so no leader sends a snapshot; src/snapshot adds it.
       throw new StrataError(ErrorCode.UNIMPLEMENTED, `received a snapshot at index ${ready.snapshot.metadata.index}: installing snapshots is not supported yet`);
     }
-    const save = { ...(ready.hardState !== undefined ? { hardState: ready.hardState } : {}), entries: ready.entries };
-    if (!isEmptySaveRequest(save)) await this.log.save(save);
+    if (ready.hardState !== undefined && !ready.mustSync) {
+      // Only the commit index moved. It need not be durable (a restarted member learns it
+      // again from the leader), so it rides with the next save that must be synced instead
+      // of costing an fdatasync of its own on every commit.
+      this.deferredHardState = ready.hardState;
+    } else {
+      const hardState = ready.hardState ?? this.deferredHardState;
+      const save = { ...(hardState !== undefined ? { hardState } : {}), entries: ready.entries };
+      if (!isEmptySaveRequest(save)) {
+        this.deferredHardState = undefined;
+        await this.log.save(save);
+      }
+    }
     if (ready.messagesAfterPersist.length > 0) this.transport.send(ready.messagesAfterPersist);
     if (ready.committedEntries.length > 0) await this.applyCommitted(ready.committedEntries);
     this.onReadStates(ready);
