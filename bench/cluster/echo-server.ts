@@ -93,7 +93,8 @@ function rawService(server: Server): string {
   return 'hand-written codecs (no proto/etcd/etcdserverpb/rpc.proto)';
 }
 
-const server = new Server();
+// The same lean options as stratakv's server (src/server/etcd-server.ts), so the ceiling is fair.
+const server = new Server({ 'grpc.enable_channelz': 0 });
 let codecs: string;
 if (!options.raw && (await waitForProto())) {
   try {

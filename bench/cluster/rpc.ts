@@ -32,6 +32,7 @@ export function hostPort(endpoint: string): string {
 export function openClient(endpoint: string, connection = 0): Client {
   return new Client(hostPort(endpoint), credentials.createInsecure(), {
     'grpc.use_local_subchannel_pool': 1,
+    'grpc.enable_channelz': 0,
     'stratakv.bench.connection': connection,
     'grpc.max_receive_message_length': 16 << 20,
   });

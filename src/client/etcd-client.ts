@@ -349,6 +349,7 @@ export class EtcdClient {
         // A member that comes back should be used again within a second, not grpc's two minutes.
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
+        'grpc.enable_channelz': 0,
       });
       this.#connections.set(endpoint, connection);
     }

@@ -103,6 +103,8 @@ interface Proposal {
   readonly signal: AbortSignal | undefined;
   hops: number;
   settled: boolean;
+  /** Removes the abort listener once the proposal is settled. */
+  detach: (() => void) | undefined;
   readonly resolve: (outcome: Outcome) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -122,6 +124,7 @@ interface ConfWaiter {
 interface ReadWaiter {
   readonly deadline: number;
   settled: boolean;
+  detach: (() => void) | undefined;
   readonly resolve: (index: Index) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -498,12 +501,14 @@ export class RaftNode {
         signal,
         hops,
         settled: false,
+        detach: undefined,
         resolve,
         reject,
       };
       if (signal !== undefined) {
         const onAbort = (): void => this.settleProposal(proposal, new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled'));
         signal.addEventListener('abort', onAbort, { once: true });
+        proposal.detach = () => signal.removeEventListener('abort', onAbort);
       }
       this.route(proposal);
     });
@@ -512,6 +517,7 @@ export class RaftNode {
   private settleProposal(proposal: Proposal, result: Outcome | unknown): void {
     if (proposal.settled) return;
     proposal.settled = true;
+    proposal.detach?.();
     if (result instanceof Error) proposal.reject(result);
     else proposal.resolve(result as Outcome);
   }
@@ -630,8 +636,13 @@ export class RaftNode {
         reject(new StrataError(ErrorCode.PROPOSAL_DROPPED, 'etcdserver: too many requests'));
         return;
       }
-      const waiter: ReadWaiter = { deadline: now() + (options.timeoutMs ?? REQUEST_TIMEOUT_MS), settled: false, resolve, reject };
-      options.signal?.addEventListener('abort', () => this.settleRead(waiter, new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled')), { once: true });
+      const waiter: ReadWaiter = { deadline: now() + (options.timeoutMs ?? REQUEST_TIMEOUT_MS), settled: false, detach: undefined, resolve, reject };
+      const signal = options.signal;
+      if (signal !== undefined) {
+        const onAbort = (): void => this.settleRead(waiter, new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled'));
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiter.detach = () => signal.removeEventListener('abort', onAbort);
+      }
       this.pendingReads.push(waiter);
       this.scheduleLoop();
     });
@@ -640,6 +651,7 @@ export class RaftNode {
   private settleRead(waiter: ReadWaiter, result: Index | Error): void {
     if (waiter.settled) return;
     waiter.settled = true;
+    waiter.detach?.();
     if (typeof result === 'number') waiter.resolve(result);
     else waiter.reject(result);
   }

@@ -63,6 +63,8 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   const server = new Server({
     'grpc.max_receive_message_length': options.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': -1,
+    // channelz keeps per-call statistics nobody reads here; it costs CPU on every request.
+    'grpc.enable_channelz': 0,
   });
   const services = loadEtcdServices();
   const logger = options.logger;

@@ -27,10 +27,21 @@ export type UnaryHandler<Request, Response> = (request: Request, signal: AbortSi
 export function unaryCall<Request, Response>(method: string, handler: UnaryHandler<Request, Response>, logger: EtcdServerLogger | undefined): handleUnaryCall<Request, Response> {
   return (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => {
     const controller = new AbortController();
-    call.once('cancelled', () => controller.abort());
+    // grpc-js also reports 'cancelled' when the stream closes after the answer was sent:
+    // aborting then would only cost a DOMException per call (and wake the handler's listeners).
+    let answered = false;
+    call.once('cancelled', () => {
+      if (!answered) controller.abort();
+    });
     handler(call.request, controller.signal).then(
-      (response) => callback(null, response),
-      (error: unknown) => callback(errorStatus(method, error, logger)),
+      (response) => {
+        answered = true;
+        callback(null, response);
+      },
+      (error: unknown) => {
+        answered = true;
+        callback(errorStatus(method, error, logger));
+      },
     );
   };
 }

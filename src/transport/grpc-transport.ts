@@ -198,6 +198,7 @@ export class GrpcTransport implements Transport {
       'grpc.initial_reconnect_backoff_ms': this.limits.dialBackoffMsMin,
       'grpc.max_reconnect_backoff_ms': this.limits.dialBackoffMsMax,
       'grpc.enable_retries': 0,
+      'grpc.enable_channelz': 0,
       // A private subchannel pool: closing this transport never touches another's connections.
       'grpc.use_local_subchannel_pool': 1,
     };
@@ -227,6 +228,8 @@ export class GrpcTransport implements Transport {
       'grpc.max_send_message_length': this.limits.messageBytesMax,
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+      // channelz keeps per-call statistics nobody reads here; it costs CPU on every frame.
+      'grpc.enable_channelz': 0,
     });
     server.addService(this.service, {
       Stream: (call: grpc.ServerDuplexStream<FrameWire, FrameWire>) => this.acceptStream(call),
