@@ -5,10 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { RaftNode } from '../src/node/index.ts';
 import { createConsoleLogger } from '../src/obs/index.ts';
-import { startEtcdServer } from '../src/server/etcd-server.ts';
-import { RaftNodeBackend } from '../src/server/raft-node-backend.ts';
+import { RaftNodeBackend, startEtcdServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
-import { GrpcTransport } from '../src/transport/grpc-transport.ts';
+import { GrpcTransport } from '../src/transport/index.ts';
 import type { ServeOptions } from './serve-flags.ts';
 
 /** ETCD_API_VERSION is the etcd release whose v3 API stratakv answers like. */

@@ -5,9 +5,8 @@
 import { RaftNode } from './node/index.ts';
 import type { MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember } from './node/index.ts';
 import type { Logger } from './raft/index.ts';
-import { startEtcdServer } from './server/etcd-server.ts';
-import type { EtcdServer } from './server/etcd-server.ts';
-import { RaftNodeBackend } from './server/raft-node-backend.ts';
+import { RaftNodeBackend, startEtcdServer } from './server/index.ts';
+import type { EtcdServer } from './server/index.ts';
 import type { Compare, DeleteRangeResponse, KeyValue, KvLimits, PutResponse, RangeResponse, TxnOperation, TxnResponse } from './storage/index.ts';
 import { DEFAULT_KV_LIMITS } from './storage/index.ts';
 import { GrpcTransport, MemoryNetwork, MemoryTransport } from './transport/index.ts';

@@ -2,7 +2,7 @@
 
 import type { Logger, Role } from '../raft/index.ts';
 import type { KvLimits } from '../storage/index.ts';
-import type { Transport } from '../transport/transport.ts';
+import type { Transport } from '../transport/index.ts';
 
 /** InitialClusterMember is one `name=url,...` entry of --initial-cluster. */
 export interface InitialClusterMember {

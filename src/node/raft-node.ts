@@ -35,7 +35,7 @@ import {
   openMemoryKvStateMachine,
   validateKvRequest,
 } from '../storage/index.ts';
-import type { PeerRequestKind, Transport } from '../transport/transport.ts';
+import type { PeerRequestKind, Transport } from '../transport/index.ts';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
 import { SeededRandom } from '../util/random.ts';

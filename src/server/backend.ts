@@ -2,19 +2,14 @@
 // a RaftNode (src/node) in production, or LocalBackend (src/server/local-backend.ts), the
 // single-replica in-memory twin the service tests run against.
 
+import type { MemberRecord } from '../node/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 
-/** Member is one cluster member as etcd's MemberList shows it. */
-export interface Member {
-  /** The member id: a safe integer, never 0 (etcd shows it in hex). */
-  readonly id: number;
-  /** Empty until the member has started and published its name (as in etcd). */
-  readonly name: string;
-  readonly peerUrls: readonly string[];
-  /** Empty until the member has started and published its client URLs. */
-  readonly clientUrls: readonly string[];
-  readonly isLearner: boolean;
-}
+/**
+ * Member is one cluster member as etcd's MemberList shows it: the driver's member record
+ * (id, name — empty until the member published it —, peer URLs, client URLs, learner flag).
+ */
+export type Member = MemberRecord;
 
 /** ResponseHeaderInfo is what every etcd response header carries. */
 export interface ResponseHeaderInfo {

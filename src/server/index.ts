@@ -8,3 +8,4 @@ export { LocalBackend, LOCAL_PENDING_WRITES_MAX, LOCAL_APPLY_BATCH_MAX, LOCAL_ME
 export type { LocalBackendOptions } from './local-backend.ts';
 export { ETCD_PROTO_INCLUDE_DIR, ETCD_PROTO_FILE, ETCD_PROTO_LOADER_OPTIONS } from './proto-loading.ts';
 export { MEMBER_PEER_URLS_MAX } from './etcd-cluster-service.ts';
+export { RaftNodeBackend } from './raft-node-backend.ts';
