@@ -164,6 +164,11 @@ export class KvStateMachine {
   /** range answers a Range from the applied state, at one consistent point. */
   async range(request: RangeRequest): Promise<RangeResponse> {
     validateKvRequest(request, this.limits);
+    if (!this.applying && (request.rangeEnd === undefined || request.rangeEnd.byteLength === 0)) {
+      // One key, read synchronously (getSync) while no batch is being written: the value and
+      // the in-memory revision describe the same state, so no LevelDB snapshot is needed.
+      return new ReadView(this.db, this.meta.revision, undefined).range(request);
+    }
     const snapshot = this.db.snapshot();
     try {
       const stored = await this.db.get(META_KEY, { snapshot });
