@@ -190,6 +190,7 @@ export class RaftNode {
   private removed = false;
   private removedAtTick = -1;
   private commandSequence = 0;
+  private soleVoterCampaignPending = false;
   private readSequence = 0;
 
   private toPropose: Proposal[] = [];
@@ -292,6 +293,10 @@ export class RaftNode {
       onRequest: (from, kind, body, signal) => this.onPeerRequest(from, kind, body, signal),
     });
     this.ticker = setInterval(() => this.onTick(), this.options.heartbeatIntervalMs);
+    // The only voter need not wait an election timeout for anyone: it campaigns as soon as
+    // its committed configuration is applied (the core refuses to campaign before that).
+    const voters = this.raft.status().config.voters;
+    this.soleVoterCampaignPending = voters.length === 1 && voters[0] === this.memberId;
     this.scheduleLoop();
     this.logger.info('member started', { name: this.name, memberId: this.memberId.toString(16), clusterId: this.clusterId.toString(16) });
     this.hooks.onStarted?.({ memberId: this.memberId, clusterId: this.clusterId });
@@ -718,6 +723,7 @@ export class RaftNode {
       if (!this.raft.hasReady()) return;
       try {
         await this.handleReady(this.raft.ready());
+        if (this.soleVoterCampaignPending) this.campaignIfSoleVoter();
       } catch (error) {
         // A failure here means the log or the state machine can no longer be trusted.
         abortOnFatal(error instanceof Error ? error : new Error(String(error)));
@@ -750,6 +756,13 @@ export class RaftNode {
     if (ready.committedEntries.length > 0) await this.applyCommitted(ready.committedEntries);
     this.onReadStates(ready);
     this.raft.advance(ready);
+  }
+
+  private campaignIfSoleVoter(): void {
+    const status = this.raft.status();
+    if (status.applied < status.commit) return;
+    this.soleVoterCampaignPending = false;
+    if (status.role === 'follower' && status.leaderId === NO_NODE && status.config.voters.length === 1) this.raft.campaign();
   }
 
   private onSoftState(role: Role, leaderId: NodeId): void {

@@ -1,0 +1,87 @@
+// The embedding API (src/index.ts) as an application uses it: openCluster() with no options,
+// typed KV calls, errors with stable codes; and three members replicating over real gRPC
+// peer connections on 127.0.0.1, with one of them serving etcd's API to an EtcdClient.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { EtcdClient, ErrorCode, isStrataError, openCluster } from '../src/index.ts';
+import type { StrataKv } from '../src/index.ts';
+import { freePort } from './integration/cluster-process.ts';
+
+const decoder = new TextDecoder();
+
+test('openCluster() with no options: a single in-memory member with typed KV calls', async () => {
+  const kv = await openCluster();
+  try {
+    const first = await kv.put('app/a', '1');
+    assert.equal(first.revision, 2);
+    await kv.put('app/b', '2');
+    await kv.put('other', '3');
+    const a = await kv.get('app/a');
+    assert.equal(decoder.decode(a?.value), '1');
+    assert.equal(a?.version, 1);
+    assert.equal(await kv.get('missing'), undefined);
+    const prefix = await kv.range('app/', { prefix: true });
+    assert.deepEqual(prefix.kvs.map((pair) => decoder.decode(pair.key)), ['app/a', 'app/b']);
+    const all = await kv.range('', { fromKey: true, countOnly: true });
+    assert.equal(all.count, 3);
+    const txn = await kv.txn({
+      compare: [{ target: 'version', result: 'equal', key: new TextEncoder().encode('app/a'), number: 1 }],
+      success: [{ type: 'put', key: new TextEncoder().encode('app/a'), value: new TextEncoder().encode('1b') }],
+    });
+    assert.equal(txn.succeeded, true);
+    const deleted = await kv.delete('app/', { prefix: true, prevKv: true });
+    assert.equal(deleted.deleted, 2);
+    assert.deepEqual(deleted.prevKvs.map((pair) => decoder.decode(pair.value)), ['1b', '2']);
+    await assert.rejects(kv.put('', 'x'), (error) => isStrataError(error, ErrorCode.KEY_NOT_PROVIDED));
+    assert.equal(kv.status().role, 'leader');
+    assert.equal(kv.members().length, 1);
+  } finally {
+    await kv.close();
+  }
+});
+
+test('three embedded members replicate over gRPC; one serves etcd API clients', async () => {
+  const directory = mkdtempSync(join(tmpdir(), 'stratakv-embedded-'));
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const clientPort = await freePort();
+  const initialCluster = ports.map((port, index) => ({ name: `e${index + 1}`, peerUrls: [`http://127.0.0.1:${port}`] }));
+  const members: StrataKv[] = [];
+  try {
+    members.push(
+      ...(await Promise.all(
+        ports.map((port, index) =>
+          openCluster({
+            name: `e${index + 1}`,
+            dataDir: join(directory, `e${index + 1}`),
+            peerUrl: `http://127.0.0.1:${port}`,
+            initialCluster,
+            clusterToken: 'embedded-test',
+            heartbeatIntervalMs: 20,
+            electionTimeoutMs: 200,
+            ...(index === 0 ? { clientUrls: [`http://127.0.0.1:${clientPort}`] } : {}),
+          }),
+        ),
+      )),
+    );
+    const [first, second, third] = members;
+    assert.ok(first !== undefined && second !== undefined && third !== undefined);
+    await second.put('shared', 'from e2');
+    assert.equal(decoder.decode((await third.get('shared'))?.value), 'from e2');
+    const client = new EtcdClient({ endpoints: [`127.0.0.1:${clientPort}`] });
+    try {
+      await client.put('via-grpc', 'ok');
+      const answer = await client.get('shared');
+      assert.equal(decoder.decode(answer.kvs[0]?.value), 'from e2');
+    } finally {
+      client.close();
+    }
+    assert.equal(decoder.decode((await second.get('via-grpc'))?.value), 'ok');
+  } finally {
+    await Promise.all(members.map((member) => member.close()));
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
