@@ -21,7 +21,7 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import { LoadHarness, type MergedResult } from './cluster/harness.ts';
-import { launcherFor, parseTargets, type RunningCluster, type SystemName } from './cluster/launchers.ts';
+import { parseTargets, startTargets, type RunningCluster, type SystemName } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
 import { formatNumber, formatTable, median, summarize } from './cluster/stats.ts';
 
@@ -115,28 +115,7 @@ const clusters: RunningCluster[] = [];
 const skipped: Record<string, string> = {};
 const harness = LoadHarness.start(CLIENT_PROCESSES);
 try {
-  for (const system of TARGETS) {
-    const launcher = launcherFor(system);
-    const reason = launcher.unavailable();
-    if (reason !== undefined) {
-      skipped[system] = reason;
-      console.log(`${system}: skipped — ${reason}`);
-      continue;
-    }
-    try {
-      const started = Date.now();
-      const cluster = await launcher.start();
-      const leader = await cluster.leader();
-      console.log(`${system}: ${cluster.description}; started in ${Date.now() - started} ms, leader ${leader.name} at ${leader.endpoint}`);
-      await preload(cluster);
-      clusters.push(cluster);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      skipped[system] = message.split('\n')[0] ?? message;
-      console.log(`${system}: skipped — could not start a working cluster: ${message}`);
-    }
-  }
-  if (clusters.length === 0) throw new Error('no target could run');
+  await startTargets(TARGETS, clusters, skipped, preload);
 
   for (let run = 0; run < RUNS; run++) {
     for (const scenario of scenarios) {

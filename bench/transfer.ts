@@ -27,7 +27,7 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import { LoadHarness, type MergedResult } from './cluster/harness.ts';
-import { launcherFor, parseTargets, type Member, type RunningCluster, type SystemName } from './cluster/launchers.ts';
+import { parseTargets, startTargets, type Member, type RunningCluster, type SystemName } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers, sleep } from './cluster/processes.ts';
 import { describeError, moveLeader } from './cluster/rpc.ts';
 import { formatNumber, formatTable, median } from './cluster/stats.ts';
@@ -100,26 +100,7 @@ const clusters: RunningCluster[] = [];
 const skipped: Record<string, string> = {};
 const harness = LoadHarness.start(1);
 try {
-  for (const system of TARGETS) {
-    const launcher = launcherFor(system);
-    const reason = launcher.unavailable();
-    if (reason !== undefined) {
-      skipped[system] = reason;
-      console.log(`${system}: skipped — ${reason}`);
-      continue;
-    }
-    try {
-      const cluster = await launcher.start();
-      const leader = await cluster.leader();
-      console.log(`${system}: ${cluster.description}; leader ${leader.name}`);
-      clusters.push(cluster);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      skipped[system] = message.split('\n')[0] ?? message;
-      console.log(`${system}: skipped — could not start a working cluster: ${message}`);
-    }
-  }
-  if (clusters.length === 0) throw new Error('no target could run');
+  await startTargets(TARGETS, clusters, skipped);
 
   for (let trial = 0; trial < TRIALS; trial++) {
     for (const variant of VARIANTS) {

@@ -252,6 +252,41 @@ async function findLeader(system: SystemName, members: readonly Member[], timeou
 }
 
 /** launcherFor returns the launcher of a system. */
+/**
+ * startTargets starts a cluster of each system in turn, skipping (with the reason printed and
+ * recorded in `skipped`) a system that is not installed or does not form a working cluster.
+ * `prepare` runs on each started cluster (a preload, say) before it counts as started.
+ */
+export async function startTargets(
+  systems: readonly SystemName[],
+  clusters: RunningCluster[],
+  skipped: Record<string, string>,
+  prepare: (cluster: RunningCluster) => Promise<void> = async () => undefined,
+): Promise<void> {
+  for (const system of systems) {
+    const launcher = launcherFor(system);
+    const reason = launcher.unavailable();
+    if (reason !== undefined) {
+      skipped[system] = reason;
+      console.log(`${system}: skipped — ${reason}`);
+      continue;
+    }
+    try {
+      const started = Date.now();
+      const cluster = await launcher.start();
+      const leader = await cluster.leader();
+      console.log(`${system}: ${cluster.description}; started in ${Date.now() - started} ms, leader ${leader.name} at ${leader.endpoint}`);
+      await prepare(cluster);
+      clusters.push(cluster);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      skipped[system] = message.split('\n')[0] ?? message;
+      console.log(`${system}: skipped — could not start a working cluster: ${message}`);
+    }
+  }
+  if (clusters.length === 0) throw new Error('no target could run');
+}
+
 export function launcherFor(system: SystemName): Launcher {
   switch (system) {
     case 'echo':
