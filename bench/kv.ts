@@ -17,13 +17,13 @@
 // --warmup-ms N, --runs N, --channels N (grpc-js channels = HTTP/2 connections, default 1),
 // --client-processes N (harness processes, default 1), --concurrency 1,16,64,256,
 // --get-concurrency 64,256, --deadline-ms N (per request; default none).
-import { cpus, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import { LoadHarness, type MergedResult } from './cluster/harness.ts';
 import { parseTargets, startTargets, type RunningCluster, type SystemName } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
-import { formatNumber, formatTable, median, summarize } from './cluster/stats.ts';
+import { formatNumber, formatTable, loadAverage, median, printFooter, summarize } from './cluster/stats.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -98,9 +98,8 @@ const samplesFor = (system: SystemName, scenario: Scenario): Samples => {
   return entry;
 };
 
-const load = (): string => loadavg().map((value) => value.toFixed(2)).join(' ');
 installCleanupHandlers();
-const loadBefore = load();
+const loadBefore = loadAverage();
 console.log(
   `bench:kv on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}` +
     ' (other work on this machine makes figures noisy)',
@@ -127,7 +126,7 @@ try {
         process.stdout.write(
           `  run ${run + 1}/${RUNS} ${cluster.system.padEnd(8)} ${scenarioName(scenario).padEnd(9)} ${formatNumber(result.perSecond, 0).padStart(6)}/s ` +
             `p50 ${formatNumber(result.latency.p50)} ms p99 ${formatNumber(result.latency.p99)} ms` +
-            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (client CPU ${formatNumber(result.clientCpuPercent, 0)} %, load ${load()})\n`,
+            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (client CPU ${formatNumber(result.clientCpuPercent, 0)} %, load ${loadAverage()})\n`,
         );
       }
     }
@@ -293,17 +292,5 @@ function report(): void {
       json.push({ bench: 'kv', name: `goal ${name}`, unit: 'ratio', median: value, met });
     }
   }
-  for (const [system, reason] of Object.entries(skipped)) {
-    console.log(`\n${system} was not measured: ${reason}`);
-    json.push({ bench: 'kv', name: `${system} skipped`, unavailable: reason });
-  }
-  console.log(`\nload average before ${loadBefore}, after ${load()}`);
-  const busiest = Math.max(...loadavg().slice(0, 2), Number(loadBefore.split(' ')[0]));
-  if (busiest > cpus().length) {
-    console.log(
-      `WARNING: the load average (${busiest.toFixed(1)}) exceeded the ${cpus().length} cores during the run: other work competed for CPU, ` +
-        'which hurts single-threaded Node processes (the echo server, the harness, stratakv) more than multi-threaded etcd; treat the ratios with care.',
-    );
-  }
-  for (const line of json) console.log(JSON.stringify(line));
+  printFooter('kv', json, skipped, loadBefore);
 }

@@ -23,14 +23,14 @@
 //
 // Options: --quick, --targets etcd,stratakv, --trials N (default 5), --writers N (16),
 // --variants leader,all, --warmup-ms N, --baseline-ms N, --after-ms N, --deadline-ms N.
-import { cpus, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import { LoadHarness, type MergedResult } from './cluster/harness.ts';
 import { parseTargets, startTargets, type Member, type RunningCluster, type SystemName } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers, sleep } from './cluster/processes.ts';
 import { describeError, moveLeader } from './cluster/rpc.ts';
-import { formatNumber, formatTable, median } from './cluster/stats.ts';
+import { formatNumber, formatTable, loadAverage, median, printFooter } from './cluster/stats.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -83,10 +83,9 @@ interface Trial {
 }
 const trials = new Map<string, Trial[]>();
 
-const load = (): string => loadavg().map((value) => value.toFixed(2)).join(' ');
 const epochMs = (): number => performance.timeOrigin + performance.now();
 installCleanupHandlers();
-const loadBefore = load();
+const loadBefore = loadAverage();
 console.log(
   `bench:transfer on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}` +
     ' (other work on this machine makes figures noisy)',
@@ -114,7 +113,7 @@ try {
             `(hand-over gap ${formatNumber(outcome.handOverGapMs)} ms) ` +
             `(baseline gap ${formatNumber(outcome.baselineGapMs)} ms), MoveLeader ${formatNumber(outcome.moveLeaderMs)} ms` +
             `${outcome.moveLeaderError === undefined ? '' : ` FAILED: ${outcome.moveLeaderError}`}${outcome.moved ? '' : ' (leader did not move)'}, ` +
-            `failed ${outcome.failed}, ambiguous ${outcome.ambiguous}, ${formatNumber(outcome.writesPerSecond, 0)} writes/s  (load ${load()})`,
+            `failed ${outcome.failed}, ambiguous ${outcome.ambiguous}, ${formatNumber(outcome.writesPerSecond, 0)} writes/s  (load ${loadAverage()})`,
         );
         await sleep(SETTLE_MS);
       }
@@ -302,17 +301,5 @@ function report(): void {
       json.push({ bench: 'transfer', name: `goal ${key} pause ≤ 25 ms and no failed write`, unit: 'ms', median: worst, failedOrAmbiguous: bad, met: bad === 0 && worst <= 25 });
     }
   }
-  for (const [system, reason] of Object.entries(skipped)) {
-    console.log(`\n${system} was not measured: ${reason}`);
-    json.push({ bench: 'transfer', name: `${system} skipped`, unavailable: reason });
-  }
-  console.log(`\nload average before ${loadBefore}, after ${load()}`);
-  const busiest = Math.max(...loadavg().slice(0, 2), Number(loadBefore.split(' ')[0]));
-  if (busiest > cpus().length) {
-    console.log(
-      `WARNING: the load average (${busiest.toFixed(1)}) exceeded the ${cpus().length} cores during the run: other work competed for CPU, ` +
-        'which hurts single-threaded Node processes (the echo server, the harness, stratakv) more than multi-threaded etcd; treat the ratios with care.',
-    );
-  }
-  for (const line of json) console.log(JSON.stringify(line));
+  printFooter('transfer', json, skipped, loadBefore);
 }

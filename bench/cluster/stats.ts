@@ -1,4 +1,5 @@
 // Percentiles of one run and medians over runs, for the cluster benchmarks.
+import { cpus, loadavg } from 'node:os';
 import { summarize, type Summary } from '../native/stats.ts';
 
 export { summarize, type Summary };
@@ -50,4 +51,30 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
   const line = (cells: readonly string[]): string =>
     cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ');
   return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** loadAverage is the 1, 5 and 15 minute load averages as text. */
+export function loadAverage(): string {
+  return loadavg().map((value) => value.toFixed(2)).join(' ');
+}
+
+/**
+ * printFooter ends a benchmark's output the same way for every benchmark: the targets that
+ * were skipped, the load average before and after (with a warning when it exceeded the cores),
+ * then the JSON lines of every figure.
+ */
+export function printFooter(bench: string, json: object[], skipped: Record<string, string>, loadBefore: string): void {
+  for (const [system, reason] of Object.entries(skipped)) {
+    console.log(`\n${system} was not measured: ${reason}`);
+    json.push({ bench, name: `${system} skipped`, unavailable: reason });
+  }
+  console.log(`\nload average before ${loadBefore}, after ${loadAverage()}`);
+  const busiest = Math.max(...loadavg().slice(0, 2), Number(loadBefore.split(' ')[0]));
+  if (busiest > cpus().length) {
+    console.log(
+      `WARNING: the load average (${busiest.toFixed(1)}) exceeded the ${cpus().length} cores during the run: other work competed for CPU, ` +
+        'which hurts single-threaded Node processes (the echo server, the harness, stratakv) more than multi-threaded etcd; treat the ratios with care.',
+    );
+  }
+  for (const line of json) console.log(JSON.stringify(line));
 }
