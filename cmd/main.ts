@@ -1,7 +1,7 @@
 // The stratakv CLI: parses the verb and hands over to its command. `serve` and `dev` live in
 // their own files and are loaded only when asked for, so the client verbs start quickly and
-// the CLI works while a command is still being written (a missing one is reported by name).
-import { readFileSync } from 'node:fs';
+// the client verbs do not pay for the server's imports.
+import { packageVersion } from './package-version.ts';
 import { CLIENT_USAGE, isClientVerb, runClientVerb } from './client-verbs.ts';
 import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError } from './serve-flags.ts';
 
@@ -22,11 +22,6 @@ exit codes: 0 success, 1 failure, 2 usage error`;
 export const EXIT_USAGE = 2;
 /** EXIT_FAILURE is the exit code for an operating error. */
 export const EXIT_FAILURE = 1;
-
-function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return manifest.version;
-}
 
 function usageFailure(verb: string, error: UsageError): number {
   console.error(`stratakv ${verb}: ${error.message}\n(run "stratakv help" for usage)`);

@@ -2,21 +2,16 @@
 // and the etcd-compatible client API. SIGINT/SIGTERM stop it gracefully: a leader hands its
 // leadership over first, so clients see no election timeout.
 
-import { readFileSync } from 'node:fs';
 import { RaftNode } from '../src/node/index.ts';
 import { createConsoleLogger } from '../src/obs/index.ts';
 import { RaftNodeBackend, startEtcdServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
+import { packageVersion } from './package-version.ts';
 import type { ServeOptions } from './serve-flags.ts';
 
 /** ETCD_API_VERSION is the etcd release whose v3 API stratakv answers like. */
 export const ETCD_API_VERSION = '3.4.0';
-
-function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return manifest.version;
-}
 
 /** serverVersion is what Maintenance.Status reports: etcd's API level, with stratakv's version as build metadata. */
 export function serverVersion(): string {

@@ -2,6 +2,7 @@
 // openCluster() (typed put/get/range/delete/txn and cluster calls, no gRPC needed locally),
 // or talk to a running cluster with EtcdClient.
 
+import { prefixEnd } from './client/index.ts';
 import { RaftNode } from './node/index.ts';
 import type { MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember } from './node/index.ts';
 import type { Logger } from './raft/index.ts';
@@ -72,16 +73,7 @@ function rangeEndOf(key: Uint8Array, options: RangeOptions): Uint8Array | undefi
   if (chosen > 1) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'choose at most one of rangeEnd, prefix and fromKey');
   if (options.rangeEnd !== undefined) return toBytes(options.rangeEnd);
   if (options.fromKey === true) return Uint8Array.of(0);
-  if (options.prefix !== true) return undefined;
-  for (let index = key.length - 1; index >= 0; index -= 1) {
-    const byte = key[index] ?? 0;
-    if (byte < 0xff) {
-      const end = key.slice(0, index + 1);
-      end[index] = byte + 1;
-      return end;
-    }
-  }
-  return Uint8Array.of(0);
+  return options.prefix === true ? prefixEnd(key) : undefined;
 }
 
 /** StrataKv is an embedded cluster member with a typed KV API. */

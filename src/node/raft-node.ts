@@ -348,7 +348,7 @@ export class RaftNode {
     for (const waiter of this.confWaiters.values()) waiter.reject(stoppedError());
     for (const waiter of this.pendingReads) this.settleRead(waiter, stoppedError());
     for (const batch of this.readBatches.values()) for (const waiter of batch.waiters) this.settleRead(waiter, stoppedError());
-    for (const wake of this.leaderWaiters) wake();
+    for (const wake of [...this.leaderWaiters]) wake();
     this.toPropose = [];
     this.held = [];
     this.inFlight.clear();
@@ -435,16 +435,22 @@ export class RaftNode {
       if (this.leaderId !== NO_NODE) return this.leaderId;
       const remaining = deadline - now();
       if (remaining <= 0) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(finish, Math.min(remaining, this.options.heartbeatIntervalMs));
-        function finish(): void {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.leaderWaiters.add(finish);
-      });
+      await this.leaderNoticeOrTimeout(Math.min(remaining, this.options.heartbeatIntervalMs));
     }
     throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out: no leader was elected in time');
+  }
+
+  // leaderNoticeOrTimeout resolves when this member learns of a leader, or after timeoutMs.
+  private leaderNoticeOrTimeout(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.leaderWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, timeoutMs);
+      this.leaderWaiters.add(wake);
+    });
   }
 
   // ---------------------------------------------------------------- KV
@@ -539,18 +545,18 @@ export class RaftNode {
       this.settleProposal(proposal, new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out'));
       return;
     }
-    const status = { role: this.raftRole(), leaderId: this.raftLeader() };
-    if (status.role === 'leader') {
+    const leaderId = this.raftLeader();
+    if (leaderId === this.memberId) {
       if (this.toPropose.length >= PROPOSALS_QUEUED_MAX || this.inFlight.size >= PROPOSALS_IN_FLIGHT_MAX) {
         this.settleProposal(proposal, new StrataError(ErrorCode.PROPOSAL_DROPPED, 'etcdserver: too many requests'));
         return;
       }
       this.toPropose.push(proposal);
       this.scheduleLoop();
-    } else if (status.leaderId === NO_NODE) {
+    } else if (leaderId === NO_NODE) {
       this.hold(proposal);
     } else {
-      this.forward(proposal, status.leaderId);
+      this.forward(proposal, leaderId);
     }
   }
 
@@ -770,10 +776,7 @@ export class RaftNode {
     this.role = role;
     this.leaderId = leaderId;
     this.hooks.onRoleChange?.({ role, leaderId, term: this.raft.currentTerm() });
-    if (leaderId !== NO_NODE) {
-      for (const wake of this.leaderWaiters) wake();
-      this.leaderWaiters.clear();
-    }
+    if (leaderId !== NO_NODE) for (const wake of [...this.leaderWaiters]) wake();
     if (leaderChanged) {
       this.logger.info('leader changed', { leaderId: leaderId.toString(16), role });
       // Read requests sent to the old leader may be lost with it: ask again.
@@ -1043,15 +1046,7 @@ export class RaftNode {
       if (leader === targetId) return;
       if (options.signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled');
       if (now() > deadline) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(wake, Math.min(this.options.heartbeatIntervalMs, Math.max(1, deadline - now())));
-        function wake(): void {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.leaderWaiters.add(wake);
-      });
-      this.leaderWaiters.clear();
+      await this.leaderNoticeOrTimeout(Math.min(this.options.heartbeatIntervalMs, Math.max(1, deadline - now())));
     }
     throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out, leader transfer took too long');
   }

@@ -5,10 +5,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, createWriteStream, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdClient } from '../../src/client/index.ts';
+import { assert } from '../../src/util/assert.ts';
+import { freePorts } from '../client/etcd-process.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
 /** START_TIMEOUT_MS bounds how long a cluster may take to elect a leader. */
@@ -26,17 +27,11 @@ export function etcdctlSkipReason(): string | undefined {
   return `${ETCDCTL} is not installed (Debian package etcd-client)`;
 }
 
-/** freePort asks the kernel for a free port on 127.0.0.1. */
+/** freePort asks the kernel for a free port on 127.0.0.1 (see freePorts). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
+  const [port] = await freePorts(1);
+  assert(port !== undefined, 'freePorts(1) gives one port');
+  return port;
 }
 
 /** MemberProcess is one running `stratakv serve`. */
