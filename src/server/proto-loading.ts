@@ -9,6 +9,14 @@ import type { Options } from '@grpc/proto-loader';
 import { loadSync } from '@grpc/proto-loader';
 
 import { assert } from '../util/assert.ts';
+import {
+  decodeDeleteRangeRequest,
+  decodePutRequest,
+  decodeRangeRequest,
+  encodeDeleteRangeResponse,
+  encodePutResponse,
+  encodeRangeResponse,
+} from './etcd-kv-codec.ts';
 
 /** ETCD_PROTO_INCLUDE_DIR is the include directory of etcd's .proto files (proto/etcd). */
 export const ETCD_PROTO_INCLUDE_DIR: string = fileURLToPath(new URL('../../proto/etcd', import.meta.url));
@@ -40,14 +48,45 @@ export interface EtcdServices {
 
 let loaded: EtcdServices | undefined;
 
-/** loadEtcdServices loads etcd's services (once; later calls answer the same definitions). */
+/**
+ * loadEtcdServices loads etcd's services (once; later calls answer the same definitions).
+ * The KV service's Put, Range and DeleteRange decode requests and encode responses with the
+ * hand-written codec (withKvCodec); everything else stays on protobufjs.
+ */
 export function loadEtcdServices(): EtcdServices {
   if (loaded !== undefined) return loaded;
   const grpcObject = loadPackageDefinition(loadSync(ETCD_PROTO_FILE, ETCD_PROTO_LOADER_OPTIONS));
   const etcd = grpcObject['etcdserverpb'] as GrpcObject | undefined;
   assert(etcd !== undefined, 'rpc.proto has no package etcdserverpb');
-  loaded = { kv: serviceOf(etcd, 'KV'), cluster: serviceOf(etcd, 'Cluster'), maintenance: serviceOf(etcd, 'Maintenance') };
+  loaded = { kv: withKvCodec(serviceOf(etcd, 'KV')), cluster: serviceOf(etcd, 'Cluster'), maintenance: serviceOf(etcd, 'Maintenance') };
   return loaded;
+}
+
+/**
+ * withKvCodec answers a copy of the KV service definition whose Put, Range and DeleteRange
+ * use etcd-kv-codec.ts on the server's side (requestDeserialize, responseSerialize): those
+ * are the calls on the hot path, and protobufjs's decode and encode are a measurable share of
+ * their CPU. The client's side (requestSerialize, responseDeserialize), the paths and the
+ * other fields stay protobufjs's, so the definition still describes the same service.
+ */
+export function withKvCodec(kv: ServiceDefinition): ServiceDefinition {
+  const put = kv['Put'];
+  const range = kv['Range'];
+  const deleteRange = kv['DeleteRange'];
+  assert(put !== undefined, 'etcdserverpb.KV has no Put');
+  assert(range !== undefined, 'etcdserverpb.KV has no Range');
+  assert(deleteRange !== undefined, 'etcdserverpb.KV has no DeleteRange');
+  for (const [definition, path] of [[put, '/etcdserverpb.KV/Put'], [range, '/etcdserverpb.KV/Range'], [deleteRange, '/etcdserverpb.KV/DeleteRange']] as const) {
+    assert(definition.path === path, `withKvCodec was given ${definition.path}, not ${path}`);
+    assert(!definition.requestStream, `${path} streams requests; the KV codec serves unary calls only`);
+    assert(!definition.responseStream, `${path} streams responses; the KV codec serves unary calls only`);
+  }
+  return {
+    ...kv,
+    Put: { ...put, requestDeserialize: decodePutRequest, responseSerialize: encodePutResponse },
+    Range: { ...range, requestDeserialize: decodeRangeRequest, responseSerialize: encodeRangeResponse },
+    DeleteRange: { ...deleteRange, requestDeserialize: decodeDeleteRangeRequest, responseSerialize: encodeDeleteRangeResponse },
+  };
 }
 
 function serviceOf(etcd: GrpcObject, name: string): ServiceDefinition {
