@@ -22,7 +22,9 @@ import { parseArgs } from 'node:util';
 
 import { LoadHarness, type MergedResult } from './cluster/harness.ts';
 import { parseTargets, startTargets, type RunningCluster, type SystemName } from './cluster/launchers.ts';
-import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
+import { probeFdatasync, type DiskProbeResult } from './cluster/disk-probe.ts';
+import { CpuWindow } from './cluster/process-cpu.ts';
+import { cleanupSync, installCleanupHandlers, makeTempFolder } from './cluster/processes.ts';
 import { formatNumber, formatTable, loadAverage, median, printFooter, summarize } from './cluster/stats.ts';
 
 const { values: options } = parseArgs({
@@ -59,6 +61,7 @@ const RUNS_MAX = 15;
 const DURATION_MS_MAX = 60_000;
 const PRELOAD_CONCURRENCY = 64;
 const PRELOAD_DURATION_MS = 60_000;
+const DISK_PROBE_MS = QUICK ? 1_000 : 2_000;
 if (!(RUNS >= 1 && RUNS <= RUNS_MAX)) throw new Error(`--runs must be 1..${RUNS_MAX}`);
 if (!(DURATION_MS >= 100 && DURATION_MS <= DURATION_MS_MAX)) throw new Error(`--duration-ms must be 100..${DURATION_MS_MAX}`);
 if (!(WARMUP_MS >= 0 && WARMUP_MS <= DURATION_MS_MAX)) throw new Error('bad --warmup-ms');
@@ -86,13 +89,18 @@ interface Samples {
   ambiguous: number[];
   errorKinds: Record<string, number>;
   clientCpuPercent: number[];
+  /** The leader's CPU over the run (warm-up included), percent of one core. */
+  leaderCpuPercent: number[];
+  /** All members' CPU per completed request, µs (the leader's share and the others'). */
+  serverCpuUsPerOp: number[];
+  leaderCpuUsPerOp: number[];
 }
 const samples = new Map<string, Samples>();
 const samplesFor = (system: SystemName, scenario: Scenario): Samples => {
   const key = `${system} ${scenarioName(scenario)}`;
   let entry = samples.get(key);
   if (entry === undefined) {
-    entry = { perSecond: [], p50: [], p99: [], max: [], errors: [], ambiguous: [], errorKinds: {}, clientCpuPercent: [] };
+    entry = { perSecond: [], p50: [], p99: [], max: [], errors: [], ambiguous: [], errorKinds: {}, clientCpuPercent: [], leaderCpuPercent: [], serverCpuUsPerOp: [], leaderCpuUsPerOp: [] };
     samples.set(key, entry);
   }
   return entry;
@@ -112,8 +120,19 @@ console.log(
 
 const clusters: RunningCluster[] = [];
 const skipped: Record<string, string> = {};
+const disk: DiskProbeResult[] = [];
 const harness = LoadHarness.start(CLIENT_PROCESSES);
 try {
+  // The disk first, alone: one fdatasync loop, then three at once (three members persisting).
+  const diskFolder = makeTempFolder('stratakv-bench-disk-');
+  for (const writers of [1, 3]) {
+    const result = await probeFdatasync(diskFolder, writers, DISK_PROBE_MS);
+    disk.push(result);
+    console.log(
+      `  disk: ${writers} writer(s) of 4 KiB + fdatasync: ${formatNumber(result.syncsPerSecond, 0)} syncs/s, ` +
+        `p50 ${formatNumber(result.latencyMs.p50)} ms p99 ${formatNumber(result.latencyMs.p99)} ms max ${formatNumber(result.latencyMs.max)} ms`,
+    );
+  }
   await startTargets(TARGETS, clusters, skipped, preload);
 
   for (let run = 0; run < RUNS; run++) {
@@ -126,7 +145,8 @@ try {
         process.stdout.write(
           `  run ${run + 1}/${RUNS} ${cluster.system.padEnd(8)} ${scenarioName(scenario).padEnd(9)} ${formatNumber(result.perSecond, 0).padStart(6)}/s ` +
             `p50 ${formatNumber(result.latency.p50)} ms p99 ${formatNumber(result.latency.p99)} ms` +
-            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (client CPU ${formatNumber(result.clientCpuPercent, 0)} %, load ${loadAverage()})\n`,
+            `${result.failed + result.ambiguous > 0 ? ` errors ${result.failed + result.ambiguous}` : ''}  (CPU % client ${formatNumber(result.clientCpuPercent, 0)}, ` +
+            `members ${result.memberCpuPercent.map((percent) => formatNumber(percent, 0)).join('/')}; load ${loadAverage()})\n`,
         );
       }
     }
@@ -168,9 +188,16 @@ async function preload(cluster: RunningCluster): Promise<void> {
   }
 }
 
-async function measure(cluster: RunningCluster, scenario: Scenario, run: number): Promise<MergedResult> {
+interface Measured extends MergedResult {
+  /** Each member's CPU over the run, percent of one core; the leader first. */
+  readonly memberCpuPercent: readonly number[];
+}
+
+async function measure(cluster: RunningCluster, scenario: Scenario, run: number): Promise<Measured> {
   const leader = await cluster.leader();
-  return harness.run({
+  const pids = [leader.pid, ...cluster.members.filter((member) => member !== leader).map((member) => member.pid)];
+  const cpu = new CpuWindow(pids);
+  const result = await harness.run({
     operation: scenario.operation,
     endpoints: [leader.endpoint],
     channels: Math.min(CHANNELS, scenario.concurrency),
@@ -185,9 +212,10 @@ async function measure(cluster: RunningCluster, scenario: Scenario, run: number)
     valueBytes: VALUE_BYTES,
     recordCompletions: false,
   });
+  return { ...result, memberCpuPercent: cpu.stop() };
 }
 
-function record(system: SystemName, scenario: Scenario, result: MergedResult): void {
+function record(system: SystemName, scenario: Scenario, result: Measured): void {
   const entry = samplesFor(system, scenario);
   entry.perSecond.push(result.perSecond);
   entry.p50.push(result.latency.p50);
@@ -196,6 +224,13 @@ function record(system: SystemName, scenario: Scenario, result: MergedResult): v
   entry.errors.push(result.failed + result.wrongAnswers);
   entry.ambiguous.push(result.ambiguous);
   entry.clientCpuPercent.push(result.clientCpuPercent);
+  // CPU percent of one core is 10,000 µs per second; per request at the window's rate (the
+  // CPU window also covers the warm-up, which runs at about the same rate).
+  const usPerOp = (percent: number): number => (percent * 10_000) / result.perSecond;
+  const leaderPercent = result.memberCpuPercent[0] ?? Number.NaN;
+  entry.leaderCpuPercent.push(leaderPercent);
+  entry.leaderCpuUsPerOp.push(usPerOp(leaderPercent));
+  entry.serverCpuUsPerOp.push(usPerOp(result.memberCpuPercent.reduce((sum, percent) => sum + percent, 0)));
   for (const [error, count] of Object.entries(result.errors)) entry.errorKinds[error] = (entry.errorKinds[error] ?? 0) + count;
   if (result.wrongAnswers > 0) entry.errorKinds['wrong answer'] = (entry.errorKinds['wrong answer'] ?? 0) + result.wrongAnswers;
 }
@@ -219,6 +254,10 @@ function report(): void {
         String(entry.errors.reduce((sum, count) => sum + count, 0)),
         String(entry.ambiguous.reduce((sum, count) => sum + count, 0)),
         formatNumber(median(entry.clientCpuPercent), 0),
+        formatNumber(median(entry.leaderCpuPercent), 0),
+        formatNumber(median(entry.leaderCpuUsPerOp), 0),
+        formatNumber(median(entry.serverCpuUsPerOp), 0),
+        formatNumber((median(entry.clientCpuPercent) * 10_000) / rate.median, 0),
       ]);
       const base = { bench: 'kv', system, operation: scenario.operation, concurrency: scenario.concurrency, runs: entry.perSecond.length };
       json.push({
@@ -229,7 +268,10 @@ function report(): void {
         min: rate.min,
         max: rate.max,
         clientCpuPercent: median(entry.clientCpuPercent),
+        leaderCpuPercent: median(entry.leaderCpuPercent),
       });
+      json.push({ ...base, name: `${system} ${scenarioName(scenario)} leader CPU per op`, unit: 'µs', median: median(entry.leaderCpuUsPerOp) });
+      json.push({ ...base, name: `${system} ${scenarioName(scenario)} all members' CPU per op`, unit: 'µs', median: median(entry.serverCpuUsPerOp) });
       json.push({ ...base, name: `${system} ${scenarioName(scenario)} p50`, unit: 'ms', median: median(entry.p50), min: Math.min(...entry.p50), max: Math.max(...entry.p50) });
       json.push({ ...base, name: `${system} ${scenarioName(scenario)} p99`, unit: 'ms', median: median(entry.p99), min: Math.min(...entry.p99), max: Math.max(...entry.p99) });
       json.push({ ...base, name: `${system} ${scenarioName(scenario)} max latency`, unit: 'ms', median: median(entry.max), min: Math.min(...entry.max), max: Math.max(...entry.max) });
@@ -244,8 +286,25 @@ function report(): void {
     }
   }
   console.log(`\nMedians over ${RUNS} run(s) (ops/s [min–max]; latencies in ms; errors summed over runs):`);
-  console.log(formatTable(['system', 'scenario', 'ops/s', 'p50', 'p99', 'max', 'failed', 'ambiguous', 'client CPU %'], rows));
+  console.log(
+    formatTable(['system', 'scenario', 'ops/s', 'p50', 'p99', 'max', 'failed', 'ambiguous', 'client CPU %', 'leader CPU %', 'leader µs/op', 'members µs/op', 'client µs/op'], rows),
+  );
   console.log('  (client CPU %: the harness processes\' CPU time over the window; near 100 per process, the client limits the figure: try --client-processes 2)');
+  console.log(
+    '  (leader CPU %, µs/op: CPU time of the leader and of all members together over the run, warm-up included, per completed request; ' +
+      `with ${cpus().length} cores, client + members µs/op bound the rate at ${cpus().length} × 1,000,000 / (their sum) when the cores are busy)`,
+  );
+  for (const result of disk) {
+    json.push({
+      bench: 'kv',
+      name: `disk fdatasync ${result.writers} writer(s)`,
+      unit: 'ms',
+      median: result.latencyMs.p50,
+      p99: result.latencyMs.p99,
+      max: result.latencyMs.max,
+      syncsPerSecond: result.syncsPerSecond,
+    });
+  }
   for (const [key, entry] of samples) {
     if (Object.keys(entry.errorKinds).length > 0) console.log(`  ${key} errors: ${JSON.stringify(entry.errorKinds)}`);
   }

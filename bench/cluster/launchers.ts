@@ -33,6 +33,8 @@ export interface Member {
   readonly name: string;
   readonly id: bigint;
   readonly endpoint: string;
+  /** pid is the member's process, for its CPU time (process-cpu.ts). */
+  readonly pid: number;
 }
 
 /** RunningCluster is a started system. */
@@ -73,7 +75,7 @@ export function echoLauncher(): Launcher {
       const logPath = join(folder, 'echo.log');
       const child = startChild(process.execPath, [join(here, 'echo-server.ts'), String(port)], logPath, { cwd: REPOSITORY });
       const endpoint = `http://127.0.0.1:${port}`;
-      const member: Member = { name: 'echo', id: 0n, endpoint };
+      const member: Member = { name: 'echo', id: 0n, endpoint, pid: child.pid ?? 0 };
       try {
         // The echo server writes "listening" once bound; its proto may still be on the way.
         const deadline = Date.now() + START_TIMEOUT_MS + 60_000;
@@ -155,9 +157,14 @@ export function stratakvLauncher(): Launcher {
     start: () =>
       startProcessCluster('stratakv', `stratakv serve (${process.execPath} ${process.version})`, (spec) => ({
         command: process.execPath,
-        args: [entry, 'serve', ...etcdFlags(spec)],
+        // STRATAKV_BENCH_NODE_ARGS passes flags to the members' node (--cpu-prof, say).
+        args: [...nodeArgsFromEnvironment(), entry, 'serve', ...etcdFlags(spec)],
       })),
   };
+}
+
+function nodeArgsFromEnvironment(): string[] {
+  return (process.env.STRATAKV_BENCH_NODE_ARGS ?? '').split(' ').filter((item) => item !== '');
 }
 
 async function startProcessCluster(system: SystemName, description: string, commandFor: (spec: MemberSpec) => MemberCommand): Promise<RunningCluster> {
@@ -207,7 +214,7 @@ async function startProcessCluster(system: SystemName, description: string, comm
         }
         try {
           const answer = await status(endpoint, STATUS_DEADLINE_MS);
-          members.push({ name, id: answer.header.memberId, endpoint });
+          members.push({ name, id: answer.header.memberId, endpoint, pid: children[index]?.pid ?? 0 });
           break;
         } catch (error) {
           lastError = describeError(error);

@@ -216,7 +216,7 @@ export type MessageType = Message['type'];
  *   1. start persisting `snapshot`, `entries` and `hardState` (one fsync when mustSync);
  *   2. send `messages` at once — they never depend on this node's unpersisted state, which
  *      lets a leader replicate in parallel with its own write (Raft thesis §10.2.1);
- *   3. once persisted, send `messagesAfterPersist` (votes and acknowledgements);
+ *   3. once persisted, send `messagesAfterPersist` (votes cast and acknowledgements);
  *   4. apply `committedEntries` (passing ConfChange entries to applyConfChange());
  *   5. call advance(ready).
  */

@@ -58,18 +58,39 @@ describe('persistence ordering (thesis §10.2.1)', () => {
     assert.equal(leader.status().commit, index, 'after advance the leader counts itself');
   });
 
-  test('votes and acknowledgements wait for persistence', () => {
+  test('vote requests leave at once; votes cast and acknowledgements wait for persistence', () => {
     const cluster = new Harness([1, 2, 3]);
     cluster.processReady();
     cluster.node(1).raft.campaign();
     const candidateReady = cluster.node(1).raft.ready();
     assert.ok(candidateReady.hardState !== undefined && candidateReady.hardState.vote === 1);
     assert.ok(candidateReady.mustSync);
-    assert.equal(candidateReady.messages.length, 0, 'vote requests need the persisted self-vote');
-    assert.equal(candidateReady.messagesAfterPersist.filter((message) => message.type === 'vote').length, 2);
+    assert.equal(candidateReady.messages.filter((message) => message.type === 'vote').length, 2, 'vote requests go out while the self-vote is persisted');
+    assert.equal(candidateReady.messagesAfterPersist.length, 0);
+    const request = candidateReady.messages[0] as Message;
+    // A granted vote arriving before the candidate's own vote is durable does not make it leader.
+    const early = cluster.node(request.to).raft;
+    early.step(request);
+    const earlyReady = early.ready();
+    const grant = earlyReady.messagesAfterPersist.find((message) => message.type === 'voteResponse');
+    assert.ok(grant !== undefined);
+    cluster.persist(request.to, earlyReady);
+    early.advance(earlyReady);
+    cluster.node(1).raft.step(grant);
+    assert.equal(cluster.node(1).raft.status().role, 'candidate', 'a self-vote that is not persisted does not count');
     cluster.persist(1, candidateReady);
     cluster.node(1).raft.advance(candidateReady);
-    const request = candidateReady.messagesAfterPersist[0] as Message;
+    assert.equal(cluster.node(1).raft.status().role, 'leader', 'once persisted, the self-vote and the grant are a quorum');
+  });
+
+  test('a voter answers only after its vote is persisted', () => {
+    const cluster = new Harness([1, 2, 3]);
+    cluster.processReady();
+    cluster.node(1).raft.campaign();
+    const candidateReady = cluster.node(1).raft.ready();
+    cluster.persist(1, candidateReady);
+    cluster.node(1).raft.advance(candidateReady);
+    const request = candidateReady.messages.find((message) => message.type === 'vote') as Message;
     const voter = cluster.node(request.to).raft;
     voter.step(request);
     const voterReady = voter.ready();
