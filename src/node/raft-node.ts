@@ -4,8 +4,9 @@
 //
 //   one Ready at a time; send Ready.messages at once (the leader's appends leave while its
 //   own fsync runs); persist entries + hard state in one LogStore.save (group commit:
-//   proposals that arrive meanwhile wait for the next Ready); then messagesAfterPersist;
-//   then apply committed entries (applyConfChange for each ConfChange); then advance().
+//   proposals that arrive meanwhile wait for the next Ready), then messagesAfterPersist;
+//   apply committed entries (applyConfChange for each ConfChange) — while the save runs
+//   when they were persisted by earlier Readys, after it otherwise; then advance().
 //
 // Proposals are matched to their outcome by (index, term): the entry that is applied at
 // the index a proposal got is ours exactly when its term is the term we proposed in. When
@@ -745,6 +746,33 @@ export class RaftNode {
       // The log is never compacted yet, so no leader sends a snapshot; src/snapshot adds it.
       throw new StrataError(ErrorCode.UNIMPLEMENTED, `received a snapshot at index ${ready.snapshot.metadata.index}: installing snapshots is not supported yet`);
     }
+    const persisted = this.persist(ready);
+    if (ready.committedEntries.length > 0) {
+      // Entries below this Ready's first new entry were made durable by earlier Readys (each
+      // is persisted before the next is taken), so applying them need not wait for this
+      // Ready's fdatasync: the two overlap. A committed entry that is in this Ready (a
+      // leader's entries that the followers alone made a quorum for, or a follower's entries
+      // that arrived with their commit) waits, since nothing is applied before it is in the
+      // local log.
+      const firstNew = ready.entries[0]?.index;
+      const lastCommitted = (ready.committedEntries[ready.committedEntries.length - 1] as Entry).index;
+      if (firstNew !== undefined && lastCommitted >= firstNew) {
+        await persisted;
+        await this.applyCommitted(ready.committedEntries);
+      } else {
+        await Promise.all([persisted, this.applyCommitted(ready.committedEntries)]);
+      }
+    } else {
+      await persisted;
+    }
+    this.onReadStates(ready);
+    this.raft.advance(ready);
+  }
+
+  // persist makes a Ready's entries and hard state durable (one fdatasync), then sends the
+  // messages that had to wait for it: votes cast and acknowledgements leave as soon as the
+  // disk has them, without waiting for the apply that may run meanwhile.
+  private async persist(ready: Ready): Promise<void> {
     if (ready.hardState !== undefined && !ready.mustSync) {
       // Only the commit index moved. It need not be durable (a restarted member learns it
       // again from the leader), so it rides with the next save that must be synced instead
@@ -759,9 +787,6 @@ export class RaftNode {
       }
     }
     if (ready.messagesAfterPersist.length > 0) this.transport.send(ready.messagesAfterPersist);
-    if (ready.committedEntries.length > 0) await this.applyCommitted(ready.committedEntries);
-    this.onReadStates(ready);
-    this.raft.advance(ready);
   }
 
   private campaignIfSoleVoter(): void {
