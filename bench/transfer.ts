@@ -28,7 +28,8 @@ import { parseArgs } from 'node:util';
 
 import { LoadHarness, type MergedResult } from './cluster/harness.ts';
 import { parseTargets, startTargets, type Member, type RunningCluster, type SystemName } from './cluster/launchers.ts';
-import { cleanupSync, installCleanupHandlers, sleep } from './cluster/processes.ts';
+import { probeFdatasync } from './cluster/disk-probe.ts';
+import { cleanupSync, installCleanupHandlers, makeTempFolder, sleep } from './cluster/processes.ts';
 import { describeError, moveLeader } from './cluster/rpc.ts';
 import { formatNumber, formatTable, loadAverage, median, printFooter } from './cluster/stats.ts';
 
@@ -61,6 +62,7 @@ const MOVE_LEADER_DEADLINE_MS = 10_000;
 const TRIAL_BOUND_MS = 120_000;
 const SETTLE_MS = 300;
 const FAILURE_OFFSETS_MAX = 20;
+const DISK_PROBE_WRITERS = 3;
 if (!(TRIALS >= 1 && TRIALS <= TRIALS_MAX)) throw new Error(`--trials must be 1..${TRIALS_MAX}`);
 if (!(WRITERS >= 1 && WRITERS <= 1_024)) throw new Error('--writers must be 1..1024');
 for (const value of [WARMUP_MS, BASELINE_MS, AFTER_MS, DEADLINE_MS]) if (!(value >= 0 && value <= PHASE_MS_MAX)) throw new Error('bad phase length');
@@ -82,6 +84,11 @@ interface Trial {
   readonly failureOffsetsMs: readonly number[];
 }
 const trials = new Map<string, Trial[]>();
+// The disk's own longest fdatasync over a trial-length window, three writers at once (as the
+// three members persist), measured after each round of trials with the clusters idle: a
+// system that persists before it answers cannot pause for less than that.
+const diskLongestSyncMs: number[] = [];
+const diskSyncP50Ms: number[] = [];
 
 const epochMs = (): number => performance.timeOrigin + performance.now();
 installCleanupHandlers();
@@ -98,6 +105,7 @@ console.log(
 const clusters: RunningCluster[] = [];
 const skipped: Record<string, string> = {};
 const harness = LoadHarness.start(1);
+const diskFolder = makeTempFolder('stratakv-bench-disk-');
 try {
   await startTargets(TARGETS, clusters, skipped);
 
@@ -118,6 +126,13 @@ try {
         await sleep(SETTLE_MS);
       }
     }
+    const disk = await probeFdatasync(diskFolder, DISK_PROBE_WRITERS, BASELINE_MS + AFTER_MS);
+    diskLongestSyncMs.push(disk.latencyMs.max);
+    diskSyncP50Ms.push(disk.latencyMs.p50);
+    console.log(
+      `  disk after trial ${trial + 1}: ${DISK_PROBE_WRITERS} writers of 4 KiB + fdatasync for ${BASELINE_MS + AFTER_MS} ms: ` +
+        `p50 ${formatNumber(disk.latencyMs.p50)} ms, longest ${formatNumber(disk.latencyMs.max)} ms`,
+    );
   }
 } finally {
   await Promise.all(clusters.map((cluster) => cluster.stop()));
@@ -287,6 +302,22 @@ function report(): void {
   console.log('  pause: longest gap between successful writes from the MoveLeader call to the end of the trial; hand-over: longest gap overlapping');
   console.log('  the MoveLeader call; baseline gap: longest gap in the same-length stretch before the call (the machine\'s own jitter)');
   console.log(formatTable(['system', 'variant', 'pause p50', 'pause max', 'hand-over p50', 'hand-over max', 'baseline gap', 'MoveLeader p50', 'MoveLeader max', 'failed', 'ambiguous', 'moved', 'writes/s'], rows));
+  if (diskLongestSyncMs.length > 0) {
+    console.log(
+      `\nDisk alone (${DISK_PROBE_WRITERS} writers of 4 KiB + fdatasync, ${BASELINE_MS + AFTER_MS} ms after each round, clusters idle): ` +
+        `fdatasync p50 ${formatNumber(median(diskSyncP50Ms))} ms; longest fdatasync per window median ${formatNumber(median(diskLongestSyncMs))} ms, ` +
+        `max ${formatNumber(Math.max(...diskLongestSyncMs))} ms`,
+    );
+    json.push({
+      bench: 'transfer',
+      name: `disk longest fdatasync per ${BASELINE_MS + AFTER_MS} ms window, ${DISK_PROBE_WRITERS} writers`,
+      unit: 'ms',
+      median: median(diskLongestSyncMs),
+      min: Math.min(...diskLongestSyncMs),
+      max: Math.max(...diskLongestSyncMs),
+      fdatasyncP50Ms: median(diskSyncP50Ms),
+    });
+  }
   const stratakv = [...trials.entries()].filter(([key]) => key.startsWith('stratakv '));
   if (stratakv.length > 0) {
     console.log('\nGoals of issue 4 (stratakv): no failed or ambiguous write, longest pause ≤ 25 ms');
