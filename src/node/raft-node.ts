@@ -58,6 +58,8 @@ export const PROPOSALS_IN_FLIGHT_MAX = 65_536;
 export const READS_PENDING_MAX = 65_536;
 /** FORWARD_HOPS_MAX bounds how often a proposal is passed from member to member. */
 export const FORWARD_HOPS_MAX = 3;
+/** FORWARD_BATCH_MAX bounds the proposals one forwarding peer call carries. */
+export const FORWARD_BATCH_MAX = 1_024;
 /** REQUEST_TIMEOUT_MS is a request's deadline when the caller gives none (etcd: 5 s + election). */
 export const REQUEST_TIMEOUT_MS = 7_000;
 /** LEARNER_READY_FRACTION: a learner may be promoted once its log reaches this share of the leader's (etcd: 90 %). */
@@ -196,6 +198,9 @@ export class RaftNode {
 
   private toPropose: Proposal[] = [];
   private held: Proposal[] = [];
+  // Proposals on their way to the leader, sent once per turn of the event loop (forward()).
+  private readonly toForward = new Map<NodeId, Proposal[]>();
+  private forwardFlushScheduled = false;
   private readonly inFlight = new Map<Index, InFlight>();
   private readonly confWaiters = new Map<Index, ConfWaiter>();
   private pendingReads: ReadWaiter[] = [];
@@ -585,29 +590,69 @@ export class RaftNode {
     for (const proposal of held) this.route(proposal);
   }
 
+  // forward passes a proposal to the leader. Proposals for one leader gathered in one turn of
+  // the event loop leave together as one peer call: after a leader transfer every held write
+  // goes at once, and a member that clients write to through it pays one call per batch.
   private forward(proposal: Proposal, leaderId: NodeId): void {
     if (proposal.hops >= FORWARD_HOPS_MAX) {
       this.settleProposal(proposal, new StrataError(ErrorCode.NO_LEADER, 'etcdserver: no leader (the proposal was passed on too often)'));
       return;
     }
-    const body = new Uint8Array(proposal.data.byteLength + 1);
-    body[0] = proposal.hops + 1;
-    body.set(proposal.data, 1);
-    const timeoutMs = Math.max(1, proposal.deadline - now());
-    this.transport
-      .request(leaderId, 'propose', body, { timeoutMs, ...(proposal.signal !== undefined ? { signal: proposal.signal } : {}) })
-      .then(
-        (reply) => this.settleProposal(proposal, decodeOutcome(reply)),
-        (error: unknown) => {
-          // The leader refused before proposing (it is no longer the leader, or has none):
-          // nothing was appended, so the proposal may safely be routed again.
-          if (isStrataError(error) && (error.code === ErrorCode.NOT_LEADER || error.code === ErrorCode.NO_LEADER)) {
-            this.hold(proposal);
-            return;
-          }
-          this.settleProposal(proposal, error);
-        },
-      );
+    let batch = this.toForward.get(leaderId);
+    if (batch === undefined) {
+      batch = [];
+      this.toForward.set(leaderId, batch);
+    }
+    batch.push(proposal);
+    if (batch.length >= FORWARD_BATCH_MAX) {
+      this.toForward.delete(leaderId);
+      this.sendForwardBatch(leaderId, batch);
+      return;
+    }
+    if (!this.forwardFlushScheduled) {
+      this.forwardFlushScheduled = true;
+      // After the I/O phase, so that writes parsed from one read of the sockets share a call.
+      setImmediate(() => this.flushForwards());
+    }
+  }
+
+  private flushForwards(): void {
+    this.forwardFlushScheduled = false;
+    const batches = [...this.toForward];
+    this.toForward.clear();
+    for (const [leaderId, batch] of batches) this.sendForwardBatch(leaderId, batch);
+  }
+
+  private sendForwardBatch(leaderId: NodeId, batch: readonly Proposal[]): void {
+    const proposals = batch.filter((proposal) => !proposal.settled);
+    if (proposals.length === 0) return;
+    // An aborted proposal is settled here at once (submit's listener); the leader may still
+    // apply it, as with any write cancelled after it was sent.
+    const body = packr.pack(proposals.map((proposal): ForwardedProposal => [proposal.hops + 1, proposal.data]));
+    const deadline = Math.max(...proposals.map((proposal) => proposal.deadline));
+    this.transport.request(leaderId, 'propose', body, { timeoutMs: Math.max(1, deadline - now()) }).then(
+      (reply) => {
+        const outcomes = decodeForwardOutcomes(reply, proposals.length);
+        for (const [offset, proposal] of proposals.entries()) {
+          const outcome = outcomes[offset] as ForwardOutcome;
+          if ('error' in outcome) this.onForwardRefused(proposal, outcomeError(outcome.error));
+          else this.settleProposal(proposal, outcome.response !== undefined ? { response: outcome.response } : {});
+        }
+      },
+      (error: unknown) => {
+        for (const proposal of proposals) this.onForwardRefused(proposal, error);
+      },
+    );
+  }
+
+  private onForwardRefused(proposal: Proposal, error: unknown): void {
+    // The leader refused before proposing (it is no longer the leader, or has none): nothing
+    // was appended, so the proposal may safely be routed again.
+    if (isStrataError(error) && (error.code === ErrorCode.NOT_LEADER || error.code === ErrorCode.NO_LEADER)) {
+      this.hold(proposal);
+      return;
+    }
+    this.settleProposal(proposal, error);
   }
 
   // flushProposals hands queued proposals to the core as one batch, just before ready().
@@ -938,10 +983,19 @@ export class RaftNode {
     switch (kind) {
       case 'propose': {
         this.checkServing();
-        const hops = body[0] ?? 0;
-        const outcome = await this.submit(body.subarray(1), { signal }, hops);
-        if (outcome.error !== undefined) throw outcome.error;
-        return packr.pack({ response: outcome.response });
+        const forwarded = decodeForwardedProposals(body);
+        const outcomes = await Promise.all(
+          forwarded.map(([hops, data]) =>
+            this.submit(data, { signal }, hops).then(
+              (outcome): ForwardOutcome => (outcome.error !== undefined ? { error: wireError(outcome.error) } : { response: outcome.response }),
+              (error: unknown): ForwardOutcome => {
+                if (!isStrataError(error)) throw error;
+                return { error: wireError(error) };
+              },
+            ),
+          ),
+        );
+        return packr.pack(outcomes);
       }
       case 'member': {
         const operation = packr.unpack(body) as MemberOperation;
@@ -1095,10 +1149,46 @@ export class RaftNode {
   }
 }
 
-function decodeOutcome(reply: Uint8Array): Outcome {
-  const value = packr.unpack(reply) as { response?: KvResponse };
-  return value.response !== undefined ? { response: value.response } : {};
+// A forwarded batch ('propose' peer request) is a msgpack array of [hops, command data]; the
+// reply is an array of outcomes in the same order: the response (absent for a command that
+// answers nothing) or the error that refused or failed it.
+type ForwardedProposal = [hops: number, data: Uint8Array];
+type ForwardOutcome = { readonly response?: KvResponse | undefined } | { readonly error: WireError };
+interface WireError {
+  readonly code: string;
+  readonly message: string;
 }
+
+function decodeForwardedProposals(body: Uint8Array): ForwardedProposal[] {
+  const value: unknown = packr.unpack(body);
+  const bad = (what: string): never => {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `forwarded proposals: ${what}`);
+  };
+  if (!Array.isArray(value) || value.length === 0 || value.length > FORWARD_BATCH_MAX) return bad(`expected 1..${FORWARD_BATCH_MAX} proposals`);
+  for (const [position, item] of value.entries()) {
+    if (!Array.isArray(item) || item.length !== 2 || !Number.isInteger(item[0]) || !(item[1] instanceof Uint8Array)) bad(`proposal ${position} is not [hops, data]`);
+  }
+  return value as ForwardedProposal[];
+}
+
+function decodeForwardOutcomes(reply: Uint8Array, count: number): ForwardOutcome[] {
+  const value: unknown = packr.unpack(reply);
+  if (!Array.isArray(value) || value.length !== count) {
+    throw new StrataError(ErrorCode.UNAVAILABLE, `the leader answered ${Array.isArray(value) ? value.length : 'no list of'} outcomes for ${count} forwarded proposals`);
+  }
+  return value as ForwardOutcome[];
+}
+
+function wireError(error: StrataError): WireError {
+  return { code: error.code, message: error.message };
+}
+
+function outcomeError(wire: WireError): StrataError {
+  const code = KNOWN_ERROR_CODES.has(wire.code) ? (wire.code as ErrorCode) : ErrorCode.UNAVAILABLE;
+  return new StrataError(code, wire.message);
+}
+
+const KNOWN_ERROR_CODES: ReadonlySet<string> = new Set<string>(Object.values(ErrorCode));
 
 function checkOptions(options: RaftNodeOptions): void {
   const fail = (message: string): never => {

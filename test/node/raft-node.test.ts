@@ -30,7 +30,16 @@ function peerUrl(name: string): string {
   return `http://${name}.test:2380`;
 }
 
-async function startCluster(size: number): Promise<TestNodes> {
+// CountingTransport counts the forwarding calls ('propose') a member makes.
+class CountingTransport extends MemoryTransport {
+  proposeCalls = 0;
+  override request(...args: Parameters<MemoryTransport['request']>): Promise<Uint8Array> {
+    if (args[1] === 'propose') this.proposeCalls += 1;
+    return super.request(...args);
+  }
+}
+
+async function startCluster(size: number, transports = new Map<number, CountingTransport>()): Promise<TestNodes> {
   const network = new MemoryNetwork();
   const cluster = Array.from({ length: size }, (_, index) => ({ name: `n${index + 1}`, peerUrls: [peerUrl(`n${index + 1}`)] }));
   const options = (name: string, state: 'new' | 'existing', initialCluster: readonly { name: string; peerUrls: string[] }[]): RaftNodeOptions => ({
@@ -42,7 +51,11 @@ async function startCluster(size: number): Promise<TestNodes> {
     advertiseClientUrls: [`http://${name}.test:2379`],
     heartbeatIntervalMs: HEARTBEAT_MS,
     electionTimeoutMs: ELECTION_MS,
-    createTransport: ({ localId, clusterId }) => new MemoryTransport(network, { localId, clusterId }),
+    createTransport: ({ localId, clusterId }) => {
+      const transport = new CountingTransport(network, { localId, clusterId });
+      transports.set(localId, transport);
+      return transport;
+    },
   });
   const nodes = await Promise.all(cluster.map((member) => RaftNode.start(options(member.name, 'new', cluster))));
   running.push(...nodes);
@@ -88,6 +101,28 @@ describe('RaftNode', () => {
     // Members published their names and client URLs.
     await waitUntil('every member published', () => leader.members().every((member) => member.name !== '' && member.clientUrls.length === 1));
     assert.deepEqual(leader.members().map((member) => member.name).sort(), ['n1', 'n2', 'n3']);
+  });
+
+  test('writes through a follower in one turn go to the leader in one call, each with its own outcome', async () => {
+    const transports = new Map<number, CountingTransport>();
+    const { nodes } = await startCluster(3, transports);
+    const leader = leaderOf(nodes);
+    const follower = nodes.find((node) => node !== leader);
+    assert.ok(follower !== undefined);
+    const transport = transports.get(follower.status().memberId);
+    assert.ok(transport !== undefined);
+    const before = transport.proposeCalls;
+    const writes = Array.from({ length: 64 }, (_, index) => put(follower, `batch/${index}`, `v${index}`));
+    // Refused when applied (a read at a revision that does not exist yet): its error comes back alone.
+    const future = follower.kv(
+      { type: 'txn', compare: [], success: [{ type: 'range', key: encoder.encode('batch/0'), revision: 1_000_000 }], failure: [] },
+      { timeoutMs: 5_000 },
+    );
+    const responses = (await Promise.all(writes)) as PutResponse[];
+    await assert.rejects(future, (error) => isStrataError(error, ErrorCode.FUTURE_REVISION));
+    assert.equal(new Set(responses.map((response) => response.revision)).size, 64, 'each write has its own revision');
+    assert.ok(transport.proposeCalls - before <= 2, `65 writes took ${transport.proposeCalls - before} forwarding calls`);
+    assert.equal(await read(leader, 'batch/63'), 'v63');
   });
 
   test('bad requests are refused before they reach the log, and the node keeps serving', async () => {
