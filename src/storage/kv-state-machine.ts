@@ -2,17 +2,24 @@
 // and version, Put/Range/DeleteRange/Txn) on LevelDB (classic-level), or on memory-level
 // for tests and the simulator; both speak the same abstract-level API.
 //
-// A batch of committed entries is applied as one atomic LevelDB batch together with the
-// applied index and the revision, so after a crash the state is exactly that of some
-// applied index, and entries at or below it are skipped when the driver replays the log.
-// The batch is written without sync: the Raft log is the durable record, and anything the
-// state machine loses in a power cut is re-applied from it. Reads see only applied state.
+// Write-behind, as etcd applies into its backend's in-memory buffer and commits the backend
+// in the background: apply() executes a batch of committed entries in memory, moves its
+// writes into the pending layer (writes applied but perhaps not yet in LevelDB) and
+// resolves at once; one LevelDB batch at a time writes everything pending together with the
+// applied index and the revision (group commit), and reads consult the pending layer before
+// LevelDB. So LevelDB always holds the state of some applied index, written atomically with
+// it, and after a crash the driver replays the log from there (entries at or below it are
+// skipped). The batches are written without sync: the Raft log is the durable record, and
+// anything the state machine loses in a power cut is re-applied from it. Reads see exactly
+// the applied state, never part of a batch being applied. A failed LevelDB write is fatal.
 
 import type { AbstractLevel } from 'abstract-level';
 import type { Entry, Index } from '../raft/types.ts';
 import { EntryType } from '../raft/types.ts';
 import { assert, assertNever } from '../util/assert.ts';
 import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
+import type { FatalHandler } from './fatal.ts';
+import { abortOnFatal } from './fatal.ts';
 import { decodeKvCommand, isKvCommand } from './kv-command-codec.ts';
 import type { LevelRange, MetaState, StoredValue } from './kv-keys.ts';
 import {
@@ -55,6 +62,18 @@ export type KvLevel = AbstractLevel<string | Buffer | Uint8Array, Uint8Array, Ui
 export const INITIAL_REVISION = 1;
 /** APPLY_ENTRIES_MAX bounds the entries one apply() call takes (the driver applies per Ready). */
 export const APPLY_ENTRIES_MAX = 65_536;
+/**
+ * PENDING_KEYS_MAX bounds the keys applied but not yet written to LevelDB: past it, apply()
+ * waits for the writes before it resolves, so memory stays bounded when LevelDB is slower
+ * than Raft.
+ */
+export const PENDING_KEYS_MAX = 65_536;
+/** PENDING_BYTES_MAX bounds the LevelDB keys and values applied but not yet written (see PENDING_KEYS_MAX). */
+export const PENDING_BYTES_MAX = 64 * 1024 * 1024;
+
+// Any condition on the state applied so far holds once at most two writes have landed: the
+// one in flight, then the one that carries everything applied after it started.
+const WRITE_WAIT_ROUNDS_MAX = 2;
 
 /** ApplyResult is the outcome of one applied entry that carried a KV command. */
 export interface ApplyResult {
@@ -69,27 +88,85 @@ export interface ApplyResult {
 /** KvStateMachineOptions configures a KvStateMachine. */
 export interface KvStateMachineOptions {
   readonly limits?: KvLimits;
+  /** Called once when a background LevelDB write fails; the default aborts the process. */
+  readonly onFatal?: FatalHandler;
+  /** Overrides PENDING_KEYS_MAX (tests use a small bound to exercise back-pressure). */
+  readonly pendingKeysMax?: number;
+  /** Overrides PENDING_BYTES_MAX. */
+  readonly pendingBytesMax?: number;
 }
+
+// PendingWrite is a key's state that apply() produced and LevelDB may not hold yet.
+interface PendingWrite {
+  readonly levelKey: Uint8Array;
+  /** The key's value and counters, or null when it was deleted. */
+  readonly stored: StoredValue | null;
+  /** encodeStoredValue(stored): what the LevelDB batch writes (stored.value is a view into it). */
+  readonly encoded: Uint8Array | null;
+  /** The apply() that wrote the key last. */
+  readonly sequence: number;
+}
+
+// OverlayPair is one write of a layer over the database, as reads merge it.
+interface OverlayPair {
+  readonly levelKey: Uint8Array;
+  readonly stored: StoredValue | null;
+}
+
+type Visitor = (key: Uint8Array, stored: StoredValue) => boolean;
+type LevelOperation = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+// `sync` is classic-level's write option (LevelDB's WriteOptions.sync); memory-level ignores it.
+const SYNC_OPTIONS = { sync: true } as NonNullable<Parameters<KvLevel['put']>[2]>;
 
 /** KvStateMachine applies committed KV commands to a LevelDB database and serves reads. */
 export class KvStateMachine {
   private readonly db: KvLevel;
   private readonly limits: KvLimits;
+  private readonly onFatal: FatalHandler;
+  private readonly pendingKeysMax: number;
+  private readonly pendingBytesMax: number;
+  // The applied state: what apply() has resolved with, in memory.
   private meta: MetaState;
   private applying = false;
+  private closed = false;
 
-  private constructor(db: KvLevel, limits: KvLimits, meta: MetaState) {
+  // The write-behind. Sequences number the apply() calls that changed the applied state;
+  // the state at open() is sequence 0, already in LevelDB.
+  // Invariant: syncedSequence <= writtenSequence <= appliedSequence.
+  // Invariant: every pending write has writtenSequence < sequence <= appliedSequence, so a
+  // write is in flight whenever `pending` is not empty (or the state machine has failed).
+  private readonly pending = new Map<string, PendingWrite>();
+  private pendingBytes = 0;
+  private appliedSequence = 0;
+  private writtenSequence = 0;
+  private syncedSequence = -1;
+  private syncWantedSequence = -1;
+  // The one LevelDB write in flight (it never rejects: a failure lands in `failure`).
+  // classic-level runs each write on a thread-pool thread, so two in flight could land in
+  // either order: there is never more than one.
+  private inFlight: Promise<void> | undefined;
+  private failure: StrataError | undefined;
+
+  private constructor(db: KvLevel, meta: MetaState, options: KvStateMachineOptions) {
     this.db = db;
-    this.limits = limits;
     this.meta = meta;
+    this.limits = options.limits ?? DEFAULT_KV_LIMITS;
+    this.onFatal = options.onFatal ?? abortOnFatal;
+    this.pendingKeysMax = options.pendingKeysMax ?? PENDING_KEYS_MAX;
+    this.pendingBytesMax = options.pendingBytesMax ?? PENDING_BYTES_MAX;
+    assert(Number.isSafeInteger(this.pendingKeysMax) && this.pendingKeysMax > 0, 'pendingKeysMax must be a positive integer');
+    assert(Number.isSafeInteger(this.pendingBytesMax) && this.pendingBytesMax > 0, 'pendingBytesMax must be a positive integer');
   }
 
   /** open reads the applied state of `db` (opening it if needed); an empty db starts at revision 1. */
   static async open(db: KvLevel, options: KvStateMachineOptions = {}): Promise<KvStateMachine> {
     if (db.status !== 'open') await db.open();
+    // Range reads rely on an iterator reading from a snapshot taken when it is created.
+    assert(db.supports.implicitSnapshots, 'the state machine needs a database with implicit snapshots');
     const stored = await db.get(META_KEY);
     const meta = stored === undefined ? { appliedIndex: 0, appliedTerm: 0, revision: INITIAL_REVISION } : decodeMetaState(stored);
-    return new KvStateMachine(db, options.limits ?? DEFAULT_KV_LIMITS, meta);
+    return new KvStateMachine(db, meta, options);
   }
 
   /** appliedIndex is the index of the last entry applied. */
@@ -103,17 +180,24 @@ export class KvStateMachine {
   }
 
   /**
-   * apply applies committed entries in order, as one atomic batch with the new applied index
-   * and revision, and returns the results of the entries that carried commands. Entries at or
-   * below the applied index are skipped (replay after a crash). Empty entries (a new leader's
-   * no-op) and configuration changes only advance the applied index.
+   * apply applies committed entries in order and returns the results of the entries that
+   * carried commands. It resolves once the results are computed and visible to reads; the
+   * LevelDB write of the batch, with the new applied index and revision, follows in the
+   * background. Entries at or below the applied index are skipped (replay after a crash).
+   * Empty entries (a new leader's no-op) and configuration changes only advance the applied
+   * index. It rejects with IO_ERROR once a background write has failed.
    */
   async apply(entries: readonly Entry[]): Promise<ApplyResult[]> {
     assert(!this.applying, 'apply calls must not overlap');
+    assert(!this.closed, 'apply after close');
     assert(entries.length <= APPLY_ENTRIES_MAX, `apply of ${entries.length} entries is over ${APPLY_ENTRIES_MAX}`);
+    if (this.failure !== undefined) throw this.failure;
     this.applying = true;
     try {
-      const view = new ApplyView(this.db, this.meta.revision);
+      // The view's writes stay in its own overlay, invisible to reads, until commit() makes
+      // them and the new applied state visible in one synchronous step: the commands await
+      // (range scans), and a read in between must not see half a batch.
+      const view = new ApplyView(this.db, this.pending, this.meta.revision);
       const results: ApplyResult[] = [];
       let appliedIndex = this.meta.appliedIndex;
       let appliedTerm = this.meta.appliedTerm;
@@ -128,9 +212,10 @@ export class KvStateMachine {
         appliedTerm = entry.term;
       }
       if (appliedIndex === this.meta.appliedIndex) return results;
-      const meta: MetaState = { appliedIndex, appliedTerm, revision: view.revision };
-      await this.db.batch([...view.operations(), { type: 'put', key: META_KEY, value: encodeMetaState(meta) }]);
-      this.meta = meta;
+      if (this.failure !== undefined) throw this.failure;
+      this.commit(view.writes(), { appliedIndex, appliedTerm, revision: view.revision });
+      // Back-pressure: LevelDB is behind by more than the bound; wait for it to catch up.
+      if (this.overBound()) await this.waitForWrites(() => !this.overBound());
       return results;
     } finally {
       this.applying = false;
@@ -150,70 +235,260 @@ export class KvStateMachine {
   }
 
   /**
-   * sync makes everything applied so far durable (apply() writes without sync). Call it
+   * sync makes everything applied so far durable: it waits for the pending writes to reach
+   * LevelDB and writes the applied index with sync (apply() writes without). Call it
    * before compacting the Raft log up to the applied index: after a power cut the state
    * machine restarts from its durable applied index and needs the log entries after it.
    */
   async sync(): Promise<void> {
-    assert(!this.applying, 'sync during apply');
-    // `sync` is classic-level's write option (LevelDB's WriteOptions.sync); memory-level ignores it.
-    const options = { sync: true } as Parameters<KvLevel['put']>[2];
-    await this.db.put(META_KEY, encodeMetaState(this.meta), options);
+    assert(!this.closed, 'sync after close');
+    if (this.failure !== undefined) throw this.failure;
+    const target = this.appliedSequence;
+    this.syncWantedSequence = Math.max(this.syncWantedSequence, target);
+    this.startWrite();
+    await this.waitForWrites(() => this.syncedSequence >= target);
   }
 
-  /** range answers a Range from the applied state, at one consistent point. */
+  /**
+   * whenWritten resolves once everything applied so far is in LevelDB (not synced), and
+   * rejects with IO_ERROR if a write failed.
+   */
+  async whenWritten(): Promise<void> {
+    const target = this.appliedSequence;
+    await this.waitForWrites(() => this.writtenSequence >= target);
+  }
+
+  /**
+   * range answers a Range from the applied state, at one consistent point: the pending
+   * writes over LevelDB, at the in-memory revision (LevelDB's own may lag behind).
+   */
   async range(request: RangeRequest): Promise<RangeResponse> {
+    if (this.failure !== undefined) throw this.failure;
     validateKvRequest(request, this.limits);
-    if (!this.applying && (request.rangeEnd === undefined || request.rangeEnd.byteLength === 0)) {
-      // One key, read synchronously (getSync) while no batch is being written: the value and
-      // the in-memory revision describe the same state, so no LevelDB snapshot is needed.
-      return new ReadView(this.db, this.meta.revision, undefined).range(request);
-    }
-    const snapshot = this.db.snapshot();
-    try {
-      const stored = await this.db.get(META_KEY, { snapshot });
-      const revision = stored === undefined ? INITIAL_REVISION : decodeMetaState(stored).revision;
-      return await new ReadView(this.db, revision, snapshot).range(request);
-    } finally {
-      await snapshot.close();
-    }
+    // One key is read synchronously (the pending map, then getSync), so the value and the
+    // revision describe the same state. A range scan takes its LevelDB snapshot (the
+    // iterator's) and its copy of the pending writes in the range in the same tick as this
+    // call, before its first await, and the revision now: see ReadView.scan.
+    return new ReadView(this.db, this.pending, this.meta.revision).range(request);
   }
 
-  /** close closes the database. */
+  /**
+   * close writes everything pending to LevelDB and closes it. If a background write has
+   * failed, it closes the database and rejects with that failure (nothing more was written).
+   */
   async close(): Promise<void> {
-    await this.db.close();
+    assert(!this.applying, 'close during apply');
+    this.closed = true;
+    try {
+      // Everything applied, and the synced write a sync() may still be waiting for.
+      const target = this.appliedSequence;
+      const syncTarget = this.syncWantedSequence;
+      if (this.failure === undefined) await this.waitForWrites(() => this.writtenSequence >= target && this.syncedSequence >= syncTarget);
+    } finally {
+      await this.db.close();
+    }
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  // ---- the write-behind ----
+
+  // commit makes an applied batch visible: its writes join the pending layer and the
+  // applied state moves, in one synchronous step; then a write starts if none is in flight.
+  private commit(writes: ReadonlyMap<string, OverlayPair>, meta: MetaState): void {
+    assert(meta.appliedIndex > this.meta.appliedIndex, 'commit: the applied index must move');
+    assert(meta.revision >= this.meta.revision, 'commit: the revision must not go back');
+    this.appliedSequence += 1;
+    const sequence = this.appliedSequence;
+    for (const [mapKey, { levelKey, stored }] of writes) {
+      // Encoding copies the value, so the pending layer holds no view into the entries.
+      const encoded = stored === null ? null : encodeStoredValue(stored);
+      const write: PendingWrite = { levelKey, stored: encoded === null ? null : decodeStoredValue(encoded), encoded, sequence };
+      const previous = this.pending.get(mapKey);
+      if (previous !== undefined) this.pendingBytes -= pendingWriteBytes(previous);
+      this.pending.set(mapKey, write);
+      this.pendingBytes += pendingWriteBytes(write);
+    }
+    this.meta = meta;
+    this.startWrite();
+  }
+
+  // startWrite writes everything pending (group commit) with the applied state's META, as
+  // one LevelDB batch, unless a write is in flight (it starts the next when it lands).
+  private startWrite(): void {
+    if (this.inFlight !== undefined || this.failure !== undefined) return;
+    const syncing = this.syncWantedSequence > this.syncedSequence;
+    if (this.writtenSequence === this.appliedSequence && !syncing) return;
+    const sequence = this.appliedSequence;
+    const operations: LevelOperation[] = [];
+    const mapKeys: string[] = [];
+    for (const [mapKey, write] of this.pending) {
+      assert(write.sequence > this.writtenSequence, 'a pending write is older than the written state');
+      assert(write.sequence <= sequence, 'a pending write is newer than the applied state');
+      operations.push(write.encoded === null ? { type: 'del', key: write.levelKey } : { type: 'put', key: write.levelKey, value: write.encoded });
+      mapKeys.push(mapKey);
+    }
+    operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(this.meta) });
+    const appliedIndex = this.meta.appliedIndex;
+    let written: Promise<void>;
+    try {
+      written = syncing ? this.db.batch(operations, SYNC_OPTIONS) : this.db.batch(operations);
+    } catch (error) {
+      written = Promise.reject(error);
+    }
+    this.inFlight = written.then(
+      () => this.landed(sequence, mapKeys, syncing),
+      (error: unknown) => this.fail(error, appliedIndex),
+    );
+  }
+
+  // landed drops the keys a write carried from the pending layer, unless a later batch
+  // wrote them again (they stay for the next write), and starts the next write.
+  private landed(sequence: number, mapKeys: readonly string[], synced: boolean): void {
+    assert(this.inFlight !== undefined, 'a write landed while none was in flight');
+    assert(sequence >= this.writtenSequence, 'writes land in order');
+    this.inFlight = undefined;
+    this.writtenSequence = sequence;
+    if (synced) this.syncedSequence = sequence;
+    for (const mapKey of mapKeys) {
+      const write = this.pending.get(mapKey);
+      assert(write !== undefined, 'a written key left the pending layer before its write landed');
+      if (write.sequence > sequence) continue;
+      this.pending.delete(mapKey);
+      this.pendingBytes -= pendingWriteBytes(write);
+    }
+    assert(this.pending.size > 0 || this.pendingBytes === 0, 'pending bytes without pending keys');
+    this.startWrite();
+  }
+
+  // fail records a failed write: the applied state is no longer reaching LevelDB, so the
+  // state machine refuses every later call and reports the failure as fatal, once.
+  private fail(error: unknown, appliedIndex: Index): void {
+    this.inFlight = undefined;
+    if (this.failure !== undefined) return;
+    this.failure = new StrataError(
+      ErrorCode.IO_ERROR,
+      `state machine: the LevelDB write of the entries applied up to index ${appliedIndex} failed; the state machine refuses further calls`,
+      { cause: error, details: { appliedIndex } },
+    );
+    this.onFatal(this.failure);
+  }
+
+  // waitForWrites waits for writes to land until `condition` holds; it rejects with the
+  // failure if one fails. The condition must be about the state applied when it was called.
+  private async waitForWrites(condition: () => boolean): Promise<void> {
+    for (let round = 0; round <= WRITE_WAIT_ROUNDS_MAX; round += 1) {
+      if (this.failure !== undefined) throw this.failure;
+      if (condition()) return;
+      assert(this.inFlight !== undefined, 'waiting for a write while none is in flight');
+      await this.inFlight;
+    }
+    assert(false, `a write condition did not hold after ${WRITE_WAIT_ROUNDS_MAX} writes`);
+  }
+
+  private overBound(): boolean {
+    return this.pending.size > this.pendingKeysMax || this.pendingBytes > this.pendingBytesMax;
   }
 }
 
-type LevelSnapshot = ReturnType<KvLevel['snapshot']>;
+function pendingWriteBytes(write: PendingWrite): number {
+  return write.levelKey.byteLength + (write.encoded?.byteLength ?? 0);
+}
 
-// ReadView reads the database at one revision (through a snapshot when given).
+// mapKeyOf is the key of a LevelDB key in the pending and overlay maps (a string, so that
+// equal bytes find the same entry), without copying the bytes.
+function mapKeyOf(levelKey: Uint8Array): string {
+  return Buffer.from(levelKey.buffer, levelKey.byteOffset, levelKey.byteLength).toString('latin1');
+}
+
+// overlayIn returns an overlay's pairs in a range, in key order.
+function overlayIn(overlay: Iterable<OverlayPair>, range: LevelRange): OverlayPair[] {
+  const pairs: OverlayPair[] = [];
+  for (const pair of overlay) if (inLevelRange(pair.levelKey, range)) pairs.push(pair);
+  pairs.sort((a, b) => compareBytes(a.levelKey, b.levelKey));
+  return pairs;
+}
+
+// scanMerged visits, in key order, the pairs of a sorted overlay over those of the layer
+// below it (`scanBelow`): an overlay pair replaces the pair below with the same key, and a
+// deletion (stored null) hides it. It stops when `visit` returns false.
+async function scanMerged(overlay: readonly OverlayPair[], scanBelow: (visit: Visitor) => Promise<void>, visit: Visitor): Promise<void> {
+  let next = 0;
+  let going = true;
+  // emitOverlayBefore visits the overlay pairs up to `key` (all that are left when it is
+  // undefined) and tells whether the pair below with `key` still counts.
+  const emitOverlayBefore = (key: Uint8Array | undefined): boolean => {
+    while (going && next < overlay.length) {
+      const candidate = overlay[next] as OverlayPair;
+      const candidateKey = userKeyOf(candidate.levelKey);
+      const order = key === undefined ? -1 : compareBytes(candidateKey, key);
+      if (order > 0) break;
+      next += 1;
+      if (candidate.stored !== null) going = visit(candidateKey, candidate.stored);
+      if (order === 0) return false; // the overlay replaces the pair below
+    }
+    return true;
+  };
+  await scanBelow((key, stored) => {
+    if (emitOverlayBefore(key) && going) going = visit(key, stored);
+    return going;
+  });
+  emitOverlayBefore(undefined);
+}
+
+// ReadView reads the applied state at one revision: the pending writes over the database.
 class ReadView {
   protected readonly db: KvLevel;
-  protected readonly snapshot: LevelSnapshot | undefined;
+  // The pending layer, live: it changes as writes land (which moves keys into LevelDB,
+  // leaving what a read sees unchanged) and as batches are committed (not during an apply).
+  private readonly pending: ReadonlyMap<string, PendingWrite>;
   revision: number;
 
-  constructor(db: KvLevel, revision: number, snapshot: LevelSnapshot | undefined) {
+  constructor(db: KvLevel, pending: ReadonlyMap<string, PendingWrite>, revision: number) {
     this.db = db;
+    this.pending = pending;
     this.revision = revision;
-    this.snapshot = snapshot;
   }
 
   protected getStored(key: Uint8Array): StoredValue | undefined {
-    const bytes = this.snapshot === undefined ? this.db.getSync(storageKey(key)) : this.db.getSync(storageKey(key), { snapshot: this.snapshot });
+    const levelKey = storageKey(key);
+    return this.getStoredAt(levelKey, mapKeyOf(levelKey));
+  }
+
+  // getStoredAt reads one key synchronously: the pending layer, then LevelDB. A key the
+  // pending layer does not have is in LevelDB with its latest value, and a write that lands
+  // meanwhile is in both until its keys leave the pending layer, so the two reads agree.
+  protected getStoredAt(levelKey: Uint8Array, mapKey: string): StoredValue | undefined {
+    const pending = this.pending.get(mapKey);
+    if (pending !== undefined) return pending.stored ?? undefined;
+    const bytes = this.db.getSync(levelKey);
     return bytes === undefined ? undefined : decodeStoredValue(bytes);
   }
 
   // scan visits the pairs of a range in key order until `visit` returns false.
-  protected async scan(range: LevelRange, visit: (key: Uint8Array, stored: StoredValue) => boolean): Promise<void> {
-    const options = this.snapshot === undefined ? { gte: range.gte, lt: range.lt } : { gte: range.gte, lt: range.lt, snapshot: this.snapshot };
-    for await (const [key, value] of this.db.iterator(options)) {
-      if (!visit(userKeyOf(key), decodeStoredValue(value))) break;
+  protected async scan(range: LevelRange, visit: Visitor): Promise<void> {
+    // The iterator reads from a LevelDB snapshot it takes when created (implicit snapshots,
+    // checked at open), and the pending writes in the range are copied in the same tick: a
+    // write that lands during the scan removes its keys from the pending layer, and the
+    // snapshot does not have them.
+    const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
+    const pending = overlayIn(this.pending.values(), range);
+    try {
+      await scanMerged(
+        pending,
+        async (visitBelow) => {
+          for await (const [key, value] of iterator) {
+            if (!visitBelow(userKeyOf(key), decodeStoredValue(value))) break;
+          }
+        },
+        visit,
+      );
+    } finally {
+      await iterator.close();
     }
   }
 
   // pairs returns the pairs of (key, rangeEnd): one key, or a range in order.
-  protected async pairs(key: Uint8Array, rangeEnd: Uint8Array | undefined, visit: (key: Uint8Array, stored: StoredValue) => boolean): Promise<void> {
+  protected async pairs(key: Uint8Array, rangeEnd: Uint8Array | undefined, visit: Visitor): Promise<void> {
     const range = levelRange(key, rangeEnd);
     if (range === undefined) {
       const stored = this.getStored(key);
@@ -240,21 +515,14 @@ class ReadView {
 // ApplyView is a ReadView with the writes of the batch being applied on top: requests later
 // in the batch (and later operations of a Txn) read what earlier ones wrote.
 class ApplyView extends ReadView {
-  // LevelDB key (latin1) -> the pending state of a user key: a value, or null for deleted.
-  private readonly overlay = new Map<string, { readonly key: Uint8Array; readonly stored: StoredValue | null }>();
+  // LevelDB key (latin1) -> the batch's write of a user key: a value, or null for deleted.
+  private readonly overlay = new Map<string, OverlayPair>();
   // Writes in the request being executed; the revision moves once per request that wrote.
   private changes = 0;
 
-  constructor(db: KvLevel, revision: number) {
-    super(db, revision, undefined);
-  }
-
-  operations(): ({ type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array })[] {
-    const operations: ({ type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array })[] = [];
-    for (const { key, stored } of this.overlay.values()) {
-      operations.push(stored === null ? { type: 'del', key: storageKey(key) } : { type: 'put', key: storageKey(key), value: encodeStoredValue(stored) });
-    }
-    return operations;
+  // writes are the batch's writes, for commit().
+  writes(): ReadonlyMap<string, OverlayPair> {
+    return this.overlay;
   }
 
   async execute(request: KvRequest): Promise<KvResponse> {
@@ -289,45 +557,27 @@ class ApplyView extends ReadView {
     return this.revision + 1;
   }
 
-  protected override getStored(key: Uint8Array): StoredValue | undefined {
-    const pending = this.overlay.get(Buffer.from(storageKey(key)).toString('latin1'));
-    if (pending !== undefined) return pending.stored ?? undefined;
-    return super.getStored(key);
+  protected override getStoredAt(levelKey: Uint8Array, mapKey: string): StoredValue | undefined {
+    const written = this.overlay.get(mapKey);
+    if (written !== undefined) return written.stored ?? undefined;
+    return super.getStoredAt(levelKey, mapKey);
   }
 
-  protected override async scan(range: LevelRange, visit: (key: Uint8Array, stored: StoredValue) => boolean): Promise<void> {
-    // Merge the database's pairs with the pending writes in the range, in key order.
-    const pending = [...this.overlay.values()].filter(({ key }) => inLevelRange(storageKey(key), range));
-    pending.sort((a, b) => compareBytes(a.key, b.key));
-    let next = 0;
-    let going = true;
-    const emitPendingBefore = (key: Uint8Array | undefined): boolean => {
-      while (going && next < pending.length) {
-        const candidate = pending[next] as { key: Uint8Array; stored: StoredValue | null };
-        const order = key === undefined ? -1 : compareBytes(candidate.key, key);
-        if (order > 0) break;
-        next += 1;
-        if (candidate.stored !== null) going = visit(candidate.key, candidate.stored);
-        if (order === 0) return false; // the pending write replaces the stored pair
-      }
-      return true;
-    };
-    await super.scan(range, (key, stored) => {
-      if (emitPendingBefore(key) && going) going = visit(key, stored);
-      return going;
-    });
-    emitPendingBefore(undefined);
+  protected override async scan(range: LevelRange, visit: Visitor): Promise<void> {
+    // The batch's writes over the applied state (the pending writes over the database).
+    await scanMerged(overlayIn(this.overlay.values(), range), (visitBelow) => super.scan(range, visitBelow), visit);
   }
 
-  private write(key: Uint8Array, stored: StoredValue | null): void {
-    this.overlay.set(Buffer.from(storageKey(key)).toString('latin1'), { key, stored });
+  private write(levelKey: Uint8Array, stored: StoredValue | null): void {
+    this.overlay.set(mapKeyOf(levelKey), { levelKey, stored });
     this.changes += 1;
   }
 
   private put(request: PutRequest): Omit<PutResponse, 'revision'> {
-    const previous = this.getStored(request.key);
+    const levelKey = storageKey(request.key);
+    const previous = this.getStoredAt(levelKey, mapKeyOf(levelKey));
     const revision = this.writeRevision();
-    this.write(request.key, {
+    this.write(levelKey, {
       createRevision: previous?.createRevision ?? revision,
       modRevision: revision,
       version: (previous?.version ?? 0) + 1,
@@ -343,7 +593,7 @@ class ApplyView extends ReadView {
       doomed.push({ key: key.slice(), stored });
       return true;
     });
-    for (const { key } of doomed) this.write(key, null);
+    for (const { key } of doomed) this.write(storageKey(key), null);
     const prevKvs = request.prevKv === true ? doomed.map(({ key, stored }) => toKeyValue(key, stored, false)) : [];
     return { type: 'deleteRange', deleted: doomed.length, prevKvs };
   }

@@ -1,5 +1,6 @@
-// The state machine under faults: a LevelDB batch that fails leaves the applied state as it
-// was, and a crash that loses the last batches (they are written without sync) converges to
+// The state machine under faults: a background LevelDB write that fails is fatal (reported
+// once, every later call refuses with IO_ERROR, LevelDB keeps the last state written), and a
+// crash that loses the last batches (they are written behind and without sync) converges to
 // the same state once the log is re-applied. Seeded; the seed is printed on failure.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -8,6 +9,7 @@ import type { Entry } from '../../src/raft/types.ts';
 import { encodeKvCommand } from '../../src/storage/kv-command-codec.ts';
 import { KvStateMachine } from '../../src/storage/kv-state-machine.ts';
 import type { KvRequest } from '../../src/storage/kv-types.ts';
+import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
 
 type Level = MemoryLevel<Uint8Array, Uint8Array>;
@@ -41,26 +43,38 @@ function randomRequest(random: SeededRandom): KvRequest {
   };
 }
 
-test('a failed LevelDB batch changes nothing, and the same entries apply afterwards', async () => {
+test('a failed background LevelDB write is fatal: reported once, and every later call refuses with IO_ERROR', async () => {
   const db = newLevel();
-  const machine = await KvStateMachine.open(db);
+  const fatal: Error[] = [];
+  const machine = await KvStateMachine.open(db, { onFatal: (error) => fatal.push(error) });
   const entry = (index: number, request: KvRequest): Entry => ({ index, term: 1, type: 0, data: encodeKvCommand({ id: index, request }) });
   await machine.apply([entry(1, { type: 'put', key: bytes('a'), value: bytes('1') })]);
+  await machine.whenWritten();
   const realBatch = db.batch.bind(db);
   let failures = 1;
   (db as unknown as { batch: unknown }).batch = (...args: unknown[]) => {
     if (failures-- > 0) return Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
     return (realBatch as (...a: unknown[]) => Promise<void>)(...args);
   };
-  const next = [entry(2, { type: 'put', key: bytes('a'), value: bytes('2') }), entry(3, { type: 'deleteRange', key: bytes('a') })];
-  await assert.rejects(machine.apply(next), /EIO/);
-  assert.equal(machine.appliedIndex(), 1);
-  assert.equal(machine.revision(), 2);
-  assert.equal((await machine.range({ type: 'range', key: bytes('a') })).kvs[0]?.version, 1);
-  const results = await machine.apply(next);
+  // Write-behind: the apply resolves before its write fails.
+  const results = await machine.apply([entry(2, { type: 'put', key: bytes('a'), value: bytes('2') }), entry(3, { type: 'deleteRange', key: bytes('a') })]);
   assert.deepEqual(results.map((result) => result.response?.revision), [3, 4]);
-  assert.equal((await machine.range({ type: 'range', key: bytes('a') })).count, 0);
-  await machine.close();
+  const isIoError = (error: unknown): boolean => isStrataError(error, ErrorCode.IO_ERROR);
+  await assert.rejects(machine.whenWritten(), isIoError);
+  assert.equal(fatal.length, 1);
+  assert.ok(isIoError(fatal[0]));
+  assert.equal(((fatal[0] as Error).cause as { code?: string }).code, 'EIO');
+  await assert.rejects(machine.apply([entry(4, { type: 'put', key: bytes('b'), value: bytes('1') })]), isIoError);
+  await assert.rejects(machine.range({ type: 'range', key: bytes('a') }), isIoError);
+  await assert.rejects(machine.range({ type: 'range', key: bytes('a'), rangeEnd: bytes('\0') }), isIoError);
+  await assert.rejects(machine.sync(), isIoError);
+  // LevelDB still holds the state of index 1, from which the driver would replay the log.
+  const survivor = await KvStateMachine.open(db);
+  assert.equal(survivor.appliedIndex(), 1);
+  assert.equal((await survivor.range({ type: 'range', key: bytes('a') })).kvs[0]?.version, 1);
+  await assert.rejects(machine.close(), isIoError);
+  assert.equal(db.status, 'closed');
+  assert.equal(fatal.length, 1, 'the failure is reported once');
 });
 
 test('losing the last batches in a crash converges once the log is re-applied', async () => {
@@ -106,6 +120,8 @@ test('losing the last batches in a crash converges once the log is re-applied', 
       }
     }
     assert.equal(applied, ENTRIES, 'the run ended on its time bound');
+    await victim.whenWritten();
+    await referenceMachine.whenWritten();
     assert.equal(victim.revision(), referenceMachine.revision());
     assert.deepEqual(await dump(victimDb), await dump(referenceDb));
     assert.ok(crashes > 0, 'the run should crash at least once');
