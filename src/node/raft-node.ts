@@ -940,6 +940,7 @@ export class RaftNode {
     if (this.stopped) return;
     this.tickCount += 1;
     this.raft.tick();
+    this.sendEagerMessages();
     this.sweepDeadlines();
     if (this.held.length > 0) this.releaseHeld();
     // A read index request or answer can be lost with a message: ask again after an election timeout.
@@ -976,7 +977,17 @@ export class RaftNode {
       if (message.to !== this.memberId) continue;
       this.raft.step(message);
     }
+    this.sendEagerMessages();
     this.scheduleLoop();
+  }
+
+  // Messages that may leave before anything is persisted (Ready.messages' kind) go at once,
+  // even while a Ready is being handled: a TimeoutNow, a vote request or a new leader's
+  // first append would otherwise wait for that Ready's fsync and apply.
+  private sendEagerMessages(): void {
+    if (this.stopped) return;
+    const messages = this.raft.takeMessages();
+    if (messages.length > 0) this.transport.send(messages);
   }
 
   private async onPeerRequest(from: NodeId, kind: PeerRequestKind, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
@@ -1118,6 +1129,7 @@ export class RaftNode {
     if (!status.config.voters.includes(targetId)) throw new StrataError(ErrorCode.BAD_LEADER_TRANSFEREE, 'etcdserver: bad leader transferee');
     if (targetId === this.memberId) return;
     this.raft.transferLeader(targetId);
+    this.sendEagerMessages();
     this.scheduleLoop();
     const deadline = now() + (options.timeoutMs ?? 2 * this.options.electionTimeoutMs);
     for (let attempt = 0; attempt < 100_000; attempt += 1) {

@@ -480,6 +480,22 @@ export class Raft {
 
   // ---------------------------------------------------------------- Ready
 
+  /**
+   * takeMessages hands out, between Readys or while one is outstanding, the queued messages
+   * of the kind Ready.messages carries: those that never depend on this node's unpersisted
+   * state. A driver that sends them at once, instead of with the next Ready, lets a
+   * TimeoutNow, a vote request or a commit notice leave while the current Ready's fsync
+   * runs. Messages that must wait for persistence stay queued for the next Ready.
+   */
+  takeMessages(): Message[] {
+    if (this.messages.length === 0) return [];
+    const immediate: Message[] = [];
+    const waiting: Message[] = [];
+    for (const message of this.messages) (mustWaitForPersist(message) ? waiting : immediate).push(message);
+    this.messages = waiting;
+    return immediate;
+  }
+
   /** hasReady tells whether ready() has anything to hand out (false while a Ready is outstanding). */
   hasReady(): boolean {
     if (this.outstandingReady !== undefined) return false;

@@ -83,6 +83,25 @@ describe('persistence ordering (thesis §10.2.1)', () => {
     assert.equal(cluster.node(1).raft.status().role, 'leader', 'once persisted, the self-vote and the grant are a quorum');
   });
 
+  test('takeMessages hands out only what may leave before persistence, once', () => {
+    const cluster = new Harness([1, 2, 3]);
+    cluster.processReady();
+    const candidate = cluster.node(1).raft;
+    candidate.campaign();
+    const early = candidate.takeMessages();
+    assert.deepEqual(early.map((message) => message.type).sort(), ['vote', 'vote']);
+    assert.deepEqual(candidate.takeMessages(), [], 'taken messages are not handed out again');
+    const ready = candidate.ready();
+    assert.equal(ready.messages.length, 0, 'the Ready no longer carries the taken vote requests');
+    assert.ok(ready.hardState?.vote === 1 && ready.mustSync, 'the campaign is still persisted through the Ready');
+    // A voter's answer promises a durable vote: takeMessages leaves it for messagesAfterPersist.
+    const request = early[0] as Message;
+    const voter = cluster.node(request.to).raft;
+    voter.step(request);
+    assert.deepEqual(voter.takeMessages(), []);
+    assert.deepEqual(voter.ready().messagesAfterPersist.map((message) => message.type), ['voteResponse']);
+  });
+
   test('a voter answers only after its vote is persisted', () => {
     const cluster = new Harness([1, 2, 3]);
     cluster.processReady();
