@@ -25,7 +25,7 @@ import { parseTargets, startTargets, type RunningCluster, type SystemName } from
 import { probeFdatasync, type DiskProbeResult } from './cluster/disk-probe.ts';
 import { CpuWindow } from './cluster/process-cpu.ts';
 import { cleanupSync, installCleanupHandlers, makeTempFolder } from './cluster/processes.ts';
-import { formatNumber, formatTable, loadAverage, median, printFooter, summarize } from './cluster/stats.ts';
+import { formatNumber, formatTable, loadAverage, machineBusyPercent, median, printFooter, summarize } from './cluster/stats.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -108,8 +108,9 @@ const samplesFor = (system: SystemName, scenario: Scenario): Samples => {
 
 installCleanupHandlers();
 const loadBefore = loadAverage();
+const busyBeforePercent = await machineBusyPercent();
 console.log(
-  `bench:kv on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}` +
+  `bench:kv on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}, CPUs ${busyBeforePercent.toFixed(0)} % busy with other work` +
     ' (other work on this machine makes figures noisy)',
 );
 console.log(
@@ -351,5 +352,5 @@ function report(): void {
       json.push({ bench: 'kv', name: `goal ${name}`, unit: 'ratio', median: value, met });
     }
   }
-  printFooter('kv', json, skipped, loadBefore);
+  printFooter('kv', json, skipped, loadBefore, busyBeforePercent);
 }

@@ -31,7 +31,7 @@ import { parseTargets, startTargets, type Member, type RunningCluster, type Syst
 import { probeFdatasync } from './cluster/disk-probe.ts';
 import { cleanupSync, installCleanupHandlers, makeTempFolder, sleep } from './cluster/processes.ts';
 import { describeError, moveLeader } from './cluster/rpc.ts';
-import { formatNumber, formatTable, loadAverage, median, printFooter } from './cluster/stats.ts';
+import { formatNumber, formatTable, loadAverage, machineBusyPercent, median, printFooter } from './cluster/stats.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -93,8 +93,9 @@ const diskSyncP50Ms: number[] = [];
 const epochMs = (): number => performance.timeOrigin + performance.now();
 installCleanupHandlers();
 const loadBefore = loadAverage();
+const busyBeforePercent = await machineBusyPercent();
 console.log(
-  `bench:transfer on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}` +
+  `bench:transfer on ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, node ${process.version}, load average ${loadBefore}, CPUs ${busyBeforePercent.toFixed(0)} % busy with other work` +
     ' (other work on this machine makes figures noisy)',
 );
 console.log(
@@ -332,5 +333,5 @@ function report(): void {
       json.push({ bench: 'transfer', name: `goal ${key} pause ≤ 25 ms and no failed write`, unit: 'ms', median: worst, failedOrAmbiguous: bad, met: bad === 0 && worst <= 25 });
     }
   }
-  printFooter('transfer', json, skipped, loadBefore);
+  printFooter('transfer', json, skipped, loadBefore, busyBeforePercent);
 }

@@ -1,5 +1,6 @@
 // Percentiles of one run and medians over runs, for the cluster benchmarks.
-import { cpus, loadavg } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { summarize, type Summary } from '../native/stats.ts';
 
 export { summarize, type Summary };
@@ -58,26 +59,49 @@ export function loadAverage(): string {
   return loadavg().map((value) => value.toFixed(2)).join(' ');
 }
 
+// cpuTicks reads the machine's CPU time from /proc/stat: busy (everything but idle and
+// iowait) and total, in clock ticks.
+function cpuTicks(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = values.slice(0, 8).reduce((sum, value) => sum + value, 0);
+  const idle = (values[3] ?? 0) + (values[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * machineBusyPercent samples how busy the machine's CPUs are over `windowMs` (0..100, all
+ * cores together): measured before a benchmark starts its processes, it is other work.
+ */
+export async function machineBusyPercent(windowMs = 1_000): Promise<number> {
+  const before = cpuTicks();
+  await new Promise((resolve) => setTimeout(resolve, windowMs));
+  const after = cpuTicks();
+  const total = after.total - before.total;
+  return total > 0 ? ((after.busy - before.busy) / total) * 100 : Number.NaN;
+}
+
+/** BUSY_BEFORE_WARN_PERCENT: other work above this share of the CPUs makes a run suspect. */
+const BUSY_BEFORE_WARN_PERCENT = 25;
+
 /**
  * printFooter ends a benchmark's output the same way for every benchmark: the targets that
- * were skipped, the load average before and after (with a warning when other work was running at the start),
- * then the JSON lines of every figure.
+ * were skipped, the machine's CPU use by other work just before the run (with a warning when
+ * it was high) and the load average, then the JSON lines of every figure.
  */
-export function printFooter(bench: string, json: object[], skipped: Record<string, string>, loadBefore: string): void {
+export function printFooter(bench: string, json: object[], skipped: Record<string, string>, loadBefore: string, busyBeforePercent: number): void {
   for (const [system, reason] of Object.entries(skipped)) {
     console.log(`\n${system} was not measured: ${reason}`);
     json.push({ bench, name: `${system} skipped`, unavailable: reason });
   }
   console.log(
-    `\nload average before ${loadBefore} (other work), after ${loadAverage()} (this benchmark's own processes included; ` +
-      'Linux also counts processes waiting for fdatasync, so a disk-bound run reads above its CPU use)',
+    `\nother work just before the run: CPUs ${busyBeforePercent.toFixed(0)} % busy; load average before ${loadBefore}, after ${loadAverage()} ` +
+      "(the load includes this benchmark's own processes, and Linux counts processes waiting for fdatasync too)",
   );
-  // Only the load before the run tells of other work: during it, the benchmark's own members,
-  // harness and their waits on the disk make up the load.
-  const before = Number(loadBefore.split(' ')[0]);
-  if (before > cpus().length / 2) {
+  json.push({ bench, name: 'CPU busy with other work before the run', unit: '%', median: busyBeforePercent });
+  if (busyBeforePercent > BUSY_BEFORE_WARN_PERCENT) {
     console.log(
-      `WARNING: the load average was ${before.toFixed(1)} on ${cpus().length} cores when the run started: other work competed for CPU, ` +
+      `WARNING: other work kept the CPUs ${busyBeforePercent.toFixed(0)} % busy when the run started: it competed for CPU, ` +
         'which hurts single-threaded Node processes (the echo server, the harness, stratakv) more than multi-threaded etcd; treat the ratios with care.',
     );
   }
