@@ -978,6 +978,12 @@ export class RaftNode {
       this.raft.step(message);
     }
     this.sendEagerMessages();
+    // Writes held while there was no leader go to a newly known leader at once, rather than
+    // when the Ready that reports the change is taken (after the current one's fsync).
+    if (this.held.length > 0) {
+      const leaderId = this.raftLeader();
+      if (leaderId !== NO_NODE && leaderId !== this.memberId) this.releaseHeld();
+    }
     this.scheduleLoop();
   }
 
