@@ -349,7 +349,8 @@ export class RaftNode {
     this.stopped = true;
     if (this.ticker !== undefined) clearInterval(this.ticker);
     const stoppedError = (): StrataError => new StrataError(ErrorCode.STOPPED, 'etcdserver: server stopped');
-    for (const proposal of [...this.toPropose, ...this.held]) this.settleProposal(proposal, stoppedError());
+    for (const proposal of [...this.toPropose, ...this.held, ...[...this.toForward.values()].flat()]) this.settleProposal(proposal, stoppedError());
+    this.toForward.clear();
     for (const { proposal } of this.inFlight.values()) this.settleProposal(proposal, stoppedError());
     for (const waiter of this.confWaiters.values()) waiter.reject(stoppedError());
     for (const waiter of this.pendingReads) this.settleRead(waiter, stoppedError());
