@@ -38,7 +38,7 @@ import {
 } from '../storage/index.ts';
 import type { PeerRequestKind, Transport } from '../transport/index.ts';
 import { assert } from '../util/assert.ts';
-import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
+import { ErrorCode, isErrorCode, isStrataError, StrataError } from '../util/errors.ts';
 import { SeededRandom } from '../util/random.ts';
 import { clusterIdFor, memberIdFor } from './member-identity.ts';
 import type { MemberIdentity } from './member-state-file.ts';
@@ -1203,11 +1203,8 @@ function wireError(error: StrataError): WireError {
 }
 
 function outcomeError(wire: WireError): StrataError {
-  const code = KNOWN_ERROR_CODES.has(wire.code) ? (wire.code as ErrorCode) : ErrorCode.UNAVAILABLE;
-  return new StrataError(code, wire.message);
+  return new StrataError(isErrorCode(wire.code) ? wire.code : ErrorCode.UNAVAILABLE, wire.message);
 }
-
-const KNOWN_ERROR_CODES: ReadonlySet<string> = new Set<string>(Object.values(ErrorCode));
 
 function checkOptions(options: RaftNodeOptions): void {
   const fail = (message: string): never => {

@@ -17,7 +17,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Logger, Message, NodeId } from '../raft/index.ts';
 import { SILENT_LOGGER } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
-import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
+import { ErrorCode, StrataError, isErrorCode, isStrataError } from '../util/errors.ts';
 import type { RandomSource } from '../util/random.ts';
 import type { TransportLimits } from './limits.ts';
 import { resolveTransportLimits } from './limits.ts';
@@ -115,7 +115,6 @@ interface PeerState {
 }
 
 const PEER_REQUEST_KINDS: ReadonlySet<string> = new Set<PeerRequestKind>(['propose', 'member', 'status', 'read']);
-const ERROR_CODES: ReadonlySet<string> = new Set<string>(Object.values(ErrorCode));
 const EMPTY_BYTES = new Uint8Array(0);
 
 let peerService: grpc.ServiceDefinition | undefined;
@@ -795,10 +794,10 @@ function toCallError(error: StrataError): CallErrorWire {
 }
 
 function remoteError(peer: NodeId, wire: CallErrorWire): StrataError {
-  if (!ERROR_CODES.has(wire.code)) {
+  if (!isErrorCode(wire.code)) {
     return new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} answered with unknown error code ${JSON.stringify(wire.code)}: ${wire.message}`, {
       details: { peer, remoteCode: wire.code },
     });
   }
-  return new StrataError(wire.code as ErrorCode, wire.message, { details: decodeErrorDetails(wire.details) });
+  return new StrataError(wire.code, wire.message, { details: decodeErrorDetails(wire.details) });
 }

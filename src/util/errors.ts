@@ -75,6 +75,13 @@ export const ErrorCode = {
 /** ErrorCode is the union of the catalogue's codes. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+const ERROR_CODES: ReadonlySet<unknown> = new Set<unknown>(Object.values(ErrorCode));
+
+/** isErrorCode tells whether `value` (a code received from a peer, say) is in the catalogue. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return ERROR_CODES.has(value);
+}
+
 /** StrataError is an operating error with a stable code and an optional cause. */
 export class StrataError extends Error {
   override name = 'StrataError';

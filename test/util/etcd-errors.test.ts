@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { ErrorCode, StrataError } from '../../src/util/errors.ts';
+import { ErrorCode, isErrorCode, StrataError } from '../../src/util/errors.ts';
 import { ETCD_ERRORS, fromGrpcStatus, GrpcStatus, toGrpcStatus } from '../../src/util/etcd-errors.ts';
 
 test('every code round-trips through toGrpcStatus and fromGrpcStatus', () => {
@@ -75,4 +75,9 @@ test('non-StrataErrors: an abort is etcd\'s cancel, anything else UNKNOWN', () =
   assert.deepEqual(toGrpcStatus(abort), { code: GrpcStatus.CANCELLED, details: 'etcdserver: request canceled' });
   assert.deepEqual(toGrpcStatus(new Error('boom')), { code: GrpcStatus.UNKNOWN, details: 'boom' });
   assert.deepEqual(toGrpcStatus('text'), { code: GrpcStatus.UNKNOWN, details: 'text' });
+});
+
+test('isErrorCode accepts the catalogue codes and nothing else (codes arrive from peers)', () => {
+  for (const code of Object.values(ErrorCode)) assert.ok(isErrorCode(code), code);
+  for (const value of ['', 'not_found', 'NO_SUCH_CODE', 7, undefined, null]) assert.equal(isErrorCode(value), false, String(value));
 });
