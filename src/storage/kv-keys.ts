@@ -82,6 +82,15 @@ export function encodeStoredValue(stored: StoredValue): Uint8Array {
   return bytes;
 }
 
+/**
+ * storedValueOver answers `stored` with its value read from `encoded` (what
+ * encodeStoredValue(stored) returned), so that it holds no view into the caller's buffers,
+ * without decoding the counters again.
+ */
+export function storedValueOver(stored: StoredValue, encoded: Uint8Array): StoredValue {
+  return { ...stored, value: encoded.subarray(STORED_VALUE_HEADER_BYTES) };
+}
+
 /** decodeStoredValue reads a StoredValue; bad bytes are CORRUPTION. */
 export function decodeStoredValue(bytes: Uint8Array): StoredValue {
   if (bytes.byteLength < STORED_VALUE_HEADER_BYTES || bytes[0] !== STORED_VALUE_FORMAT) {

@@ -32,6 +32,7 @@ import {
   inLevelRange,
   levelRange,
   storageKey,
+  storedValueOver,
   userKeyOf,
 } from './kv-keys.ts';
 import type {
@@ -302,7 +303,8 @@ export class KvStateMachine {
     for (const [mapKey, { levelKey, stored }] of writes) {
       // Encoding copies the value, so the pending layer holds no view into the entries.
       const encoded = stored === null ? null : encodeStoredValue(stored);
-      const write: PendingWrite = { levelKey, stored: encoded === null ? null : decodeStoredValue(encoded), encoded, sequence };
+      const kept = stored === null || encoded === null ? null : storedValueOver(stored, encoded);
+      const write: PendingWrite = { levelKey, stored: kept, encoded, sequence };
       const previous = this.pending.get(mapKey);
       if (previous !== undefined) this.pendingBytes -= pendingWriteBytes(previous);
       this.pending.set(mapKey, write);
