@@ -2,6 +2,7 @@
 // native/ (page-aligned buffers, read-only file mappings, aligned file I/O off the main
 // thread, hardware CRC32c). Importing it never fails; the first call that needs the addon
 // throws NATIVE_UNAVAILABLE when it is not built (`npm run build:native`).
+export { NATIVE_ADDON_PATH } from './addon.ts';
 export { crc32c, crc32cImplementation, crc32cImplementations, crc32cWith, maskCrc32c, unmaskCrc32c } from './crc32c.ts';
 export type { Crc32cImplementation } from './crc32c.ts';
 export {

@@ -2,13 +2,13 @@
 //
 // A record is an 8-byte header and a body:
 //   u32 LE  body length
-//   u32 LE  masked CRC32c of the body (LevelDB's mask, see src/util/crc32c.ts)
+//   u32 LE  masked CRC32c of the body (LevelDB's mask, see src/native/crc32c.ts)
 //   body:   u8 record type, then the type's fields (integers are u64 LE, safe integers)
 // The CRC is verified on every read, at start-up and when an entry is read back later.
 
 import { assert, assertNever } from '../util/assert.ts';
 import { readU64, writeU64 } from './binary.ts';
-import { crc32c, maskCrc32c, unmaskCrc32c } from '../util/crc32c.ts';
+import { crc32c, maskCrc32c, unmaskCrc32c } from '../native/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { ConfState, Entry, EntryType, HardState, Index, Snapshot, Term } from '../raft/types.ts';
 

@@ -1,5 +1,5 @@
 // Assertions for programmer errors. They stay on in production: continuing with a broken
-// invariant is how data is lost, so a failed assertion stops the process (see DESIGN.md,
+// invariant is how data is lost, so a failed assertion stops the process (see ARCHITECTURE.md,
 // "Errors"). Operating errors are StrataError values instead (errors.ts).
 
 /** AssertionFailure is thrown by assert(); it is never caught by stratakv code. */

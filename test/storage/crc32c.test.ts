@@ -1,7 +1,7 @@
 // CRC32c against published check values (RFC 3720 appendix B.4) and the LevelDB mask.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { crc32c, maskCrc32c, unmaskCrc32c } from '../../src/util/crc32c.ts';
+import { crc32c, maskCrc32c, unmaskCrc32c } from '../../src/native/index.ts';
 
 test('crc32c matches the standard check value and RFC 3720 vectors', () => {
   assert.equal(crc32c(new TextEncoder().encode('123456789')), 0xe3069283);
