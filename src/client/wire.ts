@@ -21,7 +21,6 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../storage/kv-types.ts';
-import type { Member, MemberStatus } from '../server/backend.ts';
 
 /** MemberId is a cluster member id: etcd's are random 64-bit numbers, beyond a double's safe range. */
 export type MemberId = bigint;
@@ -35,13 +34,31 @@ export interface ResponseHeader {
   readonly raftTerm: number;
 }
 
-/** ClusterMember is backend.ts's Member with a 64-bit id (etcd's member ids do not fit a number). */
-export interface ClusterMember extends Omit<Member, 'id'> {
+// The client is a sibling of src/server (ARCHITECTURE.md, Layers): it describes what etcd's
+// Cluster and Maintenance answers carry in its own types instead of importing the server's.
+
+/** ClusterMember is one member as etcd's MemberList answers it, with a 64-bit id (etcd's member ids do not fit a number). */
+export interface ClusterMember {
   readonly id: MemberId;
+  /** Empty until the member has published its name. */
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
 }
 
-/** EndpointStatus is backend.ts's MemberStatus as one endpoint answered it, with 64-bit ids. */
-export interface EndpointStatus extends Omit<MemberStatus, 'leaderId'> {
+/** EndpointStatus is Maintenance.Status as one endpoint answered it, with 64-bit ids. */
+export interface EndpointStatus {
+  readonly version: string;
+  /** Bytes the state machine's database takes on disk (or in memory). */
+  readonly dbSizeBytes: number;
+  /** The last index of the answering member's Raft log. */
+  readonly raftIndex: number;
+  readonly raftTerm: number;
+  readonly raftAppliedIndex: number;
+  readonly isLearner: boolean;
+  /** Alarms or problems, as text (etcd's `errors`). */
+  readonly errors: readonly string[];
   /** The endpoint that answered, as host:port. */
   readonly endpoint: string;
   readonly header: ResponseHeader;
