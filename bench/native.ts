@@ -2,7 +2,11 @@
 // by side in one run on this machine.
 //
 // 1. CRC32c throughput (GB/s) over one 64 MiB buffer: every kernel of ours, @node-rs/crc32
-//    and sse4_crc32 (each said to be unavailable, with the reason, when it does not load).
+//    (prebuilt, a devDependency) and sse4_crc32 (each said to be unavailable, with the reason,
+//    when it does not load). sse4_crc32 compiles with node-gyp at install time, which a fresh
+//    machine without internet cannot do, so it is not a devDependency: it is measured only
+//    where someone installed it by hand (`npm install --no-save sse4_crc32` with Node's
+//    headers at hand), and otherwise reported as absent.
 // 2. Sequential write throughput (MB/s) of a FILE_BYTES file ending in fdatasync, on the
 //    disk holding --dir (default: the system temporary folder): our aligned writer with
 //    O_DIRECT (when allowed) and without, `dd bs=1M conv=fdatasync` (dd's own reported time),
@@ -82,11 +86,17 @@ type CrcFunction = (data: Uint8Array) => number;
 const require = createRequire(import.meta.url);
 const unavailable: Record<string, string> = {};
 
-function loadComparison(name: string, load: () => CrcFunction): CrcFunction | undefined {
+function loadComparison(name: string, load: () => CrcFunction, absentReason = 'not installed'): CrcFunction | undefined {
   try {
     return load();
   } catch (error) {
-    unavailable[name] = error instanceof Error ? error.message.split('\n')[0] ?? '' : String(error);
+    const code = (error as { code?: unknown }).code;
+    unavailable[name] =
+      code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND'
+        ? `absent: ${absentReason}`
+        : error instanceof Error
+          ? (error.message.split('\n')[0] ?? '')
+          : String(error);
     return undefined;
   }
 }
@@ -108,7 +118,7 @@ async function benchCrc(): Promise<void> {
     const module = require('sse4_crc32') as { calculate(input: Buffer, initial?: number): number; hardware_support: boolean };
     if (!module.hardware_support) throw new Error('sse4_crc32 loaded without hardware support');
     return (bytes) => module.calculate(bytes as Buffer);
-  });
+  }, 'not installed (it compiles with node-gyp at install time, so it is not a devDependency)');
   if (sse4 !== undefined) contenders.set('sse4_crc32 calculate', sse4);
 
   const expected = crc32cWith('table', data);

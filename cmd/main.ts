@@ -57,11 +57,13 @@ export async function main(args: readonly string[]): Promise<number> {
           return 0;
         }
         const options = parseServeFlags(rest);
+        if (!(await import('./native-addon.ts')).ensureNativeAddon('serve')) return EXIT_FAILURE;
         // Loaded on demand: the client verbs should not pay for the server's imports.
         const { runServe } = await import('./serve.ts');
         return await runServe(options);
       }
       case 'dev': {
+        if (!wantsHelp(rest) && !(await import('./native-addon.ts')).ensureNativeAddon('dev')) return EXIT_FAILURE;
         const { runDev } = await import('./dev.ts');
         return await runDev(rest);
       }

@@ -1,11 +1,14 @@
 // `stratakv dev` as a person runs it: the cluster comes up, prints its endpoints and an
 // etcdctl example, serves, and stops cleanly (every member process gone) on SIGINT.
+// It runs twice where the machine has a Node older than the engines (Node 20 here): started
+// by that Node, the launcher runs the CLI in a Node 24 child, and a SIGINT sent to the
+// launcher's PID alone (as `kill -INT`, or CI without a terminal) must reach the cluster.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
 import { etcdctl, etcdctlSkipReason, freePort } from '../integration/cluster-process.ts';
 
@@ -20,37 +23,64 @@ function isAlive(pid: number): boolean {
   }
 }
 
-test('stratakv dev starts 3 members, prints endpoints and an etcdctl example, and stops on Ctrl-C', { skip: etcdctlSkipReason() }, async () => {
-  const directory = mkdtempSync(join(tmpdir(), 'stratakv-dev-test-'));
-  // A free port and, most likely, the five after it.
-  const basePort = await freePort();
-  const child = spawn(process.execPath, [CLI, 'dev', `--base-port=${basePort}`], { cwd: directory, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  try {
-    const deadline = Date.now() + 30_000;
-    while (!output.includes('Ctrl-C stops the cluster') && child.exitCode === null && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+/** olderNode finds a node on PATH older than the engines (>= 22.22), the machine's own Node 20 here. */
+function olderNode(): string | undefined {
+  for (const directory of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(directory, 'node');
+    try {
+      accessSync(candidate, constants.X_OK);
+    } catch {
+      continue;
     }
-    assert.match(output, /a 3-member cluster is up/, output);
-    assert.match(output, /etcdctl --endpoints=127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+ put hello world/);
-    assert.ok(existsSync(join(directory, 'stratakv-dev', 'n1', 'member')), 'data lives in ./stratakv-dev');
-    const endpoints = /--endpoints=(\S+) put hello world/.exec(output)?.[1]?.split(',') ?? [];
-    assert.equal(endpoints.length, 3);
-    assert.equal(etcdctl(endpoints, ['put', 'hello', 'world']).stdout, 'OK\n');
-    assert.equal(etcdctl(endpoints, ['get', 'hello']).stdout, 'hello\nworld\n');
-    const pids = [...output.matchAll(/pid (\d+)/g)].map((match) => Number(match[1]));
-    assert.equal(pids.length, 3);
-
-    process.kill(child.pid ?? 0, 'SIGINT');
-    const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
-    assert.equal(code, 0, output);
-    assert.match(output, /stratakv dev: stopped/);
-    for (const pid of pids) assert.equal(isAlive(pid), false, `member process ${pid} is gone`);
-  } finally {
-    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-    rmSync(directory, { recursive: true, force: true });
+    const version = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim();
+    const [major = 0, minor = 0] = version.split('.').map(Number);
+    if (major > 0 && (major < 22 || (major === 22 && minor < 22))) return candidate;
   }
-});
+  return undefined;
+}
+
+const OLDER_NODE = olderNode();
+const LAUNCHERS: ReadonlyArray<readonly [string, string | undefined, string | undefined]> = [
+  ['this Node', process.execPath, undefined],
+  ['a Node older than the engines (the launcher runs Node 24 as its child)', OLDER_NODE, OLDER_NODE === undefined ? 'no node older than 22.22 on PATH' : undefined],
+];
+
+for (const [launchedBy, nodeBinary, noOlderNode] of LAUNCHERS) {
+  test(`stratakv dev, started by ${launchedBy}, starts 3 members, prints endpoints and an etcdctl example, and stops on SIGINT to its PID`, { skip: etcdctlSkipReason() ?? noOlderNode }, async () => {
+    assert.ok(nodeBinary !== undefined);
+    const directory = mkdtempSync(join(tmpdir(), 'stratakv-dev-test-'));
+    // A free port and, most likely, the five after it.
+    const basePort = await freePort();
+    // Its own process group, so the SIGINT below reaches the launcher alone, not its child.
+    const child = spawn(nodeBinary, [CLI, 'dev', `--base-port=${basePort}`], { cwd: directory, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!output.includes('Ctrl-C stops the cluster') && child.exitCode === null && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.match(output, /a 3-member cluster is up/, output);
+      assert.match(output, /etcdctl --endpoints=127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+ put hello world/);
+      assert.ok(existsSync(join(directory, 'stratakv-dev', 'n1', 'member')), 'data lives in ./stratakv-dev');
+      const endpoints = /--endpoints=(\S+) put hello world/.exec(output)?.[1]?.split(',') ?? [];
+      assert.equal(endpoints.length, 3);
+      assert.equal(etcdctl(endpoints, ['put', 'hello', 'world']).stdout, 'OK\n');
+      assert.equal(etcdctl(endpoints, ['get', 'hello']).stdout, 'hello\nworld\n');
+      const pids = [...output.matchAll(/pid (\d+)/g)].map((match) => Number(match[1]));
+      assert.equal(pids.length, 3);
+
+      process.kill(child.pid ?? 0, 'SIGINT');
+      const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+      assert.equal(code, 0, output);
+      assert.match(output, /stratakv dev: stopped/);
+      for (const pid of pids) assert.equal(isAlive(pid), false, `member process ${pid} is gone`);
+    } finally {
+      if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+}
+
