@@ -1,6 +1,6 @@
 // ESLint flat config. The block for src/raft enforces the rule that makes the Raft core
 // testable by simulation: it does no I/O, reads no clock, has no randomness of its own and
-// never waits (see shared/DESIGN.md, "Rules that keep this shape").
+// never waits (see ARCHITECTURE.md, "Layers").
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 

@@ -1,4 +1,4 @@
-# binding.gyp — the stratakv native addon (see ../shared/DESIGN.md, "native/").
+# binding.gyp — the stratakv native addon (see native/README.md and ARCHITECTURE.md).
 # Built only by scripts/build-native.sh (node-gyp with --nodedir, never downloading headers).
 # Node-API only (NAPI_VERSION 8), so one build runs on every Node >= 22.22 of the same
 # platform. C++ exceptions are on: node-addon-api turns failed Node-API calls into them.

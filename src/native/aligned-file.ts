@@ -6,7 +6,7 @@
 // The block rule holds in both modes, so code tested on tmpfs behaves the same on ext4; a
 // file whose length is not whole blocks is cut to size with truncate() after the last write.
 // An fdatasync failure is reported as IO_ERROR; the caller must treat it as fatal (see
-// DESIGN.md, "Errors"): the kernel may already have dropped the unsynced pages.
+// ARCHITECTURE.md, "Errors"): the kernel may already have dropped the unsynced pages.
 //
 // Throughput (npm run bench:native, 256 MiB + fdatasync on this project's virtio ext4 disk):
 // O_DIRECT with allocate() first and 2 MiB blocks × 3 in flight wrote 530–740 MB/s, steady;

@@ -21,7 +21,7 @@ export type UnaryHandler<Request, Response> = (request: Request, signal: AbortSi
 /**
  * unaryCall adapts a handler to grpc-js. An AssertionFailure from below is a programmer
  * error: the client gets UNKNOWN and the failure is rethrown outside the promise chain so
- * that it stops the process (DESIGN.md, "Errors"). Errors that are neither StrataErrors nor
+ * that it stops the process (ARCHITECTURE.md, "Errors"). Errors that are neither StrataErrors nor
  * assertions are logged, since they are bugs the client cannot act on.
  */
 export function unaryCall<Request, Response>(method: string, handler: UnaryHandler<Request, Response>, logger: EtcdServerLogger | undefined): handleUnaryCall<Request, Response> {

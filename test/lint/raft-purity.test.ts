@@ -1,4 +1,4 @@
-// The ESLint rule that keeps src/raft pure (DESIGN.md, "Rules that keep this shape") must
+// The ESLint rule that keeps src/raft pure (ARCHITECTURE.md, "Layers") must
 // actually fire: each forbidden construct, linted as if it were a file in src/raft, is an
 // error, and the same code outside src/raft is not.
 import assert from 'node:assert/strict';
