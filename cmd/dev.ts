@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EtcdClient } from '../src/client/index.ts';
 import { UsageError } from './serve-flags.ts';
+import { listenForStopSignals } from './stop-signals.ts';
 
 const CLI = fileURLToPath(new URL('./stratakv.js', import.meta.url));
 /** DEV_MEMBERS is how many members the dev cluster has. */
@@ -151,10 +152,8 @@ export async function runDev(args: readonly string[]): Promise<number> {
     await Promise.all(members.map((member) => member.exited));
     clearTimeout(killer);
   };
-  const signalled = new Promise<string>((done) => {
-    process.once('SIGINT', () => done('interrupted'));
-    process.once('SIGTERM', () => done('terminated'));
-  });
+  const stopSignals = listenForStopSignals((signal) => console.error(`stratakv dev: ${signal} again; already stopping (members that do not stop within ${STOP_TIMEOUT_MS} ms are killed)`));
+  const signalled = stopSignals.first.then((signal) => (signal === 'SIGINT' ? 'interrupted' : signal === 'SIGTERM' ? 'terminated' : 'hung up'));
   const memberFailed = Promise.race(members.map((member) => member.exited.then((code) => `member ${member.name} exited with code ${code} (see ${join(options.dataDir, `${member.name}.log`)})`)));
 
   const endpoints = members.map((member) => member.clientUrl.replace('http://', ''));
@@ -163,7 +162,8 @@ export async function runDev(args: readonly string[]): Promise<number> {
   if (first !== 'ready') {
     console.error(`stratakv dev: ${first}`);
     await stopAll();
-    return first === 'interrupted' || first === 'terminated' ? 0 : 1;
+    stopSignals.dispose();
+    return isStopSignalReason(first) ? 0 : 1;
   }
   console.log(`stratakv dev: a ${DEV_MEMBERS}-member cluster is up (${resuming ? 'resumed from' : 'data in'} ${options.dataDir})`);
   for (const member of members) console.log(`  ${member.name}  client ${member.clientUrl}  peer ${member.peerUrl}  pid ${member.child.pid}  log ${join(options.dataDir, `${member.name}.log`)}`);
@@ -179,8 +179,13 @@ export async function runDev(args: readonly string[]): Promise<number> {
     console.log(`stratakv dev: ${reason}; stopping the members`);
     await stopAll();
   }
+  stopSignals.dispose();
   console.log('stratakv dev: stopped');
-  return reason === 'interrupted' || reason === 'terminated' ? 0 : 1;
+  return isStopSignalReason(reason) ? 0 : 1;
+}
+
+function isStopSignalReason(reason: string): boolean {
+  return reason === 'interrupted' || reason === 'terminated' || reason === 'hung up';
 }
 
 async function waitForLeader(endpoints: readonly string[]): Promise<void> {

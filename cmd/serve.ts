@@ -1,5 +1,5 @@
 // `stratakv serve`: one cluster member as a process — a RaftNode with its gRPC peer transport
-// and the etcd-compatible client API. SIGINT/SIGTERM stop it gracefully: a leader hands its
+// and the etcd-compatible client API. SIGINT, SIGTERM or SIGHUP stop it gracefully: a leader hands its
 // leadership over first, so clients see no election timeout.
 
 import { RaftNode } from '../src/node/index.ts';
@@ -9,6 +9,7 @@ import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
 import { packageVersion } from './package-version.ts';
 import type { ServeOptions } from './serve-flags.ts';
+import { listenForStopSignals } from './stop-signals.ts';
 
 /** ETCD_API_VERSION is the etcd release whose v3 API stratakv answers like. */
 export const ETCD_API_VERSION = '3.4.0';
@@ -55,16 +56,15 @@ export async function runServe(options: ServeOptions): Promise<number> {
     dataDir: options.dataDir,
   });
 
-  const signalled = new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const stopSignals = listenForStopSignals((signal) => logger.warn(`${signal} again; already stopping`));
+  const signalled: Promise<string> = stopSignals.first;
   const reason = await Promise.race([signalled, node.whenStopped().then(() => 'removed from the cluster')]);
   logger.info(`stopping: ${reason}`);
   // Stop the node first (a leader hands over while clients can still reach us, so their
   // writes are passed on), then the client API.
   await node.stop();
   await server.close({ force: true });
+  stopSignals.dispose();
   logger.info('stopped');
   return 0;
 }
