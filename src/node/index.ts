@@ -1,6 +1,12 @@
-// The public surface of src/node: the driver and what it is started with.
-export { RaftNode, REQUEST_TIMEOUT_MS, PROPOSALS_QUEUED_MAX, PROPOSALS_HELD_MAX, LEARNERS_MAX, LEARNER_READY_FRACTION } from './raft-node.ts';
-export type { NodeStatus, NodeCallOptions } from './raft-node.ts';
+// The public surface of src/node: the driver and what it is started with (its Clock is src/util's).
+export { RaftNode, REMOVED_GRACE_ELECTIONS } from './raft-node.ts';
+export type { NodeStatus, NodeCallOptions, NodeQueues } from './raft-node.ts';
 export type { RaftNodeOptions, RaftNodeHooks, InitialClusterMember, TransportIdentity } from './raft-node-options.ts';
+export { REQUEST_TIMEOUT_MS, PROPOSALS_QUEUED_MAX, PROPOSALS_HELD_MAX, PROPOSALS_IN_FLIGHT_MAX, PROPOSALS_FORWARDING_MAX } from './proposal-tracker.ts';
+export type { ProposalCounts } from './proposal-tracker.ts';
+export { READS_PENDING_MAX } from './read-index.ts';
+export { LEARNERS_MAX, LEARNER_READY_FRACTION, CONF_CHANGES_WAITING_MAX } from './membership-changes.ts';
+export { FORWARD_HOPS_MAX, FORWARD_BATCH_MAX } from './proposal-router.ts';
+export type { ReadyLoopFailpoints } from './ready-loop.ts';
 export type { MemberRecord } from './membership.ts';
 export { memberIdFor, clusterIdFor, formatMemberId } from './member-identity.ts';

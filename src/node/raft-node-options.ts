@@ -1,8 +1,10 @@
 // What a RaftNode is started with, and the hooks it calls.
 
 import type { Logger, Role } from '../raft/index.ts';
-import type { KvLimits } from '../storage/index.ts';
+import type { KvLimits, KvStateMachine, LogStore } from '../storage/index.ts';
 import type { Transport } from '../transport/index.ts';
+import type { Clock, RandomSource } from '../util/index.ts';
+import type { ReadyLoopFailpoints } from './ready-loop.ts';
 
 /** InitialClusterMember is one `name=url,...` entry of --initial-cluster. */
 export interface InitialClusterMember {
@@ -58,4 +60,15 @@ export interface RaftNodeOptions {
   readonly version?: string;
   readonly logger?: Logger;
   readonly hooks?: RaftNodeHooks;
+  /** The clock for ticks, deadlines and deferred work (default: SYSTEM_CLOCK; a VirtualClock under simulation). */
+  readonly clock?: Clock;
+  /** The source of the core's election jitter (default: seeded from the system's randomness). */
+  readonly random?: RandomSource;
+  /**
+   * Opens the log and the state machine instead of `dataDir` (the simulator's DiskLogStore on
+   * a fault-injecting disk, say). The identity is then derived, never read from a file.
+   */
+  readonly storage?: () => Promise<{ readonly log: LogStore; readonly stateMachine: KvStateMachine }>;
+  /** Hooks between the Ready loop's steps, for fault injection in tests (ready-loop.ts). */
+  readonly failpoints?: ReadyLoopFailpoints;
 }

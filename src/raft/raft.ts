@@ -327,7 +327,7 @@ export class Raft {
     this.checkCanPropose();
     if (this.pendingConfIndex > this.raftLog.applied) {
       throw new StrataError(
-        ErrorCode.CONF_CHANGE_REFUSED,
+        ErrorCode.CONF_CHANGE_PENDING,
         `a configuration change at index ${this.pendingConfIndex} is not yet applied (applied ${this.raftLog.applied})`,
       );
     }

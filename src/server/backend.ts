@@ -58,6 +58,8 @@ export interface CallOptions {
 export interface EtcdBackend {
   /** header describes this member now. */
   header(): ResponseHeaderInfo;
+  /** hasLeader tells whether this member knows a leader now (etcd's check for `hasleader` metadata). */
+  hasLeader(): boolean;
   /** kv runs a Put, Range, DeleteRange or Txn and answers with etcd's semantics. */
   kv(request: KvRequest, options?: CallOptions): Promise<KvResponse>;
   status(options?: CallOptions): Promise<MemberStatus>;

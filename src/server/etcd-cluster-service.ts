@@ -14,6 +14,7 @@ export const MEMBER_PEER_URLS_MAX = 16;
 
 /** createClusterService implements etcdserverpb.Cluster. */
 export function createClusterService(backend: EtcdBackend, logger: EtcdServerLogger | undefined): UntypedServiceImplementation {
+  const hasLeader = (): boolean => backend.hasLeader();
   // etcd's cluster answers carry no revision: they do not touch the key-value store.
   const header = (): WireResponseHeader => {
     const info = backend.header();
@@ -46,11 +47,11 @@ export function createClusterService(backend: EtcdBackend, logger: EtcdServerLog
     Promise.reject(new StrataError(ErrorCode.UNIMPLEMENTED, 'member update: changing a member\'s peer URLs is not supported by stratakv yet (remove the member and add it again)'));
 
   return {
-    MemberList: unaryCall('Cluster.MemberList', memberList, logger),
-    MemberAdd: unaryCall('Cluster.MemberAdd', memberAdd, logger),
-    MemberRemove: unaryCall('Cluster.MemberRemove', memberRemove, logger),
-    MemberPromote: unaryCall('Cluster.MemberPromote', memberPromote, logger),
-    MemberUpdate: unaryCall('Cluster.MemberUpdate', memberUpdate, logger),
+    MemberList: unaryCall('Cluster.MemberList', memberList, logger, hasLeader),
+    MemberAdd: unaryCall('Cluster.MemberAdd', memberAdd, logger, hasLeader),
+    MemberRemove: unaryCall('Cluster.MemberRemove', memberRemove, logger, hasLeader),
+    MemberPromote: unaryCall('Cluster.MemberPromote', memberPromote, logger, hasLeader),
+    MemberUpdate: unaryCall('Cluster.MemberUpdate', memberUpdate, logger, hasLeader),
   };
 }
 

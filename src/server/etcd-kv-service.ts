@@ -44,6 +44,7 @@ export interface KvServiceOptions {
 /** createKvService implements etcdserverpb.KV. */
 export function createKvService(options: KvServiceOptions): UntypedServiceImplementation {
   const { backend, maxRequestBytes, logger } = options;
+  const hasLeader = (): boolean => backend.hasLeader();
 
   const checkSize = (request: PutRequest | DeleteRangeRequest | TxnRequest): void => {
     const bytes = requestBytesEstimate(request);
@@ -90,11 +91,11 @@ export function createKvService(options: KvServiceOptions): UntypedServiceImplem
     Promise.reject(new StrataError(ErrorCode.UNIMPLEMENTED, 'compact: stratakv keeps no revision history yet, so there is nothing to compact'));
 
   return {
-    Range: unaryCall('KV.Range', range, logger),
-    Put: unaryCall('KV.Put', put, logger),
-    DeleteRange: unaryCall('KV.DeleteRange', deleteRange, logger),
-    Txn: unaryCall('KV.Txn', txn, logger),
-    Compact: unaryCall('KV.Compact', compact, logger),
+    Range: unaryCall('KV.Range', range, logger, hasLeader),
+    Put: unaryCall('KV.Put', put, logger, hasLeader),
+    DeleteRange: unaryCall('KV.DeleteRange', deleteRange, logger, hasLeader),
+    Txn: unaryCall('KV.Txn', txn, logger, hasLeader),
+    Compact: unaryCall('KV.Compact', compact, logger, hasLeader),
   };
 }
 

@@ -11,6 +11,7 @@ import { unaryCall } from './unary-call.ts';
 
 /** createMaintenanceService implements etcdserverpb.Maintenance's Status and MoveLeader. */
 export function createMaintenanceService(backend: EtcdBackend, logger: EtcdServerLogger | undefined): UntypedServiceImplementation {
+  const hasLeader = (): boolean => backend.hasLeader();
   const status = async (_wire: unknown, signal: AbortSignal): Promise<WireStatusResponse> => {
     const answer = await backend.status({ signal });
     const info = backend.header();
@@ -35,7 +36,7 @@ export function createMaintenanceService(backend: EtcdBackend, logger: EtcdServe
   };
 
   return {
-    Status: unaryCall('Maintenance.Status', status, logger),
-    MoveLeader: unaryCall('Maintenance.MoveLeader', moveLeader, logger),
+    Status: unaryCall('Maintenance.Status', status, logger, hasLeader),
+    MoveLeader: unaryCall('Maintenance.MoveLeader', moveLeader, logger, hasLeader),
   };
 }

@@ -95,6 +95,11 @@ export class LocalBackend implements EtcdBackend {
     await this.stateMachine.close();
   }
 
+  /** hasLeader: the single replica always leads itself. */
+  hasLeader(): boolean {
+    return true;
+  }
+
   header(): ResponseHeaderInfo {
     return { clusterId: this.clusterId, memberId: this.memberId, revision: this.stateMachine.revision(), raftTerm: TERM };
   }

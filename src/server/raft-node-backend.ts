@@ -18,6 +18,10 @@ export class RaftNodeBackend implements EtcdBackend {
     return { clusterId: this.node.clusterId, memberId: this.node.memberId, revision: this.node.revision(), raftTerm: this.node.currentTerm() };
   }
 
+  hasLeader(): boolean {
+    return this.node.leaderId() !== 0;
+  }
+
   kv(request: KvRequest, options: CallOptions = {}): Promise<KvResponse> {
     return this.node.kv(request, options);
   }

@@ -6,7 +6,7 @@
 import type { handleUnaryCall, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 
 import { AssertionFailure } from '../util/assert.ts';
-import { isStrataError } from '../util/errors.ts';
+import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
 import { toGrpcStatus } from '../util/etcd-errors.ts';
 import { WireStatusError } from './etcd-request-mapping.ts';
 
@@ -18,14 +18,33 @@ export interface EtcdServerLogger {
 /** UnaryHandler runs one call; it rejects with a StrataError for an operating error. */
 export type UnaryHandler<Request, Response> = (request: Request, signal: AbortSignal) => Promise<Response>;
 
+/** REQUIRE_LEADER_METADATA is etcd's metadata key (clientv3.WithRequireLeader) asking to be refused when the member has no leader. */
+export const REQUIRE_LEADER_METADATA = 'hasleader';
+
+// Built once: the answer to every call that requires a leader while there is none.
+const NO_LEADER_STATUS = toGrpcStatus(new StrataError(ErrorCode.NO_LEADER, 'etcdserver: no leader'));
+
 /**
- * unaryCall adapts a handler to grpc-js. An AssertionFailure from below is a programmer
+ * unaryCall adapts a handler to grpc-js. A call whose metadata carries `hasleader: true`
+ * (etcd clients send it on watches, careful clients on every call) is refused at once with
+ * UNAVAILABLE "etcdserver: no leader" while `hasLeader()` says this member knows none, as
+ * etcd's interceptor does: a member cut off by a partition then sends the client on to
+ * another member at once instead of holding the call until its deadline. An AssertionFailure from below is a programmer
  * error: the client gets UNKNOWN and the failure is rethrown outside the promise chain so
  * that it stops the process (ARCHITECTURE.md, "Errors"). Errors that are neither StrataErrors nor
  * assertions are logged, since they are bugs the client cannot act on.
  */
-export function unaryCall<Request, Response>(method: string, handler: UnaryHandler<Request, Response>, logger: EtcdServerLogger | undefined): handleUnaryCall<Request, Response> {
+export function unaryCall<Request, Response>(
+  method: string,
+  handler: UnaryHandler<Request, Response>,
+  logger: EtcdServerLogger | undefined,
+  hasLeader: () => boolean,
+): handleUnaryCall<Request, Response> {
   return (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => {
+    if (!hasLeader() && call.metadata.get(REQUIRE_LEADER_METADATA)[0] === 'true') {
+      callback(NO_LEADER_STATUS);
+      return;
+    }
     const controller = new AbortController();
     // grpc-js also reports 'cancelled' when the stream closes after the answer was sent:
     // aborting then would only cost a DOMException per call (and wake the handler's listeners).

@@ -15,8 +15,10 @@ export const ErrorCode = {
   LEADER_TRANSFER_IN_PROGRESS: 'LEADER_TRANSFER_IN_PROGRESS',
   /** The leader holds more uncommitted bytes than its configured maximum. */
   PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
-  /** A configuration change is refused (another is pending, or it is invalid). */
+  /** A configuration change is refused: it is invalid in the configuration it would change. */
   CONF_CHANGE_REFUSED: 'CONF_CHANGE_REFUSED',
+  /** Another configuration change is proposed and not yet applied (one at a time, thesis §4.1); retry once it is. */
+  CONF_CHANGE_PENDING: 'CONF_CHANGE_PENDING',
   /** Stored bytes failed their checksum or framing. */
   CORRUPTION: 'CORRUPTION',
   /** A deadline passed before the operation finished. */

@@ -92,6 +92,9 @@ export const ETCD_ERRORS: { readonly [C in ErrorCode]: EtcdErrorMapping } = {
   // UNAVAILABLE sends a client on to another member, which is what it should do.
   MEMBER_REMOVED: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: the member has been permanently removed from the cluster' },
   CONF_CHANGE_REFUSED: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: configuration change refused: ' },
+  // The driver retries a change refused for this until its deadline, so a client sees it only
+  // as the cause of a TIMEOUT; UNAVAILABLE says "retry", which is right if it ever escapes.
+  CONF_CHANGE_PENDING: { status: GrpcStatus.UNAVAILABLE, prefix: 'stratakv: another configuration change is pending: ' },
   CLUSTER_ID_MISMATCH: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: cluster ID mismatch: ' },
 
   // Broken storage or installation.

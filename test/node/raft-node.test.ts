@@ -2,90 +2,12 @@
 // memory log and memory-level. Real timers with short intervals; every wait is bounded.
 
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { RaftNode } from '../../src/node/index.ts';
-import type { RaftNodeOptions } from '../../src/node/index.ts';
-import type { KvResponse, PutResponse, RangeResponse } from '../../src/storage/index.ts';
-import { MemoryNetwork, MemoryTransport } from '../../src/transport/index.ts';
+import type { PutResponse, RangeResponse } from '../../src/storage/index.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
-
-const HEARTBEAT_MS = 10;
-const ELECTION_MS = 100;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-interface TestNodes {
-  readonly network: MemoryNetwork;
-  readonly nodes: RaftNode[];
-  readonly options: (name: string, state: 'new' | 'existing', cluster: readonly { name: string; peerUrls: string[] }[]) => RaftNodeOptions;
-}
-
-let running: RaftNode[] = [];
-afterEach(async () => {
-  await Promise.all(running.map((node) => node.stop({ transferLeadership: false })));
-  running = [];
-});
-
-function peerUrl(name: string): string {
-  return `http://${name}.test:2380`;
-}
-
-// CountingTransport counts the forwarding calls ('propose') a member makes.
-class CountingTransport extends MemoryTransport {
-  proposeCalls = 0;
-  override request(...args: Parameters<MemoryTransport['request']>): Promise<Uint8Array> {
-    if (args[1] === 'propose') this.proposeCalls += 1;
-    return super.request(...args);
-  }
-}
-
-async function startCluster(size: number, transports = new Map<number, CountingTransport>()): Promise<TestNodes> {
-  const network = new MemoryNetwork();
-  const cluster = Array.from({ length: size }, (_, index) => ({ name: `n${index + 1}`, peerUrls: [peerUrl(`n${index + 1}`)] }));
-  const options = (name: string, state: 'new' | 'existing', initialCluster: readonly { name: string; peerUrls: string[] }[]): RaftNodeOptions => ({
-    name,
-    initialCluster,
-    initialClusterState: state,
-    initialClusterToken: 'node-test',
-    advertisePeerUrls: [peerUrl(name)],
-    advertiseClientUrls: [`http://${name}.test:2379`],
-    heartbeatIntervalMs: HEARTBEAT_MS,
-    electionTimeoutMs: ELECTION_MS,
-    createTransport: ({ localId, clusterId }) => {
-      const transport = new CountingTransport(network, { localId, clusterId });
-      transports.set(localId, transport);
-      return transport;
-    },
-  });
-  const nodes = await Promise.all(cluster.map((member) => RaftNode.start(options(member.name, 'new', cluster))));
-  running.push(...nodes);
-  await Promise.all(nodes.map((node) => node.waitForLeader({ timeoutMs: 5_000 })));
-  return { network, nodes, options };
-}
-
-function leaderOf(nodes: readonly RaftNode[]): RaftNode {
-  const leader = nodes.find((node) => node.status().role === 'leader');
-  assert.ok(leader !== undefined, 'a leader exists');
-  return leader;
-}
-
-async function waitUntil(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-function put(node: RaftNode, key: string, value: string): Promise<KvResponse> {
-  return node.kv({ type: 'put', key: encoder.encode(key), value: encoder.encode(value) }, { timeoutMs: 5_000 });
-}
-
-async function read(node: RaftNode, key: string, serializable = false): Promise<string | undefined> {
-  const response = (await node.kv({ type: 'range', key: encoder.encode(key), serializable })) as RangeResponse;
-  const found = response.kvs[0];
-  return found === undefined ? undefined : decoder.decode(found.value);
-}
+import type { CountingTransport } from './fixture.ts';
+import { decoder, ELECTION_MS, encoder, leaderOf, peerUrl, put, read, running, startCluster, waitUntil } from './fixture.ts';
 
 describe('RaftNode', () => {
   test('a write through a follower is passed to the leader; a linearizable read on another follower sees it', async () => {

@@ -231,6 +231,14 @@ describe('roles and membership', () => {
     assert.ok(cluster.node(1).raft.status().commit < index, 'leader + learner are not a quorum');
   });
 
+  test('a second configuration change while one is pending is refused with CONF_CHANGE_PENDING (thesis §4.1), one the driver retries by code', () => {
+    const cluster = electedCluster();
+    cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'addLearner', nodeId: 4 }] });
+    throwsCode(() => cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'addLearner', nodeId: 5 }] }), ErrorCode.CONF_CHANGE_PENDING);
+    cluster.stabilize();
+    cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 4 }] });
+  });
+
   test('a removed leader hands leadership to a remaining voter once its removal is applied (thesis §4.2.2)', () => {
     const cluster = electedCluster();
     cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });

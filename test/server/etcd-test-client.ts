@@ -2,12 +2,12 @@
 // promise of the decoded response, or rejects with the grpc-js ServiceError.
 
 import type { Client, GrpcObject, ServiceError } from '@grpc/grpc-js';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 
 import { ETCD_PROTO_FILE, ETCD_PROTO_LOADER_OPTIONS } from '../../src/server/index.ts';
 
-type Call = (request: object, options?: { deadline?: number }) => Promise<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Call = (request: object, options?: { deadline?: number; metadata?: Readonly<Record<string, string>> }) => Promise<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** EtcdTestClient has one promise-returning function per etcd method the tests call. */
 export interface EtcdTestClient {
@@ -29,10 +29,12 @@ export function connectEtcdTestClient(url: string, options: { maxSendBytes?: num
     clients.push(client);
     const calls = {} as Record<M, Call>;
     for (const method of methods) {
-      calls[method] = (request, callOptions = {}) =>
+      calls[method] = (request, { metadata: fields = {}, ...callOptions } = {}) =>
         new Promise((resolve, reject) => {
           const fn = (client as unknown as Record<string, (...args: unknown[]) => void>)[method];
-          fn?.call(client, request, callOptions, (error: ServiceError | null, response: unknown) => (error === null ? resolve(response) : reject(error)));
+          const metadata = new Metadata();
+          for (const [key, value] of Object.entries(fields)) metadata.set(key, value);
+          fn?.call(client, request, metadata, callOptions, (error: ServiceError | null, response: unknown) => (error === null ? resolve(response) : reject(error)));
         });
     }
     return calls;
