@@ -7,12 +7,15 @@
 // to a peer that is unknown, not started, closed or cut off are dropped and reported with
 // onUnreachable (rate-limited); unary calls map errors the same way (UNAVAILABLE, TIMEOUT,
 // CANCELED, or the callee's StrataError). Tests cut links with network.disconnect() and
-// lose messages with network.setDropFilter().
+// lose messages with network.setDropFilter(). Every delay goes through a Clock (SYSTEM_CLOCK
+// by default): under a VirtualClock, and with a link model (network.setLinkModel()) that
+// delays, loses, duplicates and so reorders frames and calls, a seeded simulation drives real
+// RaftNodes over it deterministically.
 
 import type { Logger, Message, NodeId } from '../raft/index.ts';
 import { SILENT_LOGGER } from '../raft/index.ts';
-import { assert } from '../util/assert.ts';
-import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
+import { assert, ErrorCode, isStrataError, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
+import type { Clock } from '../util/index.ts';
 import type { TransportLimits } from './limits.ts';
 import { resolveTransportLimits } from './limits.ts';
 import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages } from './message-codec.ts';
@@ -23,12 +26,28 @@ import { PEER_REQUEST_TIMEOUT_MS } from './transport.ts';
 /** MemoryDropFilter returns true for a message the network should lose in transit. */
 export type MemoryDropFilter = (message: Message) => boolean;
 
+/** LinkTraffic names what crosses a link: a frame of Raft messages, a peer call, or a call's answer. */
+export type LinkTraffic = { readonly kind: 'frame'; readonly messages: readonly Message[] } | { readonly kind: 'request' | 'answer'; readonly peerRequest: PeerRequestKind };
+
+/**
+ * MemoryLinkModel decides how one frame or call crosses the link from `from` to `to`: the
+ * delays (ms) of the copies that arrive — [] loses it, [0] is the normal case, two entries
+ * duplicate it, and unequal delays across frames reorder them.
+ */
+export type MemoryLinkModel = (from: NodeId, to: NodeId, traffic: LinkTraffic) => readonly number[];
+
+// The delivery of a frame or call when no link model is set: one copy, on the next turn.
+const NEXT_TURN: readonly number[] = Object.freeze([0]);
+// The most copies a link model may deliver of one frame or call.
+const LINK_COPIES_MAX = 4;
+
 /** MemoryNetwork connects MemoryTransports and lets tests cut links and lose messages. */
 export class MemoryNetwork {
   private readonly members = new Map<NodeId, MemoryTransport>();
   private readonly cut = new Set<string>();
   private dropFilter: MemoryDropFilter | undefined;
   private droppedCount = 0;
+  private linkModel: MemoryLinkModel | undefined;
 
   /** disconnect cuts the link between a and b both ways until reconnect(a, b). */
   disconnect(a: NodeId, b: NodeId): void {
@@ -58,6 +77,20 @@ export class MemoryNetwork {
   /** setDropFilter makes the network lose the messages the filter selects (undefined: none). */
   setDropFilter(filter: MemoryDropFilter | undefined): void {
     this.dropFilter = filter;
+  }
+
+  /** setLinkModel makes the network delay, lose or duplicate traffic as the model says (undefined: none). */
+  setLinkModel(model: MemoryLinkModel | undefined): void {
+    this.linkModel = model;
+  }
+
+  /** deliveries says when the copies of one frame or call from `from` arrive at `to` (delays in ms). */
+  deliveries(from: NodeId, to: NodeId, traffic: LinkTraffic): readonly number[] {
+    if (this.linkModel === undefined) return NEXT_TURN;
+    const delays = this.linkModel(from, to, traffic);
+    assert(delays.length <= LINK_COPIES_MAX, `a link model may deliver at most ${LINK_COPIES_MAX} copies`);
+    assert(delays.every((delay) => Number.isFinite(delay) && delay >= 0), 'link delays are finite and not negative');
+    return delays;
   }
 
   /** dropped counts the messages lost to the drop filter. */
@@ -100,6 +133,8 @@ export interface MemoryTransportOptions {
   readonly clusterId?: number;
   readonly logger?: Logger;
   readonly limits?: Partial<TransportLimits>;
+  /** The clock for delivery turns, delays and call timeouts (default SYSTEM_CLOCK). */
+  readonly clock?: Clock;
 }
 
 interface MemoryPeer {
@@ -114,6 +149,7 @@ export class MemoryTransport implements Transport {
   readonly localId: NodeId;
   readonly clusterId: number;
   private readonly network: MemoryNetwork;
+  private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly limits: TransportLimits;
   private handlers: TransportHandlers | undefined;
@@ -128,11 +164,12 @@ export class MemoryTransport implements Transport {
   constructor(network: MemoryNetwork, options: MemoryTransportOptions) {
     assert(Number.isSafeInteger(options.localId) && options.localId > 0, 'localId must be a positive safe integer');
     this.network = network;
+    this.clock = options.clock ?? SYSTEM_CLOCK;
     this.localId = options.localId;
     this.clusterId = options.clusterId ?? 1;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.limits = resolveTransportLimits(options.limits);
-    this.unreachable = new UnreachableReporter({ intervalMs: this.limits.unreachableIntervalMs });
+    this.unreachable = new UnreachableReporter({ intervalMs: this.limits.unreachableIntervalMs, now: () => this.clock.now() });
   }
 
   /** isClosed tells whether close() was called. */
@@ -205,7 +242,7 @@ export class MemoryTransport implements Transport {
       const settle = (error: StrataError | undefined, answer?: Uint8Array): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.pendingRequests.delete(pending);
         if (error !== undefined) {
@@ -218,33 +255,50 @@ export class MemoryTransport implements Transport {
       const pending = { fail: (error: StrataError): void => settle(error) };
       const onAbort = (): void =>
         settle(new StrataError(ErrorCode.CANCELED, `request to peer ${peer} was canceled`, { cause: signal?.reason, details: { peer } }));
-      const timer = setTimeout(
+      const timer = this.clock.setTimeout(
         () => settle(new StrataError(ErrorCode.TIMEOUT, `request to peer ${peer} timed out`, { details: { peer } })),
         timeoutMs,
       );
       this.pendingRequests.add(pending);
       signal?.addEventListener('abort', onAbort, { once: true });
       const requestBody = body.slice();
-      // Like the wire, the call reaches the peer on a later turn and its answer on another.
-      setImmediate(() => {
-        if (settled) return;
-        const target = this.network.reachable(this, peer);
-        if (target === undefined) {
-          settle(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} is unreachable`, { details: { peer } }));
-          return;
-        }
-        target.serveRequest(this.localId, kind, requestBody, remote.signal).then(
-          (answer) => setImmediate(() => {
-            if (this.network.reachable(target, this.localId) === undefined && !this.closed) {
+      // Like the wire, the call reaches the peer on a later turn and its answer on another
+      // (or later, or twice, or never, as the network's link model says).
+      const answered = (target: MemoryTransport, answer: Uint8Array | undefined, error: StrataError | undefined): void => {
+        for (const delayMs of this.network.deliveries(peer, this.localId, { kind: 'answer', peerRequest: kind })) {
+          this.later(delayMs, () => {
+            if (error !== undefined) settle(error);
+            else if (this.network.reachable(target, this.localId) === undefined && !this.closed) {
               settle(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} became unreachable`, { details: { peer } }));
-            } else {
-              settle(undefined, answer);
-            }
-          }),
-          (error: unknown) => setImmediate(() => settle(error as StrataError)),
-        );
-      });
+            } else settle(undefined, answer);
+          });
+        }
+      };
+      const delays = this.network.deliveries(this.localId, peer, { kind: 'request', peerRequest: kind });
+      for (const [copy, delayMs] of delays.entries()) {
+        this.later(delayMs, () => {
+          if (settled) return;
+          const target = this.network.reachable(this, peer);
+          if (target === undefined) {
+            settle(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} is unreachable`, { details: { peer } }));
+            return;
+          }
+          // A duplicated call is served twice (as a retried RPC would be); only the first answer counts.
+          const served = target.serveRequest(this.localId, kind, copy === 0 ? requestBody : requestBody.slice(), remote.signal);
+          served.then(
+            (answer) => answered(target, answer, undefined),
+            (error: unknown) => answered(target, undefined, error as StrataError),
+          );
+        });
+      }
+      // A lost call is noticed only at its deadline, as on a real network.
     });
+  }
+
+  // later runs `callback` after `delayMs` on this transport's clock (a delay of 0: next turn).
+  private later(delayMs: number, callback: () => void): void {
+    if (delayMs === 0) this.clock.setImmediate(callback);
+    else this.clock.setTimeout(callback, delayMs);
   }
 
   /** queuedMessages is how many messages wait to `peer` (tests check the bound). */
@@ -345,25 +399,30 @@ export class MemoryTransport implements Transport {
     // Bounded by framesInFlightMax; the rest waits in the bounded queue, as behind a stream
     // that is not draining.
     while (state.queue.length > 0 && state.framesInFlight < this.limits.framesInFlightMax) {
-      const frame = encodeMessages(state.queue.takeFrame(this.limits.frameBytesMax));
+      const messages = state.queue.takeFrame(this.limits.frameBytesMax);
+      const frame = encodeMessages(messages);
+      const delays = this.network.deliveries(this.localId, state.id, { kind: 'frame', messages });
+      if (delays.length === 0) continue; // lost in transit: Raft retransmits
       state.framesInFlight += 1;
-      setImmediate(() => {
-        state.framesInFlight -= 1;
-        if (this.closed) return;
-        const target = this.network.reachable(this, state.id);
-        if (target === undefined) {
-          // The link broke in transit: the frame is lost, as with a broken stream.
-          this.unreachable.mark(state.id);
-          this.dirty.add(state);
-          this.scheduleFlush();
-          return;
-        }
-        target.deliver(this.localId, frame);
-        if (state.queue.length > 0 && this.peers.get(state.id) === state) {
-          this.dirty.add(state);
-          this.scheduleFlush();
-        }
-      });
+      for (const [copy, delayMs] of delays.entries()) {
+        this.later(delayMs, () => {
+          if (copy === 0) state.framesInFlight -= 1;
+          if (this.closed) return;
+          const target = this.network.reachable(this, state.id);
+          if (target === undefined) {
+            // The link broke in transit: the frame is lost, as with a broken stream.
+            this.unreachable.mark(state.id);
+            this.dirty.add(state);
+            this.scheduleFlush();
+            return;
+          }
+          target.deliver(this.localId, frame);
+          if (state.queue.length > 0 && this.peers.get(state.id) === state) {
+            this.dirty.add(state);
+            this.scheduleFlush();
+          }
+        });
+      }
     }
   }
 }

@@ -1,6 +1,10 @@
 // The fixture for RaftNode tests: clusters of real RaftNodes on the in-memory twins
-// (MemoryTransport on a MemoryNetwork, the memory log, memory-level). Real timers with short
-// intervals; every wait is bounded.
+// (MemoryTransport on a MemoryNetwork, the memory log, memory-level), on a VirtualClock by
+// default: no real timers, no polling. Time moves only while a test waits through its
+// driver — settle(promise), until(condition), advance(ms) — and every wait is bounded in
+// virtual time, so a promise that never settles fails the test at once instead of hanging.
+// A test that also needs real I/O (a gRPC server) passes SYSTEM_CLOCK; the driver then waits
+// in real time, bounded the same way.
 
 import assert from 'node:assert/strict';
 import { afterEach } from 'node:test';
@@ -8,24 +12,110 @@ import { RaftNode } from '../../src/node/index.ts';
 import type { RaftNodeOptions } from '../../src/node/index.ts';
 import type { KvResponse, RangeResponse } from '../../src/storage/index.ts';
 import { MemoryNetwork, MemoryTransport } from '../../src/transport/index.ts';
+import type { Clock } from '../../src/util/index.ts';
+import { SYSTEM_CLOCK, VirtualClock } from '../../src/util/index.ts';
 
 export const HEARTBEAT_MS = 10;
 export const ELECTION_MS = 100;
 export const encoder = new TextEncoder();
 export const decoder = new TextDecoder();
+/** WAIT_MS_MAX is how long (virtual or real) a fixture wait lasts at most unless told otherwise. */
+export const WAIT_MS_MAX = 10_000;
+// Bounds the virtual tasks one wait may run (a runaway scheduler fails the test).
+const WAIT_TASKS_MAX = 1_000_000;
+// Real event-loop turns given to promises between two virtual tasks: the memory log and
+// memory-level finish their work in a few turns of their own.
+const REAL_TURNS_PER_TASK = 3;
+
+/** Driver moves a test's time: virtual time under a VirtualClock, real time under SYSTEM_CLOCK. */
+export interface Driver {
+  readonly clock: Clock;
+  /** settle waits (at most withinMs) until `promise` settles and returns its value or throws its error. */
+  settle<T>(promise: Promise<T>, withinMs?: number): Promise<T>;
+  /** until waits (at most withinMs) until `condition` holds. */
+  until(what: string, condition: () => boolean, withinMs?: number): Promise<void>;
+  /** advance lets `ms` pass. */
+  advance(ms: number): Promise<void>;
+}
+
+async function realTurns(count: number): Promise<void> {
+  for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** virtualDriver drives a VirtualClock: it runs tasks one at a time until what it waits for holds. */
+export function virtualDriver(clock: VirtualClock): Driver {
+  const runUntil = async (what: string, done: () => boolean, withinMs: number): Promise<void> => {
+    const endMs = clock.now() + withinMs;
+    for (let tasks = 0; tasks < WAIT_TASKS_MAX; tasks += 1) {
+      await realTurns(REAL_TURNS_PER_TASK);
+      if (done()) return;
+      const due = clock.nextDueMs();
+      if (due === undefined || due > endMs) {
+        assert.fail(`still waiting ${withinMs} virtual ms later until ${what}${due === undefined ? ' (nothing left to run)' : ''}`);
+      }
+      clock.runNext();
+    }
+    assert.fail(`more than ${WAIT_TASKS_MAX} tasks while waiting until ${what}`);
+  };
+  return {
+    clock,
+    async settle<T>(promise: Promise<T>, withinMs = WAIT_MS_MAX): Promise<T> {
+      let settled = false;
+      const watched = promise.finally(() => (settled = true));
+      watched.catch(() => undefined);
+      await runUntil('a call settles', () => settled, withinMs);
+      return watched;
+    },
+    until: (what, condition, withinMs = WAIT_MS_MAX) => runUntil(what, condition, withinMs),
+    async advance(ms: number): Promise<void> {
+      await clock.run({ untilMs: clock.now() + ms, settle: () => realTurns(REAL_TURNS_PER_TASK) });
+    },
+  };
+}
+
+/** systemDriver waits in real time, polling conditions every 5 ms. */
+export function systemDriver(): Driver {
+  return {
+    clock: SYSTEM_CLOCK,
+    async settle<T>(promise: Promise<T>, withinMs = WAIT_MS_MAX): Promise<T> {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`a call did not settle within ${withinMs} ms`)), withinMs)));
+      try {
+        return await Promise.race([promise, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async until(what: string, condition: () => boolean, withinMs = WAIT_MS_MAX): Promise<void> {
+      const deadline = Date.now() + withinMs;
+      while (!condition()) {
+        if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    },
+    advance: (ms: number) => new Promise((resolve) => setTimeout(resolve, ms)),
+  };
+}
 
 export interface TestNodes {
   readonly network: MemoryNetwork;
   readonly nodes: RaftNode[];
+  readonly driver: Driver;
   readonly options: (name: string, state: 'new' | 'existing', cluster: readonly { name: string; peerUrls: string[] }[]) => RaftNodeOptions;
 }
 
-/** running lists the nodes each test started; they are stopped after it. */
-export let running: RaftNode[] = [];
+/** running lists the nodes each test started, with their drivers; they are stopped after it. */
+const running: { readonly node: RaftNode; readonly driver: Driver }[] = [];
 afterEach(async () => {
-  await Promise.all(running.map((node) => node.stop({ transferLeadership: false })));
-  running = [];
+  const stopping = running.splice(0);
+  for (const { node, driver } of stopping) await driver.settle(node.stop({ transferLeadership: false }));
 });
+
+/** track adds a node started by a test to those stopped after it. */
+export function track(node: RaftNode, driver: Driver): RaftNode {
+  running.push({ node, driver });
+  return node;
+}
 
 export function peerUrl(name: string): string {
   return `http://${name}.test:2380`;
@@ -40,14 +130,24 @@ export class CountingTransport extends MemoryTransport {
   }
 }
 
-/** TransportFactory builds one member's MemoryTransport on the test's network. */
-export type TransportFactory<T extends MemoryTransport> = (network: MemoryNetwork, identity: { localId: number; clusterId: number }) => T;
+/** TransportFactory builds one member's MemoryTransport on the test's network, with the test's clock. */
+export type TransportFactory<T extends MemoryTransport> = (network: MemoryNetwork, identity: { localId: number; clusterId: number; clock: Clock }) => T;
 
-export async function startCluster<T extends MemoryTransport = CountingTransport>(
-  size: number,
-  transports = new Map<number, T>(),
-  createTransport: TransportFactory<T> = (network, identity) => new CountingTransport(network, identity) as unknown as T,
-): Promise<TestNodes> {
+/** ClusterOptions shape a test cluster; by default 3 members on a VirtualClock. */
+export interface ClusterOptions<T extends MemoryTransport> {
+  readonly size?: number;
+  readonly transports?: Map<number, T>;
+  readonly createTransport?: TransportFactory<T>;
+  /** 'system' runs on real time (for tests that also do real I/O). */
+  readonly clock?: 'virtual' | 'system';
+}
+
+/** startCluster starts `size` members of a new cluster and waits until every one knows the leader. */
+export async function startCluster<T extends MemoryTransport = CountingTransport>(clusterOptions: ClusterOptions<T> = {}): Promise<TestNodes> {
+  const size = clusterOptions.size ?? 3;
+  const transports = clusterOptions.transports ?? new Map<number, T>();
+  const createTransport: TransportFactory<T> = clusterOptions.createTransport ?? ((network, identity) => new CountingTransport(network, identity) as unknown as T);
+  const driver = clusterOptions.clock === 'system' ? systemDriver() : virtualDriver(new VirtualClock());
   const network = new MemoryNetwork();
   const cluster = Array.from({ length: size }, (_, index) => ({ name: `n${index + 1}`, peerUrls: [peerUrl(`n${index + 1}`)] }));
   const options = (name: string, state: 'new' | 'existing', initialCluster: readonly { name: string; peerUrls: string[] }[]): RaftNodeOptions => ({
@@ -59,30 +159,23 @@ export async function startCluster<T extends MemoryTransport = CountingTransport
     advertiseClientUrls: [`http://${name}.test:2379`],
     heartbeatIntervalMs: HEARTBEAT_MS,
     electionTimeoutMs: ELECTION_MS,
+    clock: driver.clock,
     createTransport: ({ localId, clusterId }) => {
-      const transport = createTransport(network, { localId, clusterId });
+      const transport = createTransport(network, { localId, clusterId, clock: driver.clock });
       transports.set(localId, transport);
       return transport;
     },
   });
   const nodes = await Promise.all(cluster.map((member) => RaftNode.start(options(member.name, 'new', cluster))));
-  running.push(...nodes);
-  await Promise.all(nodes.map((node) => node.waitForLeader({ timeoutMs: 5_000 })));
-  return { network, nodes, options };
+  for (const node of nodes) track(node, driver);
+  await driver.until('every member knows the leader', () => nodes.every((node) => node.status().leaderId !== 0));
+  return { network, nodes, driver, options };
 }
 
 export function leaderOf(nodes: readonly RaftNode[]): RaftNode {
   const leader = nodes.find((node) => node.status().role === 'leader');
   assert.ok(leader !== undefined, 'a leader exists');
   return leader;
-}
-
-export async function waitUntil(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 export function put(node: RaftNode, key: string, value: string): Promise<KvResponse> {
@@ -94,4 +187,3 @@ export async function read(node: RaftNode, key: string, serializable = false): P
   const found = response.kvs[0];
   return found === undefined ? undefined : decoder.decode(found.value);
 }
-

@@ -1,14 +1,14 @@
 // Defects a review of the driver found (issue 11), each reproduced: every promise RaftNode
-// hands out settles by its result, its deadline, its AbortSignal or stop(), and errors between
-// parts are recognised by code. Each test bounds its own wait so that a promise that never
-// settles fails the test instead of hanging it.
+// hands out settles by its result, its deadline, its AbortSignal or stop(). Each wait is
+// bounded in virtual time, so a promise that never settles fails the test instead of hanging it.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MemoryTransport } from '../../src/transport/index.ts';
-import { ErrorCode, isStrataError, StrataError } from '../../src/util/errors.ts';
-import { encoder, leaderOf, peerUrl, put, startCluster, waitUntil } from './fixture.ts';
+import { ErrorCode, isStrataError, StrataError } from '../../src/util/index.ts';
+import { encoder, leaderOf, peerUrl, put, startCluster } from './fixture.ts';
 
+// Virtual ms: far beyond every deadline in these tests, so 'still waiting' means never.
 const SETTLED_WITHIN_MS = 2_000;
 
 // outcome turns a call into how it settled ('ok' or the error's code), attached at once so
@@ -20,52 +20,42 @@ function outcome(promise: Promise<unknown>): Promise<string> {
   );
 }
 
-// outcomeWithin answers how a call settled, or 'pending' when it did not settle within the bound.
-async function outcomeWithin(settled: Promise<string>, boundMs = SETTLED_WITHIN_MS): Promise<string> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const pending = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('pending'), boundMs)));
-  try {
-    return await Promise.race([settled, pending]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 describe('RaftNode defects (issue 11)', () => {
   test('a linearizable read waiting for apply on a lagging follower honours its deadline, its signal, and stop()', async () => {
-    const { network, nodes } = await startCluster(3);
+    const { network, nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);
     const lagging = nodes.find((node) => node !== leader);
     assert.ok(lagging !== undefined);
     // The follower hears heartbeats and read-index answers but no entries: it knows the
     // leader's commit index and can never apply up to it.
     network.setDropFilter((message) => message.to === lagging.memberId && message.type === 'append' && message.entries.length > 0);
-    await put(leader, 'k', 'v');
+    await driver.settle(put(leader, 'k', 'v'));
     const deadline = outcome(lagging.kv({ type: 'range', key: encoder.encode('k') }, { timeoutMs: 300 }));
     const controller = new AbortController();
     const aborted = outcome(lagging.kv({ type: 'range', key: encoder.encode('k') }, { timeoutMs: 10_000, signal: controller.signal }));
-    setTimeout(() => controller.abort(), 100);
+    driver.clock.setTimeout(() => controller.abort(), 100);
     const atStop = outcome(lagging.kv({ type: 'range', key: encoder.encode('k') }, { timeoutMs: 10_000 }));
-    assert.equal(await outcomeWithin(deadline), ErrorCode.TIMEOUT);
-    assert.equal(await outcomeWithin(aborted), ErrorCode.CANCELED);
-    void lagging.stop({ transferLeadership: false });
-    assert.equal(await outcomeWithin(atStop), ErrorCode.STOPPED);
+    assert.equal(await driver.settle(deadline, SETTLED_WITHIN_MS), ErrorCode.TIMEOUT);
+    assert.equal(await driver.settle(aborted, SETTLED_WITHIN_MS), ErrorCode.CANCELED);
+    const stopped = lagging.stop({ transferLeadership: false });
+    assert.equal(await driver.settle(atStop, SETTLED_WITHIN_MS), ErrorCode.STOPPED);
+    await driver.settle(stopped);
     network.setDropFilter(undefined);
   });
 
   test('a membership change that cannot commit ends at its deadline', async () => {
-    const { network, nodes } = await startCluster(3);
+    const { network, nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);
     // Cut off from both followers, the leader appends the change but nobody acknowledges it.
     network.isolate(leader.memberId);
     const change = outcome(leader.addMember([peerUrl('n9')], true, { timeoutMs: 300 }));
-    assert.equal(await outcomeWithin(change), ErrorCode.TIMEOUT);
+    assert.equal(await driver.settle(change, SETTLED_WITHIN_MS), ErrorCode.TIMEOUT);
     network.heal();
   });
 
   test('a NOT_LEADER answer that arrives while the member stops does not leave the write unsettled', async () => {
     const transports = new Map<number, HeldForwardTransport>();
-    const { nodes } = await startCluster(3, transports, (network, identity) => new HeldForwardTransport(network, identity));
+    const { nodes, driver } = await startCluster({ transports, createTransport: (network, identity) => new HeldForwardTransport(network, identity) });
     const leader = leaderOf(nodes);
     const follower = nodes.find((node) => node !== leader);
     assert.ok(follower !== undefined);
@@ -73,12 +63,12 @@ describe('RaftNode defects (issue 11)', () => {
     assert.ok(transport !== undefined);
     transport.holdForwards = true;
     const write = outcome(put(follower, 'held', 'v'));
-    await waitUntil('the write is on its way to the leader', () => transport.heldForwards.length === 1);
+    await driver.until('the write is on its way to the leader', () => transport.heldForwards.length === 1);
     const stopping = follower.stop({ transferLeadership: false });
     // The leader's answer comes back during the stop: it had lost leadership.
     for (const reject of transport.heldForwards) reject(new StrataError(ErrorCode.NOT_LEADER, 'etcdserver: not leader'));
-    await stopping;
-    assert.equal(await outcomeWithin(write), ErrorCode.STOPPED);
+    await driver.settle(stopping);
+    assert.equal(await driver.settle(write, SETTLED_WITHIN_MS), ErrorCode.STOPPED);
   });
 });
 

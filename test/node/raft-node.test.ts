@@ -1,33 +1,34 @@
 // RaftNode, the driver, on its in-memory twins: MemoryTransport on a MemoryNetwork, the
-// memory log and memory-level. Real timers with short intervals; every wait is bounded.
+// memory log and memory-level, on a VirtualClock. No real timers and no polling: time moves
+// only while the test waits through its driver, and every wait is bounded in virtual time.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { RaftNode } from '../../src/node/index.ts';
 import type { PutResponse, RangeResponse } from '../../src/storage/index.ts';
-import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
+import { ErrorCode, isStrataError } from '../../src/util/index.ts';
 import type { CountingTransport } from './fixture.ts';
-import { decoder, ELECTION_MS, encoder, leaderOf, peerUrl, put, read, running, startCluster, waitUntil } from './fixture.ts';
+import { decoder, ELECTION_MS, encoder, leaderOf, peerUrl, put, read, startCluster, track } from './fixture.ts';
 
 describe('RaftNode', () => {
   test('a write through a follower is passed to the leader; a linearizable read on another follower sees it', async () => {
-    const { nodes } = await startCluster(3);
+    const { nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);
     const [first, second] = nodes.filter((node) => node !== leader);
     assert.ok(first !== undefined && second !== undefined);
-    const response = (await put(first, 'k', 'v1')) as PutResponse;
+    const response = (await driver.settle(put(first, 'k', 'v1'))) as PutResponse;
     assert.equal(response.type, 'put');
     assert.ok(response.revision >= 2);
-    assert.equal(await read(second, 'k'), 'v1');
-    assert.equal(await read(leader, 'k'), 'v1');
+    assert.equal(await driver.settle(read(second, 'k')), 'v1');
+    assert.equal(await driver.settle(read(leader, 'k')), 'v1');
     // Members published their names and client URLs.
-    await waitUntil('every member published', () => leader.members().every((member) => member.name !== '' && member.clientUrls.length === 1));
+    await driver.until('every member published', () => leader.members().every((member) => member.name !== '' && member.clientUrls.length === 1));
     assert.deepEqual(leader.members().map((member) => member.name).sort(), ['n1', 'n2', 'n3']);
   });
 
   test('writes through a follower in one turn go to the leader in one call, each with its own outcome', async () => {
     const transports = new Map<number, CountingTransport>();
-    const { nodes } = await startCluster(3, transports);
+    const { nodes, driver } = await startCluster({ transports });
     const leader = leaderOf(nodes);
     const follower = nodes.find((node) => node !== leader);
     assert.ok(follower !== undefined);
@@ -40,28 +41,29 @@ describe('RaftNode', () => {
       { type: 'txn', compare: [], success: [{ type: 'range', key: encoder.encode('batch/0'), revision: 1_000_000 }], failure: [] },
       { timeoutMs: 5_000 },
     );
-    const responses = (await Promise.all(writes)) as PutResponse[];
-    await assert.rejects(future, (error) => isStrataError(error, ErrorCode.FUTURE_REVISION));
+    future.catch(() => undefined); // handled below, once the writes are in
+    const responses = (await driver.settle(Promise.all(writes))) as PutResponse[];
+    await assert.rejects(driver.settle(future), (error) => isStrataError(error, ErrorCode.FUTURE_REVISION));
     assert.equal(new Set(responses.map((response) => response.revision)).size, 64, 'each write has its own revision');
     assert.ok(transport.proposeCalls - before <= 2, `65 writes took ${transport.proposeCalls - before} forwarding calls`);
-    assert.equal(await read(leader, 'batch/63'), 'v63');
+    assert.equal(await driver.settle(read(leader, 'batch/63')), 'v63');
   });
 
   test('bad requests are refused before they reach the log, and the node keeps serving', async () => {
-    const { nodes } = await startCluster(3);
+    const { nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);
     const before = leader.status().lastIndex;
-    await assert.rejects(leader.kv({ type: 'put', key: new Uint8Array(0), value: encoder.encode('v') }), (error) => isStrataError(error, ErrorCode.KEY_NOT_PROVIDED));
-    await assert.rejects(leader.kv({ type: 'put', key: encoder.encode('big'), value: new Uint8Array(2 * 1024 * 1024) }), (error) => isStrataError(error, ErrorCode.REQUEST_TOO_LARGE));
+    await assert.rejects(driver.settle(leader.kv({ type: 'put', key: new Uint8Array(0), value: encoder.encode('v') })), (error) => isStrataError(error, ErrorCode.KEY_NOT_PROVIDED));
+    await assert.rejects(driver.settle(leader.kv({ type: 'put', key: encoder.encode('big'), value: new Uint8Array(2 * 1024 * 1024) })), (error) => isStrataError(error, ErrorCode.REQUEST_TOO_LARGE));
     const duplicate = { type: 'put' as const, key: encoder.encode('d'), value: encoder.encode('1') };
-    await assert.rejects(leader.kv({ type: 'txn', compare: [], success: [duplicate, duplicate], failure: [] }), (error) => isStrataError(error, ErrorCode.DUPLICATE_KEY));
+    await assert.rejects(driver.settle(leader.kv({ type: 'txn', compare: [], success: [duplicate, duplicate], failure: [] })), (error) => isStrataError(error, ErrorCode.DUPLICATE_KEY));
     assert.equal(leader.status().lastIndex, before);
-    await put(leader, 'after', 'ok');
-    assert.equal(await read(leader, 'after'), 'ok');
+    await driver.settle(put(leader, 'after', 'ok'));
+    assert.equal(await driver.settle(read(leader, 'after')), 'ok');
   });
 
   test('leader transfer under 16 writers: no write fails, and the target leads', async () => {
-    const { nodes } = await startCluster(3);
+    const { nodes, driver } = await startCluster();
     const oldLeader = leaderOf(nodes);
     const target = nodes.find((node) => node !== oldLeader);
     assert.ok(target !== undefined);
@@ -78,35 +80,37 @@ describe('RaftNode', () => {
         }
       }
     });
-    await waitUntil('writes flow', () => acknowledged > 200);
-    await oldLeader.transferLeadership(target.memberId);
+    await driver.until('writes flow', () => acknowledged > 200);
+    await driver.settle(oldLeader.transferLeadership(target.memberId));
     assert.equal(target.status().role, 'leader');
     const atTransfer = acknowledged;
-    await waitUntil('writes flow through the new leader', () => acknowledged > atTransfer + 200);
+    await driver.until('writes flow through the new leader', () => acknowledged > atTransfer + 200);
     stop = true;
-    await Promise.all(writers);
+    await driver.settle(Promise.all(writers));
     assert.deepEqual(failures.map(String), []);
-    const count = (await target.kv({ type: 'range', key: encoder.encode('t/'), rangeEnd: encoder.encode('t0'), countOnly: true })) as RangeResponse;
+    const count = (await driver.settle(target.kv({ type: 'range', key: encoder.encode('t/'), rangeEnd: encoder.encode('t0'), countOnly: true }))) as RangeResponse;
     assert.equal(count.count, acknowledged);
   });
 
   test('proposals on a leader cut off from the majority are never applied twice and never lost when acknowledged', async () => {
-    const { network, nodes } = await startCluster(3);
+    const { network, nodes, driver } = await startCluster();
     const oldLeader = leaderOf(nodes);
     const others = nodes.filter((node) => node !== oldLeader);
     network.isolate(oldLeader.memberId);
     // Appended on the old leader, never committed there.
-    const stranded = Array.from({ length: 10 }, (_, index) => put(oldLeader, `s/${index}`, 'v').then(
-      () => 'ok',
-      (error: unknown) => (isStrataError(error) ? error.code : String(error)),
-    ));
-    await waitUntil('the majority elects a new leader', () => others.some((node) => node.status().role === 'leader' && node.status().term > oldLeader.status().term));
+    const stranded = Array.from({ length: 10 }, (_, index) =>
+      put(oldLeader, `s/${index}`, 'v').then(
+        () => 'ok',
+        (error: unknown) => (isStrataError(error) ? error.code : String(error)),
+      ),
+    );
+    await driver.until('the majority elects a new leader', () => others.some((node) => node.status().role === 'leader' && node.status().term > oldLeader.status().term));
     const newLeader = leaderOf(others);
-    await put(newLeader, 'majority', 'ok');
+    await driver.settle(put(newLeader, 'majority', 'ok'));
     network.heal();
-    const outcomes = await Promise.all(stranded);
+    const outcomes = await driver.settle(Promise.all(stranded));
     // Overwritten entries are routed again to the new leader: each write lands exactly once.
-    const range = (await newLeader.kv({ type: 'range', key: encoder.encode('s/'), rangeEnd: encoder.encode('s0') })) as RangeResponse;
+    const range = (await driver.settle(newLeader.kv({ type: 'range', key: encoder.encode('s/'), rangeEnd: encoder.encode('s0') }))) as RangeResponse;
     for (const kv of range.kvs) assert.equal(kv.version, 1, `${decoder.decode(kv.key)} was applied once`);
     // None was committed where it was first appended; each was routed again and succeeded.
     assert.deepEqual(outcomes, Array.from({ length: 10 }, () => 'ok'));
@@ -114,61 +118,60 @@ describe('RaftNode', () => {
   });
 
   test('learner: added, refused promotion before catching up, joins, is promoted; a removed member stops by itself', async () => {
-    const { nodes, options, network } = await startCluster(3);
+    const { nodes, options, network, driver } = await startCluster();
     const leader = leaderOf(nodes);
-    for (let index = 0; index < 50; index += 1) await put(leader, `l/${index}`, 'v');
-    const added = await leader.addMember([peerUrl('n4')], true);
+    for (let index = 0; index < 50; index += 1) await driver.settle(put(leader, `l/${index}`, 'v'));
+    const added = await driver.settle(leader.addMember([peerUrl('n4')], true));
     assert.equal(added.member.isLearner, true);
-    await assert.rejects(leader.addMember([peerUrl('n5')], true), (error) => isStrataError(error, ErrorCode.TOO_MANY_LEARNERS));
-    await assert.rejects(leader.addMember([peerUrl('n4')], false), (error) => isStrataError(error, ErrorCode.PEER_URL_EXISTS));
-    await assert.rejects(leader.promoteMember(added.member.id), (error) => isStrataError(error, ErrorCode.LEARNER_NOT_READY));
+    await assert.rejects(driver.settle(leader.addMember([peerUrl('n5')], true)), (error) => isStrataError(error, ErrorCode.TOO_MANY_LEARNERS));
+    await assert.rejects(driver.settle(leader.addMember([peerUrl('n4')], false)), (error) => isStrataError(error, ErrorCode.PEER_URL_EXISTS));
+    await assert.rejects(driver.settle(leader.promoteMember(added.member.id)), (error) => isStrataError(error, ErrorCode.LEARNER_NOT_READY));
     const cluster = [1, 2, 3, 4].map((index) => ({ name: `n${index}`, peerUrls: [peerUrl(`n${index}`)] }));
-    const learner = await RaftNode.start(options('n4', 'existing', cluster));
-    running.push(learner);
+    const learner = track(await RaftNode.start(options('n4', 'existing', cluster)), driver);
     assert.equal(learner.memberId, added.member.id);
-    await waitUntil('the learner catches up', () => learner.status().appliedIndex >= leader.status().commitIndex);
-    assert.equal(await read(learner, 'l/49', true), 'v');
-    await leader.promoteMember(added.member.id);
-    await waitUntil('the learner is a voter everywhere', () => !learner.status().isLearner);
-    await assert.rejects(leader.promoteMember(added.member.id), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_LEARNER));
+    await driver.until('the learner catches up', () => learner.status().appliedIndex >= leader.status().commitIndex);
+    assert.equal(await driver.settle(read(learner, 'l/49', true)), 'v');
+    await driver.settle(leader.promoteMember(added.member.id));
+    await driver.until('the learner is a voter everywhere', () => !learner.status().isLearner);
+    await assert.rejects(driver.settle(leader.promoteMember(added.member.id)), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_LEARNER));
 
     const victim = nodes.find((node) => node !== leader);
     assert.ok(victim !== undefined);
-    await leader.removeMember(victim.memberId);
-    await assert.rejects(leader.removeMember(victim.memberId), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_FOUND));
-    const stopped = await Promise.race([victim.whenStopped().then(() => 'stopped'), new Promise((resolve) => setTimeout(() => resolve('running'), 3_000))]);
-    assert.equal(stopped, 'stopped');
+    await driver.settle(leader.removeMember(victim.memberId));
+    await assert.rejects(driver.settle(leader.removeMember(victim.memberId)), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_FOUND));
+    // It stops by itself within its grace period (REMOVED_GRACE_ELECTIONS election timeouts).
+    await driver.settle(victim.whenStopped(), 10 * ELECTION_MS);
     assert.equal(network.isConnected(leader.memberId, learner.memberId), true);
-    await put(learner, 'after-remove', 'ok');
-    assert.equal(await read(leader, 'after-remove'), 'ok');
+    await driver.settle(put(learner, 'after-remove', 'ok'));
+    assert.equal(await driver.settle(read(leader, 'after-remove')), 'ok');
   });
 
   test('a stopping leader hands leadership over first', async () => {
-    const { nodes } = await startCluster(3);
+    const { nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);
     const others = nodes.filter((node) => node !== leader);
-    await put(leader, 'k', 'v');
-    const stoppedAt = Date.now();
-    await leader.stop();
+    await driver.settle(put(leader, 'k', 'v'));
+    const stoppedAtMs = driver.clock.now();
+    await driver.settle(leader.stop());
     // A hand-over, not an election timeout: another member leads at once.
-    await waitUntil('another member leads', () => others.some((node) => node.status().role === 'leader'), ELECTION_MS);
-    assert.ok(Date.now() - stoppedAt < 5_000);
+    await driver.until('another member leads', () => others.some((node) => node.status().role === 'leader'), ELECTION_MS);
+    assert.ok(driver.clock.now() - stoppedAtMs < 2 * ELECTION_MS, `the hand-over took ${driver.clock.now() - stoppedAtMs} virtual ms`);
     const survivor = others[0];
     assert.ok(survivor !== undefined);
-    await put(survivor, 'k2', 'v2');
-    await assert.rejects(put(leader, 'k3', 'v3'), (error) => isStrataError(error, ErrorCode.STOPPED));
+    await driver.settle(put(survivor, 'k2', 'v2'));
+    await assert.rejects(driver.settle(put(leader, 'k3', 'v3')), (error) => isStrataError(error, ErrorCode.STOPPED));
   });
 
   test('a read with no leader waits, and its AbortSignal cancels it', async () => {
-    const { network, nodes } = await startCluster(3);
+    const { network, nodes, driver } = await startCluster();
     const [lonely] = nodes;
     assert.ok(lonely !== undefined);
     network.isolate(lonely.memberId);
-    await waitUntil('the isolated member loses its leader', () => lonely.status().leaderId === 0 || lonely.status().role !== 'leader', 2_000);
+    await driver.until('the isolated member loses its leader', () => lonely.status().leaderId === 0, 10 * ELECTION_MS);
     const controller = new AbortController();
     const pending = lonely.kv({ type: 'range', key: encoder.encode('k') }, { signal: controller.signal, timeoutMs: 10_000 });
-    setTimeout(() => controller.abort(), 50);
-    await assert.rejects(pending, (error) => isStrataError(error, ErrorCode.CANCELED) || isStrataError(error, ErrorCode.TIMEOUT));
+    driver.clock.setTimeout(() => controller.abort(), 50);
+    await assert.rejects(driver.settle(pending, 1_000), (error) => isStrataError(error, ErrorCode.CANCELED));
     network.heal();
   });
 });

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import type { ServiceError } from '@grpc/grpc-js';
 
 import { RaftNodeBackend, startEtcdServer } from '../../src/server/index.ts';
-import { leaderOf, put, startCluster, waitUntil } from '../node/fixture.ts';
+import { leaderOf, put, startCluster } from '../node/fixture.ts';
 import { connectEtcdTestClient } from './etcd-test-client.ts';
 
 const UNAVAILABLE = 14;
@@ -15,11 +15,12 @@ const REQUIRE_LEADER = { hasleader: 'true' };
 
 describe('hasleader metadata', () => {
   test('a member cut off from its peers refuses calls that require a leader at once, and serves them again once healed', async () => {
-    const { network, nodes } = await startCluster(3);
+    // Real time: the gRPC server and client do real I/O.
+    const { network, nodes, driver } = await startCluster({ clock: 'system' });
     const leader = leaderOf(nodes);
     const follower = nodes.find((node) => node !== leader);
     assert.ok(follower !== undefined);
-    await put(leader, 'k', 'v');
+    await driver.settle(put(leader, 'k', 'v'));
     const server = await startEtcdServer({ backend: new RaftNodeBackend(follower, 'test'), listenUrls: ['http://127.0.0.1:0'], maxRequestBytes: 1_572_864 });
     const client = connectEtcdTestClient(server.urls[0] ?? '');
     try {
@@ -28,7 +29,7 @@ describe('hasleader metadata', () => {
       assert.equal(served.kvs.length, 1, 'with a leader, a call that requires one is served');
 
       network.isolate(follower.memberId);
-      await waitUntil('the cut-off member no longer knows a leader', () => follower.status().leaderId === 0, 3_000);
+      await driver.until('the cut-off member no longer knows a leader', () => follower.status().leaderId === 0, 3_000);
       const startedAt = Date.now();
       for (const call of [
         () => client.kv.Range({ key }, { metadata: REQUIRE_LEADER, deadline: Date.now() + 5_000 }),
@@ -43,7 +44,7 @@ describe('hasleader metadata', () => {
       await assert.rejects(client.kv.Range({ key }, { deadline: Date.now() + 300 }), (error: ServiceError) => error.code !== UNAVAILABLE || error.details !== 'etcdserver: no leader');
 
       network.heal();
-      await waitUntil('the member knows a leader again', () => follower.status().leaderId !== 0, 5_000);
+      await driver.until('the member knows a leader again', () => follower.status().leaderId !== 0, 5_000);
       const again = await client.kv.Range({ key }, { metadata: REQUIRE_LEADER, deadline: Date.now() + 5_000 });
       assert.equal(again.kvs.length, 1);
     } finally {
