@@ -96,15 +96,20 @@ export class MembershipChanges {
       });
       return decodeMembersReply(reply);
     }
-    const change = this.confChangeFor(operation);
     for (let attempt = 0; attempt < PENDING_RETRIES_MAX; attempt += 1) {
       this.checkOpen(options.signal);
+      // Checked against the member table as it is now: a change that was pending a moment
+      // ago (a second learner, the same peer URLs) may have been applied since.
+      const change = this.confChangeFor(operation);
       let proposed: { index: Index; term: Term };
       try {
         proposed = raft.proposeConfChange(change);
       } catch (error) {
+        if (!isStrataError(error, ErrorCode.CONF_CHANGE_PENDING)) throw error;
         // Only one change at a time: wait for the pending one, within the deadline.
-        if (!isStrataError(error, ErrorCode.CONF_CHANGE_PENDING) || clock.now() + this.context.heartbeatIntervalMs > deadlineMs) throw error;
+        if (clock.now() + this.context.heartbeatIntervalMs > deadlineMs) {
+          throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out', { cause: error });
+        }
         await sleep(clock, this.context.heartbeatIntervalMs);
         continue;
       }

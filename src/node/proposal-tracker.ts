@@ -8,7 +8,9 @@
 //   forwarding — on its way to the leader: gathered for a batch, or in a peer call
 //   in flight  — appended to this leader's log at (index, term), waiting to be applied
 // It is settled exactly once: by its outcome (applied), a refusal, its deadline (TIMEOUT),
-// its AbortSignal (CANCELED) or failAll() (STOPPED, MEMBER_REMOVED). After failAll() the
+// its AbortSignal (CANCELED), failHeld() (MEMBER_REMOVED: a removed member has nobody to pass
+// held writes to) or failAll() (STOPPED). A `taken` proposal is in no collection, so only a
+// synchronous step of the driver may hold one; after failAll() the
 // tracker is closed: whatever arrives later (a forwarding reply that says "not leader"
 // during stop(), say) is settled with the same error instead of being held forever.
 //

@@ -1,7 +1,7 @@
 // What a RaftNode is started with, and the hooks it calls.
 
 import type { Logger, Role } from '../raft/index.ts';
-import type { KvLimits, KvStateMachine, LogStore } from '../storage/index.ts';
+import type { FatalHandler, KvLimits, KvStateMachine, LogStore } from '../storage/index.ts';
 import type { Transport } from '../transport/index.ts';
 import type { Clock, RandomSource } from '../util/index.ts';
 import type { ReadyLoopFailpoints } from './ready-loop.ts';
@@ -71,4 +71,9 @@ export interface RaftNodeOptions {
   readonly storage?: () => Promise<{ readonly log: LogStore; readonly stateMachine: KvStateMachine }>;
   /** Hooks between the Ready loop's steps, for fault injection in tests (ready-loop.ts). */
   readonly failpoints?: ReadyLoopFailpoints;
+  /**
+   * Called once when persisting or applying fails (an fsync error, a broken disk): the member
+   * stops taking Readys. The default aborts the process; the simulator treats it as a crash.
+   */
+  readonly onFatal?: FatalHandler;
 }

@@ -185,7 +185,7 @@ export class RaftNode {
         afterAdvance: () => {
           if (this.soleVoterCampaignPending) this.campaignIfSoleVoter();
         },
-        onFatal: (error) => abortOnFatal(error),
+        onFatal: options.onFatal ?? abortOnFatal,
       },
     });
   }

@@ -117,14 +117,17 @@ export class ReadyLoop {
   private async loop(): Promise<void> {
     const { core, handlers } = this.options;
     for (let round = 0; round < READY_ROUNDS_MAX && !this.stopped; round += 1) {
-      handlers.beforeReady();
-      if (!core.hasReady()) return;
       try {
+        handlers.beforeReady();
+        if (!core.hasReady()) return;
         await this.handleReady(core.ready());
         handlers.afterAdvance();
       } catch (error) {
+        // The log or the state machine can no longer be trusted: no further Ready is taken.
+        // onFatal decides what happens to the process (abortOnFatal in production).
+        this.stopped = true;
         handlers.onFatal(error instanceof Error ? error : new Error(String(error)));
-        throw error;
+        return;
       }
     }
   }

@@ -1,6 +1,7 @@
 // RaftNodeBackend serves the etcd services from a RaftNode: the production EtcdBackend.
 
 import type { RaftNode } from '../node/index.ts';
+import { NO_NODE } from '../raft/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 import type { CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
 
@@ -19,7 +20,7 @@ export class RaftNodeBackend implements EtcdBackend {
   }
 
   hasLeader(): boolean {
-    return this.node.leaderId() !== 0;
+    return this.node.leaderId() !== NO_NODE;
   }
 
   kv(request: KvRequest, options: CallOptions = {}): Promise<KvResponse> {

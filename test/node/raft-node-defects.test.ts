@@ -53,6 +53,15 @@ describe('RaftNode defects (issue 11)', () => {
     network.heal();
   });
 
+  test('two learner additions at once: the second is checked against the table after the first applied, and refused', async () => {
+    const { nodes, driver } = await startCluster();
+    const leader = leaderOf(nodes);
+    const first = outcome(leader.addMember([peerUrl('n4')], true, { timeoutMs: 2_000 }));
+    const second = outcome(leader.addMember([peerUrl('n5')], true, { timeoutMs: 2_000 }));
+    assert.deepEqual(await driver.settle(Promise.all([first, second])), ['ok', ErrorCode.TOO_MANY_LEARNERS]);
+    assert.equal(leader.members().filter((member) => member.isLearner).length, 1);
+  });
+
   test('a NOT_LEADER answer that arrives while the member stops does not leave the write unsettled', async () => {
     const transports = new Map<number, HeldForwardTransport>();
     const { nodes, driver } = await startCluster({ transports, createTransport: (network, identity) => new HeldForwardTransport(network, identity) });
