@@ -182,6 +182,24 @@ export class MembershipChanges {
     else waiter.reject(error);
   }
 
+  // checkStartedQuorum is etcd's strict reconfiguration check (--strict-reconfig-check, on by
+  // default): the voters after the change must have a quorum of started members — members that
+  // have published their name, i.e. ran at least once — or the change could leave a cluster
+  // that cannot commit anything, this change's own entry included. Adding a second voter to a
+  // one-member cluster is allowed (restoring a cluster from one member's data), as in etcd.
+  private checkStartedQuorum(change: 'add' | 'remove' | 'promote', delta: { added?: number; addedStarted?: number; removedId?: number }): void {
+    const voters = this.context.membership.list().filter((member) => !member.isLearner && member.id !== delta.removedId);
+    const started = voters.filter((member) => member.name !== '').length + (delta.addedStarted ?? 0);
+    const total = voters.length + (delta.added ?? 0);
+    if (change === 'add' && started === 1 && total === 2) return;
+    const quorum = Math.floor(total / 2) + 1;
+    if (started < quorum) {
+      throw new StrataError(ErrorCode.NOT_ENOUGH_STARTED_MEMBERS, 'etcdserver: re-configuration failed due to not enough started members', {
+        details: { change, voters: total, started, quorum },
+      });
+    }
+  }
+
   private confChangeFor(operation: MemberOperation): ConfChange {
     const { membership, raft, selfId } = this.context;
     switch (operation.op) {
@@ -196,6 +214,7 @@ export class MembershipChanges {
         if (operation.isLearner && membership.list().filter((member) => member.isLearner).length >= LEARNERS_MAX) {
           throw new StrataError(ErrorCode.TOO_MANY_LEARNERS, 'etcdserver: too many learner members in cluster');
         }
+        if (!operation.isLearner) this.checkStartedQuorum('add', { added: 1, addedStarted: 0 });
         return {
           transition: 'auto',
           changes: [{ type: operation.isLearner ? 'addLearner' : 'addVoter', nodeId: id }],
@@ -203,7 +222,9 @@ export class MembershipChanges {
         };
       }
       case 'remove': {
-        if (membership.get(operation.id) === undefined) throw new StrataError(ErrorCode.MEMBER_NOT_FOUND, 'etcdserver: member not found');
+        const member = membership.get(operation.id);
+        if (member === undefined) throw new StrataError(ErrorCode.MEMBER_NOT_FOUND, 'etcdserver: member not found');
+        if (!member.isLearner) this.checkStartedQuorum('remove', { removedId: operation.id });
         return { transition: 'auto', changes: [{ type: 'removeNode', nodeId: operation.id }] };
       }
       case 'promote': {
@@ -218,6 +239,8 @@ export class MembershipChanges {
             details: { learnerMatch, leaderMatch },
           });
         }
+        // A caught-up learner is running: it counts as started.
+        this.checkStartedQuorum('promote', { added: 1, addedStarted: 1 });
         return { transition: 'auto', changes: [{ type: 'addVoter', nodeId: operation.id }], context: encodeMemberContext({ peerUrls: member.peerUrls, name: member.name }) };
       }
     }

@@ -61,6 +61,10 @@ export class ReadIndexTracker {
   private sequence = 0;
   private appliedIndex: Index = 0;
   private closedWith: StrataError | undefined;
+  // The core refused the last ask (no leader could answer it: a removed leader handing over,
+  // say). Pending reads then wait for the next tick or leader change instead of being asked
+  // again on every turn of the loop, which would spin without letting time pass.
+  private refusedUntilNotice = false;
 
   /** `askAgainTicks`: a batch without an answer after this many ticks is asked again (one election timeout). */
   constructor(clock: Clock, askAgainTicks: number) {
@@ -74,9 +78,9 @@ export class ReadIndexTracker {
     return this.count;
   }
 
-  /** hasPending tells whether reads wait to be asked for. */
+  /** hasPending tells whether reads wait to be asked for now (not while the core refuses until a tick or leader change). */
   get hasPending(): boolean {
-    return this.pending.some((read) => read.status === 'pending');
+    return !this.refusedUntilNotice && this.pending.some((read) => read.status === 'pending');
   }
 
   /** wait resolves once this member may serve a linearizable read that starts now. */
@@ -118,6 +122,7 @@ export class ReadIndexTracker {
    * context. With no leader to ask, they stay pending (their deadlines still run).
    */
   askPending(core: ReadIndexCore, tick: number): void {
+    if (this.refusedUntilNotice) return;
     const reads = this.pending.filter((read) => read.status === 'pending');
     this.pending = [];
     if (reads.length === 0) return;
@@ -129,6 +134,7 @@ export class ReadIndexTracker {
     } catch (error) {
       if (!(error instanceof StrataError) || error.code !== ErrorCode.NOT_LEADER) throw error;
       this.pending = reads;
+      this.refusedUntilNotice = true;
       return;
     }
     for (const read of reads) read.status = 'asked';
@@ -172,12 +178,14 @@ export class ReadIndexTracker {
 
   /** askAgain puts every asked batch back to pending: the leader changed, so a request or its answer may be lost. */
   askAgain(): void {
+    this.refusedUntilNotice = false;
     for (const batch of this.batches.values()) this.requeue(batch);
     this.batches.clear();
   }
 
   /** onTick asks again for batches unanswered for askAgainTicks, and settles reads past their deadline. */
   onTick(tick: number): void {
+    this.refusedUntilNotice = false;
     for (const [sequence, batch] of this.batches) {
       if (tick - batch.askedAtTick >= this.askAgainTicks) {
         this.batches.delete(sequence);
