@@ -1,6 +1,6 @@
 // The contract between the etcd-compatible gRPC services (src/server) and what serves them:
-// a RaftNode (src/node) in production, or LocalBackend (src/server/local-backend.ts), the
-// single-replica in-memory twin the service tests run against.
+// a RaftNode (src/node), through RaftNodeBackend, in production and in the service tests
+// (which run one in-memory RaftNode).
 
 import type { MemberRecord } from '../node/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';

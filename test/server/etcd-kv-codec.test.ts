@@ -22,12 +22,14 @@ import {
   ProtoDecodeProblem,
 } from '../../src/server/etcd-kv-codec.ts';
 import type { EtcdServer } from '../../src/server/index.ts';
-import { LocalBackend, startEtcdServer } from '../../src/server/index.ts';
+import { startEtcdServer } from '../../src/server/index.ts';
 import { ETCD_PROTO_FILE, ETCD_PROTO_LOADER_OPTIONS, loadEtcdServices } from '../../src/server/proto-loading.ts';
 import type { WireKeyValue, WireOperationHeader } from '../../src/server/etcd-wire.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { GrpcStatus } from '../../src/util/etcd-errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
+import type { SingleMember } from './single-member.ts';
+import { freeClientUrl, startSingleMember } from './single-member.ts';
 
 const seed = Number(process.env['STRATAKV_SEED'] ?? Date.now() % 1_000_000);
 
@@ -399,15 +401,15 @@ describe('KV codec: protobufjs quirks this codec does not copy', () => {
 });
 
 describe('KV codec in the server', () => {
-  let backend: LocalBackend;
+  let member: SingleMember;
   let server: EtcdServer;
   let raw: Client;
   let etcd: Client;
 
   before(async () => {
-    backend = await LocalBackend.open({ name: 'one', peerUrls: ['http://127.0.0.1:2380'] });
-    server = await startEtcdServer({ backend, listenUrls: ['http://127.0.0.1:0'], maxRequestBytes: 1024 * 1024 });
-    backend.publishClientUrls(server.urls);
+    const clientUrl = await freeClientUrl();
+    member = await startSingleMember({ name: 'one', peerUrls: ['http://127.0.0.1:2380'], clientUrls: [clientUrl] });
+    server = await startEtcdServer({ backend: member.backend, listenUrls: [clientUrl], maxRequestBytes: 1024 * 1024 });
     const address = (server.urls[0] ?? '').replace('http://', '');
     // A client that sends and receives raw bytes, to send what no protobuf encoder would.
     const identity = (buffer: Buffer): Buffer => buffer;
@@ -430,7 +432,7 @@ describe('KV codec in the server', () => {
     raw.close();
     etcd.close();
     await server.close({ force: true });
-    await backend.close();
+    await member.stop();
   });
 
   const call = (client: Client, name: string, request: unknown): Promise<unknown> =>
@@ -475,7 +477,7 @@ describe('KV codec in the server', () => {
     const request = Buffer.concat([Buffer.from('0a086e65676174697665', 'hex'), tag(4, 0), varint(-5n)]);
     const answer = (await call(raw, 'Range', request)) as Buffer;
     const range = method('Range').responseDeserialize(answer) as { header: { revision: number }; kvs: { value: Buffer }[] };
-    assert.equal(range.header.revision, backend.header().revision);
+    assert.equal(range.header.revision, member.backend.header().revision);
     assert.equal(range.kvs[0]?.value.toString(), 'revision');
   });
 });

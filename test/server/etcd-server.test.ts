@@ -1,36 +1,48 @@
-// The etcd services over LocalBackend, through a plain grpc-js client: answers, headers, and
-// etcd's status codes and messages for bad input (the etcd message is the contract here, so
-// these tests compare it). After every refusal the server keeps serving.
+// The etcd services over one real in-memory RaftNode (RaftNodeBackend), through a plain
+// grpc-js client: answers, headers, and etcd's status codes and messages for bad input (the
+// etcd message is the contract here, so these tests compare it). After every refusal the
+// server keeps serving.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import type { EtcdServer } from '../../src/server/index.ts';
-import { GRPC_OVERHEAD_BYTES, LocalBackend, startEtcdServer } from '../../src/server/index.ts';
-import { isStrataError } from '../../src/util/errors.ts';
+import { memberIdFor } from '../../src/node/index.ts';
+import type { RaftNode } from '../../src/node/index.ts';
+import type { EtcdBackend, EtcdServer } from '../../src/server/index.ts';
+import { GRPC_OVERHEAD_BYTES, RaftNodeBackend, startEtcdServer } from '../../src/server/index.ts';
+import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { GrpcStatus } from '../../src/util/etcd-errors.ts';
 import type { EtcdTestClient } from './etcd-test-client.ts';
 import { connectEtcdTestClient } from './etcd-test-client.ts';
+import type { SingleMember } from './single-member.ts';
+import { freeClientUrl, SINGLE_MEMBER_TOKEN, SINGLE_MEMBER_VERSION, startJoiningMember, startSingleMember } from './single-member.ts';
 
 const MAX_REQUEST_BYTES = 4096;
 const b = (text: string): Buffer => Buffer.from(text);
 const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
 
-let backend: LocalBackend;
+let member: SingleMember;
+let backend: RaftNodeBackend;
 let server: EtcdServer;
 let client: EtcdTestClient;
 
 before(async () => {
-  backend = await LocalBackend.open({ name: 'one', peerUrls: ['http://127.0.0.1:2380'], limits: { requestBytesMax: MAX_REQUEST_BYTES, keyBytesMax: MAX_REQUEST_BYTES, valueBytesMax: MAX_REQUEST_BYTES, txnOperationsMax: 4 } });
-  server = await startEtcdServer({ backend, listenUrls: ['http://127.0.0.1:0'], maxRequestBytes: MAX_REQUEST_BYTES });
-  backend.publishClientUrls(server.urls);
+  const clientUrl = await freeClientUrl();
+  member = await startSingleMember({
+    name: 'one',
+    peerUrls: ['http://127.0.0.1:2380'],
+    clientUrls: [clientUrl],
+    limits: { requestBytesMax: MAX_REQUEST_BYTES, keyBytesMax: MAX_REQUEST_BYTES, valueBytesMax: MAX_REQUEST_BYTES, txnOperationsMax: 4 },
+  });
+  backend = member.backend;
+  server = await startEtcdServer({ backend, listenUrls: [clientUrl], maxRequestBytes: MAX_REQUEST_BYTES });
   client = connectEtcdTestClient(server.urls[0] ?? '');
 });
 
 after(async () => {
   client.close();
   await server.close({ force: true });
-  await backend.close();
+  await member.stop();
 });
 
 async function rejects(promise: Promise<unknown>, code: number, details?: string | RegExp): Promise<void> {
@@ -182,7 +194,9 @@ describe('Cluster and Maintenance', () => {
     assert.equal(status.header.member_id, info.memberId);
     assert.equal(status.header.revision, info.revision);
     assert.equal(status.leader, info.memberId);
-    assert.equal(status.raftTerm, 1);
+    // A new cluster's bootstrap entries are at term 1; its first leader is elected at term 2, as etcd's.
+    assert.equal(status.raftTerm, info.raftTerm);
+    assert.equal(status.raftTerm, 2);
     assert.ok(status.raftIndex >= status.raftAppliedIndex && status.raftAppliedIndex > 0);
     assert.equal(typeof status.version, 'string');
   });
@@ -201,26 +215,54 @@ describe('Cluster and Maintenance', () => {
 
     await rejects(client.cluster.MemberAdd({ peerURLs: ['http://127.0.0.1:2380'] }), GrpcStatus.FAILED_PRECONDITION, 'etcdserver: Peer URLs already exists');
     await rejects(client.cluster.MemberAdd({ peerURLs: ['not a url'] }), GrpcStatus.INVALID_ARGUMENT, 'etcdserver: given member URLs are invalid');
-    const added = await client.cluster.MemberAdd({ peerURLs: ['http://127.0.0.1:2480'], isLearner: true });
+    const learnerUrls = ['http://127.0.0.1:2480'];
+    const added = await client.cluster.MemberAdd({ peerURLs: learnerUrls, isLearner: true });
     assert.equal(added.member.isLearner, true);
+    assert.equal(added.member.ID, memberIdFor(learnerUrls, SINGLE_MEMBER_TOKEN));
     assert.equal(added.members.length, 2);
     await rejects(client.cluster.MemberAdd({ peerURLs: ['http://127.0.0.1:2580'], isLearner: true }), GrpcStatus.FAILED_PRECONDITION, 'etcdserver: too many learner members in cluster');
     await rejects(client.cluster.MemberPromote({ ID: backend.header().memberId }), GrpcStatus.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member');
     await rejects(client.cluster.MemberPromote({ ID: 424242 }), GrpcStatus.NOT_FOUND, 'etcdserver: member not found');
-    const promoted = await client.cluster.MemberPromote({ ID: added.member.ID });
-    assert.notEqual(promoted.members.find((m: { ID: number }) => m.ID === added.member.ID).isLearner, true);
-    // Two voters, one started: a third voter would leave no started quorum (etcd's strict check).
-    await rejects(client.cluster.MemberAdd({ peerURLs: ['http://127.0.0.1:2680'] }), GrpcStatus.FAILED_PRECONDITION, 'etcdserver: re-configuration failed due to not enough started members');
-    const removed = await client.cluster.MemberRemove({ ID: added.member.ID });
-    assert.equal(removed.members.length, 1);
-    await rejects(client.cluster.MemberRemove({ ID: added.member.ID }), GrpcStatus.NOT_FOUND, 'etcdserver: member not found');
+    // The learner has not started, so its log is empty: etcd refuses to promote it.
+    await rejects(client.cluster.MemberPromote({ ID: added.member.ID }), GrpcStatus.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member which is in sync with leader');
+    let learner: RaftNode | undefined;
+    try {
+      learner = await startJoiningMember(member, { name: 'two', peerUrls: learnerUrls });
+      assert.equal(learner.memberId, added.member.ID);
+      const promoted = await client.cluster.MemberPromote({ ID: added.member.ID });
+      const voter = promoted.members.find((m: { ID: number }) => m.ID === added.member.ID);
+      assert.notEqual(voter.isLearner, true);
+      assert.equal(voter.name, 'two');
+      const removed = await client.cluster.MemberRemove({ ID: added.member.ID });
+      assert.equal(removed.members.length, 1);
+      await rejects(client.cluster.MemberRemove({ ID: added.member.ID }), GrpcStatus.NOT_FOUND, 'etcdserver: member not found');
+    } finally {
+      await learner?.stop({ transferLeadership: false });
+    }
+  });
+
+  // etcd's strict reconfiguration check: a cluster of two voters, one of them never started,
+  // refuses a third voter, which would leave no quorum of started members.
+  test('a voter that would leave no quorum of started members is refused', async () => {
+    const alone = await startSingleMember({ name: 'alone' });
+    try {
+      // A one-member cluster may always grow to two voters.
+      await alone.backend.memberAdd({ peerUrls: ['http://127.0.0.1:2481'], isLearner: false });
+      await assert.rejects(
+        alone.backend.memberAdd({ peerUrls: ['http://127.0.0.1:2482'], isLearner: false }, { signal: AbortSignal.timeout(2_000) }),
+        (error) => isStrataError(error, ErrorCode.NOT_ENOUGH_STARTED_MEMBERS),
+      );
+    } finally {
+      await alone.stop();
+    }
   });
 });
 
 describe('cancellation', () => {
   test('a client deadline aborts the signal the backend gets', async () => {
     let seen: AbortSignal | undefined;
-    const hanging = await LocalBackend.open();
+    // The real member's backend, whose Status never answers: only the server can end the call.
+    const hanging: EtcdBackend = new RaftNodeBackend(member.node, SINGLE_MEMBER_VERSION);
     let release: () => void = () => undefined;
     const blocked = new Promise<void>((resolve) => {
       release = resolve;
@@ -244,18 +286,12 @@ describe('cancellation', () => {
       release();
       slowClient.close();
       await slow.close({ force: true });
-      await hanging.close();
     }
   });
 });
 
 test('startEtcdServer refuses listen URLs that are not http://host:port', async () => {
-  const local = await LocalBackend.open();
-  try {
-    for (const url of ['https://127.0.0.1:0', 'unix:///tmp/x', 'http://127.0.0.1:0/path']) {
-      await assert.rejects(startEtcdServer({ backend: local, listenUrls: [url], maxRequestBytes: 1024 }), (error) => isStrataError(error, 'INVALID_ARGUMENT'));
-    }
-  } finally {
-    await local.close();
+  for (const url of ['https://127.0.0.1:0', 'unix:///tmp/x', 'http://127.0.0.1:0/path']) {
+    await assert.rejects(startEtcdServer({ backend, listenUrls: [url], maxRequestBytes: 1024 }), (error) => isStrataError(error, 'INVALID_ARGUMENT'));
   }
 });

@@ -1,4 +1,4 @@
-// The real etcdctl (v3 API) against our server over LocalBackend. The expected outputs are
+// The real etcdctl (v3 API) against our server over one real in-memory RaftNode. The expected outputs are
 // what etcdctl 3.4.23 prints against a single-node etcd 3.4.23 for the same commands
 // (checked by hand against /usr/bin/etcd), with our ids, version and sizes in place of etcd's.
 // Without etcdctl the test skips, except in CI where it fails.
@@ -7,8 +7,10 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
-import type { EtcdServer } from '../../src/server/index.ts';
-import { LocalBackend, startEtcdServer } from '../../src/server/index.ts';
+import type { EtcdServer, RaftNodeBackend } from '../../src/server/index.ts';
+import { startEtcdServer } from '../../src/server/index.ts';
+import type { SingleMember } from './single-member.ts';
+import { freeClientUrl, startSingleMember } from './single-member.ts';
 
 const ETCDCTL_TIMEOUT_MS = 20_000;
 
@@ -24,22 +26,24 @@ function etcdctlMissing(): string | undefined {
 }
 
 const missing = etcdctlMissing();
-let backend: LocalBackend;
+let member: SingleMember;
+let backend: RaftNodeBackend;
 let server: EtcdServer;
 let endpoint = '';
 
 before(async () => {
   if (missing !== undefined) return;
-  backend = await LocalBackend.open({ name: 'one', peerUrls: ['http://127.0.0.1:2380'] });
-  server = await startEtcdServer({ backend, listenUrls: ['http://127.0.0.1:0'], maxRequestBytes: 1.5 * 1024 * 1024 });
-  backend.publishClientUrls(server.urls);
+  const clientUrl = await freeClientUrl();
+  member = await startSingleMember({ name: 'one', peerUrls: ['http://127.0.0.1:2380'], clientUrls: [clientUrl] });
+  backend = member.backend;
+  server = await startEtcdServer({ backend, listenUrls: [clientUrl], maxRequestBytes: 1.5 * 1024 * 1024 });
   endpoint = (server.urls[0] ?? '').replace('http://', '');
 });
 
 after(async () => {
   if (missing !== undefined) return;
   await server.close({ force: true });
-  await backend.close();
+  await member.stop();
 });
 
 interface Run {
@@ -77,7 +81,7 @@ test('put, get (prefix, limit, json), del', { skip: missing }, async () => {
   assert.equal(await ok(['get', '', '--from-key', '--sort-by=MODIFY', '--order=DESCEND', '--keys-only']), 'c\n\nb\n\na\n\n');
   const limited = JSON.parse(await ok(['get', '', '--prefix', '--limit', '2', '-w', 'json']));
   const info = backend.header();
-  assert.deepEqual(limited.header, { cluster_id: info.clusterId, member_id: info.memberId, revision: 4, raft_term: 1 });
+  assert.deepEqual(limited.header, { cluster_id: info.clusterId, member_id: info.memberId, revision: 4, raft_term: 2 });
   assert.deepEqual(
     limited.kvs,
     [
@@ -118,7 +122,7 @@ test('member list and endpoint status', { skip: missing }, async () => {
   const status = await backend.status();
   assert.equal(
     await ok(['endpoint', 'status']),
-    `${endpoint}, ${hex(memberId)}, ${status.version}, 0 B, true, false, 1, ${status.raftIndex}, ${status.raftAppliedIndex}, \n`,
+    `${endpoint}, ${hex(memberId)}, ${status.version}, 0 B, true, false, 2, ${status.raftIndex}, ${status.raftAppliedIndex}, \n`,
   );
   const added = await ok(['member', 'add', 'two', '--peer-urls=http://127.0.0.1:2480', '--learner']);
   assert.match(added, new RegExp(`^Member +[0-9a-f]+ added to cluster +${hex(clusterId)}\n`));
