@@ -2,7 +2,7 @@
 // breaks its property and must name it (and a history that keeps it must pass).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Entry, Index, Term } from '../../src/raft/index.ts';
+import type { AppendMessage, Entry, Index, Term } from '../../src/raft/index.ts';
 import { EMPTY_CONF_STATE, EntryType } from '../../src/raft/index.ts';
 import { SeededRandom } from '../../src/util/index.ts';
 import { InvariantChecker, SimulationFailure } from './sim/invariant-checker.ts';
@@ -78,6 +78,18 @@ test('leader completeness: a new leader of a later term missing a committed entr
   checker.observeLeader(1, 3, 1, logView(1, [1, 1, 2]));
   failsWith('leader completeness', () => checker.observeLeader(3, 4, 1, logView(3, [1, 1])));
   failsWith('leader completeness', () => checker.observeLeader(3, 5, 1, logView(3, [1, 1, 3])));
+});
+
+test('commit only verified entries: a follower that commits past the last entry an append carried fails (§5.3)', () => {
+  const checker = new InvariantChecker();
+  // Entries 5..6 after 4/t2, the leader's commit at 9: the follower may commit up to 6 only.
+  const append: AppendMessage = { type: 'append', from: 1, to: 2, term: 3, logTerm: 2, index: 4, entries: [entry(5, 3), entry(6, 3)], commit: 9 };
+  checker.observeAppendCommit(2, append, 3, 6);
+  checker.observeAppendCommit(2, append, 3, 3);
+  // A commit already past the append's end, from earlier appends, is not this append's doing.
+  checker.observeAppendCommit(2, append, 8, 8);
+  failsWith('commit only verified entries', () => checker.observeAppendCommit(2, append, 3, 7));
+  failsWith('commit only verified entries', () => checker.observeAppendCommit(2, { ...append, commit: 5 }, 3, 6));
 });
 
 test('persisted hard state: commit or term going back, or a second vote in a term, fail', () => {

@@ -1,7 +1,8 @@
 // One seeded run of a simulated cluster: a fault phase (safety under loss, duplication,
-// reordering, partitions, crashes, proposals, configuration changes, leader transfers,
-// snapshots and reads), then a healed phase (liveness: a leader among the voters, and a
-// fresh proposal applied by every live voter, within a bounded number of ticks). The
+// reordering, messages held back past an election timeout, late copies of old responses,
+// partitions, crashes, proposals, configuration changes, leader transfers, snapshots and
+// reads), then a healed phase (liveness: a leader among the voters, and a fresh proposal
+// applied by every live voter, within a bounded number of ticks). The
 // invariants are checked after every step. Everything is drawn from one SeededRandom, so
 // a seed names a run exactly.
 
@@ -10,7 +11,7 @@ import { EntryType } from '../../../src/raft/index.ts';
 import { ErrorCode, SeededRandom, isStrataError } from '../../../src/util/index.ts';
 import { InvariantChecker, SimulationFailure, describeConfState, failInvariant } from './invariant-checker.ts';
 import { SimNetwork } from './sim-network.ts';
-import type { DropReason } from './sim-network.ts';
+import type { DropReason, LateKind } from './sim-network.ts';
 import { SimNode } from './sim-node.ts';
 import type { SimNodeHost } from './sim-node.ts';
 import { deriveSimOptions, describeSimOptions } from './sim-options.ts';
@@ -65,6 +66,7 @@ export interface SimStats {
   messagesSent: number;
   messagesDropped: number;
   messagesDuplicated: number;
+  messagesLate: number;
 }
 
 /** SimFailureReport is what a failed run reports: the invariant, the detail and the recent trace. */
@@ -119,7 +121,7 @@ class ClusterSimulation implements SimNodeHost {
     steps: 0, healSteps: 0, leaderChanges: 0, confChangesApplied: 0, jointConfigs: 0, snapshotsTaken: 0,
     snapshotsSent: 0, transfersRequested: 0, transfersCompleted: 0, crashes: 0, restarts: 0, partitions: 0,
     proposalsAccepted: 0, proposalsRefused: 0, entriesApplied: 0, readStatesChecked: 0, messagesSent: 0,
-    messagesDropped: 0, messagesDuplicated: 0,
+    messagesDropped: 0, messagesDuplicated: 0, messagesLate: 0,
   };
   private step = 0;
   private scheduled: ScheduledEvent[] = [];
@@ -144,7 +146,10 @@ class ClusterSimulation implements SimNodeHost {
     this.tuning = this.options.raft;
     this.checker = new InvariantChecker(this.options.bootstrap === 'config' ? this.options.voterCount : 0);
     this.trace = new TraceRing(stream);
-    this.network = new SimNetwork(this.random, this.options.network, (message, reason) => this.onDrop(message, reason));
+    this.network = new SimNetwork(this.random, this.options.network, {
+      onDrop: (message, reason) => this.onDrop(message, reason),
+      onLate: (message, kind, dueStep, sentStep) => this.onLate(message, kind, dueStep, sentStep),
+    });
     const voters: NodeId[] = [];
     for (let id = 1; id <= this.options.voterCount; id += 1) voters.push(id);
     for (let id = 1; id <= this.options.nodeIdCount; id += 1) {
@@ -259,8 +264,21 @@ class ClusterSimulation implements SimNodeHost {
       if (pending !== '') this.trace.recordText(this.step, `node ${node.id} steps a snapshot while ${pending}`);
     }
     this.network.countDelivered();
+    // Only an append whose leader commit is past its last entry can tempt a follower to
+    // commit what the append did not verify; status() is not free, so only those are checked.
+    if (message.type === 'append' && message.commit > message.index + message.entries.length) {
+      const commitBefore = node.core.status().commit;
+      node.core.step(message);
+      this.checker.observeAppendCommit(node.id, message, commitBefore, node.core.status().commit);
+      return;
+    }
     node.core.step(message);
     if (message.type === 'snapshot') this.reportSnapshot(message, true);
+  }
+
+  private onLate(message: Message, kind: LateKind, dueStep: number, sentStep: number): void {
+    const sent = sentStep === this.step ? '' : `sent at step ${sentStep}, `;
+    this.trace.recordMessage(this.step, `${kind} (${sent}due at step ${dueStep})`, message);
   }
 
   private onDrop(message: Message, reason: DropReason): void {
@@ -337,6 +355,7 @@ class ClusterSimulation implements SimNodeHost {
     if (roll(rates.transferPerMille)) this.transferLeader();
     if (roll(rates.crashPerMille)) this.crashRandomNode();
     if (roll(rates.targetedFaultPerMille)) this.injectTargetedFault();
+    if (roll(rates.replayPerMille)) this.replayOldResponses();
     if (roll(rates.partitionPerMille)) this.changePartition();
     if (roll(rates.snapshotPerMille)) this.snapshotRandomNode();
     if (roll(rates.readIndexPerMille)) this.requestRead();
@@ -492,6 +511,25 @@ class ClusterSimulation implements SimNodeHost {
     this.trace.recordText(this.step, `partition: leader ${leader.id} cut off; links down ${this.network.describeLinksDown()}`);
   }
 
+  // A late duplicate at the worst moment: the network delivers again its copies of the old
+  // responses addressed to a campaigning node (votes from an earlier election reach a later
+  // one); with no election under way, a copy of one old response to anyone.
+  private replayOldResponses(): void {
+    const remembered = this.network.rememberedResponses();
+    if (remembered.length === 0) return;
+    const campaigning = this.nodes.filter((node) => {
+      if (!node.isRunning) return false;
+      const role = node.core.currentRole();
+      return role === 'candidate' || role === 'preCandidate';
+    });
+    if (campaigning.length === 0) {
+      this.network.replay(this.step, this.random.pick(remembered));
+      return;
+    }
+    const target = this.random.pick(campaigning).id;
+    for (const copy of remembered) if (copy.message.to === target) this.network.replay(this.step, copy);
+  }
+
   private crashRandomNode(): void {
     const node = this.randomLiveNode();
     if (node === undefined) return;
@@ -562,10 +600,19 @@ class ClusterSimulation implements SimNodeHost {
   // ------------------------------------------------------------------ healing and liveness
 
   private heal(): void {
-    this.trace.recordText(this.step, `heal: network whole, no loss, in order; restarting crashed members; config ${describeConfState(this.globalConf)}`);
+    this.trace.recordText(this.step, `heal: network whole, no loss, in order, nothing more held back; restarting crashed members; config ${describeConfState(this.globalConf)}`);
     this.network.heal();
     // Healed links behave like TCP streams: nothing lost, duplicated or reordered.
-    this.network.setFaults({ ...this.options.network, lossPerMille: 0, duplicatePerMille: 0, longDelayPerMille: 0, inOrder: true });
+    // Messages already held back still arrive, late, after healing.
+    this.network.setFaults({
+      ...this.options.network,
+      lossPerMille: 0,
+      duplicatePerMille: 0,
+      longDelayPerMille: 0,
+      heldPerMille: 0,
+      lateDuplicatePerMille: 0,
+      inOrder: true,
+    });
     // Removed nodes the remaining voters may still need (see onConfApplied) keep running
     // (or are restarted) and stop later, once the removal is durable on every voter.
     this.scheduled = this.scheduled.filter((event) => event.kind === 'stop');
@@ -661,6 +708,7 @@ class ClusterSimulation implements SimNodeHost {
     this.stats.messagesSent = counters.sent;
     this.stats.messagesDropped = counters.dropped;
     this.stats.messagesDuplicated = counters.duplicated;
+    this.stats.messagesLate = counters.late;
     return { seed: this.options.seed, stats: this.stats, failure };
   }
 }
@@ -670,12 +718,13 @@ function membersOf(confState: ConfState): Set<NodeId> {
 }
 
 // Refusals a caller must expect from the core: not the leader, a transfer under way, too
-// much uncommitted, a configuration change refused.
+// much uncommitted, a configuration change refused or one still pending.
 function isExpectedRefusal(error: unknown): boolean {
   return (
     isStrataError(error, ErrorCode.NOT_LEADER) ||
     isStrataError(error, ErrorCode.LEADER_TRANSFER_IN_PROGRESS) ||
     isStrataError(error, ErrorCode.PROPOSAL_DROPPED) ||
-    isStrataError(error, ErrorCode.CONF_CHANGE_REFUSED)
+    isStrataError(error, ErrorCode.CONF_CHANGE_REFUSED) ||
+    isStrataError(error, ErrorCode.CONF_CHANGE_PENDING)
   );
 }

@@ -1,10 +1,12 @@
 // The safety properties of Raft (§5.2 election safety, §5.3 log matching, §5.4 leader
 // completeness and state machine safety), checked against global knowledge that no single
 // node has: every (term, leader) ever seen, every entry any log ever held, every entry any
-// state machine applied, every commit index any node reported. A violation throws a
-// SimulationFailure naming the invariant.
+// state machine applied, every commit index any node reported. One rule of §5.3 is checked
+// per message as well, because its violation can stay harmless for a long time: a follower
+// commits only entries an append verified. A violation throws a SimulationFailure naming
+// the invariant.
 
-import type { ConfState, Entry, HardState, Index, NodeId, Snapshot, Term } from '../../../src/raft/index.ts';
+import type { AppendMessage, ConfState, Entry, HardState, Index, NodeId, Snapshot, Term } from '../../../src/raft/index.ts';
 import type { SeededRandom } from '../../../src/util/index.ts';
 import { entryHash } from './sim-state-machine.ts';
 import type { SimStateMachine } from './sim-state-machine.ts';
@@ -167,6 +169,24 @@ export class InvariantChecker {
           failInvariant('log matching', `nodes ${a.id} and ${b.id} agree on t${termA} at ${index} but differ at ${j}: t${ta} vs t${tb}`);
         }
       }
+    }
+  }
+
+  /**
+   * observeAppendCommit checks a follower's commit index across one append it stepped
+   * (§5.3, Figure 2: commitIndex = min(leaderCommit, index of last new entry)). Entries
+   * past the last one the append carried were not checked against the leader's log by it:
+   * they may be a stale suffix of an earlier term that the leader's log does not hold. This
+   * core's leader never lets such a suffix be committed (it sends a follower entries from
+   * the first conflicting index on, and heartbeats carry min(match, commit)), so a follower
+   * that breaks the rule breaks no global property, today; this check sees it anyway.
+   */
+  observeAppendCommit(node: NodeId, append: AppendMessage, commitBefore: Index, commitAfter: Index): void {
+    if (commitAfter <= commitBefore) return;
+    const lastVerified = append.index + append.entries.length;
+    const allowed = Math.min(append.commit, lastVerified);
+    if (commitAfter > allowed) {
+      failInvariant('commit only verified entries', `node ${node} moved its commit from ${commitBefore} to ${commitAfter} on an append from ${append.from} in t${append.term} that verified up to ${lastVerified} with leader commit ${append.commit}`);
     }
   }
 

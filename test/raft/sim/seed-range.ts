@@ -98,7 +98,7 @@ export function formatSummary(summary: SeedRangeSummary): string {
     `  leader changes ${t.leaderChanges}, transfers ${t.transfersCompleted}/${t.transfersRequested} completed, crashes ${t.crashes}, restarts ${t.restarts}, partitions ${t.partitions}`,
     `  conf changes applied ${t.confChangesApplied} (joint ${t.jointConfigs}), snapshots taken ${t.snapshotsTaken}, snapshots sent ${t.snapshotsSent}`,
     `  proposals accepted ${t.proposalsAccepted} (refused ${t.proposalsRefused}), entries applied ${t.entriesApplied}, reads checked ${t.readStatesChecked}`,
-    `  messages sent ${t.messagesSent}, dropped ${t.messagesDropped}, duplicated ${t.messagesDuplicated}`,
+    `  messages sent ${t.messagesSent}, dropped ${t.messagesDropped}, duplicated ${t.messagesDuplicated}, late (held back, late copies, replays) ${t.messagesLate}`,
     ...[...summary.failuresByInvariant].map(([invariant, tally]) => `  failed ${invariant}: ${tally.count} seeds, e.g. ${tally.seeds.join(' ')}`),
   ].join('\n');
 }

@@ -37,6 +37,18 @@ export interface NetworkFaults {
    * long delays still arrive late. Off, delays reorder freely.
    */
   readonly inOrder: boolean;
+  /**
+   * Messages held back heldDelayStepsMin..heldDelayStepsMax steps, longer than an election
+   * timeout, then delivered (a stalled connection that recovers): a vote or append response
+   * reaches a node that has moved on to a later term or a later election.
+   */
+  readonly heldPerMille: number;
+  /** Messages delivered once more after a held delay (a late retransmission of an old copy). */
+  readonly lateDuplicatePerMille: number;
+  /** The shortest held delay: one election timeout of the run, in steps. */
+  readonly heldDelayStepsMin: number;
+  /** The longest held delay: HELD_DELAY_ELECTION_TIMEOUTS_MAX randomized election timeouts. */
+  readonly heldDelayStepsMax: number;
 }
 
 /** ActionRates are the per-step chances (per mille) of each injected action in the fault phase. */
@@ -55,6 +67,12 @@ export interface ActionRates {
    * (Figure 8) and lost votes arise far more often than random faults make them.
    */
   readonly targetedFaultPerMille: number;
+  /**
+   * Late duplicates aimed at the worst moment: the network delivers again its copies of
+   * old vote and append responses to a node that is campaigning (any old response when no
+   * node is), so that responses from an earlier term or election reach a later one.
+   */
+  readonly replayPerMille: number;
 }
 
 /**
@@ -93,6 +111,27 @@ export const HEAL_ELECTION_TIMEOUTS_MAX = 50;
 /** FAULT_STEPS is the length of the fault phase of every run (tuned for ~2,000 seeds in CI). */
 export const FAULT_STEPS = 2_000;
 
+/**
+ * HELD_DELAY_ELECTION_TIMEOUTS_MAX bounds a held message's delay, in the longest randomized
+ * election timeouts (2 * electionTicks ticks): long enough that an election, or several,
+ * happens while it waits.
+ */
+export const HELD_DELAY_ELECTION_TIMEOUTS_MAX = 3;
+
+/** HELD_PER_MILLE_MAX bounds the per-message rates of held messages and of late duplicates. */
+export const HELD_PER_MILLE_MAX = 20;
+
+/** REPLAY_PER_MILLE_MAX bounds the per-step rate of replayed old responses. */
+export const REPLAY_PER_MILLE_MAX = 60;
+
+/**
+ * electionTimeoutSteps is how many steps `ticks` ticks take on average, for a node that
+ * ticks in tickPerMille of the steps.
+ */
+export function electionTimeoutSteps(ticks: number, tickPerMille: number): number {
+  return Math.ceil((ticks * 1000) / tickPerMille);
+}
+
 /** deriveSimOptions draws a run's parameters from its seeded random source. */
 export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions {
   const voterCount = random.chance(1, 2) ? 3 : 5;
@@ -115,14 +154,12 @@ export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions
     maxUncommittedBytes: squeeze() ? 256 + random.intBelow(2048) : RAFT_CONFIG_DEFAULTS.maxUncommittedBytes,
     maxCommittedBytesPerReady: squeeze() ? 1 + random.intBelow(300) : RAFT_CONFIG_DEFAULTS.maxCommittedBytesPerReady,
   };
-  const network: NetworkFaults = {
-    lossPerMille: random.chance(1, 4) ? 0 : random.intBelow(200),
-    duplicatePerMille: random.chance(1, 3) ? 0 : random.intBelow(100),
-    longDelayPerMille: random.chance(1, 3) ? 0 : random.intBelow(50),
-    delayStepsMax: 1 + random.intBelow(8),
-    inOrder: random.chance(1, 4),
-  };
-  const actions: ActionRates = {
+  const lossPerMille = random.chance(1, 4) ? 0 : random.intBelow(200);
+  const duplicatePerMille = random.chance(1, 3) ? 0 : random.intBelow(100);
+  const longDelayPerMille = random.chance(1, 3) ? 0 : random.intBelow(50);
+  const delayStepsMax = 1 + random.intBelow(8);
+  const inOrder = random.chance(1, 4);
+  const actions: Omit<ActionRates, 'replayPerMille'> = {
     proposePerMille: 40 + random.intBelow(260),
     confChangePerMille: random.chance(1, 5) ? 0 : random.intBelow(25),
     transferPerMille: random.chance(1, 3) ? 0 : random.intBelow(12),
@@ -134,16 +171,36 @@ export function deriveSimOptions(seed: number, random: SeededRandom): SimOptions
     targetedFaultPerMille: random.chance(1, 3) ? 0 : random.intBelow(30),
   };
   const diskKind: DiskKind = random.chance(1, 2) ? 'faulty-disk' : 'memory';
+  const tickPerMille = 200 + random.intBelow(150);
+  const persistDelayStepsMax = random.intBelow(7);
+  // What follows is drawn last, so every parameter above is what the seed drew before late
+  // messages and one-entry appends existed.
+  // A run in five sends one entry per append, as with large values: a follower then learns
+  // the leader's commit index from appends that end far below it, the case §5.3's commit
+  // rule (min(leaderCommit, index of last new entry)) is about.
+  const oneEntryPerAppend = random.chance(1, 5);
+  const replayPerMille = random.chance(1, 3) ? 0 : 1 + random.intBelow(REPLAY_PER_MILLE_MAX);
+  const network: NetworkFaults = {
+    lossPerMille,
+    duplicatePerMille,
+    longDelayPerMille,
+    delayStepsMax,
+    inOrder,
+    heldPerMille: random.chance(1, 3) ? 0 : 1 + random.intBelow(HELD_PER_MILLE_MAX),
+    lateDuplicatePerMille: random.chance(1, 3) ? 0 : 1 + random.intBelow(HELD_PER_MILLE_MAX),
+    heldDelayStepsMin: electionTimeoutSteps(raft.electionTicks, tickPerMille),
+    heldDelayStepsMax: electionTimeoutSteps(2 * raft.electionTicks * HELD_DELAY_ELECTION_TIMEOUTS_MAX, tickPerMille),
+  };
   return {
     seed,
     voterCount,
     bootstrap,
     nodeIdCount,
-    raft,
+    raft: oneEntryPerAppend ? { ...raft, maxEntriesBytesPerMessage: 1 } : raft,
     network,
-    actions,
-    tickPerMille: 200 + random.intBelow(150),
-    persistDelayStepsMax: random.intBelow(7),
+    actions: { ...actions, replayPerMille },
+    tickPerMille,
+    persistDelayStepsMax,
     disk: diskKind,
     faultSteps: FAULT_STEPS,
     healElectionTimeouts: HEAL_ELECTION_TIMEOUTS_MAX,
@@ -157,8 +214,8 @@ export function describeSimOptions(options: SimOptions): string {
     `seed=${options.seed} voters=${options.voterCount} ids=${options.nodeIdCount} bootstrap=${options.bootstrap}`,
     `election=${raft.electionTicks} heartbeat=${raft.heartbeatTicks} preVote=${raft.preVote} checkQuorum=${raft.checkQuorum} readOnly=${raft.readOnlyOption}`,
     `inflight=${raft.maxInflightMessages}/${raft.maxInflightBytes}B msgBytes=${raft.maxEntriesBytesPerMessage} uncommitted=${raft.maxUncommittedBytes} readyBytes=${raft.maxCommittedBytesPerReady}`,
-    `loss=${network.lossPerMille}‰ dup=${network.duplicatePerMille}‰ longDelay=${network.longDelayPerMille}‰ delay<=${network.delayStepsMax}${network.inOrder ? ' inOrder' : ''}`,
-    `propose=${actions.proposePerMille}‰ conf=${actions.confChangePerMille}‰ transfer=${actions.transferPerMille}‰ crash=${actions.crashPerMille}‰ partition=${actions.partitionPerMille}‰ snapshot=${actions.snapshotPerMille}‰ read=${actions.readIndexPerMille}‰ campaign=${actions.campaignPerMille}‰ targeted=${actions.targetedFaultPerMille}‰`,
+    `loss=${network.lossPerMille}‰ dup=${network.duplicatePerMille}‰ longDelay=${network.longDelayPerMille}‰ delay<=${network.delayStepsMax}${network.inOrder ? ' inOrder' : ''} held=${network.heldPerMille}‰ lateDup=${network.lateDuplicatePerMille}‰ heldDelay=${network.heldDelayStepsMin}..${network.heldDelayStepsMax}`,
+    `propose=${actions.proposePerMille}‰ conf=${actions.confChangePerMille}‰ transfer=${actions.transferPerMille}‰ crash=${actions.crashPerMille}‰ partition=${actions.partitionPerMille}‰ snapshot=${actions.snapshotPerMille}‰ read=${actions.readIndexPerMille}‰ campaign=${actions.campaignPerMille}‰ targeted=${actions.targetedFaultPerMille}‰ replay=${actions.replayPerMille}‰`,
     `tick=${options.tickPerMille}‰ persistDelay<=${options.persistDelayStepsMax} faultSteps=${options.faultSteps} disk=${options.disk}`,
   ].join('\n  ');
 }
