@@ -35,7 +35,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
     limits: { ...DEFAULT_KV_LIMITS, requestBytesMax: options.maxRequestBytes },
     version: serverVersion(),
     logger,
-    createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, logger }),
+    createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, advertiseUrls: options.initialAdvertisePeerUrls, logger }),
     hooks: {
       onRoleChange: ({ role, leaderId, term }) => logger.info(`role ${role}`, { leader: leaderId.toString(16), term }),
       onRemoved: () => logger.warn('this member was removed from the cluster; stopping after a grace period'),

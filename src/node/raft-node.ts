@@ -617,16 +617,17 @@ export class RaftNode {
   }
 
   /** removeMember removes a member. */
-  removeMember(id: number, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
+  async removeMember(id: number, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
     return this.memberOperation({ op: 'remove', id }, options);
   }
 
   /** promoteMember makes a caught-up learner a voter. */
-  promoteMember(id: number, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
+  async promoteMember(id: number, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
     return this.memberOperation({ op: 'promote', id }, options);
   }
 
-  private memberOperation(operation: MemberOperation, options: NodeCallOptions): Promise<MemberRecord[]> {
+  // Async, so that a refusal (STOPPED, MEMBER_REMOVED) rejects the promise instead of throwing at the caller.
+  private async memberOperation(operation: MemberOperation, options: NodeCallOptions): Promise<MemberRecord[]> {
     this.checkServing();
     return this.changes.operate(operation, options);
   }
@@ -636,7 +637,7 @@ export class RaftNode {
    * must be a voter) and resolves once the target leads. Proposals that arrive meanwhile
    * are held and passed on to the new leader, so none fails.
    */
-  transferLeadership(targetId: number, options: NodeCallOptions = {}): Promise<void> {
+  async transferLeadership(targetId: number, options: NodeCallOptions = {}): Promise<void> {
     this.checkServing();
     return this.handOver(targetId, options);
   }

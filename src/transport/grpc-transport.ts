@@ -9,6 +9,20 @@
 // peer unknown — is dropped and reported through onUnreachable (rate-limited): Raft
 // retransmits on its own, so dropping is always safe and never blocks the driver.
 //
+// A member that has not applied the change that added a newer member does not know it, yet
+// must answer it (the newer one may lead; etcd's rafthttp learns such a remote from the
+// sender's X-PeerURLs header). So:
+// - A stream from a member not set with setPeer is accepted, whatever the ids, and its sender
+//   is learned from the hello (with the URLs the hello carries, for unary calls) for as long
+//   as that stream lasts: a learned peer is never dialled, and it is forgotten when its
+//   stream ends. setPeer confirms it (it becomes an ordinary peer); removePeer removes it.
+// - The higher id dials a lower peer it knows when no stream appeared for
+//   fallbackDialDelayMs (the lower one may not know it). When both dial, the lower id's
+//   stream wins: the lower refuses a higher id's stream while its own dial is open, and the
+//   higher drops its own dial when it accepts the lower's stream. One stream per pair.
+// - removePeer remembers the id (bounded, oldest forgotten first): its streams are refused
+//   with MEMBER_REMOVED, so a removed member is not learned again; setPeer lifts that.
+//
 // Unary calls (request()) go over a channel to the peer's URL independent of the stream.
 
 import { fileURLToPath } from 'node:url';
@@ -34,6 +48,12 @@ export interface GrpcTransportOptions {
   readonly clusterId: number;
   /** Where to listen, as http://host:port (port 0 picks a free port; see boundUrls). */
   readonly listenUrls: readonly string[];
+  /**
+   * The URLs peers reach this member at (its advertised peer URLs), sent in the stream's
+   * hello so that a member that does not know this one yet can call it. By default the
+   * bound URLs, leaving out wildcard hosts (0.0.0.0, [::]), which name no reachable address.
+   */
+  readonly advertiseUrls?: readonly string[];
   readonly logger?: Logger;
   /** Jitter for redial backoff; Math.random when not given. */
   readonly random?: RandomSource;
@@ -43,9 +63,14 @@ export interface GrpcTransportOptions {
 /** PeerLinkStatus describes the stream to one peer, for tests and status pages. */
 export interface PeerLinkStatus {
   readonly peer: NodeId;
-  /** 'dialed' when this member dialled (lower id), 'accepted' when the peer did. */
+  /**
+   * 'dialed' when this member dialled (as the lower id, or as the higher one's fallback),
+   * 'accepted' when the peer did.
+   */
   readonly direction: 'dialed' | 'accepted';
   readonly established: boolean;
+  /** True while the peer is known only from its stream's hello (not set with setPeer). */
+  readonly learned: boolean;
   readonly queuedMessages: number;
   readonly queuedBytes: number;
 }
@@ -61,12 +86,22 @@ export const CODE_METADATA_KEY = 'stratakv-code';
 const KEEPALIVE_TIME_MS = 10_000;
 const UNARY_CHANNEL_IDLE_MS = 24 * 60 * 60 * 1000;
 const KEEPALIVE_TIMEOUT_MS = 5_000;
+// A hello names at most this many URLs, each at most this long; a longer one is refused.
+const HELLO_URLS_MAX = 16;
+const HELLO_URL_LENGTH_MAX = 1_024;
+// Peers learned from their hello and not (yet) set with setPeer: a cluster in a membership
+// change has one or two; a stream that would pass this many is refused.
+const LEARNED_PEERS_MAX = 64;
+// Removed ids remembered so that their streams are refused; the oldest is forgotten first.
+const REMOVED_PEERS_MAX = 1_024;
 
 interface FrameWire {
   clusterId: number;
   from: number;
   to: number;
   batch: Uint8Array;
+  /** Set on the hello only; decoded as [] when the sender (an older member) leaves it out. */
+  peerUrls: readonly string[];
 }
 
 interface CallRequestWire {
@@ -105,7 +140,14 @@ interface Link {
 
 interface PeerState {
   readonly id: NodeId;
+  /** Empty only for a learned peer whose hello named no URL (an older member). */
   urls: readonly string[];
+  /**
+   * True for a peer learned from its hello, until setPeer confirms it.
+   * Invariant: a learned peer has an accepted link (it is never dialled and is forgotten
+   * when that link closes), and no dial timer.
+   */
+  learned: boolean;
   urlIndex: number;
   client: grpc.Client | undefined;
   clientAddress: string;
@@ -116,6 +158,7 @@ interface PeerState {
 
 const PEER_REQUEST_KINDS: ReadonlySet<string> = new Set<PeerRequestKind>(['propose', 'member', 'status', 'read']);
 const EMPTY_BYTES = new Uint8Array(0);
+const NO_URLS: readonly string[] = Object.freeze([]);
 
 let peerService: grpc.ServiceDefinition | undefined;
 
@@ -145,6 +188,12 @@ export function parsePeerUrl(url: string): { address: string; hostname: string; 
   return { address: `${parsed.hostname}:${parsed.port}`, hostname: parsed.hostname, port: Number(parsed.port) };
 }
 
+// isWildcardUrl tells whether a listen URL names every interface (no address a peer can dial).
+function isWildcardUrl(url: string): boolean {
+  const { hostname } = parsePeerUrl(url);
+  return hostname === '0.0.0.0' || hostname === '[::]';
+}
+
 function bytesView(value: Uint8Array): Uint8Array {
   return value.constructor === Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
 }
@@ -154,6 +203,7 @@ export class GrpcTransport implements Transport {
   readonly localId: NodeId;
   readonly clusterId: number;
   private readonly listenUrls: readonly string[];
+  private readonly advertiseUrls: readonly string[] | undefined;
   private readonly logger: Logger;
   private readonly random: RandomSource;
   private readonly limits: TransportLimits;
@@ -163,10 +213,15 @@ export class GrpcTransport implements Transport {
   private handlers: TransportHandlers | undefined;
   private server: grpc.Server | undefined;
   private bound: string[] = [];
+  /** The URLs our hellos carry: advertiseUrls, or the bound ones without wildcards. */
+  private helloUrls: readonly string[] = NO_URLS;
   private closing: Promise<void> | undefined;
   private readonly peers = new Map<NodeId, PeerState>();
   // Invariant: at most one link per peer; a link in this map is not closed.
   private readonly links = new Map<NodeId, Link>();
+  private learnedCount = 0;
+  // Ids given to removePeer and not set again since, oldest first (at most REMOVED_PEERS_MAX).
+  private readonly removedPeers = new Set<NodeId>();
   private readonly dirty = new Set<PeerState>();
   private flushScheduled = false;
   private readonly unreachable: UnreachableReporter;
@@ -181,9 +236,16 @@ export class GrpcTransport implements Transport {
     assert(Number.isSafeInteger(options.clusterId) && options.clusterId >= 0, 'clusterId must be a non-negative safe integer');
     assert(options.listenUrls.length > 0, 'listenUrls must not be empty');
     for (const url of options.listenUrls) parsePeerUrl(url);
+    if (options.advertiseUrls !== undefined) {
+      if (options.advertiseUrls.length > HELLO_URLS_MAX) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `at most ${HELLO_URLS_MAX} advertised peer URLs`, { details: { field: 'advertiseUrls' } });
+      }
+      for (const url of options.advertiseUrls) checkHelloUrl(url);
+    }
     this.localId = options.localId;
     this.clusterId = options.clusterId;
     this.listenUrls = [...options.listenUrls];
+    this.advertiseUrls = options.advertiseUrls === undefined ? undefined : [...options.advertiseUrls];
     this.logger = options.logger ?? SILENT_LOGGER;
     this.random = options.random ?? { intBelow: (bound) => Math.floor(Math.random() * bound) };
     this.limits = resolveTransportLimits(options.limits);
@@ -254,7 +316,8 @@ export class GrpcTransport implements Transport {
       const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
       this.bound.push(`http://${host}:${port}`);
     }
-    this.logger.info('peer transport listening', { localId: this.localId, urls: this.bound });
+    this.helloUrls = this.advertiseUrls ?? this.bound.filter((url) => !isWildcardUrl(url)).slice(0, HELLO_URLS_MAX);
+    this.logger.info('peer transport listening', { localId: this.localId, urls: this.bound, advertised: this.helloUrls });
     for (const peer of this.peers.values()) this.maybeDial(peer);
   }
 
@@ -264,8 +327,17 @@ export class GrpcTransport implements Transport {
     if (urls.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `peer ${peer} has no URLs`, { details: { peer } });
     for (const url of urls) parsePeerUrl(url);
     if (this.closing !== undefined) return;
+    // The driver is the authority: a peer it sets again is no longer refused as removed.
+    this.removedPeers.delete(peer);
     const existing = this.peers.get(peer);
     if (existing !== undefined) {
+      if (existing.learned) {
+        // Confirmed: an ordinary peer from now on, kept (and redialled) after its stream ends.
+        existing.learned = false;
+        this.learnedCount -= 1;
+        assert(this.learnedCount >= 0, 'learned peer count went negative');
+        this.logger.info('a learned peer was confirmed', { peer });
+      }
       if (existing.urls.length === urls.length && existing.urls.every((url, i) => url === urls[i])) return;
       existing.urls = [...urls];
       existing.urlIndex = 0;
@@ -276,9 +348,17 @@ export class GrpcTransport implements Transport {
       this.maybeDial(existing);
       return;
     }
+    this.addPeerState(peer, [...urls], false);
+  }
+
+  // addPeerState adds a peer (set by the driver, or learned from a hello) and dials if due.
+  private addPeerState(peer: NodeId, urls: readonly string[], learned: boolean): PeerState {
+    assert(!this.peers.has(peer), 'addPeerState for a known peer');
+    assert(learned || urls.length > 0, 'a peer set with setPeer has URLs');
     const state: PeerState = {
       id: peer,
-      urls: [...urls],
+      urls,
+      learned,
       urlIndex: 0,
       client: undefined,
       clientAddress: '',
@@ -287,21 +367,39 @@ export class GrpcTransport implements Transport {
       backoffMs: this.limits.dialBackoffMsMin,
     };
     this.peers.set(peer, state);
+    if (learned) this.learnedCount += 1;
     this.maybeDial(state);
+    return state;
   }
 
   removePeer(peer: NodeId): void {
+    if (this.closing === undefined && !this.removedPeers.has(peer)) {
+      // A removed id never returns (ids derive from peer URLs), so its streams are refused
+      // from now on instead of teaching us the member again; the oldest id goes first.
+      if (this.removedPeers.size >= REMOVED_PEERS_MAX) {
+        const oldest = this.removedPeers.values().next().value;
+        if (oldest !== undefined) this.removedPeers.delete(oldest);
+      }
+      this.removedPeers.add(peer);
+    }
+    this.forgetPeer(peer);
+    const link = this.links.get(peer);
+    if (link !== undefined) this.breakLink(link, 'peer removed');
+  }
+
+  // forgetPeer drops a peer's state: queue, dial timer, channel and unreachable reports.
+  private forgetPeer(peer: NodeId): void {
     const state = this.peers.get(peer);
     if (state !== undefined) {
       this.peers.delete(peer);
+      if (state.learned) this.learnedCount -= 1;
+      assert(this.learnedCount >= 0, 'learned peer count went negative');
       state.queue.clear();
       this.dirty.delete(state);
       if (state.dialTimer !== undefined) clearTimeout(state.dialTimer);
       state.dialTimer = undefined;
       this.closeClient(state);
     }
-    const link = this.links.get(peer);
-    if (link !== undefined) this.breakLink(link, 'peer removed');
     this.unreachable.forget(peer);
   }
 
@@ -329,6 +427,10 @@ export class GrpcTransport implements Transport {
     const state = this.peers.get(peer);
     if (state === undefined) {
       return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} is not known`, { details: { peer } }));
+    }
+    if (state.urls.length === 0) {
+      // Learned from an older member's hello, which names no URL: only its stream reaches it.
+      return Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} has no known URL`, { details: { peer } }));
     }
     const signal = options.signal;
     if (signal?.aborted === true) {
@@ -387,6 +489,7 @@ export class GrpcTransport implements Transport {
       peer,
       direction: link.direction,
       established: link.established,
+      learned: state?.learned ?? false,
       queuedMessages: state?.queue.length ?? 0,
       queuedBytes: state?.queue.queuedBytes ?? 0,
     };
@@ -487,7 +590,7 @@ export class GrpcTransport implements Transport {
         continue;
       }
       link.framesInFlight += 1;
-      const writable = link.call.write({ clusterId: 0, from: 0, to: 0, batch }, () => {
+      const writable = link.call.write({ clusterId: 0, from: 0, to: 0, batch, peerUrls: NO_URLS }, () => {
         link.framesInFlight -= 1;
         if (!link.closed && link.framesInFlight === this.limits.framesInFlightMax - 1) this.markDirty(state.id);
       });
@@ -510,15 +613,24 @@ export class GrpcTransport implements Transport {
 
   // ---- streams ----
 
+  // maybeDial starts a stream to a peer that has none: at once to a higher id, after the
+  // fallback delay to a lower one (which dials us first if it knows us).
   private maybeDial(state: PeerState): void {
-    if (this.handlers === undefined || this.closing !== undefined) return;
-    if (state.id < this.localId) return; // the lower id dials; we wait for the peer
-    if (this.links.has(state.id) || state.dialTimer !== undefined) return;
-    this.dial(state);
+    if (!this.mayDial(state)) return;
+    if (state.id > this.localId) this.dial(state);
+    else this.scheduleDial(state, { rotateUrl: false });
+  }
+
+  private mayDial(state: PeerState): boolean {
+    if (this.handlers === undefined || this.closing !== undefined) return false;
+    // A learned peer dials us; it is forgotten when its stream ends, never dialled.
+    if (state.learned) return false;
+    return !this.links.has(state.id) && state.dialTimer === undefined;
   }
 
   private dial(state: PeerState): void {
     assert(!this.links.has(state.id), 'dial while a link exists');
+    assert(!state.learned, 'dial a learned peer');
     const method = this.service.Stream;
     assert(method !== undefined, 'peer service has Stream');
     const client = this.clientFor(state);
@@ -552,7 +664,7 @@ export class GrpcTransport implements Transport {
       clearTimeout(handshakeTimer);
       this.breakLink(link, 'peer ended the stream');
     });
-    call.write({ clusterId: this.clusterId, from: this.localId, to: state.id, batch: EMPTY_BYTES });
+    call.write({ clusterId: this.clusterId, from: this.localId, to: state.id, batch: EMPTY_BYTES, peerUrls: this.helloUrls });
   }
 
   private onDialedError(link: Link, error: grpc.ServiceError): void {
@@ -560,6 +672,8 @@ export class GrpcTransport implements Transport {
     const code = error.metadata?.get(CODE_METADATA_KEY)[0];
     if (code === ErrorCode.CLUSTER_ID_MISMATCH) {
       this.logger.warn('peer refused our stream: cluster id mismatch', { peer: link.peer, clusterId: this.clusterId, details: error.details });
+    } else if (code === ErrorCode.MEMBER_REMOVED) {
+      this.logger.warn('peer refused our stream: it removed this member', { peer: link.peer, details: error.details });
     } else if (link.established) {
       this.logger.info('peer stream broke', { peer: link.peer, code: error.code, details: error.details });
     } else {
@@ -610,18 +724,53 @@ export class GrpcTransport implements Transport {
       refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `this is member ${this.localId}, not ${hello.to}`);
       return undefined;
     }
-    if (!Number.isSafeInteger(hello.from) || hello.from <= 0 || hello.from >= this.localId) {
-      refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `member ${hello.from} may not dial ${this.localId}: the lower id dials`);
+    const from = hello.from;
+    if (!Number.isSafeInteger(from) || from <= 0 || from === this.localId) {
+      refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `member ${from} may not dial ${this.localId}: not a member id`);
       return undefined;
     }
-    const previous = this.links.get(hello.from);
+    const urls = helloUrlsOf(hello);
+    if (urls === undefined) {
+      this.logger.warn('refused a peer stream: its hello names malformed peer URLs', { from });
+      refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `member ${from} sent malformed peer URLs (at most ${HELLO_URLS_MAX}, each http://host:port)`);
+      return undefined;
+    }
+    if (this.removedPeers.has(from)) {
+      this.logger.debug('refused a stream from a removed member', { from });
+      refuse(call, grpc.status.FAILED_PRECONDITION, ErrorCode.MEMBER_REMOVED, `member ${from} was removed from the cluster`);
+      return undefined;
+    }
+    const previous = this.links.get(from);
+    if (previous !== undefined && previous.direction === 'dialed' && from > this.localId) {
+      // Both dialled: the lower id's stream wins. Our dial is open (and the peer drops its
+      // own when it accepts ours); refusing is deterministic where replacing could race.
+      refuse(call, grpc.status.ALREADY_EXISTS, ErrorCode.UNAVAILABLE, `member ${this.localId} is dialling ${from}: the lower id's stream wins`);
+      return undefined;
+    }
+    const state = this.peers.get(from);
+    if (state === undefined && this.learnedCount >= LEARNED_PEERS_MAX) {
+      this.logger.warn('refused a stream from an unknown member: too many learned peers', { from, learned: this.learnedCount });
+      refuse(call, grpc.status.RESOURCE_EXHAUSTED, ErrorCode.UNAVAILABLE, `too many members not yet known to member ${this.localId}`);
+      return undefined;
+    }
+    // A peer that redialled replaces its old stream; a dial of ours to a lower id (the
+    // fallback) gives way to that id's own stream. Breaking a learned peer's link forgets it.
     if (previous !== undefined) this.breakLink(previous, 'replaced by a new stream');
-    const link: Link = { peer: hello.from, direction: 'accepted', call, established: true, closed: false, framesInFlight: 0, waitingForDrain: false };
-    this.links.set(hello.from, link);
+    const known = this.peers.get(from);
+    if (known === undefined) {
+      // Not (yet) in our membership: learn it for as long as this stream lasts, so that we
+      // answer it (the member that added it may lead while we lag behind that change).
+      this.addPeerState(from, urls, true);
+      this.logger.info('learned a peer from its stream', { peer: from, urls });
+    } else {
+      known.backoffMs = this.limits.dialBackoffMsMin;
+    }
+    const link: Link = { peer: from, direction: 'accepted', call, established: true, closed: false, framesInFlight: 0, waitingForDrain: false };
+    this.links.set(from, link);
     this.streamsAcceptedCount += 1;
-    call.write({ clusterId: this.clusterId, from: this.localId, to: hello.from, batch: EMPTY_BYTES });
-    this.logger.info('accepted peer stream', { peer: hello.from, known: this.peers.has(hello.from) });
-    this.notifyConnected(hello.from);
+    call.write({ clusterId: this.clusterId, from: this.localId, to: from, batch: EMPTY_BYTES, peerUrls: this.helloUrls });
+    this.logger.info('accepted peer stream', { peer: from, known: known !== undefined });
+    this.notifyConnected(from);
     return link;
   }
 
@@ -658,7 +807,10 @@ export class GrpcTransport implements Transport {
     if (accepted.length > 0) this.handlers?.onMessages(accepted);
   }
 
-  /** breakLink closes a link once; the dialling side schedules a redial. */
+  /**
+   * breakLink closes a link once. A learned peer is forgotten with its link; a peer set with
+   * setPeer gets a dial scheduled (maybeDial's rules: the higher id waits for the fallback).
+   */
   private breakLink(link: Link, reason: string): void {
     if (link.closed) return;
     link.closed = true;
@@ -672,16 +824,26 @@ export class GrpcTransport implements Transport {
     }
     const state = this.peers.get(link.peer);
     if (state === undefined) return;
+    if (state.learned) {
+      assert(link.direction === 'accepted', 'a learned peer has only accepted links');
+      this.logger.info('forgot a learned peer: its stream ended', { peer: state.id });
+      this.forgetPeer(state.id);
+      return;
+    }
     if (state.queue.clear() > 0) {
       this.unreachable.mark(state.id);
       this.scheduleFlush();
     }
-    if (link.direction === 'dialed' && this.closing === undefined) this.scheduleRedial(state, link.established);
+    if (this.closing === undefined) this.scheduleDial(state, { rotateUrl: link.direction === 'dialed' && !link.established });
   }
 
-  private scheduleRedial(state: PeerState, wasEstablished: boolean): void {
+  // scheduleDial sets the one dial timer of a peer: the backoff (doubling, with jitter), plus
+  // the fallback delay when the peer has the lower id. Bounded by dialBackoffMsMax +
+  // fallbackDialDelayMs; the timer dials only if the peer still has no stream by then.
+  private scheduleDial(state: PeerState, options: { rotateUrl: boolean }): void {
+    assert(!state.learned, 'schedule a dial to a learned peer');
     if (state.dialTimer !== undefined || this.closing !== undefined) return;
-    if (!wasEstablished && state.urls.length > 1) {
+    if (options.rotateUrl && state.urls.length > 1) {
       state.urlIndex = (state.urlIndex + 1) % state.urls.length;
       this.closeClient(state);
     }
@@ -689,10 +851,11 @@ export class GrpcTransport implements Transport {
     state.backoffMs = Math.min(this.limits.dialBackoffMsMax, base * 2);
     // Jitter of ±20% keeps members that lost a common peer from redialling in lockstep.
     const jitter = Math.floor((base * 2) / 5);
-    const delayMs = base - Math.floor(jitter / 2) + this.random.intBelow(jitter + 1);
+    const fallbackMs = state.id < this.localId ? this.limits.fallbackDialDelayMs : 0;
+    const delayMs = fallbackMs + base - Math.floor(jitter / 2) + this.random.intBelow(jitter + 1);
     state.dialTimer = setTimeout(() => {
       state.dialTimer = undefined;
-      if (this.peers.get(state.id) === state) this.maybeDial(state);
+      if (this.peers.get(state.id) === state && this.mayDial(state)) this.dial(state);
     }, delayMs);
   }
 
@@ -701,7 +864,7 @@ export class GrpcTransport implements Transport {
     // (held writes forwarded to a new leader right after a transfer, say) does not wait for
     // a TCP and HTTP/2 handshake; measured, a cold first call took over 10 ms under load.
     const state = this.peers.get(peer);
-    if (state !== undefined) this.clientFor(state).getChannel().getConnectivityState(true);
+    if (state !== undefined && state.urls.length > 0) this.clientFor(state).getChannel().getConnectivityState(true);
     const waiters = this.linkWaiters.get(peer);
     if (waiters === undefined) return;
     this.linkWaiters.delete(peer);
@@ -781,6 +944,29 @@ export class GrpcTransport implements Transport {
     state.client = undefined;
     state.clientAddress = '';
   }
+}
+
+// checkHelloUrl throws INVALID_ARGUMENT for a URL a hello may not carry.
+function checkHelloUrl(url: string): void {
+  if (url.length > HELLO_URL_LENGTH_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `peer URL longer than ${HELLO_URL_LENGTH_MAX} characters`, { details: { field: 'peerUrls' } });
+  }
+  parsePeerUrl(url);
+}
+
+// helloUrlsOf returns the URLs a hello names ([] from an older member), or undefined when
+// they are too many or malformed.
+function helloUrlsOf(hello: FrameWire): readonly string[] | undefined {
+  const urls = hello.peerUrls;
+  if (!Array.isArray(urls) || urls.length === 0) return NO_URLS;
+  if (urls.length > HELLO_URLS_MAX) return undefined;
+  try {
+    for (const url of urls) checkHelloUrl(url);
+  } catch (error) {
+    if (isStrataError(error, ErrorCode.INVALID_ARGUMENT)) return undefined;
+    throw error;
+  }
+  return [...urls];
 }
 
 function refuse(call: grpc.ServerDuplexStream<FrameWire, FrameWire>, status: grpc.status, code: ErrorCode, details: string): void {

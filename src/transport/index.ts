@@ -5,7 +5,7 @@ export type { PeerRequestKind, PeerRequestOptions, Transport, TransportHandlers 
 export { GrpcTransport, PEER_SERVICE_PROTO_PATH, parsePeerUrl } from './grpc-transport.ts';
 export type { GrpcTransportOptions, PeerLinkStatus } from './grpc-transport.ts';
 export { MemoryNetwork, MemoryTransport } from './memory-transport.ts';
-export type { MemoryDropFilter, MemoryTransportOptions } from './memory-transport.ts';
+export type { LinkTraffic, MemoryDropFilter, MemoryLinkModel, MemoryTransportOptions } from './memory-transport.ts';
 export { TRANSPORT_LIMITS_DEFAULTS } from './limits.ts';
 export type { TransportLimits } from './limits.ts';
 export { decodeMessages, encodeMessages, messageSizeBytes } from './message-codec.ts';

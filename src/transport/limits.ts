@@ -22,6 +22,11 @@ export interface TransportLimits {
   readonly dialBackoffMsMin: number;
   /** The longest redial delay. */
   readonly dialBackoffMsMax: number;
+  /**
+   * A higher id dials a lower one it knows only after this long without a stream (plus the
+   * redial backoff): the lower id dials first, and the higher one dials when it does not.
+   */
+  readonly fallbackDialDelayMs: number;
   /** An accepted stream that sends no hello within this long is refused. */
   readonly handshakeTimeoutMs: number;
   /** Frames written to a peer but not yet drained before the transport stops writing and queues. */
@@ -38,6 +43,7 @@ export const TRANSPORT_LIMITS_DEFAULTS: TransportLimits = {
   unreachableIntervalMs: 100,
   dialBackoffMsMin: 25,
   dialBackoffMsMax: 1_000,
+  fallbackDialDelayMs: 250,
   handshakeTimeoutMs: 5_000,
   framesInFlightMax: 16,
 };

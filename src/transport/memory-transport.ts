@@ -359,11 +359,21 @@ export class MemoryTransport implements Transport {
   deliver(from: NodeId, frame: Uint8Array): void {
     const handlers = this.handlers;
     if (this.closed || handlers === undefined) return;
+    // A member that has not yet applied the change that added `from` still answers it, as
+    // etcd's transport learns a remote from the sender's headers (GrpcTransport: the hello).
+    this.learnRemote(from);
     // Like GrpcTransport, messages that do not come from the stream's peer to us are dropped.
     const messages = decodeMessages(frame).filter(
       (message) => message.from === from && message.to === this.localId && !this.network.shouldDrop(message),
     );
     if (messages.length > 0) handlers.onMessages(messages);
+  }
+
+  // learnRemote adds a peer this member heard from but does not know, so that it can answer.
+  private learnRemote(from: NodeId): void {
+    if (this.peers.has(from) || from === this.localId || this.closed) return;
+    this.setPeer(from, [`memory://${from}`]);
+    this.logger.info('learned a peer from its messages', { peer: from });
   }
 
   private canReach(peer: NodeId): boolean {

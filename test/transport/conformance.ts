@@ -405,27 +405,33 @@ export function describeTransportConformance(name: string, harness: TransportHar
       await closeAll(members);
     });
 
-    test('messages from a member not yet known locally are accepted', async () => {
-      const a = harness.create(1);
-      const b = harness.create(2);
-      const recorderA = new Recorder();
-      const recorderB = new Recorder();
-      await a.start(recorderA);
-      await b.start(recorderB);
-      // Only a knows b: b accepts a's stream and its messages (a new member may speak first).
-      a.setPeer(2, [harness.urlOf(b)]);
-      await harness.connected(a, 2);
-      a.send([heartbeat(1, 2, 7)]);
-      await recorderB.until(() => recorderB.messages.length === 1);
-      // Until b learns of a, its messages to a are dropped and reported.
-      b.send([heartbeat(2, 1, 0)]);
-      await recorderB.until(() => recorderB.unreachable.length === 1);
-      b.setPeer(1, [harness.urlOf(a)]);
-      await harness.connected(b, 1);
-      b.send([heartbeat(2, 1, 1)]);
-      await recorderA.until(() => recorderA.messages.length === 1);
-      await a.close();
-      await b.close();
-    });
+    // A member that has not yet applied the change that added a new member must still answer
+    // it: when the new member leads, the lagging one can only catch up by answering it (the
+    // seeded cluster simulation found a cluster stuck this way). etcd's transport learns a
+    // remote from the sender's headers; ours learns it from the sender's stream.
+    for (const [known, unknown] of [
+      [1, 2],
+      [2, 1],
+    ] as const) {
+      test(`a member not yet known locally (id ${unknown}, known to ${known}) is learned from its messages and answered`, async () => {
+        const knowing = harness.create(known);
+        const lagging = harness.create(unknown);
+        const recorderKnowing = new Recorder();
+        const recorderLagging = new Recorder();
+        await knowing.start(recorderKnowing);
+        await lagging.start(recorderLagging);
+        // Only `knowing` knows `lagging` (the newer member knows the older one).
+        knowing.setPeer(unknown, [harness.urlOf(lagging)]);
+        await harness.connected(knowing, unknown);
+        knowing.send([heartbeat(known, unknown, 7)]);
+        await recorderLagging.until(() => recorderLagging.messages.length === 1);
+        // The lagging member answers at once, before its own membership lists the other.
+        lagging.send([heartbeat(unknown, known, 0)]);
+        await recorderKnowing.until(() => recorderKnowing.messages.length === 1);
+        assert.deepEqual(recorderLagging.unreachable, []);
+        await knowing.close();
+        await lagging.close();
+      });
+    }
   });
 }

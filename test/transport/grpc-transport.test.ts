@@ -1,6 +1,8 @@
 // Runs the Transport conformance suite against GrpcTransport, plus what only the real
 // transport has: redialling after the accepting side restarts, refusing another cluster's
-// streams, the lower-id-dials rule, and refusing malformed streams.
+// streams, the lower-id-dials rule and its fallback (the higher id dials a lower one that
+// does not know it; when both dial, the lower id's stream wins), learning a peer from its
+// hello (with or without URLs), refusing a removed member, and refusing malformed streams.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -8,18 +10,23 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Logger, NodeId } from '../../src/raft/index.ts';
 import { GrpcTransport, PEER_SERVICE_PROTO_PATH } from '../../src/transport/grpc-transport.ts';
 import type { TransportLimits } from '../../src/transport/limits.ts';
+import { decodeMessages, encodeMessages } from '../../src/transport/message-codec.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
 import { Recorder, TEST_TIMEOUT_MS, describeTransportConformance, heartbeat } from './conformance.ts';
 
 const CLUSTER_ID = 0x1234_5678_9abc;
 
-function createTransport(id: NodeId, options: { limits?: Partial<TransportLimits>; clusterId?: number; logger?: Logger; listenUrl?: string } = {}): GrpcTransport {
+function createTransport(
+  id: NodeId,
+  options: { limits?: Partial<TransportLimits>; clusterId?: number; logger?: Logger; listenUrl?: string; advertiseUrls?: string[] } = {},
+): GrpcTransport {
   return new GrpcTransport({
     localId: id,
     clusterId: options.clusterId ?? CLUSTER_ID,
     listenUrls: [options.listenUrl ?? 'http://127.0.0.1:0'],
     random: new SeededRandom(id),
+    ...(options.advertiseUrls === undefined ? {} : { advertiseUrls: options.advertiseUrls }),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
@@ -70,10 +77,20 @@ interface FrameWire {
   from: number;
   to: number;
   batch: Uint8Array;
+  /** Left out by an older member (and by most raw streams here). */
+  peerUrls?: string[];
+}
+
+interface RawStream {
+  client: grpc.Client;
+  call: grpc.ClientDuplexStream<FrameWire, FrameWire>;
+  status: Promise<grpc.ServiceError | undefined>;
+  /** frame resolves with the index-th frame the transport sent on this stream. */
+  frame(index: number): Promise<FrameWire>;
 }
 
 /** rawStream opens a Stream call to `url` by hand, to send what a GrpcTransport never would. */
-function rawStream(url: string): { client: grpc.Client; call: grpc.ClientDuplexStream<FrameWire, FrameWire>; status: Promise<grpc.ServiceError | undefined> } {
+function rawStream(url: string): RawStream {
   const definition = protoLoader.loadSync(PEER_SERVICE_PROTO_PATH, { keepCase: false, longs: Number, defaults: true });
   const service = definition['stratakv.peer.Peer'] as grpc.ServiceDefinition;
   const method = service.Stream;
@@ -84,12 +101,24 @@ function rawStream(url: string): { client: grpc.Client; call: grpc.ClientDuplexS
     method.requestSerialize as (value: FrameWire) => Buffer,
     method.responseDeserialize as (bytes: Buffer) => FrameWire,
   );
+  const frames: FrameWire[] = [];
+  let waiters: Array<{ index: number; resolve: (frame: FrameWire) => void }> = [];
   const status = new Promise<grpc.ServiceError | undefined>((resolve) => {
     call.on('error', (error: grpc.ServiceError) => resolve(error));
     call.on('end', () => resolve(undefined));
-    call.on('data', () => {});
+    call.on('data', (frame: FrameWire) => {
+      frames.push(frame);
+      const ready = waiters.filter((waiter) => waiter.index < frames.length);
+      waiters = waiters.filter((waiter) => waiter.index >= frames.length);
+      for (const waiter of ready) waiter.resolve(frames[waiter.index] as FrameWire);
+    });
   });
-  return { client, call, status };
+  const frame = (index: number): Promise<FrameWire> => {
+    const arrived = frames[index];
+    if (arrived !== undefined) return Promise.resolve(arrived);
+    return new Promise((resolve) => waiters.push({ index, resolve }));
+  };
+  return { client, call, status, frame };
 }
 
 describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
@@ -118,16 +147,187 @@ describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
     await b.close();
   });
 
-  test('a stream dialled by the higher id is refused', async () => {
+  test('a stream from a higher id is refused while the lower id dials it, and accepted (its sender learned) when not', async () => {
+    const b = createTransport(2);
+    const c = createTransport(3);
+    await b.start(new Recorder());
+    await c.start(new Recorder());
+    b.setPeer(3, [urlOf(c)]);
+    await b.whenConnected(3);
+    // c does not know b: it learned b from the hello of b's stream.
+    assert.deepEqual(c.linkStatus(2), { peer: 2, direction: 'accepted', established: true, learned: true, queuedMessages: 0, queuedBytes: 0 });
+    assert.equal(c.streamsDialed, 0);
+    // b dials 3, so a stream from 3 to b is refused: the lower id's stream wins.
+    const refused = rawStream(urlOf(b));
+    refused.call.write({ clusterId: CLUSTER_ID, from: 3, to: 2, batch: new Uint8Array(0) });
+    const error = await refused.status;
+    assert.equal(error?.code, grpc.status.ALREADY_EXISTS);
+    assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.UNAVAILABLE);
+    assert.equal(b.streamsAccepted, 0);
+    assert.equal(b.linkStatus(3)?.direction, 'dialed');
+    refused.client.close();
+    // b has no stream to 4 (nor knows it): 4's stream is accepted, and 4 learned.
+    const accepted = rawStream(urlOf(b));
+    accepted.call.write({ clusterId: CLUSTER_ID, from: 4, to: 2, batch: new Uint8Array(0), peerUrls: ['http://127.0.0.1:1'] });
+    const hello = await accepted.frame(0);
+    assert.equal(hello.from, 2);
+    assert.equal(hello.to, 4);
+    assert.deepEqual(hello.peerUrls, [urlOf(b)]);
+    assert.equal(b.linkStatus(4)?.learned, true);
+    assert.equal(b.streamsAccepted, 1);
+    accepted.call.cancel();
+    accepted.client.close();
+    await b.close();
+    await c.close();
+  });
+
+  test('a stream naming itself, no member, or malformed peer URLs is refused', async () => {
     const b = createTransport(2);
     await b.start(new Recorder());
-    const { client, call, status } = rawStream(urlOf(b));
-    call.write({ clusterId: CLUSTER_ID, from: 3, to: 2, batch: new Uint8Array(0) });
-    const error = await status;
-    assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
-    assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.INVALID_ARGUMENT);
+    const hellos: FrameWire[] = [
+      { clusterId: CLUSTER_ID, from: 2, to: 2, batch: new Uint8Array(0) },
+      { clusterId: CLUSTER_ID, from: 0, to: 2, batch: new Uint8Array(0) },
+      { clusterId: CLUSTER_ID, from: 1, to: 2, batch: new Uint8Array(0), peerUrls: ['https://127.0.0.1:1'] },
+      { clusterId: CLUSTER_ID, from: 1, to: 2, batch: new Uint8Array(0), peerUrls: Array.from({ length: 17 }, (_, i) => `http://127.0.0.1:${i + 1}`) },
+      { clusterId: CLUSTER_ID, from: 1, to: 2, batch: new Uint8Array(0), peerUrls: [`http://${'a'.repeat(2000)}:1`] },
+    ];
+    for (const frame of hellos) {
+      const { client, call, status } = rawStream(urlOf(b));
+      call.write(frame);
+      const error = await status;
+      assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.INVALID_ARGUMENT);
+      client.close();
+    }
     assert.equal(b.streamsAccepted, 0);
-    client.close();
+    await b.close();
+  });
+
+  test('a hello without peer URLs (an older member) is answered on its stream; calls need setPeer; the peer is forgotten with its stream', async () => {
+    const b = createTransport(5);
+    const rb = new Recorder();
+    await b.start(rb);
+    const raw = rawStream(urlOf(b));
+    raw.call.write({ clusterId: CLUSTER_ID, from: 1, to: 5, batch: new Uint8Array(0) });
+    const hello = await raw.frame(0);
+    assert.equal(hello.from, 5);
+    assert.equal(b.linkStatus(1)?.learned, true);
+    b.send([heartbeat(5, 1, 3)]);
+    const frame = await raw.frame(1);
+    assert.deepEqual(decodeMessages(frame.batch), [heartbeat(5, 1, 3)]);
+    raw.call.write({ clusterId: 0, from: 0, to: 0, batch: encodeMessages([heartbeat(1, 5, 9)]) });
+    await rb.until(() => rb.messages.length === 1);
+    assert.deepEqual(rb.messages, [heartbeat(1, 5, 9)]);
+    // No URL to call it at: UNAVAILABLE, not a call to nowhere.
+    await assert.rejects(b.request(1, 'status', new Uint8Array(0)), (error) => isStrataError(error, ErrorCode.UNAVAILABLE));
+    assert.deepEqual(rb.unreachable, []);
+    // The stream ends: the learned peer is forgotten, and sends to it are dropped and reported.
+    raw.call.cancel();
+    for (let attempt = 0; attempt < 500 && b.linkStatus(1) !== undefined; attempt += 1) await delay(10);
+    assert.equal(b.linkStatus(1), undefined);
+    b.send([heartbeat(5, 1, 4)]);
+    await rb.until(() => rb.unreachable.length === 1);
+    assert.deepEqual(rb.unreachable, [1]);
+    assert.equal(b.streamsDialed, 0);
+    raw.client.close();
+    await b.close();
+  });
+
+  test('hellos carry advertiseUrls, or else the bound URLs without wildcard hosts', async () => {
+    assert.throws(() => createTransport(2, { advertiseUrls: ['https://127.0.0.1:1'] }), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    const cases: Array<{ transport: GrpcTransport; expected: string[] }> = [
+      { transport: createTransport(2, { advertiseUrls: ['http://member-2.example:2380'] }), expected: ['http://member-2.example:2380'] },
+      { transport: createTransport(2, { listenUrl: 'http://0.0.0.0:0' }), expected: [] },
+    ];
+    for (const { transport, expected } of cases) {
+      await transport.start(new Recorder());
+      const raw = rawStream(`http://127.0.0.1:${new URL(urlOf(transport)).port}`);
+      raw.call.write({ clusterId: CLUSTER_ID, from: 1, to: 2, batch: new Uint8Array(0) });
+      const hello = await raw.frame(0);
+      assert.deepEqual(hello.peerUrls, expected);
+      raw.call.cancel();
+      raw.client.close();
+      await transport.close();
+    }
+  });
+
+  test('the higher id dials a lower one that does not know it; the lower calls it at its hello URLs; setPeer confirms it', async () => {
+    const a = createTransport(1);
+    const b = createTransport(2, { limits: { fallbackDialDelayMs: 20 } });
+    const ra = new Recorder();
+    const rb = new Recorder();
+    await a.start(ra);
+    await b.start(rb);
+    b.setPeer(1, [urlOf(a)]);
+    await b.whenConnected(1);
+    assert.equal(b.linkStatus(1)?.direction, 'dialed');
+    assert.equal(a.linkStatus(2)?.direction, 'accepted');
+    assert.equal(a.linkStatus(2)?.learned, true);
+    rb.requestHandler = (from, _kind, body) => Promise.resolve(Uint8Array.from([from, ...body]));
+    assert.deepStrictEqual(await a.request(2, 'status', Uint8Array.from([7])), Uint8Array.from([1, 7]));
+    // The driver applies the change that added 2: the same stream carries on.
+    a.setPeer(2, [urlOf(b)]);
+    assert.equal(a.linkStatus(2)?.learned, false);
+    a.send([heartbeat(1, 2, 1)]);
+    await rb.until(() => rb.messages.length === 1);
+    assert.equal(a.streamsDialed, 0);
+    assert.equal(a.streamsAccepted, 1);
+    assert.equal(b.streamsDialed, 1);
+    assert.deepEqual(ra.unreachable, []);
+    await a.close();
+    await b.close();
+  });
+
+  test('when both members dial, the lower id keeps its stream and the pair has one', async () => {
+    const a = createTransport(1);
+    const b = createTransport(2, { limits: { fallbackDialDelayMs: 1, dialBackoffMsMin: 1 } });
+    const ra = new Recorder();
+    const rb = new Recorder();
+    await a.start(ra);
+    await b.start(rb);
+    b.setPeer(1, [urlOf(a)]);
+    // As soon as b's fallback dial is open, a dials too (its setPeer dials at once).
+    for (let attempt = 0; attempt < 5_000 && b.streamsDialed === 0; attempt += 1) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(b.streamsDialed, 1);
+    a.setPeer(2, [urlOf(b)]);
+    await a.whenConnected(2);
+    await b.whenConnected(1);
+    assert.equal(a.linkStatus(2)?.direction, 'dialed');
+    assert.equal(b.linkStatus(1)?.direction, 'accepted');
+    assert.equal(a.streamsAccepted, 0);
+    a.send([heartbeat(1, 2, 1)]);
+    b.send([heartbeat(2, 1, 2)]);
+    await rb.until(() => rb.messages.length === 1);
+    await ra.until(() => ra.messages.length === 1);
+    assert.deepEqual(ra.unreachable, []);
+    assert.deepEqual(rb.unreachable, []);
+    await a.close();
+    await b.close();
+  });
+
+  test('a removed member is refused with MEMBER_REMOVED, not learned again, until setPeer sets it again', async () => {
+    const loggerB = new CapturingLogger();
+    const a = createTransport(1);
+    const b = createTransport(2, { logger: loggerB, limits: { fallbackDialDelayMs: 10 } });
+    const ra = new Recorder();
+    const rb = new Recorder();
+    await a.start(ra);
+    await b.start(rb);
+    a.setPeer(2, [urlOf(b)]);
+    b.setPeer(1, [urlOf(a)]);
+    await a.whenConnected(2);
+    await b.whenConnected(1);
+    a.removePeer(2);
+    // b still knows a and dials it (the fallback) when a's stream ends: refused, twice.
+    await loggerB.until('it removed this member', 2);
+    assert.equal(a.linkStatus(2), undefined);
+    assert.equal(a.streamsAccepted, 0);
+    a.setPeer(2, [urlOf(b)]);
+    await a.whenConnected(2);
+    a.send([heartbeat(1, 2, 1)]);
+    await rb.until(() => rb.messages.length === 1);
+    assert.deepEqual(ra.unreachable, []);
+    await a.close();
     await b.close();
   });
 
