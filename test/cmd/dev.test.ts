@@ -8,11 +8,31 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
 import { etcdctl, etcdctlSkipReason, freePort } from '../integration/cluster-process.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
+
+// freePortRange finds `count` consecutive ports free on 127.0.0.1 now (bounded attempts).
+async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const base = await freePort();
+    let free = true;
+    for (let offset = 1; offset < count && free; offset += 1) free = await portIsFree(base + offset);
+    if (free) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
 
 function isAlive(pid: number): boolean {
   try {
@@ -69,8 +89,8 @@ for (const [launchedBy, nodeBinary, noOlderNode] of LAUNCHERS) for (const [stopH
   test(`stratakv dev, started by ${launchedBy}, starts 3 members, prints endpoints and an etcdctl example, and stops cleanly on ${stopHow}`, { skip: etcdctlSkipReason() ?? noOlderNode }, async () => {
     assert.ok(nodeBinary !== undefined);
     const directory = mkdtempSync(join(tmpdir(), 'stratakv-dev-test-'));
-    // A free port and, most likely, the five after it.
-    const basePort = await freePort();
+    // Six consecutive free ports (dev uses base .. base+5): other tests run at the same time.
+    const basePort = await freePortRange(6);
     // Its own process group, so the SIGINT below reaches the launcher alone, not its child.
     const child = spawn(nodeBinary, [CLI, 'dev', `--base-port=${basePort}`], { cwd: directory, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
