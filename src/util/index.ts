@@ -5,5 +5,5 @@ export { ErrorCode, StrataError, isErrorCode, isStrataError } from './errors.ts'
 export { SeededRandom, type RandomSource } from './random.ts';
 export { SYSTEM_CLOCK, sleep } from './clock.ts';
 export type { Clock, TimerId } from './clock.ts';
-export { VirtualClock, settleMacrotask, VIRTUAL_TASKS_MAX } from './virtual-clock.ts';
+export { VirtualClock, settleMacrotask, settleMacrotasks, VIRTUAL_TASKS_MAX } from './virtual-clock.ts';
 export type { VirtualRunOptions } from './virtual-clock.ts';

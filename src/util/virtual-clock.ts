@@ -39,6 +39,11 @@ export function settleMacrotask(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** settleMacrotasks waits `count` turns of the real event loop (work that takes a few turns of its own, such as memory-level's, settles). */
+export async function settleMacrotasks(count: number): Promise<void> {
+  for (let turn = 0; turn < count; turn += 1) await settleMacrotask();
+}
+
 /** VirtualClock is a Clock whose time moves only when runNext() or run() is called. */
 export class VirtualClock implements Clock {
   private time: number;

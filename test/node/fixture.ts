@@ -13,7 +13,7 @@ import type { RaftNodeOptions } from '../../src/node/index.ts';
 import type { KvResponse, RangeResponse } from '../../src/storage/index.ts';
 import { MemoryNetwork, MemoryTransport } from '../../src/transport/index.ts';
 import type { Clock } from '../../src/util/index.ts';
-import { SYSTEM_CLOCK, VirtualClock } from '../../src/util/index.ts';
+import { SYSTEM_CLOCK, settleMacrotasks, VirtualClock } from '../../src/util/index.ts';
 
 export const HEARTBEAT_MS = 10;
 export const ELECTION_MS = 100;
@@ -38,16 +38,12 @@ export interface Driver {
   advance(ms: number): Promise<void>;
 }
 
-async function realTurns(count: number): Promise<void> {
-  for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setImmediate(resolve));
-}
-
 /** virtualDriver drives a VirtualClock: it runs tasks one at a time until what it waits for holds. */
 export function virtualDriver(clock: VirtualClock): Driver {
   const runUntil = async (what: string, done: () => boolean, withinMs: number): Promise<void> => {
     const endMs = clock.now() + withinMs;
     for (let tasks = 0; tasks < WAIT_TASKS_MAX; tasks += 1) {
-      await realTurns(REAL_TURNS_PER_TASK);
+      await settleMacrotasks(REAL_TURNS_PER_TASK);
       if (done()) return;
       const due = clock.nextDueMs();
       if (due === undefined || due > endMs) {
@@ -68,7 +64,7 @@ export function virtualDriver(clock: VirtualClock): Driver {
     },
     until: (what, condition, withinMs = WAIT_MS_MAX) => runUntil(what, condition, withinMs),
     async advance(ms: number): Promise<void> {
-      await clock.run({ untilMs: clock.now() + ms, settle: () => realTurns(REAL_TURNS_PER_TASK) });
+      await clock.run({ untilMs: clock.now() + ms, settle: () => settleMacrotasks(REAL_TURNS_PER_TASK) });
     },
   };
 }

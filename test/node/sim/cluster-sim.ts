@@ -30,7 +30,7 @@ import type { KvLevel, KvResponse, RangeResponse, TxnResponse, DeleteRangeRespon
 import { DiskLogStore, FaultyFileSystem, KvStateMachine } from '../../../src/storage/index.ts';
 import type { LinkTraffic } from '../../../src/transport/index.ts';
 import { MemoryNetwork, MemoryTransport } from '../../../src/transport/index.ts';
-import { isStrataError, SeededRandom, VirtualClock } from '../../../src/util/index.ts';
+import { isStrataError, SeededRandom, settleMacrotasks, VirtualClock } from '../../../src/util/index.ts';
 import { checkLinearizability, formatVerdict, HistoryRecorder } from '../../linearizability/index.ts';
 import type { PendingOperation } from '../../linearizability/index.ts';
 import { ProcessClock } from './process-clock.ts';
@@ -719,16 +719,16 @@ class ClusterRun {
       const due = this.clock.nextDueMs();
       if (due === undefined || due > endMs) break;
       this.clock.runNext();
-      await realTurns(REAL_TURNS_PER_TASK);
+      await settleMacrotasks(REAL_TURNS_PER_TASK);
     }
-    await this.clock.run({ untilMs: endMs, settle: () => realTurns(REAL_TURNS_PER_TASK) });
+    await this.clock.run({ untilMs: endMs, settle: () => settleMacrotasks(REAL_TURNS_PER_TASK) });
   }
 
   private async runUntil(what: string, condition: () => boolean, withinMs: number): Promise<void> {
     const endMs = this.clock.now() + withinMs;
     for (let tasks = 0; tasks < 50_000_000; tasks += 1) {
       if (this.failure !== undefined) throw new SimFailure(this.failure);
-      await realTurns(REAL_TURNS_PER_TASK);
+      await settleMacrotasks(REAL_TURNS_PER_TASK);
       if (condition()) return;
       const due = this.clock.nextDueMs();
       if (due === undefined || due > endMs) break;
@@ -765,10 +765,6 @@ function checkBounds(name: string, queues: NodeQueues, fail: (message: string) =
   if (proposals.forwarding > PROPOSALS_FORWARDING_MAX) fail(`${name}: ${proposals.forwarding} forwarding, over ${PROPOSALS_FORWARDING_MAX}`);
   if (proposals['in-flight'] > PROPOSALS_IN_FLIGHT_MAX) fail(`${name}: ${proposals['in-flight']} in flight, over ${PROPOSALS_IN_FLIGHT_MAX}`);
   if (queues.reads > READS_PENDING_MAX) fail(`${name}: ${queues.reads} reads, over ${READS_PENDING_MAX}`);
-}
-
-async function realTurns(count: number): Promise<void> {
-  for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
 function newLevel(): MemoryLevel<Uint8Array, Uint8Array> {
