@@ -9,16 +9,18 @@
 #   (d) a follower commits up to the leader's commit index past the last entry the append
 #       verified (§5.3: commitIndex = min(leaderCommit, index of last new entry))
 #   (e) a candidate counts vote responses from an earlier term (§5.1: a stale term is ignored)
-# and three bugs of the driver (src/node), run under the simulation of real RaftNodes
+# and four bugs of the driver (src/node), run under the simulation of real RaftNodes
 # (test/node/sim-cli.ts, npm run sim:cluster):
 #   (f) acknowledge a write whose entry was never committed: its outcome matched by index
 #       alone, so an entry of another term at that index answers it
 #   (g) serve a linearizable read as soon as its read index is known, before the applied
 #       index reaches it
 #   (h) drop the held proposals on a leader change instead of routing them
+#   (i) forget a voter that a joint change removes as soon as the joint configuration is
+#       entered, though its vote still counts in the outgoing half until it is left
 # Usage: scripts/sim-mutations.sh [--work-tree] [SEEDS] [MUTATION...]
 #   SEEDS defaults to 4000; each run is bounded by 20 min. MUTATION letters pick some of
-#   a..h (default: all). The scratch copy is a clone of HEAD; with --work-tree it is a copy
+#   a..i (default: all). The scratch copy is a clone of HEAD; with --work-tree it is a copy
 #   of the files in this tree instead (uncommitted changes included, node_modules and
 #   build output linked), so a change to the simulator can be measured before its commit.
 set -uo pipefail
@@ -29,7 +31,7 @@ if [ "${1:-}" = "--work-tree" ]; then
 fi
 seeds="${1:-4000}"
 [ "$#" -gt 0 ] && shift
-selected="${*:-a b c d e f g h}"
+selected="${*:-a b c d e f g h i}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 scratch="$(mktemp -d /tmp/stratakv-mutations.XXXXXX)"
 trap 'rm -rf "$scratch"' EXIT
@@ -120,4 +122,8 @@ mutate g src/node/read-index.ts \
 mutate h src/node/proposal-router.ts \
   "    for (const proposal of this.context.tracker.takeHeld()) this.route(proposal);" \
   "    this.context.tracker.takeHeld();" \
+  cluster
+mutate i src/node/membership.ts \
+  "[...confState.voters, ...confState.votersOutgoing, ...confState.learners, ...confState.learnersNext]" \
+  "[...confState.voters, ...confState.learners, ...confState.learnersNext]" \
   cluster

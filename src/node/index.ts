@@ -6,6 +6,7 @@ export { REQUEST_TIMEOUT_MS, PROPOSALS_QUEUED_MAX, PROPOSALS_HELD_MAX, PROPOSALS
 export type { ProposalCounts } from './proposal-tracker.ts';
 export { READS_PENDING_MAX } from './read-index.ts';
 export { LEARNERS_MAX, LEARNER_READY_FRACTION, CONF_CHANGES_WAITING_MAX } from './membership-changes.ts';
+export type { JointLeave } from './membership-changes.ts';
 export { FORWARD_HOPS_MAX, FORWARD_BATCH_MAX } from './proposal-router.ts';
 export type { ReadyLoopFailpoints } from './ready-loop.ts';
 export type { MemberRecord } from './membership.ts';

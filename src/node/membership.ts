@@ -60,35 +60,46 @@ export class Membership {
   }
 
   /**
-   * applyConfChange records a committed membership change (after Raft applied it and returned
-   * `confState`). Returns the ids added and removed, for the transport.
+   * applyConfChange records a committed membership change after Raft applied it and returned
+   * `confState`, which is the authority: the table holds exactly the ids in it. A voter that
+   * a joint change removes stays in the table (and the transport keeps reaching it) until the
+   * joint configuration is left, since its vote still counts in the outgoing half; a change
+   * the core ignored as invalid changes nothing here either. `context` names the one member
+   * the change brings in. Returns the ids added and removed, for the transport.
    */
   applyConfChange(change: ConfChange, context: MemberContext | undefined, confState: ConfState): { added: number[]; removed: number[] } {
+    const inConfig = new Set<NodeId>([...confState.voters, ...confState.votersOutgoing, ...confState.learners, ...confState.learnersNext]);
+    const learners = new Set<NodeId>([...confState.learners, ...confState.learnersNext]);
     const added: number[] = [];
     const removed: number[] = [];
-    for (const single of change.changes) {
-      const id = single.nodeId;
+    for (const id of [...this.members.keys()]) {
+      if (inConfig.has(id)) continue;
+      this.members.delete(id);
+      this.removed.add(id);
+      removed.push(id);
+    }
+    // The member the change names (the one added or promoted), for its URLs and name.
+    const named = change.changes.find((single) => single.type !== 'removeNode')?.nodeId;
+    for (const id of [...inConfig].sort((a, b) => a - b)) {
       const existing = this.members.get(id);
-      if (single.type === 'removeNode') {
-        if (existing !== undefined) removed.push(id);
-        this.members.delete(id);
-        this.removed.add(id);
+      const fromContext = id === named ? context : undefined;
+      const isLearner = learners.has(id);
+      if (existing !== undefined) {
+        const name = existing.name !== '' ? existing.name : fromContext?.name ?? '';
+        if (existing.isLearner !== isLearner || existing.name !== name) this.members.set(id, { ...existing, name, isLearner });
         continue;
       }
       const initial = this.initial.get(id);
-      const peerUrls = context?.peerUrls ?? existing?.peerUrls ?? initial?.peerUrls ?? [];
-      const name = existing?.name ?? (context?.name !== undefined && context.name !== '' ? context.name : initial?.name ?? '');
-      if (existing === undefined) added.push(id);
-      assert(this.members.size < MEMBERS_MAX || existing !== undefined, `more than ${MEMBERS_MAX} members`);
+      assert(this.members.size < MEMBERS_MAX, `more than ${MEMBERS_MAX} members`);
       this.members.set(id, {
         id,
-        name,
-        peerUrls,
-        clientUrls: existing?.clientUrls ?? [],
-        isLearner: single.type === 'addLearner',
+        name: fromContext?.name !== undefined && fromContext.name !== '' ? fromContext.name : initial?.name ?? '',
+        peerUrls: fromContext?.peerUrls ?? initial?.peerUrls ?? [],
+        clientUrls: [],
+        isLearner,
       });
+      added.push(id);
     }
-    this.reconcile(confState);
     return { added, removed };
   }
 
@@ -97,15 +108,5 @@ export class Membership {
     const existing = this.members.get(command.memberId);
     if (existing === undefined) return;
     this.members.set(command.memberId, { ...existing, name: command.name, clientUrls: command.clientUrls });
-  }
-
-  // reconcile makes the learner flags agree with Raft's configuration, which is the authority
-  // (a joint change can move a member between roles in ways a single change does not show).
-  private reconcile(confState: ConfState): void {
-    const learners = new Set<NodeId>([...confState.learners, ...confState.learnersNext]);
-    for (const [id, member] of this.members) {
-      const isLearner = learners.has(id);
-      if (member.isLearner !== isLearner) this.members.set(id, { ...member, isLearner });
-    }
   }
 }

@@ -20,7 +20,7 @@
 // noticed after a step, a tick or a Ready is announced once.
 
 import { randomInt } from 'node:crypto';
-import type { Entry, Index, Logger, Message, NodeId, Role, Term } from '../raft/index.ts';
+import type { ConfState, Entry, Index, Logger, Message, NodeId, Role, Term } from '../raft/index.ts';
 import { decodeConfChange, EntryType, NO_NODE, Raft, RAFT_CONFIG_DEFAULTS, SILENT_LOGGER } from '../raft/index.ts';
 import type { KvLimits, KvRequest, KvResponse, KvStateMachine, LogStore, RangeRequest, RangeResponse } from '../storage/index.ts';
 import { abortOnFatal, APPLY_ENTRIES_MAX, DEFAULT_KV_LIMITS, encodeValidKvCommand, isKvCommand, validateKvRequest } from '../storage/index.ts';
@@ -32,7 +32,7 @@ import { memberIdFor } from './member-identity.ts';
 import type { MemberIdentity } from './member-state-file.ts';
 import type { InitialMember, MemberRecord } from './membership.ts';
 import { Membership } from './membership.ts';
-import type { MemberOperation } from './membership-changes.ts';
+import type { JointLeave, MemberOperation } from './membership-changes.ts';
 import { decodeMemberOperation, encodeMemberOperation, encodeMembersReply, MembershipChanges } from './membership-changes.ts';
 import { decodeMemberContext, decodeNodeCommand, encodeNodeCommand } from './node-command.ts';
 import type { Outcome, ProposalCounts } from './proposal-tracker.ts';
@@ -480,7 +480,7 @@ export class RaftNode {
       if (id !== this.memberId && member !== undefined && member.peerUrls.length > 0) this.transport.setPeer(id, member.peerUrls);
     }
     for (const id of removed) this.onMemberRemoved(id);
-    this.changes.onApplied(entry.index, entry.term);
+    this.changes.onApplied(entry.index, entry.term, confState);
   }
 
   private onMemberRemoved(id: number): void {
@@ -624,6 +624,26 @@ export class RaftNode {
   /** promoteMember makes a caught-up learner a voter. */
   async promoteMember(id: number, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
     return this.memberOperation({ op: 'promote', id }, options);
+  }
+
+  /**
+   * replaceMembers promotes caught-up learners and removes members in one joint-consensus
+   * change (thesis §4.3), so the cluster never runs on a configuration weaker than both the
+   * old and the new one. With leave 'auto' it resolves once the joint configuration is left;
+   * with 'explicit' once it is entered, and leaveJointConfiguration() ends it.
+   */
+  async replaceMembers(change: { readonly promote: readonly number[]; readonly remove: readonly number[]; readonly leave?: JointLeave }, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
+    return this.memberOperation({ op: 'replace', promote: [...change.promote], remove: [...change.remove], leave: change.leave ?? 'auto' }, options);
+  }
+
+  /** leaveJointConfiguration leaves a joint configuration entered with leave 'explicit'; when not joint it answers at once. */
+  async leaveJointConfiguration(options: NodeCallOptions = {}): Promise<MemberRecord[]> {
+    return this.memberOperation({ op: 'leave' }, options);
+  }
+
+  /** configuration is Raft's configuration as applied here: voters, learners and, while joint, the outgoing voters. */
+  configuration(): ConfState {
+    return this.raft.status().config;
   }
 
   // Async, so that a refusal (STOPPED, MEMBER_REMOVED) rejects the promise instead of throwing at the caller.

@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { decodeMemberOperation, encodeMemberOperation } from '../../src/node/membership-changes.ts';
+import { Membership } from '../../src/node/membership.ts';
 import { ProposalTracker, PROPOSALS_HELD_MAX } from '../../src/node/proposal-tracker.ts';
 import { ReadIndexTracker } from '../../src/node/read-index.ts';
 import { ErrorCode, isStrataError, StrataError, VirtualClock } from '../../src/util/index.ts';
@@ -145,5 +147,54 @@ describe('ReadIndexTracker', () => {
     await turn();
     assert.deepEqual([pending.value, asked.value, waiting.value, late.value], [ErrorCode.STOPPED, ErrorCode.STOPPED, ErrorCode.STOPPED, ErrorCode.STOPPED]);
     assert.equal(reads.unsettled, 0);
+  });
+});
+
+describe('Membership', () => {
+  const initial = [
+    { id: 1, name: 'a', peerUrls: ['http://a:2380'] },
+    { id: 2, name: 'b', peerUrls: ['http://b:2380'] },
+    { id: 3, name: 'c', peerUrls: ['http://c:2380'] },
+  ];
+  const conf = (voters: number[], extra: { learners?: number[]; votersOutgoing?: number[] } = {}) => ({
+    voters,
+    learners: extra.learners ?? [],
+    votersOutgoing: extra.votersOutgoing ?? [],
+    learnersNext: [],
+    autoLeave: false,
+  });
+
+  test('follows the configuration: a voter removed by a joint change stays until the joint configuration is left', () => {
+    const membership = new Membership(initial);
+    assert.deepEqual(membership.applyConfChange({ transition: 'auto', changes: [{ type: 'addVoter', nodeId: 1 }] }, undefined, conf([1, 2, 3])), { added: [1, 2, 3], removed: [] });
+    const context = { peerUrls: ['http://d:2380'], name: '' };
+    assert.deepEqual(membership.applyConfChange({ transition: 'auto', changes: [{ type: 'addLearner', nodeId: 4 }] }, context, conf([1, 2, 3], { learners: [4] })), { added: [4], removed: [] });
+    assert.deepEqual(membership.get(4), { id: 4, name: '', peerUrls: ['http://d:2380'], clientUrls: [], isLearner: true });
+    const swap = { transition: 'explicit' as const, changes: [{ type: 'addVoter' as const, nodeId: 4 }, { type: 'removeNode' as const, nodeId: 1 }] };
+    assert.deepEqual(membership.applyConfChange(swap, undefined, conf([2, 3, 4], { votersOutgoing: [1, 2, 3] })), { added: [], removed: [] });
+    assert.equal(membership.get(1)?.name, 'a');
+    assert.equal(membership.get(4)?.isLearner, false);
+    assert.equal(membership.isRemoved(1), false);
+    assert.deepEqual(membership.applyConfChange({ transition: 'auto', changes: [] }, undefined, conf([2, 3, 4])), { added: [], removed: [1] });
+    assert.equal(membership.isRemoved(1), true);
+    assert.deepEqual(membership.list().map((member) => member.id), [2, 3, 4]);
+  });
+
+  test('a change the core ignored changes nothing', () => {
+    const membership = new Membership(initial);
+    membership.applyConfChange({ transition: 'auto', changes: [{ type: 'addVoter', nodeId: 1 }] }, undefined, conf([1, 2, 3]));
+    assert.deepEqual(membership.applyConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 9 }] }, undefined, conf([1, 2, 3])), { added: [], removed: [] });
+    assert.deepEqual(membership.list().map((member) => member.id), [1, 2, 3]);
+  });
+});
+
+describe('member peer requests', () => {
+  test('replace and leave travel intact; malformed ones are refused', () => {
+    const replace = { op: 'replace' as const, promote: [4], remove: [1, 2], leave: 'explicit' as const };
+    assert.deepEqual(decodeMemberOperation(encodeMemberOperation(replace)), replace);
+    assert.deepEqual(decodeMemberOperation(encodeMemberOperation({ op: 'leave' })), { op: 'leave' });
+    for (const bad of [{ op: 'replace', promote: [4], remove: [1] }, { op: 'replace', promote: ['x'], remove: [], leave: 'auto' }, { op: 'swap' }]) {
+      assert.throws(() => decodeMemberOperation(encodeMemberOperation(bad as never)), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    }
   });
 });

@@ -146,6 +146,68 @@ describe('RaftNode', () => {
     assert.equal(await driver.settle(read(leader, 'after-remove')), 'ok');
   });
 
+  test('joint replacement: a learner is promoted and the leader removed in one change; the outgoing voter keeps its vote until the joint configuration is left', async () => {
+    const { nodes, options, network, driver } = await startCluster();
+    const leader = leaderOf(nodes);
+    for (let index = 0; index < 20; index += 1) await driver.settle(put(leader, `j/${index}`, 'v'));
+    const added = await driver.settle(leader.addMember([peerUrl('n4')], true));
+    const cluster = [1, 2, 3, 4].map((index) => ({ name: `n${index}`, peerUrls: [peerUrl(`n${index}`)] }));
+    const newcomer = track(await RaftNode.start(options('n4', 'existing', cluster)), driver);
+    await driver.until('the learner catches up', () => newcomer.status().appliedIndex >= leader.status().commitIndex);
+    const follower = nodes.find((node) => node !== leader);
+    assert.ok(follower !== undefined);
+
+    // Refused before anything is proposed: nothing to do, a voter to promote, an unknown member.
+    await assert.rejects(driver.settle(follower.replaceMembers({ promote: [], remove: [] })), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    await assert.rejects(driver.settle(follower.replaceMembers({ promote: [follower.memberId], remove: [] })), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_LEARNER));
+    await assert.rejects(driver.settle(follower.replaceMembers({ promote: [added.member.id], remove: [12345] })), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_FOUND));
+
+    // Explicit leave: the joint configuration stays until it is left, and the removed leader
+    // stays a member the transport reaches (its vote counts in the outgoing half).
+    const members = await driver.settle(follower.replaceMembers({ promote: [added.member.id], remove: [leader.memberId], leave: 'explicit' }));
+    assert.deepEqual(
+      members.map((member) => member.id).sort((a, b) => a - b),
+      [...nodes.map((node) => node.memberId), added.member.id].sort((a, b) => a - b),
+    );
+    await driver.until('the follower applied the joint configuration', () => follower.configuration().votersOutgoing.length > 0);
+    const joint = follower.configuration();
+    assert.deepEqual([...joint.votersOutgoing].sort(), nodes.map((node) => node.memberId).sort());
+    assert.ok(joint.voters.includes(added.member.id) && !joint.voters.includes(leader.memberId));
+    await driver.settle(put(follower, 'during-joint', 'ok'));
+    // Another change waits for the joint configuration to be left, which must be explicit.
+    await assert.rejects(driver.settle(follower.removeMember(follower.memberId)), (error) => isStrataError(error, ErrorCode.CONF_CHANGE_REFUSED));
+    assert.equal(leader.status().removed, false);
+
+    await driver.settle(follower.leaveJointConfiguration());
+    await driver.until('every member has left the joint configuration', () =>
+      [...nodes, newcomer].every((node) => node.status().removed || node.configuration().votersOutgoing.length === 0),
+    );
+    // Leaving again is a no-op; the old leader hands over and stops by itself.
+    await driver.settle(follower.leaveJointConfiguration());
+    await driver.settle(leader.whenStopped(), 10 * ELECTION_MS);
+    const survivors = [...nodes.filter((node) => node !== leader), newcomer];
+    await driver.until('a new leader among the new voters', () => survivors.some((node) => node.status().role === 'leader'));
+    await driver.settle(put(newcomer, 'after-joint', 'ok'));
+    for (const node of survivors) assert.equal(await driver.settle(read(node, 'during-joint')), 'ok');
+    assert.equal(network.isConnected(newcomer.memberId, follower.memberId), true);
+  });
+
+  test('joint replacement that leaves by itself answers once the joint configuration is left', async () => {
+    const { nodes, options, driver } = await startCluster();
+    const leader = leaderOf(nodes);
+    const added = await driver.settle(leader.addMember([peerUrl('n4')], true));
+    const cluster = [1, 2, 3, 4].map((index) => ({ name: `n${index}`, peerUrls: [peerUrl(`n${index}`)] }));
+    const newcomer = track(await RaftNode.start(options('n4', 'existing', cluster)), driver);
+    await driver.until('the learner catches up', () => newcomer.status().appliedIndex >= leader.status().commitIndex);
+    const victim = nodes.find((node) => node !== leader);
+    assert.ok(victim !== undefined);
+    const members = await driver.settle(leader.replaceMembers({ promote: [added.member.id], remove: [victim.memberId] }));
+    assert.equal(leader.configuration().votersOutgoing.length, 0);
+    assert.deepEqual(members.map((member) => member.id).sort(), [...nodes.filter((node) => node !== victim), newcomer].map((node) => node.memberId).sort());
+    assert.ok(members.every((member) => !member.isLearner));
+    await driver.settle(victim.whenStopped(), 10 * ELECTION_MS);
+  });
+
   test('a stopping leader hands leadership over first', async () => {
     const { nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);

@@ -415,11 +415,13 @@ class ClusterRun {
     }
   }
 
-  // replaceMember moves the cluster off one voter onto a new member, as etcd operators do it
-  // (and as `stratakv migrate` will): add the newcomer as a learner, start it, promote it once
-  // it has caught up, remove the old voter, which then stops by itself. Each step is retried
-  // (faults make calls fail or time out, and a timed-out change may still be applied), and the
-  // task carries on into the healed phase until it is done.
+  // replaceMember moves the cluster off one voter onto a new member: add the newcomer as a
+  // learner, start it, then either as etcd operators do it (promote it once it has caught up,
+  // remove the old voter) or as `stratakv migrate` will, in one joint-consensus change that
+  // promotes the one and removes the other, leaving the joint configuration by itself or by
+  // an explicit leave. The old voter then stops by itself. Each step is retried (faults make
+  // calls fail or time out, and a timed-out change may still be applied), and the task carries
+  // on into the healed phase until it is done.
   private async replaceMember(): Promise<void> {
     this.changingMembers = true;
     try {
@@ -432,7 +434,12 @@ class ClusterRun {
       this.stats.replacements += 1;
       const newcomerId = memberIdFor([newcomer.peerUrl], 'sim');
       const victimId = memberIdFor([victim.peerUrl], 'sim');
-      this.note(`membership: replace ${victim.name} with ${newcomer.name}`);
+      const way = (['in steps', 'joint, leaving by itself', 'joint, leaving explicitly'] as const)[this.random.intBelow(3)] as string;
+      this.note(`membership: replace ${victim.name} with ${newcomer.name} ${way}`);
+      const joint = (): boolean => {
+        const view = this.up().find((member) => member.node?.status().role === 'leader');
+        return (view?.node?.configuration().votersOutgoing.length ?? 0) > 0;
+      };
       const listed = (id: number): { isLearner: boolean } | undefined => {
         const view = this.up().find((member) => member.node?.status().role === 'leader');
         return view?.node?.members().find((record) => record.id === id);
@@ -453,6 +460,14 @@ class ClusterRun {
           const view = this.up().find((member) => member.node?.status().role === 'leader');
           newcomer.initialCluster = (view?.node?.members() ?? []).map((member) => ({ name: member.name === '' ? (this.members.find((m) => memberIdFor([m.peerUrl], 'sim') === member.id)?.name ?? `m${member.id}`) : member.name, peerUrls: member.peerUrls }));
           await this.start(newcomer);
+        } else if (record?.isLearner === true && way !== 'in steps') {
+          const leave = way === 'joint, leaving by itself' ? 'auto' : 'explicit';
+          await attempt(`promote ${newcomer.name} and remove ${victim.name} (leave ${leave})`, (node) =>
+            node.replaceMembers({ promote: [newcomerId], remove: [victimId], leave }, { timeoutMs: 500 }),
+          );
+        } else if (joint()) {
+          // A joint configuration that leaves by itself is waited for; otherwise it is left here.
+          if (way === 'joint, leaving explicitly') await attempt('leave the joint configuration', (node) => node.leaveJointConfiguration({ timeoutMs: 500 }));
         } else if (record?.isLearner === true) {
           await attempt(`promote ${newcomer.name}`, (node) => node.promoteMember(newcomerId, { timeoutMs: 500 }));
         } else if (record !== undefined && listed(victimId) !== undefined) {
@@ -656,6 +671,8 @@ class ClusterRun {
         const leader = up.find((member) => member.node?.status().role === 'leader');
         if (leader?.node === undefined) return false;
         const configured = new Set(leader.node.members().map((record) => record.id));
+        // No configuration stays joint once the replacement that entered it is done.
+        if (leader.node.configuration().votersOutgoing.length > 0) return false;
         const commit = leader.node.status().commitIndex;
         for (const member of this.members) {
           if (member.retired || !configured.has(memberIdFor([member.peerUrl], 'sim'))) continue;
