@@ -25,8 +25,8 @@ import { MemoryLevel } from 'memory-level';
 
 import type { NodeQueues } from '../../../src/node/index.ts';
 import { memberIdFor, PROPOSALS_FORWARDING_MAX, PROPOSALS_HELD_MAX, PROPOSALS_IN_FLIGHT_MAX, PROPOSALS_QUEUED_MAX, RaftNode, READS_PENDING_MAX } from '../../../src/node/index.ts';
-import type { Logger, Message } from '../../../src/raft/index.ts';
-import type { KvLevel, KvResponse, RangeResponse, TxnResponse, DeleteRangeResponse } from '../../../src/storage/index.ts';
+import type { Entry, Logger, Message } from '../../../src/raft/index.ts';
+import type { DeleteRangeResponse, KeyValue, KvLevel, KvResponse, LogStore, RangeResponse, TxnResponse } from '../../../src/storage/index.ts';
 import { DiskLogStore, FaultyFileSystem, KvStateMachine } from '../../../src/storage/index.ts';
 import type { LinkTraffic } from '../../../src/transport/index.ts';
 import { MemoryNetwork, MemoryTransport } from '../../../src/transport/index.ts';
@@ -96,6 +96,8 @@ interface SimMember {
   node: RaftNode | undefined;
   clock: ProcessClock | undefined;
   transport: MemoryTransport | undefined;
+  // This incarnation's log, read by the log-matching check.
+  log: LogStore | undefined;
   // Client calls this incarnation has not answered; a crash answers them as unknown.
   readonly outstanding: Set<PendingCall>;
   restarts: number;
@@ -140,6 +142,12 @@ class ClusterRun {
   private readonly members: SimMember[] = [];
   private readonly recorder: HistoryRecorder;
   private readonly trace: string[] = [];
+  // What reads are checked against beyond linearizability (serializable reads may be stale,
+  // so they are not in the history): the values ever written to each key, the value each
+  // (key, modRevision) was first read with, and the revision each member last served.
+  private readonly written = new Set<string>();
+  private readonly readAtRevision = new Map<string, string>();
+  private readonly servedRevision = new WeakMap<RaftNode, number>();
   private readonly leadersByTerm = new Map<number, string>();
   private faultsOn = true;
   private changingMembers = false;
@@ -183,6 +191,7 @@ class ClusterRun {
       node: undefined,
       clock: undefined,
       transport: undefined,
+      log: undefined,
       outstanding: new Set(),
       restarts: 0,
       incarnations: 0,
@@ -232,6 +241,7 @@ class ClusterRun {
     await this.converge(healPhaseMs);
     this.checkPromisesSettled();
     await this.checkReplicas();
+    this.checkLogs();
     this.checkHistory();
     this.stats.virtualMs = this.clock.now();
     if (this.failure !== undefined) throw new SimFailure(this.failure);
@@ -269,10 +279,11 @@ class ClusterRun {
       clock,
       random: new SeededRandom(this.random.intBelow(2 ** 31)),
       onFatal,
-      storage: async () => ({
-        log: DiskLogStore.openSync({ fileSystem: member.disk, directory: `/${member.name}`, onFatal, logger: this.storageLogger(member) }),
-        stateMachine: await KvStateMachine.open(level as unknown as KvLevel, { onFatal }),
-      }),
+      storage: async () => {
+        const log = DiskLogStore.openSync({ fileSystem: member.disk, directory: `/${member.name}`, onFatal, logger: this.storageLogger(member) });
+        member.log = log;
+        return { log, stateMachine: await KvStateMachine.open(level as unknown as KvLevel, { onFatal }) };
+      },
       createTransport: ({ localId, clusterId }) => {
         const transport = new MemoryTransport(this.network, { localId, clusterId, clock });
         member.transport = transport;
@@ -307,6 +318,7 @@ class ClusterRun {
     member.node = undefined;
     member.clock = undefined;
     member.transport = undefined;
+    member.log = undefined;
     // What LevelDB had written survives the process; the restart reads a copy of it.
     member.crashedLevel = member.level;
   }
@@ -554,18 +566,21 @@ class ClusterRun {
     const kind = random.intBelow(10);
     this.stats.operations += 1;
     const keyBytes = encoder.encode(key);
+    if (kind <= 2 || kind === 7 || kind === 8) this.written.add(`${key}=${value}`);
     if (kind <= 2) {
       const op = this.recorder.invoke(client, { kind: 'write', key, value });
       await this.call(member, node, `${member.name} put ${key}=${value}`, node.kv({ type: 'put', key: keyBytes, value: encoder.encode(value) }, callOptions), op, () => this.recorder.ok(op));
     } else if (kind <= 5) {
       const op = this.recorder.invoke(client, { kind: 'read', key });
       await this.call(member, node, `${member.name} get ${key}`, node.kv({ type: 'range', key: keyBytes }, callOptions), op, (response) => {
-        const found = (response as RangeResponse).kvs[0];
+        const found = this.checkRead(member, node, key, response as RangeResponse, false);
         this.recorder.ok(op, { value: found === undefined ? null : decoder.decode(found.value) });
       });
     } else if (kind === 6) {
-      // Serializable: may be stale, so not in the history; it must still be a value someone wrote.
-      await this.call(member, node, `${member.name} sget ${key}`, node.kv({ type: 'range', key: keyBytes, serializable: true }, callOptions), undefined, () => undefined);
+      // Serializable: may be stale, so not in the history; checkRead holds it to what it can promise.
+      await this.call(member, node, `${member.name} sget ${key}`, node.kv({ type: 'range', key: keyBytes, serializable: true }, callOptions), undefined, (response) => {
+        this.checkRead(member, node, key, response as RangeResponse, true);
+      });
     } else if (kind <= 8) {
       const expected = random.intBelow(3) === 0 ? null : `${random.intBelow(4)}.${Math.max(0, sequence - random.intBelow(20))}`;
       const op = this.recorder.invoke(client, { kind: 'cas', key, expected, value });
@@ -588,6 +603,31 @@ class ClusterRun {
         this.recorder.ok(op, { deleted: deleted === 0 ? 0 : 1 });
       });
     }
+  }
+
+  // checkRead holds every read, serializable ones included, to what any read promises: a
+  // value some client wrote to that key, at a modRevision no later than the revision served,
+  // the same value whenever (key, modRevision) is read on any member (a revision names one
+  // write: two values at one revision mean replicas diverged), and, on one member, a served
+  // revision that never goes back (within one incarnation: an unsynced apply may be lost).
+  private checkRead(member: SimMember, node: RaftNode, key: string, response: RangeResponse, serializable: boolean): KeyValue | undefined {
+    const kind = serializable ? 'serializable read' : 'read';
+    const found = response.kvs[0];
+    if (found !== undefined) {
+      const value = decoder.decode(found.value);
+      if (!this.written.has(`${key}=${value}`)) this.fail(`${member.name}: a ${kind} of ${key} returned ${value}, which no client wrote to it`);
+      if (found.modRevision > response.revision) this.fail(`${member.name}: a ${kind} of ${key} returned modRevision ${found.modRevision} past the revision ${response.revision} it served`);
+      const at = `${key}@${found.modRevision}`;
+      const earlier = this.readAtRevision.get(at);
+      if (earlier === undefined) this.readAtRevision.set(at, value);
+      else if (earlier !== value) this.fail(`${member.name}: a ${kind} of ${key} at modRevision ${found.modRevision} returned ${value}; an earlier read there returned ${earlier}`);
+    }
+    if (serializable) {
+      const last = this.servedRevision.get(node) ?? 0;
+      if (response.revision < last) this.fail(`${member.name}: a serializable read served revision ${response.revision} after one served ${last}`);
+      this.servedRevision.set(node, response.revision);
+    }
+    return found;
   }
 
   // callSurvivingCrash waits for a call to a member, or for that member's crash; it answers 'ok', an error code, or 'lost'.
@@ -713,6 +753,32 @@ class ClusterRun {
       if (first === undefined) break;
       if (other.revision !== first.revision || other.pairs !== first.pairs) {
         this.fail(`replicas differ after healing:\n  ${first.name} rev ${first.revision}: ${first.pairs}\n  ${other.name} rev ${other.revision}: ${other.pairs}`);
+      }
+    }
+  }
+
+  // checkLogs is Raft's Log Matching and State Machine Safety on the durable logs after
+  // healing: every live member of the configuration holds, up to the leader's commit index,
+  // the same entries (term, type and bytes) as every other, from the first index all still have.
+  private checkLogs(): void {
+    const logs: { name: string; log: LogStore }[] = [];
+    for (const member of this.up()) {
+      if (member.retired || member.log === undefined) continue;
+      logs.push({ name: member.name, log: member.log });
+    }
+    const commit = Math.min(...this.up().map((member) => member.node?.status().commitIndex ?? 0));
+    const first = Math.max(1, ...logs.map(({ log }) => log.firstIndex()));
+    if (logs.length < 2 || commit < first) return;
+    for (const { name, log } of logs) if (log.lastIndex() < commit) this.fail(`log matching: ${name}'s durable log ends at ${log.lastIndex()}, before the commit index ${commit}`);
+    const [reference, ...others] = logs.map(({ name, log }) => ({ name, entries: log.entries(first, commit + 1, Number.POSITIVE_INFINITY) }));
+    if (reference === undefined) return;
+    for (const other of others) {
+      for (let offset = 0; offset < reference.entries.length; offset += 1) {
+        const a = reference.entries[offset] as Entry;
+        const b = other.entries[offset];
+        if (b === undefined || a.index !== b.index || a.term !== b.term || a.type !== b.type || Buffer.compare(a.data, b.data) !== 0) {
+          this.fail(`log matching: at index ${a.index} ${reference.name} holds term ${a.term} and ${other.name} ${b === undefined ? 'nothing' : `index ${b.index} term ${b.term}${b.term === a.term ? ' with other bytes' : ''}`}`);
+        }
       }
     }
   }
