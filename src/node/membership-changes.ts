@@ -32,6 +32,7 @@ import { MEMBERS_MAX } from './membership.ts';
 import type { MemberRecord, Membership } from './membership.ts';
 import { encodeMemberContext } from './node-command.ts';
 import { REQUEST_TIMEOUT_MS } from './proposal-tracker.ts';
+import { requestCanceled, requestTimedOut } from './request-errors.ts';
 
 /** LEARNER_READY_FRACTION: a learner may be promoted once its log reaches this share of the leader's (etcd: 90 %). */
 export const LEARNER_READY_FRACTION = 0.9;
@@ -121,11 +122,11 @@ export class MembershipChanges {
         // just removed and is handing over. Ask the next leader, within the deadline. (Any
         // other failure may come after the change was proposed, so it is the caller's.)
         if (!isStrataError(error, ErrorCode.NOT_LEADER) && !isStrataError(error, ErrorCode.MEMBER_REMOVED)) throw error;
-        if (clock.now() + this.context.heartbeatIntervalMs > deadlineMs) throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out', { cause: error });
+        if (clock.now() + this.context.heartbeatIntervalMs > deadlineMs) throw requestTimedOut({ cause: error });
         await sleep(clock, this.context.heartbeatIntervalMs);
       }
     }
-    if (raft.currentLeader() !== this.context.selfId) throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out, no leader accepted the change');
+    if (raft.currentLeader() !== this.context.selfId) throw requestTimedOut({ detail: 'no leader accepted the change' });
     for (let attempt = 0; attempt < PENDING_RETRIES_MAX; attempt += 1) {
       this.checkOpen(options.signal);
       const config = raft.status().config;
@@ -155,7 +156,7 @@ export class MembershipChanges {
       if (proposed === undefined) {
         // Only one change at a time: wait for the pending one, within the deadline.
         if (clock.now() + this.context.heartbeatIntervalMs > deadlineMs) {
-          throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out', { cause: refusal });
+          throw requestTimedOut({ cause: refusal });
         }
         await sleep(clock, this.context.heartbeatIntervalMs);
         continue;
@@ -165,7 +166,7 @@ export class MembershipChanges {
       if (operation.op === 'replace' && operation.leave === 'auto') await this.waitLeft(deadlineMs, options.signal);
       return this.context.membership.list();
     }
-    throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out');
+    throw requestTimedOut();
   }
 
   /** onApplied settles the change waiting for the ConfChange entry applied at (index, term), and those waiting for a joint configuration to be left. */
@@ -181,7 +182,7 @@ export class MembershipChanges {
   sweepDeadlines(): void {
     const nowMs = this.context.clock.now();
     for (const waiter of [...this.waiters.values(), ...this.leaving]) {
-      if (nowMs > waiter.deadlineMs) this.settle(waiter, new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out'));
+      if (nowMs > waiter.deadlineMs) this.settle(waiter, requestTimedOut());
     }
   }
 
@@ -194,7 +195,7 @@ export class MembershipChanges {
 
   private checkOpen(signal: AbortSignal | undefined): void {
     if (this.closedWith !== undefined) throw this.closedWith;
-    if (signal?.aborted === true) throw canceled();
+    if (signal?.aborted === true) throw requestCanceled();
   }
 
   private waitApplied(index: Index, term: Term, deadlineMs: number, signal: AbortSignal | undefined): Promise<void> {
@@ -221,7 +222,7 @@ export class MembershipChanges {
       }
       const waiter: Waiter = { index, term, deadlineMs, settled: false, detach: undefined, resolve, reject };
       if (signal !== undefined) {
-        const onAbort = (): void => this.settle(waiter, canceled());
+        const onAbort = (): void => this.settle(waiter, requestCanceled());
         signal.addEventListener('abort', onAbort, { once: true });
         waiter.detach = () => signal.removeEventListener('abort', onAbort);
       }
@@ -412,8 +413,4 @@ function decodeMembersReply(reply: Uint8Array): MemberRecord[] {
   const value = packr.unpack(reply) as { members?: unknown } | null;
   if (value === null || !Array.isArray(value.members)) throw new StrataError(ErrorCode.UNAVAILABLE, 'the leader answered a membership change without a member list');
   return value.members as MemberRecord[];
-}
-
-function canceled(): StrataError {
-  return new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled');
 }

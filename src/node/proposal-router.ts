@@ -16,6 +16,7 @@ import type { Transport } from '../transport/index.ts';
 import { ErrorCode, isErrorCode, isStrataError, StrataError } from '../util/index.ts';
 import type { Clock } from '../util/index.ts';
 import type { Outcome, Proposal, ProposalTracker } from './proposal-tracker.ts';
+import { requestTimedOut } from './request-errors.ts';
 
 /** FORWARD_HOPS_MAX bounds how often a proposal is passed from member to member. */
 export const FORWARD_HOPS_MAX = 3;
@@ -53,7 +54,7 @@ export class ProposalRouter {
     const { tracker, clock } = this.context;
     if (proposal.state === 'settled') return;
     if (clock.now() > proposal.deadlineMs) {
-      tracker.settle(proposal, new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out'));
+      tracker.settle(proposal, requestTimedOut());
       return;
     }
     const leaderId = this.context.leader();

@@ -22,6 +22,7 @@ import type { Index, Term } from '../raft/index.ts';
 import type { KvResponse } from '../storage/index.ts';
 import { assert, ErrorCode, StrataError } from '../util/index.ts';
 import type { Clock } from '../util/index.ts';
+import { requestCanceled, requestTimedOut } from './request-errors.ts';
 
 /** PROPOSALS_QUEUED_MAX bounds proposals waiting for the next Ready (beyond it: "too many requests"). */
 export const PROPOSALS_QUEUED_MAX = 16_384;
@@ -116,9 +117,9 @@ export class ProposalTracker {
     if (this.closedWith !== undefined) {
       this.settle(proposal, this.closedWith);
     } else if (signal?.aborted === true) {
-      this.settle(proposal, canceled());
+      this.settle(proposal, requestCanceled());
     } else if (signal !== undefined) {
-      const onAbort = (): void => this.settle(proposal, canceled());
+      const onAbort = (): void => this.settle(proposal, requestCanceled());
       signal.addEventListener('abort', onAbort, { once: true });
       proposal.detach = () => signal.removeEventListener('abort', onAbort);
     }
@@ -262,11 +263,11 @@ export class ProposalTracker {
   sweepDeadlines(): void {
     const nowMs = this.clock.now();
     const expired = (proposal: TrackedProposal): boolean => proposal.state !== 'settled' && nowMs > proposal.deadlineMs;
-    for (const proposal of [...this.queued, ...this.held, ...this.forwarding]) if (expired(proposal)) this.settle(proposal, timedOut());
+    for (const proposal of [...this.queued, ...this.held, ...this.forwarding]) if (expired(proposal)) this.settle(proposal, requestTimedOut());
     for (const [index, { proposal }] of this.inFlight) {
       if (expired(proposal)) {
         this.inFlight.delete(index);
-        this.settle(proposal, timedOut());
+        this.settle(proposal, requestTimedOut());
       }
     }
     this.queued = this.queued.filter((proposal) => proposal.state === 'queued');
@@ -321,12 +322,4 @@ export class ProposalTracker {
     this.counts[to] += 1;
     proposal.state = to;
   }
-}
-
-function canceled(): StrataError {
-  return new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled');
-}
-
-function timedOut(): StrataError {
-  return new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out');
 }

@@ -41,6 +41,7 @@ import { ProposalRouter } from './proposal-router.ts';
 import type { RaftNodeHooks, RaftNodeOptions } from './raft-node-options.ts';
 import { ReadIndexTracker } from './read-index.ts';
 import { ReadyLoop } from './ready-loop.ts';
+import { requestCanceled, requestTimedOut } from './request-errors.ts';
 
 /** REMOVED_GRACE_ELECTIONS: a removed member keeps answering for this many election timeouts. */
 export const REMOVED_GRACE_ELECTIONS = 3;
@@ -347,14 +348,14 @@ export class RaftNode {
     const deadlineMs = this.clock.now() + (options.timeoutMs ?? REQUEST_TIMEOUT_MS);
     for (let attempt = 0; attempt < LEADER_WAITS_MAX; attempt += 1) {
       this.checkRunning();
-      if (options.signal?.aborted === true) throw canceled();
+      if (options.signal?.aborted === true) throw requestCanceled();
       const leaderId = this.raft.currentLeader();
       if (leaderId !== NO_NODE) return leaderId;
       const remaining = deadlineMs - this.clock.now();
       if (remaining <= 0) break;
       await this.leaderNoticeOrTimeout(Math.min(remaining, this.options.heartbeatIntervalMs));
     }
-    throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out: no leader was elected in time');
+    throw requestTimedOut({ detail: 'no leader was elected in time' });
   }
 
   // leaderNoticeOrTimeout resolves when this member learns of a leader, or after timeoutMs.
@@ -673,11 +674,11 @@ export class RaftNode {
     const deadlineMs = this.clock.now() + (options.timeoutMs ?? 2 * this.options.electionTimeoutMs);
     for (let attempt = 0; attempt < LEADER_WAITS_MAX; attempt += 1) {
       if (this.raft.currentLeader() === targetId) return;
-      if (options.signal?.aborted === true) throw canceled();
+      if (options.signal?.aborted === true) throw requestCanceled();
       if (this.clock.now() > deadlineMs) break;
       await this.leaderNoticeOrTimeout(Math.min(this.options.heartbeatIntervalMs, Math.max(1, deadlineMs - this.clock.now())));
     }
-    throw new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out, leader transfer took too long');
+    throw requestTimedOut({ detail: 'leader transfer took too long' });
   }
 
   private async publishAttributes(): Promise<void> {
@@ -699,9 +700,6 @@ export class RaftNode {
   }
 }
 
-function canceled(): StrataError {
-  return new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled');
-}
 
 // definedOnly drops undefined fields (exactOptionalPropertyTypes keeps `undefined` distinct from absent).
 function definedOnly(options: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }): NodeCallOptions {

@@ -18,6 +18,7 @@ import type { Index, ReadState } from '../raft/index.ts';
 import { assert, ErrorCode, StrataError } from '../util/index.ts';
 import type { Clock } from '../util/index.ts';
 import { REQUEST_TIMEOUT_MS } from './proposal-tracker.ts';
+import { requestCanceled, requestTimedOut } from './request-errors.ts';
 
 /** READS_PENDING_MAX bounds linearizable reads waiting for a read index or for apply. */
 export const READS_PENDING_MAX = 65_536;
@@ -96,7 +97,7 @@ export class ReadIndexTracker {
       }
       const signal = options.signal;
       if (signal?.aborted === true) {
-        reject(canceled());
+        reject(requestCanceled());
         return;
       }
       const read: Read = {
@@ -108,7 +109,7 @@ export class ReadIndexTracker {
         reject,
       };
       if (signal !== undefined) {
-        const onAbort = (): void => this.settle(read, canceled());
+        const onAbort = (): void => this.settle(read, requestCanceled());
         signal.addEventListener('abort', onAbort, { once: true });
         read.detach = () => signal.removeEventListener('abort', onAbort);
       }
@@ -199,7 +200,7 @@ export class ReadIndexTracker {
   sweepDeadlines(): void {
     const nowMs = this.clock.now();
     const expire = (read: Read): void => {
-      if (read.status !== 'settled' && nowMs > read.deadlineMs) this.settle(read, new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out'));
+      if (read.status !== 'settled' && nowMs > read.deadlineMs) this.settle(read, requestTimedOut());
     };
     for (const read of this.pending) expire(read);
     for (const batch of this.batches.values()) for (const read of batch.reads) expire(read);
@@ -238,8 +239,4 @@ export class ReadIndexTracker {
     if (error === undefined) read.resolve();
     else read.reject(error);
   }
-}
-
-function canceled(): StrataError {
-  return new StrataError(ErrorCode.CANCELED, 'etcdserver: request canceled');
 }

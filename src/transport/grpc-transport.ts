@@ -38,7 +38,7 @@ import { resolveTransportLimits } from './limits.ts';
 import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages } from './message-codec.ts';
 import { PeerSendQueue, UnreachableReporter } from './peer-queue.ts';
 import type { PeerRequestKind, PeerRequestOptions, Transport, TransportHandlers } from './transport.ts';
-import { PEER_REQUEST_TIMEOUT_MS } from './transport.ts';
+import { PEER_REQUEST_TIMEOUT_MS, REMOVED_PEERS_REMEMBERED_MAX } from './transport.ts';
 
 /** GrpcTransportOptions configure a GrpcTransport. */
 export interface GrpcTransportOptions {
@@ -92,8 +92,6 @@ const HELLO_URL_LENGTH_MAX = 1_024;
 // Peers learned from their hello and not (yet) set with setPeer: a cluster in a membership
 // change has one or two; a stream that would pass this many is refused.
 const LEARNED_PEERS_MAX = 64;
-// Removed ids remembered so that their streams are refused; the oldest is forgotten first.
-const REMOVED_PEERS_MAX = 1_024;
 
 interface FrameWire {
   clusterId: number;
@@ -220,7 +218,7 @@ export class GrpcTransport implements Transport {
   // Invariant: at most one link per peer; a link in this map is not closed.
   private readonly links = new Map<NodeId, Link>();
   private learnedCount = 0;
-  // Ids given to removePeer and not set again since, oldest first (at most REMOVED_PEERS_MAX).
+  // Ids given to removePeer and not set again since, oldest first (at most REMOVED_PEERS_REMEMBERED_MAX).
   private readonly removedPeers = new Set<NodeId>();
   private readonly dirty = new Set<PeerState>();
   private flushScheduled = false;
@@ -376,7 +374,7 @@ export class GrpcTransport implements Transport {
     if (this.closing === undefined && !this.removedPeers.has(peer)) {
       // A removed id never returns (ids derive from peer URLs), so its streams are refused
       // from now on instead of teaching us the member again; the oldest id goes first.
-      if (this.removedPeers.size >= REMOVED_PEERS_MAX) {
+      if (this.removedPeers.size >= REMOVED_PEERS_REMEMBERED_MAX) {
         const oldest = this.removedPeers.values().next().value;
         if (oldest !== undefined) this.removedPeers.delete(oldest);
       }

@@ -1,6 +1,6 @@
 // The public surface of src/transport: the Transport contract, the gRPC implementation,
 // its in-memory twin, the limits they share and the message codec.
-export { PEER_REQUEST_TIMEOUT_MS } from './transport.ts';
+export { PEER_REQUEST_TIMEOUT_MS, REMOVED_PEERS_REMEMBERED_MAX } from './transport.ts';
 export type { PeerRequestKind, PeerRequestOptions, Transport, TransportHandlers } from './transport.ts';
 export { GrpcTransport, PEER_SERVICE_PROTO_PATH, parsePeerUrl } from './grpc-transport.ts';
 export type { GrpcTransportOptions, PeerLinkStatus } from './grpc-transport.ts';

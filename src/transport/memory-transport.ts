@@ -21,7 +21,7 @@ import { resolveTransportLimits } from './limits.ts';
 import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages } from './message-codec.ts';
 import { PeerSendQueue, UnreachableReporter } from './peer-queue.ts';
 import type { PeerRequestKind, PeerRequestOptions, Transport, TransportHandlers } from './transport.ts';
-import { PEER_REQUEST_TIMEOUT_MS } from './transport.ts';
+import { PEER_REQUEST_TIMEOUT_MS, REMOVED_PEERS_REMEMBERED_MAX } from './transport.ts';
 
 /** MemoryDropFilter returns true for a message the network should lose in transit. */
 export type MemoryDropFilter = (message: Message) => boolean;
@@ -155,6 +155,8 @@ export class MemoryTransport implements Transport {
   private handlers: TransportHandlers | undefined;
   private closed = false;
   private readonly peers = new Map<NodeId, MemoryPeer>();
+  // Ids given to removePeer and not set again since, oldest first (as GrpcTransport).
+  private readonly removedPeers = new Set<NodeId>();
   private readonly dirty = new Set<MemoryPeer>();
   private flushScheduled = false;
   private readonly unreachable: UnreachableReporter;
@@ -194,6 +196,8 @@ export class MemoryTransport implements Transport {
     assert(Number.isSafeInteger(peer) && peer > 0, 'peer id must be a positive safe integer');
     assert(peer !== this.localId, 'setPeer with the local id');
     if (urls.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `peer ${peer} has no URLs`, { details: { peer } });
+    // The driver is the authority: a peer it sets again is no longer refused as removed.
+    this.removedPeers.delete(peer);
     if (this.closed || this.peers.has(peer)) return;
     this.peers.set(peer, {
       id: peer,
@@ -203,6 +207,13 @@ export class MemoryTransport implements Transport {
   }
 
   removePeer(peer: NodeId): void {
+    if (!this.closed && !this.removedPeers.has(peer)) {
+      if (this.removedPeers.size >= REMOVED_PEERS_REMEMBERED_MAX) {
+        const oldest = this.removedPeers.values().next().value;
+        if (oldest !== undefined) this.removedPeers.delete(oldest);
+      }
+      this.removedPeers.add(peer);
+    }
     const state = this.peers.get(peer);
     if (state !== undefined) {
       state.queue.clear();
@@ -359,6 +370,8 @@ export class MemoryTransport implements Transport {
   deliver(from: NodeId, frame: Uint8Array): void {
     const handlers = this.handlers;
     if (this.closed || handlers === undefined) return;
+    // A removed member is not learned again (GrpcTransport refuses its stream).
+    if (this.removedPeers.has(from)) return;
     // A member that has not yet applied the change that added `from` still answers it, as
     // etcd's transport learns a remote from the sender's headers (GrpcTransport: the hello).
     this.learnRemote(from);

@@ -33,6 +33,9 @@ export interface PeerRequestOptions {
 /** PEER_REQUEST_TIMEOUT_MS is a unary call's default deadline. */
 export const PEER_REQUEST_TIMEOUT_MS = 5_000;
 
+/** REMOVED_PEERS_REMEMBERED_MAX bounds the removed ids a transport refuses (see removePeer). */
+export const REMOVED_PEERS_REMEMBERED_MAX = 1_024;
+
 /**
  * Transport carries Raft messages between the members of one cluster and unary calls
  * between them. Sending never blocks and never grows without bound: each peer has a
@@ -45,7 +48,12 @@ export interface Transport {
   start(handlers: TransportHandlers): Promise<void>;
   /** setPeer adds a peer or changes its URLs (http://host:port, as in --initial-cluster). */
   setPeer(peer: NodeId, urls: readonly string[]): void;
-  /** removePeer forgets a peer and closes its stream; queued messages to it are dropped. */
+  /**
+   * removePeer forgets a peer and closes its stream; queued messages to it are dropped. A
+   * removed id is not learned again from its messages (its streams are refused, its frames
+   * dropped), since a removed id never returns; setPeer lifts that. At most
+   * REMOVED_PEERS_REMEMBERED_MAX ids are remembered, the oldest forgotten first.
+   */
   removePeer(peer: NodeId): void;
   /** send queues messages (each to its `to`) and returns at once; batches leave together. */
   send(messages: readonly Message[]): void;

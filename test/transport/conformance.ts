@@ -384,6 +384,28 @@ export function describeTransportConformance(name: string, harness: TransportHar
       await closeAll(members);
     });
 
+    test('a removed member is not learned again from its messages until setPeer sets it again', async () => {
+      const members = await startMembers([1, 2]);
+      const [a, b] = pair(members);
+      await harness.connected(b.transport, 1);
+      a.transport.removePeer(2);
+      // b still knows a and keeps sending; none of it reaches a, and a does not learn b back.
+      for (let attempt = 0; attempt < 20; attempt += 1) {
+        b.transport.send([heartbeat(2, 1, attempt)]);
+        await delay(5);
+      }
+      assert.deepEqual(a.recorder.messages, []);
+      a.transport.send([heartbeat(1, 2, 0)]);
+      await a.recorder.until(() => a.recorder.unreachable.includes(2));
+      a.transport.setPeer(2, [harness.urlOf(b.transport)]);
+      for (let attempt = 0; attempt < 500 && a.recorder.messages.length === 0; attempt += 1) {
+        b.transport.send([heartbeat(2, 1, 100 + attempt)]);
+        await delay(10);
+      }
+      assert.ok(a.recorder.messages.length > 0, 'after setPeer the member is heard again');
+      await closeAll(members);
+    });
+
     test('close fails pending requests with UNAVAILABLE, is idempotent, and peers see it', async () => {
       const members = await startMembers([1, 2]);
       const [a, b] = pair(members);
