@@ -4,8 +4,10 @@
 // leader transfer every held write goes at once and a member that clients write through pays
 // one call per batch. The wire format of that call lives here too.
 //
-// A leader that refuses a forwarded write before proposing it (NOT_LEADER, NO_LEADER) has
-// appended nothing, so the write is routed again; any other answer settles it. The router
+// A leader that refuses a forwarded write before proposing it (NOT_LEADER, NO_LEADER, or
+// MEMBER_REMOVED from a leader that was just removed and is handing over: a removed member
+// proposes nothing) has appended nothing, so the write is routed again; any other answer
+// settles it. The router
 // owns no proposal: the ProposalTracker does, and it settles whatever arrives after stop().
 
 import { Packr } from 'msgpackr';
@@ -156,9 +158,9 @@ export class ProposalRouter {
 
   private refused(proposal: Proposal, error: StrataError): void {
     const { tracker } = this.context;
-    // Refused before being proposed (the callee is no longer the leader, or has none):
-    // nothing was appended, so the write may safely be routed again.
-    if (error.code === ErrorCode.NOT_LEADER || error.code === ErrorCode.NO_LEADER) {
+    // Refused before being proposed (the callee is no longer the leader, has none, or was
+    // removed): nothing was appended, so the write may safely be routed again.
+    if (error.code === ErrorCode.NOT_LEADER || error.code === ErrorCode.NO_LEADER || error.code === ErrorCode.MEMBER_REMOVED) {
       if (tracker.forwardingRefused(proposal)) tracker.hold(proposal);
       return;
     }

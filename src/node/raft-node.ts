@@ -45,6 +45,8 @@ import { requestCanceled, requestTimedOut } from './request-errors.ts';
 
 /** REMOVED_GRACE_ELECTIONS: a removed member keeps answering for this many election timeouts. */
 export const REMOVED_GRACE_ELECTIONS = 3;
+// How many grace periods a removed member that still leads here is kept as a peer.
+const REMOVED_LEADER_CHECKS_MAX = 100;
 /** PUBLISH_ATTEMPTS_MAX bounds the attempts to publish this member's name and client URLs. */
 export const PUBLISH_ATTEMPTS_MAX = 50;
 /** LEADER_WAITS_MAX bounds the wake-ups of one waitForLeader() or transferLeadership(). */
@@ -494,9 +496,19 @@ export class RaftNode {
     if (this.raft.currentRole() === 'leader') {
       this.transport.request(id, 'member', encodeMemberOperation({ op: 'removed', id }), { timeoutMs: this.options.electionTimeoutMs }).catch(() => undefined);
     }
+    this.forgetRemovedPeerLater(id, 0);
+  }
+
+  // A removed leader keeps leading until its hand-over is done, which needs this member's
+  // acknowledgement: its peer is kept for as long as it is the leader here (the core drops it
+  // once another leads or an election starts), checked every grace period, a bounded number
+  // of times.
+  private forgetRemovedPeerLater(id: number, checks: number): void {
     const timer = this.clock.setTimeout(() => {
       this.timers.delete(timer);
-      if (!this.stopped && this.membership.get(id) === undefined) this.transport.removePeer(id);
+      if (this.stopped || this.membership.get(id) !== undefined) return;
+      if (this.raft.currentLeader() === id && checks < REMOVED_LEADER_CHECKS_MAX) this.forgetRemovedPeerLater(id, checks + 1);
+      else this.transport.removePeer(id);
     }, REMOVED_GRACE_ELECTIONS * this.options.electionTimeoutMs);
     this.timers.add(timer);
   }

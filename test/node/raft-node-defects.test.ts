@@ -90,3 +90,28 @@ class HeldForwardTransport extends MemoryTransport {
     return super.request(...args);
   }
 }
+
+// Found by the seeded cluster simulation (seed 7100181) once joint replacements ran: a leader
+// that applied its own removal hands over only when every remaining voter has acknowledged the
+// removal, and until then refuses writes with MEMBER_REMOVED. A write a healthy follower passed
+// to it failed with MEMBER_REMOVED, as if the follower had been removed; nothing was proposed,
+// so it is passed on to the next leader instead.
+describe('RaftNode defects found by the cluster simulation', () => {
+  test('a write forwarded to a leader that was just removed goes to the next leader instead of failing with MEMBER_REMOVED', async () => {
+    const { network, nodes, driver } = await startCluster({ size: 4 });
+    const leader = leaderOf(nodes);
+    const [follower, cutOff] = nodes.filter((node) => node !== leader);
+    assert.ok(follower !== undefined && cutOff !== undefined);
+    await driver.settle(put(follower, 'before', 'v'));
+    // The removed leader cannot reach one remaining voter, so its hand-over waits.
+    network.disconnect(leader.memberId, cutOff.memberId);
+    await driver.settle(leader.removeMember(leader.memberId));
+    await driver.until('the leader applied its own removal', () => leader.status().removed);
+    assert.equal(follower.status().leaderId, leader.memberId);
+    const write = outcome(follower.kv({ type: 'put', key: encoder.encode('during'), value: encoder.encode('v') }, { timeoutMs: 1_500 }));
+    await driver.advance(300);
+    network.reconnect(leader.memberId, cutOff.memberId);
+    assert.equal(await driver.settle(write, SETTLED_WITHIN_MS), 'ok');
+    assert.notEqual(follower.status().leaderId, leader.memberId);
+  });
+});

@@ -297,6 +297,26 @@ class ClusterRun {
     member.node = node;
     member.incarnations += 1;
     this.note(`${member.name} started (incarnation ${member.incarnations}, id ${node.memberId.toString(16)})`);
+    // A member stops by itself only once removed (after its grace period); it is then gone
+    // for good, like the process of a removed etcd member.
+    void node.whenStopped().then(() => {
+      if (member.node !== node || member.clock !== clock) return; // crashed, or the run is over
+      if (!node.status().removed) this.failure ??= `${member.name} stopped by itself without being removed`;
+      this.note(`${member.name} stopped by itself (removed)`);
+      member.retired = true;
+      member.node = undefined;
+      member.transport = undefined;
+      member.log = undefined;
+      clock.kill();
+      member.clock = undefined;
+    });
+  }
+
+  // restartInBackground restarts a crashed member from a timer; a failure is the seed's.
+  private restartInBackground(member: SimMember): void {
+    this.restart(member).catch((error: unknown) => {
+      this.failure ??= `restarting ${member.name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+    });
   }
 
   // The log's own notices (a torn tail truncated at recovery, say) go into the trace.
@@ -374,7 +394,7 @@ class ClusterRun {
     for (const member of this.members) member.disk.resumeFdatasync();
     this.note('HEAL: links restored, disks resumed, crashed members restart');
     // Only members that ran before: a newcomer not yet added is the membership task's to start.
-    for (const member of this.members) if (member.clock === undefined && member.incarnations > 0) void this.restart(member);
+    for (const member of this.members) if (member.clock === undefined && member.incarnations > 0) this.restartInBackground(member);
   }
 
   // ---------------------------------------------------------------- faults
@@ -400,7 +420,7 @@ class ClusterRun {
         this.crash(victim, 'killed');
         const downMs = 20 + random.intBelow(400);
         this.clock.setTimeout(() => {
-          if (this.faultsOn) void this.restart(victim);
+          if (this.faultsOn) this.restartInBackground(victim);
         }, downMs);
       } else if (action === 4 && up.length > 0) {
         const member = up[random.intBelow(up.length)] as SimMember;
@@ -686,6 +706,7 @@ class ClusterRun {
         if (status.role === 'leader') {
           const other = this.leadersByTerm.get(status.term);
           if (other !== undefined && other !== member.name) this.fail(`election safety: ${other} and ${member.name} both led term ${status.term}`);
+          if (other === undefined) this.note(`${member.name} leads term ${status.term}`);
           this.leadersByTerm.set(status.term, member.name);
         }
         // Within one incarnation the term, the applied index and the revision never go back.
