@@ -205,7 +205,7 @@ export class Raft {
   /** Indexes of ConfChange entries handed out in Readies and not yet passed to applyConfChange. */
   private confChangesToApply: Index[] = [];
   /** handOver is set while a leader that applied its own removal hands leadership over. */
-  private handOver: { readonly removalIndex: Index; readonly acknowledged: Set<NodeId> } | undefined;
+  private handOver: { readonly removalIndex: Index; readonly acknowledged: Set<NodeId>; electionsWaited: number } | undefined;
   /** bootstrapIndex is the last bootstrap entry this node wrote itself (0 if it joined or restarted). */
   private bootstrapIndex: Index = 0;
   /** configIndex is the log index the configuration reflects: the last conf change applied, or the snapshot restored. */
@@ -734,6 +734,10 @@ export class Raft {
       // A transfer that did not finish within an election timeout is abandoned (a removed
       // leader's hand-over starts a new one: see maybeFinishHandOver).
       if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
+      if (this.handOver !== undefined) {
+        this.handOver.electionsWaited += 1;
+        if (this.handOver.electionsWaited >= HAND_OVER_ELECTIONS_FOR_ALL && this.maybeFinishHandOver(true)) return;
+      }
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -1388,7 +1392,7 @@ export class Raft {
    */
   private startHandOver(): void {
     if (this.handOver === undefined) {
-      this.handOver = { removalIndex: this.configIndex, acknowledged: new Set() };
+      this.handOver = { removalIndex: this.configIndex, acknowledged: new Set(), electionsWaited: 0 };
       this.logger.info('removed from the configuration: handing leadership over', {
         id: this.id,
         term: this.term,
@@ -1398,22 +1402,33 @@ export class Raft {
     if (!this.maybeFinishHandOver()) this.broadcastHeartbeat();
   }
 
-  // Finishes the hand-over once every remaining voter knows the removal is committed.
-  // Returns whether this node is no longer leading.
-  private maybeFinishHandOver(): boolean {
+  // Finishes the hand-over once every remaining voter knows the removal is committed, or,
+  // after HAND_OVER_ELECTIONS_FOR_ALL election timeouts (`quorumWillDo`), once a quorum of
+  // the configuration does: that quorum uses the configuration without this node, so it can
+  // elect without this node's vote, and a voter that has not answered (cut off, or no longer
+  // listening to a removed member) learns the removal from the next leader. Waiting for every
+  // voter forever let one such voter keep the cluster leaderless: the others follow this node
+  // and refuse to elect. Returns whether this node is no longer leading.
+  private maybeFinishHandOver(quorumWillDo = false): boolean {
     const handOver = this.handOver;
     assert(handOver !== undefined, 'finishing a hand-over that did not start');
     let target: NodeId = NO_NODE;
     let targetMatch = -1;
+    const acknowledged = new Map<NodeId, boolean>();
     for (const id of sortedIds(this.tracker.voterIds())) {
       if (id === this.id) continue;
-      if (!handOver.acknowledged.has(id)) return false;
+      if (!handOver.acknowledged.has(id)) {
+        if (!quorumWillDo) return false;
+        continue;
+      }
+      acknowledged.set(id, true);
       const match = this.tracker.progress.get(id)?.match ?? 0;
       if (match > targetMatch) {
         target = id;
         targetMatch = match;
       }
     }
+    if (quorumWillDo && jointVoteResult(this.tracker.config.voters, acknowledged) !== 'won') return false;
     if (target === NO_NODE || this.leadTransferee === target) {
       if (target === NO_NODE) this.becomeFollower(this.term, NO_NODE);
       return target === NO_NODE;
@@ -1451,6 +1466,10 @@ export class Raft {
     this.messages.push(message);
   }
 }
+
+// How many election timeouts a removed leader waits for every remaining voter to acknowledge
+// its removal before a quorum of them will do (see maybeFinishHandOver).
+const HAND_OVER_ELECTIONS_FOR_ALL = 3;
 
 // A hand-over heartbeat's context: a marker no read context starts with, then the commit index.
 const HAND_OVER_CONTEXT_PREFIX = [0xff, 0x68, 0x61, 0x6e, 0x64, 0x6f, 0x76, 0x65, 0x72]; // 0xff "handover"

@@ -284,6 +284,40 @@ describe('roles and membership', () => {
     assert.deepEqual(cluster.node(2).raft.status().config.voters, [2, 3]);
     assert.deepEqual(cluster.node(3).raft.status().config.voters, [2, 3]);
   });
+
+  test('a removed leader that one remaining voter never answers hands over to the quorum that did, after a bounded wait', () => {
+    // 5 voters; 1 removes itself. Voter 5 hears nothing from 1 (as a member that stopped
+    // listening to a removed peer), while 2, 3 and 4 follow 1 and so refuse to elect: waiting
+    // for 5 forever would leave the cluster leaderless.
+    const cluster = electedCluster({}, [1, 2, 3, 4, 5]);
+    cluster.node(1).raft.proposeConfChange({ transition: 'auto', changes: [{ type: 'removeNode', nodeId: 1 }] });
+    cluster.processReady();
+    cluster.deliver();
+    cluster.processReady();
+    cluster.deliver();
+    cluster.isolate(5);
+    cluster.stabilize();
+    assert.deepEqual(cluster.node(1).raft.status().config.voters, [2, 3, 4, 5]);
+    cluster.tick(1, RAFT_CONFIG_DEFAULTS.electionTicks);
+    cluster.stabilize();
+    assert.equal(cluster.node(1).raft.status().role, 'leader', 'within the bound it waits for every voter');
+    for (let tick = 0; tick < 4 * RAFT_CONFIG_DEFAULTS.electionTicks && cluster.node(1).raft.status().role === 'leader'; tick += 1) {
+      cluster.tick(1, 1);
+      cluster.stabilize();
+    }
+    assert.equal(cluster.node(1).raft.status().role, 'follower');
+    const leader = cluster.leader();
+    assert.ok(leader !== undefined && [2, 3, 4].includes(leader), `an acknowledging voter leads, got ${leader}`);
+    cluster.heal();
+    cluster.node(leader).raft.propose(bytes('after hand-over'));
+    // 5 missed appends while cut off: the leader's heartbeats bring it back to replicating.
+    for (let tick = 0; tick < 4 * RAFT_CONFIG_DEFAULTS.electionTicks && cluster.appliedData(5).length === 0; tick += 1) {
+      cluster.tick(leader, 1);
+      cluster.stabilize();
+    }
+    assert.deepEqual(cluster.appliedData(5).slice(-1), ['after hand-over']);
+    assert.deepEqual(cluster.node(5).raft.status().config.voters, [2, 3, 4, 5]);
+  });
 });
 
 // Leader 1 commits `proposals` entries while 3 is cut off, snapshots and compacts its log
