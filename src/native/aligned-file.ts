@@ -8,10 +8,9 @@
 // An fdatasync failure is reported as IO_ERROR; the caller must treat it as fatal (see
 // ARCHITECTURE.md, "Errors"): the kernel may already have dropped the unsynced pages.
 //
-// Throughput (npm run bench:native, 256 MiB + fdatasync on this project's virtio ext4 disk):
-// O_DIRECT with allocate() first and 2 MiB blocks × 3 in flight wrote 530–740 MB/s, steady;
-// buffered writes + fdatasync (direct: false, like dd conv=fdatasync) 800–1300 MB/s but
-// noisy. O_DIRECT buys a page cache left to LevelDB and steady latency, not raw speed here.
+// O_DIRECT buys a page cache left to LevelDB and steady latency, not raw speed: buffered
+// writes + fdatasync were faster but noisier (npm run bench:native; the figures are in
+// bench/results/native-2026-11-24.md).
 import { dirname } from 'node:path';
 
 import { assert } from '../util/assert.ts';
