@@ -712,7 +712,6 @@ export class RaftNode {
   }
 }
 
-
 // definedOnly drops undefined fields (exactOptionalPropertyTypes keeps `undefined` distinct from absent).
 function definedOnly(options: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }): NodeCallOptions {
   return { ...(options.signal !== undefined ? { signal: options.signal } : {}), ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) };
