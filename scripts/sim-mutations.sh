@@ -72,11 +72,16 @@ PY
           }'
   else
     # The cluster simulation prints each failing seed and, on the next line, the check that
-    # caught it; tally the checks by their first words.
+    # caught it; tally the checks by their first words, without the call or member a check
+    # names first ("n3 put b=1.2: not a StrataError: ..." counts as "not a StrataError").
     echo "== mutation ($name), simulation of real RaftNodes, seeds 1..$seeds"
     timeout 2400 bash scripts/node24.sh node test/node/sim-cli.ts --seeds "$seeds" --from 1 --keep-going 2>/dev/null \
       | awk -v seeds="$seeds" '
-          /^SIMULATION FAILED at seed/ { if (first == "") first = $NF; caught += 1; getline check; sub(/:.*/, "", check); checks[check] += 1 }
+          /^SIMULATION FAILED at seed/ {
+            if (first == "") first = $NF; caught += 1; getline check
+            if (check ~ /^n[0-9]+[: ]/) sub(/^[^:]*: /, "", check)
+            sub(/:.*/, "", check); checks[check] += 1
+          }
           /^seeds / { print }
           END {
             for (check in checks) print "  failed " check ": " checks[check]
