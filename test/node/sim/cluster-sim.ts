@@ -13,7 +13,13 @@
 //            and AbortSignals, against any member, recorded for the linearizability checker
 //   healed   every link restored, every member up; clients stop; the cluster must converge
 // and then it checks:
-//   - the client history is linearizable (test/linearizability), per key;
+//   - the client history is linearizable (test/linearizability), per key, with one more
+//     linearizable read of every key after healing (an acknowledged write lost everywhere
+//     shows as a stale final read);
+//   - every read, serializable ones included, returns a value some client wrote to its key,
+//     the same value wherever one (key, modRevision) is read, and a member's serializable
+//     reads never go back in revision;
+//   - Log Matching on the durable logs of the live members up to the commit index;
 //   - every acknowledged write is on every replica: all replicas hold the same keys, values
 //     and revisions, and the same revision;
 //   - election safety: no two members led in one term; within one incarnation a member's
@@ -38,6 +44,8 @@ import { ProcessClock } from './process-clock.ts';
 const HEARTBEAT_MS = 10;
 const ELECTION_MS = 100;
 const KEYS = ['a', 'b', 'c', 'd'];
+// The client id of the reads after healing (the workload's clients are 0..3).
+const FINAL_READ_CLIENT = 100;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 // Real event-loop turns between two virtual tasks: the disk and memory-level finish their
@@ -239,6 +247,7 @@ class ClusterRun {
       throw error;
     }
     await this.converge(healPhaseMs);
+    await this.finalReads();
     this.checkPromisesSettled();
     await this.checkReplicas();
     this.checkLogs();
@@ -754,6 +763,27 @@ class ClusterRun {
           this.fail(`every promise settles: "${call.what}", made at ${call.sinceMs.toFixed(1)} ms, was never settled by its live member (now ${this.clock.now().toFixed(1)} ms)`);
         }
       }
+    }
+  }
+
+  // finalReads reads every key once more, linearizably, once the cluster has converged, and
+  // puts the reads in the history: an acknowledged write that every replica lost then shows
+  // as a read of an older value, which replica equality alone cannot see.
+  private async finalReads(): Promise<void> {
+    for (const key of KEYS) {
+      const up = this.up();
+      const member = up[this.random.intBelow(up.length)];
+      if (member?.node === undefined) this.fail('final reads: no member is up');
+      const node = member.node;
+      const op = this.recorder.invoke(FINAL_READ_CLIENT, { kind: 'read', key });
+      let response: RangeResponse;
+      try {
+        response = (await this.settle(node.kv({ type: 'range', key: encoder.encode(key) }, { timeoutMs: 10 * ELECTION_MS }), `the final read of ${key} on ${member.name}`)) as RangeResponse;
+      } catch (error) {
+        this.fail(`the final read of ${key} on ${member.name} failed after healing: ${codeOf(error)}`);
+      }
+      const found = this.checkRead(member, node, key, response, false);
+      this.recorder.ok(op, { value: found === undefined ? null : decoder.decode(found.value) });
     }
   }
 
