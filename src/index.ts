@@ -212,6 +212,11 @@ export class StrataKv {
     return this.node.waitForLeader(options);
   }
 
+  /** waitPublished resolves once this member's name and client URLs are in the member list (etcd's ReadyNotify). */
+  waitPublished(options: NodeCallOptions = {}): Promise<void> {
+    return this.node.waitPublished(options);
+  }
+
   /** close stops the member (handing leadership over first when it leads) and its etcd API. */
   async close(): Promise<void> {
     await this.node.stop();
@@ -226,6 +231,13 @@ export class StrataKv {
  */
 export async function openCluster(options: OpenClusterOptions = {}): Promise<StrataKv> {
   const store = await StrataKv.open(options);
-  await store.waitForLeader();
+  try {
+    await store.waitForLeader();
+    // As etcd's ReadyNotify: the member list shows this member by name from the start.
+    await store.waitPublished();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   return store;
 }

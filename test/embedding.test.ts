@@ -69,6 +69,8 @@ test('three embedded members replicate over gRPC; one serves etcd API clients', 
     );
     const [first, second, third] = members;
     assert.ok(first !== undefined && second !== undefined && third !== undefined);
+    // Published before openCluster() resolved (etcd's ReadyNotify): e1's client URL is listed.
+    assert.deepEqual(first.members().find((member) => member.name === 'e1')?.clientUrls, [`http://127.0.0.1:${clientPort}`]);
     await second.put('shared', 'from e2');
     assert.equal(decoder.decode((await third.get('shared'))?.value), 'from e2');
     const client = new EtcdClient({ endpoints: [`127.0.0.1:${clientPort}`] });

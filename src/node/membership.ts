@@ -32,6 +32,8 @@ export const MEMBERS_MAX = 128;
 export class Membership {
   private readonly members = new Map<number, MemberRecord>();
   private readonly removed = new Set<number>();
+  // Members whose publish command was applied (their name and client URLs are their own).
+  private readonly published = new Set<number>();
   private readonly initial: ReadonlyMap<number, InitialMember>;
 
   constructor(initialMembers: readonly InitialMember[]) {
@@ -46,6 +48,11 @@ export class Membership {
   /** list returns the members ordered by id. */
   list(): MemberRecord[] {
     return [...this.members.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** isPublished tells whether member `id` has published its attributes (etcd: a started member). */
+  isPublished(id: number): boolean {
+    return this.published.has(id);
   }
 
   /** isRemoved tells whether `id` was a member and was removed (it may never return). */
@@ -75,6 +82,7 @@ export class Membership {
     for (const id of [...this.members.keys()]) {
       if (inConfig.has(id)) continue;
       this.members.delete(id);
+      this.published.delete(id);
       this.removed.add(id);
       removed.push(id);
     }
@@ -108,5 +116,6 @@ export class Membership {
     const existing = this.members.get(command.memberId);
     if (existing === undefined) return;
     this.members.set(command.memberId, { ...existing, name: command.name, clientUrls: command.clientUrls });
+    this.published.add(command.memberId);
   }
 }

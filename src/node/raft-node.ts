@@ -35,6 +35,7 @@ import { Membership } from './membership.ts';
 import type { JointLeave, MemberOperation } from './membership-changes.ts';
 import { decodeMemberOperation, encodeMemberOperation, encodeMembersReply, MembershipChanges } from './membership-changes.ts';
 import { decodeMemberContext, decodeNodeCommand, encodeNodeCommand } from './node-command.ts';
+import type { PublishCommand } from './node-command.ts';
 import type { Outcome, ProposalCounts } from './proposal-tracker.ts';
 import { ProposalTracker, REQUEST_TIMEOUT_MS } from './proposal-tracker.ts';
 import { ProposalRouter } from './proposal-router.ts';
@@ -45,6 +46,8 @@ import { requestCanceled, requestTimedOut } from './request-errors.ts';
 
 /** REMOVED_GRACE_ELECTIONS: a removed member keeps answering for this many election timeouts. */
 export const REMOVED_GRACE_ELECTIONS = 3;
+// Bounds the callers waiting in waitPublished() at once.
+const PUBLISH_WAITERS_MAX = 1_024;
 // How many grace periods a removed member that still leads here is kept as a peer.
 const REMOVED_LEADER_CHECKS_MAX = 100;
 /** PUBLISH_ATTEMPTS_MAX bounds the attempts to publish this member's name and client URLs. */
@@ -124,6 +127,8 @@ export class RaftNode {
   // What was last reported to hooks and waiters; the truth is the core's (see the header).
   private announced: { role: Role; leaderId: NodeId } = { role: 'follower', leaderId: NO_NODE };
   private readonly leaderWaiters = new Set<() => void>();
+  // Callers of waitPublished(), woken when this member's publish is applied here or it stops.
+  private readonly publishWaiters = new Set<(error?: StrataError) => void>();
 
   private constructor(options: RaftNodeOptions, identity: MemberIdentity, log: LogStore, stateMachine: KvStateMachine, freshCluster: boolean) {
     this.options = options;
@@ -272,6 +277,7 @@ export class RaftNode {
     this.reads.failAll(stoppedError);
     this.changes.failAll(stoppedError);
     for (const wake of [...this.leaderWaiters]) wake();
+    for (const wake of [...this.publishWaiters]) wake(stoppedError);
     await this.loop.stop();
     await this.transport.close();
     await this.log.close();
@@ -358,6 +364,33 @@ export class RaftNode {
       await this.leaderNoticeOrTimeout(Math.min(remaining, this.options.heartbeatIntervalMs));
     }
     throw requestTimedOut({ detail: 'no leader was elected in time' });
+  }
+
+  /**
+   * waitPublished resolves once this member's name and client URLs are in its own member
+   * table, through the log (etcd's ReadyNotify: a member serves as itself only after
+   * publishing), or rejects with TIMEOUT, CANCELED or STOPPED.
+   */
+  async waitPublished(options: NodeCallOptions = {}): Promise<void> {
+    this.checkRunning();
+    const published = (): boolean => this.membership.isPublished(this.memberId);
+    if (published()) return;
+    if (options.signal?.aborted === true) throw requestCanceled();
+    if (this.publishWaiters.size >= PUBLISH_WAITERS_MAX) throw new StrataError(ErrorCode.PROPOSAL_DROPPED, 'etcdserver: too many requests');
+    await new Promise<void>((resolve, reject) => {
+      const wake = (error?: StrataError): void => {
+        if (error === undefined && !published()) return;
+        this.publishWaiters.delete(wake);
+        this.clock.clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const onAbort = (): void => wake(requestCanceled());
+      const timer = this.clock.setTimeout(() => wake(requestTimedOut({ detail: 'this member has not published its attributes yet' })), options.timeoutMs ?? REQUEST_TIMEOUT_MS);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.publishWaiters.add(wake);
+    });
   }
 
   // leaderNoticeOrTimeout resolves when this member learns of a leader, or after timeoutMs.
@@ -461,7 +494,7 @@ export class RaftNode {
     }
     for (const entry of entries) {
       if (entry.type === EntryType.ConfChange) this.applyConfChangeEntry(entry);
-      else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.membership.applyPublish(decodeNodeCommand(entry.data));
+      else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.applyPublish(decodeNodeCommand(entry.data));
       const reroute = this.proposals.applied(entry.index, entry.term, outcomes.get(entry.index) ?? {});
       if (reroute !== undefined) this.router.route(reroute);
     }
@@ -471,6 +504,11 @@ export class RaftNode {
     this.appliedIndex = last.index;
     this.reads.onApplied(this.appliedIndex);
     this.hooks.onApplied?.(this.appliedIndex);
+  }
+
+  private applyPublish(command: PublishCommand): void {
+    this.membership.applyPublish(command);
+    if (command.memberId === this.memberId) for (const wake of [...this.publishWaiters]) wake();
   }
 
   private applyConfChangeEntry(entry: Entry): void {

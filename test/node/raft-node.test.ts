@@ -208,6 +208,20 @@ describe('RaftNode', () => {
     await driver.settle(victim.whenStopped(), 10 * ELECTION_MS);
   });
 
+  test('waitPublished resolves once the member has published its name through the log, and settles on stop()', async () => {
+    const { nodes, options, driver } = await startCluster();
+    for (const node of nodes) await driver.settle(node.waitPublished());
+    for (const node of nodes) assert.deepEqual(node.members().map((member) => member.name).sort(), ['n1', 'n2', 'n3']);
+    // A member that can never publish (alone, its peers never started) times out, and stop() settles a waiter.
+    const cluster = ['n4', 'n5', 'n6'].map((name) => ({ name, peerUrls: [peerUrl(name)] }));
+    const lonely = track(await RaftNode.start(options('n4', 'new', cluster)), driver);
+    await assert.rejects(driver.settle(lonely.waitPublished({ timeoutMs: 300 })), (error) => isStrataError(error, ErrorCode.TIMEOUT));
+    const waiting = lonely.waitPublished({ timeoutMs: 60_000 });
+    waiting.catch(() => undefined);
+    await driver.settle(lonely.stop());
+    await assert.rejects(driver.settle(waiting), (error) => isStrataError(error, ErrorCode.STOPPED));
+  });
+
   test('a stopping leader hands leadership over first', async () => {
     const { nodes, driver } = await startCluster();
     const leader = leaderOf(nodes);
