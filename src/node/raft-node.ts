@@ -42,7 +42,7 @@ import { ProposalRouter } from './proposal-router.ts';
 import type { RaftNodeHooks, RaftNodeOptions } from './raft-node-options.ts';
 import { ReadIndexTracker } from './read-index.ts';
 import { ReadyLoop } from './ready-loop.ts';
-import { requestCanceled, requestTimedOut } from './request-errors.ts';
+import { memberRemoved, requestCanceled, requestTimedOut, serverStopped } from './request-errors.ts';
 
 /** REMOVED_GRACE_ELECTIONS: a removed member keeps answering for this many election timeouts. */
 export const REMOVED_GRACE_ELECTIONS = 3;
@@ -272,7 +272,7 @@ export class RaftNode {
     if (this.ticker !== undefined) this.clock.clearInterval(this.ticker);
     for (const timer of this.timers) this.clock.clearTimeout(timer);
     this.timers.clear();
-    const stoppedError = new StrataError(ErrorCode.STOPPED, 'etcdserver: server stopped');
+    const stoppedError = serverStopped();
     this.proposals.failAll(stoppedError);
     this.reads.failAll(stoppedError);
     this.changes.failAll(stoppedError);
@@ -443,12 +443,12 @@ export class RaftNode {
   }
 
   private checkRunning(): void {
-    if (this.stopped || this.stopping !== undefined) throw new StrataError(ErrorCode.STOPPED, 'etcdserver: server stopped');
+    if (this.stopped || this.stopping !== undefined) throw serverStopped();
   }
 
   private checkServing(): void {
     this.checkRunning();
-    if (this.removed) throw new StrataError(ErrorCode.MEMBER_REMOVED, 'etcdserver: the member has been permanently removed from the cluster');
+    if (this.removed) throw memberRemoved();
   }
 
   // ---------------------------------------------------------------- proposals
@@ -555,7 +555,7 @@ export class RaftNode {
     if (this.removed) return;
     this.removed = true;
     this.logger.warn('this member was removed from the cluster; it keeps answering peers for a grace period, then stops', { name: this.name });
-    this.proposals.failHeld(new StrataError(ErrorCode.MEMBER_REMOVED, 'etcdserver: the member has been permanently removed from the cluster'));
+    this.proposals.failHeld(memberRemoved());
     this.hooks.onRemoved?.();
   }
 

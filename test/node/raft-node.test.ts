@@ -7,7 +7,8 @@ import { describe, test } from 'node:test';
 import { RaftNode } from '../../src/node/index.ts';
 import type { PutResponse, RangeResponse } from '../../src/storage/index.ts';
 import { ErrorCode, isStrataError } from '../../src/util/index.ts';
-import type { CountingTransport } from './fixture.ts';
+import type { MemberRecord } from '../../src/node/index.ts';
+import type { CountingTransport, TestNodes } from './fixture.ts';
 import { decoder, ELECTION_MS, encoder, leaderOf, peerUrl, put, read, startCluster, track } from './fixture.ts';
 
 describe('RaftNode', () => {
@@ -147,13 +148,11 @@ describe('RaftNode', () => {
   });
 
   test('joint replacement: a learner is promoted and the leader removed in one change; the outgoing voter keeps its vote until the joint configuration is left', async () => {
-    const { nodes, options, network, driver } = await startCluster();
+    const testNodes = await startCluster();
+    const { nodes, network, driver } = testNodes;
     const leader = leaderOf(nodes);
     for (let index = 0; index < 20; index += 1) await driver.settle(put(leader, `j/${index}`, 'v'));
-    const added = await driver.settle(leader.addMember([peerUrl('n4')], true));
-    const cluster = [1, 2, 3, 4].map((index) => ({ name: `n${index}`, peerUrls: [peerUrl(`n${index}`)] }));
-    const newcomer = track(await RaftNode.start(options('n4', 'existing', cluster)), driver);
-    await driver.until('the learner catches up', () => newcomer.status().appliedIndex >= leader.status().commitIndex);
+    const { added, newcomer } = await caughtUpLearner(testNodes, leader);
     const follower = nodes.find((node) => node !== leader);
     assert.ok(follower !== undefined);
 
@@ -193,12 +192,10 @@ describe('RaftNode', () => {
   });
 
   test('joint replacement that leaves by itself answers once the joint configuration is left', async () => {
-    const { nodes, options, driver } = await startCluster();
+    const testNodes = await startCluster();
+    const { nodes, driver } = testNodes;
     const leader = leaderOf(nodes);
-    const added = await driver.settle(leader.addMember([peerUrl('n4')], true));
-    const cluster = [1, 2, 3, 4].map((index) => ({ name: `n${index}`, peerUrls: [peerUrl(`n${index}`)] }));
-    const newcomer = track(await RaftNode.start(options('n4', 'existing', cluster)), driver);
-    await driver.until('the learner catches up', () => newcomer.status().appliedIndex >= leader.status().commitIndex);
+    const { added, newcomer } = await caughtUpLearner(testNodes, leader);
     const victim = nodes.find((node) => node !== leader);
     assert.ok(victim !== undefined);
     const members = await driver.settle(leader.replaceMembers({ promote: [added.member.id], remove: [victim.memberId] }));
@@ -251,3 +248,14 @@ describe('RaftNode', () => {
     network.heal();
   });
 });
+
+// caughtUpLearner adds n4 to a 3-member test cluster as a learner, starts it, and waits until
+// it has applied everything the leader committed.
+async function caughtUpLearner(testNodes: TestNodes, leader: RaftNode): Promise<{ added: { member: MemberRecord }; newcomer: RaftNode }> {
+  const { options, driver } = testNodes;
+  const added = await driver.settle(leader.addMember([peerUrl('n4')], true));
+  const cluster = [1, 2, 3, 4].map((index) => ({ name: `n${index}`, peerUrls: [peerUrl(`n${index}`)] }));
+  const newcomer = track(await RaftNode.start(options('n4', 'existing', cluster)), driver);
+  await driver.until('the learner catches up', () => newcomer.status().appliedIndex >= leader.status().commitIndex);
+  return { added, newcomer };
+}

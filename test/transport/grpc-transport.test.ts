@@ -38,6 +38,22 @@ function urlOf(transport: GrpcTransport): string {
   return url;
 }
 
+// connectedPair starts members 1 and 2 (with `optionsB` for 2), each knowing the other, and
+// waits until their stream is up both ways.
+async function connectedPair(optionsB: Parameters<typeof createTransport>[1] = {}): Promise<{ a: GrpcTransport; b: GrpcTransport; ra: Recorder; rb: Recorder }> {
+  const a = createTransport(1);
+  const b = createTransport(2, optionsB);
+  const ra = new Recorder();
+  const rb = new Recorder();
+  await a.start(ra);
+  await b.start(rb);
+  a.setPeer(2, [urlOf(b)]);
+  b.setPeer(1, [urlOf(a)]);
+  await a.whenConnected(2);
+  await b.whenConnected(1);
+  return { a, b, ra, rb };
+}
+
 describeTransportConformance('grpc', {
   create: (id, options = {}) => createTransport(id, options),
   urlOf: (transport) => urlOf(transport as GrpcTransport),
@@ -123,16 +139,7 @@ function rawStream(url: string): RawStream {
 
 describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
   test('the lower id dials and both directions share that one stream', async () => {
-    const a = createTransport(1);
-    const b = createTransport(2);
-    const ra = new Recorder();
-    const rb = new Recorder();
-    await a.start(ra);
-    await b.start(rb);
-    a.setPeer(2, [urlOf(b)]);
-    b.setPeer(1, [urlOf(a)]);
-    await a.whenConnected(2);
-    await b.whenConnected(1);
+    const { a, b, ra, rb } = await connectedPair();
     a.send([heartbeat(1, 2, 1)]);
     b.send([heartbeat(2, 1, 2)]);
     await rb.until(() => rb.messages.length === 1);
@@ -307,16 +314,7 @@ describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
 
   test('a removed member is refused with MEMBER_REMOVED, not learned again, until setPeer sets it again', async () => {
     const loggerB = new CapturingLogger();
-    const a = createTransport(1);
-    const b = createTransport(2, { logger: loggerB, limits: { fallbackDialDelayMs: 10 } });
-    const ra = new Recorder();
-    const rb = new Recorder();
-    await a.start(ra);
-    await b.start(rb);
-    a.setPeer(2, [urlOf(b)]);
-    b.setPeer(1, [urlOf(a)]);
-    await a.whenConnected(2);
-    await b.whenConnected(1);
+    const { a, b, ra, rb } = await connectedPair({ logger: loggerB, limits: { fallbackDialDelayMs: 10 } });
     a.removePeer(2);
     // b still knows a and dials it (the fallback) when a's stream ends: refused, twice.
     await loggerB.until('it removed this member', 2);
