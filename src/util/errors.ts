@@ -11,6 +11,8 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** A snapshot is being prepared; ask again later. */
   SNAPSHOT_TEMPORARILY_UNAVAILABLE: 'SNAPSHOT_TEMPORARILY_UNAVAILABLE',
+  /** The snapshot named is not in the snapshot store (never there, deleted by retention, or set aside as corrupt). */
+  SNAPSHOT_NOT_FOUND: 'SNAPSHOT_NOT_FOUND',
   /** Proposals are refused while leadership is being handed over. */
   LEADER_TRANSFER_IN_PROGRESS: 'LEADER_TRANSFER_IN_PROGRESS',
   /** The leader holds more uncommitted bytes than its configured maximum. */

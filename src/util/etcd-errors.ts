@@ -79,6 +79,7 @@ export const ETCD_ERRORS: { readonly [C in ErrorCode]: EtcdErrorMapping } = {
   NOT_SUPPORTED_FOR_LEARNER: { status: GrpcStatus.UNAVAILABLE, message: 'etcdserver: rpc not supported for learner' },
   UNAVAILABLE: { status: GrpcStatus.UNAVAILABLE },
   SNAPSHOT_TEMPORARILY_UNAVAILABLE: { status: GrpcStatus.UNAVAILABLE, prefix: 'stratakv: snapshot temporarily unavailable: ' },
+  SNAPSHOT_NOT_FOUND: { status: GrpcStatus.NOT_FOUND, prefix: 'stratakv: snapshot not found: ' },
 
   // Membership (etcd's membership errors as v3rpc maps them).
   MEMBER_NOT_FOUND: { status: GrpcStatus.NOT_FOUND, message: 'etcdserver: member not found' },
