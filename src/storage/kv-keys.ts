@@ -18,6 +18,9 @@ const STORED_VALUE_HEADER_BYTES = 1 + 4 * 8;
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
 
+/** KEY_AREA_END is the first LevelDB key after every user key (the 'k' area ends before it). */
+export const KEY_AREA_END: Uint8Array = Uint8Array.of(KEY_TAG_END);
+
 /** compareBytes orders byte strings as etcd and LevelDB do (unsigned, shorter first on a tie). */
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return Buffer.compare(a, b);

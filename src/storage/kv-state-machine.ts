@@ -23,6 +23,7 @@ import { abortOnFatal } from './fatal.ts';
 import { decodeKvCommand, isKvCommand } from './kv-command-codec.ts';
 import type { LevelRange, MetaState, StoredValue } from './kv-keys.ts';
 import {
+  KEY_AREA_END,
   META_KEY,
   compareBytes,
   decodeMetaState,
@@ -86,6 +87,40 @@ export interface ApplyResult {
   readonly error?: StrataError;
 }
 
+/** KvSnapshotRecord is one stored pair in a snapshot: the user key and its encoded stored value. */
+export interface KvSnapshotRecord {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+}
+
+/**
+ * KvSnapshotView is the applied state at one index, captured at once and read while apply
+ * goes on: `records()` yields every key in order, in batches.
+ */
+export interface KvSnapshotView {
+  readonly appliedIndex: Index;
+  readonly appliedTerm: number;
+  readonly revision: number;
+  /** records can be iterated once; stopping early (return()) releases the LevelDB snapshot. */
+  records(): AsyncIterable<readonly KvSnapshotRecord[]>;
+}
+
+/** KvSnapshotContent is what restore() fills an empty database from. */
+export interface KvSnapshotContent {
+  readonly appliedIndex: Index;
+  readonly appliedTerm: number;
+  readonly revision: number;
+  /** Batches of records in strictly increasing key order. */
+  readonly records: AsyncIterable<readonly KvSnapshotRecord[]>;
+  /** The number of keys the snapshot says it holds; restore() refuses a different count. */
+  readonly keyCount: number;
+}
+
+/** SNAPSHOT_READ_BATCH_KEYS is how many keys one LevelDB read of a snapshot view fetches (nextv). */
+export const SNAPSHOT_READ_BATCH_KEYS = 1_024;
+/** RESTORE_BATCH_BYTES_MAX bounds one LevelDB batch written by restore(). */
+export const RESTORE_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+
 /** KvStateMachineOptions configures a KvStateMachine. */
 export interface KvStateMachineOptions {
   readonly limits?: KvLimits;
@@ -148,6 +183,9 @@ export class KvStateMachine {
   // either order: there is never more than one.
   private inFlight: Promise<void> | undefined;
   private failure: StrataError | undefined;
+  // Open iterators (range scans, snapshot views): close() waits for them, so a state
+  // machine being replaced finishes the reads it started.
+  private readonly scans = new ScanCounter();
 
   private constructor(db: KvLevel, meta: MetaState, options: KvStateMachineOptions) {
     this.db = db;
@@ -260,6 +298,88 @@ export class KvStateMachine {
   }
 
   /**
+   * openSnapshotView captures the applied state as it is now, synchronously: the LevelDB
+   * snapshot of a new iterator and a copy of the pending layer, taken in the same tick, with
+   * the applied index, term and revision. apply() may run on while the view is read; the
+   * view keeps showing the state it captured (the caller reads Raft's configuration in the
+   * same tick, so the two agree).
+   */
+  openSnapshotView(): KvSnapshotView {
+    assert(!this.closed, 'openSnapshotView after close');
+    assert(!this.applying, 'openSnapshotView during apply: the applied state is between two batches');
+    if (this.failure !== undefined) throw this.failure;
+    const range: LevelRange = { gte: storageKey(new Uint8Array(0)), lt: KEY_AREA_END };
+    const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
+    const pending = overlayIn(this.pending.values(), range);
+    const { appliedIndex, appliedTerm, revision } = this.meta;
+    const scans = this.scans;
+    scans.opened();
+    let taken = false;
+    return {
+      appliedIndex,
+      appliedTerm,
+      revision,
+      records(): AsyncIterable<readonly KvSnapshotRecord[]> {
+        assert(!taken, 'a snapshot view is read once');
+        taken = true;
+        return mergedRecords(iterator, pending, () => scans.closed());
+      },
+    };
+  }
+
+  /**
+   * restore fills an empty database with a snapshot's content, then writes the applied state
+   * and syncs, and returns the state machine over it. Every stored value is decoded on the
+   * way (CORRUPTION when one is malformed), keys must increase, and the count must match:
+   * a database that fails any of this must be thrown away by the caller.
+   */
+  static async restore(db: KvLevel, content: KvSnapshotContent, options: KvStateMachineOptions = {}): Promise<KvStateMachine> {
+    if (db.status !== 'open') await db.open();
+    const existing = db.iterator({ limit: 1 });
+    try {
+      const first = await existing.next();
+      assert(first === undefined, 'restore needs an empty database');
+    } finally {
+      await existing.close();
+    }
+    let keyCount = 0;
+    let previousKey: Uint8Array | undefined;
+    let operations: LevelOperation[] = [];
+    let operationBytes = 0;
+    // One batch is written while the next is decoded: LevelDB's write overlaps the decoding.
+    let writing: Promise<void> = Promise.resolve();
+    for await (const batch of content.records) {
+      for (const record of batch) {
+        if (previousKey !== undefined && compareBytes(previousKey, record.key) >= 0) {
+          throw new StrataError(ErrorCode.CORRUPTION, `snapshot restore: keys out of order at key number ${keyCount}`, { details: { keyNumber: keyCount } });
+        }
+        previousKey = record.key;
+        decodeStoredValue(record.value);
+        operations.push({ type: 'put', key: storageKey(record.key), value: record.value });
+        operationBytes += record.key.byteLength + record.value.byteLength;
+        keyCount += 1;
+        if (operationBytes >= RESTORE_BATCH_BYTES_MAX) {
+          const full = operations;
+          await writing;
+          writing = db.batch(full);
+          operations = [];
+          operationBytes = 0;
+        }
+      }
+    }
+    await writing;
+    if (keyCount !== content.keyCount) {
+      throw new StrataError(ErrorCode.CORRUPTION, `snapshot restore: ${keyCount} keys read, the snapshot says ${content.keyCount}`, {
+        details: { keysRead: keyCount, keyCount: content.keyCount },
+      });
+    }
+    const meta: MetaState = { appliedIndex: content.appliedIndex, appliedTerm: content.appliedTerm, revision: content.revision };
+    operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(meta) });
+    await db.batch(operations, SYNC_OPTIONS);
+    return new KvStateMachine(db, meta, options);
+  }
+
+  /**
    * range answers a Range from the applied state, at one consistent point: the pending
    * writes over LevelDB, at the in-memory revision (LevelDB's own may lag behind).
    */
@@ -270,7 +390,12 @@ export class KvStateMachine {
     // revision describe the same state. A range scan takes its LevelDB snapshot (the
     // iterator's) and its copy of the pending writes in the range in the same tick as this
     // call, before its first await, and the revision now: see ReadView.scan.
-    return new ReadView(this.db, this.pending, this.meta.revision).range(request);
+    this.scans.opened();
+    try {
+      return await new ReadView(this.db, this.pending, this.meta.revision).range(request);
+    } finally {
+      this.scans.closed();
+    }
   }
 
   /**
@@ -285,6 +410,7 @@ export class KvStateMachine {
       const target = this.appliedSequence;
       const syncTarget = this.syncWantedSequence;
       if (this.failure === undefined) await this.waitForWrites(() => this.writtenSequence >= target && this.syncedSequence >= syncTarget);
+      await this.scans.whenNone();
     } finally {
       await this.db.close();
     }
@@ -389,6 +515,71 @@ export class KvStateMachine {
 
   private overBound(): boolean {
     return this.pending.size > this.pendingKeysMax || this.pendingBytes > this.pendingBytesMax;
+  }
+}
+
+// ScanCounter counts the reads that hold an iterator, and wakes close() when none is left.
+class ScanCounter {
+  private open = 0;
+  private readonly waiters: (() => void)[] = [];
+
+  opened(): void {
+    this.open += 1;
+  }
+
+  closed(): void {
+    assert(this.open > 0, 'a scan closed that was never opened');
+    this.open -= 1;
+    if (this.open === 0) for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  whenNone(): Promise<void> {
+    if (this.open === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+// mergedRecords yields every pair of the 'k' area in key order, in batches: the LevelDB
+// snapshot of `iterator` under the copied pending layer (a pending deletion hides the key).
+async function* mergedRecords(
+  iterator: ReturnType<KvLevel['iterator']>,
+  pending: readonly OverlayPair[],
+  onClosed: () => void,
+): AsyncGenerator<readonly KvSnapshotRecord[]> {
+  let next = 0;
+  try {
+    for (;;) {
+      // The database was opened with 'view' encodings: keys and values are Uint8Arrays.
+      const entries = (await iterator.nextv(SNAPSHOT_READ_BATCH_KEYS)) as [Uint8Array, Uint8Array][];
+      const batch: KvSnapshotRecord[] = [];
+      const last = entries.length === 0 ? undefined : (entries[entries.length - 1] as [Uint8Array, Uint8Array])[0];
+      for (const [levelKey, value] of entries) {
+        // Pending pairs before this key come first; one with the same key replaces it.
+        let replaced = false;
+        while (next < pending.length) {
+          const candidate = pending[next] as OverlayPair;
+          const order = compareBytes(candidate.levelKey, levelKey);
+          if (order > 0) break;
+          next += 1;
+          if (candidate.stored !== null) batch.push({ key: userKeyOf(candidate.levelKey), value: encodeStoredValue(candidate.stored) });
+          if (order === 0) replaced = true;
+        }
+        if (!replaced) batch.push({ key: userKeyOf(levelKey), value });
+      }
+      if (last === undefined) {
+        // LevelDB is done: the pending pairs after its last key remain.
+        while (next < pending.length) {
+          const candidate = pending[next] as OverlayPair;
+          next += 1;
+          if (candidate.stored !== null) batch.push({ key: userKeyOf(candidate.levelKey), value: encodeStoredValue(candidate.stored) });
+        }
+      }
+      if (batch.length > 0) yield batch;
+      if (last === undefined) return;
+    }
+  } finally {
+    await iterator.close();
+    onClosed();
   }
 }
 
