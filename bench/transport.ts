@@ -10,6 +10,7 @@ import type { Entry, Message } from '../src/raft/index.ts';
 import { GrpcTransport } from '../src/transport/grpc-transport.ts';
 import { decodeMessages, encodeMessages } from '../src/transport/message-codec.ts';
 import type { TransportHandlers } from '../src/transport/transport.ts';
+import { ErrorCode, StrataError } from '../src/util/errors.ts';
 import { SeededRandom } from '../src/util/random.ts';
 
 const QUICK = process.argv.includes('--quick');
@@ -89,6 +90,7 @@ async function startPair(): Promise<Pair> {
     onMessages: (messages) => (side === 'a' ? pair.onA(messages) : pair.onB(messages)),
     onUnreachable: (peer) => console.error(`bench: ${side} reports peer ${peer} unreachable (messages dropped)`),
     onRequest: (_from, _kind, body) => Promise.resolve(body),
+    onSnapshot: () => Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'the benchmark receives no snapshots')),
   });
   await a.start(handlers('a'));
   await b.start(handlers('b'));

@@ -29,7 +29,8 @@ client flags:
   --command-timeout DURATION           deadline of the command, e.g. 500ms, 5s, 1m (default ${DEFAULT_COMMAND_TIMEOUT})
   A "--" ends the flags, for keys that start with "-".`;
 
-type FlagKind = 'boolean' | 'value';
+/** FlagKind says whether a flag stands alone (boolean) or takes a value. */
+export type FlagKind = 'boolean' | 'value';
 
 const COMMON_FLAGS: Readonly<Record<string, FlagKind>> = { endpoints: 'value', 'command-timeout': 'value' };
 const VERB_FLAGS: Readonly<Record<ClientVerb, Readonly<Record<string, FlagKind>>>> = {
@@ -48,14 +49,23 @@ const POSITIONALS: Readonly<Record<ClientVerb, readonly string[]>> = {
   members: [],
 };
 
-interface ParsedCommand {
+/** ParsedCommand is a command line split into positionals and flags (by their long names). */
+export interface ParsedCommand {
   readonly positionals: readonly string[];
   readonly flags: ReadonlyMap<string, string | true>;
 }
 
 /** parseClientArgs splits a client verb's arguments into positionals and known flags; anything else is a UsageError. */
 export function parseClientArgs(verb: ClientVerb, args: readonly string[]): ParsedCommand {
-  const known = { ...COMMON_FLAGS, ...VERB_FLAGS[verb] };
+  return parseCommandArgs(verb, args, { ...COMMON_FLAGS, ...VERB_FLAGS[verb] }, POSITIONALS[verb]);
+}
+
+/**
+ * parseCommandArgs splits `verb`'s arguments into exactly the `expected` positionals and
+ * the `known` flags (etcdctl's forms: --flag=value, --flag value, -w); anything else is a
+ * UsageError naming it.
+ */
+export function parseCommandArgs(verb: string, args: readonly string[], known: Readonly<Record<string, FlagKind>>, expected: readonly string[]): ParsedCommand {
   const positionals: string[] = [];
   const flags = new Map<string, string | true>();
   let flagsEnded = false;
@@ -98,7 +108,6 @@ export function parseClientArgs(verb: ClientVerb, args: readonly string[]): Pars
     }
     flags.set(name, value);
   }
-  const expected = POSITIONALS[verb];
   if (positionals.length < expected.length) {
     throw new UsageError(expected[positionals.length] ?? 'argument', `${verb} needs ${expected.join(' ')}; ${expected[positionals.length] ?? 'an argument'} is missing`);
   }
@@ -123,7 +132,8 @@ export function parseDuration(flag: string, text: string): number {
   return rounded;
 }
 
-function parseEndpoints(text: string): string[] {
+/** parseEndpoints checks --endpoints (host:port or http://host:port, comma-separated). */
+export function parseEndpoints(text: string): string[] {
   const endpoints = text.split(',').map((part) => part.trim());
   for (const endpoint of endpoints) {
     try {
@@ -136,7 +146,8 @@ function parseEndpoints(text: string): string[] {
   return endpoints;
 }
 
-function writeOut(flags: ReadonlyMap<string, string | true>, allowed: readonly string[]): string {
+/** writeOut is -w/--write-out's value, one of `allowed` (the first is the default). */
+export function writeOut(flags: ReadonlyMap<string, string | true>, allowed: readonly string[]): string {
   const format = flags.get('write-out');
   const chosen = typeof format === 'string' ? format : (allowed[0] ?? 'simple');
   if (!allowed.includes(chosen)) throw new UsageError('--write-out', `invalid value ${JSON.stringify(chosen)} for flag --write-out: one of ${allowed.join(', ')}`);
@@ -245,7 +256,7 @@ function hexId(id: bigint): string {
 }
 
 /** humanBytes prints a size the way etcdctl does (go-humanize's SI units: "20 kB"). */
-function humanBytes(bytes: number): string {
+export function humanBytes(bytes: number): string {
   if (bytes < 10) return `${bytes} B`;
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
   const exponent = Math.min(units.length - 1, Math.floor(Math.log(bytes) / Math.log(1000)));

@@ -4,6 +4,7 @@
 import { packageVersion } from './package-version.ts';
 import { CLIENT_USAGE, isClientVerb, runClientVerb } from './client-verbs.ts';
 import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError } from './serve-flags.ts';
+import { SNAPSHOT_USAGE } from './snapshot-usage.ts';
 
 const USAGE = `usage: stratakv <command> [flags]
 
@@ -11,6 +12,7 @@ commands:
   serve [flags]                        run a cluster member (etcd's flags; see below)
   dev [flags]                          run a local development cluster
 ${CLIENT_USAGE}
+${SNAPSHOT_USAGE}
   version                              print the stratakv version
   help                                 print this help
 
@@ -30,6 +32,36 @@ function usageFailure(verb: string, error: UsageError): number {
 
 function wantsHelp(args: readonly string[]): boolean {
   return args.includes('--help') || args.includes('-h');
+}
+
+// runSnapshot runs `stratakv snapshot <verb>`: loaded on demand (it pulls in the snapshot
+// format and the storage), with Ctrl-C (any stop signal) cancelling it so that a save removes
+// FILE.part and a restore what it built, and the progress bar on stderr when it is a terminal.
+async function runSnapshot(args: readonly string[]): Promise<number> {
+  const [snapshotVerb, ...rest] = args;
+  if (snapshotVerb === undefined || wantsHelp(args)) {
+    console.log(SNAPSHOT_USAGE);
+    return snapshotVerb === undefined ? EXIT_USAGE : 0;
+  }
+  const { isSnapshotVerb, runSnapshotVerb } = await import('./snapshot-verbs.ts');
+  if (!isSnapshotVerb(snapshotVerb)) {
+    console.error(`stratakv snapshot: unknown command ${JSON.stringify(snapshotVerb)}\n\n${SNAPSHOT_USAGE}`);
+    return EXIT_USAGE;
+  }
+  const { listenForStopSignals } = await import('./stop-signals.ts');
+  const controller = new AbortController();
+  const signals = listenForStopSignals(() => undefined);
+  void signals.first.then(() => controller.abort());
+  try {
+    return await runSnapshotVerb(snapshotVerb, rest, {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+      ...(process.stderr.isTTY ? { progress: (text: string) => process.stderr.write(text) } : {}),
+      signal: controller.signal,
+    });
+  } finally {
+    signals.dispose();
+  }
 }
 
 /** main runs the CLI with the given arguments and returns the process exit code. */
@@ -67,6 +99,8 @@ export async function main(args: readonly string[]): Promise<number> {
         const { runDev } = await import('./dev.ts');
         return await runDev(rest);
       }
+      case 'snapshot':
+        return await runSnapshot(rest);
       default:
         if (isClientVerb(verb)) {
           if (wantsHelp(rest)) {

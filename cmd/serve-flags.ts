@@ -53,6 +53,12 @@ export interface ServeOptions {
   readonly electionTimeoutMs: number;
   /** --max-request-bytes: the largest client request the server accepts. */
   readonly maxRequestBytes: number;
+  /** --snapshot-count: applied entries that trigger a snapshot (etcd 3.6's default, 10,000). */
+  readonly snapshotCount: number;
+  /** --snapshot-catchup-entries: entries kept in the log before a snapshot at least (etcd: 5,000). */
+  readonly snapshotCatchupEntries: number;
+  /** --snapshot-send-rate-bytes: bytes per second one snapshot send to a follower may use (ours; TiKV's 100 MiB/s). */
+  readonly snapshotSendRateBytes: number;
   /** --log-level. */
   readonly logLevel: LogLevel;
 }
@@ -69,6 +75,9 @@ export const SERVE_DEFAULTS = {
   heartbeatIntervalMs: 100,
   electionTimeoutMs: 1000,
   maxRequestBytes: 1572864,
+  snapshotCount: 10_000,
+  snapshotCatchupEntries: 5_000,
+  snapshotSendRateBytes: 100 * 1024 * 1024,
   logLevel: 'info',
 } as const;
 
@@ -86,6 +95,9 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
   --heartbeat-interval MS              (default 100)
   --election-timeout MS                at least 5 x heartbeat (default 1000)
   --max-request-bytes BYTES            (default 1572864)
+  --snapshot-count N                   applied entries that trigger a snapshot (default 10000)
+  --snapshot-catchup-entries N         entries kept before a snapshot at least (default 5000)
+  --snapshot-send-rate-bytes BYTES     per-second rate of one snapshot send (default 104857600)
   --log-level debug|info|warn|error    (default info)
   URLs are http://host:port, comma-separated; TLS (https) is not supported yet.`;
 
@@ -102,6 +114,9 @@ const FLAG_NAMES = [
   'heartbeat-interval',
   'election-timeout',
   'max-request-bytes',
+  'snapshot-count',
+  'snapshot-catchup-entries',
+  'snapshot-send-rate-bytes',
   'log-level',
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
@@ -160,6 +175,10 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
   }
   const maxRequestBytes = parsePositiveInteger('--max-request-bytes', given.get('max-request-bytes'), SERVE_DEFAULTS.maxRequestBytes);
 
+  const snapshotCount = parsePositiveInteger('--snapshot-count', given.get('snapshot-count'), SERVE_DEFAULTS.snapshotCount);
+  const snapshotCatchupEntries = parsePositiveInteger('--snapshot-catchup-entries', given.get('snapshot-catchup-entries'), SERVE_DEFAULTS.snapshotCatchupEntries);
+  const snapshotSendRateBytes = parsePositiveInteger('--snapshot-send-rate-bytes', given.get('snapshot-send-rate-bytes'), SERVE_DEFAULTS.snapshotSendRateBytes);
+
   const logLevel = given.get('log-level') ?? SERVE_DEFAULTS.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UsageError('--log-level', `invalid value ${JSON.stringify(logLevel)} for flag --log-level: must be one of ${LOG_LEVELS.join(', ')}`);
@@ -180,6 +199,9 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     heartbeatIntervalMs,
     electionTimeoutMs,
     maxRequestBytes,
+    snapshotCount,
+    snapshotCatchupEntries,
+    snapshotSendRateBytes,
     logLevel: logLevel as LogLevel,
   };
 }

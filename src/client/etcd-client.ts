@@ -4,6 +4,8 @@
 // and backoff. Calls that must reach the leader (MoveLeader) find it with Status, as etcdctl
 // does. Errors are StrataErrors with the catalogue's codes and the endpoint that answered.
 
+import { createHash } from 'node:crypto';
+
 import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import { ErrorCode, StrataError } from '../util/errors.ts';
@@ -17,6 +19,7 @@ import {
   decodeMembers,
   decodePut,
   decodeRange,
+  decodeSnapshotResponse,
   decodeStatus,
   decodeTxn,
   encodeDeleteRange,
@@ -31,6 +34,7 @@ import {
   type EndpointStatus,
   type EtcdServices,
   type MemberId,
+  type ResponseHeader,
   type WithHeader,
 } from './wire.ts';
 
@@ -113,6 +117,39 @@ export interface MemberAddOptions extends CallOptions {
 export interface MemberAddResult {
   readonly member: ClusterMember;
   readonly members: readonly ClusterMember[];
+}
+
+/** SNAPSHOT_DIGEST_BYTES is the length of the SHA-256 that ends a Maintenance.Snapshot stream. */
+export const SNAPSHOT_DIGEST_BYTES = 32;
+
+/** SnapshotOptions are snapshot's options. */
+export interface SnapshotOptions {
+  /** Cancels the stream. */
+  readonly signal?: AbortSignal;
+  /**
+   * How long to wait for each message, the first included (the server may write the snapshot
+   * before it sends anything); the time the caller spends on a chunk does not count. Default:
+   * the client's timeoutMs.
+   */
+  readonly idleTimeoutMs?: number;
+}
+
+/** SnapshotChunk is one piece of a Maintenance.Snapshot stream, in order. */
+export interface SnapshotChunk {
+  /**
+   * 'data': the snapshot's bytes. 'sha256': the last chunk, the SHA-256 of all of them as the
+   * server sent it (etcd's file ends with it); yielded only once it matched what was received.
+   */
+  readonly kind: 'data' | 'sha256';
+  readonly bytes: Uint8Array;
+  /** The snapshot's length (the data bytes, without the digest), known from the first message. */
+  readonly totalBytes: number;
+  /** Data bytes received so far, this chunk's included. */
+  readonly receivedBytes: number;
+  /** The first message's header (zeros from servers that send none, such as etcd 3.4). */
+  readonly header: ResponseHeader;
+  /** The server's version (SnapshotResponse.version); empty from etcd before 3.6. */
+  readonly version: string;
 }
 
 /** EndpointStatusResult is one endpoint's status, or why it could not be had. */
@@ -238,6 +275,57 @@ export class EtcdClient {
         this.#logger?.debug('moveLeader: the member was no longer leader; looking again', { endpoint: leader, attempt });
       }
     }
+  }
+
+  /**
+   * snapshot streams Maintenance.Snapshot from `endpoint` (one member, as etcdctl insists):
+   * the chunks in order, then the digest, which is checked here (CORRUPTION when it does not
+   * match, or when the stream ends early or its byte counts disagree). It is never retried:
+   * the caller has already used the bytes. Stopping the iteration early cancels the stream.
+   * CANCELED on abort, TIMEOUT when a message takes longer than `idleTimeoutMs`.
+   */
+  async *snapshot(endpoint: string, options: SnapshotOptions = {}): AsyncGenerator<SnapshotChunk, void, undefined> {
+    const context = this.#context({ ...(options.signal === undefined ? {} : { signal: options.signal }) });
+    const idleTimeoutMs = options.idleTimeoutMs ?? this.#timeoutMs;
+    if (!Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs <= 0) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `idleTimeoutMs must be a positive integer, not ${String(idleTimeoutMs)}`);
+    }
+    const target = normalizeEndpoint(endpoint);
+    const method = this.#services.maintenance['Snapshot'];
+    if (method === undefined) throw new Error('rpc.proto has no method maintenance.Snapshot');
+    const call = this.#connection(target).makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, {}, new grpc.Metadata(), {});
+    let timedOut = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const armIdleTimer = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        call.cancel();
+      }, idleTimeoutMs);
+    };
+    const onAbort = (): void => call.cancel();
+    context.signal?.addEventListener('abort', onAbort, { once: true });
+    const receiver = new SnapshotStreamCheck(target);
+    try {
+      armIdleTimer();
+      for await (const message of call as AsyncIterable<unknown>) {
+        const chunk = receiver.take(decodeSnapshotResponse(message));
+        // The caller's time on a chunk (writing it to disk) is not the server's silence.
+        clearTimeout(timer);
+        yield chunk;
+        armIdleTimer();
+      }
+    } catch (error) {
+      if (!isServiceError(error)) throw error;
+      if (timedOut) throw new StrataError(ErrorCode.TIMEOUT, `Snapshot: no message for ${idleTimeoutMs} ms`, { details: { endpoint: target } });
+      if (isAborted(context) && error.code === grpc.status.CANCELLED) throw new StrataError(ErrorCode.CANCELED, 'Snapshot was cancelled', { details: { endpoint: target } });
+      throw withEndpoint(fromGrpcStatus(error.code, error.details), target);
+    } finally {
+      clearTimeout(timer);
+      context.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+    receiver.end();
   }
 
   // ---- Cluster ----
@@ -426,6 +514,61 @@ export class EtcdClient {
       }
       context.signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+}
+
+// SnapshotStreamCheck follows one Maintenance.Snapshot stream: the first message gives the
+// length (its blob plus remaining_bytes), every data message must agree with the count so
+// far, and the one message after the data must be their SHA-256.
+class SnapshotStreamCheck {
+  readonly #endpoint: string;
+  readonly #hash = createHash('sha256');
+  #totalBytes: number | undefined;
+  #receivedBytes = 0;
+  #header: ResponseHeader | undefined;
+  #version = '';
+  #digestSeen = false;
+
+  constructor(endpoint: string) {
+    this.#endpoint = endpoint;
+  }
+
+  take(message: ReturnType<typeof decodeSnapshotResponse>): SnapshotChunk {
+    if (this.#digestSeen) throw this.#corrupt('a message followed the SHA-256');
+    if (this.#totalBytes === undefined) {
+      this.#totalBytes = message.remainingBytes + message.blob.byteLength;
+      this.#header = message.header;
+      this.#version = message.version;
+    }
+    const totalBytes = this.#totalBytes;
+    const base = { totalBytes, header: this.#header ?? message.header, version: this.#version };
+    if (this.#receivedBytes < totalBytes) {
+      this.#receivedBytes += message.blob.byteLength;
+      if (this.#receivedBytes > totalBytes || message.remainingBytes !== totalBytes - this.#receivedBytes) {
+        throw this.#corrupt(`remaining_bytes ${message.remainingBytes} after ${this.#receivedBytes} of ${totalBytes} bytes`);
+      }
+      this.#hash.update(message.blob);
+      return { kind: 'data', bytes: message.blob, receivedBytes: this.#receivedBytes, ...base };
+    }
+    if (message.blob.byteLength !== SNAPSHOT_DIGEST_BYTES || message.remainingBytes !== 0) {
+      throw this.#corrupt(`the message after the data holds ${message.blob.byteLength} bytes, not the ${SNAPSHOT_DIGEST_BYTES}-byte SHA-256`);
+    }
+    const digest = this.#hash.digest();
+    if (!digest.equals(message.blob)) {
+      throw this.#corrupt(`the SHA-256 of the ${totalBytes} bytes received is ${digest.toString('hex')}, the server sent ${Buffer.from(message.blob).toString('hex')}`);
+    }
+    this.#digestSeen = true;
+    return { kind: 'sha256', bytes: message.blob, receivedBytes: this.#receivedBytes, ...base };
+  }
+
+  /** end checks that the stream was whole. */
+  end(): void {
+    if (this.#digestSeen) return;
+    throw this.#corrupt(`the stream ended after ${this.#receivedBytes} of ${this.#totalBytes ?? '?'} bytes, without the SHA-256`);
+  }
+
+  #corrupt(why: string): StrataError {
+    return new StrataError(ErrorCode.CORRUPTION, `Snapshot from ${this.#endpoint}: ${why}`, { details: { endpoint: this.#endpoint } });
   }
 }
 

@@ -7,6 +7,7 @@ export {
   RESPONSE_BYTES_MAX,
   LEADER_ATTEMPTS_MAX,
   STATUS_ALL_ATTEMPTS_MAX,
+  SNAPSHOT_DIGEST_BYTES,
 } from './etcd-client.ts';
 export type {
   CallOptions,
@@ -19,6 +20,8 @@ export type {
   MemberAddResult,
   PutOptions,
   RangeOptions,
+  SnapshotChunk,
+  SnapshotOptions,
 } from './etcd-client.ts';
 export { ENDPOINTS_MAX, normalizeEndpoint } from './endpoint-picker.ts';
 export { ATTEMPTS_MAX, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS } from './retry-policy.ts';

@@ -218,6 +218,28 @@ export function decodeStatus(endpoint: string, value: unknown): EndpointStatus {
   };
 }
 
+/** SnapshotResponseMessage is one message of a Maintenance.Snapshot stream. */
+export interface SnapshotResponseMessage {
+  /** Present on the first message (stratakv, etcd 3.5+); zeros otherwise. */
+  readonly header: ResponseHeader;
+  /** The snapshot bytes still to come after this message. */
+  readonly remainingBytes: number;
+  readonly blob: Uint8Array;
+  /** The server's version (etcd 3.6+, stratakv); empty otherwise. */
+  readonly version: string;
+}
+
+/** decodeSnapshotResponse reads one Maintenance.Snapshot message. */
+export function decodeSnapshotResponse(value: unknown): SnapshotResponseMessage {
+  const message = object(value);
+  return {
+    header: decodeHeader(message['header']),
+    remainingBytes: safeNumber('remainingBytes', message['remainingBytes'] ?? 0),
+    blob: bytesOf(message['blob']),
+    version: String(message['version'] ?? ''),
+  };
+}
+
 // ---- KV requests ----
 
 // An absent range end must be left out, not sent empty: proto-loader writes an empty bytes

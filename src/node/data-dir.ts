@@ -1,30 +1,70 @@
 // The member's storage, opened once at start: its identity (<data-dir>/member/identity.json),
-// the durable Raft log (<data-dir>/member/wal) and the KV state machine (<data-dir>/member/kv);
-// or all in memory without a data directory; or what the caller supplies (the simulator runs
-// DiskLogStore on a fault-injecting disk and the state machine on memory-level).
+// the durable Raft log (<data-dir>/member/wal), the snapshots (<data-dir>/member/snap) and the
+// KV state machine (<data-dir>/member/kv, or the directory state-machine.json names once a
+// snapshot was installed); or all in memory without a data directory; or what the caller
+// supplies (the simulator runs DiskLogStore on a fault-injecting disk and the state machine
+// on memory-level).
+//
+// A snapshot install restores the state machine into a fresh directory while the old one
+// serves; once the log records the snapshot, state-machine.json is replaced atomically to
+// name the new directory and the old one is deleted. A crash anywhere leaves either the old
+// state machine (behind the log's snapshot: it is restored again at the next start, below)
+// or the new one. At start, a state machine behind the log's snapshot (its entries are
+// compacted away) is restored from that snapshot's file before anything is served.
 //
 // It decides whether this start bootstraps a new cluster: only an empty log with
 // --initial-cluster-state new does, and then this member must be in --initial-cluster.
 
-import { readdir, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KvStateMachine, LogStore } from '../storage/index.ts';
-import { DEFAULT_KV_LIMITS, DiskLogStore, MemoryLogStore, NodeFileSystem, openDiskKvStateMachine, openMemoryKvStateMachine } from '../storage/index.ts';
-import { ErrorCode, StrataError } from '../util/index.ts';
+import type { Logger } from '../raft/index.ts';
+import type { SnapshotStore } from '../snapshot/index.ts';
+import { DiskSnapshotStore, MemorySnapshotStore } from '../snapshot/index.ts';
+import type { KvLimits, KvSnapshotContent, KvStateMachine, LogStore } from '../storage/index.ts';
+import {
+  DEFAULT_KV_LIMITS,
+  DiskLogStore,
+  MemoryLogStore,
+  NodeFileSystem,
+  openDiskKvStateMachine,
+  openMemoryKvStateMachine,
+  restoreDiskKvStateMachine,
+  restoreMemoryKvStateMachine,
+} from '../storage/index.ts';
+import { ErrorCode, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
 import { clusterIdFor, memberIdFor } from './member-identity.ts';
 import type { MemberIdentity } from './member-state-file.ts';
 import { readMemberIdentity, writeMemberIdentity } from './member-state-file.ts';
 import type { InitialMember } from './membership.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
+import { decodeSnapshotDescriptor } from './snapshot-descriptor.ts';
 
 /** DB_SIZE_FILES_MAX bounds the files dbSizeBytes looks at. */
 export const DB_SIZE_FILES_MAX = 10_000;
+
+/** RestoredStateMachine is a state machine built from a snapshot beside the one serving. */
+export interface RestoredStateMachine {
+  readonly stateMachine: KvStateMachine;
+  /** commit makes it the member's state machine across restarts; call it after the old one is closed. */
+  commit(): Promise<void>;
+  /** discard closes it and removes its files. */
+  discard(): Promise<void>;
+}
+
+/** StateMachineRestorer builds state machines from snapshot content, in a fresh place each time. */
+export interface StateMachineRestorer {
+  restore(content: KvSnapshotContent): Promise<RestoredStateMachine>;
+}
 
 /** MemberStorage is what a member runs on. */
 export interface MemberStorage {
   readonly identity: MemberIdentity;
   readonly log: LogStore;
   readonly stateMachine: KvStateMachine;
+  readonly snapshots: SnapshotStore;
+  readonly restorer: StateMachineRestorer;
   /** This start bootstraps a new cluster's configuration. */
   readonly freshCluster: boolean;
 }
@@ -45,13 +85,21 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
   };
   const limits = options.limits ?? DEFAULT_KV_LIMITS;
   let identity = derived;
+  const clock = options.clock ?? SYSTEM_CLOCK;
   let log: LogStore;
   let stateMachine: KvStateMachine;
+  let snapshots: SnapshotStore;
+  let restorer: StateMachineRestorer;
   if (options.storage !== undefined) {
-    ({ log, stateMachine } = await options.storage());
+    const supplied = await options.storage();
+    ({ log, stateMachine } = supplied);
+    snapshots = supplied.snapshots ?? new MemorySnapshotStore({ clock });
+    restorer = supplied.restorer ?? memoryRestorer(limits);
   } else if (options.dataDir === undefined) {
     log = new MemoryLogStore();
     stateMachine = await openMemoryKvStateMachine({ limits });
+    snapshots = new MemorySnapshotStore({ clock });
+    restorer = memoryRestorer(limits);
   } else {
     const stored = readMemberIdentity(options.dataDir);
     if (stored !== undefined && stored.name !== options.name) {
@@ -64,8 +112,14 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     if (stored === undefined) writeMemberIdentity(options.dataDir, derived);
     identity = stored ?? derived;
     log = DiskLogStore.openSync({ fileSystem: new NodeFileSystem(), directory: join(options.dataDir, 'member', 'wal'), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
-    stateMachine = await openDiskKvStateMachine(join(options.dataDir, 'member', 'kv'), { limits });
+    const memberDir = join(options.dataDir, 'member');
+    const current = readStateMachinePointer(memberDir);
+    await removeStaleStateMachines(memberDir, current, options.logger);
+    stateMachine = await openDiskKvStateMachine(join(memberDir, current), { limits });
+    snapshots = await DiskSnapshotStore.open(join(memberDir, 'snap'), { clock, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    restorer = diskRestorer(memberDir, current, limits);
   }
+  stateMachine = await catchUpWithLogSnapshot({ log, stateMachine, snapshots, restorer, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
   const logIsEmpty = log.lastIndex() === 0 && log.initialState().hardState.term === 0;
   const freshCluster = logIsEmpty && options.initialClusterState === 'new';
   if (freshCluster && !identity.initialMembers.some((member) => member.id === identity.memberId)) {
@@ -73,13 +127,157 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     await stateMachine.close();
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member ${options.name} is not in --initial-cluster with its advertised peer URLs`);
   }
-  return { identity, log, stateMachine, freshCluster };
+  return { identity, log, stateMachine, snapshots, restorer, freshCluster };
+}
+
+// catchUpWithLogSnapshot restores the state machine from the log's snapshot when it is
+// behind it: the entries between them are compacted away, so replaying cannot catch up (a
+// crash during an install, or a state machine lost with its directory).
+async function catchUpWithLogSnapshot(storage: {
+  readonly log: LogStore;
+  readonly stateMachine: KvStateMachine;
+  readonly snapshots: SnapshotStore;
+  readonly restorer: StateMachineRestorer;
+  readonly logger?: Logger;
+}): Promise<KvStateMachine> {
+  const { log, stateMachine, snapshots, restorer, logger } = storage;
+  const snapshot = log.snapshot();
+  if (snapshot.metadata.index <= stateMachine.appliedIndex()) return stateMachine;
+  const descriptor = decodeSnapshotDescriptor(snapshot.data);
+  if (snapshots.get(descriptor.snapshotId) === undefined) {
+    throw new StrataError(
+      ErrorCode.CORRUPTION,
+      `the state machine is at index ${stateMachine.appliedIndex()}, behind the log's snapshot at ${snapshot.metadata.index}, ` +
+        `and snapshot ${descriptor.snapshotId} is missing or failed its check: restore the member from a snapshot (stratakv snapshot restore) or remove and re-add it`,
+      { details: { appliedIndex: stateMachine.appliedIndex(), snapshotIndex: snapshot.metadata.index, snapshotId: descriptor.snapshotId } },
+    );
+  }
+  logger?.info('restoring the state machine from the log\'s snapshot', { appliedIndex: stateMachine.appliedIndex(), snapshotId: descriptor.snapshotId });
+  const restored = await restoreFromSnapshot(snapshots, restorer, descriptor.snapshotId, snapshot.metadata.index);
+  await stateMachine.close();
+  await restored.commit();
+  return restored.stateMachine;
+}
+
+/** restoreFromSnapshot builds a state machine from a stored snapshot, checking that it is the one expected at `index`. */
+export async function restoreFromSnapshot(snapshots: SnapshotStore, restorer: StateMachineRestorer, snapshotId: string, index: number): Promise<RestoredStateMachine> {
+  const reader = await snapshots.open(snapshotId);
+  try {
+    if (reader.metadata.index !== index) {
+      throw new StrataError(ErrorCode.CORRUPTION, `snapshot ${snapshotId} holds index ${reader.metadata.index}, expected ${index}`, {
+        details: { snapshotId, index: reader.metadata.index, expected: index },
+      });
+    }
+    return await restorer.restore({
+      appliedIndex: reader.metadata.index,
+      appliedTerm: reader.metadata.term,
+      revision: reader.metadata.revision,
+      records: reader.records(),
+      keyCount: reader.info.keyCount,
+    });
+  } finally {
+    await reader.close();
+  }
+}
+
+function memoryRestorer(limits: KvLimits): StateMachineRestorer {
+  return {
+    async restore(content) {
+      const stateMachine = await restoreMemoryKvStateMachine(content, { limits });
+      return { stateMachine, commit: async () => undefined, discard: () => stateMachine.close() };
+    },
+  };
+}
+
+/** STATE_MACHINE_POINTER_FILE names the state machine's directory inside <data-dir>/member once a snapshot was installed. */
+export const STATE_MACHINE_POINTER_FILE = 'state-machine.json';
+const DEFAULT_STATE_MACHINE_DIRECTORY = 'kv';
+const RESTORED_DIRECTORY_PATTERN = /^kv-[0-9a-f]{16}-[0-9a-f]{8}$/;
+
+function readStateMachinePointer(memberDir: string): string {
+  const path = join(memberDir, STATE_MACHINE_POINTER_FILE);
+  if (!existsSync(path)) return DEFAULT_STATE_MACHINE_DIRECTORY;
+  let directory: unknown;
+  try {
+    directory = (JSON.parse(readFileSync(path, 'utf8')) as { directory?: unknown }).directory;
+  } catch (error) {
+    throw new StrataError(ErrorCode.CORRUPTION, `${path} is not valid JSON`, { cause: error, details: { path } });
+  }
+  if (typeof directory !== 'string' || !RESTORED_DIRECTORY_PATTERN.test(directory)) {
+    throw new StrataError(ErrorCode.CORRUPTION, `${path} does not name a state machine directory`, { details: { path } });
+  }
+  return directory;
+}
+
+// writeStateMachinePointer replaces state-machine.json durably: temporary file, fsync,
+// rename, directory fsync. A crash leaves the old pointer or the new one, whole.
+function writeStateMachinePointer(memberDir: string, directory: string): void {
+  const path = join(memberDir, STATE_MACHINE_POINTER_FILE);
+  const temporary = `${path}.tmp`;
+  const fd = openSync(temporary, 'w', 0o600);
+  try {
+    writeSync(fd, `${JSON.stringify({ directory })}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+  const directoryFd = openSync(memberDir, 'r');
+  try {
+    fsyncSync(directoryFd);
+  } finally {
+    closeSync(directoryFd);
+  }
+}
+
+// removeStaleStateMachines deletes restored directories that are not the current one: an
+// install that failed or was cut short by a crash, or the old state machine of one that
+// completed.
+async function removeStaleStateMachines(memberDir: string, current: string, logger: Logger | undefined): Promise<void> {
+  const names = await readdir(memberDir).catch(() => [] as string[]);
+  for (const name of names.slice(0, DB_SIZE_FILES_MAX)) {
+    const stale = (RESTORED_DIRECTORY_PATTERN.test(name) || name === DEFAULT_STATE_MACHINE_DIRECTORY) && name !== current;
+    if (!stale) continue;
+    logger?.info('removing a state machine directory that is not in use', { directory: join(memberDir, name) });
+    await rm(join(memberDir, name), { recursive: true, force: true });
+  }
+}
+
+function diskRestorer(memberDir: string, initial: string, limits: KvLimits): StateMachineRestorer {
+  let current = initial;
+  return {
+    async restore(content) {
+      const name = `kv-${content.appliedIndex.toString(16).padStart(16, '0')}-${randomBytes(4).toString('hex')}`;
+      const location = join(memberDir, name);
+      let stateMachine: KvStateMachine;
+      try {
+        stateMachine = await restoreDiskKvStateMachine(location, content, { limits });
+      } catch (error) {
+        await rm(location, { recursive: true, force: true });
+        throw error;
+      }
+      return {
+        stateMachine,
+        commit: async () => {
+          writeStateMachinePointer(memberDir, name);
+          const previous = current;
+          current = name;
+          await rm(join(memberDir, previous), { recursive: true, force: true });
+        },
+        discard: async () => {
+          await stateMachine.close().catch(() => undefined);
+          await rm(location, { recursive: true, force: true });
+        },
+      };
+    },
+  };
 }
 
 /** dbSizeBytes is the size of the state machine's files under a data directory (0 without one). */
 export async function dbSizeBytes(dataDir: string | undefined): Promise<number> {
   if (dataDir === undefined) return 0;
-  const directory = join(dataDir, 'member', 'kv');
+  const memberDir = join(dataDir, 'member');
+  const directory = join(memberDir, existsSync(memberDir) ? readStateMachinePointer(memberDir) : DEFAULT_STATE_MACHINE_DIRECTORY);
   let total = 0;
   const names = await readdir(directory).catch(() => [] as string[]);
   for (const name of names.slice(0, DB_SIZE_FILES_MAX)) {

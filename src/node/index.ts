@@ -11,3 +11,7 @@ export { FORWARD_HOPS_MAX, FORWARD_BATCH_MAX } from './proposal-router.ts';
 export type { ReadyLoopFailpoints } from './ready-loop.ts';
 export type { MemberRecord } from './membership.ts';
 export { memberIdFor, clusterIdFor, formatMemberId } from './member-identity.ts';
+export { restoreDataDir } from './restore-data-dir.ts';
+export type { RestoreDataDirOptions, RestoredDataDir, RestorePhase, RestoreProgress } from './restore-data-dir.ts';
+export { verifySavedSnapshot, notStratakvSnapshot, SNAPSHOT_TRAILER_BYTES, SAVED_SNAPSHOT_READ_BYTES } from '../snapshot/index.ts';
+export type { VerifiedSnapshot, VerifySavedSnapshotOptions, SavedSnapshotProgress } from '../snapshot/index.ts';

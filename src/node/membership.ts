@@ -1,9 +1,10 @@
 // The member table: who is in the cluster, under which name and URLs. Raft's configuration
 // says which ids vote; this table adds what people and peers need (names, peer URLs for the
-// transport, client URLs for clients). It is rebuilt from the log on every start (the log is
-// not compacted yet), from three sources applied in log order: the bootstrap ConfChanges
-// (ids only; names and URLs come from --initial-cluster), ConfChanges with a MemberContext,
-// and publish commands.
+// transport, client URLs for clients). It is rebuilt on every start from the latest snapshot
+// (which carries the whole table, since the log before it is compacted: exportState and
+// restoreState) and then from the log after it, from three sources applied in log order: the
+// bootstrap ConfChanges (ids only; names and URLs come from --initial-cluster), ConfChanges
+// with a MemberContext, and publish commands.
 
 import type { ConfChange, ConfState, NodeId } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
@@ -24,6 +25,19 @@ export interface InitialMember {
   readonly name: string;
   readonly peerUrls: readonly string[];
 }
+
+/**
+ * MembershipState is the whole table at one applied index, as a snapshot carries it: the
+ * log before the snapshot is gone, so the table cannot be rebuilt from it.
+ */
+export interface MembershipState {
+  readonly members: readonly MemberRecord[];
+  readonly removed: readonly number[];
+  readonly published: readonly number[];
+}
+
+/** REMOVED_IDS_KEPT_MAX bounds the removed ids a snapshot carries (the newest are kept). */
+export const REMOVED_IDS_KEPT_MAX = 1_024;
 
 /** MEMBERS_MAX bounds the table (etcd clusters have a handful of members; this is a sanity bound). */
 export const MEMBERS_MAX = 128;
@@ -109,6 +123,26 @@ export class Membership {
       added.push(id);
     }
     return { added, removed };
+  }
+
+  /** exportState returns the table as it is now (for a snapshot). */
+  exportState(): MembershipState {
+    return {
+      members: this.list(),
+      removed: [...this.removed].slice(-REMOVED_IDS_KEPT_MAX),
+      published: [...this.published].sort((a, b) => a - b),
+    };
+  }
+
+  /** restoreState replaces the table with a snapshot's. */
+  restoreState(state: MembershipState): void {
+    assert(state.members.length <= MEMBERS_MAX, `a snapshot with ${state.members.length} members`);
+    this.members.clear();
+    this.removed.clear();
+    this.published.clear();
+    for (const member of state.members) this.members.set(member.id, member);
+    for (const id of state.removed) this.removed.add(id);
+    for (const id of state.published) if (this.members.has(id)) this.published.add(id);
   }
 
   /** applyPublish records a member's name and client URLs. Unknown members are ignored (removed since). */

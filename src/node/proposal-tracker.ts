@@ -274,6 +274,23 @@ export class ProposalTracker {
     this.held = this.held.filter((proposal) => proposal.state === 'held');
   }
 
+  /**
+   * coveredBySnapshot settles the in-flight proposals at or below a snapshot this member
+   * installed with `error`: their entries may or may not be in the snapshot's state, and
+   * their outcomes were never computed here, so the answer is unknown (a timeout, as etcd
+   * answers a write whose fate it cannot tell). Returns how many were settled.
+   */
+  coveredBySnapshot(snapshotIndex: Index, error: StrataError): number {
+    let settled = 0;
+    for (const [index, { proposal }] of this.inFlight) {
+      if (index > snapshotIndex) continue;
+      this.inFlight.delete(index);
+      this.settle(proposal, error);
+      settled += 1;
+    }
+    return settled;
+  }
+
   /** failAll settles every proposal with `error` and closes the tracker: later ones are settled with it too. */
   failAll(error: StrataError): void {
     this.closedWith ??= error;

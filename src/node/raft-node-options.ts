@@ -1,10 +1,13 @@
 // What a RaftNode is started with, and the hooks it calls.
 
 import type { Logger, Role } from '../raft/index.ts';
+import type { SnapshotInfo, SnapshotStore } from '../snapshot/index.ts';
 import type { FatalHandler, KvLimits, KvStateMachine, LogStore } from '../storage/index.ts';
 import type { Transport } from '../transport/index.ts';
 import type { Clock, RandomSource } from '../util/index.ts';
+import type { StateMachineRestorer } from './data-dir.ts';
 import type { ReadyLoopFailpoints } from './ready-loop.ts';
+import type { SnapshotPolicy } from './snapshotter.ts';
 
 /** InitialClusterMember is one `name=url,...` entry of --initial-cluster. */
 export interface InitialClusterMember {
@@ -30,6 +33,10 @@ export interface RaftNodeHooks {
   readonly onStopping?: () => void;
   /** onRemoved: this member was removed from the cluster; the node stops by itself after a grace period. */
   readonly onRemoved?: () => void;
+  /** onSnapshotSaved: a snapshot of this member's state is durable and verified (the log before it may be compacted). */
+  readonly onSnapshotSaved?: (info: SnapshotInfo) => void;
+  /** onSnapshotInstalled: a snapshot received from the leader replaced this member's state. */
+  readonly onSnapshotInstalled?: (info: { readonly index: number; readonly term: number; readonly snapshotId: string }) => void;
 }
 
 /** RaftNodeOptions configures a RaftNode; flag names in comments are etcd's. */
@@ -68,7 +75,16 @@ export interface RaftNodeOptions {
    * Opens the log and the state machine instead of `dataDir` (the simulator's DiskLogStore on
    * a fault-injecting disk, say). The identity is then derived, never read from a file.
    */
-  readonly storage?: () => Promise<{ readonly log: LogStore; readonly stateMachine: KvStateMachine }>;
+  readonly storage?: () => Promise<{
+    readonly log: LogStore;
+    readonly stateMachine: KvStateMachine;
+    /** Default: a MemorySnapshotStore. */
+    readonly snapshots?: SnapshotStore;
+    /** Default: restores into memory-level. */
+    readonly restorer?: StateMachineRestorer;
+  }>;
+  /** When snapshots are taken, how much log is kept, how snapshots are sent (defaults: SNAPSHOT_POLICY_DEFAULTS). */
+  readonly snapshotPolicy?: Partial<SnapshotPolicy>;
   /** Hooks between the Ready loop's steps, for fault injection in tests (ready-loop.ts). */
   readonly failpoints?: ReadyLoopFailpoints;
   /**

@@ -7,7 +7,9 @@
 //   proposal-router.ts     where a write goes: this leader's next Ready, held, or the leader
 //   read-index.ts          linearizable reads: read index, then applied >= read index
 //   membership-changes.ts  member add / remove / promote to their applied ConfChange
-//   data-dir.ts            the identity, log and state machine it runs on
+//   snapshotter.ts         when snapshots are taken, and how much log is kept behind them
+//   snapshot-sender.ts     the leader's snapshot sends to followers behind the compacted log
+//   data-dir.ts            the identity, log, snapshots and state machine it runs on
 //   clock.ts               time and deferred work (SYSTEM_CLOCK, or a VirtualClock)
 //
 // What stays here is the glue: the clock's tick, messages from peers, applying committed
@@ -20,16 +22,18 @@
 // noticed after a step, a tick or a Ready is announced once.
 
 import { randomInt } from 'node:crypto';
-import type { ConfState, Entry, Index, Logger, Message, NodeId, Role, Term } from '../raft/index.ts';
+import type { ConfState, Entry, Index, Logger, Message, NodeId, Role, Snapshot, SnapshotMessage, Term } from '../raft/index.ts';
+import type { SnapshotInfo, SnapshotStore } from '../snapshot/index.ts';
+import { snapshotId as snapshotIdOf } from '../snapshot/index.ts';
 import { decodeConfChange, EntryType, NO_NODE, Raft, RAFT_CONFIG_DEFAULTS, SILENT_LOGGER } from '../raft/index.ts';
 import type { KvLimits, KvRequest, KvResponse, KvStateMachine, LogStore, RangeRequest, RangeResponse } from '../storage/index.ts';
 import { abortOnFatal, APPLY_ENTRIES_MAX, DEFAULT_KV_LIMITS, encodeValidKvCommand, isKvCommand, validateKvRequest } from '../storage/index.ts';
-import type { PeerRequestKind, Transport } from '../transport/index.ts';
+import type { PeerRequestKind, SnapshotSink, Transport } from '../transport/index.ts';
 import { assert, ErrorCode, isStrataError, SeededRandom, sleep, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
 import type { Clock, TimerId } from '../util/index.ts';
-import { dbSizeBytes, openMemberStorage } from './data-dir.ts';
+import type { RestoredStateMachine, StateMachineRestorer } from './data-dir.ts';
+import { dbSizeBytes, openMemberStorage, restoreFromSnapshot } from './data-dir.ts';
 import { memberIdFor } from './member-identity.ts';
-import type { MemberIdentity } from './member-state-file.ts';
 import type { InitialMember, MemberRecord } from './membership.ts';
 import { Membership } from './membership.ts';
 import type { JointLeave, MemberOperation } from './membership-changes.ts';
@@ -43,6 +47,12 @@ import type { RaftNodeHooks, RaftNodeOptions } from './raft-node-options.ts';
 import { ReadIndexTracker } from './read-index.ts';
 import { ReadyLoop } from './ready-loop.ts';
 import { memberRemoved, requestCanceled, requestTimedOut, serverStopped } from './request-errors.ts';
+import type { SnapshotDescriptor } from './snapshot-descriptor.ts';
+import { decodeSnapshotDescriptor } from './snapshot-descriptor.ts';
+import type { SnapshotSendStatus } from './snapshot-sender.ts';
+import { SnapshotSender } from './snapshot-sender.ts';
+import type { SnapshotterStatus } from './snapshotter.ts';
+import { Snapshotter } from './snapshotter.ts';
 
 /** REMOVED_GRACE_ELECTIONS: a removed member keeps answering for this many election timeouts. */
 export const REMOVED_GRACE_ELECTIONS = 3;
@@ -69,6 +79,24 @@ export interface NodeStatus {
   readonly revision: number;
   readonly isLearner: boolean;
   readonly removed: boolean;
+  /** Snapshots and compaction: the newest snapshot, the breaker, how far the log is compacted. */
+  readonly snapshots: SnapshotterStatus & { readonly sending: readonly SnapshotSendStatus[] };
+}
+
+/** SnapshotStream is a snapshot pinned for reading (Maintenance.Snapshot): whole verified blocks from an offset. */
+export interface SnapshotStream {
+  readonly info: SnapshotInfo;
+  read(offset: number, maxBytes: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+// A snapshot received from the leader and restored beside the serving state machine, waiting
+// for Raft to install it (or for a newer one to replace it).
+interface PreparedInstall {
+  readonly snapshotId: string;
+  readonly index: Index;
+  readonly descriptor: SnapshotDescriptor;
+  readonly restored: RestoredStateMachine;
 }
 
 /** NodeCallOptions bound one call: an AbortSignal and/or a timeout. */
@@ -83,6 +111,8 @@ export interface NodeQueues {
   readonly reads: number;
   readonly membershipChanges: number;
 }
+
+type MemberStorageParts = Awaited<ReturnType<typeof openMemberStorage>>;
 
 /** RaftNode is a cluster member: start one with RaftNode.start(options). */
 export class RaftNode {
@@ -99,7 +129,17 @@ export class RaftNode {
   private readonly clock: Clock;
   private readonly raft: Raft;
   private readonly log: LogStore;
-  private readonly stateMachine: KvStateMachine;
+  // Replaced when a snapshot from the leader is installed.
+  private stateMachine: KvStateMachine;
+  private readonly snapshots: SnapshotStore;
+  private readonly restorer: StateMachineRestorer;
+  private readonly snapshotter: Snapshotter;
+  private readonly snapshotSender: SnapshotSender;
+  private prepared: PreparedInstall | undefined;
+  // Set from prepareSnapshotInstall to installSnapshot: `prepared` is Raft's now, not replaced.
+  private installing = false;
+  // One restore from a received snapshot at a time.
+  private preparing: Promise<void> = Promise.resolve();
   private readonly transport: Transport;
   private readonly membership: Membership;
   private readonly electionTicks: number;
@@ -130,7 +170,8 @@ export class RaftNode {
   // Callers of waitPublished(), woken when this member's publish is applied here or it stops.
   private readonly publishWaiters = new Set<(error?: StrataError) => void>();
 
-  private constructor(options: RaftNodeOptions, identity: MemberIdentity, log: LogStore, stateMachine: KvStateMachine, freshCluster: boolean) {
+  private constructor(options: RaftNodeOptions, storage: MemberStorageParts) {
+    const { identity, log, stateMachine, freshCluster } = storage;
     this.options = options;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.hooks = options.hooks ?? {};
@@ -141,7 +182,15 @@ export class RaftNode {
     this.name = identity.name;
     this.log = log;
     this.stateMachine = stateMachine;
+    this.snapshots = storage.snapshots;
+    this.restorer = storage.restorer;
     this.membership = new Membership(identity.initialMembers);
+    // The log before the latest snapshot may be compacted: the member table comes from it.
+    const logSnapshot = log.snapshot();
+    if (logSnapshot.metadata.index > 0) {
+      this.membership.restoreState(decodeSnapshotDescriptor(logSnapshot.data).membership);
+      this.appliedIndex = logSnapshot.metadata.index;
+    }
     this.electionTicks = Math.max(2, Math.round(options.electionTimeoutMs / options.heartbeatIntervalMs));
     this.raft = new Raft({
       ...RAFT_CONFIG_DEFAULTS,
@@ -164,6 +213,39 @@ export class RaftNode {
       scheduleLoop: () => this.loop.schedule(),
     });
     this.reads = new ReadIndexTracker(this.clock, this.electionTicks);
+    this.snapshotter = new Snapshotter(
+      {
+        clock: this.clock,
+        logger: this.logger,
+        log,
+        snapshots: this.snapshots,
+        capture: () => ({
+          view: this.stateMachine.openSnapshotView(),
+          confState: this.raft.status().config,
+          membership: this.membership.exportState(),
+        }),
+        stateMachine: () => this.stateMachine,
+        appliedIndex: () => this.appliedIndex,
+        raftStatus: () => this.raft.status(),
+        sendingIndexes: () => this.snapshotSender.sendingIndexes(),
+        onSaved: (info) => this.hooks.onSnapshotSaved?.(info),
+      },
+      options.snapshotPolicy,
+    );
+    this.snapshotSender = new SnapshotSender({
+      transport: this.transport,
+      snapshots: this.snapshots,
+      logger: this.logger,
+      clock: this.clock,
+      sendsMax: this.snapshotter.policy.sendsMax,
+      bytesPerSecond: this.snapshotter.policy.sendBytesPerSecond,
+      leaseMs: this.snapshotter.policy.leaseMs,
+      report: (peer, ok) => {
+        if (this.stopped) return;
+        this.raft.reportSnapshot(peer, ok);
+        this.loop.schedule();
+      },
+    });
     this.changes = new MembershipChanges({
       selfId: this.memberId,
       clusterToken: options.initialClusterToken,
@@ -178,7 +260,6 @@ export class RaftNode {
     this.loop = new ReadyLoop({
       core: this.raft,
       log,
-      transport: this.transport,
       clock: this.clock,
       failpoints: options.failpoints,
       handlers: {
@@ -189,6 +270,10 @@ export class RaftNode {
         hasWork: () => this.proposals.hasQueued || (this.reads.hasPending && this.raft.currentLeader() !== NO_NODE),
         onSoftState: () => this.noticeLeadership(),
         apply: (entries) => this.applyCommitted(entries),
+        send: (messages) => this.sendMessages(messages),
+        persisted: (ready) => this.snapshotter.noteAppended(ready.entries),
+        prepareSnapshot: (snapshot) => this.prepareSnapshotInstall(snapshot),
+        installSnapshot: (snapshot) => this.installSnapshot(snapshot),
         onReadStates: (ready) => this.reads.onReadStates(ready.readStates),
         afterAdvance: () => {
           if (this.soleVoterCampaignPending) this.campaignIfSoleVoter();
@@ -205,8 +290,7 @@ export class RaftNode {
    */
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
     checkOptions(options);
-    const { identity, log, stateMachine, freshCluster } = await openMemberStorage(options);
-    const node = new RaftNode(options, identity, log, stateMachine, freshCluster);
+    const node = new RaftNode(options, await openMemberStorage(options));
     await node.run();
     return node;
   }
@@ -219,6 +303,7 @@ export class RaftNode {
       onMessages: (messages) => this.onMessages(messages),
       onUnreachable: (peer) => this.raft.reportUnreachable(peer),
       onRequest: (from, kind, body, signal) => this.onPeerRequest(from, kind, body, signal),
+      onSnapshot: (from, message, byteLength, signal) => this.onPeerSnapshot(from, message, byteLength, signal),
     });
     this.ticker = this.clock.setInterval(() => this.onTick(), this.options.heartbeatIntervalMs);
     // The only voter need not wait an election timeout for anyone: it campaigns as soon as
@@ -232,6 +317,13 @@ export class RaftNode {
   }
 
   private membershipPeersFromInitialCluster(): InitialMember[] {
+    // After a snapshot the member table knows the peers; --initial-cluster may be long gone.
+    if (this.log.snapshot().metadata.index > 0) {
+      return this.membership
+        .list()
+        .filter((member) => member.id !== this.memberId && member.peerUrls.length > 0)
+        .map((member) => ({ id: member.id, name: member.name, peerUrls: member.peerUrls }));
+    }
     const token = this.options.initialClusterToken;
     return this.options.initialCluster
       .map((member) => ({ id: memberIdFor(member.peerUrls, token), name: member.name, peerUrls: member.peerUrls }))
@@ -278,10 +370,15 @@ export class RaftNode {
     this.changes.failAll(stoppedError);
     for (const wake of [...this.leaderWaiters]) wake();
     for (const wake of [...this.publishWaiters]) wake(stoppedError);
+    this.snapshotSender.failAll();
+    await this.snapshotter.stop();
     await this.loop.stop();
     await this.transport.close();
     await this.log.close();
+    await this.prepared?.restored.discard();
+    this.prepared = undefined;
     await this.stateMachine.close();
+    await this.snapshots.close();
     this.logger.info('member stopped', { name: this.name });
   }
 
@@ -318,6 +415,40 @@ export class RaftNode {
       revision: this.stateMachine.revision(),
       isLearner: raftStatus.config.learners.includes(this.memberId),
       removed: this.removed,
+      snapshots: { ...this.snapshotter.status(), sending: this.snapshotSender.sending() },
+    };
+  }
+
+  /**
+   * takeSnapshot takes a snapshot of the state applied now (or returns the newest when
+   * nothing was applied since) and pins it for reading until close() (or the lease expires
+   * and is not renewed by reads): for etcd's Maintenance.Snapshot and `stratakv snapshot save`.
+   */
+  async takeSnapshot(): Promise<SnapshotStream> {
+    this.checkRunning();
+    const info = await this.snapshotter.takeNow();
+    const leaseMs = this.snapshotter.policy.leaseMs;
+    const lease = this.snapshots.lease(info.id, leaseMs);
+    let reader;
+    try {
+      reader = await this.snapshots.open(info.id);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    let closed = false;
+    return {
+      info,
+      read: async (offset, maxBytes) => {
+        lease.renew(leaseMs);
+        return reader.readBlocks(offset, maxBytes);
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        lease.release();
+        await reader.close();
+      },
     };
   }
 
@@ -504,6 +635,135 @@ export class RaftNode {
     this.appliedIndex = last.index;
     this.reads.onApplied(this.appliedIndex);
     this.hooks.onApplied?.(this.appliedIndex);
+    // Between two applies: the state machine, Raft's configuration and the member table
+    // agree, so a snapshot may capture them here.
+    this.snapshotter.noteApplied(this.appliedIndex);
+    // A received snapshot Raft did not install (the log caught up instead) is dropped.
+    if (this.prepared !== undefined && !this.installing && this.prepared.index <= this.appliedIndex) {
+      const stale = this.prepared;
+      this.prepared = undefined;
+      void stale.restored.discard().catch((error: unknown) => this.logger.warn('dropping an unused restored state machine failed', { reason: String(error) }));
+    }
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  // sendMessages sends a Ready's messages; a snapshot message becomes a snapshot stream.
+  private sendMessages(messages: readonly Message[]): void {
+    let plain: Message[] | undefined;
+    for (const message of messages) {
+      if (message.type === 'snapshot') {
+        plain ??= messages.filter((candidate) => candidate.type !== 'snapshot');
+        this.snapshotSender.send(message);
+      }
+    }
+    const toSend = plain ?? messages;
+    if (toSend.length > 0) this.transport.send(toSend);
+  }
+
+  // onPeerSnapshot opens the place a leader's snapshot stream is received into. Once the whole
+  // file is in and checked, it is restored into a fresh state machine beside the serving one,
+  // and only then is the Raft message stepped: Raft's install (prepareSnapshotInstall,
+  // installSnapshot) then only swaps it in. A failure anywhere leaves the old state serving.
+  private async onPeerSnapshot(from: NodeId, message: SnapshotMessage, byteLength: number, signal: AbortSignal): Promise<SnapshotSink> {
+    this.checkServing();
+    const { index, term } = message.snapshot.metadata;
+    const descriptor = decodeSnapshotDescriptor(message.snapshot.data);
+    const id = snapshotIdOf(term, index);
+    if (descriptor.snapshotId !== id || descriptor.byteLength !== byteLength) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `snapshot stream from ${from.toString(16)} describes ${descriptor.snapshotId} of ${descriptor.byteLength} bytes, not ${id} of ${byteLength}`);
+    }
+    const finish = async (): Promise<void> => {
+      if (signal.aborted || this.stopped) throw serverStopped();
+      await this.prepareFromReceived(descriptor, index, term);
+      this.onMessages([message]);
+    };
+    const existing = this.snapshots.get(id);
+    if (existing !== undefined) {
+      if (existing.sha256 !== descriptor.sha256) {
+        throw new StrataError(ErrorCode.CORRUPTION, `snapshot ${id} here has SHA-256 ${existing.sha256}, the leader's is ${descriptor.sha256}`, { details: { snapshotId: id } });
+      }
+      return {
+        verifiedBytes: () => byteLength,
+        write: async () => {
+          throw new StrataError(ErrorCode.INVALID_ARGUMENT, `snapshot ${id} is already here`);
+        },
+        finish,
+        abort: async () => undefined,
+      };
+    }
+    const receiver = await this.snapshots.receive(id, byteLength);
+    return {
+      verifiedBytes: () => receiver.verifiedBytes,
+      write: (offset, bytes) => receiver.write(offset, bytes),
+      finish: async () => {
+        const info = await receiver.finish();
+        if (info.sha256 !== descriptor.sha256) {
+          throw new StrataError(ErrorCode.CORRUPTION, `snapshot ${id} received with SHA-256 ${info.sha256}, the leader's is ${descriptor.sha256}`, { details: { snapshotId: id } });
+        }
+        await finish();
+      },
+      abort: () => receiver.abort(),
+    };
+  }
+
+  // prepareFromReceived restores a received snapshot beside the serving state machine (one at
+  // a time; a newer one replaces an older prepared one).
+  private prepareFromReceived(descriptor: SnapshotDescriptor, index: Index, term: Term): Promise<void> {
+    const next = this.preparing.then(async () => {
+      if (this.installing || this.prepared?.snapshotId === descriptor.snapshotId) return;
+      // Raft will not install a snapshot it has committed, or whose last entry its log
+      // holds: there is nothing to prepare (were it wrong, the install restores it then).
+      if (index <= this.raft.status().commit) return;
+      if (index <= this.log.lastIndex() && index >= this.log.firstIndex() && this.log.term(index) === term) return;
+      const restored = await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, index);
+      const previous = this.prepared;
+      this.prepared = { snapshotId: descriptor.snapshotId, index, descriptor, restored };
+      await previous?.restored.discard();
+    });
+    this.preparing = next.catch(() => undefined);
+    return next;
+  }
+
+  // prepareSnapshotInstall runs before Raft's snapshot is saved to the log: the state
+  // machine restored from it must be ready (it normally is, from onPeerSnapshot).
+  private async prepareSnapshotInstall(snapshot: Snapshot): Promise<void> {
+    this.installing = true;
+    await this.snapshotter.abandon();
+    await this.preparing;
+    const descriptor = decodeSnapshotDescriptor(snapshot.data);
+    if (this.prepared?.snapshotId === descriptor.snapshotId) return;
+    const restored = await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, snapshot.metadata.index);
+    await this.prepared?.restored.discard();
+    this.prepared = { snapshotId: descriptor.snapshotId, index: snapshot.metadata.index, descriptor, restored };
+  }
+
+  // installSnapshot runs once the log records the snapshot: the restored state machine
+  // replaces the serving one, and the member table is the snapshot's.
+  private async installSnapshot(snapshot: Snapshot): Promise<void> {
+    const prepared = this.prepared;
+    assert(prepared !== undefined && prepared.index === snapshot.metadata.index, 'a snapshot is installed after it was prepared');
+    this.prepared = undefined;
+    this.installing = false;
+    const previous = this.stateMachine;
+    this.stateMachine = prepared.restored.stateMachine;
+    await previous.close();
+    await prepared.restored.commit();
+    const before = new Set(this.membership.list().map((member) => member.id));
+    this.membership.restoreState(prepared.descriptor.membership);
+    for (const member of this.membership.list()) {
+      before.delete(member.id);
+      if (member.id !== this.memberId && member.peerUrls.length > 0) this.transport.setPeer(member.id, member.peerUrls);
+    }
+    for (const id of before) this.onMemberRemoved(id);
+    const index = snapshot.metadata.index;
+    this.appliedIndex = Math.max(this.appliedIndex, index);
+    const unknown = this.proposals.coveredBySnapshot(index, requestTimedOut({ detail: 'a snapshot replaced the entries this write was in' }));
+    this.reads.onApplied(this.appliedIndex);
+    this.snapshotter.noteInstalled(index);
+    this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, proposalsSettledUnknown: unknown });
+    this.hooks.onApplied?.(this.appliedIndex);
+    this.hooks.onSnapshotInstalled?.({ index, term: snapshot.metadata.term, snapshotId: prepared.snapshotId });
   }
 
   private applyPublish(command: PublishCommand): void {
@@ -629,7 +889,7 @@ export class RaftNode {
   private sendEagerMessages(): void {
     if (this.stopped) return;
     const messages = this.raft.takeMessages();
-    if (messages.length > 0) this.transport.send(messages);
+    if (messages.length > 0) this.sendMessages(messages);
   }
 
   private async onPeerRequest(from: NodeId, kind: PeerRequestKind, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {

@@ -9,6 +9,13 @@
 //            after it otherwise (nothing is applied before it is in the local log)
 //   advance  raft.advance(ready)
 //
+// A Ready that carries a snapshot (received from the leader, whole and checked) has no
+// committed entries. Its state machine is restored into a fresh place before the save,
+// while the old one still serves (prepareSnapshot: a failure there changes nothing); the
+// save records the snapshot in the log and drops the entries it covers; then the restored
+// state machine replaces the old one (installSnapshot), and only then do the messages that
+// waited for the save (the acknowledgement to the leader) leave.
+//
 // Between the steps are named failpoints (ReadyLoopFailpoints): a test or the simulator can
 // delay a step, fail it, or observe the order, as etcd's gofail points do. They are not for
 // production and cost one undefined check each when unset.
@@ -19,11 +26,10 @@
 //
 // Invariant: at most one loop() runs at a time (`running`), and after stop() none starts.
 
-import type { Entry, HardState, Ready } from '../raft/index.ts';
+import type { Entry, HardState, Message, Ready, Snapshot } from '../raft/index.ts';
 import type { LogStore } from '../storage/index.ts';
 import { isEmptySaveRequest } from '../storage/index.ts';
-import type { Transport } from '../transport/index.ts';
-import { assert, ErrorCode, StrataError } from '../util/index.ts';
+import { assert } from '../util/index.ts';
 import type { Clock } from '../util/index.ts';
 
 /** READY_ROUNDS_MAX bounds the Readys one loop() handles before yielding to the event loop. */
@@ -60,6 +66,14 @@ export interface ReadyLoopHandlers {
   readonly onReadStates: (ready: Ready) => void;
   /** After advance(): e.g. a sole voter campaigns once its configuration is applied. */
   readonly afterAdvance: () => void;
+  /** Sends messages to peers (a snapshot message goes to the snapshot sender). */
+  readonly send: (messages: readonly Message[]) => void;
+  /** Restores the state machine of a received snapshot into a fresh place; the old one keeps serving. */
+  readonly prepareSnapshot: (snapshot: Snapshot) => Promise<void>;
+  /** After the snapshot is in the log: the prepared state machine replaces the old one. */
+  readonly installSnapshot: (snapshot: Snapshot) => Promise<void>;
+  /** A Ready's entries and hard state are durable (before its messagesAfterPersist leave). */
+  readonly persisted: (ready: Ready) => void;
   /** A step failed: the log or the state machine can no longer be trusted. */
   readonly onFatal: (error: Error) => void;
 }
@@ -68,7 +82,6 @@ export interface ReadyLoopHandlers {
 export interface ReadyLoopOptions {
   readonly core: ReadyCore;
   readonly log: LogStore;
-  readonly transport: Transport;
   readonly clock: Clock;
   readonly handlers: ReadyLoopHandlers;
   readonly failpoints?: ReadyLoopFailpoints | undefined;
@@ -133,14 +146,14 @@ export class ReadyLoop {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    const { core, transport, handlers, failpoints } = this.options;
+    const { core, handlers, failpoints } = this.options;
     if (ready.softState !== undefined) handlers.onSoftState(ready);
     if (ready.snapshot !== undefined) {
-      // The log is never compacted yet, so no leader sends a snapshot; src/snapshot adds it.
-      throw new StrataError(ErrorCode.UNIMPLEMENTED, `received a snapshot at index ${ready.snapshot.metadata.index}: installing snapshots is not supported yet`);
+      assert(ready.committedEntries.length === 0, 'a Ready with a snapshot has no committed entries');
+      await handlers.prepareSnapshot(ready.snapshot);
     }
     await failpoints?.beforeSend?.(ready);
-    if (ready.messages.length > 0) transport.send(ready.messages);
+    if (ready.messages.length > 0) handlers.send(ready.messages);
     const persisted = this.persist(ready);
     if (ready.committedEntries.length > 0) {
       // Entries below this Ready's first new entry were made durable by earlier Readys (each
@@ -177,22 +190,24 @@ export class ReadyLoop {
   // messages that had to wait for it: votes cast and acknowledgements leave as soon as the
   // disk has them, without waiting for the apply that may run meanwhile.
   private async persist(ready: Ready): Promise<void> {
-    const { log, transport, failpoints } = this.options;
+    const { log, handlers, failpoints } = this.options;
     await failpoints?.beforePersist?.(ready);
-    if (ready.hardState !== undefined && !ready.mustSync) {
+    if (ready.hardState !== undefined && !ready.mustSync && ready.snapshot === undefined) {
       // Only the commit index moved. It need not be durable (a restarted member learns it
       // again from the leader), so it rides with the next save that must be synced instead
       // of costing an fdatasync of its own on every commit (etcd's mustSync rule).
       this.deferredHardState = ready.hardState;
     } else {
       const hardState = ready.hardState ?? this.deferredHardState;
-      const save = { ...(hardState !== undefined ? { hardState } : {}), entries: ready.entries };
+      const save = { ...(hardState !== undefined ? { hardState } : {}), ...(ready.snapshot !== undefined ? { snapshot: ready.snapshot } : {}), entries: ready.entries };
       if (!isEmptySaveRequest(save)) {
         this.deferredHardState = undefined;
         await log.save(save);
       }
     }
+    handlers.persisted(ready);
     await failpoints?.afterPersist?.(ready);
-    if (ready.messagesAfterPersist.length > 0) transport.send(ready.messagesAfterPersist);
+    if (ready.snapshot !== undefined) await handlers.installSnapshot(ready.snapshot);
+    if (ready.messagesAfterPersist.length > 0) handlers.send(ready.messagesAfterPersist);
   }
 }

@@ -244,14 +244,19 @@ export class Raft {
           details: { commit: hardState.commit, lastIndex: last },
         });
       }
-      // A snapshot is committed by definition, so commit is at least its index.
-      this.raftLog.committed = Math.max(hardState.commit, first - 1);
+      // A snapshot is committed by definition, so commit is at least its index: the log's
+      // start, and the latest snapshot recorded in storage (which may be later than the
+      // start when the log keeps a catch-up tail before it). The hard state's commit may
+      // lag behind both, since a commit-only change is not synced.
+      this.raftLog.committed = Math.max(hardState.commit, first - 1, config.storage.snapshot().metadata.index);
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
-    if (config.applied !== undefined && config.applied > 0) {
-      this.raftLog.appliedTo(Math.min(config.applied, this.raftLog.committed));
-    }
+    // The configuration restored above is the snapshot's, so the entries at or below the
+    // snapshot's index (a catch-up tail may keep them in the log) are never handed out to
+    // apply again: the driver restores its state machine from the snapshot instead.
+    const appliedAtStart = Math.max(config.applied ?? 0, config.storage.snapshot().metadata.index);
+    if (appliedAtStart > 0) this.raftLog.appliedTo(Math.min(appliedAtStart, this.raftLog.committed));
     this.becomeFollower(this.term, NO_NODE);
     this.previousSoftState = this.softState();
     this.previousHardState = this.hardState();

@@ -41,6 +41,36 @@ export interface MembersAnswer {
   readonly members: readonly Member[];
 }
 
+/** BackendSnapshotInfo describes the snapshot a BackendSnapshot reads. */
+export interface BackendSnapshotInfo {
+  /** The store's name for it (for logs). */
+  readonly id: string;
+  readonly index: number;
+  readonly term: number;
+  readonly revision: number;
+  /** The file's length: every byte Maintenance.Snapshot sends before its SHA-256. */
+  readonly byteLength: number;
+}
+
+/**
+ * BackendSnapshot is a snapshot pinned for reading by Maintenance.Snapshot: the backend keeps
+ * it (against retention) until close(). It is RaftNode's SnapshotStream, described here in
+ * the server's own terms.
+ */
+export interface BackendSnapshot {
+  readonly info: BackendSnapshotInfo;
+  /** The server's version, as Status reports it (SnapshotResponse.version). */
+  readonly version: string;
+  /**
+   * read answers the file's bytes from `offset`, a block boundary (0, or where the previous
+   * read ended): whole blocks, each checked, at least one even when it is longer than
+   * `maxBytes`; an empty array at the end. A block that fails its check rejects with CORRUPTION.
+   */
+  read(offset: number, maxBytes: number): Promise<Uint8Array>;
+  /** close releases the snapshot; calling it twice is harmless. */
+  close(): Promise<void>;
+}
+
 /** CallOptions bound one backend call. */
 export interface CallOptions {
   /** Aborted when the client cancels or its deadline passes. */
@@ -74,4 +104,10 @@ export interface EtcdBackend {
   memberRemove(id: number, options?: CallOptions): Promise<MembersAnswer>;
   /** memberPromote makes a learner a voter; refused unless the learner has caught up. */
   memberPromote(id: number, options?: CallOptions): Promise<MembersAnswer>;
+  /**
+   * snapshot takes a snapshot of the state applied now (or answers the newest when nothing
+   * was applied since) and pins it until the answer's close(). Rejects with CANCELED when
+   * `signal` aborts first; a snapshot that arrives after that is closed, never leaked.
+   */
+  snapshot(options?: CallOptions): Promise<BackendSnapshot>;
 }

@@ -1,15 +1,16 @@
-// etcdserverpb.Maintenance: Status and MoveLeader over an EtcdBackend. The other methods are
-// not registered, so grpc-js answers them UNIMPLEMENTED.
+// etcdserverpb.Maintenance: Status, MoveLeader and Snapshot (snapshot-call.ts) over an
+// EtcdBackend. The other methods are not registered, so grpc-js answers them UNIMPLEMENTED.
 
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 
 import type { EtcdBackend } from './backend.ts';
 import { encodeHeader } from './etcd-request-mapping.ts';
 import type { WireMoveLeaderRequest, WireStatusResponse } from './etcd-wire.ts';
+import { snapshotCall } from './snapshot-call.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
 import { unaryCall } from './unary-call.ts';
 
-/** createMaintenanceService implements etcdserverpb.Maintenance's Status and MoveLeader. */
+/** createMaintenanceService implements etcdserverpb.Maintenance's Status, MoveLeader and Snapshot. */
 export function createMaintenanceService(backend: EtcdBackend, logger: EtcdServerLogger | undefined): UntypedServiceImplementation {
   const hasLeader = (): boolean => backend.hasLeader();
   const status = async (_wire: unknown, signal: AbortSignal): Promise<WireStatusResponse> => {
@@ -38,5 +39,6 @@ export function createMaintenanceService(backend: EtcdBackend, logger: EtcdServe
   return {
     Status: unaryCall('Maintenance.Status', status, logger, hasLeader),
     MoveLeader: unaryCall('Maintenance.MoveLeader', moveLeader, logger, hasLeader),
+    Snapshot: snapshotCall(backend, logger, hasLeader),
   };
 }

@@ -160,6 +160,14 @@ export interface WireStatusResponse {
   isLearner: boolean;
 }
 
+/** WireSnapshotResponse is etcdserverpb.SnapshotResponse (the header only on a stream's first message). */
+export interface WireSnapshotResponse {
+  header?: WireResponseHeader;
+  remaining_bytes: number;
+  blob: Uint8Array;
+  version: string;
+}
+
 /** RangeSortOrder is etcdserverpb.RangeRequest.SortOrder. */
 export const RangeSortOrder = { NONE: 0, ASCEND: 1, DESCEND: 2 } as const;
 

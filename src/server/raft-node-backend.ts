@@ -3,7 +3,9 @@
 import type { RaftNode } from '../node/index.ts';
 import { NO_NODE } from '../raft/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
-import type { CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import { ETCD_ERRORS } from '../util/etcd-errors.ts';
+import type { BackendSnapshot, CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
 
 /** RaftNodeBackend adapts a RaftNode to the EtcdBackend contract. */
 export class RaftNodeBackend implements EtcdBackend {
@@ -60,4 +62,52 @@ export class RaftNodeBackend implements EtcdBackend {
   async memberPromote(id: number, options: CallOptions = {}): Promise<MembersAnswer> {
     return { members: await this.node.promoteMember(id, options) };
   }
+
+  /**
+   * snapshot pins a snapshot with RaftNode.takeSnapshot. Taking one cannot be interrupted
+   * (it may be writing the file), so an abort answers CANCELED at once and the snapshot,
+   * when it arrives, is closed here: its lease is released and nothing leaks.
+   */
+  snapshot(options: CallOptions = {}): Promise<BackendSnapshot> {
+    const { signal } = options;
+    if (signal?.aborted === true) return Promise.reject(canceled());
+    const taking = this.node.takeSnapshot();
+    const version = this.version;
+    return new Promise<BackendSnapshot>((resolve, reject) => {
+      let settled = false;
+      const onAbort = (): void => {
+        if (settled) return;
+        settled = true;
+        reject(canceled());
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      taking.then(
+        (stream) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (settled) {
+            void stream.close().catch(() => undefined);
+            return;
+          }
+          settled = true;
+          const { id, index, term, revision, byteLength } = stream.info;
+          resolve({
+            info: { id, index, term, revision, byteLength },
+            version,
+            read: (offset, maxBytes) => stream.read(offset, maxBytes),
+            close: () => stream.close(),
+          });
+        },
+        (error: unknown) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (settled) return;
+          settled = true;
+          reject(error);
+        },
+      );
+    });
+  }
+}
+
+function canceled(): StrataError {
+  return new StrataError(ErrorCode.CANCELED, ETCD_ERRORS.CANCELED.message ?? 'request canceled');
 }

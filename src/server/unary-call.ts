@@ -65,7 +65,12 @@ export function unaryCall<Request, Response>(
   };
 }
 
-function errorStatus(method: string, error: unknown, logger: EtcdServerLogger | undefined): { code: number; details: string } {
+/**
+ * errorStatus is the status a failed call answers (unary or streaming): etcd's for a
+ * StrataError (toGrpcStatus). An AssertionFailure is rethrown outside the promise chain so
+ * that it stops the process; any other unexpected error is logged.
+ */
+export function errorStatus(method: string, error: unknown, logger: EtcdServerLogger | undefined): { code: number; details: string } {
   if (error instanceof WireStatusError) return { code: error.status.code, details: error.status.details };
   if (!isStrataError(error)) {
     if (error instanceof AssertionFailure) {

@@ -24,20 +24,45 @@
 //   with MEMBER_REMOVED, so a removed member is not learned again; setPeer lifts that.
 //
 // Unary calls (request()) go over a channel to the peer's URL independent of the stream.
+//
+// Snapshots (sendSnapshot()) go over the Snapshot RPC, one call per attempt, each on a channel
+// of its own so that a snapshot's megabytes never queue in front of heartbeats on the message
+// stream's connection. The rules of a send and of a received stream (window, rate, progress
+// timeout, resume, CRC, bounds) are snapshot-stream.ts's, shared with MemoryTransport; this
+// file maps them to frames, gRPC status codes and the `stratakv-code` trailer.
 
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { Logger, Message, NodeId } from '../raft/index.ts';
+import type { Logger, Message, NodeId, SnapshotMessage } from '../raft/index.ts';
 import { SILENT_LOGGER } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
+import type { Clock } from '../util/clock.ts';
+import { SYSTEM_CLOCK } from '../util/clock.ts';
 import { ErrorCode, StrataError, isErrorCode, isStrataError } from '../util/errors.ts';
 import type { RandomSource } from '../util/random.ts';
 import type { TransportLimits } from './limits.ts';
 import { resolveTransportLimits } from './limits.ts';
 import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages } from './message-codec.ts';
 import { PeerSendQueue, UnreachableReporter } from './peer-queue.ts';
-import type { PeerRequestKind, PeerRequestOptions, Transport, TransportHandlers } from './transport.ts';
+import type {
+  IncomingSnapshot,
+  SnapshotAttemptEvents,
+  SnapshotAttemptStream,
+  SnapshotHello,
+  SnapshotSend,
+  SnapshotSenderFrame,
+  SnapshotStats,
+} from './snapshot-stream.ts';
+import {
+  SNAPSHOT_ACK_BYTES_MAX,
+  SNAPSHOT_FRAME_BYTES_MAX,
+  SnapshotReceiver,
+  decodeSnapshotHello,
+  newSnapshotStats,
+  startSnapshotSend,
+} from './snapshot-stream.ts';
+import type { PeerRequestKind, PeerRequestOptions, SnapshotPayload, SnapshotSendOptions, Transport, TransportHandlers } from './transport.ts';
 import { PEER_REQUEST_TIMEOUT_MS, REMOVED_PEERS_REMEMBERED_MAX } from './transport.ts';
 
 /** GrpcTransportOptions configure a GrpcTransport. */
@@ -58,6 +83,11 @@ export interface GrpcTransportOptions {
   /** Jitter for redial backoff; Math.random when not given. */
   readonly random?: RandomSource;
   readonly limits?: Partial<TransportLimits>;
+  /**
+   * The clock of snapshot sends: their rate limit, progress timeouts and retry backoff
+   * (SYSTEM_CLOCK when not given). The message stream keeps Node's timers.
+   */
+  readonly clock?: Clock;
 }
 
 /** PeerLinkStatus describes the stream to one peer, for tests and status pages. */
@@ -121,7 +151,42 @@ interface CallReplyWire {
   error: CallErrorWire | null;
 }
 
+interface SnapshotHelloWire {
+  clusterId: number;
+  from: number;
+  to: number;
+  message: Uint8Array;
+  byteLength: number;
+}
+
+interface SnapshotChunkWire {
+  offset: number;
+  data: Uint8Array;
+  crc32c: number;
+}
+
+/** Exactly one of hello, chunk and done is set; unset messages decode as null. */
+interface SnapshotFrameWire {
+  hello: SnapshotHelloWire | null;
+  chunk: SnapshotChunkWire | null;
+  done: boolean;
+}
+
+interface SnapshotAckWire {
+  verifiedBytes: number;
+  done: boolean;
+  error: CallErrorWire | null;
+}
+
 type StreamCall = grpc.ClientDuplexStream<FrameWire, FrameWire> | grpc.ServerDuplexStream<FrameWire, FrameWire>;
+type SnapshotServerCall = grpc.ServerDuplexStream<SnapshotFrameWire, SnapshotAckWire>;
+
+/** Why a hello (of a Stream or a Snapshot call) is refused: the status, and the code for the trailer. */
+interface HelloRefusal {
+  readonly status: grpc.status;
+  readonly code: ErrorCode;
+  readonly details: string;
+}
 
 interface Link {
   readonly peer: NodeId;
@@ -228,6 +293,11 @@ export class GrpcTransport implements Transport {
   private readonly linkWaiters = new Map<NodeId, Set<() => void>>();
   private streamsDialedCount = 0;
   private streamsAcceptedCount = 0;
+  private readonly clock: Clock;
+  private readonly snapshotChannelOptions: grpc.ChannelOptions;
+  private readonly snapshotCounters: SnapshotStats = newSnapshotStats();
+  private readonly snapshotSends = new Set<SnapshotSend>();
+  private readonly snapshotReceiver: SnapshotReceiver;
 
   constructor(options: GrpcTransportOptions) {
     assert(Number.isSafeInteger(options.localId) && options.localId > 0, 'localId must be a positive safe integer');
@@ -248,6 +318,16 @@ export class GrpcTransport implements Transport {
     this.random = options.random ?? { intBelow: (bound) => Math.floor(Math.random() * bound) };
     this.limits = resolveTransportLimits(options.limits);
     this.unreachable = new UnreachableReporter({ intervalMs: this.limits.unreachableIntervalMs });
+    this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.snapshotReceiver = new SnapshotReceiver({
+      logger: this.logger,
+      stats: this.snapshotCounters,
+      onSnapshot: (from, message, byteLength, signal) => {
+        const handlers = this.handlers;
+        assert(handlers !== undefined, 'a snapshot stream is accepted only after start');
+        return handlers.onSnapshot(from, message, byteLength, signal);
+      },
+    });
     this.service = loadPeerService();
     this.channelOptions = {
       'grpc.max_receive_message_length': this.limits.messageBytesMax,
@@ -263,6 +343,19 @@ export class GrpcTransport implements Transport {
       // warm (see notifyConnected) for forwarding, which may be idle for long stretches.
       'grpc.client_idle_timeout_ms': UNARY_CHANNEL_IDLE_MS,
       // A private subchannel pool: closing this transport never touches another's connections.
+      'grpc.use_local_subchannel_pool': 1,
+    };
+    // A snapshot attempt gets a channel (and so, with the private pool, a connection) of its
+    // own: its chunks never queue in front of the message stream, and an attempt abandoned on
+    // a dead connection is retried on a fresh one.
+    this.snapshotChannelOptions = {
+      'grpc.max_send_message_length': SNAPSHOT_FRAME_BYTES_MAX,
+      'grpc.max_receive_message_length': SNAPSHOT_ACK_BYTES_MAX,
+      'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.enable_retries': 0,
+      'grpc.enable_channelz': 0,
       'grpc.use_local_subchannel_pool': 1,
     };
   }
@@ -282,12 +375,23 @@ export class GrpcTransport implements Transport {
     return this.streamsAcceptedCount;
   }
 
+  /** snapshotStats counts this transport's snapshot sends and refused incoming streams (a copy). */
+  get snapshotStats(): SnapshotStats {
+    return { ...this.snapshotCounters };
+  }
+
+  /** incomingSnapshotStreams counts the snapshot streams being received now. */
+  get incomingSnapshotStreams(): number {
+    return this.snapshotReceiver.openStreams;
+  }
+
   async start(handlers: TransportHandlers): Promise<void> {
     assert(this.handlers === undefined, 'start called twice');
     assert(this.closing === undefined, 'start after close');
     this.handlers = handlers;
     const server = new grpc.Server({
-      'grpc.max_receive_message_length': this.limits.messageBytesMax,
+      // One limit for every method: a snapshot frame (a block of up to 16 MiB) must fit too.
+      'grpc.max_receive_message_length': Math.max(this.limits.messageBytesMax, SNAPSHOT_FRAME_BYTES_MAX),
       'grpc.max_send_message_length': this.limits.messageBytesMax,
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
@@ -298,6 +402,7 @@ export class GrpcTransport implements Transport {
       Stream: (call: grpc.ServerDuplexStream<FrameWire, FrameWire>) => this.acceptStream(call),
       Call: (call: grpc.ServerUnaryCall<CallRequestWire, CallReplyWire>, callback: grpc.sendUnaryData<CallReplyWire>) =>
         this.serveCall(call, callback),
+      Snapshot: (call: SnapshotServerCall) => this.acceptSnapshot(call),
     });
     this.server = server;
     for (const url of this.listenUrls) {
@@ -383,6 +488,11 @@ export class GrpcTransport implements Transport {
     this.forgetPeer(peer);
     const link = this.links.get(peer);
     if (link !== undefined) this.breakLink(link, 'peer removed');
+    const removed = new StrataError(ErrorCode.MEMBER_REMOVED, `member ${peer} was removed from the cluster`, { details: { peer } });
+    for (const send of [...this.snapshotSends]) {
+      if (send.peer === peer) send.fail(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} was removed`, { details: { peer } }));
+    }
+    this.snapshotReceiver.endAll(removed, peer);
   }
 
   // forgetPeer drops a peer's state: queue, dial timer, channel and unreachable reports.
@@ -478,6 +588,105 @@ export class GrpcTransport implements Transport {
     });
   }
 
+  sendSnapshot(message: SnapshotMessage, payload: SnapshotPayload, options: SnapshotSendOptions = {}): Promise<void> {
+    assert(this.handlers !== undefined, 'sendSnapshot before start');
+    return startSnapshotSend({
+      localId: this.localId,
+      closed: this.closing !== undefined,
+      message,
+      payload,
+      options,
+      clock: this.clock,
+      logger: this.logger,
+      stats: this.snapshotCounters,
+      sends: this.snapshotSends,
+      open: (hello, events) => this.openSnapshotAttempt(hello, events),
+    });
+  }
+
+  // openSnapshotAttempt opens one Snapshot call (on a channel of its own) and sends the hello.
+  // Throws UNAVAILABLE when there is nothing to call: the send then fails at once.
+  private openSnapshotAttempt(hello: SnapshotHello, events: SnapshotAttemptEvents): SnapshotAttemptStream {
+    const peer = hello.to;
+    if (this.closing !== undefined) throw new StrataError(ErrorCode.UNAVAILABLE, 'peer transport is closed', { details: { peer } });
+    const state = this.peers.get(peer);
+    if (state === undefined) throw new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} is not known`, { details: { peer } });
+    const url = state.urls[state.urlIndex];
+    if (url === undefined) throw new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} has no known URL`, { details: { peer } });
+    const method = this.service.Snapshot;
+    assert(method !== undefined, 'peer service has Snapshot');
+    const client = new grpc.Client(parsePeerUrl(url).address, grpc.credentials.createInsecure(), this.snapshotChannelOptions);
+    const call = client.makeBidiStreamRequest<SnapshotFrameWire, SnapshotAckWire>(
+      method.path,
+      method.requestSerialize as (value: SnapshotFrameWire) => Buffer,
+      method.responseDeserialize as (bytes: Buffer) => SnapshotAckWire,
+      new grpc.Metadata(),
+      {},
+    );
+    // 'open' until the call fails or we end or cancel it; events go to the send only while open.
+    let phase: 'open' | 'ending' | 'closed' = 'open';
+    call.on('status', () => client.close());
+    call.on('data', (ack: SnapshotAckWire) => {
+      if (phase !== 'open') return;
+      if (ack.error !== null && ack.error !== undefined) {
+        phase = 'closed';
+        events.refused(remoteError(peer, ack.error));
+        return;
+      }
+      events.ack({ verifiedBytes: ack.verifiedBytes, done: ack.done });
+    });
+    call.on('error', (error: grpc.ServiceError) => {
+      if (phase !== 'open') return;
+      phase = 'closed';
+      client.close();
+      const code = error.metadata?.get(CODE_METADATA_KEY)[0];
+      const details = { peer, grpcCode: error.code };
+      if (typeof code === 'string' && isErrorCode(code)) {
+        events.refused(new StrataError(code, `peer ${peer} refused the snapshot stream: ${error.details}`, { cause: error, details }));
+      } else if (error.code === grpc.status.UNIMPLEMENTED) {
+        events.refused(new StrataError(ErrorCode.UNIMPLEMENTED, `peer ${peer} does not receive snapshot streams`, { cause: error, details }));
+      } else {
+        events.broken(new StrataError(ErrorCode.UNAVAILABLE, `snapshot stream to peer ${peer} broke: ${error.details}`, { cause: error, details }));
+      }
+    });
+    call.on('end', () => {
+      if (phase !== 'open') return;
+      phase = 'closed';
+      events.broken(new StrataError(ErrorCode.UNAVAILABLE, `peer ${peer} ended the snapshot stream without an answer`, { details: { peer } }));
+    });
+    call.write({
+      hello: { clusterId: this.clusterId, from: this.localId, to: peer, message: hello.messageBytes, byteLength: hello.byteLength },
+      chunk: null,
+      done: false,
+    });
+    return {
+      write: (frame: SnapshotSenderFrame): boolean => {
+        if (phase !== 'open') return true;
+        assert(frame.kind !== 'invalid', 'a sender writes chunks and done only');
+        const wire: SnapshotFrameWire = frame.kind === 'chunk' ? { hello: null, chunk: frame.chunk, done: false } : { hello: null, chunk: null, done: true };
+        const writable = call.write(wire);
+        if (!writable) {
+          call.once('drain', () => {
+            if (phase === 'open') events.drain();
+          });
+        }
+        return writable;
+      },
+      end: (): void => {
+        if (phase !== 'open') return;
+        phase = 'ending';
+        call.end(); // the status follows, and closes the channel
+      },
+      cancel: (): void => {
+        // Also after the call failed: cancelling a finished call does nothing, and the
+        // channel must go either way.
+        phase = 'closed';
+        call.cancel();
+        client.close();
+      },
+    };
+  }
+
   /** linkStatus describes the stream to `peer`, or undefined when there is none. */
   linkStatus(peer: NodeId): PeerLinkStatus | undefined {
     const link = this.links.get(peer);
@@ -538,6 +747,8 @@ export class GrpcTransport implements Transport {
     }
     for (const controller of this.servingRequests) controller.abort(new StrataError(ErrorCode.UNAVAILABLE, 'peer transport closed'));
     this.servingRequests.clear();
+    for (const send of [...this.snapshotSends]) send.fail(new StrataError(ErrorCode.UNAVAILABLE, 'peer transport closed', { details: { peer: send.peer } }));
+    this.snapshotReceiver.endAll(new StrataError(ErrorCode.UNAVAILABLE, 'peer transport closed'));
     for (const state of this.peers.values()) this.closeClient(state);
     for (const waiters of this.linkWaiters.values()) for (const waiter of waiters) waiter();
     this.linkWaiters.clear();
@@ -712,30 +923,16 @@ export class GrpcTransport implements Transport {
       refuse(call, grpc.status.UNAVAILABLE, ErrorCode.UNAVAILABLE, 'peer transport is closed');
       return undefined;
     }
-    if (hello.clusterId !== this.clusterId) {
-      this.logger.warn('refused a peer stream: cluster id mismatch', { from: hello.from, theirs: hello.clusterId, ours: this.clusterId });
-      refuse(call, grpc.status.FAILED_PRECONDITION, ErrorCode.CLUSTER_ID_MISMATCH, `cluster id mismatch: ours is ${this.clusterId}, the stream names ${hello.clusterId}`);
-      return undefined;
-    }
-    if (hello.to !== this.localId) {
-      this.logger.warn('refused a peer stream meant for another member', { from: hello.from, to: hello.to });
-      refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `this is member ${this.localId}, not ${hello.to}`);
+    const refusal = this.helloRefusal('stream', hello);
+    if (refusal !== undefined) {
+      refuse(call, refusal.status, refusal.code, refusal.details);
       return undefined;
     }
     const from = hello.from;
-    if (!Number.isSafeInteger(from) || from <= 0 || from === this.localId) {
-      refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `member ${from} may not dial ${this.localId}: not a member id`);
-      return undefined;
-    }
     const urls = helloUrlsOf(hello);
     if (urls === undefined) {
       this.logger.warn('refused a peer stream: its hello names malformed peer URLs', { from });
       refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, `member ${from} sent malformed peer URLs (at most ${HELLO_URLS_MAX}, each http://host:port)`);
-      return undefined;
-    }
-    if (this.removedPeers.has(from)) {
-      this.logger.debug('refused a stream from a removed member', { from });
-      refuse(call, grpc.status.FAILED_PRECONDITION, ErrorCode.MEMBER_REMOVED, `member ${from} was removed from the cluster`);
       return undefined;
     }
     const previous = this.links.get(from);
@@ -770,6 +967,119 @@ export class GrpcTransport implements Transport {
     this.logger.info('accepted peer stream', { peer: from, known: known !== undefined });
     this.notifyConnected(from);
     return link;
+  }
+
+  // helloRefusal checks the identity a hello claims, for a Stream and a Snapshot call alike:
+  // our cluster, addressed to us, from a valid member id other than ours, not removed.
+  private helloRefusal(kind: 'stream' | 'snapshot stream', hello: { clusterId: number; from: number; to: number }): HelloRefusal | undefined {
+    if (hello.clusterId !== this.clusterId) {
+      this.logger.warn(`refused a peer ${kind}: cluster id mismatch`, { from: hello.from, theirs: hello.clusterId, ours: this.clusterId });
+      return { status: grpc.status.FAILED_PRECONDITION, code: ErrorCode.CLUSTER_ID_MISMATCH, details: `cluster id mismatch: ours is ${this.clusterId}, the ${kind} names ${hello.clusterId}` };
+    }
+    if (hello.to !== this.localId) {
+      this.logger.warn(`refused a peer ${kind} meant for another member`, { from: hello.from, to: hello.to });
+      return { status: grpc.status.INVALID_ARGUMENT, code: ErrorCode.INVALID_ARGUMENT, details: `this is member ${this.localId}, not ${hello.to}` };
+    }
+    const from = hello.from;
+    if (!Number.isSafeInteger(from) || from <= 0 || from === this.localId) {
+      return { status: grpc.status.INVALID_ARGUMENT, code: ErrorCode.INVALID_ARGUMENT, details: `member ${from} may not dial ${this.localId}: not a member id` };
+    }
+    if (this.removedPeers.has(from)) {
+      this.logger.debug(`refused a ${kind} from a removed member`, { from });
+      return { status: grpc.status.FAILED_PRECONDITION, code: ErrorCode.MEMBER_REMOVED, details: `member ${from} was removed from the cluster` };
+    }
+    return undefined;
+  }
+
+  // ---- snapshot streams (receiving) ----
+
+  private acceptSnapshot(call: SnapshotServerCall): void {
+    if (this.closing !== undefined || this.handlers === undefined) {
+      refuse(call, grpc.status.UNAVAILABLE, ErrorCode.UNAVAILABLE, 'peer transport is closed');
+      return;
+    }
+    let incoming: IncomingSnapshot | undefined;
+    let refused = false;
+    const handshakeTimer = setTimeout(() => {
+      if (incoming !== undefined || refused) return;
+      refused = true;
+      refuse(call, grpc.status.DEADLINE_EXCEEDED, ErrorCode.TIMEOUT, 'no snapshot hello');
+    }, this.limits.handshakeTimeoutMs);
+    handshakeTimer.unref();
+    call.on('data', (frame: SnapshotFrameWire) => {
+      if (refused) return;
+      if (incoming !== undefined) {
+        incoming.receive(snapshotFrameFromWire(frame));
+        return;
+      }
+      clearTimeout(handshakeTimer);
+      incoming = this.acceptSnapshotHello(call, frame);
+      if (incoming === undefined) refused = true;
+    });
+    const onGone = (reason: string): void => {
+      clearTimeout(handshakeTimer);
+      incoming?.streamEnded(new StrataError(ErrorCode.UNAVAILABLE, `the snapshot stream ended: ${reason}`));
+    };
+    call.on('error', () => onGone('stream error'));
+    call.on('end', () => onGone('the sender ended it'));
+    call.on('cancelled', () => onGone('the sender cancelled it'));
+  }
+
+  private acceptSnapshotHello(call: SnapshotServerCall, frame: SnapshotFrameWire): IncomingSnapshot | undefined {
+    const hello = frame.hello;
+    if (this.closing !== undefined) {
+      refuse(call, grpc.status.UNAVAILABLE, ErrorCode.UNAVAILABLE, 'peer transport is closed');
+      return undefined;
+    }
+    if (hello === null || hello === undefined || frame.chunk !== null || frame.done) {
+      refuse(call, grpc.status.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT, 'the first snapshot frame must be a hello');
+      return undefined;
+    }
+    const refusal = this.helloRefusal('snapshot stream', hello);
+    if (refusal !== undefined) {
+      refuse(call, refusal.status, refusal.code, refusal.details);
+      return undefined;
+    }
+    let checked: SnapshotHello;
+    try {
+      checked = decodeSnapshotHello(this.localId, hello.from, bytesView(hello.message), hello.byteLength);
+    } catch (error) {
+      if (!isStrataError(error)) throw error;
+      this.logger.warn('refused a snapshot stream: malformed hello', { from: hello.from, error: error.message });
+      refuse(call, grpc.status.INVALID_ARGUMENT, error.code, error.message);
+      return undefined;
+    }
+    // Streams from members we do not know are served (a new member gets its first state this
+    // way, possibly from a leader it has not heard of yet), but not learned: Stream does that.
+    let answered = false;
+    const accepted = this.snapshotReceiver.accept(checked, {
+      ack: (ack) => {
+        if (answered || call.cancelled || call.writableEnded) return;
+        call.write({ verifiedBytes: ack.verifiedBytes, done: ack.done, error: null });
+      },
+      refuse: (error) => {
+        if (answered || call.cancelled || call.writableEnded) return;
+        answered = true;
+        call.write({ verifiedBytes: 0, done: false, error: toCallError(error) });
+        call.end();
+      },
+      end: () => {
+        if (answered || call.cancelled || call.writableEnded) return;
+        answered = true;
+        call.end();
+      },
+      abandon: (error) => {
+        if (answered || call.cancelled || call.writableEnded) return;
+        answered = true;
+        refuse(call, error.code === ErrorCode.MEMBER_REMOVED ? grpc.status.FAILED_PRECONDITION : grpc.status.UNAVAILABLE, error.code, error.message);
+      },
+    });
+    if (accepted instanceof StrataError) {
+      refuse(call, grpc.status.RESOURCE_EXHAUSTED, accepted.code, accepted.message);
+      return undefined;
+    }
+    this.logger.info('receiving a snapshot', { from: checked.from, bytes: checked.byteLength, index: checked.message.snapshot.metadata.index });
+    return accepted;
   }
 
   private onFrame(link: Link, frame: FrameWire): void {
@@ -967,7 +1277,19 @@ function helloUrlsOf(hello: FrameWire): readonly string[] | undefined {
   return [...urls];
 }
 
-function refuse(call: grpc.ServerDuplexStream<FrameWire, FrameWire>, status: grpc.status, code: ErrorCode, details: string): void {
+// snapshotFrameFromWire reads a frame after the hello: a chunk, done, or something invalid.
+function snapshotFrameFromWire(frame: SnapshotFrameWire): SnapshotSenderFrame {
+  const chunk = frame.chunk;
+  if (frame.hello !== null && frame.hello !== undefined) return { kind: 'invalid', what: 'a second hello' };
+  if (chunk !== null && chunk !== undefined) {
+    if (frame.done) return { kind: 'invalid', what: 'a chunk marked done' };
+    return { kind: 'chunk', chunk: { offset: chunk.offset, data: bytesView(chunk.data), crc32c: chunk.crc32c } };
+  }
+  if (frame.done) return { kind: 'done' };
+  return { kind: 'invalid', what: 'an empty frame' };
+}
+
+function refuse<Request, Response>(call: grpc.ServerDuplexStream<Request, Response>, status: grpc.status, code: ErrorCode, details: string): void {
   const metadata = new grpc.Metadata();
   metadata.set(CODE_METADATA_KEY, code);
   call.emit('error', { code: status, details, metadata });

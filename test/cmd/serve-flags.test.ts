@@ -27,6 +27,9 @@ test('no flags gives etcd defaults', () => {
     heartbeatIntervalMs: 100,
     electionTimeoutMs: 1000,
     maxRequestBytes: 1572864,
+    snapshotCount: 10000,
+    snapshotCatchupEntries: 5000,
+    snapshotSendRateBytes: 104857600,
     logLevel: 'info',
   });
 });
@@ -45,6 +48,9 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     '--heartbeat-interval', '50',
     '--election-timeout=250',
     '--max-request-bytes', '1048576',
+    '--snapshot-count=1000',
+    '--snapshot-catchup-entries', '200',
+    '--snapshot-send-rate-bytes=1048576',
     '--log-level=debug',
   ]);
   assert.deepEqual(options, {
@@ -64,6 +70,9 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     heartbeatIntervalMs: 50,
     electionTimeoutMs: 250,
     maxRequestBytes: 1048576,
+    snapshotCount: 1000,
+    snapshotCatchupEntries: 200,
+    snapshotSendRateBytes: 1048576,
     logLevel: 'debug',
   });
 });

@@ -136,6 +136,8 @@ export interface ClusterOptions<T extends MemoryTransport> {
   readonly createTransport?: TransportFactory<T>;
   /** 'system' runs on real time (for tests that also do real I/O). */
   readonly clock?: 'virtual' | 'system';
+  /** Snapshot triggers and log retention for every member (small counts make snapshots happen in a test). */
+  readonly snapshotPolicy?: RaftNodeOptions['snapshotPolicy'];
 }
 
 /** startCluster starts `size` members of a new cluster and waits until every one knows the leader. */
@@ -156,6 +158,7 @@ export async function startCluster<T extends MemoryTransport = CountingTransport
     heartbeatIntervalMs: HEARTBEAT_MS,
     electionTimeoutMs: ELECTION_MS,
     clock: driver.clock,
+    ...(clusterOptions.snapshotPolicy !== undefined ? { snapshotPolicy: clusterOptions.snapshotPolicy } : {}),
     createTransport: ({ localId, clusterId }) => {
       const transport = createTransport(network, { localId, clusterId, clock: driver.clock });
       transports.set(localId, transport);

@@ -1,12 +1,17 @@
 // The Transport conformance suite: GrpcTransport and MemoryTransport run these same tests
 // (test/transport/grpc-transport.test.ts, memory-transport.test.ts). Waiting is done on
 // events (a promise that resolves when the expected messages arrived); the few waits for a
-// link to notice a peer is gone are bounded loops.
+// link to notice a peer is gone are bounded loops. The snapshot stream cases use an in-test
+// payload (SnapshotTestPayload: seeded blocks of 1 MiB + 4096·k bytes) and sink
+// (SnapshotTestSink: checks that writes are contiguous, keeps the bytes, can fail or stall on
+// a chosen write); a sink outlives its streams, as the driver keeps partial receives.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Message, NodeId } from '../../src/raft/index.ts';
+import type { Message, NodeId, SnapshotMessage } from '../../src/raft/index.ts';
 import type { TransportLimits } from '../../src/transport/limits.ts';
-import type { PeerRequestKind, Transport, TransportHandlers } from '../../src/transport/transport.ts';
+import type { SnapshotStats } from '../../src/transport/snapshot-stream.ts';
+import type { PeerRequestKind, SnapshotPayload, SnapshotSink, Transport, TransportHandlers } from '../../src/transport/transport.ts';
+import { SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX } from '../../src/transport/transport.ts';
 import { ErrorCode, StrataError, isStrataError } from '../../src/util/errors.ts';
 
 /** TransportHarness creates transports of one implementation for the suite. */
@@ -19,6 +24,8 @@ export interface TransportHarness {
   connected(from: Transport, to: NodeId): Promise<void>;
   /** queued is how many messages `transport` holds for `peer`. */
   queued(transport: Transport, peer: NodeId): number;
+  /** snapshotStats are the transport's snapshot counters. */
+  snapshotStats(transport: Transport): SnapshotStats;
 }
 
 /** TEST_TIMEOUT_MS fails a test that hangs instead of hanging the run. */
@@ -32,6 +39,10 @@ export class Recorder implements TransportHandlers {
   private waiters: Array<{ done: () => boolean; resolve: () => void }> = [];
   requestHandler: (from: NodeId, kind: PeerRequestKind, body: Uint8Array, signal: AbortSignal) => Promise<Uint8Array> =
     (_from, _kind, body) => Promise.resolve(body);
+  /** Every onSnapshot call, in order. */
+  readonly snapshotOpens: Array<{ from: NodeId; message: SnapshotMessage; byteLength: number; signal: AbortSignal }> = [];
+  snapshotHandler: (from: NodeId, message: SnapshotMessage, byteLength: number, signal: AbortSignal) => Promise<SnapshotSink> = () =>
+    Promise.reject(new StrataError(ErrorCode.UNAVAILABLE, 'this test receives no snapshots'));
 
   onMessages(messages: readonly Message[]): void {
     this.batches.push([...messages]);
@@ -46,6 +57,13 @@ export class Recorder implements TransportHandlers {
 
   onRequest(from: NodeId, kind: PeerRequestKind, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
     return this.requestHandler(from, kind, body, signal);
+  }
+
+  onSnapshot(from: NodeId, message: SnapshotMessage, byteLength: number, signal: AbortSignal): Promise<SnapshotSink> {
+    this.snapshotOpens.push({ from, message, byteLength, signal });
+    const sink = this.snapshotHandler(from, message, byteLength, signal);
+    this.check();
+    return sink;
   }
 
   /** until resolves once `done()` holds (checked whenever something arrives). */
@@ -111,6 +129,159 @@ export function sampleMessages(from: NodeId, to: NodeId): Message[] {
     { type: 'readIndex', from, to, term: 6, context: bytes(16, 2) },
     { type: 'readIndexResponse', from, to, term: 6, index: 120, context: bytes(16, 2) },
   ];
+}
+
+/** SNAPSHOT_SUITE_TIMEOUT_MS bounds the snapshot cases together (a few take seconds by design: rate, stalls). */
+export const SNAPSHOT_SUITE_TIMEOUT_MS = 120_000;
+
+/** MIB is a mebibyte. */
+export const MIB = 1024 * 1024;
+/** FAST_BYTES_PER_SECOND is a rate no test notices (1 GiB/s). */
+export const FAST_BYTES_PER_SECOND = 1024 * MIB;
+
+/** snapshotMessage is a Raft snapshot message whose data is a small descriptor, as the driver's is. */
+export function snapshotMessage(from: NodeId, to: NodeId, index: number): SnapshotMessage {
+  return {
+    type: 'snapshot', from, to, term: 3,
+    snapshot: {
+      metadata: { index, term: 2, confState: { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false } },
+      data: Uint8Array.from([0x53, 0x4e, index & 0xff]),
+    },
+  };
+}
+
+/**
+ * SnapshotTestPayload is a seeded snapshot file of blocks of 1 MiB + 4096·k bytes. It records
+ * its reads, counts the read buffers not yet acknowledged (acknowledged() is the send's
+ * onProgress), the bytes read again below the highest offset read, and can fail one read.
+ */
+export class SnapshotTestPayload implements SnapshotPayload {
+  readonly byteLength: number;
+  readonly data: Uint8Array;
+  readonly blockStarts: number[] = [];
+  readonly reads: Array<{ offset: number; length: number }> = [];
+  /** The read (by index) that rejects with CORRUPTION, as a payload that failed its own check. */
+  failRead: number | undefined;
+  bytesReadAgain = 0;
+  outstandingMax = 0;
+  private outstanding: number[] = [];
+  private readHighWater = 0;
+
+  constructor(byteLength: number, seed: number) {
+    assert.ok(byteLength % 4096 === 0);
+    this.byteLength = byteLength;
+    this.data = new Uint8Array(byteLength);
+    const words = new Uint32Array(this.data.buffer);
+    let x = seed | 1;
+    for (let i = 0; i < words.length; i += 1) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x >>> 0;
+    }
+    let offset = 0;
+    let k = seed;
+    while (offset < byteLength) {
+      this.blockStarts.push(offset);
+      k = (k * 1103515245 + 12345) & 0x3f;
+      offset = Math.min(byteLength, offset + MIB + 4096 * k);
+    }
+  }
+
+  /** largestBlock is the longest block (what one read returns at chunkBytes 1 MiB). */
+  get largestBlock(): number {
+    let largest = 0;
+    for (const [i, start] of this.blockStarts.entries()) largest = Math.max(largest, (this.blockStarts[i + 1] ?? this.byteLength) - start);
+    return largest;
+  }
+
+  read(offset: number, maxBytes: number): Promise<Uint8Array> {
+    const index = this.reads.length;
+    const first = this.blockStarts.indexOf(offset);
+    assert.ok(first >= 0, `read at ${offset}, not a block boundary`);
+    let end = this.blockStarts[first + 1] ?? this.byteLength;
+    for (let next = first + 1; next < this.blockStarts.length; next += 1) {
+      const blockEnd = this.blockStarts[next + 1] ?? this.byteLength;
+      if (blockEnd - offset > maxBytes) break;
+      end = blockEnd;
+    }
+    this.reads.push({ offset, length: end - offset });
+    if (index === this.failRead) return Promise.reject(new StrataError(ErrorCode.CORRUPTION, `block at ${offset} failed its CRC`));
+    this.bytesReadAgain += Math.max(0, Math.min(end, this.readHighWater) - offset);
+    this.readHighWater = Math.max(this.readHighWater, end);
+    this.outstanding.push(end);
+    this.outstandingMax = Math.max(this.outstandingMax, this.outstanding.length);
+    return Promise.resolve(this.data.slice(offset, end));
+  }
+
+  /** acknowledged drops the buffers the receiver acknowledged (the send's onProgress). */
+  acknowledged(bytes: number): void {
+    this.outstanding = this.outstanding.filter((end) => end > bytes);
+  }
+}
+
+/**
+ * SnapshotTestSink receives one snapshot: it checks that writes come in order from its
+ * verified bytes, keeps the bytes, and runs a test's hook before each write and at finish.
+ */
+export class SnapshotTestSink implements SnapshotSink {
+  readonly bytes: Uint8Array;
+  readonly writes: Array<{ offset: number; length: number }> = [];
+  finishCalls = 0;
+  abortCalls = 0;
+  /** Writes that did not follow the verified bytes (a transport bug); tests assert none. */
+  readonly outOfOrder: string[] = [];
+  /** Runs before write number `index` takes effect; a throw (or rejection) fails that write. */
+  writeHook: ((index: number, offset: number) => Promise<void> | void) | undefined;
+  finishHook: (() => Promise<void> | void) | undefined;
+  private verified = 0;
+
+  constructor(byteLength: number) {
+    this.bytes = new Uint8Array(byteLength);
+  }
+
+  verifiedBytes(): number {
+    return this.verified;
+  }
+
+  async write(offset: number, bytes: Uint8Array): Promise<void> {
+    const index = this.writes.length;
+    this.writes.push({ offset, length: bytes.byteLength });
+    // The transport writes in order from where the sink said it is; anything else is a bug.
+    if (offset !== this.verified || offset + bytes.byteLength > this.bytes.byteLength) {
+      this.outOfOrder.push(`write of ${bytes.byteLength} at ${offset} with ${this.verified} verified`);
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'write out of order');
+    }
+    await this.writeHook?.(index, offset);
+    this.bytes.set(bytes, offset);
+    this.verified = offset + bytes.byteLength;
+  }
+
+  async finish(): Promise<void> {
+    this.finishCalls += 1;
+    await this.finishHook?.();
+  }
+
+  abort(): Promise<void> {
+    this.abortCalls += 1;
+    return Promise.resolve();
+  }
+}
+
+/** sameBytes compares two large byte arrays without deepEqual's cost. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** aborted resolves once `signal` aborts. */
+export function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** never is a promise that does not settle (a stalled sink). */
+export function never(): Promise<void> {
+  return new Promise<void>(() => {});
 }
 
 function rejectsWith(code: ErrorCode): (error: unknown) => boolean {
@@ -455,5 +626,344 @@ export function describeTransportConformance(name: string, harness: TransportHar
         await lagging.close();
       });
     }
+  });
+
+  describe(`Transport conformance, snapshot streams: ${name}`, { timeout: SNAPSHOT_SUITE_TIMEOUT_MS }, () => {
+    const SNAPSHOT_BYTES = 10 * MIB;
+
+    // receiveInto makes `member` receive every snapshot into `sink` (the same sink across
+    // streams, as the driver keeps a partial receive for the next stream of that snapshot).
+    function receiveInto(member: Member, sink: SnapshotTestSink): void {
+      member.recorder.snapshotHandler = () => Promise.resolve(sink);
+    }
+
+    test('a snapshot arrives whole, chunk by chunk, in order; finish runs once; the Raft message reaches the receiver', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 11);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      receiveInto(b, sink);
+      const message = snapshotMessage(1, 2, 500);
+      const progress: number[] = [];
+      await a.transport.sendSnapshot(message, payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, onProgress: (bytes) => progress.push(bytes) });
+      assert.ok(sameBytes(sink.bytes, payload.data), 'the received bytes are the sent ones');
+      assert.equal(sink.finishCalls, 1);
+      assert.equal(sink.abortCalls, 0);
+      assert.deepEqual(sink.outOfOrder, []);
+      assert.ok(sink.writes.length >= 5, `10 MiB in chunks of at most 2 MiB: ${sink.writes.length} writes`);
+      for (const write of sink.writes) assert.ok(write.length <= 2 * MIB);
+      assert.equal(b.recorder.snapshotOpens.length, 1);
+      const opened = b.recorder.snapshotOpens[0];
+      assert.equal(opened?.from, 1);
+      assert.equal(opened?.byteLength, SNAPSHOT_BYTES);
+      assert.deepStrictEqual(opened?.message, message);
+      assert.equal(opened?.signal.aborted, false, 'a stream that finished is not aborted');
+      assert.equal(progress.at(-1), SNAPSHOT_BYTES);
+      assert.deepEqual(progress, [...progress].sort((x, y) => x - y));
+      assert.deepEqual(b.recorder.messages, [], 'the sink, not onMessages, hands the message to Raft');
+      const stats = harness.snapshotStats(a.transport);
+      assert.equal(stats.attempts, 1);
+      assert.equal(stats.bytesSent, SNAPSHOT_BYTES);
+      assert.equal(stats.bytesResent, 0);
+      await closeAll([a, b]);
+    });
+
+    test('an empty snapshot is opened and finished with no chunk', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const sink = new SnapshotTestSink(0);
+      receiveInto(b, sink);
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 7), new SnapshotTestPayload(0, 1));
+      assert.equal(sink.finishCalls, 1);
+      assert.deepEqual(sink.writes, []);
+      await closeAll([a, b]);
+    });
+
+    test('the sender holds at most window + 1 chunk buffers, and drops them as they are acknowledged', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 12);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      // A slow disk on the receiver: the window fills up.
+      sink.writeHook = () => delay(5);
+      receiveInto(b, sink);
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 501), payload, {
+        bytesPerSecond: FAST_BYTES_PER_SECOND,
+        chunkBytes: MIB,
+        onProgress: (bytes) => payload.acknowledged(bytes),
+      });
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      assert.ok(payload.outstandingMax <= SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX + 1, `${payload.outstandingMax} buffers held at once`);
+      assert.ok(payload.outstandingMax >= 2, 'the window was used');
+      await closeAll([a, b]);
+    });
+
+    test('a sink that fails UNAVAILABLE mid-stream: the next stream resumes at its verified bytes, not at 0', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 13);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      let failed = false;
+      sink.writeHook = (index) => {
+        if (index === 4 && !failed) {
+          failed = true;
+          throw new StrataError(ErrorCode.UNAVAILABLE, 'disk busy');
+        }
+      };
+      const resumedAt: number[] = [];
+      b.recorder.snapshotHandler = () => {
+        resumedAt.push(sink.verifiedBytes());
+        return Promise.resolve(sink);
+      };
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 502), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, chunkBytes: MIB });
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      assert.equal(sink.finishCalls, 1);
+      assert.deepEqual(sink.outOfOrder, []);
+      assert.equal(resumedAt.length, 2);
+      assert.equal(resumedAt[0], 0);
+      assert.ok((resumedAt[1] ?? 0) >= 4 * MIB, `resumed at ${resumedAt[1]}`);
+      assert.equal(payload.reads.filter((read) => read.offset === 0).length, 1, 'byte 0 was read once');
+      const window = SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX * payload.largestBlock;
+      assert.ok(payload.bytesReadAgain < window, `${payload.bytesReadAgain} bytes read again`);
+      assert.ok(harness.snapshotStats(a.transport).bytesResent < window);
+      assert.equal(sink.abortCalls, 0, 'the transport never aborts a sink');
+      await closeAll([a, b]);
+    });
+
+    test('a sink that finds a chunk corrupt: the chunk is refused and sent again on the next stream', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 14);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      let failed = false;
+      sink.writeHook = (index) => {
+        if (index === 3 && !failed) {
+          failed = true;
+          throw new StrataError(ErrorCode.CORRUPTION, 'block CRC mismatch');
+        }
+      };
+      receiveInto(b, sink);
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 503), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, chunkBytes: MIB });
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      assert.equal(b.recorder.snapshotOpens.length, 2);
+      assert.equal(harness.snapshotStats(a.transport).attempts, 2);
+      assert.ok(harness.snapshotStats(a.transport).bytesResent < SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX * payload.largestBlock);
+      await closeAll([a, b]);
+    });
+
+    test('a write that stalls is given up on after the progress timeout; the next stream resumes', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 15);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      let stalled = false;
+      // A disk that hangs once; the sink gives up when its stream's signal aborts.
+      sink.writeHook = async (index) => {
+        if (index !== 4 || stalled) return;
+        stalled = true;
+        const signal = b.recorder.snapshotOpens.at(-1)?.signal;
+        assert.ok(signal !== undefined);
+        await aborted(signal);
+        throw new StrataError(ErrorCode.CANCELED, 'the stream ended');
+      };
+      receiveInto(b, sink);
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 504), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, chunkBytes: MIB, progressTimeoutMs: 300 });
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      assert.equal(b.recorder.snapshotOpens[0]?.signal.aborted, true, 'the abandoned stream aborted its signal');
+      // A loaded machine may time out a slow ack too: whatever the attempts, none starts over
+      // at 0, and each sends again at most what was on the wire when it ended.
+      const stats = harness.snapshotStats(a.transport);
+      assert.ok(stats.attempts >= 2);
+      assert.equal(b.recorder.snapshotOpens.length, stats.attempts);
+      assert.ok(stats.bytesResent < (stats.attempts - 1) * SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX * payload.largestBlock);
+      assert.equal(payload.reads.filter((read) => read.offset === 0).length, 1, 'byte 0 was read once');
+      await closeAll([a, b]);
+    });
+
+    test('a payload read failing CORRUPTION fails the send with CORRUPTION, and the receiver never finishes', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 16);
+      payload.failRead = 3;
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      receiveInto(b, sink);
+      await assert.rejects(
+        a.transport.sendSnapshot(snapshotMessage(1, 2, 505), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, chunkBytes: MIB }),
+        rejectsWith(ErrorCode.CORRUPTION),
+      );
+      const opened = b.recorder.snapshotOpens[0];
+      assert.ok(opened !== undefined);
+      await aborted(opened.signal); // the receiver saw the stream end...
+      assert.equal(sink.finishCalls, 0); // ...and never finished
+      assert.equal(b.recorder.snapshotOpens.length, 1, 'no retry after the payload failed');
+      assert.ok(sink.verifiedBytes() <= 3 * payload.largestBlock);
+      await closeAll([a, b]);
+    });
+
+    test("the receiver's finish() error reaches the sender with its code, not retried", async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(4 * MIB, 17);
+      const sink = new SnapshotTestSink(payload.byteLength);
+      sink.finishHook = () => {
+        throw new StrataError(ErrorCode.IO_ERROR, 'fsync failed', { details: { path: '/data/snap' } });
+      };
+      receiveInto(b, sink);
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 506), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND }), (error: unknown) => {
+        assert.ok(isStrataError(error, ErrorCode.IO_ERROR));
+        assert.deepEqual(error.details, { path: '/data/snap' });
+        return true;
+      });
+      assert.equal(sink.finishCalls, 1);
+      assert.equal(harness.snapshotStats(a.transport).attempts, 1);
+      await closeAll([a, b]);
+    });
+
+    test("onSnapshot's StrataError refuses the stream and reaches the sender with its code", async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      b.recorder.snapshotHandler = () => Promise.reject(new StrataError(ErrorCode.SNAPSHOT_TEMPORARILY_UNAVAILABLE, 'installing another'));
+      await assert.rejects(
+        a.transport.sendSnapshot(snapshotMessage(1, 2, 507), new SnapshotTestPayload(MIB, 18)),
+        rejectsWith(ErrorCode.SNAPSHOT_TEMPORARILY_UNAVAILABLE),
+      );
+      b.recorder.snapshotHandler = () => {
+        throw new StrataError(ErrorCode.CONF_CHANGE_REFUSED, 'thrown synchronously');
+      };
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 508), new SnapshotTestPayload(MIB, 18)), rejectsWith(ErrorCode.CONF_CHANGE_REFUSED));
+      await closeAll([a, b]);
+    });
+
+    test('the signal cancels a send at once with CANCELED; the receiver sees its stream end, its sink kept', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 19);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      const controller = new AbortController();
+      sink.writeHook = (index) => {
+        if (index === 2) controller.abort();
+      };
+      receiveInto(b, sink);
+      await assert.rejects(
+        a.transport.sendSnapshot(snapshotMessage(1, 2, 509), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, chunkBytes: MIB, signal: controller.signal }),
+        rejectsWith(ErrorCode.CANCELED),
+      );
+      const opened = b.recorder.snapshotOpens[0];
+      assert.ok(opened !== undefined);
+      await aborted(opened.signal);
+      assert.equal(sink.finishCalls, 0);
+      assert.equal(sink.abortCalls, 0);
+      await assert.rejects(
+        a.transport.sendSnapshot(snapshotMessage(1, 2, 510), payload, { signal: controller.signal }),
+        rejectsWith(ErrorCode.CANCELED),
+      );
+      assert.equal(b.recorder.snapshotOpens.length, 1, 'an aborted signal opens no stream');
+      await closeAll([a, b]);
+    });
+
+    test('a stalled receiver fails the send with UNAVAILABLE after stalledAttemptsMax progress timeouts', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 20);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      sink.writeHook = () => never();
+      receiveInto(b, sink);
+      const progressTimeoutMs = 100;
+      const stalledAttemptsMax = 3;
+      const started = performance.now();
+      await assert.rejects(
+        a.transport.sendSnapshot(snapshotMessage(1, 2, 511), payload, {
+          bytesPerSecond: FAST_BYTES_PER_SECOND,
+          chunkBytes: MIB,
+          progressTimeoutMs,
+          stalledAttemptsMax,
+        }),
+        rejectsWith(ErrorCode.UNAVAILABLE),
+      );
+      // A lower bound only: a slow machine takes longer, never shorter.
+      assert.ok(performance.now() - started >= stalledAttemptsMax * progressTimeoutMs - 5);
+      assert.equal(harness.snapshotStats(a.transport).attempts, stalledAttemptsMax);
+      // The hung write holds the peer's later streams (one sink call at a time): no second write.
+      assert.ok(sink.writes.length <= 1);
+      await closeAll([a, b]);
+    });
+
+    test('the rate limit holds: 8 MiB at 4 MiB/s in chunks of 1 MiB takes at least 1.75 s', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(8 * MIB, 21);
+      // Blocks of exactly 1 MiB: the bucket starts with one chunk, then refills 1 MiB per 250 ms.
+      payload.blockStarts.splice(0, payload.blockStarts.length, ...Array.from({ length: 8 }, (_, i) => i * MIB));
+      const sink = new SnapshotTestSink(payload.byteLength);
+      receiveInto(b, sink);
+      const started = performance.now();
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 512), payload, { bytesPerSecond: 4 * MIB, chunkBytes: MIB });
+      const elapsedMs = performance.now() - started;
+      assert.ok(elapsedMs >= 1_740, `took ${elapsedMs} ms`); // timers may fire a millisecond early; never an upper bound
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      await closeAll([a, b]);
+    });
+
+    test('one stream per peer at a time: a second send to the same peer is refused until the first is done, then succeeds', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const first = new SnapshotTestSink(4 * MIB);
+      const second = new SnapshotTestSink(4 * MIB);
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      first.writeHook = (index) => (index === 0 ? released : undefined);
+      b.recorder.snapshotHandler = (_from, message) => Promise.resolve(message.snapshot.metadata.index === 601 ? first : second);
+      const payloadOne = new SnapshotTestPayload(4 * MIB, 22);
+      const payloadTwo = new SnapshotTestPayload(4 * MIB, 23);
+      const sendOne = a.transport.sendSnapshot(snapshotMessage(1, 2, 601), payloadOne, { bytesPerSecond: FAST_BYTES_PER_SECOND });
+      await b.recorder.until(() => b.recorder.snapshotOpens.length === 1);
+      const sendTwo = a.transport.sendSnapshot(snapshotMessage(1, 2, 602), payloadTwo, {
+        bytesPerSecond: FAST_BYTES_PER_SECOND,
+        stalledAttemptsMax: 50,
+      });
+      for (let attempt = 0; attempt < 500 && harness.snapshotStats(b.transport).incomingRefused === 0; attempt += 1) await delay(10);
+      assert.ok(harness.snapshotStats(b.transport).incomingRefused >= 1);
+      release();
+      await sendOne;
+      await sendTwo;
+      assert.ok(sameBytes(first.bytes, payloadOne.data));
+      assert.ok(sameBytes(second.bytes, payloadTwo.data));
+      await closeAll([a, b]);
+    });
+
+    test('sendSnapshot fails UNAVAILABLE to an unknown peer, INVALID_ARGUMENT for bad options, UNAVAILABLE on close', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(SNAPSHOT_BYTES, 24);
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 9, 700), payload), rejectsWith(ErrorCode.UNAVAILABLE));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 701), payload, { chunkBytes: 1024 }), rejectsWith(ErrorCode.INVALID_ARGUMENT));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 701), payload, { chunkBytes: 8 * MIB }), rejectsWith(ErrorCode.INVALID_ARGUMENT));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 701), payload, { bytesPerSecond: 0 }), rejectsWith(ErrorCode.INVALID_ARGUMENT));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 701), payload, { progressTimeoutMs: -1 }), rejectsWith(ErrorCode.INVALID_ARGUMENT));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 701), payload, { stalledAttemptsMax: 0 }), rejectsWith(ErrorCode.INVALID_ARGUMENT));
+      assert.equal(b.recorder.snapshotOpens.length, 0);
+      const sink = new SnapshotTestSink(SNAPSHOT_BYTES);
+      sink.writeHook = (index) => (index === 1 ? never() : undefined);
+      receiveInto(b, sink);
+      const pending = a.transport.sendSnapshot(snapshotMessage(1, 2, 702), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND });
+      await b.recorder.until(() => b.recorder.snapshotOpens.length === 1);
+      for (let attempt = 0; attempt < 500 && sink.writes.length < 2; attempt += 1) await delay(5);
+      await a.transport.close();
+      await assert.rejects(pending, rejectsWith(ErrorCode.UNAVAILABLE));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 703), payload), rejectsWith(ErrorCode.UNAVAILABLE));
+      await closeAll([a, b]);
+    });
+
+    test('a member that removed the sender refuses its snapshot with MEMBER_REMOVED', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      b.transport.removePeer(1);
+      receiveInto(b, new SnapshotTestSink(MIB));
+      await assert.rejects(a.transport.sendSnapshot(snapshotMessage(1, 2, 800), new SnapshotTestPayload(MIB, 25)), rejectsWith(ErrorCode.MEMBER_REMOVED));
+      assert.equal(b.recorder.snapshotOpens.length, 0);
+      await closeAll([a, b]);
+    });
+
+    test('a member serves a snapshot from a member it does not know', async () => {
+      const sender = harness.create(1);
+      const receiver = harness.create(2);
+      const recorderSender = new Recorder();
+      const recorderReceiver = new Recorder();
+      await sender.start(recorderSender);
+      await receiver.start(recorderReceiver);
+      sender.setPeer(2, [harness.urlOf(receiver)]);
+      const sink = new SnapshotTestSink(2 * MIB);
+      recorderReceiver.snapshotHandler = () => Promise.resolve(sink);
+      const payload = new SnapshotTestPayload(2 * MIB, 26);
+      await sender.sendSnapshot(snapshotMessage(1, 2, 900), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND });
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      await sender.close();
+      await receiver.close();
+    });
   });
 }

@@ -11,9 +11,23 @@ import type { Logger, NodeId } from '../../src/raft/index.ts';
 import { GrpcTransport, PEER_SERVICE_PROTO_PATH } from '../../src/transport/grpc-transport.ts';
 import type { TransportLimits } from '../../src/transport/limits.ts';
 import { decodeMessages, encodeMessages } from '../../src/transport/message-codec.ts';
-import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
+import { chunkCrc32c } from '../../src/transport/snapshot-stream.ts';
+import { SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX } from '../../src/transport/transport.ts';
+import { ErrorCode, StrataError, isStrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
-import { Recorder, TEST_TIMEOUT_MS, describeTransportConformance, heartbeat } from './conformance.ts';
+import {
+  FAST_BYTES_PER_SECOND,
+  MIB,
+  Recorder,
+  SnapshotTestPayload,
+  SnapshotTestSink,
+  TEST_TIMEOUT_MS,
+  aborted,
+  describeTransportConformance,
+  heartbeat,
+  sameBytes,
+  snapshotMessage,
+} from './conformance.ts';
 
 const CLUSTER_ID = 0x1234_5678_9abc;
 
@@ -59,6 +73,7 @@ describeTransportConformance('grpc', {
   urlOf: (transport) => urlOf(transport as GrpcTransport),
   connected: (from, to) => (from as GrpcTransport).whenConnected(to),
   queued: (transport, peer) => (transport as GrpcTransport).linkStatus(peer)?.queuedMessages ?? 0,
+  snapshotStats: (transport) => (transport as GrpcTransport).snapshotStats,
 });
 
 /** CapturingLogger records warnings and lets a test wait for the n-th one matching a text. */
@@ -136,6 +151,208 @@ function rawStream(url: string): RawStream {
   };
   return { client, call, status, frame };
 }
+
+interface SnapshotFrameWire {
+  hello?: { clusterId: number; from: number; to: number; message: Uint8Array; byteLength: number } | null;
+  chunk?: { offset: number; data: Uint8Array; crc32c: number } | null;
+  done?: boolean;
+}
+
+interface SnapshotAckWire {
+  verifiedBytes: number;
+  done: boolean;
+  error: { code: string; message: string; details: Uint8Array } | null;
+}
+
+interface RawSnapshotStream {
+  client: grpc.Client;
+  call: grpc.ClientDuplexStream<SnapshotFrameWire, SnapshotAckWire>;
+  status: Promise<grpc.ServiceError | undefined>;
+  /** ack resolves with the index-th ack the receiver sent on this stream. */
+  ack(index: number): Promise<SnapshotAckWire>;
+}
+
+/** rawSnapshotStream opens a Snapshot call to `url` by hand, to send what a GrpcTransport never would. */
+function rawSnapshotStream(url: string): RawSnapshotStream {
+  const definition = protoLoader.loadSync(PEER_SERVICE_PROTO_PATH, { keepCase: false, longs: Number, defaults: true });
+  const service = definition['stratakv.peer.Peer'] as grpc.ServiceDefinition;
+  const method = service.Snapshot;
+  assert.ok(method !== undefined);
+  const client = new grpc.Client(new URL(url).host, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  const call = client.makeBidiStreamRequest<SnapshotFrameWire, SnapshotAckWire>(
+    method.path,
+    method.requestSerialize as (value: SnapshotFrameWire) => Buffer,
+    method.responseDeserialize as (bytes: Buffer) => SnapshotAckWire,
+  );
+  const acks: SnapshotAckWire[] = [];
+  let waiters: Array<{ index: number; resolve: (ack: SnapshotAckWire) => void }> = [];
+  const status = new Promise<grpc.ServiceError | undefined>((resolve) => {
+    call.on('error', (error: grpc.ServiceError) => resolve(error));
+    call.on('end', () => resolve(undefined));
+    call.on('data', (ack: SnapshotAckWire) => {
+      acks.push(ack);
+      const ready = waiters.filter((waiter) => waiter.index < acks.length);
+      waiters = waiters.filter((waiter) => waiter.index >= acks.length);
+      for (const waiter of ready) waiter.resolve(acks[waiter.index] as SnapshotAckWire);
+    });
+  });
+  const ack = (index: number): Promise<SnapshotAckWire> => {
+    const arrived = acks[index];
+    if (arrived !== undefined) return Promise.resolve(arrived);
+    return new Promise((resolve) => waiters.push({ index, resolve }));
+  };
+  return { client, call, status, ack };
+}
+
+function snapshotHelloWire(from: NodeId, to: NodeId, byteLength: number, clusterId = CLUSTER_ID): SnapshotFrameWire {
+  return { hello: { clusterId, from, to, message: encodeMessages([snapshotMessage(from, to, 42)]), byteLength } };
+}
+
+describe('GrpcTransport snapshot streams', { timeout: TEST_TIMEOUT_MS }, () => {
+  test('a snapshot to a member of another cluster fails with CLUSTER_ID_MISMATCH, at once', async () => {
+    const a = createTransport(1, { clusterId: 111 });
+    const b = createTransport(2, { clusterId: 222 });
+    const rb = new Recorder();
+    await a.start(new Recorder());
+    await b.start(rb);
+    a.setPeer(2, [urlOf(b)]);
+    await assert.rejects(a.sendSnapshot(snapshotMessage(1, 2, 1), new SnapshotTestPayload(MIB, 1)), (error) => isStrataError(error, ErrorCode.CLUSTER_ID_MISMATCH));
+    assert.equal(a.snapshotStats.attempts, 1);
+    assert.equal(rb.snapshotOpens.length, 0);
+    await a.close();
+    await b.close();
+  });
+
+  test('on the wire: resume offset, per-chunk acks, a damaged chunk refused with CORRUPTION, one stream per member, malformed hellos', async () => {
+    const b = createTransport(2);
+    const rb = new Recorder();
+    await b.start(rb);
+    const sink = new SnapshotTestSink(4 * MIB);
+    rb.snapshotHandler = () => Promise.resolve(sink);
+    const block = new Uint8Array(MIB).fill(7);
+
+    const first = rawSnapshotStream(urlOf(b));
+    first.call.write(snapshotHelloWire(1, 2, 4 * MIB));
+    assert.equal((await first.ack(0)).verifiedBytes, 0);
+    // Member 1 already has a stream open: a second is refused, and says why in the trailer.
+    const second = rawSnapshotStream(urlOf(b));
+    second.call.write(snapshotHelloWire(1, 2, 4 * MIB));
+    const busy = await second.status;
+    assert.equal(busy?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(busy?.metadata.get('stratakv-code')[0], ErrorCode.UNAVAILABLE);
+    second.client.close();
+    first.call.write({ chunk: { offset: 0, data: block, crc32c: chunkCrc32c(block) } });
+    assert.equal((await first.ack(1)).verifiedBytes, MIB);
+    // A chunk whose CRC does not match: refused before the sink sees it; the call ends.
+    first.call.write({ chunk: { offset: MIB, data: block, crc32c: chunkCrc32c(block) ^ 1 } });
+    const refused = await first.ack(2);
+    assert.equal(refused.error?.code, ErrorCode.CORRUPTION);
+    assert.equal(await first.status, undefined, 'the call ends with OK after the error ack');
+    assert.equal(sink.writes.length, 1);
+    first.client.close();
+    // The next stream resumes at what the sink verified.
+    const third = rawSnapshotStream(urlOf(b));
+    third.call.write(snapshotHelloWire(1, 2, 4 * MIB));
+    assert.equal((await third.ack(0)).verifiedBytes, MIB);
+    // A chunk that does not follow the verified bytes is a protocol error.
+    third.call.write({ chunk: { offset: 2 * MIB, data: block, crc32c: chunkCrc32c(block) } });
+    assert.equal((await third.ack(1)).error?.code, ErrorCode.INVALID_ARGUMENT);
+    third.client.close();
+    assert.equal(b.incomingSnapshotStreams, 0);
+
+    const malformed: SnapshotFrameWire[] = [
+      { chunk: { offset: 0, data: block, crc32c: 0 } }, // no hello first
+      { hello: { clusterId: CLUSTER_ID, from: 1, to: 2, message: encodeMessages([heartbeat(1, 2, 0)]), byteLength: MIB } }, // not a snapshot
+      { hello: { clusterId: CLUSTER_ID, from: 3, to: 2, message: encodeMessages([snapshotMessage(1, 2, 1)]), byteLength: MIB } }, // from someone else
+      { hello: { clusterId: CLUSTER_ID, from: 1, to: 5, message: encodeMessages([snapshotMessage(1, 5, 1)]), byteLength: MIB } }, // meant for 5
+      { hello: { clusterId: CLUSTER_ID, from: 2, to: 2, message: encodeMessages([snapshotMessage(2, 2, 1)]), byteLength: MIB } }, // from itself
+    ];
+    for (const frame of malformed) {
+      const raw = rawSnapshotStream(urlOf(b));
+      raw.call.write(frame);
+      const error = await raw.status;
+      assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.INVALID_ARGUMENT);
+      raw.client.close();
+    }
+    assert.equal(rb.snapshotOpens.length, 2);
+    await b.close();
+  });
+
+  test('a stream that sends no hello is refused with TIMEOUT after the handshake timeout', async () => {
+    const b = createTransport(2, { limits: { handshakeTimeoutMs: 50 } });
+    await b.start(new Recorder());
+    const raw = rawSnapshotStream(urlOf(b));
+    const error = await raw.status;
+    assert.equal(error?.metadata.get('stratakv-code')[0], ErrorCode.TIMEOUT);
+    raw.client.close();
+    await b.close();
+  });
+
+  test('a block larger than the chunk (16 MiB) travels in one frame', async () => {
+    const { a, b, rb } = await connectedPair();
+    const payload = new SnapshotTestPayload(17 * MIB, 5);
+    payload.blockStarts.splice(0, payload.blockStarts.length, 0, 16 * MIB);
+    const sink = new SnapshotTestSink(payload.byteLength);
+    rb.snapshotHandler = () => Promise.resolve(sink);
+    await a.sendSnapshot(snapshotMessage(1, 2, 3), payload, { bytesPerSecond: FAST_BYTES_PER_SECOND, chunkBytes: MIB });
+    assert.deepEqual(sink.writes, [
+      { offset: 0, length: 16 * MIB },
+      { offset: 16 * MIB, length: MIB },
+    ]);
+    assert.ok(sameBytes(sink.bytes, payload.data));
+    await a.close();
+    await b.close();
+  });
+
+  test('the receiver restarts on the same port mid-send: the send resumes at what its sink verified, not at 0', async () => {
+    const a = createTransport(1);
+    const b1 = createTransport(2);
+    await a.start(new Recorder());
+    const rb1 = new Recorder();
+    await b1.start(rb1);
+    const url = urlOf(b1);
+    a.setPeer(2, [url]);
+    const payload = new SnapshotTestPayload(10 * MIB, 6);
+    // The driver keeps the partial snapshot across its restart: one sink for both lives.
+    const sink = new SnapshotTestSink(payload.byteLength);
+    let restarted = false;
+    sink.writeHook = async (index) => {
+      if (index !== 4 || restarted) return;
+      const signal = rb1.snapshotOpens.at(-1)?.signal;
+      assert.ok(signal !== undefined);
+      await aborted(signal); // the member closes under this write
+      throw new StrataError(ErrorCode.UNAVAILABLE, 'closing');
+    };
+    rb1.snapshotHandler = () => Promise.resolve(sink);
+    const sending = a.sendSnapshot(snapshotMessage(1, 2, 4), payload, {
+      bytesPerSecond: FAST_BYTES_PER_SECOND,
+      chunkBytes: MIB,
+      stalledAttemptsMax: 20,
+      progressTimeoutMs: 2_000,
+    });
+    for (let attempt = 0; attempt < 500 && sink.writes.length < 5; attempt += 1) await delay(10);
+    assert.equal(sink.writes.length, 5);
+    restarted = true;
+    await b1.close();
+    const b2 = createTransport(2, { listenUrl: url });
+    const rb2 = new Recorder();
+    const resumedAt: number[] = [];
+    rb2.snapshotHandler = () => {
+      resumedAt.push(sink.verifiedBytes());
+      return Promise.resolve(sink);
+    };
+    await b2.start(rb2);
+    await sending;
+    assert.ok(sameBytes(sink.bytes, payload.data));
+    assert.equal(resumedAt.length, 1);
+    assert.ok((resumedAt[0] ?? 0) >= 4 * MIB, `resumed at ${resumedAt[0]}`);
+    assert.equal(payload.reads.filter((read) => read.offset === 0).length, 1);
+    assert.ok(a.snapshotStats.bytesResent < SNAPSHOT_UNACKNOWLEDGED_CHUNKS_MAX * payload.largestBlock);
+    await a.close();
+    await b2.close();
+  });
+});
 
 describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
   test('the lower id dials and both directions share that one stream', async () => {

@@ -34,6 +34,8 @@ import { memberIdFor, PROPOSALS_FORWARDING_MAX, PROPOSALS_HELD_MAX, PROPOSALS_IN
 import type { Entry, Logger, Message } from '../../../src/raft/index.ts';
 import type { DeleteRangeResponse, KeyValue, KvLevel, KvResponse, LogStore, RangeResponse, TxnResponse } from '../../../src/storage/index.ts';
 import { DiskLogStore, FaultyFileSystem, KvStateMachine } from '../../../src/storage/index.ts';
+import { MemorySnapshotStore } from '../../../src/snapshot/index.ts';
+import type { SnapshotPolicy } from '../../../src/node/snapshotter.ts';
 import type { LinkTraffic } from '../../../src/transport/index.ts';
 import { MemoryNetwork, MemoryTransport } from '../../../src/transport/index.ts';
 import { isStrataError, SeededRandom, settleMacrotasks, VirtualClock } from '../../../src/util/index.ts';
@@ -76,6 +78,8 @@ export interface ClusterSimStats {
   transfers: number;
   diskStalls: number;
   replacements: number;
+  snapshotsSaved: number;
+  snapshotsInstalled: number;
   linearizability: 'linearizable' | 'unknown';
   virtualMs: number;
 }
@@ -95,6 +99,8 @@ interface SimMember {
   readonly disk: FaultyFileSystem;
   level: MemoryLevel<Uint8Array, Uint8Array>;
   crashedLevel: MemoryLevel<Uint8Array, Uint8Array> | undefined;
+  // Its snapshots: they survive a crash, except what was not finished (MemorySnapshotStore.crash).
+  readonly snapshots: MemorySnapshotStore;
   restarting: boolean;
   // How it starts: the founders bootstrap a `new` cluster; a member added later joins an `existing` one.
   initialCluster: readonly { readonly name: string; readonly peerUrls: readonly string[] }[];
@@ -166,6 +172,7 @@ class ClusterRun {
   private readonly duplicateRate: number;
   private readonly delayMsMax: number;
   private readonly longDelayRate: number;
+  private readonly snapshotPolicy: Partial<SnapshotPolicy>;
 
   constructor(seed: number, options: ClusterSimOptions) {
     this.seed = seed;
@@ -173,11 +180,19 @@ class ClusterRun {
     this.random = new SeededRandom(seed);
     this.recorder = new HistoryRecorder(() => this.clock.now());
     const size = this.random.intBelow(2) === 0 ? 3 : 5;
-    this.stats = { members: size, operations: 0, acknowledged: 0, unknown: 0, crashes: 0, partitions: 0, transfers: 0, diskStalls: 0, replacements: 0, linearizability: 'linearizable', virtualMs: 0 };
+    this.stats = { members: size, operations: 0, acknowledged: 0, unknown: 0, crashes: 0, partitions: 0, transfers: 0, diskStalls: 0, replacements: 0, snapshotsSaved: 0, snapshotsInstalled: 0, linearizability: 'linearizable', virtualMs: 0 };
     this.lossRate = [0, 0.01, 0.05, 0.1][this.random.intBelow(4)] ?? 0;
     this.duplicateRate = [0, 0.01, 0.05][this.random.intBelow(3)] ?? 0;
     this.delayMsMax = [0, 2, 10, 30][this.random.intBelow(4)] ?? 0;
     this.longDelayRate = [0, 0.002, 0.01][this.random.intBelow(3)] ?? 0;
+    // Small counts, so that snapshots, compaction and installs from the leader all happen
+    // within a run; a tail as short as a few entries makes lagging members need snapshots.
+    this.snapshotPolicy = {
+      snapshotCount: [10, 30, 100, 400][this.random.intBelow(4)] ?? 100,
+      catchUpEntries: [1, 5, 20, 100][this.random.intBelow(4)] ?? 5,
+      sendBytesPerSecond: 64 * 1024 * 1024,
+      restoreBytesPerSecondAssumed: 1024 * 1024 * 1024,
+    };
     for (let index = 0; index < size; index += 1) this.members.push(this.newMember());
     const founders = this.members.map((member) => ({ name: member.name, peerUrls: [member.peerUrl] }));
     for (const member of this.members) member.initialCluster = founders;
@@ -192,6 +207,7 @@ class ClusterRun {
       disk: new FaultyFileSystem({ seed: this.seed * 31 + index }),
       level: newLevel(),
       crashedLevel: undefined,
+      snapshots: new MemorySnapshotStore({ clock: this.clock }),
       restarting: false,
       initialCluster: [],
       initialClusterState: 'new',
@@ -291,7 +307,36 @@ class ClusterRun {
       storage: async () => {
         const log = DiskLogStore.openSync({ fileSystem: member.disk, directory: `/${member.name}`, onFatal, logger: this.storageLogger(member) });
         member.log = log;
-        return { log, stateMachine: await KvStateMachine.open(level as unknown as KvLevel, { onFatal }) };
+        return {
+          log,
+          stateMachine: await KvStateMachine.open(level as unknown as KvLevel, { onFatal }),
+          snapshots: member.snapshots,
+          restorer: {
+            // An installed snapshot's state machine becomes the member's level: what a restart reopens.
+            restore: async (content) => {
+              const restoredLevel = newLevel();
+              const stateMachine = await KvStateMachine.restore(restoredLevel as unknown as KvLevel, content, { onFatal });
+              return {
+                stateMachine,
+                commit: async () => {
+                  if (member.clock === clock) member.level = restoredLevel;
+                },
+                discard: () => stateMachine.close(),
+              };
+            },
+          },
+        };
+      },
+      snapshotPolicy: this.snapshotPolicy,
+      hooks: {
+        onSnapshotSaved: (info) => {
+          this.stats.snapshotsSaved += 1;
+          this.note(`${member.name} snapshot saved ${info.id} (${info.keyCount} keys, ${info.byteLength} bytes)`);
+        },
+        onSnapshotInstalled: (info) => {
+          this.stats.snapshotsInstalled += 1;
+          this.note(`${member.name} snapshot installed ${info.snapshotId} at ${info.index}`);
+        },
       },
       createTransport: ({ localId, clusterId }) => {
         const transport = new MemoryTransport(this.network, { localId, clusterId, clock });
@@ -341,6 +386,7 @@ class ClusterRun {
     void member.transport?.close();
     const mode = this.random.intBelow(2) === 0 ? 'lose' : 'tear';
     const report = member.disk.crash(mode);
+    member.snapshots.crash();
     this.note(`${member.name} CRASH (${why}, disk ${mode}: ${report.files.map((file) => `${file.path} kept ${file.keptWrites} lost ${file.lostWrites}${file.torn ? ' torn' : ''}`).join('; ') || 'nothing unsynced'})`);
     for (const call of [...member.outstanding]) call.onCrash();
     member.outstanding.clear();

@@ -1,0 +1,97 @@
+// What a Raft Snapshot's `data` holds in stratakv: not the state (that is the snapshot file,
+// streamed beside the Raft messages and kept by src/snapshot) but a small descriptor naming
+// the file, its length and hash, and the member table at the snapshot's index. It is written
+// into the log's snapshot record, so a restart knows which file its state machine may need
+// and rebuilds the member table without the compacted log.
+
+import { Packr } from 'msgpackr';
+import { ErrorCode, StrataError } from '../util/index.ts';
+import type { MemberRecord, MembershipState } from './membership.ts';
+import { MEMBERS_MAX, REMOVED_IDS_KEPT_MAX } from './membership.ts';
+
+/** SnapshotDescriptor is the data of a Raft Snapshot. */
+export interface SnapshotDescriptor {
+  /** The snapshot file's id in the snapshot store (src/snapshot's snapshotId). */
+  readonly snapshotId: string;
+  readonly byteLength: number;
+  /** SHA-256 of the file's content, hex. */
+  readonly sha256: string;
+  readonly membership: MembershipState;
+}
+
+const DESCRIPTOR_FORMAT = 1;
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** encodeMembershipState encodes the member table (as a snapshot file's footer carries it). */
+export function encodeMembershipState(state: MembershipState): Uint8Array {
+  return packr.pack([DESCRIPTOR_FORMAT, membershipFields(state)]);
+}
+
+/** decodeMembershipState reads encodeMembershipState's bytes; CORRUPTION when malformed. */
+export function decodeMembershipState(bytes: Uint8Array): MembershipState {
+  const value = unpack(bytes, 'member table');
+  if (!Array.isArray(value) || value[0] !== DESCRIPTOR_FORMAT) throw malformed('member table', 'bad format');
+  return membershipFrom(value[1]);
+}
+
+/** encodeSnapshotDescriptor encodes a descriptor for Snapshot.data. */
+export function encodeSnapshotDescriptor(descriptor: SnapshotDescriptor): Uint8Array {
+  return packr.pack([DESCRIPTOR_FORMAT, descriptor.snapshotId, descriptor.byteLength, descriptor.sha256, membershipFields(descriptor.membership)]);
+}
+
+/** decodeSnapshotDescriptor reads Snapshot.data; CORRUPTION when malformed. */
+export function decodeSnapshotDescriptor(bytes: Uint8Array): SnapshotDescriptor {
+  const value = unpack(bytes, 'snapshot descriptor');
+  if (!Array.isArray(value) || value.length !== 5 || value[0] !== DESCRIPTOR_FORMAT) throw malformed('snapshot descriptor', 'bad format');
+  const [, snapshotId, byteLength, sha256, membership] = value as unknown[];
+  if (typeof snapshotId !== 'string' || !/^[0-9a-f]{16}-[0-9a-f]{16}$/.test(snapshotId)) throw malformed('snapshot descriptor', 'bad snapshot id');
+  if (typeof byteLength !== 'number' || !Number.isSafeInteger(byteLength) || byteLength <= 0) throw malformed('snapshot descriptor', 'bad length');
+  if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) throw malformed('snapshot descriptor', 'bad SHA-256');
+  return { snapshotId, byteLength, sha256, membership: membershipFrom(membership) };
+}
+
+function membershipFields(state: MembershipState): unknown[] {
+  return [
+    state.members.map((member) => [member.id, member.name, [...member.peerUrls], [...member.clientUrls], member.isLearner]),
+    [...state.removed],
+    [...state.published],
+  ];
+}
+
+function membershipFrom(value: unknown): MembershipState {
+  if (!Array.isArray(value) || value.length !== 3) throw malformed('member table', 'not a table');
+  const [members, removed, published] = value as unknown[];
+  if (!Array.isArray(members) || members.length > MEMBERS_MAX) throw malformed('member table', 'bad members');
+  if (!isIdList(removed, REMOVED_IDS_KEPT_MAX) || !isIdList(published, MEMBERS_MAX)) throw malformed('member table', 'bad id list');
+  return { members: members.map(memberFrom), removed, published };
+}
+
+function memberFrom(value: unknown): MemberRecord {
+  if (!Array.isArray(value) || value.length !== 5) throw malformed('member table', 'bad member');
+  const [id, name, peerUrls, clientUrls, isLearner] = value as unknown[];
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) throw malformed('member table', 'bad member id');
+  if (typeof name !== 'string' || !isStringList(peerUrls) || !isStringList(clientUrls) || typeof isLearner !== 'boolean') {
+    throw malformed('member table', `bad member ${id.toString(16)}`);
+  }
+  return { id, name, peerUrls, clientUrls, isLearner };
+}
+
+function isIdList(value: unknown, max: number): value is number[] {
+  return Array.isArray(value) && value.length <= max && value.every((id) => typeof id === 'number' && Number.isSafeInteger(id) && id > 0);
+}
+
+function isStringList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length <= 64 && value.every((item) => typeof item === 'string');
+}
+
+function unpack(bytes: Uint8Array, what: string): unknown {
+  try {
+    return packr.unpack(bytes);
+  } catch (error) {
+    throw new StrataError(ErrorCode.CORRUPTION, `malformed ${what}: ${String(error)}`, { cause: error });
+  }
+}
+
+function malformed(what: string, why: string): StrataError {
+  return new StrataError(ErrorCode.CORRUPTION, `malformed ${what}: ${why}`);
+}
