@@ -86,6 +86,9 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
   const limits = options.limits ?? DEFAULT_KV_LIMITS;
   let identity = derived;
   const clock = options.clock ?? SYSTEM_CLOCK;
+  // A snapshot's footer says when it was made: wall time for a real member; a simulated one
+  // keeps its clock's time, so that a seed replays exactly.
+  const memorySnapshots = (): MemorySnapshotStore => new MemorySnapshotStore({ clock, ...(clock === SYSTEM_CLOCK ? { wallClockMs: () => Date.now() } : {}) });
   let log: LogStore;
   let stateMachine: KvStateMachine;
   let snapshots: SnapshotStore;
@@ -93,12 +96,12 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
   if (options.storage !== undefined) {
     const supplied = await options.storage();
     ({ log, stateMachine } = supplied);
-    snapshots = supplied.snapshots ?? new MemorySnapshotStore({ clock });
+    snapshots = supplied.snapshots ?? memorySnapshots();
     restorer = supplied.restorer ?? memoryRestorer(limits);
   } else if (options.dataDir === undefined) {
     log = new MemoryLogStore();
     stateMachine = await openMemoryKvStateMachine({ limits });
-    snapshots = new MemorySnapshotStore({ clock });
+    snapshots = memorySnapshots();
     restorer = memoryRestorer(limits);
   } else {
     const stored = readMemberIdentity(options.dataDir);

@@ -114,8 +114,8 @@ export interface SnapshotterStatus {
   readonly latest: SnapshotInfo | undefined;
   readonly taking: boolean;
   readonly consecutiveFailures: number;
-  /** 0 when not backing off. */
-  readonly backoffUntilMs: number;
+  /** How long snapshots stay paused after repeated failures; 0 when they are not. */
+  readonly backoffRemainingMs: number;
   readonly lastError: string | undefined;
   /** Entries up to here are compacted away. */
   readonly compactedThrough: Index;
@@ -155,7 +155,7 @@ export class Snapshotter {
       latest: this.host.snapshots.list()[0],
       taking: this.taking !== undefined,
       consecutiveFailures: this.consecutiveFailures,
-      backoffUntilMs: this.backoffUntilMs > this.host.clock.now() ? this.backoffUntilMs : 0,
+      backoffRemainingMs: Math.max(0, this.backoffUntilMs - this.host.clock.now()),
       lastError: this.lastError,
       compactedThrough: this.host.log.firstIndex() - 1,
       catchUpEntries: this.catchUpTailEntries(this.host.snapshots.list()[0]?.byteLength ?? 0),
@@ -265,6 +265,9 @@ export class Snapshotter {
       }
       this.failed(error, index);
       return undefined;
+    } finally {
+      // The store may have stopped before reading it all, or before reading it at all.
+      await view.close();
     }
     assert(info.id === snapshotId(term, index), 'the store names a snapshot by its term and index');
     try {

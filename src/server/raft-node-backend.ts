@@ -1,6 +1,6 @@
 // RaftNodeBackend serves the etcd services from a RaftNode: the production EtcdBackend.
 
-import type { RaftNode } from '../node/index.ts';
+import type { NodeStatus, RaftNode } from '../node/index.ts';
 import { NO_NODE } from '../raft/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
@@ -39,7 +39,7 @@ export class RaftNodeBackend implements EtcdBackend {
       raftTerm: status.term,
       raftAppliedIndex: status.appliedIndex,
       isLearner: status.isLearner,
-      errors: status.removed ? ['this member was removed from the cluster'] : [],
+      errors: statusErrors(status),
     };
   }
 
@@ -110,4 +110,17 @@ export class RaftNodeBackend implements EtcdBackend {
 
 function canceled(): StrataError {
   return new StrataError(ErrorCode.CANCELED, ETCD_ERRORS.CANCELED.message ?? 'request canceled');
+}
+
+// statusErrors lists what an operator should know about this member (etcd's Status.errors):
+// its removal, and snapshots that keep failing (the breaker is open; the previous snapshot
+// stays in use).
+function statusErrors(status: NodeStatus): string[] {
+  const errors: string[] = [];
+  if (status.removed) errors.push('this member was removed from the cluster');
+  const { consecutiveFailures, backoffRemainingMs, lastError } = status.snapshots;
+  if (backoffRemainingMs > 0) {
+    errors.push(`snapshots failed ${consecutiveFailures} times in a row and are paused for ${Math.ceil(backoffRemainingMs / 1000)} s more: ${lastError ?? 'unknown error'}`);
+  }
+  return errors;
 }

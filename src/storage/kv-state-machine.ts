@@ -103,6 +103,8 @@ export interface KvSnapshotView {
   readonly revision: number;
   /** records can be iterated once; stopping early (return()) releases the LevelDB snapshot. */
   records(): AsyncIterable<readonly KvSnapshotRecord[]>;
+  /** close releases the LevelDB snapshot whether or not records() was read (idempotent). */
+  close(): Promise<void>;
 }
 
 /** KvSnapshotContent is what restore() fills an empty database from. */
@@ -315,6 +317,13 @@ export class KvStateMachine {
     const scans = this.scans;
     scans.opened();
     let taken = false;
+    let released: Promise<void> | undefined;
+    // Once, however the view ends: the iterator is closed and close() of the state machine
+    // stops waiting for it.
+    const release = (): Promise<void> => {
+      released ??= iterator.close().finally(() => scans.closed());
+      return released;
+    };
     return {
       appliedIndex,
       appliedTerm,
@@ -322,8 +331,9 @@ export class KvStateMachine {
       records(): AsyncIterable<readonly KvSnapshotRecord[]> {
         assert(!taken, 'a snapshot view is read once');
         taken = true;
-        return mergedRecords(iterator, pending, () => scans.closed());
+        return mergedRecords(iterator, pending, release);
       },
+      close: release,
     };
   }
 
@@ -544,7 +554,7 @@ class ScanCounter {
 async function* mergedRecords(
   iterator: ReturnType<KvLevel['iterator']>,
   pending: readonly OverlayPair[],
-  onClosed: () => void,
+  release: () => Promise<void>,
 ): AsyncGenerator<readonly KvSnapshotRecord[]> {
   let next = 0;
   try {
@@ -578,8 +588,7 @@ async function* mergedRecords(
       if (last === undefined) return;
     }
   } finally {
-    await iterator.close();
-    onClosed();
+    await release();
   }
 }
 

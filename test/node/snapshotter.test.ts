@@ -1,0 +1,196 @@
+// The Snapshotter's decisions, each shown failing without its rule: how far the log is
+// compacted (the catch-up tail, a snapshot being sent, a live follower's match, the byte
+// cap), and the failure breaker (a member whose snapshots keep failing backs off, says so in
+// its status and keeps serving); and, on real RaftNodes, an install under steady writes with
+// a tiny catch-up tail converges without a snapshot loop.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { RaftNode } from '../../src/node/index.ts';
+import type { SnapshotterHost } from '../../src/node/snapshotter.ts';
+import { Snapshotter } from '../../src/node/snapshotter.ts';
+import type { ProgressStatus, RaftStatus } from '../../src/raft/index.ts';
+import { MemorySnapshotStore } from '../../src/snapshot/index.ts';
+import type { SnapshotInfo, SnapshotSource, SnapshotStore } from '../../src/snapshot/index.ts';
+import { MemoryLogStore, openMemoryKvStateMachine } from '../../src/storage/index.ts';
+import type { KvStateMachine } from '../../src/storage/index.ts';
+import { ErrorCode, StrataError, VirtualClock } from '../../src/util/index.ts';
+import { SILENT_LOGGER } from '../../src/raft/index.ts';
+import { MemoryNetwork, MemoryTransport } from '../../src/transport/index.ts';
+import { RaftNode as Node } from '../../src/node/index.ts';
+import { ELECTION_MS, HEARTBEAT_MS, leaderOf, put, read, startCluster, track, virtualDriver } from './fixture.ts';
+
+const progress = (match: number, recentActive: boolean, state: ProgressStatus['state'] = 'replicate'): ProgressStatus => ({ match, next: match + 1, state, isLearner: false, recentActive });
+
+function leaderStatus(followers: readonly ProgressStatus[]): RaftStatus {
+  const map = new Map<number, ProgressStatus>([[1, progress(1_000, true)]]);
+  followers.forEach((follower, position) => map.set(position + 2, follower));
+  return {
+    id: 1, term: 2, vote: 1, commit: 1_000, applied: 1_000, leaderId: 1, role: 'leader', lastIndex: 1_000, leadTransferee: 0,
+    config: { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+    progress: map,
+  };
+}
+
+async function hostWith(options: { status: RaftStatus; sending?: number[]; log?: MemoryLogStore }): Promise<{ host: SnapshotterHost; stateMachine: KvStateMachine }> {
+  const log = options.log ?? new MemoryLogStore();
+  if (log.lastIndex() === 0) log.saveSync({ entries: Array.from({ length: 1_000 }, (_, i) => ({ index: i + 1, term: 2, type: 0, data: new Uint8Array(10) })) });
+  const stateMachine = await openMemoryKvStateMachine();
+  const clock = new VirtualClock();
+  return {
+    stateMachine,
+    host: {
+      clock,
+      logger: SILENT_LOGGER,
+      log,
+      snapshots: new MemorySnapshotStore({ clock }),
+      capture: () => ({ view: stateMachine.openSnapshotView(), confState: options.status.config, membership: { members: [], removed: [], published: [] } }),
+      stateMachine: () => stateMachine,
+      appliedIndex: () => 1_000,
+      raftStatus: () => options.status,
+      sendingIndexes: () => options.sending ?? [],
+      onSaved: () => undefined,
+    },
+  };
+}
+
+const snapshotAt = (index: number): Pick<SnapshotInfo, 'index' | 'byteLength'> => ({ index, byteLength: 4096 * 3 });
+
+describe('how far the log is compacted', () => {
+  test('a follower keeps the catch-up tail behind the snapshot', async () => {
+    const status = { ...leaderStatus([]), role: 'follower' as const, progress: new Map() };
+    const { host } = await hostWith({ status });
+    assert.equal(new Snapshotter(host, { catchUpEntries: 100 }).compactionIndex(snapshotAt(900)), 800);
+    assert.equal(new Snapshotter(host, { catchUpEntries: 5_000 }).compactionIndex(snapshotAt(900)), 0);
+  });
+
+  test('never past a snapshot being sent', async () => {
+    const { host } = await hostWith({ status: leaderStatus([progress(990, true), progress(990, true)]), sending: [300] });
+    assert.equal(new Snapshotter(host, { catchUpEntries: 10 }).compactionIndex(snapshotAt(900)), 300);
+  });
+
+  test("a leader keeps what a live follower still needs, below the byte cap; not for a follower that is gone or installing", async () => {
+    const live = await hostWith({ status: leaderStatus([progress(990, true), progress(400, true)]) });
+    assert.equal(new Snapshotter(live.host, { catchUpEntries: 10 }).compactionIndex(snapshotAt(900)), 400);
+    const gone = await hostWith({ status: leaderStatus([progress(990, true), progress(400, false)]) });
+    assert.equal(new Snapshotter(gone.host, { catchUpEntries: 10 }).compactionIndex(snapshotAt(900)), 890);
+    const installing = await hostWith({ status: leaderStatus([progress(990, true), progress(400, true, 'snapshot')]) });
+    assert.equal(new Snapshotter(installing.host, { catchUpEntries: 10 }).compactionIndex(snapshotAt(900)), 890);
+  });
+
+  test('over the byte cap, a live follower no longer holds the log back', async () => {
+    const { host } = await hostWith({ status: leaderStatus([progress(990, true), progress(400, true)]) });
+    const snapshotter = new Snapshotter(host, { catchUpEntries: 10, compactionLogBytesMax: 1_000 });
+    snapshotter.noteAppended(Array.from({ length: 1_000 }, (_, i) => ({ index: i + 1, data: new Uint8Array(10) })));
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 890);
+  });
+
+  test('the tail grows with the write rate and the snapshot size', async () => {
+    const { host } = await hostWith({ status: { ...leaderStatus([]), role: 'follower' as const, progress: new Map() } });
+    const clock = host.clock as VirtualClock;
+    const snapshotter = new Snapshotter(host, { catchUpEntries: 10, sendBytesPerSecond: 1024 * 1024, restoreBytesPerSecondAssumed: 1024 * 1024 });
+    // 1,000 entries a second for 10 s.
+    for (let second = 0; second <= 10; second += 1) {
+      snapshotter.noteApplied(second * 1_000);
+      clock.setTimeout(() => undefined, 1_000);
+      clock.runNext();
+    }
+    assert.ok(Math.abs(snapshotter.writeRateEntriesPerSecond() - 1_000) < 1, `rate ${snapshotter.writeRateEntriesPerSecond()}`);
+    // 10 MiB at 1 MiB/s to send and 1 MiB/s to restore, plus 5 s: 25 s x 1,000/s x 2.
+    assert.equal(snapshotter.catchUpTailEntries(10 * 1024 * 1024), 50_000);
+    assert.equal(snapshotter.catchUpTailEntries(0), 10_000);
+  });
+});
+
+// FailingStore is a snapshot store whose creates fail while `failing` is set.
+class FailingStore extends MemorySnapshotStore {
+  failing = true;
+  creates = 0;
+  override async create(source: SnapshotSource, options?: Parameters<SnapshotStore['create']>[1]): Promise<SnapshotInfo> {
+    this.creates += 1;
+    if (this.failing) throw new StrataError(ErrorCode.IO_ERROR, 'no space left on device (test)');
+    return super.create(source, options);
+  }
+}
+
+describe('the failure breaker', () => {
+  test('after 3 failures in a row snapshots back off, status says so, the member keeps serving; a success closes it', async () => {
+    const clock = new VirtualClock();
+    const driver = virtualDriver(clock);
+    const store = new FailingStore({ clock });
+    const network = new MemoryNetwork();
+    const node = track(
+      await driver.settle(
+        Node.start({
+          name: 'solo',
+          initialCluster: [{ name: 'solo', peerUrls: ['http://solo.test:2380'] }],
+          initialClusterState: 'new',
+          initialClusterToken: 'breaker',
+          advertisePeerUrls: ['http://solo.test:2380'],
+          advertiseClientUrls: ['http://solo.test:2379'],
+          heartbeatIntervalMs: HEARTBEAT_MS,
+          electionTimeoutMs: ELECTION_MS,
+          clock,
+          storage: async () => ({ log: new MemoryLogStore(), stateMachine: await openMemoryKvStateMachine(), snapshots: store }),
+          snapshotPolicy: { snapshotCount: 10, failuresBeforeBackoff: 3, backoffMsBase: 60_000 },
+          createTransport: ({ localId, clusterId }) => new MemoryTransport(network, { localId, clusterId, clock }),
+        }),
+      ),
+      driver,
+    );
+    await driver.until('the member leads', () => node.status().role === 'leader');
+    for (let i = 0; i < 60; i += 1) await driver.settle(put(node, `k${i}`, 'v'));
+    await driver.until('three snapshots failed', () => node.status().snapshots.consecutiveFailures >= 3);
+    const open = node.status().snapshots;
+    assert.ok(open.backoffRemainingMs > 0, 'the breaker is open');
+    assert.match(open.lastError ?? '', /no space left/);
+    assert.equal(open.latest, undefined, 'no snapshot was listed');
+    assert.equal(open.compactedThrough, 0, 'nothing was compacted without a snapshot');
+    const creates = store.creates;
+    // While it is open, more writes start no snapshot, and the member keeps serving.
+    for (let i = 0; i < 60; i += 1) await driver.settle(put(node, `more${i}`, 'v'));
+    assert.equal(store.creates, creates, 'no snapshot is attempted while the breaker is open');
+    assert.equal(await driver.settle(read(node, 'more59')), 'v');
+    // Once the back-off passes and the disk is healthy again, the next attempt succeeds.
+    store.failing = false;
+    await driver.advance(61_000);
+    await driver.settle(put(node, 'after', 'v'));
+    await driver.until('a snapshot succeeded', () => node.status().snapshots.latest !== undefined);
+    assert.equal(node.status().snapshots.consecutiveFailures, 0);
+    assert.ok(node.status().snapshots.compactedThrough >= 0);
+  });
+});
+
+describe('catch-up under steady writes', () => {
+  test('a member behind a compacted log catches up by one snapshot or two while writes go on, with a tiny catch-up tail', async () => {
+    const policy = { snapshotCount: 20, catchUpEntries: 1, sendBytesPerSecond: 1024 * 1024, restoreBytesPerSecondAssumed: 1024 * 1024 * 1024 };
+    const transports = new Map<number, MemoryTransport>();
+    const { nodes, driver, network } = await startCluster({ snapshotPolicy: policy, transports, createTransport: (net, identity) => new MemoryTransport(net, identity) });
+    const leader = leaderOf(nodes);
+    const lagging = nodes.find((node) => node !== leader) as RaftNode;
+    network.isolate(lagging.memberId);
+    // Enough state that a send takes seconds at 1 MiB/s past its first chunk's burst: 1,000 keys x 8 KiB.
+    const value = 'x'.repeat(8192);
+    for (let i = 0; i < 1_000; i += 1) await driver.settle(put(leader, `key-${i}`, value));
+    await driver.until('the leader compacted past the lagging member', () => leader.status().snapshots.compactedThrough > lagging.status().lastIndex);
+    const healedMs = driver.clock.now();
+    network.heal();
+    // A steady writer for the whole catch-up: one put every 5 ms (virtual), bounded.
+    let writes = 0;
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; i < 4_000 && writing; i += 1) {
+        await put(leader, `live-${i % 50}`, `w${i}`);
+        writes += 1;
+        await new Promise<void>((resolve) => driver.clock.setTimeout(resolve, 5));
+      }
+    })();
+    await driver.until('the lagging member caught up under load', () => lagging.status().appliedIndex >= leader.status().appliedIndex - 5, 60_000);
+    writing = false;
+    const catchUpMs = driver.clock.now() - healedMs;
+    await driver.settle(writer);
+    const sends = (transports.get(leader.memberId) as MemoryTransport).snapshotStats.sends;
+    assert.ok(catchUpMs > 3_000, `the send took time at its rate (${catchUpMs} ms)`);
+    assert.ok(writes > 200, `the writer kept writing during the catch-up (${writes} writes)`);
+    assert.ok(sends >= 1 && sends <= 2, `the leader sent ${sends} snapshots: a snapshot loop sends one after another`);
+  });
+});
