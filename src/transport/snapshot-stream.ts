@@ -388,7 +388,8 @@ export class SnapshotSend {
     this.clearTimers(attempt);
     attempt.stream?.end();
     this.options.signal?.removeEventListener('abort', this.onAbort);
-    this.logger.info('snapshot sent', { peer: this.peer, bytes: this.hello.byteLength, attempts: this.attemptsMade });
+    // The driver logs the send as a whole ('snapshot sent'); this says how the stream went.
+    this.logger.debug('snapshot stream finished', { peer: this.peer, bytes: this.hello.byteLength, attempts: this.attemptsMade });
     this.resolvePromise();
   }
 

@@ -34,6 +34,14 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** LaunchOptions are a member's timing flags and any further `stratakv serve` flags. */
+export interface LaunchOptions {
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  /** More `stratakv serve` flags, appended after the ones launch() sets (e.g. `--snapshot-count=1000`). */
+  readonly serveArgs?: readonly string[];
+}
+
 /** MemberProcess is one running `stratakv serve`. */
 export interface MemberProcess {
   readonly name: string;
@@ -58,7 +66,7 @@ export class TestCluster {
   }
 
   /** start launches `size` members of a new cluster and waits for a leader. */
-  static async start(size: number, options: { readonly heartbeatMs?: number; readonly electionMs?: number } = {}): Promise<TestCluster> {
+  static async start(size: number, options: LaunchOptions = {}): Promise<TestCluster> {
     const cluster = new TestCluster(mkdtempSync(join(tmpdir(), 'stratakv-it-')), `it-${process.pid}-${Date.now()}`);
     const specs = [];
     for (let index = 1; index <= size; index += 1) {
@@ -84,7 +92,7 @@ export class TestCluster {
     peerPort: number,
     initialCluster: string,
     state: 'new' | 'existing',
-    options: { readonly heartbeatMs?: number; readonly electionMs?: number } = {},
+    options: LaunchOptions = {},
   ): MemberProcess {
     const clientUrl = `http://127.0.0.1:${clientPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -104,6 +112,7 @@ export class TestCluster {
       `--initial-cluster-token=${this.token}`,
       `--heartbeat-interval=${options.heartbeatMs ?? 50}`,
       `--election-timeout=${options.electionMs ?? 500}`,
+      ...(options.serveArgs ?? []),
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(logPath, { flags: 'a' });
@@ -117,11 +126,11 @@ export class TestCluster {
     return member;
   }
 
-  /** restart starts a stopped member again on its data directory. */
-  restart(member: MemberProcess): MemberProcess {
+  /** restart starts a stopped member again on its data directory (with `options`, none by default). */
+  restart(member: MemberProcess, options: LaunchOptions = {}): MemberProcess {
     const clientPort = Number(new URL(member.clientUrl).port);
     const peerPort = Number(new URL(member.peerUrl).port);
-    return this.launch(member.name, clientPort, peerPort, this.initialCluster(), 'new');
+    return this.launch(member.name, clientPort, peerPort, this.initialCluster(), 'new', options);
   }
 
   /** initialCluster is the --initial-cluster value for the members started so far. */
