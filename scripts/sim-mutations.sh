@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# sim-mutations.sh — shows that the Raft simulator catches real bugs (issues 2 and 11): each
+# sim-mutations.sh — shows that the Raft simulator catches real bugs (issues 2, 11 and 12): each
 # mutation below is applied to a scratch copy of the repository, the simulator runs a
 # bounded seed range with --keep-going, and the failures are tallied by invariant, with the
 # first seed that catches the mutation and how many seeds do. The work tree is never touched.
@@ -18,9 +18,13 @@
 #   (h) drop the held proposals on a leader change instead of routing them
 #   (i) forget a voter that a joint change removes as soon as the joint configuration is
 #       entered, though its vote still counts in the outgoing half until it is left
+# and two of snapshots (issue 12):
+#   (j) install a snapshot from the leader but keep the old member table
+#   (k) on restart, hand out again the entries at or below the log's snapshot (a catch-up
+#       tail keeps them): the snapshot's configuration gets their conf changes once more
 # Usage: scripts/sim-mutations.sh [--work-tree] [SEEDS] [MUTATION...]
 #   SEEDS defaults to 4000; each run is bounded by 20 min. MUTATION letters pick some of
-#   a..i (default: all). The scratch copy is a clone of HEAD; with --work-tree it is a copy
+#   a..k (default: all). The scratch copy is a clone of HEAD; with --work-tree it is a copy
 #   of the files in this tree instead (uncommitted changes included, node_modules and
 #   build output linked), so a change to the simulator can be measured before its commit.
 set -uo pipefail
@@ -31,7 +35,7 @@ if [ "${1:-}" = "--work-tree" ]; then
 fi
 seeds="${1:-4000}"
 [ "$#" -gt 0 ] && shift
-selected="${*:-a b c d e f g h i}"
+selected="${*:-a b c d e f g h i j k}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 scratch="$(mktemp -d /tmp/stratakv-mutations.XXXXXX)"
 trap 'rm -rf "$scratch"' EXIT
@@ -131,4 +135,12 @@ mutate h src/node/proposal-router.ts \
 mutate i src/node/membership.ts \
   "[...confState.voters, ...confState.votersOutgoing, ...confState.learners, ...confState.learnersNext]" \
   "[...confState.voters, ...confState.learners, ...confState.learnersNext]" \
+  cluster
+mutate j src/node/raft-node.ts \
+  "    this.membership.restoreState(prepared.descriptor.membership);" \
+  "" \
+  cluster
+mutate k src/raft/raft.ts \
+  "    const appliedAtStart = Math.max(config.applied ?? 0, config.storage.snapshot().metadata.index);" \
+  "    const appliedAtStart = config.applied ?? 0;" \
   cluster

@@ -852,6 +852,21 @@ class ClusterRun {
         this.fail(`replicas differ after healing:\n  ${first.name} rev ${first.revision}: ${first.pairs}\n  ${other.name} rev ${other.revision}: ${other.pairs}`);
       }
     }
+    // The member tables agree too: a member that installed a snapshot has the snapshot's
+    // table (names, peer and client URLs, learner flags), not the one it had before.
+    const tables = this.up().map((member) => ({
+      name: member.name,
+      table: (member.node as RaftNode)
+        .members()
+        .map((record) => `${record.id.toString(16)}:${record.name}:${record.peerUrls.join(',')}:${record.clientUrls.join(',')}:${record.isLearner ? 'learner' : 'voter'}`)
+        .join(' '),
+    }));
+    const [firstTable, ...otherTables] = tables;
+    for (const other of otherTables) {
+      if (firstTable !== undefined && other.table !== firstTable.table) {
+        this.fail(`member tables differ after healing:\n  ${firstTable.name}: ${firstTable.table}\n  ${other.name}: ${other.table}`);
+      }
+    }
   }
 
   // checkLogs is Raft's Log Matching and State Machine Safety on the durable logs after
