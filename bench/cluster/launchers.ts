@@ -35,6 +35,10 @@ export interface Member {
   readonly endpoint: string;
   /** pid is the member's process, for its CPU time (process-cpu.ts). */
   readonly pid: number;
+  /** peerUrl, dataDir and logPath: where a process member listens to peers, keeps its data and logs (absent for echo). */
+  readonly peerUrl?: string;
+  readonly dataDir?: string;
+  readonly logPath?: string;
 }
 
 /** RunningCluster is a started system. */
@@ -43,6 +47,8 @@ export interface RunningCluster {
   /** description says what runs (version, member count), for the report. */
   readonly description: string;
   readonly members: readonly Member[];
+  /** folder is the cluster's temporary folder (removed by stop()), for members added later. */
+  readonly folder?: string;
   /** leader asks every member for its status and returns the member they agree leads (bounded). */
   leader(timeoutMs?: number): Promise<Member>;
   /** stop ends the processes by PID and removes the data folders. */
@@ -148,19 +154,36 @@ export function etcdLauncher(): Launcher {
   };
 }
 
-/** stratakvLauncher starts three `node cmd/stratakv.js serve` members with etcd's flags. */
-export function stratakvLauncher(): Launcher {
-  const entry = join(REPOSITORY, 'cmd', 'stratakv.js');
+/** STRATAKV_ENTRY is the stratakv command line's entry point. */
+export const STRATAKV_ENTRY = join(REPOSITORY, 'cmd', 'stratakv.js');
+
+/** StratakvLaunchOptions: extra `serve` flags for every member (`--snapshot-count 10000`, say). */
+export interface StratakvLaunchOptions {
+  readonly serveFlags?: readonly string[];
+}
+
+/** stratakvLauncher starts three `node cmd/stratakv.js serve` members with etcd's flags (and `options.serveFlags`). */
+export function stratakvLauncher(options: StratakvLaunchOptions = {}): Launcher {
+  const serveFlags = options.serveFlags ?? [];
   return {
     system: 'stratakv',
-    unavailable: () => (existsSync(entry) ? undefined : `${entry} is missing`),
+    unavailable: () => (existsSync(STRATAKV_ENTRY) ? undefined : `${STRATAKV_ENTRY} is missing`),
     start: () =>
-      startProcessCluster('stratakv', `stratakv serve (${process.execPath} ${process.version})`, (spec) => ({
-        command: process.execPath,
-        // STRATAKV_BENCH_NODE_ARGS passes flags to the members' node (--cpu-prof, say).
-        args: [...nodeArgsFromEnvironment(), entry, 'serve', ...etcdFlags(spec)],
-      })),
+      startProcessCluster(
+        'stratakv',
+        `stratakv serve (${process.execPath} ${process.version})${serveFlags.length > 0 ? ` ${serveFlags.join(' ')}` : ''}`,
+        (spec) => stratakvServeCommand([...etcdFlags(spec), ...serveFlags]),
+      ),
   };
+}
+
+/**
+ * stratakvServeCommand is the command that runs `stratakv serve` with `serveArgs` as the
+ * launchers run it (this node, with STRATAKV_BENCH_NODE_ARGS), for members started by hand.
+ */
+export function stratakvServeCommand(serveArgs: readonly string[]): { readonly command: string; readonly args: readonly string[] } {
+  // STRATAKV_BENCH_NODE_ARGS passes flags to the members' node (--cpu-prof, say).
+  return { command: process.execPath, args: [...nodeArgsFromEnvironment(), STRATAKV_ENTRY, 'serve', ...serveArgs] };
 }
 
 function nodeArgsFromEnvironment(): string[] {
@@ -214,7 +237,15 @@ async function startProcessCluster(system: SystemName, description: string, comm
         }
         try {
           const answer = await status(endpoint, STATUS_DEADLINE_MS);
-          members.push({ name, id: answer.header.memberId, endpoint, pid: children[index]?.pid ?? 0 });
+          members.push({
+            name,
+            id: answer.header.memberId,
+            endpoint,
+            pid: children[index]?.pid ?? 0,
+            peerUrl: peerUrls[index] ?? '',
+            dataDir: join(folder, `${name}.data`),
+            logPath: logs[index] ?? '',
+          });
           break;
         } catch (error) {
           lastError = describeError(error);
@@ -226,6 +257,7 @@ async function startProcessCluster(system: SystemName, description: string, comm
       system,
       description: `${description}, ${CLUSTER_SIZE} members`,
       members,
+      folder,
       leader: (timeoutMs = LEADER_TIMEOUT_MS) => findLeader(system, members, timeoutMs, exitedMember),
       stop: stopAll,
     };

@@ -34,8 +34,8 @@ function writeVarint(target: Buffer, offset: number, value: number): number {
   return offset;
 }
 
-/** encodeBytesFields encodes length-delimited fields (field number, bytes), in order. */
-function encodeBytesFields(fields: readonly (readonly [number, Uint8Array])[], trailer: readonly (readonly [number, number])[] = []): Buffer {
+/** encodeBytesFields encodes length-delimited fields (field number, bytes), in order, then varint fields (`trailer`). */
+export function encodeBytesFields(fields: readonly (readonly [number, Uint8Array])[], trailer: readonly (readonly [number, number])[] = []): Buffer {
   let size = 0;
   for (const [field, bytes] of fields) size += varintBytes(field << 3) + varintBytes(bytes.length) + bytes.length;
   for (const [field, value] of trailer) size += varintBytes(field << 3) + varintBytes(value);
@@ -157,9 +157,11 @@ export interface StatusResponse {
   readonly leader: bigint;
   readonly raftIndex: bigint;
   readonly raftTerm: bigint;
+  /** raftAppliedIndex (field 7) is the member's applied index. */
+  readonly raftAppliedIndex: bigint;
 }
 
-/** decodeStatusResponse decodes StatusResponse{header 1, version 2, dbSize 3, leader 4, raftIndex 5, raftTerm 6}. */
+/** decodeStatusResponse decodes StatusResponse{header 1, version 2, dbSize 3, leader 4, raftIndex 5, raftTerm 6, raftAppliedIndex 7}. */
 export function decodeStatusResponse(message: Buffer): StatusResponse {
   const fields = decodeFields(message);
   return {
@@ -168,6 +170,7 @@ export function decodeStatusResponse(message: Buffer): StatusResponse {
     leader: varintField(fields, 4) ?? 0n,
     raftIndex: varintField(fields, 5) ?? 0n,
     raftTerm: varintField(fields, 6) ?? 0n,
+    raftAppliedIndex: varintField(fields, 7) ?? 0n,
   };
 }
 
