@@ -1,7 +1,9 @@
 // Snapshotter: when this member snapshots its state, and how much log it keeps behind.
 //
 // A snapshot is taken when `snapshotCount` entries were applied since the last one (etcd's
-// --snapshot-count) or `snapshotLogBytes` were appended. The state is captured at once, at
+// --snapshot-count) or `snapshotLogBytes` were appended, but never more often than keeps
+// snapshot writing under `snapshotDutyCycleMax` of the time (a snapshot copies the whole
+// state: 1 GiB every 10,000 writes would never stop). The state is captured at once, at
 // an applied index, between two applies (the state machine's view, Raft's configuration and
 // the member table agree), and written in the background while apply goes on. Once the file
 // is durable and verified, the log records it, the state machine is synced (so a restart
@@ -57,6 +59,13 @@ export interface SnapshotPolicy {
   readonly leaseMs: number;
   /** Restore rate assumed until one is measured, for sizing the catch-up tail. */
   readonly restoreBytesPerSecondAssumed: number;
+  /**
+   * The largest share of time spent writing snapshots: after one that took D ms, the next
+   * starts no sooner than D ÷ this after that one started. A snapshot copies the whole state, so
+   * with a large state and many writes --snapshot-count alone would rewrite gigabytes every
+   * few seconds.
+   */
+  readonly snapshotDutyCycleMax: number;
 }
 
 /** SNAPSHOT_POLICY_DEFAULTS are etcd 3.6's counts and TiKV's send rate. */
@@ -73,6 +82,7 @@ export const SNAPSHOT_POLICY_DEFAULTS: SnapshotPolicy = {
   sendsMax: 2,
   leaseMs: 60_000,
   restoreBytesPerSecondAssumed: 32 * 1024 * 1024,
+  snapshotDutyCycleMax: 0.1,
 };
 
 /** WRITE_RATE_WINDOW_MS is how far back the write rate that sizes the catch-up tail looks. */
@@ -131,6 +141,8 @@ export class Snapshotter {
   private stopped = false;
   private consecutiveFailures = 0;
   private backoffUntilMs = 0;
+  // The duty-cycle limit: no snapshot starts before this time (see SnapshotPolicy).
+  private nextAllowedMs = 0;
   private lastError: string | undefined;
   // The index of the snapshot the log records (taken here or installed from the leader).
   private recordedIndex: Index;
@@ -188,7 +200,7 @@ export class Snapshotter {
       this.rateSamples.push({ atMs: nowMs, index: appliedIndex });
       while (this.rateSamples.length > RATE_SAMPLES_MAX || (this.rateSamples.length > 2 && nowMs - (this.rateSamples[0] as { atMs: number }).atMs > WRITE_RATE_WINDOW_MS)) this.rateSamples.shift();
     }
-    if (this.stopped || this.taking !== undefined || nowMs < this.backoffUntilMs) return;
+    if (this.stopped || this.taking !== undefined || nowMs < this.backoffUntilMs || nowMs < this.nextAllowedMs) return;
     const dueByCount = appliedIndex - this.recordedIndex >= this.policy.snapshotCount;
     const dueByBytes = this.appendedBytesSinceSnapshot >= this.policy.snapshotLogBytes && appliedIndex > this.recordedIndex;
     if (dueByCount || dueByBytes) void this.start();
@@ -270,6 +282,10 @@ export class Snapshotter {
       await view.close();
     }
     assert(info.id === snapshotId(term, index), 'the store names a snapshot by its term and index');
+    // The duty cycle counts the file's writing, the part that costs I/O in proportion to the state.
+    const writtenMs = this.host.clock.now();
+    const writeMs = Math.max(1, writtenMs - startedMs);
+    this.nextAllowedMs = writtenMs + writeMs / this.policy.snapshotDutyCycleMax - writeMs;
     try {
       await this.record(info, captured);
     } catch (error) {
@@ -392,6 +408,7 @@ function checkPolicy(policy: SnapshotPolicy): void {
     if (!(Number.isFinite(value) && value > 0)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `snapshot policy: ${name} must be positive, got ${value}`);
   };
   for (const name of Object.keys(SNAPSHOT_POLICY_DEFAULTS) as (keyof SnapshotPolicy)[]) positive(name);
+  if (policy.snapshotDutyCycleMax > 1) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `snapshot policy: snapshotDutyCycleMax is a share of time, at most 1, got ${policy.snapshotDutyCycleMax}`);
   if (!Number.isSafeInteger(policy.snapshotCount) || !Number.isSafeInteger(policy.catchUpEntries) || !Number.isSafeInteger(policy.retainedSnapshots)) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'snapshot policy: counts must be integers');
   }

@@ -8,7 +8,7 @@ import type { RaftNode } from '../../src/node/index.ts';
 import type { RangeResponse } from '../../src/storage/index.ts';
 import { decoder, encoder, leaderOf, put, startCluster, track } from './fixture.ts';
 
-const POLICY = { snapshotCount: 40, catchUpEntries: 10, restoreBytesPerSecondAssumed: 1024 * 1024 * 1024 };
+const POLICY = { snapshotCount: 40, catchUpEntries: 10, restoreBytesPerSecondAssumed: 1024 * 1024 * 1024, snapshotDutyCycleMax: 1 };
 
 async function everything(node: RaftNode): Promise<string[]> {
   const response = (await node.kv({ type: 'range', key: encoder.encode('\0'), rangeEnd: encoder.encode('\0'), serializable: true })) as RangeResponse;

@@ -160,9 +160,65 @@ describe('the failure breaker', () => {
   });
 });
 
+// SlowStore is a snapshot store whose creates take `createMs` of the clock's time.
+class SlowStore extends MemorySnapshotStore {
+  creates = 0;
+  private readonly slowClock: VirtualClock;
+  private readonly createMs: number;
+  constructor(clock: VirtualClock, createMs: number) {
+    super({ clock });
+    this.slowClock = clock;
+    this.createMs = createMs;
+  }
+  override async create(source: SnapshotSource, options?: Parameters<SnapshotStore['create']>[1]): Promise<SnapshotInfo> {
+    this.creates += 1;
+    await new Promise<void>((resolve) => this.slowClock.setTimeout(resolve, this.createMs));
+    return super.create(source, options);
+  }
+}
+
+describe('the duty cycle', () => {
+  test('snapshots that take 1 s start at most every 10 s, however many entries arrive', async () => {
+    const clock = new VirtualClock();
+    const driver = virtualDriver(clock);
+    const store = new SlowStore(clock, 1_000);
+    const network = new MemoryNetwork();
+    const node = track(
+      await driver.settle(
+        Node.start({
+          name: 'solo',
+          initialCluster: [{ name: 'solo', peerUrls: ['http://solo.test:2380'] }],
+          initialClusterState: 'new',
+          initialClusterToken: 'duty',
+          advertisePeerUrls: ['http://solo.test:2380'],
+          advertiseClientUrls: ['http://solo.test:2379'],
+          heartbeatIntervalMs: HEARTBEAT_MS,
+          electionTimeoutMs: ELECTION_MS,
+          clock,
+          storage: async () => ({ log: new MemoryLogStore(), stateMachine: await openMemoryKvStateMachine(), snapshots: store }),
+          snapshotPolicy: { snapshotCount: 10, snapshotDutyCycleMax: 0.1 },
+          createTransport: ({ localId, clusterId }) => new MemoryTransport(network, { localId, clusterId, clock }),
+        }),
+      ),
+      driver,
+    );
+    await driver.until('the member leads', () => node.status().role === 'leader');
+    const startMs = clock.now();
+    // 30 s of writes, 20 a second: 60 snapshots' worth by the count alone.
+    for (let i = 0; i < 600; i += 1) {
+      await driver.settle(put(node, `k${i % 40}`, `v${i}`));
+      await driver.advance(50);
+    }
+    const elapsedS = (clock.now() - startMs) / 1_000;
+    assert.ok(elapsedS >= 30, `${elapsedS} s passed`);
+    assert.ok(store.creates >= 2 && store.creates <= Math.ceil(elapsedS / 10) + 1, `${store.creates} snapshots in ${elapsedS} s`);
+  });
+});
+
 describe('catch-up under steady writes', () => {
   test('a member behind a compacted log catches up by one snapshot or two while writes go on, with a tiny catch-up tail', async () => {
-    const policy = { snapshotCount: 20, catchUpEntries: 1, sendBytesPerSecond: 1024 * 1024, restoreBytesPerSecondAssumed: 1024 * 1024 * 1024 };
+    // No duty-cycle limit: virtual time barely moves while the puts are applied.
+    const policy = { snapshotCount: 20, catchUpEntries: 1, sendBytesPerSecond: 1024 * 1024, restoreBytesPerSecondAssumed: 1024 * 1024 * 1024, snapshotDutyCycleMax: 1 };
     const transports = new Map<number, MemoryTransport>();
     const { nodes, driver, network } = await startCluster({ snapshotPolicy: policy, transports, createTransport: (net, identity) => new MemoryTransport(net, identity) });
     const leader = leaderOf(nodes);
