@@ -4,7 +4,7 @@
 
 import { prefixEnd } from './client/index.ts';
 import { RaftNode } from './node/index.ts';
-import type { MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember } from './node/index.ts';
+import type { MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
 import type { Logger } from './raft/index.ts';
 import { RaftNodeBackend, startEtcdServer } from './server/index.ts';
 import type { EtcdServer } from './server/index.ts';
@@ -17,7 +17,7 @@ export { StrataError, ErrorCode, isStrataError } from './util/errors.ts';
 export { EtcdClient } from './client/index.ts';
 export type { EtcdClientOptions } from './client/index.ts';
 export type { KeyValue, PutResponse, RangeResponse, DeleteRangeResponse, TxnResponse, Compare, TxnOperation, KvLimits } from './storage/index.ts';
-export type { MemberRecord, NodeStatus, RaftNodeHooks, InitialClusterMember } from './node/index.ts';
+export type { MemberRecord, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
 
 /** Bytes is a key or value: a string (UTF-8) or raw bytes. */
 export type Bytes = string | Uint8Array;
@@ -45,7 +45,13 @@ export interface OpenClusterOptions {
   /** Also serve etcd's gRPC API here (http://host:port), for etcdctl and other processes. */
   readonly clientUrls?: readonly string[];
   readonly logger?: Logger;
+  /** Lifecycle callbacks, including onSnapshotSaved and onSnapshotInstalled. */
   readonly hooks?: RaftNodeHooks;
+  /**
+   * When snapshots are taken and how much log is kept (etcd's --snapshot-count and
+   * --snapshot-catchup-entries are snapshotCount and catchUpEntries; defaults 10,000 and 5,000).
+   */
+  readonly snapshotPolicy?: Partial<SnapshotPolicy>;
 }
 
 /** RangeOptions select keys as etcd does: one key, [key, rangeEnd), a prefix, or everything from key. */
@@ -110,6 +116,7 @@ export class StrataKv {
       limits,
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
       ...(options.hooks !== undefined ? { hooks: options.hooks } : {}),
+      ...(options.snapshotPolicy !== undefined ? { snapshotPolicy: options.snapshotPolicy } : {}),
       createTransport: ({ localId, clusterId }) =>
         network !== undefined
           ? new MemoryTransport(network, { localId, clusterId })

@@ -87,3 +87,30 @@ test('three embedded members replicate over gRPC; one serves etcd API clients', 
     rmSync(directory, { recursive: true, force: true });
   }
 });
+
+test('an embedded member on disk snapshots, compacts its log, and restarts from the snapshot and the tail', async () => {
+  const directory = mkdtempSync(join(tmpdir(), 'stratakv-embedded-snapshot-'));
+  const saved: number[] = [];
+  try {
+    const options = {
+      dataDir: join(directory, 'solo'),
+      snapshotPolicy: { snapshotCount: 50, catchUpEntries: 10 },
+      hooks: { onSnapshotSaved: (info: { readonly index: number }) => saved.push(info.index) },
+    };
+    const first = await openCluster(options);
+    for (let i = 0; i < 300; i += 1) await first.put(`key-${i % 120}`, `value-${i}`);
+    const status = first.status();
+    assert.ok(saved.length >= 2, `snapshots were saved at ${saved.join(', ')}`);
+    assert.ok(status.snapshots.compactedThrough > 0, 'the log was compacted');
+    await first.close();
+    const second = await openCluster(options);
+    try {
+      for (let i = 180; i < 300; i += 1) assert.equal(new TextDecoder().decode((await second.get(`key-${i % 120}`))?.value), `value-${i}`);
+      assert.ok(second.status().appliedIndex >= status.appliedIndex);
+    } finally {
+      await second.close();
+    }
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+});

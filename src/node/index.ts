@@ -15,3 +15,6 @@ export { restoreDataDir } from './restore-data-dir.ts';
 export type { RestoreDataDirOptions, RestoredDataDir, RestorePhase, RestoreProgress } from './restore-data-dir.ts';
 export { verifySavedSnapshot, notStratakvSnapshot, SNAPSHOT_TRAILER_BYTES, SAVED_SNAPSHOT_READ_BYTES } from '../snapshot/index.ts';
 export type { VerifiedSnapshot, VerifySavedSnapshotOptions, SavedSnapshotProgress } from '../snapshot/index.ts';
+export { SNAPSHOT_POLICY_DEFAULTS } from './snapshotter.ts';
+export type { SnapshotPolicy, SnapshotterStatus } from './snapshotter.ts';
+export type { SnapshotStream } from './raft-node.ts';
