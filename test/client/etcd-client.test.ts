@@ -267,6 +267,13 @@ describe('EtcdClient against a 3-member etcd cluster', { skip: etcdSkipReason() 
     try {
       await failover.put('before-kill', '1');
       await cluster.kill(victim);
+      // The first call after the kill may still go out on the dead connection. A read there
+      // is retried on the next member; a write would be ambiguous (it may have been sent),
+      // so the client answers it UNAVAILABLE and never retries it. Read first: the client
+      // then knows the victim is gone, and the write goes to a live member.
+      const before = await failover.get('before-kill');
+      assert.equal(text(before.kvs[0]?.value ?? new Uint8Array()), '1');
+      assert.notEqual(before.header.memberId, follower.ok ? follower.status.memberId : 0n);
       await failover.put('after-kill', '2');
       const read = await failover.get('after-kill');
       assert.equal(text(read.kvs[0]?.value ?? new Uint8Array()), '2');
