@@ -99,11 +99,16 @@ test('an embedded member on disk snapshots, compacts its log, and restarts from 
       hooks: { onSnapshotSaved: (info: { readonly index: number }) => saved.push(info.index) },
     };
     const first = await openCluster(options);
-    for (let i = 0; i < 300; i += 1) await first.put(`key-${i % 120}`, `value-${i}`);
-    const status = first.status();
-    assert.ok(saved.length >= 2, `snapshots were saved at ${saved.join(', ')}`);
-    assert.ok(status.snapshots.compactedThrough > 0, 'the log was compacted');
-    await first.close();
+    let status;
+    try {
+      for (let i = 0; i < 300; i += 1) await first.put(`key-${i % 120}`, `value-${i}`);
+      status = first.status();
+      assert.ok(saved.length >= 2, `snapshots were saved at ${saved.join(', ')}`);
+      assert.ok(status.snapshots.compactedThrough > 0, 'the log was compacted');
+    } finally {
+      // A member left open keeps the test process alive: close it whatever happened.
+      await first.close();
+    }
     const second = await openCluster(options);
     try {
       for (let i = 180; i < 300; i += 1) assert.equal(new TextDecoder().decode((await second.get(`key-${i % 120}`))?.value), `value-${i}`);
