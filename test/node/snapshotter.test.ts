@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { RaftNode } from '../../src/node/index.ts';
-import type { SnapshotterHost } from '../../src/node/snapshotter.ts';
+import type { SnapshotPolicy, SnapshotterHost } from '../../src/node/snapshotter.ts';
 import { Snapshotter } from '../../src/node/snapshotter.ts';
 import type { ProgressStatus, RaftStatus } from '../../src/raft/index.ts';
 import { MemorySnapshotStore } from '../../src/snapshot/index.ts';
@@ -112,31 +112,36 @@ class FailingStore extends MemorySnapshotStore {
   }
 }
 
+// startSolo starts a one-member cluster on `clock` whose snapshots go to `store`.
+async function startSolo(driver: ReturnType<typeof virtualDriver>, clock: VirtualClock, store: SnapshotStore, snapshotPolicy: Partial<SnapshotPolicy>): Promise<RaftNode> {
+  const network = new MemoryNetwork();
+  return track(
+    await driver.settle(
+      Node.start({
+        name: 'solo',
+        initialCluster: [{ name: 'solo', peerUrls: ['http://solo.test:2380'] }],
+        initialClusterState: 'new',
+        initialClusterToken: 'solo',
+        advertisePeerUrls: ['http://solo.test:2380'],
+        advertiseClientUrls: ['http://solo.test:2379'],
+        heartbeatIntervalMs: HEARTBEAT_MS,
+        electionTimeoutMs: ELECTION_MS,
+        clock,
+        storage: async () => ({ log: new MemoryLogStore(), stateMachine: await openMemoryKvStateMachine(), snapshots: store }),
+        snapshotPolicy,
+        createTransport: ({ localId, clusterId }) => new MemoryTransport(network, { localId, clusterId, clock }),
+      }),
+    ),
+    driver,
+  );
+}
+
 describe('the failure breaker', () => {
   test('after 3 failures in a row snapshots back off, status says so, the member keeps serving; a success closes it', async () => {
     const clock = new VirtualClock();
     const driver = virtualDriver(clock);
     const store = new FailingStore({ clock });
-    const network = new MemoryNetwork();
-    const node = track(
-      await driver.settle(
-        Node.start({
-          name: 'solo',
-          initialCluster: [{ name: 'solo', peerUrls: ['http://solo.test:2380'] }],
-          initialClusterState: 'new',
-          initialClusterToken: 'breaker',
-          advertisePeerUrls: ['http://solo.test:2380'],
-          advertiseClientUrls: ['http://solo.test:2379'],
-          heartbeatIntervalMs: HEARTBEAT_MS,
-          electionTimeoutMs: ELECTION_MS,
-          clock,
-          storage: async () => ({ log: new MemoryLogStore(), stateMachine: await openMemoryKvStateMachine(), snapshots: store }),
-          snapshotPolicy: { snapshotCount: 10, failuresBeforeBackoff: 3, backoffMsBase: 60_000 },
-          createTransport: ({ localId, clusterId }) => new MemoryTransport(network, { localId, clusterId, clock }),
-        }),
-      ),
-      driver,
-    );
+    const node = await startSolo(driver, clock, store, { snapshotCount: 10, failuresBeforeBackoff: 3, backoffMsBase: 60_000 });
     await driver.until('the member leads', () => node.status().role === 'leader');
     for (let i = 0; i < 60; i += 1) await driver.settle(put(node, `k${i}`, 'v'));
     await driver.until('three snapshots failed', () => node.status().snapshots.consecutiveFailures >= 3);
@@ -182,26 +187,7 @@ describe('the duty cycle', () => {
     const clock = new VirtualClock();
     const driver = virtualDriver(clock);
     const store = new SlowStore(clock, 1_000);
-    const network = new MemoryNetwork();
-    const node = track(
-      await driver.settle(
-        Node.start({
-          name: 'solo',
-          initialCluster: [{ name: 'solo', peerUrls: ['http://solo.test:2380'] }],
-          initialClusterState: 'new',
-          initialClusterToken: 'duty',
-          advertisePeerUrls: ['http://solo.test:2380'],
-          advertiseClientUrls: ['http://solo.test:2379'],
-          heartbeatIntervalMs: HEARTBEAT_MS,
-          electionTimeoutMs: ELECTION_MS,
-          clock,
-          storage: async () => ({ log: new MemoryLogStore(), stateMachine: await openMemoryKvStateMachine(), snapshots: store }),
-          snapshotPolicy: { snapshotCount: 10, snapshotDutyCycleMax: 0.1 },
-          createTransport: ({ localId, clusterId }) => new MemoryTransport(network, { localId, clusterId, clock }),
-        }),
-      ),
-      driver,
-    );
+    const node = await startSolo(driver, clock, store, { snapshotCount: 10, snapshotDutyCycleMax: 0.1 });
     await driver.until('the member leads', () => node.status().role === 'leader');
     const startMs = clock.now();
     // 30 s of writes, 20 a second: 60 snapshots' worth by the count alone.
