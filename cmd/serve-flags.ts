@@ -59,6 +59,8 @@ export interface ServeOptions {
   readonly snapshotCatchupEntries: number;
   /** --snapshot-send-rate-bytes: bytes per second one snapshot send to a follower may use (ours; TiKV's 100 MiB/s). */
   readonly snapshotSendRateBytes: number;
+  /** --snapshot-send-rate-bytes-under-load: the same while the leader serves client requests (ours; 24 MiB/s). */
+  readonly snapshotSendRateBytesUnderLoad: number;
   /** --log-level. */
   readonly logLevel: LogLevel;
 }
@@ -78,6 +80,7 @@ export const SERVE_DEFAULTS = {
   snapshotCount: 10_000,
   snapshotCatchupEntries: 5_000,
   snapshotSendRateBytes: 100 * 1024 * 1024,
+  snapshotSendRateBytesUnderLoad: 24 * 1024 * 1024,
   logLevel: 'info',
 } as const;
 
@@ -98,6 +101,8 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
   --snapshot-count N                   applied entries that trigger a snapshot (default 10000)
   --snapshot-catchup-entries N         entries kept before a snapshot at least (default 5000)
   --snapshot-send-rate-bytes BYTES     per-second rate of one snapshot send (default 104857600)
+  --snapshot-send-rate-bytes-under-load BYTES
+                                       the same while the leader serves clients (default 25165824)
   --log-level debug|info|warn|error    (default info)
   URLs are http://host:port, comma-separated; TLS (https) is not supported yet.`;
 
@@ -117,6 +122,7 @@ const FLAG_NAMES = [
   'snapshot-count',
   'snapshot-catchup-entries',
   'snapshot-send-rate-bytes',
+  'snapshot-send-rate-bytes-under-load',
   'log-level',
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
@@ -178,6 +184,11 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
   const snapshotCount = parsePositiveInteger('--snapshot-count', given.get('snapshot-count'), SERVE_DEFAULTS.snapshotCount);
   const snapshotCatchupEntries = parsePositiveInteger('--snapshot-catchup-entries', given.get('snapshot-catchup-entries'), SERVE_DEFAULTS.snapshotCatchupEntries);
   const snapshotSendRateBytes = parsePositiveInteger('--snapshot-send-rate-bytes', given.get('snapshot-send-rate-bytes'), SERVE_DEFAULTS.snapshotSendRateBytes);
+  const snapshotSendRateBytesUnderLoad = parsePositiveInteger(
+    '--snapshot-send-rate-bytes-under-load',
+    given.get('snapshot-send-rate-bytes-under-load'),
+    SERVE_DEFAULTS.snapshotSendRateBytesUnderLoad,
+  );
 
   const logLevel = given.get('log-level') ?? SERVE_DEFAULTS.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -202,6 +213,7 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     snapshotCount,
     snapshotCatchupEntries,
     snapshotSendRateBytes,
+    snapshotSendRateBytesUnderLoad,
     logLevel: logLevel as LogLevel,
   };
 }

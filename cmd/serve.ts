@@ -33,7 +33,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     electionTimeoutMs: options.electionTimeoutMs,
     limits: { ...DEFAULT_KV_LIMITS, requestBytesMax: options.maxRequestBytes },
-    snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes },
+    snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
     logger,
     createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, advertiseUrls: options.initialAdvertisePeerUrls, logger }),

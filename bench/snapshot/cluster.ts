@@ -5,7 +5,11 @@
 //     up from the log);
 //  4. put p99 (closed loop, `concurrency` outstanding, 100-byte values, to the leader) in
 //     windows without a snapshot send and windows while a new member joins (so receives the
-//     snapshot), alternating: without, with, without, with …;
+//     snapshot), alternating: without, with, without, with …. The member joined under load is
+//     a learner (Cluster.MemberAdd isLearner, as etcd advises and migrations do): a voter would
+//     change the quorum to 3 of 4 for the whole window, which is not the send's cost. The
+//     window with a send lasts from the new member's spawn until the leader logs "snapshot
+//     sent" (the send includes the new member's restore, which runs beside the transfer);
 //  5. the leader's RSS (VmRSS, every 100 ms) before a join and while it sends.
 // Every round: one join on the quiet cluster (figures 3 and 5), a window without, a window
 // with a join under load (figure 4; its join time and RSS are reported too). A joined member is
@@ -141,9 +145,14 @@ export async function measureCluster(options: ClusterOptions): Promise<ClusterFi
     // joinOnce joins a member while `sampler` watches the leader; RSS "before" is the median
     // of [beforeFromMs, beforeToMs], "during" the largest sample from spawn to caught up.
     // The caller calls leave() (after ending its load, so that the removal is not in a window).
-    const joinOnce = async (sampler: RssSampler, beforeFromMs: number, beforeToMs: number): Promise<{ sample: JoinSample; leave: () => Promise<void> }> => {
+    const joinOnce = async (
+      sampler: RssSampler,
+      beforeFromMs: number,
+      beforeToMs: number,
+      how: { readonly learner: boolean; readonly onSent?: () => void },
+    ): Promise<{ sample: JoinSample; leave: () => Promise<void> }> => {
       joins += 1;
-      const joined = await joinMember({ cluster, leader, name: `j${joins}`, serveFlags: options.serveFlags, timeoutMs: joinTimeoutMs });
+      const joined = await joinMember({ cluster, leader, name: `j${joins}`, serveFlags: options.serveFlags, timeoutMs: joinTimeoutMs, ...how });
       const endedAtMs = joined.startedAtMs + joined.caughtUpMs;
       const { id: _id, leave, ...result } = joined;
       const sample: JoinSample = {
@@ -214,7 +223,7 @@ export async function measureCluster(options: ClusterOptions): Promise<ClusterFi
       removeAndSync(ddPath, folder);
       figures.ddDirectWriteMBps.push(ddRate);
       log(`  round ${round + 1}/${rounds} dd oflag=direct conv=fdatasync of ${mibFor(compaction.bytes)} MiB beside the members: ${ddRate.toFixed(0)} MB/s`);
-      const quietJoin = await quietFirst((sampler, from, to) => joinOnce(sampler, from, to));
+      const quietJoin = await quietFirst((sampler, from, to) => joinOnce(sampler, from, to, { learner: false }));
       await quietJoin.leave();
       const quiet = quietJoin.sample;
       figures.quietJoins.push(quiet);
@@ -233,7 +242,9 @@ export async function measureCluster(options: ClusterOptions): Promise<ClusterFi
         let joined: { sample: JoinSample; leave: () => Promise<void> };
         try {
           await running.measuring;
-          joined = await joinOnce(sampler, from, to);
+          // The window is the send: it ends when the leader logged "snapshot sent" (the
+          // learner's catch-up from the log afterwards is not the send's cost).
+          joined = await joinOnce(sampler, from, to, { learner: true, onSent: () => running.stop() });
         } catch (error) {
           // join() removed and stopped its member already.
           running.stop();
@@ -257,7 +268,7 @@ export async function measureCluster(options: ClusterOptions): Promise<ClusterFi
     failed = false;
     return figures;
   } finally {
-    if (failed) keepLogs(cluster, log);
+    if (failed || process.env['STRATAKV_BENCH_KEEP_LOGS'] === '1') keepLogs(cluster, log);
     await cluster.stop();
   }
 }

@@ -27,11 +27,12 @@ export function encodeTxnPuts(pairs: readonly (readonly [Uint8Array, Uint8Array]
   return encodeBytesFields(pairs.map(([key, value]) => [2, encodeBytesFields([[2, encodePutRequest(key, value)]])] as const));
 }
 
-/** memberAdd calls Cluster.MemberAdd on `endpoint` and answers the new member's id. */
-export async function memberAdd(endpoint: string, peerUrl: string): Promise<bigint> {
+/** memberAdd calls Cluster.MemberAdd on `endpoint` (a learner when `isLearner`) and answers the new member's id. */
+export async function memberAdd(endpoint: string, peerUrl: string, isLearner = false): Promise<bigint> {
   const client = openClient(endpoint);
   try {
-    const response = await unary(client, CLUSTER_MEMBER_ADD, encodeBytesFields([[1, Buffer.from(peerUrl)]]), CALL_DEADLINE_MS);
+    // MemberAddRequest{peerURLs 1, isLearner 2}
+    const response = await unary(client, CLUSTER_MEMBER_ADD, encodeBytesFields([[1, Buffer.from(peerUrl)]], isLearner ? [[2, 1]] : []), CALL_DEADLINE_MS);
     // MemberAddResponse{header 1, member 2: Member{ID 1, …}, members 3}
     const member = decodeFields(response).find((field) => field.number === 2 && 'bytes' in field);
     const id = member !== undefined && 'bytes' in member ? decodeFields(member.bytes).find((field) => field.number === 1 && 'varint' in field) : undefined;

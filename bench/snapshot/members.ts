@@ -299,6 +299,10 @@ export interface JoinOptions {
   readonly name: string;
   readonly serveFlags: readonly string[];
   readonly timeoutMs: number;
+  /** Add it as a learner (the quorum stays the old members'), not as a voter. */
+  readonly learner?: boolean;
+  /** Called once when the leader logged "snapshot sent" (or at the latest when the member caught up without one). */
+  readonly onSent?: () => void;
 }
 
 /** JoinedMember is a member the bench added; leave() removes it from the cluster, stops it and removes its data. */
@@ -321,7 +325,7 @@ export async function joinMember(options: JoinOptions): Promise<JoinedMember> {
   const dataDir = joinPath(folder, `${name}.data`);
   const logPath = joinPath(folder, `${name}.log`);
   const leaderLogFrom = logBytes(leader.logPath);
-  const id = await memberAdd(leader.endpoint, peerUrl);
+  const id = await memberAdd(leader.endpoint, peerUrl, options.learner === true);
   const initialCluster = [...cluster.members.map((member) => `${member.name}=${member.peerUrl ?? ''}`), `${name}=${peerUrl}`].join(',');
   const { command, args } = stratakvServeCommand([
     '--name', name,
@@ -351,7 +355,14 @@ export async function joinMember(options: JoinOptions): Promise<JoinedMember> {
     // often would cost the leader the CPU the bench measures).
     const deadline = Date.now() + options.timeoutMs;
     let targetIndex = (await status(leader.endpoint, STATUS_DEADLINE_MS)).raftAppliedIndex;
+    let sentNoted = options.onSent === undefined;
+    const noteSent = (): void => {
+      if (sentNoted) return;
+      sentNoted = true;
+      options.onSent?.();
+    };
     while (true) {
+      if (!sentNoted && leader.logPath !== undefined && readLogLines(leader.logPath, leaderLogFrom).some((line) => line.message === 'snapshot sent')) noteSent();
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited (code ${child.exitCode}); its log ends:\n${tailOf(logPath)}`);
       if (Date.now() > deadline) throw new Error(`${name} did not catch up within ${options.timeoutMs} ms; its log ends:\n${tailOf(logPath)}`);
       const own = await tryStatus(clientUrl);
@@ -365,6 +376,7 @@ export async function joinMember(options: JoinOptions): Promise<JoinedMember> {
       }
       await sleep(JOIN_POLL_MS);
     }
+    noteSent();
     const caughtUpMs = performance.now() - startedAtMs;
     const leaderLines = readLogLines(leader.logPath, leaderLogFrom);
     // The sender's line (with `ms`); the transport logs one of its own without it.

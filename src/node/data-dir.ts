@@ -19,8 +19,8 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../raft/index.ts';
-import type { SnapshotStore } from '../snapshot/index.ts';
+import type { Index, Logger, Term } from '../raft/index.ts';
+import type { ReceivedRecordStream, SnapshotStore } from '../snapshot/index.ts';
 import { DiskSnapshotStore, MemorySnapshotStore } from '../snapshot/index.ts';
 import type { KvLimits, KvSnapshotContent, KvStateMachine, LogStore } from '../storage/index.ts';
 import {
@@ -33,7 +33,7 @@ import {
   restoreDiskKvStateMachine,
   restoreMemoryKvStateMachine,
 } from '../storage/index.ts';
-import { ErrorCode, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
+import { assert, ErrorCode, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
 import { clusterIdFor, memberIdFor } from './member-identity.ts';
 import type { MemberIdentity } from './member-state-file.ts';
 import { readMemberIdentity, writeMemberIdentity } from './member-state-file.ts';
@@ -181,6 +181,36 @@ export async function restoreFromSnapshot(snapshots: SnapshotStore, restorer: St
   } finally {
     await reader.close();
   }
+}
+
+/**
+ * restoreWhileReceiving restores from a receive's records() stream, beside the transfer:
+ * the state machine is built as the blocks come in, and is whole only once the stream ended,
+ * that is once the receive checked the whole file (counts and SHA-256). The key count and the
+ * revision come from that checked footer, read by restore() after the records ended.
+ */
+export function restoreWhileReceiving(restorer: StateMachineRestorer, stream: ReceivedRecordStream, index: Index, term: Term): Promise<RestoredStateMachine> {
+  const footer = (): { readonly metadata: { readonly revision: number; readonly index: Index }; readonly keyCount: number } => {
+    const checked = stream.footer;
+    assert(checked !== undefined, 'a streamed restore reads the footer after the stream ended');
+    if (checked.metadata.index !== index) {
+      throw new StrataError(ErrorCode.CORRUPTION, `received snapshot holds index ${checked.metadata.index}, expected ${index}`, {
+        details: { index: checked.metadata.index, expected: index },
+      });
+    }
+    return checked;
+  };
+  return restorer.restore({
+    appliedIndex: index,
+    appliedTerm: term,
+    get revision() {
+      return footer().metadata.revision;
+    },
+    records: stream,
+    get keyCount() {
+      return footer().keyCount;
+    },
+  });
 }
 
 function memoryRestorer(limits: KvLimits): StateMachineRestorer {

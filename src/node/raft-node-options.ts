@@ -35,8 +35,12 @@ export interface RaftNodeHooks {
   readonly onRemoved?: () => void;
   /** onSnapshotSaved: a snapshot of this member's state is durable and verified (the log before it may be compacted). */
   readonly onSnapshotSaved?: (info: SnapshotInfo) => void;
-  /** onSnapshotInstalled: a snapshot received from the leader replaced this member's state. */
-  readonly onSnapshotInstalled?: (info: { readonly index: number; readonly term: number; readonly snapshotId: string }) => void;
+  /**
+   * onSnapshotInstalled: a snapshot received from the leader replaced this member's state;
+   * `restoredWhileReceiving` tells whether it was restored beside the transfer (the usual
+   * way) or from the received file afterwards.
+   */
+  readonly onSnapshotInstalled?: (info: { readonly index: number; readonly term: number; readonly snapshotId: string; readonly restoredWhileReceiving: boolean }) => void;
 }
 
 /** RaftNodeOptions configures a RaftNode; flag names in comments are etcd's. */

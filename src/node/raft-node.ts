@@ -23,7 +23,7 @@
 
 import { randomInt } from 'node:crypto';
 import type { ConfState, Entry, Index, Logger, Message, NodeId, Role, Snapshot, SnapshotMessage, Term } from '../raft/index.ts';
-import type { SnapshotInfo, SnapshotStore } from '../snapshot/index.ts';
+import type { SnapshotInfo, SnapshotReceiver, SnapshotStore } from '../snapshot/index.ts';
 import { snapshotId as snapshotIdOf } from '../snapshot/index.ts';
 import { decodeConfChange, EntryType, NO_NODE, Raft, RAFT_CONFIG_DEFAULTS, SILENT_LOGGER } from '../raft/index.ts';
 import type { KvLimits, KvRequest, KvResponse, KvStateMachine, LogStore, RangeRequest, RangeResponse } from '../storage/index.ts';
@@ -32,7 +32,7 @@ import type { PeerRequestKind, SnapshotSink, Transport } from '../transport/inde
 import { assert, ErrorCode, isStrataError, SeededRandom, sleep, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
 import type { Clock, TimerId } from '../util/index.ts';
 import type { RestoredStateMachine, StateMachineRestorer } from './data-dir.ts';
-import { dbSizeBytes, openMemberStorage, restoreFromSnapshot } from './data-dir.ts';
+import { dbSizeBytes, openMemberStorage, restoreFromSnapshot, restoreWhileReceiving } from './data-dir.ts';
 import { memberIdFor } from './member-identity.ts';
 import type { InitialMember, MemberRecord } from './membership.ts';
 import { Membership } from './membership.ts';
@@ -92,11 +92,16 @@ export interface SnapshotStream {
 
 // A snapshot received from the leader and restored beside the serving state machine, waiting
 // for Raft to install it (or for a newer one to replace it).
+/** FOREGROUND_WINDOW_MS: a client request or applied write this recent makes snapshot sends run at their rate under load. */
+export const FOREGROUND_WINDOW_MS = 1_000;
+
 interface PreparedInstall {
   readonly snapshotId: string;
   readonly index: Index;
   readonly descriptor: SnapshotDescriptor;
   readonly restored: RestoredStateMachine;
+  // Restored beside the receive (restoreWhileReceiving), not from the file afterwards.
+  readonly restoredWhileReceiving: boolean;
 }
 
 /** NodeCallOptions bound one call: an AbortSignal and/or a timeout. */
@@ -138,8 +143,13 @@ export class RaftNode {
   private prepared: PreparedInstall | undefined;
   // Set from prepareSnapshotInstall to installSnapshot: `prepared` is Raft's now, not replaced.
   private installing = false;
+  // When this member last took a client request or applied entries (snapshotSendRate).
+  private lastForegroundMs = Number.NEGATIVE_INFINITY;
   // One restore from a received snapshot at a time.
   private preparing: Promise<void> = Promise.resolve();
+  // The restore running beside a receive (restoreWhileReceiving), until the receive's finish
+  // claims it; one at a time.
+  private streamed: { readonly snapshotId: string; readonly restored: Promise<RestoredStateMachine> } | undefined;
   private readonly transport: Transport;
   private readonly membership: Membership;
   private readonly electionTicks: number;
@@ -238,7 +248,7 @@ export class RaftNode {
       logger: this.logger,
       clock: this.clock,
       sendsMax: this.snapshotter.policy.sendsMax,
-      bytesPerSecond: this.snapshotter.policy.sendBytesPerSecond,
+      bytesPerSecond: () => this.snapshotSendRate(),
       leaseMs: this.snapshotter.policy.leaseMs,
       report: (peer, ok) => {
         if (this.stopped) return;
@@ -379,6 +389,8 @@ export class RaftNode {
     this.prepared = undefined;
     await this.stateMachine.close();
     await this.snapshots.close();
+    // The store's close ended every receive, so a restore beside one settles now.
+    await this.dropStreamedRestore(this.streamed?.snapshotId);
     this.logger.info('member stopped', { name: this.name });
   }
 
@@ -548,6 +560,7 @@ export class RaftNode {
   async kv(request: KvRequest, options: NodeCallOptions = {}): Promise<KvResponse> {
     if (request.type === 'range') return this.range(request, options);
     this.checkServing();
+    this.lastForegroundMs = this.clock.now();
     const data = encodeValidKvCommand({ id: this.nextCommandId(), request }, this.limits);
     const outcome = await this.submit(data, options, 0);
     if (outcome.error !== undefined) throw outcome.error;
@@ -558,6 +571,7 @@ export class RaftNode {
   /** range reads keys: linearizable by default, from this member's state when serializable. */
   async range(request: RangeRequest, options: NodeCallOptions = {}): Promise<RangeResponse> {
     this.checkServing();
+    this.lastForegroundMs = this.clock.now();
     validateKvRequest(request, this.limits);
     if (request.serializable !== true) {
       const readable = this.reads.wait(options);
@@ -623,9 +637,11 @@ export class RaftNode {
       const results = await this.stateMachine.apply(entries.slice(start, start + APPLY_ENTRIES_MAX));
       for (const result of results) outcomes.set(result.index, result.error !== undefined ? { error: result.error } : { response: result.response as KvResponse });
     }
+    let clientWrites = false;
     for (const entry of entries) {
       if (entry.type === EntryType.ConfChange) this.applyConfChangeEntry(entry);
       else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.applyPublish(decodeNodeCommand(entry.data));
+      else if (entry.data.byteLength > 0) clientWrites = true;
       const reroute = this.proposals.applied(entry.index, entry.term, outcomes.get(entry.index) ?? {});
       if (reroute !== undefined) this.router.route(reroute);
     }
@@ -633,6 +649,9 @@ export class RaftNode {
     assert(last !== undefined, 'applyCommitted got entries');
     assert(last.index > this.appliedIndex, 'the applied index only moves forward');
     this.appliedIndex = last.index;
+    // Writes from any member's clients pass through here (not the cluster's own entries:
+    // membership changes, a member publishing itself, a new leader's empty entry).
+    if (clientWrites) this.lastForegroundMs = this.clock.now();
     this.reads.onApplied(this.appliedIndex);
     this.hooks.onApplied?.(this.appliedIndex);
     // Between two applies: the state machine, Raft's configuration and the member table
@@ -693,13 +712,19 @@ export class RaftNode {
       };
     }
     const receiver = await this.snapshots.receive(id, byteLength);
+    this.startStreamedRestore(receiver, id, index, term);
     return {
       verifiedBytes: () => receiver.verifiedBytes,
       write: (offset, bytes) => receiver.write(offset, bytes),
       finish: async () => {
-        const info = await receiver.finish();
-        if (info.sha256 !== descriptor.sha256) {
-          throw new StrataError(ErrorCode.CORRUPTION, `snapshot ${id} received with SHA-256 ${info.sha256}, the leader's is ${descriptor.sha256}`, { details: { snapshotId: id } });
+        try {
+          const info = await receiver.finish();
+          if (info.sha256 !== descriptor.sha256) {
+            throw new StrataError(ErrorCode.CORRUPTION, `snapshot ${id} received with SHA-256 ${info.sha256}, the leader's is ${descriptor.sha256}`, { details: { snapshotId: id } });
+          }
+        } catch (error) {
+          await this.dropStreamedRestore(id);
+          throw error;
         }
         await finish();
       },
@@ -707,18 +732,78 @@ export class RaftNode {
     };
   }
 
+  // startStreamedRestore starts restoring from `receiver` while it receives, when the snapshot
+  // may be needed and no other such restore runs; a resumed receive keeps feeding the running
+  // one. Without it, the finished file is restored instead (prepareFromReceived).
+  private startStreamedRestore(receiver: SnapshotReceiver, snapshotId: string, index: Index, term: Term): void {
+    if (this.streamed !== undefined || this.installing || !this.mayNeedSnapshot(index, term)) return;
+    const stream = receiver.records();
+    if (stream === undefined) return;
+    const restored = restoreWhileReceiving(this.restorer, stream, index, term);
+    const entry = { snapshotId, restored };
+    this.streamed = entry;
+    // A failure is handled where it is claimed (falling back to the file), or here.
+    restored.then(
+      () => undefined,
+      (error: unknown) => {
+        if (this.streamed === entry) this.streamed = undefined;
+        this.logger.debug('restore beside a receive ended', { snapshotId, reason: String(error) });
+      },
+    );
+  }
+
+  // claimStreamedRestore takes the restore that ran beside the receive of `snapshotId`, if it
+  // succeeded; undefined otherwise (the caller restores from the file).
+  private async claimStreamedRestore(snapshotId: string): Promise<RestoredStateMachine | undefined> {
+    const entry = this.streamed;
+    if (entry === undefined || entry.snapshotId !== snapshotId) return undefined;
+    this.streamed = undefined;
+    try {
+      return await entry.restored;
+    } catch (error) {
+      this.logger.warn('restore beside the receive failed; restoring from the received file', { snapshotId, reason: String(error) });
+      return undefined;
+    }
+  }
+
+  // dropStreamedRestore discards the restore beside the receive of `snapshotId` (its receive
+  // failed, or the member stops); it waits for it to settle.
+  private async dropStreamedRestore(snapshotId: string | undefined): Promise<void> {
+    if (snapshotId === undefined) return;
+    const restored = await this.claimStreamedRestore(snapshotId).catch(() => undefined);
+    await restored?.discard().catch((error: unknown) => this.logger.warn('dropping an unused restored state machine failed', { reason: String(error) }));
+  }
+
+  // snapshotSendRate is the rate of a snapshot send now: the policy's rate under load while
+  // clients are served (a request or an applied write within FOREGROUND_WINDOW_MS), its full
+  // rate otherwise, so that a quiet cluster moves a snapshot as fast as it may and a busy one
+  // keeps its latency.
+  private snapshotSendRate(): number {
+    const { sendBytesPerSecond, sendBytesPerSecondUnderLoad } = this.snapshotter.policy;
+    const busy = this.clock.now() - this.lastForegroundMs < FOREGROUND_WINDOW_MS;
+    return busy ? Math.min(sendBytesPerSecond, sendBytesPerSecondUnderLoad) : sendBytesPerSecond;
+  }
+
+  // mayNeedSnapshot: Raft will not install a snapshot it has committed, or whose last entry
+  // its log holds, so there is nothing to prepare (were it wrong, the install restores it then).
+  private mayNeedSnapshot(index: Index, term: Term): boolean {
+    if (index <= this.raft.status().commit) return false;
+    return !(index <= this.log.lastIndex() && index >= this.log.firstIndex() && this.log.term(index) === term);
+  }
+
   // prepareFromReceived restores a received snapshot beside the serving state machine (one at
-  // a time; a newer one replaces an older prepared one).
+  // a time; a newer one replaces an older prepared one), or takes the restore that already ran
+  // beside its receive.
   private prepareFromReceived(descriptor: SnapshotDescriptor, index: Index, term: Term): Promise<void> {
     const next = this.preparing.then(async () => {
-      if (this.installing || this.prepared?.snapshotId === descriptor.snapshotId) return;
-      // Raft will not install a snapshot it has committed, or whose last entry its log
-      // holds: there is nothing to prepare (were it wrong, the install restores it then).
-      if (index <= this.raft.status().commit) return;
-      if (index <= this.log.lastIndex() && index >= this.log.firstIndex() && this.log.term(index) === term) return;
-      const restored = await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, index);
+      const streamed = await this.claimStreamedRestore(descriptor.snapshotId);
+      if (this.installing || this.prepared?.snapshotId === descriptor.snapshotId || !this.mayNeedSnapshot(index, term)) {
+        await streamed?.discard();
+        return;
+      }
+      const restored = streamed ?? (await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, index));
       const previous = this.prepared;
-      this.prepared = { snapshotId: descriptor.snapshotId, index, descriptor, restored };
+      this.prepared = { snapshotId: descriptor.snapshotId, index, descriptor, restored, restoredWhileReceiving: streamed !== undefined };
       await previous?.restored.discard();
     });
     this.preparing = next.catch(() => undefined);
@@ -735,7 +820,7 @@ export class RaftNode {
     if (this.prepared?.snapshotId === descriptor.snapshotId) return;
     const restored = await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, snapshot.metadata.index);
     await this.prepared?.restored.discard();
-    this.prepared = { snapshotId: descriptor.snapshotId, index: snapshot.metadata.index, descriptor, restored };
+    this.prepared = { snapshotId: descriptor.snapshotId, index: snapshot.metadata.index, descriptor, restored, restoredWhileReceiving: false };
   }
 
   // installSnapshot runs once the log records the snapshot: the restored state machine
@@ -761,9 +846,10 @@ export class RaftNode {
     const unknown = this.proposals.coveredBySnapshot(index, requestTimedOut({ detail: 'a snapshot replaced the entries this write was in' }));
     this.reads.onApplied(this.appliedIndex);
     this.snapshotter.noteInstalled(index);
-    this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, proposalsSettledUnknown: unknown });
+    const { restoredWhileReceiving } = prepared;
+    this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, restoredWhileReceiving, proposalsSettledUnknown: unknown });
     this.hooks.onApplied?.(this.appliedIndex);
-    this.hooks.onSnapshotInstalled?.({ index, term: snapshot.metadata.term, snapshotId: prepared.snapshotId });
+    this.hooks.onSnapshotInstalled?.({ index, term: snapshot.metadata.term, snapshotId: prepared.snapshotId, restoredWhileReceiving });
   }
 
   private applyPublish(command: PublishCommand): void {

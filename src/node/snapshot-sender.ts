@@ -1,7 +1,8 @@
 // SnapshotSender: the leader's snapshot sends to followers that fell behind the compacted log
 // (or new members). Raft emits a snapshot message; instead of riding the message stream, the
 // snapshot file it names is streamed by the transport (chunked, CRC32c per chunk, resumable,
-// rate-limited), and Raft is told how it went (reportSnapshot).
+// rate-limited: slower while the leader serves clients), and Raft is told how it went
+// (reportSnapshot).
 //
 // A send is: waiting for its file (lease taken, reader opened) → streaming → settled. While
 // it runs, its snapshot is leased (renewed as bytes are acknowledged), so retention never
@@ -27,7 +28,8 @@ export interface SnapshotSenderOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly sendsMax: number;
-  readonly bytesPerSecond: number;
+  /** The rate of a send, asked again before each chunk (it follows the leader's load). */
+  readonly bytesPerSecond: () => number;
   readonly leaseMs: number;
   /** Tells Raft whether the snapshot reached the follower. */
   readonly report: (peer: NodeId, ok: boolean) => void;

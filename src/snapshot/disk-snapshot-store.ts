@@ -68,6 +68,7 @@ import {
   forEachSourceBatch,
   progressReporter,
   readBlockRun,
+  receiveEnded,
   retentionVictims,
   snapshotCanceled,
   snapshotNotFound,
@@ -75,6 +76,7 @@ import {
   throwIfAborted,
 } from './snapshot-store-parts.ts';
 import {
+  type ReceivedRecordStream,
   snapshotId,
   type SnapshotFileMetadata,
   type SnapshotInfo,
@@ -341,8 +343,7 @@ export class DiskSnapshotStore implements SnapshotStore {
     const finalPath = this.#pathOf(id);
     let footer: SnapshotFooter;
     try {
-      footer = assembler.verifier.finish();
-      checkFooterMatchesId(id, footer, finalPath, state.byteLength);
+      footer = assembler.finish((checked) => checkFooterMatchesId(id, checked, finalPath, state.byteLength));
     } catch (error) {
       await this.#endReceive(state, { remove: true });
       throw error;
@@ -518,6 +519,7 @@ export class DiskSnapshotStore implements SnapshotStore {
   async #endReceive(state: DiskReceive, how: { remove: boolean }): Promise<void> {
     state.ended = true;
     state.owner = undefined;
+    state.assembler.abandon(receiveEnded(state.id));
     if (this.#receives.get(state.id) === state) this.#receives.delete(state.id);
     await state.file.close();
     if (how.remove) await rm(state.path, { force: true });
@@ -918,6 +920,11 @@ class DiskSnapshotReceiver implements SnapshotReceiver {
       if (this.#finished !== undefined || this.#state.owner !== this || this.#state.ended) return;
       await this.#store.abortReceive(this.#state);
     });
+  }
+
+  records(): ReceivedRecordStream | undefined {
+    if (this.#state.ended || this.#state.owner !== this) return undefined;
+    return this.#state.assembler.records();
   }
 
   #checkOwner(): void {

@@ -3,6 +3,7 @@
 // contract both stores pass (snapshot-store.ts).
 export { snapshotId } from './snapshot-store.ts';
 export type {
+  ReceivedRecordStream,
   SnapshotFileMetadata,
   SnapshotInfo,
   SnapshotLease,

@@ -44,6 +44,7 @@ import {
   forEachSourceBatch,
   progressReporter,
   readBlockRun,
+  receiveEnded,
   retentionVictims,
   snapshotCanceled,
   snapshotNotFound,
@@ -51,6 +52,7 @@ import {
   throwIfAborted,
 } from './snapshot-store-parts.ts';
 import {
+  type ReceivedRecordStream,
   snapshotId,
   type SnapshotFileMetadata,
   type SnapshotInfo,
@@ -314,10 +316,13 @@ export class MemorySnapshotStore implements SnapshotStore {
         details: { id, verifiedBytes: assembler.writtenBytes, byteLength: state.byteLength },
       });
     }
-    state.ended = true;
-    this.#dropReceive(state);
-    const footer = assembler.verifier.finish();
-    checkFooterMatchesId(id, footer, location, state.byteLength);
+    let footer: SnapshotFooter;
+    try {
+      footer = assembler.finish((checked) => checkFooterMatchesId(id, checked, location, state.byteLength));
+    } finally {
+      state.ended = true;
+      this.#dropReceive(state);
+    }
     const listed = this.#snapshots.get(id);
     if (listed !== undefined) return listed.info;
     this.#list(id, concatBytes(state.pieces, state.byteLength), footer);
@@ -340,6 +345,7 @@ export class MemorySnapshotStore implements SnapshotStore {
   #dropReceive(state: MemoryReceive): void {
     state.ended = true;
     state.owner = undefined;
+    state.assembler.abandon(receiveEnded(state.id));
     if (this.#receives.get(state.id) === state) this.#receives.delete(state.id);
   }
 
@@ -467,6 +473,11 @@ class MemorySnapshotReceiver implements SnapshotReceiver {
       if (this.#finished !== undefined || this.#state.owner !== this) return;
       this.#store.abortReceive(this.#state);
     });
+  }
+
+  records(): ReceivedRecordStream | undefined {
+    if (this.#state.ended || this.#state.owner !== this || !this.#store.isCurrent(this.#epoch)) return undefined;
+    return this.#state.assembler.records();
   }
 
   #checkOwner(): void {

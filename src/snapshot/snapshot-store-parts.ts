@@ -36,6 +36,13 @@ export const READ_BLOCKS_BYTES_MAX = 64 << 20;
 /** RECEIVE_STAGING_BYTES is how much a receive holds before writing its verified blocks out (4 MiB, one O_DIRECT write). */
 export const RECEIVE_STAGING_BYTES = 4 << 20;
 
+/**
+ * RECEIVE_RECORDS_BUFFERED_BYTES_MAX bounds the checked blocks a receive holds for its
+ * records() reader (8 MiB): while more wait, write() waits too, so a slow reader slows the
+ * sender (through the stream's window) instead of filling memory.
+ */
+export const RECEIVE_RECORDS_BUFFERED_BYTES_MAX = 8 << 20;
+
 /** SNAPSHOT_NOT_FOUND_CODE is the code for an id that is not listed. */
 export const SNAPSHOT_NOT_FOUND_CODE: ErrorCode = ErrorCode.SNAPSHOT_NOT_FOUND;
 
@@ -52,6 +59,11 @@ export function snapshotStoreStopped(what: string): StrataError {
 /** snapshotCanceled is the error for work stopped by its AbortSignal. */
 export function snapshotCanceled(what: string, signal: AbortSignal | undefined): StrataError {
   return new StrataError(ErrorCode.CANCELED, `${what} canceled`, { cause: signal?.reason });
+}
+
+/** receiveEnded is why a receive's records() stream fails when the receive ends short of a checked whole. */
+export function receiveEnded(id: string): StrataError {
+  return new StrataError(ErrorCode.CANCELED, `snapshot receive of ${id} ended before the whole was received and checked`, { details: { id } });
 }
 
 /** checkSnapshotIdArgument refuses a string that is not a snapshot id (INVALID_ARGUMENT). */
@@ -345,6 +357,8 @@ export class ReceiveAssembler {
   #filled = 0;
   #writtenBytes = 0;
   #broken = false;
+  // The records() stream, once taken: every data block checked after that is handed to it.
+  #records: ReceivedRecords | undefined;
 
   constructor(
     verifier: SnapshotVerifier,
@@ -369,6 +383,39 @@ export class ReceiveAssembler {
   /** broken tells whether a writeRun failed: the receive cannot go on. */
   get broken(): boolean {
     return this.#broken;
+  }
+
+  /**
+   * records starts the stream of the content's records as blocks are checked (see
+   * SnapshotReceiver.records); undefined once a data block was checked without it, or when
+   * it was taken already.
+   */
+  records(): ReceivedRecords | undefined {
+    if (this.#records !== undefined || this.verifier.blockCount > 0 || this.verifier.complete) return undefined;
+    this.#records = new ReceivedRecords(this.verifier.location);
+    return this.#records;
+  }
+
+  /**
+   * finish checks the whole (SnapshotVerifier.finish, then `check`) and ends the records()
+   * stream with the footer; on a failure the stream fails with the same error.
+   */
+  finish(check: (footer: SnapshotFooter) => void): SnapshotFooter {
+    let footer: SnapshotFooter;
+    try {
+      footer = this.verifier.finish();
+      check(footer);
+    } catch (error) {
+      this.#records?.fail(error);
+      throw error;
+    }
+    this.#records?.end(footer);
+    return footer;
+  }
+
+  /** abandon fails the records() stream (the receive ended short of a checked whole); harmless after finish. */
+  abandon(reason: unknown): void {
+    this.#records?.fail(reason);
   }
 
   /** dropTail forgets the received bytes that are not a whole block yet (a restarted transfer resends them). */
@@ -415,6 +462,8 @@ export class ReceiveAssembler {
         throw failure;
       }
     }
+    // The records() reader lags: hold this write (and so the sender's window) until it catches up.
+    await this.#records?.whenRoom();
   }
 
   // The length of the block at the verifier's position when staging already holds its
@@ -446,7 +495,15 @@ export class ReceiveAssembler {
       const at = verifier.verifiedBytes - this.#writtenBytes;
       const length = verifier.nextBlockLength(staging.subarray(at, this.#filled));
       if (length === undefined || at + length > this.#filled) return;
-      verifier.verifyBlock(staging.subarray(at, at + length));
+      const records = this.#records;
+      if (records === undefined || verifier.nextBlockKind !== 'data') {
+        verifier.verifyBlock(staging.subarray(at, at + length));
+        continue;
+      }
+      // The records are views into the block: a copy, since staging is reused.
+      const block = staging.slice(at, at + length);
+      const decoded = verifier.verifyBlock(block, true);
+      if (decoded !== undefined && decoded.length > 0) records.push(decoded, block.byteLength);
     }
   }
 
@@ -463,6 +520,111 @@ export class ReceiveAssembler {
     this.#writtenBytes += checked;
     staging.copyWithin(0, checked, this.#filled);
     this.#filled -= checked;
+  }
+}
+
+/**
+ * ReceivedRecords is a receive's records() stream: the records of each data block once it
+ * was checked, in order, across resumed receives of the same snapshot. It ends only once the
+ * whole was checked (the footer's counts and the SHA-256), with `footer` set; it fails when
+ * the receive ends any other way. It buffers at most RECEIVE_RECORDS_BUFFERED_BYTES_MAX of
+ * blocks beyond one (whenRoom() holds the writer), and drops everything when its reader stops.
+ */
+export class ReceivedRecords implements AsyncIterable<readonly SnapshotRecord[]> {
+  readonly #location: string;
+  #queue: { readonly records: readonly SnapshotRecord[]; readonly bytes: number }[] = [];
+  #bufferedBytes = 0;
+  #footer: SnapshotFooter | undefined;
+  #failed = false;
+  #failure: unknown;
+  #iterated = false;
+  #readerGone = false;
+  #wakeReader: (() => void) | undefined;
+  #roomWaiters: (() => void)[] = [];
+
+  constructor(location: string) {
+    this.#location = location;
+  }
+
+  /** footer is the checked footer once the stream ended; undefined before. */
+  get footer(): SnapshotFooter | undefined {
+    return this.#footer;
+  }
+
+  get #settled(): boolean {
+    return this.#footer !== undefined || this.#failed;
+  }
+
+  /** @internal push adds one checked block's records (`bytes` long). */
+  push(records: readonly SnapshotRecord[], bytes: number): void {
+    if (this.#settled || this.#readerGone) return;
+    this.#queue.push({ records, bytes });
+    this.#bufferedBytes += bytes;
+    this.#wake();
+  }
+
+  /** @internal end: the whole was checked. */
+  end(footer: SnapshotFooter): void {
+    if (this.#settled) return;
+    this.#footer = footer;
+    this.#wake();
+  }
+
+  /** @internal fail: the receive ended short of a checked whole; the reader gets `reason`. */
+  fail(reason: unknown): void {
+    if (this.#settled) return;
+    this.#failed = true;
+    this.#failure = reason;
+    this.#drop();
+    this.#wake();
+  }
+
+  /** @internal whenRoom resolves once the buffered blocks are within the bound (or nobody will read them). */
+  whenRoom(): Promise<void> {
+    if (this.#bufferedBytes <= RECEIVE_RECORDS_BUFFERED_BYTES_MAX || this.#settled || this.#readerGone) return Promise.resolve();
+    return new Promise((resolve) => this.#roomWaiters.push(resolve));
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<readonly SnapshotRecord[]> {
+    assert(!this.#iterated, `the received records of ${this.#location} are read once`);
+    this.#iterated = true;
+    try {
+      for (;;) {
+        const next = this.#queue.shift();
+        if (next !== undefined) {
+          this.#bufferedBytes -= next.bytes;
+          this.#wakeRoom();
+          yield next.records;
+          continue;
+        }
+        if (this.#failed) throw this.#failure;
+        if (this.#footer !== undefined) return;
+        await new Promise<void>((resolve) => {
+          this.#wakeReader = resolve;
+        });
+      }
+    } finally {
+      this.#readerGone = true;
+      this.#drop();
+    }
+  }
+
+  #drop(): void {
+    this.#queue = [];
+    this.#bufferedBytes = 0;
+    this.#wakeRoom();
+  }
+
+  #wake(): void {
+    const wake = this.#wakeReader;
+    this.#wakeReader = undefined;
+    wake?.();
+    if (this.#settled) this.#wakeRoom();
+  }
+
+  #wakeRoom(): void {
+    if (this.#bufferedBytes > RECEIVE_RECORDS_BUFFERED_BYTES_MAX && !this.#settled && !this.#readerGone) return;
+    for (const wake of this.#roomWaiters.splice(0)) wake();
   }
 }
 

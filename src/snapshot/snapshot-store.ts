@@ -114,6 +114,22 @@ export interface SnapshotReceiver {
   finish(): Promise<SnapshotInfo>;
   /** abort removes what was received; harmless after finish. */
   abort(): Promise<void>;
+  /**
+   * records streams the content as it arrives, so that a restore can run beside the
+   * transfer: each data block's records once the block is checked, in order, across resumed
+   * receives of the same snapshot. The stream ends only after finish() checked the whole
+   * (then `footer` is set); it fails when the receive ends any other way, so whatever was
+   * built from it must then be thrown away. While its reader lags, write() waits (a bounded
+   * buffer). Undefined when the receive already checked data blocks without a stream, or a
+   * stream was taken: the caller then reads the finished snapshot instead.
+   */
+  records(): ReceivedRecordStream | undefined;
+}
+
+/** ReceivedRecordStream is a receive's content as it arrives (SnapshotReceiver.records). */
+export interface ReceivedRecordStream extends AsyncIterable<readonly SnapshotRecord[]> {
+  /** What the checked footer says, once the stream ended; undefined before. */
+  readonly footer: { readonly metadata: SnapshotFileMetadata; readonly keyCount: number } | undefined;
 }
 
 /** SnapshotLease pins a snapshot against deletion until it is released or expires. */

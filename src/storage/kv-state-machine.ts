@@ -107,7 +107,11 @@ export interface KvSnapshotView {
   close(): Promise<void>;
 }
 
-/** KvSnapshotContent is what restore() fills an empty database from. */
+/**
+ * KvSnapshotContent is what restore() fills an empty database from. restore() reads
+ * `revision` and `keyCount` only after the records ended: a restore fed while the snapshot
+ * is still being received learns them from its footer, checked at the end.
+ */
 export interface KvSnapshotContent {
   readonly appliedIndex: Index;
   readonly appliedTerm: number;

@@ -147,7 +147,7 @@ export function newSnapshotStats(): SnapshotStats {
 /** ResolvedSnapshotSendOptions are SnapshotSendOptions with defaults filled in and checked. */
 export interface ResolvedSnapshotSendOptions {
   readonly signal: AbortSignal | undefined;
-  readonly bytesPerSecond: number;
+  readonly bytesPerSecond: () => number;
   readonly chunkBytes: number;
   readonly progressTimeoutMs: number;
   readonly stalledAttemptsMax: number;
@@ -164,8 +164,14 @@ export function resolveSnapshotSendOptions(options: SnapshotSendOptions): Resolv
   if (!Number.isSafeInteger(chunkBytes) || chunkBytes < SNAPSHOT_CHUNK_BYTES_MIN || chunkBytes > SNAPSHOT_CHUNK_BYTES_MAX) {
     throw invalidOption('chunkBytes', `must be an integer from ${SNAPSHOT_CHUNK_BYTES_MIN} to ${SNAPSHOT_CHUNK_BYTES_MAX}`);
   }
-  const bytesPerSecond = options.bytesPerSecond ?? SNAPSHOT_RATE_BYTES_PER_SECOND_DEFAULT;
-  if (!Number.isFinite(bytesPerSecond) || bytesPerSecond <= 0) throw invalidOption('bytesPerSecond', 'must be a positive number');
+  const rate = options.bytesPerSecond ?? SNAPSHOT_RATE_BYTES_PER_SECOND_DEFAULT;
+  const checkRate = (value: number): number => {
+    if (!Number.isFinite(value) || value <= 0) throw invalidOption('bytesPerSecond', `must be a positive number, got ${value}`);
+    return value;
+  };
+  // A function is checked each time it is asked; a number once, here.
+  const bytesPerSecond = typeof rate === 'function' ? () => checkRate(rate()) : ((fixed: number) => () => fixed)(checkRate(rate));
+  bytesPerSecond();
   const progressTimeoutMs = options.progressTimeoutMs ?? SNAPSHOT_PROGRESS_TIMEOUT_MS;
   if (!Number.isFinite(progressTimeoutMs) || progressTimeoutMs <= 0) throw invalidOption('progressTimeoutMs', 'must be a positive number');
   const stalledAttemptsMax = options.stalledAttemptsMax ?? SNAPSHOT_STALLED_ATTEMPTS_MAX;
@@ -224,19 +230,21 @@ function asStrataError(error: unknown, code: ErrorCode, what: string): StrataErr
 /**
  * TokenBucket limits a send's rate: `bytesPerSecond`, in bursts of at most `capacityBytes`
  * (one chunk). A chunk larger than the capacity (one big block) waits for a full bucket and
- * leaves it in debt, so the long-run rate holds whatever the chunk sizes.
+ * leaves it in debt, so the long-run rate holds whatever the chunk sizes. A rate given as a
+ * function is read at every refill: the time since the last refill is paid at the rate of now.
  */
 export class TokenBucket {
   private tokens: number;
   private refilledAtMs: number;
-  private readonly bytesPerSecond: number;
+  private readonly bytesPerSecond: () => number;
   private readonly capacityBytes: number;
   private readonly clock: Clock;
 
-  constructor(options: { bytesPerSecond: number; capacityBytes: number; clock: Clock }) {
-    assert(options.bytesPerSecond > 0, 'TokenBucket: the rate must be positive');
+  constructor(options: { bytesPerSecond: number | (() => number); capacityBytes: number; clock: Clock }) {
+    const rate = options.bytesPerSecond;
+    this.bytesPerSecond = typeof rate === 'function' ? rate : () => rate;
+    assert(this.bytesPerSecond() > 0, 'TokenBucket: the rate must be positive');
     assert(options.capacityBytes > 0, 'TokenBucket: the capacity must be positive');
-    this.bytesPerSecond = options.bytesPerSecond;
     this.capacityBytes = options.capacityBytes;
     this.clock = options.clock;
     this.tokens = options.capacityBytes;
@@ -245,10 +253,10 @@ export class TokenBucket {
 
   /** delayMs is how long `bytes` must wait before take(bytes) keeps the rate (0: now). */
   delayMs(bytes: number): number {
-    this.refill();
+    const rate = this.refill();
     const needed = Math.min(bytes, this.capacityBytes);
     if (this.tokens >= needed) return 0;
-    return Math.ceil(((needed - this.tokens) * 1000) / this.bytesPerSecond);
+    return Math.ceil(((needed - this.tokens) * 1000) / rate);
   }
 
   /** take spends `bytes` (after delayMs said they may go). */
@@ -257,10 +265,14 @@ export class TokenBucket {
     this.tokens -= bytes;
   }
 
-  private refill(): void {
+  // refill adds what the time since the last refill earned at the current rate, which it returns.
+  private refill(): number {
+    const rate = this.bytesPerSecond();
+    assert(rate > 0, 'TokenBucket: the rate must be positive');
     const now = this.clock.now();
-    this.tokens = Math.min(this.capacityBytes, this.tokens + ((now - this.refilledAtMs) * this.bytesPerSecond) / 1000);
+    this.tokens = Math.min(this.capacityBytes, this.tokens + ((now - this.refilledAtMs) * rate) / 1000);
     this.refilledAtMs = now;
+    return rate;
   }
 }
 

@@ -64,8 +64,12 @@ export interface SnapshotSink {
 /** SnapshotSendOptions shape one snapshot send (see Transport.sendSnapshot). */
 export interface SnapshotSendOptions {
   readonly signal?: AbortSignal;
-  /** Bytes per second this send may use (token bucket, bursts of one chunk); default SNAPSHOT_RATE_BYTES_PER_SECOND_DEFAULT. */
-  readonly bytesPerSecond?: number;
+  /**
+   * Bytes per second this send may use (token bucket, bursts of one chunk); default
+   * SNAPSHOT_RATE_BYTES_PER_SECOND_DEFAULT. A function is asked again before each chunk, so
+   * the rate can follow the sender's load during the send.
+   */
+  readonly bytesPerSecond?: number | (() => number);
   /** Chunk size on the wire, 1–4 MiB; default SNAPSHOT_CHUNK_BYTES_DEFAULT. */
   readonly chunkBytes?: number;
   /** A stream that moves no acknowledged byte for this long is broken off and resumed; default SNAPSHOT_PROGRESS_TIMEOUT_MS. */

@@ -30,6 +30,7 @@ test('no flags gives etcd defaults', () => {
     snapshotCount: 10000,
     snapshotCatchupEntries: 5000,
     snapshotSendRateBytes: 104857600,
+    snapshotSendRateBytesUnderLoad: 25165824,
     logLevel: 'info',
   });
 });
@@ -51,6 +52,7 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     '--snapshot-count=1000',
     '--snapshot-catchup-entries', '200',
     '--snapshot-send-rate-bytes=1048576',
+    '--snapshot-send-rate-bytes-under-load', '262144',
     '--log-level=debug',
   ]);
   assert.deepEqual(options, {
@@ -73,6 +75,7 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     snapshotCount: 1000,
     snapshotCatchupEntries: 200,
     snapshotSendRateBytes: 1048576,
+    snapshotSendRateBytesUnderLoad: 262144,
     logLevel: 'debug',
   });
 });

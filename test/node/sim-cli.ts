@@ -53,12 +53,14 @@ async function main(): Promise<number> {
   let operations = 0;
   let snapshotsSaved = 0;
   let snapshotsInstalled = 0;
+  let snapshotsRestoredWhileReceiving = 0;
   for (let seed = from; seed < from + seeds; seed += 1) {
     currentSeed = seed;
     const result = await runClusterSimulation(seed, values.trace === true ? { trace: (line) => void process.stdout.write(`${line}\n`) } : {});
     operations += result.stats.operations;
     snapshotsSaved += result.stats.snapshotsSaved;
     snapshotsInstalled += result.stats.snapshotsInstalled;
+    snapshotsRestoredWhileReceiving += result.stats.snapshotsRestoredWhileReceiving;
     if (result.stats.linearizability === 'unknown') unknownVerdicts += 1;
     if (!result.ok) {
       const failure = result.failure ?? 'unknown failure';
@@ -73,7 +75,7 @@ async function main(): Promise<number> {
   const seconds = (performance.now() - startedMs) / 1000;
   console.log(
     `seeds ${from}..${from + seeds - 1}: ${seeds - failures.length} passed, ${failures.length} failed; ` +
-      `${operations} client operations; ${snapshotsSaved} snapshots saved, ${snapshotsInstalled} installed from a leader; ${unknownVerdicts} histories too large to decide (unknown); ` +
+      `${operations} client operations; ${snapshotsSaved} snapshots saved, ${snapshotsInstalled} installed from a leader (${snapshotsRestoredWhileReceiving} restored while received); ${unknownVerdicts} histories too large to decide (unknown); ` +
       `${seconds.toFixed(1)} s, ${(seeds / seconds).toFixed(2)} seeds/s`,
   );
   if (failures.length > 0) console.log(`failed seeds: ${failures.map((entry) => entry.seed).join(' ')}`);

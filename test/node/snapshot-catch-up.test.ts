@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { RaftNode } from '../../src/node/index.ts';
+import { FOREGROUND_WINDOW_MS } from '../../src/node/raft-node.ts';
 import type { RangeResponse } from '../../src/storage/index.ts';
 import { decoder, encoder, leaderOf, put, startCluster, track } from './fixture.ts';
 
@@ -55,14 +56,67 @@ describe('snapshots and catch-up by snapshot', () => {
     const cluster = members.map((member) => ({ name: member.name === '' ? 'n4' : member.name, peerUrls: [...member.peerUrls] }));
     const { RaftNode: Node } = await import('../../src/node/index.ts');
     let installs = 0;
-    const joining = track(
-      await driver.settle(Node.start({ ...options('n4', 'existing', cluster), snapshotPolicy: POLICY, hooks: { onSnapshotInstalled: () => (installs += 1) } })),
-      driver,
-    );
+    let restoredWhileReceiving = 0;
+    const onSnapshotInstalled = (info: { readonly restoredWhileReceiving: boolean }): void => {
+      installs += 1;
+      if (info.restoredWhileReceiving) restoredWhileReceiving += 1;
+    };
+    const joining = track(await driver.settle(Node.start({ ...options('n4', 'existing', cluster), snapshotPolicy: POLICY, hooks: { onSnapshotInstalled } })), driver);
     await driver.until('the new member caught up', () => joining.status().appliedIndex >= leader.status().appliedIndex && installs > 0);
+    // A fresh member takes the snapshot's records as they arrive: nothing is restored after the transfer.
+    assert.equal(restoredWhileReceiving, installs, 'every install was restored beside its receive');
     for (let i = 0; i < 20; i += 1) await driver.settle(put(leader, `after${i}`, 'x'));
     await driver.until('the new member applied the later writes', () => joining.status().appliedIndex >= leader.status().appliedIndex);
     assert.deepEqual(await driver.settle(everything(joining)), await driver.settle(everything(leader)));
     assert.ok(joining.members().length === 4);
+  });
+
+  test('a snapshot send runs at the full rate on a quiet cluster and at the rate under load while clients write', async () => {
+    // A send starts with a burst of one chunk (2 MiB): the state is several times that.
+    const fullRate = 32 * 1024 * 1024;
+    const rateUnderLoad = 2 * 1024 * 1024;
+    const { nodes, driver, options } = await startCluster({ snapshotPolicy: { ...POLICY, sendBytesPerSecond: fullRate, sendBytesPerSecondUnderLoad: rateUnderLoad } });
+    const leader = leaderOf(nodes);
+    const big = 'x'.repeat(16 * 1024);
+    for (let i = 0; i < 600; i += 1) await driver.settle(put(leader, `state-${i}`, big));
+    await driver.until('the leader compacted its log', () => leader.status().snapshots.compactedThrough > 50);
+    // Quiet: no client request for longer than the leader's window of load.
+    await driver.advance(2 * FOREGROUND_WINDOW_MS);
+    const { RaftNode: Node } = await import('../../src/node/index.ts');
+    // join adds a member and answers the virtual ms from its start to its install, and the snapshot's size.
+    const join = async (name: string, learner: boolean): Promise<{ ms: number; bytes: number }> => {
+      const { members } = await driver.settle(leaderOf(nodes).addMember([`http://${name}.test:2380`], learner));
+      const cluster = members.map((member) => ({ name: member.name === '' ? name : member.name, peerUrls: [...member.peerUrls] }));
+      let installedAtMs: number | undefined;
+      const startedAtMs = driver.clock.now();
+      const policy = { ...POLICY, sendBytesPerSecond: fullRate, sendBytesPerSecondUnderLoad: rateUnderLoad };
+      const member = track(await driver.settle(Node.start({ ...options(name, 'existing', cluster), snapshotPolicy: policy, hooks: { onSnapshotInstalled: () => (installedAtMs ??= driver.clock.now()) } })), driver);
+      await driver.until(`${name} installed a snapshot`, () => installedAtMs !== undefined, 60_000);
+      nodes.push(member);
+      return { ms: (installedAtMs as number) - startedAtMs, bytes: leaderOf(nodes).status().snapshots.latest?.byteLength ?? 0 };
+    };
+    const quiet = await join('n4', false);
+    // Under load: a put every 100 virtual ms until the second learner installed its snapshot.
+    let writing = true;
+    let written = 0;
+    const writeLater = (): void => {
+      driver.clock.setTimeout(() => {
+        if (!writing) return;
+        written += 1;
+        put(leader, `load-${written}`, 'v').catch(() => undefined);
+        writeLater();
+      }, 100);
+    };
+    writeLater();
+    await driver.advance(500);
+    const before = written;
+    const loaded = await join('n5', true);
+    writing = false;
+    assert.ok(written - before > 5, `the load ran during the send (${written - before} puts)`);
+    assert.ok(quiet.bytes > 8 * 1024 * 1024, `a snapshot of the state was sent (${quiet.bytes} bytes)`);
+    // Beyond the first chunk: quiet, about 0.25 s at the full rate; under load, about 4 s.
+    const chunk = 2 * 1024 * 1024;
+    assert.ok(quiet.ms < (1000 * (quiet.bytes - chunk)) / rateUnderLoad / 4, `the quiet send ran at the full rate (${quiet.ms} ms for ${quiet.bytes} bytes)`);
+    assert.ok(loaded.ms >= (0.9 * 1000 * (loaded.bytes - chunk)) / rateUnderLoad, `the send under load kept to its rate (${loaded.ms} ms for ${loaded.bytes} bytes)`);
   });
 });

@@ -12,9 +12,10 @@ import {
   decodeSnapshotFooter,
   encodeSnapshotFooter,
 } from '../../src/snapshot/snapshot-format.ts';
-import { RECEIVES_MAX, SNAPSHOT_NOT_FOUND_CODE } from '../../src/snapshot/snapshot-store-parts.ts';
+import { RECEIVE_RECORDS_BUFFERED_BYTES_MAX, RECEIVES_MAX, SNAPSHOT_NOT_FOUND_CODE } from '../../src/snapshot/snapshot-store-parts.ts';
 import {
   snapshotId,
+  type ReceivedRecordStream,
   type SnapshotFileMetadata,
   type SnapshotInfo,
   type SnapshotReader,
@@ -371,6 +372,164 @@ export function describeSnapshotStoreConformance(name: string, harness: Snapshot
       await assert.rejects(receiver.write(4096, new Uint8Array(bytes.byteLength - 4096 + 10)), rejectsWith(ErrorCode.INVALID_ARGUMENT));
       await receiver.write(4096, bytes.subarray(4096));
       assert.equal((await receiver.finish()).id, info.id);
+      await store.close();
+      await other.close();
+    });
+
+    // The bytes of a snapshot of `records`, made by `store`.
+    const fileOf = async (store: SnapshotStore, meta: SnapshotFileMetadata, records: readonly SnapshotRecord[]): Promise<{ info: SnapshotInfo; bytes: Uint8Array }> => {
+      const info = await store.create(sourceOf(meta, records));
+      const reader = await store.open(info.id);
+      const bytes = concat(await readWholeFile(reader, undefined));
+      await reader.close();
+      return { info, bytes };
+    };
+
+    // Reads a records() stream to its end (or failure) beside the writes.
+    const drain = (stream: AsyncIterable<readonly SnapshotRecord[]>): Promise<SnapshotRecord[]> =>
+      (async () => {
+        const all: SnapshotRecord[] = [];
+        for await (const batch of stream) all.push(...batch);
+        return all;
+      })();
+
+    test('records() streams the content while it is received, across a resume, and ends only after finish checked the whole', async () => {
+      const random = new SeededRandom(SEED + 11);
+      const { store } = await fresh();
+      const records = smallRecords(3_000);
+      const { info, bytes } = await fileOf(store, metadata(21), records);
+      const { store: other } = await fresh();
+      const first = await other.receive(info.id, bytes.byteLength);
+      const stream = first.records();
+      assert.ok(stream !== undefined, 'a fresh receive streams its records');
+      assert.equal(first.records(), undefined, 'one stream per receive');
+      let ended = false;
+      const read = drain(stream).then((all) => {
+        ended = true;
+        return all;
+      });
+      const sent = Math.floor(bytes.byteLength * 0.5) + 99;
+      for (let at = 0; at < sent; ) {
+        const length = Math.min(sent - at, 1 + random.intBelow(20_000));
+        await first.write(at, bytes.subarray(at, at + length));
+        at += length;
+      }
+      // Broken off; resumed by a new receive, which feeds the same stream.
+      const second = await other.receive(info.id, bytes.byteLength);
+      assert.equal(second.records(), undefined, 'a resumed receive has its stream already');
+      for (let at = second.verifiedBytes; at < bytes.byteLength; ) {
+        const length = Math.min(bytes.byteLength - at, 1 + random.intBelow(20_000));
+        await second.write(at, bytes.subarray(at, at + length));
+        at += length;
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(ended, false, 'every byte is in, but the whole is not checked before finish()');
+      assert.equal(stream.footer, undefined);
+      assert.equal((await second.finish()).sha256, info.sha256);
+      assertSameRecords(await read, records);
+      const footer = (stream as ReceivedRecordStream).footer; // narrowed to undefined above
+      assert.equal(footer?.keyCount, records.length);
+      assert.equal(footer?.metadata.revision, metadata(21).revision);
+      await store.close();
+      await other.close();
+    });
+
+    test('records() fails when the receive is aborted, and when its footer fails the check', async () => {
+      const { store } = await fresh();
+      const { info, bytes } = await fileOf(store, metadata(22), smallRecords(2_000));
+      const { store: other } = await fresh();
+      const aborted = await other.receive(info.id, bytes.byteLength);
+      const abortedStream = aborted.records();
+      assert.ok(abortedStream !== undefined);
+      // Checked from the start: the stream fails while the test awaits something else.
+      const abortedRead = assert.rejects(drain(abortedStream), rejectsWith(ErrorCode.CANCELED));
+      await aborted.write(0, bytes.subarray(0, Math.floor(bytes.byteLength / 2)));
+      await aborted.abort();
+      await abortedRead;
+
+      // A footer whose SHA-256 is wrong: the stream delivered every block, then fails.
+      const footerOffset = bytes.byteLength - SNAPSHOT_FOOTER_BYTES;
+      const footer = decodeSnapshotFooter(bytes.subarray(footerOffset), 'test', footerOffset);
+      const badFooter = encodeSnapshotFooter({ ...footer, sha256: new Uint8Array(32).fill(7) });
+      const tampered = Uint8Array.from(bytes);
+      tampered.set(badFooter, footerOffset);
+      const receiver = await other.receive(info.id, bytes.byteLength);
+      const stream = receiver.records();
+      assert.ok(stream !== undefined);
+      const read = assert.rejects(drain(stream), rejectsWith(ErrorCode.CORRUPTION));
+      await receiver.write(0, tampered);
+      await assert.rejects(receiver.finish(), rejectsWith(ErrorCode.CORRUPTION));
+      await read;
+      assert.equal(stream.footer, undefined);
+      assert.equal(other.list().length, 0);
+      await store.close();
+      await other.close();
+    });
+
+    test('records() is not offered once data blocks were received without it', async () => {
+      const { store } = await fresh();
+      const { info, bytes } = await fileOf(store, metadata(23), smallRecords(2_000));
+      const { store: other } = await fresh();
+      const headerOnly = await other.receive(info.id, bytes.byteLength);
+      await headerOnly.write(0, bytes.subarray(0, 4096));
+      assert.ok(headerOnly.records() !== undefined, 'the header holds no records: a stream taken now still sees them all');
+      await headerOnly.abort();
+      const plain = await other.receive(info.id, bytes.byteLength);
+      const first = 64 * 1024;
+      await plain.write(0, bytes.subarray(0, first));
+      assert.ok(plain.verifiedBytes > 4096);
+      assert.equal(plain.records(), undefined, 'data blocks were checked without a stream');
+      await plain.write(first, bytes.subarray(first));
+      assert.equal((await plain.finish()).sha256, info.sha256);
+      await store.close();
+      await other.close();
+    });
+
+    test(`records() holds write() while more than ${RECEIVE_RECORDS_BUFFERED_BYTES_MAX >> 20} MiB wait for its reader, and frees it when the reader stops`, async () => {
+      const { store } = await fresh(256 * 1024);
+      // About 3 × the buffer bound of content.
+      const records = Array.from({ length: 800 }, (_, i) => ({ key: key(i), value: value(i, 32 * 1024) }));
+      const { info, bytes } = await fileOf(store, metadata(25), records);
+      const { store: other } = await fresh(256 * 1024);
+      const receiver = await other.receive(info.id, bytes.byteLength);
+      const stream = receiver.records();
+      assert.ok(stream !== undefined);
+      const iterator = stream[Symbol.asyncIterator]();
+      const chunk = 1 << 20;
+      let at = 0;
+      let held = false;
+      for (let writes = 0; at < bytes.byteLength && writes < 64; writes += 1) {
+        const length = Math.min(chunk, bytes.byteLength - at);
+        const write = receiver.write(at, bytes.subarray(at, at + length));
+        at += length;
+        const settled = await Promise.race([write.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 200))]);
+        if (!settled) {
+          held = true;
+          assert.ok(at > RECEIVE_RECORDS_BUFFERED_BYTES_MAX, `held only beyond the bound (after ${at} bytes)`);
+          // Reading makes room: the write goes through once the buffer is back within the bound.
+          let written = false;
+          void write.then(() => {
+            written = true;
+          });
+          for (let reads = 0; !written && reads < 200; reads += 1) {
+            const next = await iterator.next();
+            assert.equal(next.done, false);
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+          assert.ok(written, 'reading released the write');
+          await write;
+          break;
+        }
+      }
+      assert.ok(held, 'a reader that does not read holds the writer');
+      // The reader stops: the rest is taken without waiting.
+      await iterator.return?.();
+      for (; at < bytes.byteLength; ) {
+        const length = Math.min(chunk, bytes.byteLength - at);
+        await receiver.write(at, bytes.subarray(at, at + length));
+        at += length;
+      }
+      assert.equal((await receiver.finish()).sha256, info.sha256);
       await store.close();
       await other.close();
     });

@@ -892,6 +892,33 @@ export function describeTransportConformance(name: string, harness: TransportHar
       await closeAll([a, b]);
     });
 
+    test('a rate given as a function is asked again as the send goes: 1 MiB at 4 MiB/s, then the rest at 1 GiB/s', async () => {
+      const [a, b] = pair(await startMembers([1, 2]));
+      const payload = new SnapshotTestPayload(8 * MIB, 24);
+      payload.blockStarts.splice(0, payload.blockStarts.length, ...Array.from({ length: 8 }, (_, i) => i * MIB));
+      const sink = new SnapshotTestSink(payload.byteLength);
+      receiveInto(b, sink);
+      let asked = 0;
+      const started = performance.now();
+      // The first chunk goes at once (a full bucket), the second waits 250 ms at 4 MiB/s; from
+      // then on the function answers a rate no test notices.
+      const rate = (): number => {
+        asked += 1;
+        return performance.now() - started < 200 ? 4 * MIB : FAST_BYTES_PER_SECOND;
+      };
+      await a.transport.sendSnapshot(snapshotMessage(1, 2, 513), payload, { bytesPerSecond: rate, chunkBytes: MIB });
+      const elapsedMs = performance.now() - started;
+      assert.ok(elapsedMs >= 240, `the slow start held (${elapsedMs} ms)`);
+      assert.ok(elapsedMs < 1_740, `the rest went at the faster rate (${elapsedMs} ms; 8 MiB at 4 MiB/s would take 1.75 s)`);
+      assert.ok(asked > 2, `asked more than once (${asked})`);
+      assert.ok(sameBytes(sink.bytes, payload.data));
+      await assert.rejects(
+        a.transport.sendSnapshot(snapshotMessage(1, 2, 514), payload, { bytesPerSecond: () => 0 }),
+        (error: unknown) => isStrataError(error, ErrorCode.INVALID_ARGUMENT),
+      );
+      await closeAll([a, b]);
+    });
+
     test('one stream per peer at a time: a second send to the same peer is refused until the first is done, then succeeds', async () => {
       const [a, b] = pair(await startMembers([1, 2]));
       const first = new SnapshotTestSink(4 * MIB);

@@ -80,6 +80,8 @@ export interface ClusterSimStats {
   replacements: number;
   snapshotsSaved: number;
   snapshotsInstalled: number;
+  /** Of snapshotsInstalled, those restored beside their receive (the rest from the received file). */
+  snapshotsRestoredWhileReceiving: number;
   linearizability: 'linearizable' | 'unknown';
   virtualMs: number;
 }
@@ -180,7 +182,7 @@ class ClusterRun {
     this.random = new SeededRandom(seed);
     this.recorder = new HistoryRecorder(() => this.clock.now());
     const size = this.random.intBelow(2) === 0 ? 3 : 5;
-    this.stats = { members: size, operations: 0, acknowledged: 0, unknown: 0, crashes: 0, partitions: 0, transfers: 0, diskStalls: 0, replacements: 0, snapshotsSaved: 0, snapshotsInstalled: 0, linearizability: 'linearizable', virtualMs: 0 };
+    this.stats = { members: size, operations: 0, acknowledged: 0, unknown: 0, crashes: 0, partitions: 0, transfers: 0, diskStalls: 0, replacements: 0, snapshotsSaved: 0, snapshotsInstalled: 0, snapshotsRestoredWhileReceiving: 0, linearizability: 'linearizable', virtualMs: 0 };
     this.lossRate = [0, 0.01, 0.05, 0.1][this.random.intBelow(4)] ?? 0;
     this.duplicateRate = [0, 0.01, 0.05][this.random.intBelow(3)] ?? 0;
     this.delayMsMax = [0, 2, 10, 30][this.random.intBelow(4)] ?? 0;
@@ -338,7 +340,8 @@ class ClusterRun {
         },
         onSnapshotInstalled: (info) => {
           this.stats.snapshotsInstalled += 1;
-          this.note(`${member.name} snapshot installed ${info.snapshotId} at ${info.index}`);
+          if (info.restoredWhileReceiving) this.stats.snapshotsRestoredWhileReceiving += 1;
+          this.note(`${member.name} snapshot installed ${info.snapshotId} at ${info.index}${info.restoredWhileReceiving ? ' (restored while received)' : ' (restored from the file)'}`);
         },
       },
       createTransport: ({ localId, clusterId }) => {
