@@ -239,6 +239,9 @@ function report(): void {
     row('1', 'its check as a separate read (open + records)', disk.verifyReadMBps, ddRead, disk.ddDirectReadMBps, 'MB/s', 0);
     row('2', 'restore read: open + records (CRC32c + SHA-256)', disk.recordsReadMBps, ddRead, disk.ddDirectReadMBps, 'MB/s', 0, atLeast80);
     row('2', 'full restore into a fresh LevelDB', disk.restoreMBps, ddRead, disk.ddDirectReadMBps, 'MB/s', 0, atLeast80);
+    // The storage engine's own ends, measured in the same rounds: what create and restore could reach with LevelDB.
+    row('1', 'snapshot create, end to end', disk.createMBps, 'LevelDB view read alone', disk.levelViewReadMBps, 'MB/s', 0);
+    row('2', 'full restore into a fresh LevelDB', disk.restoreMBps, 'plain classic-level batches of the records', disk.levelBatchWriteMBps, 'MB/s', 0);
   }
   if (cluster !== undefined) {
     const joinSeconds = (joins: readonly ClusterFigures['quietJoins'][number][]): number[] => joins.map((join) => join.caughtUpMs / 1000);

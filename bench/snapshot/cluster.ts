@@ -11,7 +11,8 @@
 //     window with a send lasts from the new member's spawn until the leader logs "snapshot
 //     sent" (the send includes the new member's restore, which runs beside the transfer);
 //  5. the leader's RSS (VmRSS, every 100 ms) before a join and while it sends.
-// Every round: one join on the quiet cluster (figures 3 and 5), a window without, a window
+// Every round: a fresh snapshot on the leader (Maintenance.Snapshot; from round 2), one join
+// on the quiet cluster (figures 3 and 5), a window without, a window
 // with a join under load (figure 4; its join time and RSS are reported too). A joined member is
 // removed (MemberRemove), stopped and its folder deleted before the next step, so the cluster
 // is back to its three members; each join uses new peer URLs (an id is never reused).
@@ -214,6 +215,12 @@ export async function measureCluster(options: ClusterOptions): Promise<ClusterFi
     const folder = cluster.folder ?? '';
     const ddPath = `${folder}/dd.bin`;
     for (let round = 0; round < rounds; round += 1) {
+      if (round > 0) {
+        // The previous round's load left the log far past the last snapshot: a fresh one, so
+        // that the quiet join measures a snapshot install, not a long replay of that load.
+        leader = await cluster.leader();
+        await snapshotAndCompact(leader, Number.MAX_SAFE_INTEGER, log);
+      }
       // The load of the previous round starts snapshots (every --snapshot-count entries) that
       // go on after it: the quiet join and its dd wait until the members are idle (bounded).
       const settle = await waitSettled(cluster.members.map((member) => member.pid), SETTLED_CPU_PERCENT_MAX, SETTLED_WINDOW_MS, SETTLE_TIMEOUT_MS);

@@ -10,15 +10,20 @@
 //  - reads: the snapshot written in this round is read through open() + records() (every
 //    block's CRC32c and the content's SHA-256: what a restore reads), restored into a fresh
 //    LevelDB (restoreDiskKvStateMachine, fed by records()), and read by dd with iflag=direct;
-//    rotated likewise.
+//    rotated likewise;
+//  - the storage engine's own rates, the ceilings of the two LevelDB ends: the state read
+//    through a snapshot view with nothing done with the records (create's read half), and the
+//    snapshot's records written by plain classic-level batches of the restore's size into a
+//    fresh LevelDB, without restore()'s checks (restore's write half, with its read).
 // Before each timed write the previous file is removed and the filesystem synced (dd.ts).
 import { randomFillSync } from 'node:crypto';
+import { ClassicLevel } from 'classic-level';
 import { join } from 'node:path';
 
 import type { ConfState, Entry } from '../../src/raft/index.ts';
 import { EntryType } from '../../src/raft/index.ts';
 import { DiskSnapshotStore, type SnapshotInfo } from '../../src/snapshot/index.ts';
-import { encodeKvCommand, openDiskKvStateMachine, restoreDiskKvStateMachine, type KvStateMachine } from '../../src/storage/index.ts';
+import { encodeKvCommand, openDiskKvStateMachine, RESTORE_BATCH_BYTES_MAX, restoreDiskKvStateMachine, type KvStateMachine } from '../../src/storage/index.ts';
 import { ddReadMBps, ddWriteMBps, mibFor, removeAndSync, syncFolder } from './dd.ts';
 
 /** DiskFigures are every round's value of each figure (MB/s = 10^6 bytes per second of the snapshot file's length). */
@@ -34,6 +39,8 @@ export interface DiskFigures {
   readonly recordsReadMBps: number[];
   readonly restoreMBps: number[];
   readonly ddDirectReadMBps: number[];
+  readonly levelViewReadMBps: number[];
+  readonly levelBatchWriteMBps: number[];
 }
 
 /** DiskOptions: the state's size and the rounds. */
@@ -99,6 +106,8 @@ export async function measureDisk(options: DiskOptions): Promise<DiskFigures> {
     recordsReadMBps: [],
     restoreMBps: [],
     ddDirectReadMBps: [],
+    levelViewReadMBps: [],
+    levelBatchWriteMBps: [],
   };
   let snapshotBytes = 0;
   try {
@@ -208,8 +217,31 @@ export async function measureDisk(options: DiskOptions): Promise<DiskFigures> {
           figures.ddDirectReadMBps.push(rate);
           return `dd iflag=direct read ${rate.toFixed(0)} MB/s`;
         },
+        levelRead: async () => {
+          const view = machine.openSnapshotView();
+          const started = performance.now();
+          let keys = 0;
+          try {
+            for await (const batch of view.records()) keys += batch.length;
+          } finally {
+            await view.close();
+          }
+          const seconds = (performance.now() - started) / 1000;
+          if (keys !== info.keyCount) throw new Error(`the view read ${keys} keys of ${info.keyCount}`);
+          figures.levelViewReadMBps.push(mbps(info.byteLength, seconds));
+          return `LevelDB view read alone ${mbps(info.byteLength, seconds).toFixed(0)} MB/s (${seconds.toFixed(2)} s)`;
+        },
+        levelWrite: async () => {
+          removeAndSync(restorePath, folder);
+          const started = performance.now();
+          await plainLevelWrite(store, info, restorePath);
+          const seconds = (performance.now() - started) / 1000;
+          removeAndSync(restorePath, folder);
+          figures.levelBatchWriteMBps.push(mbps(info.byteLength, seconds));
+          return `plain classic-level batches of the records ${mbps(info.byteLength, seconds).toFixed(0)} MB/s (${seconds.toFixed(2)} s)`;
+        },
       };
-      for (const name of rotate(['records', 'restore', 'ddRead'], round)) {
+      for (const name of rotate(['records', 'restore', 'ddRead', 'levelRead', 'levelWrite'], round)) {
         const line = await (reads[name] as () => Promise<string>)();
         log(`  round ${round + 1}/${rounds} read: ${line}`);
       }
@@ -226,6 +258,38 @@ export async function measureDisk(options: DiskOptions): Promise<DiskFigures> {
     removeAndSync(restorePath, folder);
   }
   return figures;
+}
+
+// plainLevelWrite writes snapshot `info`'s records into a new LevelDB at `location` with
+// plain batches of RESTORE_BATCH_BYTES_MAX (one written while the next is gathered, as restore()
+// does), then one synced write: restore()'s writes without its checks and decoding.
+async function plainLevelWrite(store: DiskSnapshotStore, info: SnapshotInfo, location: string): Promise<void> {
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', errorIfExists: true });
+  const reader = await store.open(info.id);
+  try {
+    await db.open();
+    let operations: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = [];
+    let bytes = 0;
+    let writing: Promise<void> = Promise.resolve();
+    for await (const batch of reader.records()) {
+      for (const record of batch) {
+        operations.push({ type: 'put', key: record.key, value: record.value });
+        bytes += record.key.byteLength + record.value.byteLength;
+        if (bytes >= RESTORE_BATCH_BYTES_MAX) {
+          const full = operations;
+          await writing;
+          writing = db.batch(full);
+          operations = [];
+          bytes = 0;
+        }
+      }
+    }
+    await writing;
+    await db.batch(operations, { sync: true });
+  } finally {
+    await reader.close();
+    await db.close();
+  }
 }
 
 // consume opens snapshot `info` and reads every record (each block's CRC32c and, at the end,

@@ -95,6 +95,15 @@ export interface SnapshotStream {
 /** FOREGROUND_WINDOW_MS: a client request or applied write this recent makes snapshot sends run at their rate under load. */
 export const FOREGROUND_WINDOW_MS = 1_000;
 
+// A restore fed by a receive's records() (restoreWhileReceiving). `receiver` is the receive's
+// latest receiver (a resumed stream gets a new one), through which it can be ended.
+interface StreamedRestore {
+  readonly snapshotId: string;
+  readonly index: Index;
+  receiver: SnapshotReceiver;
+  readonly restored: Promise<RestoredStateMachine>;
+}
+
 interface PreparedInstall {
   readonly snapshotId: string;
   readonly index: Index;
@@ -149,7 +158,7 @@ export class RaftNode {
   private preparing: Promise<void> = Promise.resolve();
   // The restore running beside a receive (restoreWhileReceiving), until the receive's finish
   // claims it; one at a time.
-  private streamed: { readonly snapshotId: string; readonly restored: Promise<RestoredStateMachine> } | undefined;
+  private streamed: StreamedRestore | undefined;
   private readonly transport: Transport;
   private readonly membership: Membership;
   private readonly electionTicks: number;
@@ -711,7 +720,9 @@ export class RaftNode {
         abort: async () => undefined,
       };
     }
+    await this.supersedeStreamedRestore(id, index);
     const receiver = await this.snapshots.receive(id, byteLength);
+    if (this.streamed?.snapshotId === id) this.streamed.receiver = receiver;
     this.startStreamedRestore(receiver, id, index, term);
     return {
       verifiedBytes: () => receiver.verifiedBytes,
@@ -740,7 +751,7 @@ export class RaftNode {
     const stream = receiver.records();
     if (stream === undefined) return;
     const restored = restoreWhileReceiving(this.restorer, stream, index, term);
-    const entry = { snapshotId, restored };
+    const entry: StreamedRestore = { snapshotId, index, receiver, restored };
     this.streamed = entry;
     // A failure is handled where it is claimed (falling back to the file), or here.
     restored.then(
@@ -750,6 +761,17 @@ export class RaftNode {
         this.logger.debug('restore beside a receive ended', { snapshotId, reason: String(error) });
       },
     );
+  }
+
+  // supersedeStreamedRestore ends the restore beside an older snapshot's receive when the
+  // leader streams a newer one (it moved on: the older receive would wait for bytes that never
+  // come, holding a half-built state machine): its receive is aborted, the restore discarded.
+  private async supersedeStreamedRestore(snapshotId: string, index: Index): Promise<void> {
+    const entry = this.streamed;
+    if (entry === undefined || entry.snapshotId === snapshotId || entry.index >= index) return;
+    this.logger.info('a newer snapshot replaces the one being received', { replaced: entry.snapshotId, by: snapshotId });
+    await entry.receiver.abort().catch(() => undefined);
+    await this.dropStreamedRestore(entry.snapshotId);
   }
 
   // claimStreamedRestore takes the restore that ran beside the receive of `snapshotId`, if it
