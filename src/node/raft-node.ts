@@ -734,6 +734,9 @@ export class RaftNode {
             throw new StrataError(ErrorCode.CORRUPTION, `snapshot ${id} received with SHA-256 ${info.sha256}, the leader's is ${descriptor.sha256}`, { details: { snapshotId: id } });
           }
         } catch (error) {
+          // Ended here whatever finish() left (it keeps a receive open when called before the
+          // last byte): the restore beside it then settles, and is dropped.
+          await receiver.abort().catch(() => undefined);
           await this.dropStreamedRestore(id);
           throw error;
         }
