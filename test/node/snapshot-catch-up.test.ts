@@ -7,6 +7,9 @@ import { describe, test } from 'node:test';
 import type { RaftNode } from '../../src/node/index.ts';
 import { FOREGROUND_WINDOW_MS } from '../../src/node/raft-node.ts';
 import type { RangeResponse } from '../../src/storage/index.ts';
+import type { TransportHandlers } from '../../src/transport/index.ts';
+import { MemoryTransport } from '../../src/transport/index.ts';
+import { ErrorCode, isStrataError } from '../../src/util/index.ts';
 import { decoder, encoder, leaderOf, put, startCluster, track } from './fixture.ts';
 
 const POLICY = { snapshotCount: 40, catchUpEntries: 10, restoreBytesPerSecondAssumed: 1024 * 1024 * 1024, snapshotDutyCycleMax: 1 };
@@ -118,5 +121,62 @@ describe('snapshots and catch-up by snapshot', () => {
     const chunk = 2 * 1024 * 1024;
     assert.ok(quiet.ms < (1000 * (quiet.bytes - chunk)) / rateUnderLoad / 4, `the quiet send ran at the full rate (${quiet.ms} ms for ${quiet.bytes} bytes)`);
     assert.ok(loaded.ms >= (0.9 * 1000 * (loaded.bytes - chunk)) / rateUnderLoad, `the send under load kept to its rate (${loaded.ms} ms for ${loaded.bytes} bytes)`);
+  });
+
+  test('a sink finished before the last byte refuses at once, and the member still catches up by snapshot', async () => {
+    // A misbehaving sender: the lagging member's first snapshot stream is told to finish
+    // after its first chunk. That finish must settle (the restore beside the receive must not
+    // hold it), and the retried send must still install.
+    let earlyFinish: Promise<unknown> | undefined;
+    let lagging: number | undefined;
+    // Bytes the first stream's sink took, in all and when the early finish settled.
+    let writtenBytes = 0;
+    let writtenWhenSettled: number | undefined;
+    let streamBytes = 0;
+    class EarlyFinishTransport extends MemoryTransport {
+      override start(handlers: TransportHandlers): Promise<void> {
+        return super.start({
+          ...handlers,
+          onSnapshot: async (from, message, byteLength, signal) => {
+            const sink = await handlers.onSnapshot(from, message, byteLength, signal);
+            if (this.localId !== lagging || earlyFinish !== undefined) return sink;
+            streamBytes = byteLength;
+            return {
+              ...sink,
+              verifiedBytes: () => sink.verifiedBytes(),
+              write: async (offset, bytes) => {
+                await sink.write(offset, bytes);
+                writtenBytes += bytes.byteLength;
+                earlyFinish ??= sink.finish().then(
+                  () => 'finished',
+                  (error: unknown) => error,
+                );
+                void earlyFinish.then(() => (writtenWhenSettled ??= writtenBytes));
+              },
+            };
+          },
+        });
+      }
+    }
+    const { nodes, driver, network } = await startCluster({
+      snapshotPolicy: POLICY,
+      createTransport: (memoryNetwork, identity) => new EarlyFinishTransport(memoryNetwork, identity),
+    });
+    const leader = leaderOf(nodes);
+    const follower = nodes.find((node) => node !== leader) as RaftNode;
+    lagging = follower.memberId;
+    network.isolate(follower.memberId);
+    const big = 'y'.repeat(8 * 1024);
+    for (let i = 0; i < 400; i += 1) await driver.settle(put(leader, `key-${i % 300}`, big));
+    await driver.until('the leader compacted past the lagging member', () => leader.status().snapshots.compactedThrough > follower.status().lastIndex);
+    network.heal();
+    await driver.until('the early finish was called', () => earlyFinish !== undefined);
+    const outcome = await driver.settle(earlyFinish as Promise<unknown>, 5_000);
+    assert.ok(isStrataError(outcome, ErrorCode.INVALID_ARGUMENT), `the early finish is refused (${String(outcome)})`);
+    // At once: not only once the rest of the file came in (the restore beside the receive
+    // would have kept it waiting for the end of the stream, holding the peer's sink calls).
+    assert.ok(writtenWhenSettled !== undefined && writtenWhenSettled < streamBytes, `settled after ${writtenWhenSettled} of ${streamBytes} bytes`);
+    await driver.until('the lagging member caught up', () => follower.status().appliedIndex >= leader.status().appliedIndex, 60_000);
+    assert.deepEqual(await driver.settle(everything(follower)), await driver.settle(everything(leader)));
   });
 });
