@@ -128,7 +128,7 @@ describe('snapshots and catch-up by snapshot', () => {
     // after its first chunk. That finish must settle (the restore beside the receive must not
     // hold it), and the retried send must still install.
     let earlyFinish: Promise<unknown> | undefined;
-    let lagging: number | undefined;
+    let lagging = 0; // the lagging member's id, once known
     // Bytes the first stream's sink took, in all and when the early finish settled.
     let writtenBytes = 0;
     let writtenWhenSettled: number | undefined;
