@@ -190,7 +190,7 @@ export async function restoreFromSnapshot(snapshots: SnapshotStore, restorer: St
  * revision come from that checked footer, read by restore() after the records ended.
  */
 export function restoreWhileReceiving(restorer: StateMachineRestorer, stream: ReceivedRecordStream, index: Index, term: Term): Promise<RestoredStateMachine> {
-  const footer = (): { readonly metadata: { readonly revision: number; readonly index: Index }; readonly keyCount: number } => {
+  const footer = (): NonNullable<ReceivedRecordStream['footer']> => {
     const checked = stream.footer;
     assert(checked !== undefined, 'a streamed restore reads the footer after the stream ended');
     if (checked.metadata.index !== index) {

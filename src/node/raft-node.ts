@@ -90,8 +90,6 @@ export interface SnapshotStream {
   close(): Promise<void>;
 }
 
-// A snapshot received from the leader and restored beside the serving state machine, waiting
-// for Raft to install it (or for a newer one to replace it).
 /** FOREGROUND_WINDOW_MS: a client request or applied write this recent makes snapshot sends run at their rate under load. */
 export const FOREGROUND_WINDOW_MS = 1_000;
 
@@ -104,6 +102,8 @@ interface StreamedRestore {
   readonly restored: Promise<RestoredStateMachine>;
 }
 
+// A snapshot received from the leader and restored beside the serving state machine, waiting
+// for Raft to install it (or for a newer one to replace it).
 interface PreparedInstall {
   readonly snapshotId: string;
   readonly index: Index;
@@ -152,7 +152,7 @@ export class RaftNode {
   private prepared: PreparedInstall | undefined;
   // Set from prepareSnapshotInstall to installSnapshot: `prepared` is Raft's now, not replaced.
   private installing = false;
-  // When this member last took a client request or applied entries (snapshotSendRate).
+  // When this member last took a client request or applied a client write (snapshotSendRate).
   private lastForegroundMs = Number.NEGATIVE_INFINITY;
   // One restore from a received snapshot at a time.
   private preparing: Promise<void> = Promise.resolve();
