@@ -22,7 +22,7 @@ import { join } from 'node:path';
 
 import type { ConfState, Entry } from '../../src/raft/index.ts';
 import { EntryType } from '../../src/raft/index.ts';
-import { DiskSnapshotStore, type SnapshotInfo } from '../../src/snapshot/index.ts';
+import { DiskSnapshotStore, snapshotDigestRoot, type SnapshotInfo } from '../../src/snapshot/index.ts';
 import { encodeKvCommand, openDiskKvStateMachine, RESTORE_BATCH_BYTES_MAX, restoreDiskKvStateMachine, type KvStateMachine } from '../../src/storage/index.ts';
 import { ddReadMBps, ddWriteMBps, mibFor, removeAndSync, syncFolder } from './dd.ts';
 
@@ -202,6 +202,7 @@ export async function measureDisk(options: DiskOptions): Promise<DiskFigures> {
               revision: reader.metadata.revision,
               records: reader.records(),
               keyCount: info.keyCount,
+              digest: snapshotDigestRoot(reader.metadata, reader.info.keyCount),
             });
           } finally {
             await reader.close();

@@ -21,7 +21,7 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Index, Logger, Term } from '../raft/index.ts';
 import type { ReceivedRecordStream, SnapshotStore } from '../snapshot/index.ts';
-import { DiskSnapshotStore, MemorySnapshotStore } from '../snapshot/index.ts';
+import { DiskSnapshotStore, MemorySnapshotStore, snapshotDigestRoot } from '../snapshot/index.ts';
 import type { KvLimits, KvSnapshotContent, KvStateMachine, LogStore } from '../storage/index.ts';
 import {
   DEFAULT_KV_LIMITS,
@@ -177,6 +177,7 @@ export async function restoreFromSnapshot(snapshots: SnapshotStore, restorer: St
       revision: reader.metadata.revision,
       records: reader.records(),
       keyCount: reader.info.keyCount,
+      digest: snapshotDigestRoot(reader.metadata, reader.info.keyCount),
     });
   } finally {
     await reader.close();
@@ -209,6 +210,10 @@ export function restoreWhileReceiving(restorer: StateMachineRestorer, stream: Re
     records: stream,
     get keyCount() {
       return footer().keyCount;
+    },
+    get digest() {
+      const checked = footer();
+      return snapshotDigestRoot(checked.metadata, checked.keyCount);
     },
   });
 }

@@ -26,7 +26,7 @@ import { mkdir, opendir, rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { ConfState, Snapshot } from '../raft/index.ts';
-import { DiskSnapshotStore } from '../snapshot/index.ts';
+import { DiskSnapshotStore, snapshotDigestRoot } from '../snapshot/index.ts';
 import type { KvLimits } from '../storage/index.ts';
 import { DEFAULT_KV_LIMITS, DiskLogStore, NodeFileSystem, restoreDiskKvStateMachine } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/index.ts';
@@ -190,6 +190,7 @@ async function fillStoreAndStateMachine(snapshot: VerifiedSnapshot, memberDir: s
             onProgress: (progress) => options.onProgress?.({ phase: 'restore', bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal ?? snapshot.snapshotBytes }),
           }),
           keyCount: reader.info.keyCount,
+          digest: snapshotDigestRoot(reader.metadata, reader.info.keyCount),
         },
         { limits: options.limits ?? DEFAULT_KV_LIMITS },
       );

@@ -275,7 +275,7 @@ export class Snapshotter {
     try {
       const members = encodeMembershipState(captured.membership);
       info = await this.host.snapshots.create(
-        { metadata: { index, term, confState: captured.confState, revision: view.revision, members }, records: () => view.records() },
+        { metadata: { index, term, confState: captured.confState, revision: view.revision, members, digest: { full: view.digest.full, content: view.digest.content } }, records: () => view.records() },
         { signal },
       );
     } catch (error) {

@@ -1,10 +1,11 @@
 // The public surface of src/snapshot: snapshot files (page-aligned blocks with a CRC32c
 // each, a footer with the Raft metadata and a SHA-256), the stores that keep them, and the
 // contract both stores pass (snapshot-store.ts).
-export { snapshotId } from './snapshot-store.ts';
+export { snapshotDigestRoot, snapshotId } from './snapshot-store.ts';
 export type {
   ReceivedRecordStream,
   SnapshotFileMetadata,
+  SnapshotDigest,
   SnapshotInfo,
   SnapshotLease,
   SnapshotOperationOptions,

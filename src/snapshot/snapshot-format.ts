@@ -53,13 +53,19 @@ import { crc32c, maskCrc32c } from '../native/index.ts';
 import type { ConfState } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
-import type { SnapshotFileMetadata, SnapshotInfo, SnapshotRecord } from './snapshot-store.ts';
+import type { SnapshotDigest, SnapshotFileMetadata, SnapshotInfo, SnapshotRecord } from './snapshot-store.ts';
 
 /** SNAPSHOT_ALIGNMENT_BYTES is the unit of every block's length and offset (O_DIRECT's). */
 export const SNAPSHOT_ALIGNMENT_BYTES = 4096;
 
-/** SNAPSHOT_FORMAT_VERSION is the version the header and the footer carry. */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/**
+ * SNAPSHOT_FORMAT_VERSION is the version the header and the footer carry. Version 2 adds the
+ * state digest's roots to the footer (`digestFull`, `digestContent`); version-1 files are
+ * still read (their metadata has no digest).
+ */
+export const SNAPSHOT_FORMAT_VERSION = 2;
+const SNAPSHOT_FORMAT_VERSIONS_READ: readonly number[] = [1, 2];
+const SNAPSHOT_DIGEST_BYTES = 16;
 
 /** SNAPSHOT_HEADER_BYTES is the header block's length. */
 export const SNAPSHOT_HEADER_BYTES = SNAPSHOT_ALIGNMENT_BYTES;
@@ -312,6 +318,13 @@ export function checkSnapshotMetadata(metadata: SnapshotFileMetadata): void {
   checkNodes(conf.votersOutgoing, 'votersOutgoing');
   checkNodes(conf.learnersNext, 'learnersNext');
   if (typeof conf.autoLeave !== 'boolean') throw invalidArgument('snapshot metadata: confState.autoLeave is not a boolean');
+  const digest = metadata.digest;
+  if (
+    digest !== undefined &&
+    (!(digest.full instanceof Uint8Array) || digest.full.byteLength !== SNAPSHOT_DIGEST_BYTES || !(digest.content instanceof Uint8Array) || digest.content.byteLength !== SNAPSHOT_DIGEST_BYTES)
+  ) {
+    throw invalidArgument(`snapshot metadata: digest must hold two ${SNAPSHOT_DIGEST_BYTES}-byte roots (full, content)`);
+  }
   if (!(metadata.members instanceof Uint8Array) || metadata.members.byteLength > SNAPSHOT_MEMBERS_BYTES_MAX) {
     throw invalidArgument(`snapshot metadata: members must be at most ${SNAPSHOT_MEMBERS_BYTES_MAX} bytes`, {
       membersBytes: metadata.members?.byteLength,
@@ -342,7 +355,7 @@ export function decodeSnapshotHeader(block: Uint8Array, location: string): Snaps
     throw snapshotCorruption(place, 'fails its CRC32c');
   }
   const version = readU32(block, 8);
-  if (version !== SNAPSHOT_FORMAT_VERSION) throw snapshotCorruption(place, `has format version ${version}, this code reads ${SNAPSHOT_FORMAT_VERSION}`);
+  if (!SNAPSHOT_FORMAT_VERSIONS_READ.includes(version)) throw snapshotCorruption(place, `has format version ${version}, this code reads ${SNAPSHOT_FORMAT_VERSIONS_READ.join(' and ')}`);
   const blockBytesTarget = readU32(block, 12);
   if (!isBlockBytesTarget(blockBytesTarget)) throw snapshotCorruption(place, `has a bad block target ${blockBytesTarget}`);
   if (!isZero(block.subarray(HEADER_CRC_OFFSET + CRC_BYTES))) throw snapshotCorruption(place, 'has non-zero bytes after its CRC');
@@ -355,6 +368,8 @@ interface FooterMap {
   confState: { voters: number[]; learners: number[]; votersOutgoing: number[]; learnersNext: number[]; autoLeave: boolean };
   revision: number;
   members: Uint8Array;
+  digestFull: Uint8Array | undefined;
+  digestContent: Uint8Array | undefined;
   keyCount: number;
   blockCount: number;
   contentBytes: number;
@@ -383,6 +398,8 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
     },
     revision: metadata.revision,
     members: metadata.members,
+    digestFull: metadata.digest?.full,
+    digestContent: metadata.digest?.content,
     keyCount: footer.keyCount,
     blockCount: footer.blockCount,
     contentBytes: footer.contentBytes,
@@ -417,7 +434,7 @@ export function decodeSnapshotFooter(block: Uint8Array, location: string, offset
   const crcOffset = FOOTER_FIXED_BYTES + metadataBytes;
   if (readU32(block, crcOffset) !== maskCrc32c(crc32c(block.subarray(0, crcOffset)))) throw snapshotCorruption(place, 'fails its CRC32c');
   const version = readU32(block, 8);
-  if (version !== SNAPSHOT_FORMAT_VERSION) throw snapshotCorruption(place, `has format version ${version}, this code reads ${SNAPSHOT_FORMAT_VERSION}`);
+  if (!SNAPSHOT_FORMAT_VERSIONS_READ.includes(version)) throw snapshotCorruption(place, `has format version ${version}, this code reads ${SNAPSHOT_FORMAT_VERSIONS_READ.join(' and ')}`);
   if (!isZero(block.subarray(crcOffset + CRC_BYTES))) throw snapshotCorruption(place, 'has non-zero bytes after its CRC');
   let decoded: unknown;
   try {
@@ -425,10 +442,10 @@ export function decodeSnapshotFooter(block: Uint8Array, location: string, offset
   } catch (cause) {
     throw snapshotCorruption(place, `has metadata that is not msgpack (${(cause as Error).message})`);
   }
-  return footerFromMap(decoded, place);
+  return footerFromMap(decoded, place, version);
 }
 
-function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace): SnapshotFooter {
+function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace, version: number): SnapshotFooter {
   const bad = (field: string): StrataError => snapshotCorruption(place, `has a bad metadata field ${field}`);
   if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) throw bad('(not a map)');
   const map = decoded as Record<string, unknown>;
@@ -460,6 +477,15 @@ function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace): Snapsh
   if (sha256.byteLength !== SNAPSHOT_SHA256_BYTES) throw bad('sha256');
   const members = bytes('members', map['members']);
   if (members.byteLength > SNAPSHOT_MEMBERS_BYTES_MAX) throw bad('members');
+  let digest: SnapshotDigest | undefined;
+  // Format 2 carries the digest whenever the writer had one (src/node always has).
+  if (version >= 2 && (map['digestFull'] !== undefined || map['digestContent'] !== undefined)) {
+    const full = bytes('digestFull', map['digestFull']);
+    const content = bytes('digestContent', map['digestContent']);
+    if (full.byteLength !== SNAPSHOT_DIGEST_BYTES) throw bad('digestFull');
+    if (content.byteLength !== SNAPSHOT_DIGEST_BYTES) throw bad('digestContent');
+    digest = { full, content };
+  }
   return {
     metadata: {
       index: count('index', map['index']),
@@ -467,6 +493,7 @@ function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace): Snapsh
       confState,
       revision: count('revision', map['revision']),
       members,
+      ...(digest === undefined ? {} : { digest }),
     },
     keyCount: count('keyCount', map['keyCount']),
     blockCount: count('blockCount', map['blockCount']),

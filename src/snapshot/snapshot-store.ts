@@ -15,6 +15,7 @@
 //   naming the file and the block, never returned.
 
 import type { ConfState, Index, Term } from '../raft/index.ts';
+import type { DigestRoot } from '../storage/index.ts';
 
 /** SnapshotRecord is one key-value pair of the state machine, as the state machine stores it. */
 export interface SnapshotRecord {
@@ -33,6 +34,25 @@ export interface SnapshotFileMetadata {
   readonly revision: number;
   /** The member table at `index`, encoded by src/node (opaque here). */
   readonly members: Uint8Array;
+  /**
+   * The state digest's two roots at `index` (src/storage's state-digest.ts; the key count is
+   * the footer's). src/node gives it to every snapshot it makes; undefined in a format-1 file
+   * (and where a test made one without).
+   * Building checks the records against it (the state machine's view does), and so does
+   * restoring.
+   */
+  readonly digest?: SnapshotDigest | undefined;
+}
+
+/** SnapshotDigest is the state digest's two 16-byte roots a snapshot carries. */
+export interface SnapshotDigest {
+  readonly full: Uint8Array;
+  readonly content: Uint8Array;
+}
+
+/** snapshotDigestRoot is the state digest a snapshot's records must sum to, or undefined for a format-1 file. */
+export function snapshotDigestRoot(metadata: SnapshotFileMetadata, keyCount: number): DigestRoot | undefined {
+  return metadata.digest === undefined ? undefined : { keyCount, full: metadata.digest.full, content: metadata.digest.content };
 }
 
 /** SnapshotSource is what a new snapshot is written from: its metadata and its records in key order. */

@@ -12,9 +12,12 @@ export type { CrashMode, CrashReport, FaultyFileSystemOptions } from './faulty-f
 export type { FatalHandler } from './fatal.ts';
 export { abortOnFatal } from './fatal.ts';
 export { KvStateMachine, INITIAL_REVISION, APPLY_ENTRIES_MAX, RESTORE_BATCH_BYTES_MAX, SNAPSHOT_READ_BATCH_KEYS } from './kv-state-machine.ts';
-export type { ApplyResult, KvLevel, KvSnapshotContent, KvSnapshotRecord, KvSnapshotView, KvStateMachineOptions } from './kv-state-machine.ts';
+export type { ApplyResult, DigestAt, KvLevel, KvSnapshotContent, KvSnapshotRecord, KvSnapshotView, KvStateMachineOptions } from './kv-state-machine.ts';
 export { openDiskKvStateMachine, openMemoryKvStateMachine, restoreDiskKvStateMachine, restoreMemoryKvStateMachine } from './kv-open.ts';
-export { encodeKvCommand, decodeKvCommand, isKvCommand, NODE_COMMAND_FORMAT } from './kv-command-codec.ts';
+export { encodeKvCommand, decodeKvCommand, isKvCommand, CHECKPOINT_FORMAT, NODE_COMMAND_FORMAT } from './kv-command-codec.ts';
+export type { DigestRoot, KeyHashes } from './state-digest.ts';
+export { DIGEST_BYTES, FANOUT, LEAF_COUNT, TREE_DEPTH, DigestSums, EMPTY_DIGEST_ROOT, digestRootsEqual, formatDigest, keyHashesOf, leafOf } from './state-digest.ts';
+export type { DigestCheck, DigestVerification } from './kv-digest-check.ts';
 export { validateKvRequest, encodeValidKvCommand } from './kv-validation.ts';
 export { DEFAULT_KV_LIMITS } from './kv-types.ts';
 export type * from './kv-types.ts';

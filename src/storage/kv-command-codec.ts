@@ -22,10 +22,16 @@ const FORMAT = 1;
  * its applied index over them; any other first byte is refused as corruption.
  */
 export const NODE_COMMAND_FORMAT = 2;
+/**
+ * CHECKPOINT_FORMAT is the first byte of an integrity checkpoint: the state machine reports
+ * its state digest exactly at that entry's index (apply()'s `checkpoints`); the rest of the
+ * data is the driver's (src/node).
+ */
+export const CHECKPOINT_FORMAT = 3;
 
-/** isKvCommand tells whether an entry's data is a KV command (rather than a node command). */
+/** isKvCommand tells whether an entry's data is a KV command (rather than a node command or a checkpoint). */
 export function isKvCommand(data: Uint8Array): boolean {
-  return data[0] !== NODE_COMMAND_FORMAT;
+  return data[0] !== NODE_COMMAND_FORMAT && data[0] !== CHECKPOINT_FORMAT;
 }
 const KIND = { put: 1, range: 2, deleteRange: 3, txn: 4 } as const;
 const TARGETS: readonly CompareTarget[] = ['value', 'version', 'createRevision', 'modRevision', 'lease'];

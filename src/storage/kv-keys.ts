@@ -2,21 +2,35 @@
 //
 // Every LevelDB key starts with a one-byte area tag so that areas never mix:
 //   'k' + user key        -> the key's current value and counters (StoredValue)
-//   'm' + "state"         -> the applied index and the revision (MetaState)
-// The tag 'r' is kept free for a revision history (etcd's MVCC history) when it comes.
+//   'm' + "state"         -> the applied index, the revision and the digest's root (MetaState)
+//   'h' + u16 leaf + key  -> the key's two hashes (the digest's index of a leaf's keys)
+//   'd' + u16 leaf        -> a digest leaf's two sums
+// (the digest: src/storage/state-digest.ts). The tag 'r' is kept free for a revision history
+// (etcd's MVCC history) when it comes.
 
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { readU64, writeU64 } from './binary.ts';
+import type { DigestRoot } from './state-digest.ts';
+import { DIGEST_BYTES, LEAF_COUNT } from './state-digest.ts';
 
 const KEY_TAG = 0x6b; // 'k'
 const KEY_TAG_END = 0x6c; // 'l': the first LevelDB key after every user key
 const STORED_VALUE_FORMAT = 1;
-const META_FORMAT = 1;
+// Format 1: applied index, term, revision. Format 2 adds the digest's key count and roots.
+const META_FORMAT_WITHOUT_DIGEST = 1;
+const META_FORMAT = 2;
+const META_BYTES_WITHOUT_DIGEST = 1 + 3 * 8;
+const META_BYTES = META_BYTES_WITHOUT_DIGEST + 8 + 2 * DIGEST_BYTES;
+const HASH_INDEX_TAG = 0x68; // 'h'
+const DIGEST_LEAF_TAG = 0x64; // 'd'
 const STORED_VALUE_HEADER_BYTES = 1 + 4 * 8;
 
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
+
+/** KEY_AREA_TAG is the first byte of every user key's LevelDB key. */
+export const KEY_AREA_TAG = KEY_TAG;
 
 /** KEY_AREA_END is the first LevelDB key after every user key (the 'k' area ends before it). */
 export const KEY_AREA_END: Uint8Array = Uint8Array.of(KEY_TAG_END);
@@ -116,22 +130,75 @@ export interface MetaState {
   readonly revision: number;
 }
 
-/** encodeMetaState lays MetaState out as a format byte and three u64. */
-export function encodeMetaState(meta: MetaState): Uint8Array {
-  const bytes = new Uint8Array(1 + 3 * 8);
+/** StoredMeta is META as stored: the applied state and, since format 2, the digest's root. */
+export interface StoredMeta extends MetaState {
+  /** Undefined for a database written before the digest existed (it is built at open). */
+  readonly digest: DigestRoot | undefined;
+}
+
+/** encodeMetaState lays the applied state and the digest's root out: a format byte, four u64 and two sums. */
+export function encodeMetaState(meta: MetaState, digest: DigestRoot): Uint8Array {
+  const bytes = new Uint8Array(META_BYTES);
   const view = new DataView(bytes.buffer);
   bytes[0] = META_FORMAT;
   writeU64(view, 1, meta.appliedIndex);
   writeU64(view, 9, meta.appliedTerm);
   writeU64(view, 17, meta.revision);
+  writeU64(view, 25, digest.keyCount);
+  bytes.set(digest.full, 33);
+  bytes.set(digest.content, 33 + DIGEST_BYTES);
   return bytes;
 }
 
-/** decodeMetaState reads MetaState; bad bytes are CORRUPTION. */
-export function decodeMetaState(bytes: Uint8Array): MetaState {
-  if (bytes.byteLength !== 25 || bytes[0] !== META_FORMAT) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed meta state');
+/** decodeMetaState reads META (either format); bad bytes are CORRUPTION. */
+export function decodeMetaState(bytes: Uint8Array): StoredMeta {
+  const format = bytes[0];
+  const expected = format === META_FORMAT ? META_BYTES : format === META_FORMAT_WITHOUT_DIGEST ? META_BYTES_WITHOUT_DIGEST : -1;
+  if (bytes.byteLength !== expected) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed meta state');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return { appliedIndex: storedU64(view, 1), appliedTerm: storedU64(view, 9), revision: storedU64(view, 17) };
+  const meta = { appliedIndex: storedU64(view, 1), appliedTerm: storedU64(view, 9), revision: storedU64(view, 17) };
+  if (format === META_FORMAT_WITHOUT_DIGEST) return { ...meta, digest: undefined };
+  return {
+    ...meta,
+    digest: { keyCount: storedU64(view, 25), full: bytes.slice(33, 33 + DIGEST_BYTES), content: bytes.slice(33 + DIGEST_BYTES, META_BYTES) },
+  };
+}
+
+/** hashIndexKey is the LevelDB key of a user key's entry in the digest's index of leaf `leaf`. */
+export function hashIndexKey(leaf: number, userKey: Uint8Array): Uint8Array {
+  const key = new Uint8Array(3 + userKey.byteLength);
+  key[0] = HASH_INDEX_TAG;
+  key[1] = leaf >>> 8;
+  key[2] = leaf & 0xff;
+  key.set(userKey, 3);
+  return key;
+}
+
+/** hashIndexRange is the LevelDB range of the digest's index of leaves [fromLeaf, toLeaf). */
+export function hashIndexRange(fromLeaf: number, toLeaf: number): LevelRange {
+  assert(fromLeaf >= 0 && fromLeaf < toLeaf && toLeaf <= LEAF_COUNT, 'hashIndexRange: bad leaves');
+  const bound = (leaf: number): Uint8Array => (leaf === LEAF_COUNT ? Uint8Array.of(HASH_INDEX_TAG + 1) : Uint8Array.of(HASH_INDEX_TAG, leaf >>> 8, leaf & 0xff));
+  return { gte: bound(fromLeaf), lt: bound(toLeaf) };
+}
+
+/** parseHashIndexKey splits a LevelDB key of the digest's index into its leaf and user key. */
+export function parseHashIndexKey(key: Uint8Array): { leaf: number; userKey: Uint8Array } {
+  if (key.byteLength < 3 || key[0] !== HASH_INDEX_TAG) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed digest index key');
+  return { leaf: ((key[1] as number) << 8) | (key[2] as number), userKey: key.subarray(3) };
+}
+
+/** digestLeafKey is the LevelDB key of a stored digest leaf. */
+export function digestLeafKey(leaf: number): Uint8Array {
+  return Uint8Array.of(DIGEST_LEAF_TAG, leaf >>> 8, leaf & 0xff);
+}
+
+/** DIGEST_LEAF_RANGE is the LevelDB range of every stored digest leaf. */
+export const DIGEST_LEAF_RANGE: LevelRange = { gte: Uint8Array.of(DIGEST_LEAF_TAG), lt: Uint8Array.of(DIGEST_LEAF_TAG + 1) };
+
+/** leafOfDigestLeafKey is the leaf a stored digest leaf's key names. */
+export function leafOfDigestLeafKey(key: Uint8Array): number {
+  if (key.byteLength !== 3 || key[0] !== DIGEST_LEAF_TAG) throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed digest leaf key');
+  return ((key[1] as number) << 8) | (key[2] as number);
 }
 
 function storedU64(view: DataView, offset: number): number {

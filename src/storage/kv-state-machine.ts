@@ -20,22 +20,29 @@ import { assert, assertNever } from '../util/assert.ts';
 import { ErrorCode, StrataError, isStrataError } from '../util/errors.ts';
 import type { FatalHandler } from './fatal.ts';
 import { abortOnFatal } from './fatal.ts';
-import { decodeKvCommand, isKvCommand } from './kv-command-codec.ts';
+import { CHECKPOINT_FORMAT, decodeKvCommand, isKvCommand } from './kv-command-codec.ts';
+import { loadStoredDigest, verifyStoredDigest, writeIndexEntries } from './kv-digest-check.ts';
+import type { DigestVerification } from './kv-digest-check.ts';
 import type { LevelRange, MetaState, StoredValue } from './kv-keys.ts';
 import {
   KEY_AREA_END,
+  KEY_AREA_TAG,
   META_KEY,
   compareBytes,
   decodeMetaState,
   decodeStoredValue,
+  digestLeafKey,
   encodeMetaState,
   encodeStoredValue,
+  hashIndexKey,
   inLevelRange,
   levelRange,
   storageKey,
   storedValueOver,
   userKeyOf,
 } from './kv-keys.ts';
+import type { DigestRoot, KeyHashes } from './state-digest.ts';
+import { DigestDelta, DigestSums, LEAF_COUNT, digestRootsEqual, encodeKeyHashes, formatDigest, keyHashesOf, leafOf } from './state-digest.ts';
 import type {
   Compare,
   DeleteRangeRequest,
@@ -85,6 +92,15 @@ export interface ApplyResult {
   readonly response?: KvResponse;
   /** A request refused when applied (limits, future or compacted revision); nothing changed. */
   readonly error?: StrataError;
+  /** For a checkpoint entry (CHECKPOINT_FORMAT, id 0): the state digest exactly at its index. */
+  readonly checkpoint?: DigestAt;
+}
+
+/** DigestAt is the state digest exactly at one applied index. */
+export interface DigestAt {
+  readonly appliedIndex: Index;
+  readonly revision: number;
+  readonly digest: DigestRoot;
 }
 
 /** KvSnapshotRecord is one stored pair in a snapshot: the user key and its encoded stored value. */
@@ -101,6 +117,8 @@ export interface KvSnapshotView {
   readonly appliedIndex: Index;
   readonly appliedTerm: number;
   readonly revision: number;
+  /** The state digest's root at appliedIndex; records() fails with CORRUPTION when the records do not sum to it. */
+  readonly digest: DigestRoot;
   /** records can be iterated once; stopping early (return()) releases the LevelDB snapshot. */
   records(): AsyncIterable<readonly KvSnapshotRecord[]>;
   /** close releases the LevelDB snapshot whether or not records() was read (idempotent). */
@@ -120,6 +138,12 @@ export interface KvSnapshotContent {
   readonly records: AsyncIterable<readonly KvSnapshotRecord[]>;
   /** The number of keys the snapshot says it holds; restore() refuses a different count. */
   readonly keyCount: number;
+  /**
+   * The state digest's root the snapshot says its records sum to (read after the records
+   * ended, like `revision`); restore() refuses a different one. Undefined for a snapshot
+   * written before snapshots carried it: the restored digest is then computed, not checked.
+   */
+  readonly digest: DigestRoot | undefined;
 }
 
 /** SNAPSHOT_READ_BATCH_KEYS is how many keys one LevelDB read of a snapshot view fetches (nextv). */
@@ -136,14 +160,22 @@ export interface KvStateMachineOptions {
   readonly pendingKeysMax?: number;
   /** Overrides PENDING_BYTES_MAX. */
   readonly pendingBytesMax?: number;
+  /**
+   * Whether open() checks every stored key against the stored digest (a full read of the
+   * data) before the state machine can serve. Default true. A failure is CORRUPTION naming
+   * what differs. open() always checks the stored leaves against the stored root (cheap).
+   */
+  readonly verifyAtOpen?: boolean;
 }
 
-// PendingWrite is a key's state that apply() produced and LevelDB may not hold yet.
+// PendingWrite is a key's state that apply() produced and LevelDB may not hold yet: a user
+// key ('k' area), or the digest's index entry of one ('h' area, `stored` always null: reads
+// of user keys never look there).
 interface PendingWrite {
   readonly levelKey: Uint8Array;
   /** The key's value and counters, or null when it was deleted. */
   readonly stored: StoredValue | null;
-  /** encodeStoredValue(stored): what the LevelDB batch writes (stored.value is a view into it). */
+  /** What the LevelDB batch writes, null for a deletion: encodeStoredValue(stored) (stored.value is a view into it), or an index entry's hashes. */
   readonly encoded: Uint8Array | null;
   /** The apply() that wrote the key last. */
   readonly sequence: number;
@@ -168,8 +200,10 @@ export class KvStateMachine {
   private readonly onFatal: FatalHandler;
   private readonly pendingKeysMax: number;
   private readonly pendingBytesMax: number;
-  // The applied state: what apply() has resolved with, in memory.
+  // The applied state: what apply() has resolved with, in memory, and its digest.
   private meta: MetaState;
+  private readonly sums: DigestSums;
+  private readonly verification: DigestVerification | undefined;
   private applying = false;
   private closed = false;
 
@@ -180,6 +214,8 @@ export class KvStateMachine {
   // write is in flight whenever `pending` is not empty (or the state machine has failed).
   private readonly pending = new Map<string, PendingWrite>();
   private pendingBytes = 0;
+  // The user keys among them (the bound counts these; the digest's index entries ride along).
+  private pendingUserKeys = 0;
   private appliedSequence = 0;
   private writtenSequence = 0;
   private syncedSequence = -1;
@@ -193,9 +229,11 @@ export class KvStateMachine {
   // machine being replaced finishes the reads it started.
   private readonly scans = new ScanCounter();
 
-  private constructor(db: KvLevel, meta: MetaState, options: KvStateMachineOptions) {
+  private constructor(db: KvLevel, meta: MetaState, sums: DigestSums, options: KvStateMachineOptions, verification?: DigestVerification) {
     this.db = db;
     this.meta = meta;
+    this.sums = sums;
+    this.verification = verification;
     this.limits = options.limits ?? DEFAULT_KV_LIMITS;
     this.onFatal = options.onFatal ?? abortOnFatal;
     this.pendingKeysMax = options.pendingKeysMax ?? PENDING_KEYS_MAX;
@@ -204,14 +242,56 @@ export class KvStateMachine {
     assert(Number.isSafeInteger(this.pendingBytesMax) && this.pendingBytesMax > 0, 'pendingBytesMax must be a positive integer');
   }
 
-  /** open reads the applied state of `db` (opening it if needed); an empty db starts at revision 1. */
+  /**
+   * open reads the applied state of `db` (opening it if needed); an empty db starts at
+   * revision 1. It loads the stored digest and checks it (see verifyAtOpen): CORRUPTION when
+   * the data is not what was applied. A database written before the digest existed gets one
+   * built from its data (a full read, once).
+   */
   static async open(db: KvLevel, options: KvStateMachineOptions = {}): Promise<KvStateMachine> {
     if (db.status !== 'open') await db.open();
     // Range reads rely on an iterator reading from a snapshot taken when it is created.
     assert(db.supports.implicitSnapshots, 'the state machine needs a database with implicit snapshots');
+    try {
+      return await KvStateMachine.load(db, options);
+    } catch (error) {
+      // A database that fails its checks is closed, so that a repair can move or reopen it.
+      await db.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private static async load(db: KvLevel, options: KvStateMachineOptions): Promise<KvStateMachine> {
     const stored = await db.get(META_KEY);
-    const meta = stored === undefined ? { appliedIndex: 0, appliedTerm: 0, revision: INITIAL_REVISION } : decodeMetaState(stored);
-    return new KvStateMachine(db, meta, options);
+    const storedMeta = stored === undefined ? undefined : decodeMetaState(stored);
+    const meta: MetaState =
+      storedMeta === undefined
+        ? { appliedIndex: 0, appliedTerm: 0, revision: INITIAL_REVISION }
+        : { appliedIndex: storedMeta.appliedIndex, appliedTerm: storedMeta.appliedTerm, revision: storedMeta.revision };
+    if (storedMeta !== undefined && storedMeta.digest === undefined) {
+      // Written before the digest: build it from the data, with its index, in one synced batch.
+      const built = await verifyStoredDigest(db, undefined);
+      await writeIndexEntries(db, built.indexEntries);
+      const operations: LevelOperation[] = [];
+      for (let leaf = 0; leaf < LEAF_COUNT; leaf += 1) if (!built.sums.leafIsZero(leaf)) operations.push({ type: 'put', key: digestLeafKey(leaf), value: encodeKeyHashes(built.sums.leaf(leaf)) });
+      operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(meta, built.sums.root()) });
+      await db.batch(operations, SYNC_OPTIONS);
+      return new KvStateMachine(db, meta, built.sums, options, built.verification);
+    }
+    const sums = await loadStoredDigest(db, storedMeta?.digest);
+    if (options.verifyAtOpen === false) return new KvStateMachine(db, meta, sums, options);
+    const checked = await verifyStoredDigest(db, sums);
+    return new KvStateMachine(db, meta, sums, options, checked.verification);
+  }
+
+  /** openVerification reports the check of the data against the digest at open (undefined when skipped). */
+  openVerification(): DigestVerification | undefined {
+    return this.verification;
+  }
+
+  /** stateDigest is the digest of the applied state, with the applied index and revision it describes. */
+  stateDigest(): DigestAt {
+    return { appliedIndex: this.meta.appliedIndex, revision: this.meta.revision, digest: this.sums.root() };
   }
 
   /** appliedIndex is the index of the last entry applied. */
@@ -230,7 +310,7 @@ export class KvStateMachine {
    * LevelDB write of the batch, with the new applied index and revision, follows in the
    * background. Entries at or below the applied index are skipped (replay after a crash).
    * Empty entries (a new leader's no-op) and configuration changes only advance the applied
-   * index. It rejects with IO_ERROR once a background write has failed.
+   * index; a checkpoint entry's result carries the state digest at its index. It rejects with IO_ERROR once a background write has failed.
    */
   async apply(entries: readonly Entry[]): Promise<ApplyResult[]> {
     assert(!this.applying, 'apply calls must not overlap');
@@ -252,13 +332,17 @@ export class KvStateMachine {
         if (entry.type === EntryType.Normal && entry.data.byteLength > 0 && isKvCommand(entry.data)) {
           const command = decodeKvCommand(entry.data);
           results.push({ index: entry.index, id: command.id, ...(await this.applyCommand(view, command.request)) });
+        } else if (entry.type === EntryType.Normal && entry.data[0] === CHECKPOINT_FORMAT) {
+          // The digest exactly at this index: the applied state plus this batch so far.
+          const checkpoint = { appliedIndex: entry.index, revision: view.revision, digest: view.digestDelta.rootOver(this.sums) };
+          results.push({ index: entry.index, id: 0, checkpoint });
         }
         appliedIndex = entry.index;
         appliedTerm = entry.term;
       }
       if (appliedIndex === this.meta.appliedIndex) return results;
       if (this.failure !== undefined) throw this.failure;
-      this.commit(view.writes(), { appliedIndex, appliedTerm, revision: view.revision });
+      this.commit(view, { appliedIndex, appliedTerm, revision: view.revision });
       // Back-pressure: LevelDB is behind by more than the bound; wait for it to catch up.
       if (this.overBound()) await this.waitForWrites(() => !this.overBound());
       return results;
@@ -318,6 +402,7 @@ export class KvStateMachine {
     const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
     const pending = overlayIn(this.pending.values(), range);
     const { appliedIndex, appliedTerm, revision } = this.meta;
+    const digest = this.sums.root();
     const scans = this.scans;
     scans.opened();
     let taken = false;
@@ -332,10 +417,11 @@ export class KvStateMachine {
       appliedIndex,
       appliedTerm,
       revision,
+      digest,
       records(): AsyncIterable<readonly KvSnapshotRecord[]> {
         assert(!taken, 'a snapshot view is read once');
         taken = true;
-        return mergedRecords(iterator, pending, release);
+        return checkedAgainstDigest(mergedRecords(iterator, pending, release), digest, `the snapshot view at index ${appliedIndex}`);
       },
       close: release,
     };
@@ -360,6 +446,9 @@ export class KvStateMachine {
     let previousKey: Uint8Array | undefined;
     let operations: LevelOperation[] = [];
     let operationBytes = 0;
+    // The digest is rebuilt from the records (with its index) and checked against the one
+    // the snapshot carries.
+    const sums = new DigestSums();
     // One batch is written while the next is decoded: LevelDB's write overlaps the decoding.
     let writing: Promise<void> = Promise.resolve();
     for await (const batch of content.records) {
@@ -368,9 +457,13 @@ export class KvStateMachine {
           throw new StrataError(ErrorCode.CORRUPTION, `snapshot restore: keys out of order at key number ${keyCount}`, { details: { keyNumber: keyCount } });
         }
         previousKey = record.key;
-        decodeStoredValue(record.value);
+        const stored = decodeStoredValue(record.value);
+        const leaf = leafOf(record.key);
+        const hashes = keyHashesOf(record.key, stored.value, stored);
+        sums.add(leaf, hashes, 1);
         operations.push({ type: 'put', key: storageKey(record.key), value: record.value });
-        operationBytes += record.key.byteLength + record.value.byteLength;
+        operations.push({ type: 'put', key: hashIndexKey(leaf, record.key), value: encodeKeyHashes(hashes) });
+        operationBytes += 2 * record.key.byteLength + record.value.byteLength + 3 + 2 * 16;
         keyCount += 1;
         if (operationBytes >= RESTORE_BATCH_BYTES_MAX) {
           const full = operations;
@@ -387,10 +480,20 @@ export class KvStateMachine {
         details: { keysRead: keyCount, keyCount: content.keyCount },
       });
     }
+    const root = sums.root();
+    const expected = content.digest;
+    if (expected !== undefined && !digestRootsEqual(root, expected)) {
+      throw new StrataError(
+        ErrorCode.CORRUPTION,
+        `snapshot restore: the records' state digest ${formatDigest(root.full)} (${root.keyCount} keys) is not the snapshot's ${formatDigest(expected.full)} (${expected.keyCount} keys)`,
+        { details: { digest: formatDigest(root.full), expected: formatDigest(expected.full) } },
+      );
+    }
+    for (const leaf of sums.takeDirty()) operations.push({ type: 'put', key: digestLeafKey(leaf), value: encodeKeyHashes(sums.leaf(leaf)) });
     const meta: MetaState = { appliedIndex: content.appliedIndex, appliedTerm: content.appliedTerm, revision: content.revision };
-    operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(meta) });
+    operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(meta, root) });
     await db.batch(operations, SYNC_OPTIONS);
-    return new KvStateMachine(db, meta, options);
+    return new KvStateMachine(db, meta, sums, options);
   }
 
   /**
@@ -435,23 +538,29 @@ export class KvStateMachine {
 
   // commit makes an applied batch visible: its writes join the pending layer and the
   // applied state moves, in one synchronous step; then a write starts if none is in flight.
-  private commit(writes: ReadonlyMap<string, OverlayPair>, meta: MetaState): void {
+  private commit(view: ApplyView, meta: MetaState): void {
     assert(meta.appliedIndex > this.meta.appliedIndex, 'commit: the applied index must move');
     assert(meta.revision >= this.meta.revision, 'commit: the revision must not go back');
     this.appliedSequence += 1;
     const sequence = this.appliedSequence;
-    for (const [mapKey, { levelKey, stored }] of writes) {
+    for (const [mapKey, { levelKey, encoded }] of view.indexWrites()) this.setPending(mapKey, { levelKey, stored: null, encoded, sequence });
+    view.digestDelta.applyTo(this.sums);
+    for (const [mapKey, { levelKey, stored }] of view.writes()) {
       // Encoding copies the value, so the pending layer holds no view into the entries.
       const encoded = stored === null ? null : encodeStoredValue(stored);
       const kept = stored === null || encoded === null ? null : storedValueOver(stored, encoded);
-      const write: PendingWrite = { levelKey, stored: kept, encoded, sequence };
-      const previous = this.pending.get(mapKey);
-      if (previous !== undefined) this.pendingBytes -= pendingWriteBytes(previous);
-      this.pending.set(mapKey, write);
-      this.pendingBytes += pendingWriteBytes(write);
+      this.setPending(mapKey, { levelKey, stored: kept, encoded, sequence });
     }
     this.meta = meta;
     this.startWrite();
+  }
+
+  private setPending(mapKey: string, write: PendingWrite): void {
+    const previous = this.pending.get(mapKey);
+    if (previous !== undefined) this.pendingBytes -= pendingWriteBytes(previous);
+    else if (isUserKey(write.levelKey)) this.pendingUserKeys += 1;
+    this.pending.set(mapKey, write);
+    this.pendingBytes += pendingWriteBytes(write);
   }
 
   // startWrite writes everything pending (group commit) with the applied state's META, as
@@ -469,7 +578,10 @@ export class KvStateMachine {
       operations.push(write.encoded === null ? { type: 'del', key: write.levelKey } : { type: 'put', key: write.levelKey, value: write.encoded });
       mapKeys.push(mapKey);
     }
-    operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(this.meta) });
+    // The digest leaves this batch changed, and the root with the applied state: all absolute
+    // values, so whatever batches LevelDB keeps, the stored leaves must sum to the stored root.
+    for (const leaf of this.sums.takeDirty()) operations.push({ type: 'put', key: digestLeafKey(leaf), value: encodeKeyHashes(this.sums.leaf(leaf)) });
+    operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(this.meta, this.sums.root()) });
     const appliedIndex = this.meta.appliedIndex;
     let written: Promise<void>;
     try {
@@ -497,6 +609,7 @@ export class KvStateMachine {
       if (write.sequence > sequence) continue;
       this.pending.delete(mapKey);
       this.pendingBytes -= pendingWriteBytes(write);
+      if (isUserKey(write.levelKey)) this.pendingUserKeys -= 1;
     }
     assert(this.pending.size > 0 || this.pendingBytes === 0, 'pending bytes without pending keys');
     this.startWrite();
@@ -528,7 +641,7 @@ export class KvStateMachine {
   }
 
   private overBound(): boolean {
-    return this.pending.size > this.pendingKeysMax || this.pendingBytes > this.pendingBytesMax;
+    return this.pendingUserKeys > this.pendingKeysMax || this.pendingBytes > this.pendingBytesMax;
   }
 }
 
@@ -594,6 +707,37 @@ async function* mergedRecords(
   } finally {
     await release();
   }
+}
+
+// checkedAgainstDigest passes a snapshot's records through and fails with CORRUPTION at the
+// end when they do not sum to the digest the view captured: a snapshot is never built from
+// data that is not what was applied.
+async function* checkedAgainstDigest(
+  records: AsyncIterable<readonly KvSnapshotRecord[]>,
+  expected: DigestRoot,
+  what: string,
+): AsyncGenerator<readonly KvSnapshotRecord[]> {
+  const sums = new DigestSums();
+  for await (const batch of records) {
+    for (const record of batch) {
+      const stored = decodeStoredValue(record.value);
+      sums.add(leafOf(record.key), keyHashesOf(record.key, stored.value, stored), 1);
+    }
+    yield batch;
+  }
+  const root = sums.root();
+  if (!digestRootsEqual(root, expected)) {
+    throw new StrataError(
+      ErrorCode.CORRUPTION,
+      `${what}: the stored keys sum to digest ${formatDigest(root.full)} (${root.keyCount} keys), the applied state's is ${formatDigest(expected.full)} (${expected.keyCount} keys): this member's data is not what it applied`,
+      { details: { digest: formatDigest(root.full), expected: formatDigest(expected.full), keys: root.keyCount, expectedKeys: expected.keyCount } },
+    );
+  }
+}
+
+// isUserKey tells a user key's LevelDB key ('k' area) from the digest's index entries.
+function isUserKey(levelKey: Uint8Array): boolean {
+  return levelKey[0] === KEY_AREA_TAG;
 }
 
 function pendingWriteBytes(write: PendingWrite): number {
@@ -723,12 +867,20 @@ class ReadView {
 class ApplyView extends ReadView {
   // LevelDB key (latin1) -> the batch's write of a user key: a value, or null for deleted.
   private readonly overlay = new Map<string, OverlayPair>();
+  // The batch's changes of the digest, and of its index ('h' LevelDB key -> hashes, or null).
+  readonly digestDelta = new DigestDelta();
+  private readonly indexOverlay = new Map<string, { levelKey: Uint8Array; encoded: Uint8Array | null }>();
   // Writes in the request being executed; the revision moves once per request that wrote.
   private changes = 0;
 
   // writes are the batch's writes, for commit().
   writes(): ReadonlyMap<string, OverlayPair> {
     return this.overlay;
+  }
+
+  // indexWrites are the batch's writes of the digest's index, for commit().
+  indexWrites(): ReadonlyMap<string, { levelKey: Uint8Array; encoded: Uint8Array | null }> {
+    return this.indexOverlay;
   }
 
   async execute(request: KvRequest): Promise<KvResponse> {
@@ -774,16 +926,27 @@ class ApplyView extends ReadView {
     await scanMerged(overlayIn(this.overlay.values(), range), (visitBelow) => super.scan(range, visitBelow), visit);
   }
 
-  private write(levelKey: Uint8Array, stored: StoredValue | null): void {
+  // write records the batch's new state of a user key (null: deleted), whose state before
+  // was `previous`, and moves the digest: the old hashes out, the new ones in.
+  private write(key: Uint8Array, levelKey: Uint8Array, previous: StoredValue | undefined, stored: StoredValue | null): void {
     this.overlay.set(mapKeyOf(levelKey), { levelKey, stored });
     this.changes += 1;
+    const leaf = leafOf(key);
+    if (previous !== undefined) this.digestDelta.add(leaf, keyHashesOf(key, previous.value, previous), -1);
+    let hashes: KeyHashes | undefined;
+    if (stored !== null) {
+      hashes = keyHashesOf(key, stored.value, stored);
+      this.digestDelta.add(leaf, hashes, 1);
+    }
+    const indexKey = hashIndexKey(leaf, key);
+    this.indexOverlay.set(mapKeyOf(indexKey), { levelKey: indexKey, encoded: hashes === undefined ? null : encodeKeyHashes(hashes) });
   }
 
   private put(request: PutRequest): Omit<PutResponse, 'revision'> {
     const levelKey = storageKey(request.key);
     const previous = this.getStoredAt(levelKey, mapKeyOf(levelKey));
     const revision = this.writeRevision();
-    this.write(levelKey, {
+    this.write(request.key, levelKey, previous, {
       createRevision: previous?.createRevision ?? revision,
       modRevision: revision,
       version: (previous?.version ?? 0) + 1,
@@ -799,7 +962,7 @@ class ApplyView extends ReadView {
       doomed.push({ key: key.slice(), stored });
       return true;
     });
-    for (const { key } of doomed) this.write(storageKey(key), null);
+    for (const { key, stored } of doomed) this.write(key, storageKey(key), stored, null);
     const prevKvs = request.prevKv === true ? doomed.map(({ key, stored }) => toKeyValue(key, stored, false)) : [];
     return { type: 'deleteRange', deleted: doomed.length, prevKvs };
   }

@@ -144,9 +144,9 @@ describe('snapshot format', () => {
       assert.match(message, /^snapshot x\.snap: header at offset 0 has no snapshot magic/);
     }));
     const version = bytes.slice();
-    new DataView(version.buffer).setUint32(8, 2, true);
+    new DataView(version.buffer).setUint32(8, 3, true);
     new DataView(version.buffer).setUint32(16, maskCrc32c(crc32c(version.subarray(0, 16))), true);
-    assert.throws(() => verifySnapshotBytes(version, 'x.snap'), corruption((_details, message) => assert.match(message, /format version 2/)));
+    assert.throws(() => verifySnapshotBytes(version, 'x.snap'), corruption((_details, message) => assert.match(message, /format version 3/)));
   });
 
   test('a data block with a flipped bit names the file, the block and its offset', () => {

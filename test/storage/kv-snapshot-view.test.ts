@@ -76,7 +76,9 @@ for (const backend of ['memory-level', 'LevelDB'] as const) {
         revision: view.revision,
         records: batchesOf(records, 37),
         keyCount: records.length,
+        digest: view.digest,
       });
+      assert.deepEqual(restored.stateDigest().digest, view.digest, 'the restored digest is the view\'s');
       assert.deepEqual(await dump(restored), expected, `seed ${seed}`);
       assert.equal(restored.appliedIndex(), view.appliedIndex);
       assert.equal(restored.revision(), view.revision);
@@ -113,6 +115,7 @@ describe('restore refuses bad content', () => {
       revision: 5,
       records: batchesOf(records, 2),
       keyCount,
+      digest: undefined,
     });
 
   test('a good one restores, to LevelDB', async () => {

@@ -191,6 +191,11 @@ async function storedInLevel(db: Level, key: string): Promise<StoredValue | unde
 }
 
 async function metaInLevel(db: Level): Promise<MetaState | undefined> {
+  const stored = await storedMetaInLevel(db);
+  return stored === undefined ? undefined : { appliedIndex: stored.appliedIndex, appliedTerm: stored.appliedTerm, revision: stored.revision };
+}
+
+async function storedMetaInLevel(db: Level): Promise<ReturnType<typeof decodeMetaState> | undefined> {
   const value = await db.get(META_KEY);
   return value === undefined ? undefined : decodeMetaState(value);
 }
@@ -234,8 +239,12 @@ describe('KV state machine write-behind', () => {
     assert.deepEqual([text(k?.value), k?.version, k?.createRevision, k?.modRevision], ['2', 2, 2, 3], 'k stays pending with the later value');
     // Group commit: the next write carries both later batches and the latest META.
     assert.equal(gate.held.length, 1);
-    assert.deepEqual(gate.held[0]?.operations.map((operation) => operation.type), ['put', 'put', 'put']);
-    assert.deepEqual(decodeMetaState(gate.held[0]?.operations[2]?.value ?? new Uint8Array()).appliedIndex, 3);
+    const operations = gate.held[0]?.operations ?? [];
+    // The two user keys (with their digest index entries and leaves), then META last.
+    assert.deepEqual(operations.filter((operation) => operation.key[0] === 0x6b).map((operation) => [operation.type, text(operation.key.subarray(1))]), [['put', 'k'], ['put', 'j']]);
+    assert.deepEqual(operations.filter((operation) => operation.key[0] === 0x68).length, 2, 'one digest index entry per key');
+    assert.deepEqual(Buffer.compare(operations[operations.length - 1]?.key ?? new Uint8Array(), META_KEY), 0, 'META is written last');
+    assert.deepEqual(decodeMetaState(operations[operations.length - 1]?.value ?? new Uint8Array()).appliedIndex, 3);
     await gate.releaseNext();
     assert.equal(gate.held.length, 0);
     assert.deepEqual([text((await storedInLevel(db, 'k'))?.value), (await storedInLevel(db, 'k'))?.version], ['2', 2]);
