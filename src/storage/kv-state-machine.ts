@@ -35,14 +35,16 @@ import {
   encodeMetaState,
   encodeStoredValue,
   hashIndexKey,
+  hashIndexRange,
   inLevelRange,
+  parseHashIndexKey,
   levelRange,
   storageKey,
   storedValueOver,
   userKeyOf,
 } from './kv-keys.ts';
 import type { DigestRoot, KeyHashes } from './state-digest.ts';
-import { DigestDelta, DigestSums, LEAF_COUNT, digestRootsEqual, encodeKeyHashes, formatDigest, keyHashesOf, leafOf } from './state-digest.ts';
+import { DigestDelta, DigestSums, LEAF_COUNT, decodeKeyHashes, digestRootsEqual, encodeKeyHashes, formatDigest, keyHashesOf, leafOf } from './state-digest.ts';
 import type {
   Compare,
   DeleteRangeRequest,
@@ -146,6 +148,34 @@ export interface KvSnapshotContent {
   readonly digest: DigestRoot | undefined;
 }
 
+/** LeafKey is one key of a digest leaf as its index records it. */
+export interface LeafKey {
+  readonly leaf: number;
+  readonly key: Uint8Array;
+  readonly hashes: KeyHashes;
+}
+
+/**
+ * DigestView is the state digest and the data at one applied index, pinned while the state
+ * machine goes on (a LevelDB snapshot and a copy of the pending writes and of the sums):
+ * what a Merkle diff descends and the keys of the leaves it finds different.
+ */
+export interface DigestView {
+  readonly appliedIndex: Index;
+  readonly revision: number;
+  /** The digest's sums at appliedIndex (a copy). */
+  readonly sums: DigestSums;
+  /** leafKeys lists the keys of leaves [fromLeaf, toLeaf) with their recorded hashes, by leaf, then key. */
+  leafKeys(fromLeaf: number, toLeaf: number): Promise<LeafKey[]>;
+  /** get reads one key at appliedIndex. */
+  get(key: Uint8Array): Promise<KeyValue | undefined>;
+  /** close releases the LevelDB snapshot (idempotent). */
+  close(): Promise<void>;
+}
+
+/** DIGEST_VIEWS_MAX bounds the digest views open at once (each pins a LevelDB snapshot and 2 MiB of sums). */
+export const DIGEST_VIEWS_MAX = 8;
+
 /** SNAPSHOT_READ_BATCH_KEYS is how many keys one LevelDB read of a snapshot view fetches (nextv). */
 export const SNAPSHOT_READ_BATCH_KEYS = 1_024;
 /** RESTORE_BATCH_BYTES_MAX bounds one LevelDB batch written by restore(). */
@@ -179,6 +209,13 @@ interface PendingWrite {
   readonly encoded: Uint8Array | null;
   /** The apply() that wrote the key last. */
   readonly sequence: number;
+}
+
+// IndexOverlayPair is a pending write of the digest's index, as a digest view merges it.
+interface IndexOverlayPair {
+  readonly levelKey: Uint8Array;
+  readonly stored: null;
+  readonly encoded: Uint8Array | null;
 }
 
 // OverlayPair is one write of a layer over the database, as reads merge it.
@@ -228,6 +265,7 @@ export class KvStateMachine {
   // Open iterators (range scans, snapshot views): close() waits for them, so a state
   // machine being replaced finishes the reads it started.
   private readonly scans = new ScanCounter();
+  private digestViews = 0;
 
   private constructor(db: KvLevel, meta: MetaState, sums: DigestSums, options: KvStateMachineOptions, verification?: DigestVerification) {
     this.db = db;
@@ -422,6 +460,90 @@ export class KvStateMachine {
         assert(!taken, 'a snapshot view is read once');
         taken = true;
         return checkedAgainstDigest(mergedRecords(iterator, pending, release), digest, `the snapshot view at index ${appliedIndex}`);
+      },
+      close: release,
+    };
+  }
+
+  /**
+   * openDigestView pins the applied state as it is now, synchronously (between two applies),
+   * for a Merkle diff: the digest's sums, and the keys and values behind them. UNAVAILABLE
+   * when DIGEST_VIEWS_MAX views are open.
+   */
+  openDigestView(): DigestView {
+    assert(!this.closed, 'openDigestView after close');
+    assert(!this.applying, 'openDigestView during apply: the applied state is between two batches');
+    if (this.failure !== undefined) throw this.failure;
+    if (this.digestViews >= DIGEST_VIEWS_MAX) {
+      throw new StrataError(ErrorCode.UNAVAILABLE, `${DIGEST_VIEWS_MAX} digest views are open already; try again when a diff ended`, { details: { open: this.digestViews } });
+    }
+    const db = this.db;
+    const snapshot = db.snapshot();
+    const pending = new Map(this.pending);
+    const sums = this.sums.copy();
+    const { appliedIndex, revision } = this.meta;
+    const scans = this.scans;
+    scans.opened();
+    this.digestViews += 1;
+    let released: Promise<void> | undefined;
+    const release = (): Promise<void> => {
+      released ??= snapshot.close().finally(() => {
+        this.digestViews -= 1;
+        scans.closed();
+      });
+      return released;
+    };
+    return {
+      appliedIndex,
+      revision,
+      sums,
+      async leafKeys(fromLeaf: number, toLeaf: number): Promise<LeafKey[]> {
+        assert(released === undefined, 'a digest view read after close');
+        const range = hashIndexRange(fromLeaf, toLeaf);
+        const overlay = overlayIn(
+          [...pending.values()].filter((write) => write.levelKey[0] !== KEY_AREA_TAG).map((write) => ({ levelKey: write.levelKey, stored: null, encoded: write.encoded })),
+          range,
+        );
+        const answer: LeafKey[] = [];
+        const push = (levelKey: Uint8Array, value: Uint8Array): void => {
+          const { leaf, userKey } = parseHashIndexKey(levelKey);
+          const hashes = decodeKeyHashes(value);
+          if (hashes === undefined) throw new StrataError(ErrorCode.CORRUPTION, `state machine: the digest index entry of a key in leaf ${leaf} is malformed`, { details: { leaf } });
+          answer.push({ leaf, key: userKey.slice(), hashes: { full: hashes.full.slice(), content: hashes.content.slice() } });
+        };
+        let next = 0;
+        const iterator = db.iterator({ gte: range.gte, lt: range.lt, snapshot });
+        try {
+          for await (const [levelKey, value] of iterator) {
+            while (next < overlay.length && compareBytes((overlay[next] as IndexOverlayPair).levelKey, levelKey) < 0) {
+              const pair = overlay[next] as IndexOverlayPair;
+              if (pair.encoded !== null) push(pair.levelKey, pair.encoded);
+              next += 1;
+            }
+            if (next < overlay.length && compareBytes((overlay[next] as IndexOverlayPair).levelKey, levelKey) === 0) {
+              const pair = overlay[next] as IndexOverlayPair;
+              if (pair.encoded !== null) push(pair.levelKey, pair.encoded);
+              next += 1;
+              continue;
+            }
+            push(levelKey, value);
+          }
+        } finally {
+          await iterator.close();
+        }
+        for (; next < overlay.length; next += 1) {
+          const pair = overlay[next] as IndexOverlayPair;
+          if (pair.encoded !== null) push(pair.levelKey, pair.encoded);
+        }
+        return answer;
+      },
+      async get(key: Uint8Array): Promise<KeyValue | undefined> {
+        assert(released === undefined, 'a digest view read after close');
+        const levelKey = storageKey(key);
+        const write = pending.get(mapKeyOf(levelKey));
+        if (write !== undefined) return write.stored === null ? undefined : toKeyValue(key, write.stored, false);
+        const value = await db.get(levelKey, { snapshot });
+        return value === undefined ? undefined : toKeyValue(key, decodeStoredValue(value), false);
       },
       close: release,
     };
@@ -751,8 +873,8 @@ function mapKeyOf(levelKey: Uint8Array): string {
 }
 
 // overlayIn returns an overlay's pairs in a range, in key order.
-function overlayIn(overlay: Iterable<OverlayPair>, range: LevelRange): OverlayPair[] {
-  const pairs: OverlayPair[] = [];
+function overlayIn<Pair extends { readonly levelKey: Uint8Array }>(overlay: Iterable<Pair>, range: LevelRange): Pair[] {
+  const pairs: Pair[] = [];
   for (const pair of overlay) if (inLevelRange(pair.levelKey, range)) pairs.push(pair);
   pairs.sort((a, b) => compareBytes(a.levelKey, b.levelKey));
   return pairs;

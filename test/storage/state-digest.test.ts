@@ -352,3 +352,35 @@ describe('open() refuses data that is not what was applied', () => {
     await feeder.machine.close();
   });
 });
+
+describe('digest views', () => {
+  for (const backend of ['memory-level', 'classic-level'] as const) {
+    test(`a view pins the sums, the index and the values while apply goes on (${backend})`, async () => {
+      const feeder = new Feeder(await KvStateMachine.open(backend === 'memory-level' ? memory() : classic(newLocation())));
+      await feeder.apply([put('a', '1'), put('b', '2'), put('c', '3')]);
+      await feeder.machine.whenWritten();
+      await feeder.apply([put('b', '22'), del('c'), put('d', '4')]); // pending, perhaps not in LevelDB yet
+      const view = feeder.machine.openDigestView();
+      const pinned = feeder.machine.stateDigest().digest;
+      await feeder.apply([put('a', 'changed'), del('d'), put('e', '5')]);
+      await feeder.machine.whenWritten();
+      assert.ok(digestRootsEqual(view.sums.root(), pinned));
+      const keys = await view.leafKeys(0, LEAF_COUNT);
+      assert.deepEqual(keys.map((item) => new TextDecoder().decode(item.key)).sort(), ['a', 'b', 'd']);
+      for (const item of keys) assert.equal(item.leaf, leafOf(item.key));
+      // The recorded hashes sum to the pinned leaves.
+      const sums = new DigestSums();
+      for (const item of keys) sums.add(item.leaf, item.hashes, 1);
+      assert.ok(digestRootsEqual(sums.root(), pinned));
+      const b = await view.get(bytes('b'));
+      assert.equal(new TextDecoder().decode(b?.value), '22');
+      assert.equal(new TextDecoder().decode((await view.get(bytes('a')))?.value), '1');
+      assert.equal(await view.get(bytes('c')), undefined);
+      assert.equal(await view.get(bytes('e')), undefined);
+      const leafOfB = leafOf(bytes('b'));
+      assert.deepEqual((await view.leafKeys(leafOfB, leafOfB + 1)).map((item) => new TextDecoder().decode(item.key)), ['b']);
+      await view.close();
+      await feeder.machine.close();
+    });
+  }
+});
