@@ -169,6 +169,12 @@ export interface DigestView {
   leafKeys(fromLeaf: number, toLeaf: number): Promise<LeafKey[]>;
   /** get reads one key at appliedIndex. */
   get(key: Uint8Array): Promise<KeyValue | undefined>;
+  /**
+   * rangeSums computes a digest of the keys in [key, rangeEnd) (etcd's range rules) by reading
+   * them at appliedIndex: the tree a diff restricted to a prefix descends (a full read of the
+   * range; the stored tree covers every key). `onKeys` is told the keys read so far.
+   */
+  rangeSums(key: Uint8Array, rangeEnd: Uint8Array, onKeys?: (keysRead: number) => void): Promise<DigestSums>;
   /** close releases the LevelDB snapshot (idempotent). */
   close(): Promise<void>;
 }
@@ -544,6 +550,40 @@ export class KvStateMachine {
         if (write !== undefined) return write.stored === null ? undefined : toKeyValue(key, write.stored, false);
         const value = await db.get(levelKey, { snapshot });
         return value === undefined ? undefined : toKeyValue(key, decodeStoredValue(value), false);
+      },
+      async rangeSums(key: Uint8Array, rangeEnd: Uint8Array, onKeys?: (keysRead: number) => void): Promise<DigestSums> {
+        assert(released === undefined, 'a digest view read after close');
+        const answer = new DigestSums();
+        const range = levelRange(key, rangeEnd);
+        const add = (userKey: Uint8Array, stored: StoredValue): void => answer.add(leafOf(userKey), keyHashesOf(userKey, stored.value, stored), 1);
+        if (range === undefined) {
+          const one = await this.get(key);
+          if (one !== undefined) add(key, { createRevision: one.createRevision, modRevision: one.modRevision, version: one.version, lease: one.lease, value: one.value });
+          return answer;
+        }
+        const overlay = overlayIn([...pending.values()].filter((write) => write.levelKey[0] === KEY_AREA_TAG), range);
+        let keysRead = 0;
+        await scanMerged(
+          overlay,
+          async (visitBelow) => {
+            const iterator = db.iterator({ gte: range.gte, lt: range.lt, snapshot });
+            try {
+              for await (const [levelKey, value] of iterator) {
+                if (!visitBelow(userKeyOf(levelKey), decodeStoredValue(value))) break;
+              }
+            } finally {
+              await iterator.close();
+            }
+          },
+          (userKey, stored) => {
+            add(userKey, stored);
+            keysRead += 1;
+            if (keysRead % 10_000 === 0) onKeys?.(keysRead);
+            return true;
+          },
+        );
+        answer.takeDirty();
+        return answer;
       },
       close: release,
     };

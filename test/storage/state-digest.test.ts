@@ -384,3 +384,23 @@ describe('digest views', () => {
     });
   }
 });
+
+test('a digest view sums a range of keys at its index (the tree of a diff restricted to a prefix)', async () => {
+  const feeder = new Feeder(await KvStateMachine.open(classic(newLocation())));
+  await feeder.apply([put('app/a', '1'), put('app/b', '2'), put('other', '3')]);
+  await feeder.machine.whenWritten();
+  await feeder.apply([put('app/c', '4'), del('app/a')]);
+  const view = feeder.machine.openDigestView();
+  await feeder.apply([put('app/d', 'later')]);
+  const sums = await view.rangeSums(bytes('app/'), bytes('app0'));
+  const reference = new Feeder(await KvStateMachine.open(memory()));
+  await reference.apply([put('x', '0'), put('x', '1'), put('app/b', '2'), put('app/c', '4')]);
+  await reference.apply([del('x')]);
+  // Same keys with the same values: equal content roots (the revisions differ).
+  assert.ok(digestRootsEqual(sums.root(), reference.machine.stateDigest().digest, 'content'));
+  assert.equal(sums.root().keyCount, 2);
+  assert.equal((await view.rangeSums(bytes('other'), new Uint8Array(0))).root().keyCount, 1);
+  await view.close();
+  await feeder.machine.close();
+  await reference.machine.close();
+});
