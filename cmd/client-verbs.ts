@@ -1,4 +1,4 @@
-// The CLI verbs that talk to a running cluster (put, get, del, status, members). They take
+// The CLI verbs that talk to a running cluster (put, get, del, status, members, alarm). They take
 // etcdctl's flags and print what etcdctl prints for a person at a terminal, so an operator
 // who knows one knows the other; `get -w json` prints etcdctl's JSON for scripts.
 
@@ -12,7 +12,7 @@ export const DEFAULT_ENDPOINTS = '127.0.0.1:2379';
 export const DEFAULT_COMMAND_TIMEOUT = '5s';
 
 /** CLIENT_VERBS are the verbs this file runs. */
-export const CLIENT_VERBS = ['put', 'get', 'del', 'status', 'members'] as const;
+export const CLIENT_VERBS = ['put', 'get', 'del', 'status', 'members', 'alarm'] as const;
 /** ClientVerb is one of CLIENT_VERBS. */
 export type ClientVerb = (typeof CLIENT_VERBS)[number];
 
@@ -23,6 +23,7 @@ export const CLIENT_USAGE = `  put KEY VALUE                        store VALUE 
   del KEY [--prefix | --from-key]      delete, printing how many keys were deleted
   status                               status of every endpoint, as a table
   members                              the cluster's members, as a table
+  alarm list | alarm disarm            the alarms raised (NOSPACE, CORRUPT); disarm clears them all
 
 client flags:
   --endpoints HOST:PORT,...            (default ${DEFAULT_ENDPOINTS})
@@ -39,6 +40,7 @@ const VERB_FLAGS: Readonly<Record<ClientVerb, Readonly<Record<string, FlagKind>>
   del: { prefix: 'boolean', 'from-key': 'boolean' },
   status: { 'write-out': 'value' },
   members: { 'write-out': 'value' },
+  alarm: {},
 };
 const SHORT_FLAGS: Readonly<Record<string, string>> = { w: 'write-out' };
 const POSITIONALS: Readonly<Record<ClientVerb, readonly string[]>> = {
@@ -47,6 +49,7 @@ const POSITIONALS: Readonly<Record<ClientVerb, readonly string[]>> = {
   del: ['KEY'],
   status: [],
   members: [],
+  alarm: ['list|disarm'],
 };
 
 /** ParsedCommand is a command line split into positionals and flags (by their long names). */
@@ -172,6 +175,9 @@ export async function runClientVerb(verb: ClientVerb, args: readonly string[], o
   const timeoutFlag = flags.get('command-timeout');
   const timeoutMs = parseDuration('--command-timeout', typeof timeoutFlag === 'string' ? timeoutFlag : DEFAULT_COMMAND_TIMEOUT);
   if (flags.has('prefix') && flags.has('from-key')) throw new UsageError('--from-key', '--prefix and --from-key cannot be used together');
+  if (verb === 'alarm' && positionals[0] !== 'list' && positionals[0] !== 'disarm') {
+    throw new UsageError(positionals[0] ?? 'alarm', `alarm: unknown command ${JSON.stringify(positionals[0])}; use alarm list or alarm disarm`);
+  }
   let limit: number | undefined;
   const limitFlag = flags.get('limit');
   if (typeof limitFlag === 'string') {
@@ -223,6 +229,12 @@ export async function runClientVerb(verb: ClientVerb, args: readonly string[], o
         }
         if (statuses.length > 0) output.out(statusTable(statuses));
         return statuses.length === results.length ? 0 : 1;
+      }
+      case 'alarm': {
+        // etcdctl prints each alarm as etcd's AlarmMember text: "memberID:<decimal> alarm:<TYPE> ".
+        const alarms = positionals[0] === 'list' ? await client.alarmList() : await client.alarmDisarm();
+        for (const alarm of alarms) output.out(`memberID:${alarm.memberId} alarm:${alarm.alarm} `);
+        return 0;
       }
       case 'members': {
         const members = await client.memberList();

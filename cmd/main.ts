@@ -4,6 +4,8 @@
 import { packageVersion } from './package-version.ts';
 import { CLIENT_USAGE, isClientVerb, runClientVerb } from './client-verbs.ts';
 import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError } from './serve-flags.ts';
+import { LOG_USAGE } from './log-usage.ts';
+import { DIFF_USAGE } from './diff-usage.ts';
 import { SNAPSHOT_USAGE } from './snapshot-usage.ts';
 
 const USAGE = `usage: stratakv <command> [flags]
@@ -13,6 +15,8 @@ commands:
   dev [flags]                          run a local development cluster
 ${CLIENT_USAGE}
 ${SNAPSHOT_USAGE}
+${LOG_USAGE}
+${DIFF_USAGE}
   version                              print the stratakv version
   help                                 print this help
 
@@ -101,6 +105,16 @@ export async function main(args: readonly string[]): Promise<number> {
       }
       case 'snapshot':
         return await runSnapshot(rest);
+      case 'log': {
+        // Loaded on demand, like snapshot: it pulls in the stream's client and the log's decoders.
+        const { runLogCommand } = await import('./log-verb.ts');
+        return await runLogCommand(rest);
+      }
+      case 'diff': {
+        // Loaded on demand, like log: it pulls in the diff's client.
+        const { runDiffCommand } = await import('./diff-verb.ts');
+        return await runDiffCommand(rest);
+      }
       default:
         if (isClientVerb(verb)) {
           if (wantsHelp(rest)) {

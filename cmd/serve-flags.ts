@@ -61,6 +61,11 @@ export interface ServeOptions {
   readonly snapshotSendRateBytes: number;
   /** --snapshot-send-rate-bytes-under-load: the same while the leader serves client requests (ours; 24 MiB/s). */
   readonly snapshotSendRateBytesUnderLoad: number;
+  /**
+   * --quota-backend-bytes: past this size of the state machine on disk, Puts are refused and a
+   * NOSPACE alarm is raised (etcd's meaning: 0 is the default, 2 GiB; negative disables it).
+   */
+  readonly quotaBackendBytes: number;
   /** --log-level. */
   readonly logLevel: LogLevel;
 }
@@ -81,6 +86,7 @@ export const SERVE_DEFAULTS = {
   snapshotCatchupEntries: 5_000,
   snapshotSendRateBytes: 100 * 1024 * 1024,
   snapshotSendRateBytesUnderLoad: 24 * 1024 * 1024,
+  quotaBackendBytes: 0,
   logLevel: 'info',
 } as const;
 
@@ -103,6 +109,8 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
   --snapshot-send-rate-bytes BYTES     per-second rate of one snapshot send (default 104857600)
   --snapshot-send-rate-bytes-under-load BYTES
                                        the same while the leader serves clients (default 25165824)
+  --quota-backend-bytes BYTES          refuse Puts and raise NOSPACE past this size on disk
+                                       (default 0: 2 GiB; negative: no quota)
   --log-level debug|info|warn|error    (default info)
   URLs are http://host:port, comma-separated; TLS (https) is not supported yet.`;
 
@@ -123,6 +131,7 @@ const FLAG_NAMES = [
   'snapshot-catchup-entries',
   'snapshot-send-rate-bytes',
   'snapshot-send-rate-bytes-under-load',
+  'quota-backend-bytes',
   'log-level',
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
@@ -190,6 +199,8 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     SERVE_DEFAULTS.snapshotSendRateBytesUnderLoad,
   );
 
+  const quotaBackendBytes = parseInteger('--quota-backend-bytes', given.get('quota-backend-bytes'), SERVE_DEFAULTS.quotaBackendBytes);
+
   const logLevel = given.get('log-level') ?? SERVE_DEFAULTS.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UsageError('--log-level', `invalid value ${JSON.stringify(logLevel)} for flag --log-level: must be one of ${LOG_LEVELS.join(', ')}`);
@@ -214,6 +225,7 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     snapshotCatchupEntries,
     snapshotSendRateBytes,
     snapshotSendRateBytesUnderLoad,
+    quotaBackendBytes,
     logLevel: logLevel as LogLevel,
   };
 }
@@ -253,6 +265,14 @@ function parsePositiveInteger(flag: string, text: string | undefined, fallback: 
   if (!Number.isSafeInteger(value) || value <= 0) {
     throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: must be a positive integer`);
   }
+  return value;
+}
+
+/** parseInteger reads a flag that may be negative or 0 (etcd's int64 flags, such as --quota-backend-bytes). */
+function parseInteger(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^-?[0-9]+$/.test(text) || !Number.isSafeInteger(value)) throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: not an integer`);
   return value;
 }
 

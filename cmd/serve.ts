@@ -4,7 +4,7 @@
 
 import { RaftNode } from '../src/node/index.ts';
 import { createConsoleLogger } from '../src/obs/index.ts';
-import { RaftNodeBackend, startEtcdServer } from '../src/server/index.ts';
+import { RaftNodeBackend, raftNodeLogSource, startEtcdServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
 import { packageVersion } from './package-version.ts';
@@ -33,6 +33,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     electionTimeoutMs: options.electionTimeoutMs,
     limits: { ...DEFAULT_KV_LIMITS, requestBytesMax: options.maxRequestBytes },
+    quotaBackendBytes: options.quotaBackendBytes,
     snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
     logger,
@@ -44,7 +45,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
   });
   let server;
   try {
-    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
   } catch (error) {
     await node.stop({ transferLeadership: false });
     throw error;

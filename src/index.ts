@@ -4,9 +4,9 @@
 
 import { prefixEnd } from './client/index.ts';
 import { RaftNode } from './node/index.ts';
-import type { MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
+import type { AlarmRecord, AlarmType, MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
 import type { Logger } from './raft/index.ts';
-import { RaftNodeBackend, startEtcdServer } from './server/index.ts';
+import { RaftNodeBackend, raftNodeLogSource, startEtcdServer } from './server/index.ts';
 import type { EtcdServer } from './server/index.ts';
 import type { Compare, DeleteRangeResponse, KeyValue, KvLimits, PutResponse, RangeResponse, TxnOperation, TxnResponse } from './storage/index.ts';
 import { DEFAULT_KV_LIMITS } from './storage/index.ts';
@@ -14,10 +14,10 @@ import { GrpcTransport, MemoryNetwork, MemoryTransport } from './transport/index
 import { ErrorCode, StrataError } from './util/errors.ts';
 
 export { StrataError, ErrorCode, isStrataError } from './util/errors.ts';
-export { EtcdClient } from './client/index.ts';
-export type { EtcdClientOptions } from './client/index.ts';
+export { EtcdClient, LogStreamClient } from './client/index.ts';
+export type { EtcdClientOptions, LogStreamClientOptions, LogStreamEvent, LogStreamOptions } from './client/index.ts';
 export type { KeyValue, PutResponse, RangeResponse, DeleteRangeResponse, TxnResponse, Compare, TxnOperation, KvLimits } from './storage/index.ts';
-export type { MemberRecord, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
+export type { AlarmChange, AlarmRecord, AlarmType, MemberRecord, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
 
 /** Bytes is a key or value: a string (UTF-8) or raw bytes. */
 export type Bytes = string | Uint8Array;
@@ -42,6 +42,11 @@ export interface OpenClusterOptions {
   readonly heartbeatIntervalMs?: number;
   readonly electionTimeoutMs?: number;
   readonly limits?: Partial<KvLimits>;
+  /**
+   * etcd's --quota-backend-bytes: past this size of the state machine on disk, Puts are
+   * refused with NO_SPACE and a NOSPACE alarm is raised. 0 or absent: 2 GiB; negative: no quota.
+   */
+  readonly quotaBackendBytes?: number;
   /** Also serve etcd's gRPC API here (http://host:port), for etcdctl and other processes. */
   readonly clientUrls?: readonly string[];
   readonly logger?: Logger;
@@ -114,6 +119,7 @@ export class StrataKv {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 100,
       electionTimeoutMs: options.electionTimeoutMs ?? 1_000,
       limits,
+      ...(options.quotaBackendBytes !== undefined ? { quotaBackendBytes: options.quotaBackendBytes } : {}),
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
       ...(options.hooks !== undefined ? { hooks: options.hooks } : {}),
       ...(options.snapshotPolicy !== undefined ? { snapshotPolicy: options.snapshotPolicy } : {}),
@@ -125,7 +131,7 @@ export class StrataKv {
     let server: EtcdServer | undefined;
     if (options.clientUrls !== undefined && options.clientUrls.length > 0) {
       try {
-        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
+        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
       } catch (error) {
         await node.stop({ transferLeadership: false });
         throw error;
@@ -207,6 +213,16 @@ export class StrataKv {
   /** transferLeadership hands leadership to another voter (this member must lead). */
   transferLeadership(id: number, options: NodeCallOptions = {}): Promise<void> {
     return this.node.transferLeadership(id, options);
+  }
+
+  /** alarms lists the alarms raised in the cluster (NOSPACE, CORRUPT; member id 0 is the whole cluster). */
+  alarms(options: NodeCallOptions = {}): Promise<AlarmRecord[]> {
+    return this.node.alarmList(options);
+  }
+
+  /** disarmAlarm clears an alarm (etcdctl alarm disarm clears every listed one this way). */
+  async disarmAlarm(memberId: number, alarm: AlarmType, options: NodeCallOptions = {}): Promise<void> {
+    await this.node.changeAlarm('deactivate', memberId, alarm, options);
   }
 
   /** status reports this member's view of itself and the cluster. */

@@ -120,3 +120,37 @@ test('an embedded member on disk snapshots, compacts its log, and restarts from 
     rmSync(directory, { recursive: true, force: true });
   }
 });
+
+test('an embedded member on disk with a small quotaBackendBytes refuses Puts with NO_SPACE and raises NOSPACE; deletes and a disarm bring Puts back', async () => {
+  const directory = mkdtempSync(join(tmpdir(), 'stratakv-embedded-quota-'));
+  const raised: string[] = [];
+  const quotaBytes = 512 * 1024;
+  const kv = await openCluster({ dataDir: join(directory, 'solo'), quotaBackendBytes: quotaBytes, hooks: { onAlarm: (change) => raised.push(`${change.action} ${change.alarm}`) } });
+  try {
+    const value = new Uint8Array(32 * 1024).map((_, index) => (index * 7919) % 251);
+    let refusals = 0;
+    // The size is measured at most once a second: write until a refusal, within a bounded number of Puts.
+    // A pause every 20 Puts lets measurements happen on a loaded machine too (about 3 s in all).
+    for (let i = 0; i < 2_000 && refusals === 0; i += 1) {
+      if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 30));
+      await kv.put(`big/${i}`, value).catch((error: unknown) => {
+        assert.ok(isStrataError(error, ErrorCode.NO_SPACE), String(error));
+        refusals += 1;
+      });
+    }
+    assert.equal(refusals, 1, `Puts of 32 KiB never passed a quota of ${quotaBytes} bytes`);
+    assert.deepEqual(await kv.alarms(), [{ memberId: kv.status().memberId, alarm: 'NOSPACE' }]);
+    assert.deepEqual(raised, ['activate NOSPACE']);
+    await assert.rejects(kv.put('small', 'v'), (error) => isStrataError(error, ErrorCode.NO_SPACE));
+    assert.ok((await kv.get('big/0')) !== undefined, 'reads are served');
+    await kv.delete('big/', { prefix: true });
+    await kv.disarmAlarm(kv.status().memberId, 'NOSPACE');
+    assert.deepEqual(await kv.alarms(), []);
+    await kv.put('small', 'v');
+    await kv.put('big/again', value);
+    assert.deepEqual(raised, ['activate NOSPACE', 'deactivate NOSPACE']);
+  } finally {
+    await kv.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,7 @@ import type { DeleteRangeResponse, PutResponse, RangeResponse, TxnRequest, TxnRe
 import { ENDPOINTS_MAX, EndpointPicker, normalizeEndpoint } from './endpoint-picker.ts';
 import { ATTEMPTS_MAX, backoffMs, isRetryable, type CallKind } from './retry-policy.ts';
 import {
+  decodeAlarms,
   decodeDeleteRange,
   decodeMember,
   decodeMembers,
@@ -30,6 +31,7 @@ import {
   prefixEnd,
   toBuffer,
   type Bytes,
+  type ClusterAlarm,
   type ClusterMember,
   type EndpointStatus,
   type EtcdServices,
@@ -326,6 +328,30 @@ export class EtcdClient {
       call.cancel();
     }
     receiver.end();
+  }
+
+  // ---- Alarms ----
+
+  /** alarmList answers every alarm raised in the cluster (etcdctl alarm list). */
+  async alarmList(options: CallOptions = {}): Promise<ClusterAlarm[]> {
+    const context = this.#context(options);
+    return decodeAlarms(await this.#call('maintenance', 'Alarm', 'read', { action: 'GET', memberID: '0', alarm: 'NONE' }, context));
+  }
+
+  /**
+   * alarmDisarm clears `alarm`, or, without one, every alarm raised, each with its own
+   * request, as etcdctl alarm disarm does; answers the alarms it cleared.
+   */
+  async alarmDisarm(alarm?: ClusterAlarm, options: CallOptions = {}): Promise<ClusterAlarm[]> {
+    const context = this.#context(options);
+    const targets = alarm !== undefined ? [alarm] : decodeAlarms(await this.#call('maintenance', 'Alarm', 'read', { action: 'GET', memberID: '0', alarm: 'NONE' }, context));
+    const cleared: ClusterAlarm[] = [];
+    for (const target of targets) {
+      if (target.memberId < 0n || target.memberId >= 2n ** 64n) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an alarm's member id is a 64-bit integer, not ${target.memberId}`);
+      const request = { action: 'DEACTIVATE', memberID: target.memberId.toString(), alarm: target.alarm };
+      cleared.push(...decodeAlarms(await this.#call('maintenance', 'Alarm', 'write', request, context)));
+    }
+    return cleared;
   }
 
   // ---- Cluster ----

@@ -23,7 +23,11 @@ export type {
   SnapshotChunk,
   SnapshotOptions,
 } from './etcd-client.ts';
+export { LogStreamClient, LOG_STREAM_MESSAGE_BYTES_MAX, RECONNECTS_MAX, RECONNECT_TIMEOUT_MS_DEFAULT } from './log-stream-client.ts';
+export type { LogStreamClientOptions, LogStreamEvent, LogStreamOptions } from './log-stream-client.ts';
 export { ENDPOINTS_MAX, normalizeEndpoint } from './endpoint-picker.ts';
 export { ATTEMPTS_MAX, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS } from './retry-policy.ts';
 export { prefixEnd } from './wire.ts';
-export type { Bytes, ClusterMember, EndpointStatus, MemberId, ResponseHeader, WithHeader } from './wire.ts';
+export type { Bytes, ClusterAlarm, ClusterMember, EndpointStatus, MemberId, ResponseHeader, WithHeader } from './wire.ts';
+export { DiffClient, DIFF_CALL_TIMEOUT_MS_DEFAULT, DIFF_MESSAGE_BYTES_MAX, DIFF_OPEN_TIMEOUT_MS_DEFAULT, GRPC_MESSAGE_HEADER_BYTES } from './diff-client.ts';
+export type { DiffClientOptions, DiffClientProgress, DiffMode, DiffOptions, DiffReport, DiffSide, DiffWireStats } from './diff-client.ts';

@@ -70,6 +70,12 @@ export interface EndpointStatus {
   readonly dbSizeInUseBytes: number;
 }
 
+/** ClusterAlarm is one raised alarm as etcd's Alarm answers it; member id 0n stands for the whole cluster. */
+export interface ClusterAlarm {
+  readonly memberId: MemberId;
+  readonly alarm: 'NOSPACE' | 'CORRUPT';
+}
+
 /** WithHeader adds the answering member's header to a KV answer. */
 export type WithHeader<T> = T & { readonly header: ResponseHeader };
 
@@ -216,6 +222,19 @@ export function decodeStatus(endpoint: string, value: unknown): EndpointStatus {
     isLearner: status['isLearner'] === true,
     errors: stringsOf(status['errors']),
   };
+}
+
+/** decodeAlarms reads the `alarms` of a Maintenance.Alarm answer; alarm types this client does not know are left out. */
+export function decodeAlarms(value: unknown): ClusterAlarm[] {
+  const alarms = object(value)['alarms'];
+  if (!Array.isArray(alarms)) return [];
+  const known: ClusterAlarm[] = [];
+  for (const item of alarms) {
+    const alarm = object(item);
+    const type = alarm['alarm'];
+    if (type === 'NOSPACE' || type === 'CORRUPT') known.push({ memberId: uint64(alarm['memberID']), alarm: type });
+  }
+  return known;
 }
 
 /** SnapshotResponseMessage is one message of a Maintenance.Snapshot stream. */

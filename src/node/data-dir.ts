@@ -17,7 +17,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Index, Logger, Term } from '../raft/index.ts';
 import type { ReceivedRecordStream, SnapshotStore } from '../snapshot/index.ts';
@@ -33,13 +33,16 @@ import {
   restoreDiskKvStateMachine,
   restoreMemoryKvStateMachine,
 } from '../storage/index.ts';
-import { assert, ErrorCode, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
+import { assert, ErrorCode, isStrataError, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
 import { clusterIdFor, memberIdFor } from './member-identity.ts';
 import type { MemberIdentity } from './member-state-file.ts';
 import { readMemberIdentity, writeMemberIdentity } from './member-state-file.ts';
 import type { InitialMember } from './membership.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
 import { decodeSnapshotDescriptor } from './snapshot-descriptor.ts';
+
+/** CORRUPT_STATE_DIRECTORY is where --repair-corrupt-state moves a state machine that failed its check (inside the data dir). */
+export const CORRUPT_STATE_DIRECTORY = 'corrupt';
 
 /** DB_SIZE_FILES_MAX bounds the files dbSizeBytes looks at. */
 export const DB_SIZE_FILES_MAX = 10_000;
@@ -118,7 +121,7 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     const memberDir = join(options.dataDir, 'member');
     const current = readStateMachinePointer(memberDir);
     await removeStaleStateMachines(memberDir, current, options.logger);
-    stateMachine = await openDiskKvStateMachine(join(memberDir, current), { limits });
+    stateMachine = await openCheckedStateMachine(options.dataDir, memberDir, current, limits, options.repairCorruptState === true, options.logger);
     snapshots = await DiskSnapshotStore.open(join(memberDir, 'snap'), { clock, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     restorer = diskRestorer(memberDir, current, limits);
   }
@@ -271,6 +274,57 @@ function writeStateMachinePointer(memberDir: string, directory: string): void {
 // removeStaleStateMachines deletes restored directories that are not the current one: an
 // install that failed or was cut short by a crash, or the old state machine of one that
 // completed.
+// openCheckedStateMachine opens the state machine, which checks its data against its digest
+// before anything can be served. A failure refuses to start, naming the check and what to do;
+// with --repair-corrupt-state (the operator's opt-in) the state machine is moved aside, kept
+// for inspection, and an empty one takes its place: the start then rebuilds it from this
+// member's own snapshot (checked: SHA-256 and digest) and log (checked: CRC32c), as after a
+// snapshot install, and the cluster's next integrity checkpoint compares it with the others.
+async function openCheckedStateMachine(
+  dataDir: string,
+  memberDir: string,
+  current: string,
+  limits: KvLimits,
+  repair: boolean,
+  logger: Logger | undefined,
+): Promise<KvStateMachine> {
+  const location = join(memberDir, current);
+  try {
+    const stateMachine = await openDiskKvStateMachine(location, { limits });
+    const verification = stateMachine.openVerification();
+    if (verification !== undefined) {
+      logger?.info('state machine verified against its digest', {
+        keys: verification.keys,
+        bytes: verification.bytes,
+        durationMs: Math.round(verification.durationMs),
+      });
+    }
+    return stateMachine;
+  } catch (error) {
+    if (!isStrataError(error, ErrorCode.CORRUPTION)) throw error;
+    const check = typeof error.details?.['check'] === 'string' ? error.details['check'] : 'state machine';
+    if (!repair) {
+      throw new StrataError(
+        ErrorCode.CORRUPTION,
+        `the state machine in ${location} failed its integrity check (${check}), so this member refuses to serve it: ${error.message}. ` +
+          'To repair it, restart this member with --repair-corrupt-state (it moves the damaged state aside and rebuilds it from ' +
+          "this member's snapshot and log), or remove the member from the cluster (etcdctl member remove) and add it back with an empty data directory.",
+        { cause: error, details: { ...error.details, location, dataDir } },
+      );
+    }
+    const aside = join(dataDir, CORRUPT_STATE_DIRECTORY, `${current}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    logger?.warn('REPAIRING A CORRUPT STATE MACHINE (--repair-corrupt-state): moving it aside and rebuilding it from this member\'s snapshot and log', {
+      location,
+      movedTo: aside,
+      check,
+      reason: error.message,
+    });
+    await mkdir(join(dataDir, CORRUPT_STATE_DIRECTORY), { recursive: true });
+    await rename(location, aside);
+    return openDiskKvStateMachine(location, { limits });
+  }
+}
+
 async function removeStaleStateMachines(memberDir: string, current: string, logger: Logger | undefined): Promise<void> {
   const names = await readdir(memberDir).catch(() => [] as string[]);
   for (const name of names.slice(0, DB_SIZE_FILES_MAX)) {

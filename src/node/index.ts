@@ -10,6 +10,9 @@ export type { JointLeave } from './membership-changes.ts';
 export { FORWARD_HOPS_MAX, FORWARD_BATCH_MAX } from './proposal-router.ts';
 export type { ReadyLoopFailpoints } from './ready-loop.ts';
 export type { MemberRecord } from './membership.ts';
+export { ALARM_TYPES, ALARMS_MAX, CLUSTER_ALARM_MEMBER_ID, describeAlarm } from './alarms.ts';
+export type { AlarmAction, AlarmChange, AlarmRecord, AlarmType } from './alarms.ts';
+export { QUOTA_BACKEND_BYTES_DEFAULT, QUOTA_BACKEND_BYTES_SUGGESTED_MAX } from './backend-quota.ts';
 export { memberIdFor, clusterIdFor, formatMemberId } from './member-identity.ts';
 export { restoreDataDir } from './restore-data-dir.ts';
 export type { RestoreDataDirOptions, RestoredDataDir, RestorePhase, RestoreProgress } from './restore-data-dir.ts';
@@ -18,3 +21,7 @@ export type { VerifiedSnapshot, VerifySavedSnapshotOptions, SavedSnapshotProgres
 export { SNAPSHOT_POLICY_DEFAULTS } from './snapshotter.ts';
 export type { SnapshotPolicy, SnapshotterStatus } from './snapshotter.ts';
 export type { SnapshotStream } from './raft-node.ts';
+// What the log-delta stream's readers need: the bound on its waits, and the decoding of node commands it shows.
+export { APPLIED_WAITERS_MAX } from './raft-node.ts';
+export { decodeNodeCommand } from './node-command.ts';
+export type { NodeCommand } from './node-command.ts';

@@ -8,6 +8,7 @@
 
 import type { ConfChange, ConfState, NodeId } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
+import type { AlarmRecord } from './alarms.ts';
 import type { MemberContext, PublishCommand } from './node-command.ts';
 
 /** MemberRecord is one member as the table knows it. */
@@ -34,6 +35,12 @@ export interface MembershipState {
   readonly members: readonly MemberRecord[];
   readonly removed: readonly number[];
   readonly published: readonly number[];
+  /**
+   * The alarms raised at that index (alarms.ts), which the driver keeps beside the table and
+   * a snapshot carries with it. Absent means none: snapshots written before alarms existed,
+   * and a restore for a new cluster, which drops them.
+   */
+  readonly alarms?: readonly AlarmRecord[];
 }
 
 /** REMOVED_IDS_KEPT_MAX bounds the removed ids a snapshot carries (the newest are kept). */

@@ -1,9 +1,11 @@
-// Commands for the driver itself that travel through the Raft log next to KV commands. The
-// first byte is NODE_COMMAND_FORMAT (src/storage), which the KV state machine skips; the rest
+// Commands for the driver itself that travel through the Raft log next to KV commands (a
+// member publishing its name, an alarm raised or cleared). The first byte is NODE_COMMAND_FORMAT (src/storage), which the KV state machine skips; the rest
 // is JSON: these commands are rare, tiny, and worth reading in a log dump.
 
 import { NODE_COMMAND_FORMAT } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import type { AlarmAction, AlarmType } from './alarms.ts';
+import { isAlarmMemberId, isAlarmType } from './alarms.ts';
 
 /** PublishCommand records a member's name and client URLs once it has started (etcd's publish). */
 export interface PublishCommand {
@@ -13,8 +15,19 @@ export interface PublishCommand {
   readonly clientUrls: readonly string[];
 }
 
+/**
+ * AlarmCommand raises or clears an alarm (etcd's AlarmRequest ACTIVATE and DEACTIVATE, which
+ * etcd also applies through its log). Member id 0 stands for the whole cluster.
+ */
+export interface AlarmCommand {
+  readonly type: 'alarm';
+  readonly action: AlarmAction;
+  readonly memberId: number;
+  readonly alarm: AlarmType;
+}
+
 /** NodeCommand is any command the driver applies. */
-export type NodeCommand = PublishCommand;
+export type NodeCommand = PublishCommand | AlarmCommand;
 
 /** MemberContext is what a membership ConfChange carries in its context. */
 export interface MemberContext {
@@ -36,11 +49,19 @@ export function decodeNodeCommand(data: Uint8Array): NodeCommand {
   const value = parseJson(data.subarray(1), 'node command');
   if (value === null || typeof value !== 'object') throw malformed('node command is not an object');
   const command = value as Record<string, unknown>;
+  if (command.type === 'alarm') return alarmCommandFrom(command);
   if (command.type !== 'publish') throw malformed(`unknown node command type ${JSON.stringify(command.type)}`);
   if (typeof command.memberId !== 'number' || !Number.isSafeInteger(command.memberId)) throw malformed('publish: bad memberId');
   if (typeof command.name !== 'string') throw malformed('publish: bad name');
   if (!isStringArray(command.clientUrls)) throw malformed('publish: bad clientUrls');
   return { type: 'publish', memberId: command.memberId, name: command.name, clientUrls: command.clientUrls };
+}
+
+function alarmCommandFrom(command: Record<string, unknown>): AlarmCommand {
+  if (command.action !== 'activate' && command.action !== 'deactivate') throw malformed(`alarm: bad action ${JSON.stringify(command.action)}`);
+  if (!isAlarmMemberId(command.memberId)) throw malformed('alarm: bad memberId');
+  if (!isAlarmType(command.alarm)) throw malformed(`alarm: bad alarm ${JSON.stringify(command.alarm)}`);
+  return { type: 'alarm', action: command.action, memberId: command.memberId, alarm: command.alarm };
 }
 
 /** encodeMemberContext encodes a ConfChange context. */

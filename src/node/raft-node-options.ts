@@ -5,6 +5,7 @@ import type { SnapshotInfo, SnapshotStore } from '../snapshot/index.ts';
 import type { FatalHandler, KvLimits, KvStateMachine, LogStore } from '../storage/index.ts';
 import type { Transport } from '../transport/index.ts';
 import type { Clock, RandomSource } from '../util/index.ts';
+import type { AlarmChange } from './alarms.ts';
 import type { StateMachineRestorer } from './data-dir.ts';
 import type { ReadyLoopFailpoints } from './ready-loop.ts';
 import type { SnapshotPolicy } from './snapshotter.ts';
@@ -41,6 +42,12 @@ export interface RaftNodeHooks {
    * way) or from the received file afterwards.
    */
   readonly onSnapshotInstalled?: (info: { readonly index: number; readonly term: number; readonly snapshotId: string; readonly restoredWhileReceiving: boolean }) => void;
+  /**
+   * onAlarm: an alarm was raised or cleared here, as its change was applied (every member
+   * calls it at the same index; a restart calls it again for the log it replays after its
+   * snapshot). Not called for the alarms a snapshot brings back; RaftNode.alarms() lists those.
+   */
+  readonly onAlarm?: (change: AlarmChange) => void;
 }
 
 /** RaftNodeOptions configures a RaftNode; flag names in comments are etcd's. */
@@ -49,6 +56,12 @@ export interface RaftNodeOptions {
   readonly name: string;
   /** --data-dir: where the log and the state machine live; undefined keeps everything in memory. */
   readonly dataDir?: string;
+  /**
+   * repairCorruptState: when the state machine in dataDir fails its integrity check at start,
+   * move it aside (to <dataDir>/corrupt/) and rebuild it from this member's snapshot and log,
+   * loudly logged, instead of refusing to start (--repair-corrupt-state; off by default).
+   */
+  readonly repairCorruptState?: boolean;
   /** --initial-cluster: the members a new cluster starts with (or, when joining, the members now). */
   readonly initialCluster: readonly InitialClusterMember[];
   /** --initial-cluster-state: `new` bootstraps a cluster, `existing` joins one that added this member. */
@@ -65,6 +78,12 @@ export interface RaftNodeOptions {
   readonly electionTimeoutMs: number;
   /** Request limits (--max-request-bytes is limits.requestBytesMax). */
   readonly limits?: KvLimits;
+  /**
+   * --quota-backend-bytes: writes that would take the state machine's size on disk past this
+   * are refused and raise a NOSPACE alarm. 0 or absent is etcd's default (2 GiB); a negative
+   * value disables the quota, as in etcd.
+   */
+  readonly quotaBackendBytes?: number;
   /** createTransport builds the peer transport once the node knows its ids. */
   readonly createTransport: (identity: TransportIdentity) => Transport;
   /** Reported by Maintenance.Status. */

@@ -10,6 +10,8 @@
 //   snapshotter.ts         when snapshots are taken, and how much log is kept behind them
 //   snapshot-sender.ts     the leader's snapshot sends to followers behind the compacted log
 //   data-dir.ts            the identity, log, snapshots and state machine it runs on
+//   alarms.ts              the raised alarms (NOSPACE, CORRUPT), applied from the log
+//   backend-quota.ts       --quota-backend-bytes: the measured size and the cost of a write
 //   clock.ts               time and deferred work (SYSTEM_CLOCK, or a VirtualClock)
 //
 // What stays here is the glue: the clock's tick, messages from peers, applying committed
@@ -31,6 +33,9 @@ import { abortOnFatal, APPLY_ENTRIES_MAX, DEFAULT_KV_LIMITS, encodeValidKvComman
 import type { PeerRequestKind, SnapshotSink, Transport } from '../transport/index.ts';
 import { assert, ErrorCode, isStrataError, SeededRandom, sleep, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
 import type { Clock, TimerId } from '../util/index.ts';
+import type { AlarmAction, AlarmChange, AlarmRecord, AlarmType } from './alarms.ts';
+import { AlarmSet, CLUSTER_ALARM_MEMBER_ID, isAlarmMemberId, isAlarmType } from './alarms.ts';
+import { BackendQuota, compactStateMachine, QUOTA_BACKEND_BYTES_SUGGESTED_MAX, quotaBytesFor, quotaCost } from './backend-quota.ts';
 import type { RestoredStateMachine, StateMachineRestorer } from './data-dir.ts';
 import { dbSizeBytes, openMemberStorage, restoreFromSnapshot, restoreWhileReceiving } from './data-dir.ts';
 import { memberIdFor } from './member-identity.ts';
@@ -39,7 +44,7 @@ import { Membership } from './membership.ts';
 import type { JointLeave, MemberOperation } from './membership-changes.ts';
 import { decodeMemberOperation, encodeMemberOperation, encodeMembersReply, MembershipChanges } from './membership-changes.ts';
 import { decodeMemberContext, decodeNodeCommand, encodeNodeCommand } from './node-command.ts';
-import type { PublishCommand } from './node-command.ts';
+import type { NodeCommand, PublishCommand } from './node-command.ts';
 import type { Outcome, ProposalCounts } from './proposal-tracker.ts';
 import { ProposalTracker, REQUEST_TIMEOUT_MS } from './proposal-tracker.ts';
 import { ProposalRouter } from './proposal-router.ts';
@@ -64,6 +69,8 @@ const REMOVED_LEADER_CHECKS_MAX = 100;
 export const PUBLISH_ATTEMPTS_MAX = 50;
 /** LEADER_WAITS_MAX bounds the wake-ups of one waitForLeader() or transferLeadership(). */
 const LEADER_WAITS_MAX = 100_000;
+/** APPLIED_WAITERS_MAX bounds the log streams waiting in waitForApplied() at once. */
+export const APPLIED_WAITERS_MAX = 1_024;
 
 /** NodeStatus is this member's view of itself and the cluster. */
 export interface NodeStatus {
@@ -81,6 +88,8 @@ export interface NodeStatus {
   readonly removed: boolean;
   /** Snapshots and compaction: the newest snapshot, the breaker, how far the log is compacted. */
   readonly snapshots: SnapshotterStatus & { readonly sending: readonly SnapshotSendStatus[] };
+  /** The alarms raised, as applied here (etcd's alarm list). */
+  readonly alarms: readonly AlarmRecord[];
 }
 
 /** SnapshotStream is a snapshot pinned for reading (Maintenance.Snapshot): whole verified blocks from an offset. */
@@ -161,6 +170,15 @@ export class RaftNode {
   private streamed: StreamedRestore | undefined;
   private readonly transport: Transport;
   private readonly membership: Membership;
+  // Applied from the log like the member table, and carried by snapshots beside it.
+  private readonly alarmSet = new AlarmSet();
+  private readonly quota: BackendQuota;
+  // This member's own NOSPACE alarm being proposed (one at a time).
+  private raisingNoSpace: Promise<void> | undefined;
+  // A hand-over of leadership because this member has a CORRUPT alarm (one at a time), and
+  // the tick when it last warned that no voter could take over (once an election timeout).
+  private corruptHandOver: Promise<void> | undefined;
+  private corruptHandOverWarnedTick = Number.NEGATIVE_INFINITY;
   private readonly electionTicks: number;
   private readonly proposals: ProposalTracker;
   private readonly router: ProposalRouter;
@@ -204,12 +222,15 @@ export class RaftNode {
     this.snapshots = storage.snapshots;
     this.restorer = storage.restorer;
     this.membership = new Membership(identity.initialMembers);
-    // The log before the latest snapshot may be compacted: the member table comes from it.
+    // The log before the latest snapshot may be compacted: the member table and the alarms come from it.
     const logSnapshot = log.snapshot();
     if (logSnapshot.metadata.index > 0) {
-      this.membership.restoreState(decodeSnapshotDescriptor(logSnapshot.data).membership);
+      const { membership } = decodeSnapshotDescriptor(logSnapshot.data);
+      this.membership.restoreState(membership);
+      this.alarmSet.restore(membership.alarms ?? []);
       this.appliedIndex = logSnapshot.metadata.index;
     }
+    this.quota = new BackendQuota({ clock: this.clock, logger: this.logger, measure: () => this.dbSizeBytes() }, quotaBytesFor(options.quotaBackendBytes));
     this.electionTicks = Math.max(2, Math.round(options.electionTimeoutMs / options.heartbeatIntervalMs));
     this.raft = new Raft({
       ...RAFT_CONFIG_DEFAULTS,
@@ -241,7 +262,7 @@ export class RaftNode {
         capture: () => ({
           view: this.stateMachine.openSnapshotView(),
           confState: this.raft.status().config,
-          membership: this.membership.exportState(),
+          membership: { ...this.membership.exportState(), alarms: this.alarmSet.list() },
         }),
         stateMachine: () => this.stateMachine,
         appliedIndex: () => this.appliedIndex,
@@ -296,6 +317,8 @@ export class RaftNode {
         onReadStates: (ready) => this.reads.onReadStates(ready.readStates),
         afterAdvance: () => {
           if (this.soleVoterCampaignPending) this.campaignIfSoleVoter();
+          // A CORRUPT alarm applied in this Ready, or leadership won while it is raised.
+          this.handOverIfCorrupt();
         },
         onFatal: options.onFatal ?? abortOnFatal,
       },
@@ -330,7 +353,12 @@ export class RaftNode {
     const voters = this.raft.status().config.voters;
     this.soleVoterCampaignPending = voters.length === 1 && voters[0] === this.memberId;
     this.loop.schedule();
-    this.logger.info('member started', { name: this.name, memberId: this.memberId.toString(16), clusterId: this.clusterId.toString(16) });
+    this.quota.refreshIfStale();
+    if (this.quota.enabled && this.quota.quotaBytes > QUOTA_BACKEND_BYTES_SUGGESTED_MAX) {
+      this.logger.warn('--quota-backend-bytes exceeds the suggested maximum (etcd: larger databases degrade)', { quotaBytes: this.quota.quotaBytes, suggestedMaxBytes: QUOTA_BACKEND_BYTES_SUGGESTED_MAX });
+    }
+    this.logger.info('member started', { name: this.name, memberId: this.memberId.toString(16), clusterId: this.clusterId.toString(16), quotaBackendBytes: this.quota.quotaBytes });
+    for (const record of this.alarmSet.list()) this.logger.warn('alarm raised (restored)', { alarm: record.alarm, memberId: record.memberId.toString(16) });
     this.hooks.onStarted?.({ memberId: this.memberId, clusterId: this.clusterId });
     void this.publishAttributes();
   }
@@ -389,11 +417,14 @@ export class RaftNode {
     this.changes.failAll(stoppedError);
     for (const wake of [...this.leaderWaiters]) wake();
     for (const wake of [...this.publishWaiters]) wake(stoppedError);
+    this.wakeAppliedWaiters(stoppedError);
     this.snapshotSender.failAll();
     await this.snapshotter.stop();
     await this.loop.stop();
     await this.transport.close();
     await this.log.close();
+    // A compaction (NOSPACE cleared, Defragment) runs on the state machine closed next.
+    await this.quota.idle();
     await this.prepared?.restored.discard();
     this.prepared = undefined;
     await this.stateMachine.close();
@@ -403,13 +434,14 @@ export class RaftNode {
     this.logger.info('member stopped', { name: this.name });
   }
 
-  private bestTransferTarget(): NodeId | undefined {
+  // bestTransferTarget is the most caught-up voter in reach that `acceptable` allows.
+  private bestTransferTarget(acceptable: (id: NodeId) => boolean = () => true): NodeId | undefined {
     const status = this.raft.status();
     let best: NodeId | undefined;
     let bestMatch = -1;
     for (const [id, progress] of status.progress) {
       if (id === this.memberId || progress.isLearner || !progress.recentActive) continue;
-      if (!status.config.voters.includes(id)) continue;
+      if (!status.config.voters.includes(id) || !acceptable(id)) continue;
       if (progress.match > bestMatch) {
         best = id;
         bestMatch = progress.match;
@@ -437,6 +469,7 @@ export class RaftNode {
       isLearner: raftStatus.config.learners.includes(this.memberId),
       removed: this.removed,
       snapshots: { ...this.snapshotter.status(), sending: this.snapshotSender.sending() },
+      alarms: this.alarmSet.list(),
     };
   }
 
@@ -447,30 +480,10 @@ export class RaftNode {
    */
   async takeSnapshot(): Promise<SnapshotStream> {
     this.checkRunning();
+    // A member with a CORRUPT alarm hands out none of its state, a backup included.
+    if (this.alarmSet.has(this.memberId, 'CORRUPT')) throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: take the snapshot from another member`);
     const info = await this.snapshotter.takeNow();
-    const leaseMs = this.snapshotter.policy.leaseMs;
-    const lease = this.snapshots.lease(info.id, leaseMs);
-    let reader;
-    try {
-      reader = await this.snapshots.open(info.id);
-    } catch (error) {
-      lease.release();
-      throw error;
-    }
-    let closed = false;
-    return {
-      info,
-      read: async (offset, maxBytes) => {
-        lease.renew(leaseMs);
-        return reader.readBlocks(offset, maxBytes);
-      },
-      close: async () => {
-        if (closed) return;
-        closed = true;
-        lease.release();
-        await reader.close();
-      },
-    };
+    return this.leasedSnapshotStream(info);
   }
 
   /** queues reports how many calls wait in each part (the simulator checks they stay bounded). */
@@ -501,6 +514,130 @@ export class RaftNode {
   /** dbSizeBytes is the size of the state machine's files (0 in memory). */
   dbSizeBytes(): Promise<number> {
     return dbSizeBytes(this.options.storage === undefined ? this.options.dataDir : undefined);
+  }
+
+  // ---------------------------------------------------------------- alarms
+
+  /** alarms lists the alarms raised, as applied here (it may lag the cluster; alarmList does not). */
+  alarms(): readonly AlarmRecord[] {
+    return this.alarmSet.list();
+  }
+
+  /** alarmList lists the alarms raised, linearizably (etcd's Alarm GET, which goes through its log). */
+  async alarmList(options: NodeCallOptions = {}): Promise<AlarmRecord[]> {
+    this.checkServing();
+    await this.readBarrier(options);
+    return this.alarmSet.list();
+  }
+
+  /**
+   * changeAlarm raises (activate) or clears (deactivate) `alarm` for `memberId` (0: the whole
+   * cluster) through the log, and resolves once the change is applied on this member too.
+   * It answers as etcd's Alarm does: the alarm, when activating; when deactivating, the alarm
+   * if it was raised (as far as a linearizable read just before the change saw), else nothing.
+   */
+  async changeAlarm(action: AlarmAction, memberId: number, alarm: AlarmType, options: NodeCallOptions = {}): Promise<AlarmRecord[]> {
+    this.checkServing();
+    if (action !== 'activate' && action !== 'deactivate') throw new StrataError(ErrorCode.INVALID_ARGUMENT, `unknown alarm action ${String(action)}`);
+    if (!isAlarmMemberId(memberId)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an alarm's member id is 0 (the cluster) or a member id, not ${memberId}`);
+    if (!isAlarmType(alarm)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `unknown alarm ${String(alarm)}`);
+    let wasRaised = true;
+    if (action === 'deactivate') {
+      await this.readBarrier(options);
+      wasRaised = this.alarmSet.has(memberId, alarm);
+    }
+    await this.proposeAlarmChange({ action, memberId, alarm }, options);
+    return wasRaised ? [{ memberId, alarm }] : [];
+  }
+
+  /**
+   * compactStorage has the state machine's LevelDB compact everything now, giving back the
+   * space of deleted and overwritten keys (etcd's Defragment, for this member only), and
+   * measures the size again for the quota. Clearing a NOSPACE alarm does the same on every
+   * member. Answers false when the state machine cannot compact (in memory); rejects when
+   * LevelDB fails to.
+   */
+  async compactStorage(): Promise<boolean> {
+    this.checkRunning();
+    const compacted = compactStateMachine(this.stateMachine);
+    await this.quota.settleAfter(compacted);
+    return compacted;
+  }
+
+  // proposeAlarmChange puts an alarm command in the log and resolves once it is applied here:
+  // its outcome comes from the member that applied it first (the leader, for a forwarded
+  // one), so a linearizable read then waits until this member has applied as far.
+  private async proposeAlarmChange(change: AlarmChange, options: NodeCallOptions): Promise<void> {
+    const outcome = await this.submit(encodeNodeCommand({ type: 'alarm', action: change.action, memberId: change.memberId, alarm: change.alarm }), options, 0);
+    if (outcome.error !== undefined) throw outcome.error;
+    await this.readBarrier(options);
+  }
+
+  // readBarrier resolves once this member has applied everything committed when it was called
+  // (a ReadIndex round, as a linearizable read waits).
+  private async readBarrier(options: NodeCallOptions): Promise<void> {
+    const readable = this.reads.wait(options);
+    this.loop.schedule();
+    await readable;
+  }
+
+  // applyAlarmChange applies one alarm change, deterministically at its index on every member
+  // (an alarm command, or a decision the driver takes at apply time): answers whether the set
+  // changed. A raised alarm is logged loudly; a CORRUPT alarm of this member makes it give up
+  // leadership (handOverIfCorrupt, after this Ready); a cleared NOSPACE alarm has LevelDB
+  // compact this member's state machine, so that the space freed by deletes is given back
+  // before the quota is checked again.
+  private applyAlarmChange(change: AlarmChange): boolean {
+    const changed = change.action === 'activate' ? this.alarmSet.activate(change.memberId, change.alarm) : this.alarmSet.deactivate(change.memberId, change.alarm);
+    if (!changed) return false;
+    const fields = { alarm: change.alarm, memberId: change.memberId.toString(16), self: change.memberId === this.memberId };
+    if (change.action === 'activate') {
+      const consequence =
+        change.alarm === 'NOSPACE'
+          ? 'Puts are refused on every member until it is cleared'
+          : change.memberId === CLUSTER_ALARM_MEMBER_ID
+            ? 'writes are refused on every member until it is cleared'
+            : `member ${fields.memberId} serves no reads or writes until it is repaired and the alarm is cleared`;
+      this.logger.warn(`ALARM RAISED: ${change.alarm}: ${consequence}`, fields);
+    } else {
+      this.logger.warn(`alarm cleared: ${change.alarm}`, fields);
+      if (change.alarm === 'NOSPACE') void this.compactStorageQuietly();
+    }
+    this.hooks.onAlarm?.(change);
+    return true;
+  }
+
+  // compactStorageQuietly compacts in the background; a failure is logged by the quota.
+  private async compactStorageQuietly(): Promise<void> {
+    if (this.stopped || this.stopping !== undefined) return;
+    await this.compactStorage().catch(() => false);
+  }
+
+  // handOverIfCorrupt hands leadership to a healthy voter when this member leads with its own
+  // CORRUPT alarm raised: it keeps voting and replicating (the quorum needs it), but its state
+  // must not be what the cluster serves or sends in snapshots. One attempt at a time, tried
+  // again every tick until it no longer leads: with no healthy voter in reach (none answered
+  // since check-quorum last looked, or none is left) it warns, once an election timeout.
+  private handOverIfCorrupt(): void {
+    if (this.stopped || this.stopping !== undefined || this.corruptHandOver !== undefined) return;
+    if (this.raft.currentRole() !== 'leader' || !this.alarmSet.has(this.memberId, 'CORRUPT')) return;
+    const target = this.bestTransferTarget((id) => !this.alarmSet.has(id, 'CORRUPT'));
+    if (target === undefined) {
+      if (this.tickCount - this.corruptHandOverWarnedTick >= this.electionTicks) {
+        this.corruptHandOverWarnedTick = this.tickCount;
+        this.logger.warn('this member leads with a CORRUPT alarm, and no healthy voter is in reach to take over; trying again', { memberId: this.memberId.toString(16) });
+      }
+      return;
+    }
+    this.logger.warn('this member leads with a CORRUPT alarm: handing leadership over', { to: target.toString(16) });
+    const handOver = this.handOver(target, { timeoutMs: 2 * this.options.electionTimeoutMs })
+      .catch((error: unknown) => {
+        if (!this.stopped) this.logger.warn('handing leadership over from a CORRUPT member failed; trying again', { to: target.toString(16), reason: String(error) });
+      })
+      .finally(() => {
+        if (this.corruptHandOver === handOver) this.corruptHandOver = undefined;
+      });
+    this.corruptHandOver = handOver;
   }
 
   /** waitForLeader resolves once a leader is known (or rejects with TIMEOUT, CANCELED or STOPPED). */
@@ -558,19 +695,137 @@ export class RaftNode {
     });
   }
 
+  // ---------------------------------------------------------------- log-delta stream
+  //
+  // A read-only view of the committed log for the log-delta stream (src/diff's LogDeltaSource,
+  // served by src/server/admin-service.ts): how far it may read (committed, durable and
+  // applied here: never past what this member knows is committed), the entries, a snapshot
+  // file to send when they are compacted, and a wait for the next apply. It changes nothing.
+
+  // Callers of waitForApplied(), woken after every apply and on stop; at most APPLIED_WAITERS_MAX.
+  private readonly appliedWaiters = new Set<(error?: StrataError) => void>();
+
+  /** streamCommittedIndex is the last index a log stream may send: committed and applied here. */
+  streamCommittedIndex(): Index {
+    return this.appliedIndex;
+  }
+
+  /** logFirstIndex is the first index the log still holds (the entries before it are compacted). */
+  logFirstIndex(): Index {
+    return this.log.firstIndex();
+  }
+
+  /**
+   * readCommittedEntries answers the entries from..toInclusive (toInclusive at most
+   * streamCommittedIndex()), stopping before their size passes maxBytes but at least one.
+   * COMPACTED when `from` is no longer in the log (send a snapshot instead).
+   */
+  readCommittedEntries(from: Index, toInclusive: Index, maxBytes: number): readonly Entry[] {
+    this.checkRunning();
+    assert(Number.isSafeInteger(from) && from >= 1, 'entries are read from a log index');
+    assert(toInclusive >= from && toInclusive <= this.appliedIndex, 'a stream reads only entries applied here');
+    assert(maxBytes > 0, 'a read has a byte budget');
+    const firstIndex = this.log.firstIndex();
+    if (from < firstIndex) throw new StrataError(ErrorCode.COMPACTED, `log index ${from} is compacted: the log starts at ${firstIndex}`, { details: { index: from, firstIndex } });
+    return this.log.entries(from, toInclusive + 1, maxBytes);
+  }
+
+  // leasedSnapshotStream opens a stored snapshot for reading, leased while it is read (the
+  // retention keeps it) until close().
+  private async leasedSnapshotStream(info: SnapshotInfo): Promise<SnapshotStream> {
+    const leaseMs = this.snapshotter.policy.leaseMs;
+    const lease = this.snapshots.lease(info.id, leaseMs);
+    let reader;
+    try {
+      reader = await this.snapshots.open(info.id);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    let closed = false;
+    return {
+      info,
+      read: async (offset, maxBytes) => {
+        lease.renew(leaseMs);
+        return reader.readBlocks(offset, maxBytes);
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        lease.release();
+        await reader.close();
+      },
+    };
+  }
+
+  /**
+   * openSnapshotForStream pins a snapshot for a log stream: snapshot `id` when it is still
+   * one the log continues from and is applied here, else the newest such one, else one taken
+   * now. Read it like takeSnapshot's; close() releases it.
+   */
+  async openSnapshotForStream(options: { readonly id?: string } = {}): Promise<SnapshotStream> {
+    this.checkRunning();
+    if (this.alarmSet.has(this.memberId, 'CORRUPT')) throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: stream from another member`);
+    const usable = (info: SnapshotInfo): boolean => info.index <= this.appliedIndex && info.index + 1 >= this.log.firstIndex();
+    const wanted = options.id === undefined ? undefined : this.snapshots.get(options.id);
+    const info = wanted !== undefined && usable(wanted) ? wanted : (this.snapshots.list().find(usable) ?? (await this.snapshotter.takeNow()));
+    return this.leasedSnapshotStream(info);
+  }
+
+  /**
+   * waitForApplied resolves true once streamCommittedIndex() > afterIndex, false after
+   * timeoutMs; rejects CANCELED when `signal` aborts, STOPPED when the member stops, and
+   * UNAVAILABLE when APPLIED_WAITERS_MAX callers wait already.
+   */
+  async waitForApplied(afterIndex: Index, options: { readonly signal?: AbortSignal; readonly timeoutMs: number }): Promise<boolean> {
+    this.checkRunning();
+    if (this.appliedIndex > afterIndex) return true;
+    if (options.signal?.aborted === true) throw requestCanceled();
+    if (this.appliedWaiters.size >= APPLIED_WAITERS_MAX) throw new StrataError(ErrorCode.UNAVAILABLE, `${APPLIED_WAITERS_MAX} log streams wait for commits here already; retry later or ask another member`);
+    return new Promise<boolean>((resolve, reject) => {
+      const finish = (result: boolean | StrataError): void => {
+        this.appliedWaiters.delete(wake);
+        this.clock.clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (result instanceof StrataError) reject(result);
+        else resolve(result);
+      };
+      const wake = (error?: StrataError): void => {
+        if (error !== undefined) finish(error);
+        else if (this.appliedIndex > afterIndex) finish(true);
+      };
+      const onAbort = (): void => finish(requestCanceled());
+      const timer = this.clock.setTimeout(() => finish(false), Math.max(0, options.timeoutMs));
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.appliedWaiters.add(wake);
+    });
+  }
+
+  // wakeAppliedWaiters tells waitForApplied's callers that the applied index moved (or, with
+  // an error, that the member stops).
+  private wakeAppliedWaiters(error?: StrataError): void {
+    for (const wake of [...this.appliedWaiters]) wake(error);
+  }
+
   // ---------------------------------------------------------------- KV
 
   /**
    * kv runs a KV request: writes (Put, DeleteRange, Txn) are proposed through Raft (on a
    * follower, passed to the leader); a Range is linearizable (ReadIndex) unless
    * `serializable`, which answers from this member's applied state. A Txn whose branches
-   * only read still goes through the log, as in etcd.
+   * only read still goes through the log, as in etcd. Raised alarms refuse calls with
+   * CORRUPT_ALARM or NO_SPACE, and so does --quota-backend-bytes (src/node/README.md, Alarms).
    */
   async kv(request: KvRequest, options: NodeCallOptions = {}): Promise<KvResponse> {
     if (request.type === 'range') return this.range(request, options);
     this.checkServing();
+    this.checkAlarms(request);
     this.lastForegroundMs = this.clock.now();
     const data = encodeValidKvCommand({ id: this.nextCommandId(), request }, this.limits);
+    const cost = quotaCost(request);
+    if (cost > 0 && (this.quota.whenSettled !== undefined || !this.quota.available(cost))) {
+      await this.checkQuotaSlowly(request, cost);
+    }
     const outcome = await this.submit(data, options, 0);
     if (outcome.error !== undefined) throw outcome.error;
     assert(outcome.response !== undefined, 'an applied KV command has a response or an error');
@@ -580,14 +835,58 @@ export class RaftNode {
   /** range reads keys: linearizable by default, from this member's state when serializable. */
   async range(request: RangeRequest, options: NodeCallOptions = {}): Promise<RangeResponse> {
     this.checkServing();
+    this.checkAlarms(request);
     this.lastForegroundMs = this.clock.now();
     validateKvRequest(request, this.limits);
     if (request.serializable !== true) {
       const readable = this.reads.wait(options);
       this.loop.schedule();
       await readable;
+      // A CORRUPT alarm applied while the read waited: its state is not served either.
+      this.checkAlarms(request);
     }
     return this.stateMachine.range(request);
+  }
+
+  // checkAlarms refuses what the raised alarms refuse (src/node/README.md, Alarms), before
+  // anything is proposed or read: every KV call on a member with its own CORRUPT alarm,
+  // writes while the cluster's CORRUPT alarm (member 0) is raised, and writes that cost space
+  // (a Put, a Txn with a Put) while any NOSPACE alarm is raised.
+  private checkAlarms(request: KvRequest): void {
+    if (this.alarmSet.size === 0) return;
+    if (this.alarmSet.has(this.memberId, 'CORRUPT')) {
+      throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: it serves no reads or writes until it is repaired and the alarm is cleared`);
+    }
+    if (writes(request) && this.alarmSet.has(CLUSTER_ALARM_MEMBER_ID, 'CORRUPT')) {
+      throw corruptAlarm('the cluster has a CORRUPT alarm (its members disagree with no majority): writes are refused until it is cleared');
+    }
+    if (quotaCost(request) > 0 && this.alarmSet.hasType('NOSPACE')) throw noSpace('a NOSPACE alarm is raised: free space, then clear it (etcdctl alarm disarm)');
+  }
+
+  // checkQuotaSlowly is the quota check of a write that does not obviously fit: it waits for a
+  // compaction being measured, and when the write still does not fit, raises this member's
+  // NOSPACE alarm (as etcd's quota check does) and refuses it.
+  private async checkQuotaSlowly(request: KvRequest, cost: number): Promise<void> {
+    const settling = this.quota.whenSettled;
+    if (settling !== undefined) await settling;
+    this.checkServing();
+    this.checkAlarms(request);
+    if (this.quota.available(cost)) return;
+    this.logger.warn('database space exceeded: refusing the write and raising NOSPACE', { sizeBytes: this.quota.sizeBytes, costBytes: cost, quotaBytes: this.quota.quotaBytes });
+    await this.raiseNoSpace();
+    throw noSpace(`the database would pass --quota-backend-bytes (${this.quota.sizeBytes} bytes + ${cost} > ${this.quota.quotaBytes})`);
+  }
+
+  // raiseNoSpace proposes this member's NOSPACE alarm unless it is raised (one proposal at a
+  // time) and waits for it; a failure is logged (the next write over the quota tries again).
+  private async raiseNoSpace(): Promise<void> {
+    if (this.alarmSet.has(this.memberId, 'NOSPACE')) return;
+    this.raisingNoSpace ??= this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'NOSPACE' }, {})
+      .catch((error: unknown) => this.logger.warn('raising the NOSPACE alarm failed', { reason: String(error) }))
+      .finally(() => {
+        this.raisingNoSpace = undefined;
+      });
+    await this.raisingNoSpace;
   }
 
   private nextCommandId(): number {
@@ -649,7 +948,7 @@ export class RaftNode {
     let clientWrites = false;
     for (const entry of entries) {
       if (entry.type === EntryType.ConfChange) this.applyConfChangeEntry(entry);
-      else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.applyPublish(decodeNodeCommand(entry.data));
+      else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.applyNodeCommand(decodeNodeCommand(entry.data));
       else if (entry.data.byteLength > 0) clientWrites = true;
       const reroute = this.proposals.applied(entry.index, entry.term, outcomes.get(entry.index) ?? {});
       if (reroute !== undefined) this.router.route(reroute);
@@ -663,6 +962,7 @@ export class RaftNode {
     if (clientWrites) this.lastForegroundMs = this.clock.now();
     this.reads.onApplied(this.appliedIndex);
     this.hooks.onApplied?.(this.appliedIndex);
+    this.wakeAppliedWaiters();
     // Between two applies: the state machine, Raft's configuration and the member table
     // agree, so a snapshot may capture them here.
     this.snapshotter.noteApplied(this.appliedIndex);
@@ -682,11 +982,26 @@ export class RaftNode {
     for (const message of messages) {
       if (message.type === 'snapshot') {
         plain ??= messages.filter((candidate) => candidate.type !== 'snapshot');
-        this.snapshotSender.send(message);
+        if (this.alarmSet.has(this.memberId, 'CORRUPT')) this.refuseSnapshotSend(message);
+        else this.snapshotSender.send(message);
       }
     }
     const toSend = plain ?? messages;
     if (toSend.length > 0) this.transport.send(toSend);
+  }
+
+  // refuseSnapshotSend: a member with a CORRUPT alarm never sends its state, even in the
+  // moments it still leads (handOverIfCorrupt is handing over): the send is reported failed
+  // to Raft, after a heartbeat (never inside the Ready that asked for it).
+  private refuseSnapshotSend(message: SnapshotMessage): void {
+    this.logger.debug('not sending a snapshot: this member has a CORRUPT alarm', { to: message.to.toString(16) });
+    const timer = this.clock.setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.stopped) return;
+      this.raft.reportSnapshot(message.to, false);
+      this.loop.schedule();
+    }, this.options.heartbeatIntervalMs);
+    this.timers.add(timer);
   }
 
   // onPeerSnapshot opens the place a leader's snapshot stream is received into. Once the whole
@@ -866,15 +1181,28 @@ export class RaftNode {
       if (member.id !== this.memberId && member.peerUrls.length > 0) this.transport.setPeer(member.id, member.peerUrls);
     }
     for (const id of before) this.onMemberRemoved(id);
+    this.alarmSet.restore(prepared.descriptor.membership.alarms ?? []);
     const index = snapshot.metadata.index;
     this.appliedIndex = Math.max(this.appliedIndex, index);
     const unknown = this.proposals.coveredBySnapshot(index, requestTimedOut({ detail: 'a snapshot replaced the entries this write was in' }));
     this.reads.onApplied(this.appliedIndex);
     this.snapshotter.noteInstalled(index);
     const { restoredWhileReceiving } = prepared;
-    this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, restoredWhileReceiving, proposalsSettledUnknown: unknown });
+    this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, restoredWhileReceiving, proposalsSettledUnknown: unknown, alarms: this.alarmSet.size });
     this.hooks.onApplied?.(this.appliedIndex);
+    this.wakeAppliedWaiters();
     this.hooks.onSnapshotInstalled?.({ index, term: snapshot.metadata.term, snapshotId: prepared.snapshotId, restoredWhileReceiving });
+  }
+
+  private applyNodeCommand(command: NodeCommand): void {
+    switch (command.type) {
+      case 'publish':
+        this.applyPublish(command);
+        return;
+      case 'alarm':
+        this.applyAlarmChange(command);
+        return;
+    }
   }
 
   private applyPublish(command: PublishCommand): void {
@@ -972,6 +1300,7 @@ export class RaftNode {
     // Held writes are routed again each tick: their deadlines are checked, and a leader that
     // answered NOT_LEADER may have been replaced without a change this member noticed.
     if (this.proposals.hasHeld) this.router.releaseHeld();
+    this.handOverIfCorrupt();
     if (this.removed && this.raft.currentRole() !== 'leader') {
       if (this.removedAtTick < 0) this.removedAtTick = this.tickCount;
       if (this.tickCount - this.removedAtTick >= REMOVED_GRACE_ELECTIONS * this.electionTicks) void this.stop({ transferLeadership: false });
@@ -1137,4 +1466,28 @@ function checkOptions(options: RaftNodeOptions): void {
     fail(`--election-timeout[${options.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${options.heartbeatIntervalMs}ms]`);
   }
   if (options.initialClusterState === 'new' && options.initialCluster.length === 0) fail('a new cluster needs --initial-cluster');
+  if (options.quotaBackendBytes !== undefined && !Number.isSafeInteger(options.quotaBackendBytes)) fail(`--quota-backend-bytes must be an integer, got ${options.quotaBackendBytes}`);
+}
+
+// writes tells whether a request changes keys (a Put or DeleteRange, or a Txn with one in either branch).
+function writes(request: KvRequest): boolean {
+  switch (request.type) {
+    case 'range':
+      return false;
+    case 'put':
+    case 'deleteRange':
+      return true;
+    case 'txn':
+      return [...request.success, ...request.failure].some((operation) => operation.type !== 'range');
+  }
+}
+
+// corruptAlarm is etcd's ErrCorrupt for a call a CORRUPT alarm refuses.
+function corruptAlarm(detail: string): StrataError {
+  return new StrataError(ErrorCode.CORRUPT_ALARM, detail);
+}
+
+// noSpace is etcd's ErrNoSpace.
+function noSpace(detail: string): StrataError {
+  return new StrataError(ErrorCode.NO_SPACE, detail);
 }

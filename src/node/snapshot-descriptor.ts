@@ -2,10 +2,12 @@
 // streamed beside the Raft messages and kept by src/snapshot) but a small descriptor naming
 // the file, its length and hash, and the member table at the snapshot's index. It is written
 // into the log's snapshot record, so a restart knows which file its state machine may need
-// and rebuilds the member table without the compacted log.
+// and rebuilds the member table (and the alarms beside it) without the compacted log.
 
 import { Packr } from 'msgpackr';
 import { ErrorCode, StrataError } from '../util/index.ts';
+import type { AlarmRecord } from './alarms.ts';
+import { ALARMS_MAX, isAlarmMemberId, isAlarmType } from './alarms.ts';
 import type { MemberRecord, MembershipState } from './membership.ts';
 import { MEMBERS_MAX, REMOVED_IDS_KEPT_MAX } from './membership.ts';
 
@@ -50,20 +52,37 @@ export function decodeSnapshotDescriptor(bytes: Uint8Array): SnapshotDescriptor 
   return { snapshotId, byteLength, sha256, membership: membershipFrom(membership) };
 }
 
+// The table is [members, removed, published], and [..., alarms] when alarms are raised: a
+// table without alarms is written in the 3-field form that snapshots had before alarms
+// existed, and both forms are read.
 function membershipFields(state: MembershipState): unknown[] {
-  return [
+  const fields: unknown[] = [
     state.members.map((member) => [member.id, member.name, [...member.peerUrls], [...member.clientUrls], member.isLearner]),
     [...state.removed],
     [...state.published],
   ];
+  const alarms = state.alarms ?? [];
+  if (alarms.length > 0) fields.push(alarms.map((record) => [record.memberId, record.alarm]));
+  return fields;
 }
 
 function membershipFrom(value: unknown): MembershipState {
-  if (!Array.isArray(value) || value.length !== 3) throw malformed('member table', 'not a table');
-  const [members, removed, published] = value as unknown[];
+  if (!Array.isArray(value) || (value.length !== 3 && value.length !== 4)) throw malformed('member table', 'not a table');
+  const [members, removed, published, alarms] = value as unknown[];
   if (!Array.isArray(members) || members.length > MEMBERS_MAX) throw malformed('member table', 'bad members');
   if (!isIdList(removed, REMOVED_IDS_KEPT_MAX) || !isIdList(published, MEMBERS_MAX)) throw malformed('member table', 'bad id list');
-  return { members: members.map(memberFrom), removed, published };
+  const table = { members: members.map(memberFrom), removed, published };
+  return alarms === undefined ? table : { ...table, alarms: alarmsFrom(alarms) };
+}
+
+function alarmsFrom(value: unknown): AlarmRecord[] {
+  if (!Array.isArray(value) || value.length > ALARMS_MAX) throw malformed('member table', 'bad alarm list');
+  return value.map((item: unknown) => {
+    if (!Array.isArray(item) || item.length !== 2) throw malformed('member table', 'bad alarm');
+    const [memberId, alarm] = item as unknown[];
+    if (!isAlarmMemberId(memberId) || !isAlarmType(alarm)) throw malformed('member table', `bad alarm ${JSON.stringify(item)}`);
+    return { memberId, alarm };
+  });
 }
 
 function memberFrom(value: unknown): MemberRecord {

@@ -2,7 +2,7 @@
 // a RaftNode (src/node), through RaftNodeBackend, in production and in the service tests
 // (which run one in-memory RaftNode).
 
-import type { MemberRecord } from '../node/index.ts';
+import type { AlarmRecord, AlarmType, MemberRecord } from '../node/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 
 /**
@@ -34,6 +34,20 @@ export interface MemberStatus {
   readonly isLearner: boolean;
   /** Alarms or problems, as text (etcd's `errors`). */
   readonly errors: readonly string[];
+}
+
+/** Alarm is one raised alarm as etcd's AlarmMember shows it (member id 0: the whole cluster). */
+export type Alarm = AlarmRecord;
+
+/**
+ * AlarmCall is etcd's AlarmRequest: `get` lists the alarms raised (of one type, or all when
+ * `alarm` is undefined, etcd's NONE); `activate` and `deactivate` change one through the log
+ * (with `alarm` undefined they change nothing and answer nothing, as etcd's).
+ */
+export interface AlarmCall {
+  readonly action: 'get' | 'activate' | 'deactivate';
+  readonly memberId: number;
+  readonly alarm: AlarmType | undefined;
 }
 
 /** MembersAnswer is the member list after a cluster change. */
@@ -110,4 +124,15 @@ export interface EtcdBackend {
    * `signal` aborts first; a snapshot that arrives after that is closed, never leaked.
    */
   snapshot(options?: CallOptions): Promise<BackendSnapshot>;
+  /**
+   * alarm runs etcd's Alarm (see AlarmCall) and answers as etcd does: the alarms listed, the
+   * alarm activated, or the alarm deactivated (none when it was not raised). It works under
+   * any alarm.
+   */
+  alarm(call: AlarmCall, options?: CallOptions): Promise<readonly Alarm[]>;
+  /**
+   * defragment is etcd's Defragment for this member: its storage gives back the space of
+   * deleted and overwritten keys (LevelDB compacts), and the quota measures it again.
+   */
+  defragment(options?: CallOptions): Promise<void>;
 }

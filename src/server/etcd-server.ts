@@ -1,10 +1,12 @@
 // startEtcdServer: one gRPC server that serves etcd's KV, Cluster and Maintenance services
-// over an EtcdBackend on every listen URL.
+// over an EtcdBackend on every listen URL (and, given a log source, stratakv's Admin service).
 
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import type { DigestPinSource, LogDeltaSource } from '../diff/index.ts';
+import { createAdminService, loadAdminService } from './admin-service.ts';
 import type { EtcdBackend } from './backend.ts';
 import { createClusterService } from './etcd-cluster-service.ts';
 import { createKvService } from './etcd-kv-service.ts';
@@ -30,6 +32,16 @@ export interface EtcdServerOptions {
   /** etcd's --max-request-bytes: the largest write request. */
   readonly maxRequestBytes: number;
   readonly logger?: EtcdServerLogger;
+  /**
+   * The member's committed log: when given, stratakv's own Admin service (the log-delta
+   * stream, admin-service.ts) is served on the same URLs (raftNodeLogSource(node)).
+   */
+  readonly logSource?: LogDeltaSource;
+  /**
+   * The member's digest views: with logSource, the Admin service also answers the Merkle
+   * diff (`stratakv diff`, diff-service.ts) (raftNodeDigestPins(node)).
+   */
+  readonly digestPins?: DigestPinSource;
 }
 
 /** EtcdServerCloseOptions says how close() treats calls in flight. */
@@ -71,6 +83,8 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
   server.addService(services.cluster, createClusterService(options.backend, logger));
   server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
+  const admin = options.logSource === undefined ? undefined : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins });
+  if (admin !== undefined) server.addService(loadAdminService(), admin.implementation);
 
   const urls: string[] = [];
   try {
@@ -87,7 +101,10 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   return {
     urls,
     close(closeOptions: EtcdServerCloseOptions = {}): Promise<void> {
-      if (closeOptions.force === true) server.forceShutdown();
+      if (closeOptions.force === true) {
+        admin?.endAll();
+        server.forceShutdown();
+      }
       closing ??= new Promise<void>((resolve) => {
         server.tryShutdown(() => resolve());
       });

@@ -146,6 +146,36 @@ export interface WireMoveLeaderRequest {
   targetID?: number;
 }
 
+/** WireAlarmType is etcdserverpb.AlarmType. */
+export const WireAlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
+
+/** WireAlarmAction is etcdserverpb.AlarmRequest.AlarmAction. */
+export const WireAlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
+
+/** WireAlarmRequest is etcdserverpb.AlarmRequest (enums as numbers; absent fields are 0). */
+export interface WireAlarmRequest {
+  action?: number;
+  memberID?: number;
+  alarm?: number;
+}
+
+/** WireAlarmMember is etcdserverpb.AlarmMember. */
+export interface WireAlarmMember {
+  memberID: number;
+  alarm: number;
+}
+
+/** WireAlarmResponse is etcdserverpb.AlarmResponse. */
+export interface WireAlarmResponse {
+  header: WireResponseHeader;
+  alarms: WireAlarmMember[];
+}
+
+/** WireDefragmentResponse is etcdserverpb.DefragmentResponse. */
+export interface WireDefragmentResponse {
+  header: WireResponseHeader;
+}
+
 /** WireStatusResponse is etcdserverpb.StatusResponse. */
 export interface WireStatusResponse {
   header: WireResponseHeader;

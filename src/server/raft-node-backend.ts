@@ -1,11 +1,12 @@
 // RaftNodeBackend serves the etcd services from a RaftNode: the production EtcdBackend.
 
 import type { NodeStatus, RaftNode } from '../node/index.ts';
+import { describeAlarm } from '../node/index.ts';
 import { NO_NODE } from '../raft/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { ETCD_ERRORS } from '../util/etcd-errors.ts';
-import type { BackendSnapshot, CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
+import type { Alarm, AlarmCall, BackendSnapshot, CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
 
 /** RaftNodeBackend adapts a RaftNode to the EtcdBackend contract. */
 export class RaftNodeBackend implements EtcdBackend {
@@ -63,6 +64,21 @@ export class RaftNodeBackend implements EtcdBackend {
     return { members: await this.node.promoteMember(id, options) };
   }
 
+  async alarm(call: AlarmCall, options: CallOptions = {}): Promise<readonly Alarm[]> {
+    const { alarm } = call;
+    if (call.action === 'get') {
+      const raised = await this.node.alarmList(options);
+      return alarm === undefined ? raised : raised.filter((record) => record.alarm === alarm);
+    }
+    // etcd proposes these too, and its apply then changes nothing.
+    if (alarm === undefined) return [];
+    return this.node.changeAlarm(call.action, call.memberId, alarm, options);
+  }
+
+  async defragment(): Promise<void> {
+    await this.node.compactStorage();
+  }
+
   /**
    * snapshot pins a snapshot with RaftNode.takeSnapshot. Taking one cannot be interrupted
    * (it may be writing the file), so an abort answers CANCELED at once and the snapshot,
@@ -113,10 +129,10 @@ function canceled(): StrataError {
 }
 
 // statusErrors lists what an operator should know about this member (etcd's Status.errors):
-// its removal, and snapshots that keep failing (the breaker is open; the previous snapshot
-// stays in use).
+// the alarms raised (in etcd's words), its removal, and snapshots that keep failing (the
+// breaker is open; the previous snapshot stays in use).
 function statusErrors(status: NodeStatus): string[] {
-  const errors: string[] = [];
+  const errors: string[] = status.alarms.map(describeAlarm);
   if (status.removed) errors.push('this member was removed from the cluster');
   const { consecutiveFailures, backoffRemainingMs, lastError } = status.snapshots;
   if (backoffRemainingMs > 0) {

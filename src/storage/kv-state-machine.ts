@@ -472,6 +472,26 @@ export class KvStateMachine {
   }
 
   /**
+   * compactStorage has LevelDB compact all of the state machine's keys, which is when the space
+   * of deleted and overwritten keys is given back (a delete writes a tombstone); answers false
+   * on a database that cannot compact (memory-level). It runs on LevelDB's thread while the
+   * state machine serves.
+   */
+  async compactStorage(): Promise<boolean> {
+    assert(!this.closed, 'compactStorage after close');
+    const db = this.db as unknown as { compactRange?: (start: Uint8Array, end: Uint8Array) => Promise<void> };
+    if (typeof db.compactRange !== 'function') return false;
+    // Every LevelDB key starts with a one-byte area tag below 0xff (kv-keys.ts).
+    this.scans.opened();
+    try {
+      await db.compactRange.call(this.db, Uint8Array.of(0x00), Uint8Array.of(0xff));
+    } finally {
+      this.scans.closed();
+    }
+    return true;
+  }
+
+  /**
    * openDigestView pins the applied state as it is now, synchronously (between two applies),
    * for a Merkle diff: the digest's sums, and the keys and values behind them. UNAVAILABLE
    * when DIGEST_VIEWS_MAX views are open.

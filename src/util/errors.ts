@@ -23,6 +23,17 @@ export const ErrorCode = {
   CONF_CHANGE_PENDING: 'CONF_CHANGE_PENDING',
   /** Stored bytes failed their checksum or framing. */
   CORRUPTION: 'CORRUPTION',
+  /**
+   * A CORRUPT alarm refuses the call: this member's state disagrees with the cluster (it then
+   * serves no KV call), or the cluster has no majority digest (writes are refused everywhere).
+   * etcd: "etcdserver: corrupt cluster", which clients read back as CORRUPTION.
+   */
+  CORRUPT_ALARM: 'CORRUPT_ALARM',
+  /**
+   * The write is refused for space: a NOSPACE alarm is raised, or it would take the database
+   * past --quota-backend-bytes (etcd: "etcdserver: mvcc: database space exceeded").
+   */
+  NO_SPACE: 'NO_SPACE',
   /** A deadline passed before the operation finished. */
   TIMEOUT: 'TIMEOUT',
   /** A request or configuration was malformed or out of bounds. */

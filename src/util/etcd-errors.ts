@@ -98,8 +98,12 @@ export const ETCD_ERRORS: { readonly [C in ErrorCode]: EtcdErrorMapping } = {
   CONF_CHANGE_PENDING: { status: GrpcStatus.UNAVAILABLE, prefix: 'stratakv: another configuration change is pending: ' },
   CLUSTER_ID_MISMATCH: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: cluster ID mismatch: ' },
 
-  // Broken storage or installation.
+  // Broken storage or installation, and the alarms (etcd's ErrGRPCCorrupt and ErrGRPCNoSpace).
   CORRUPTION: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },
+  // etcd answers this for a call its CORRUPT alarm refuses; clients cannot tell it from a
+  // failed checksum, so it comes back as CORRUPTION.
+  CORRUPT_ALARM: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster', returnsAs: ErrorCode.CORRUPTION },
+  NO_SPACE: { status: GrpcStatus.RESOURCE_EXHAUSTED, message: 'etcdserver: mvcc: database space exceeded' },
   IO_ERROR: { status: GrpcStatus.INTERNAL, prefix: 'stratakv: disk I/O failed: ' },
   NATIVE_UNAVAILABLE: { status: GrpcStatus.INTERNAL, prefix: 'stratakv: native addon unavailable: ' },
 };

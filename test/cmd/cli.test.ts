@@ -47,6 +47,8 @@ test('client verbs refuse malformed command lines with exit 2 before connecting'
     [['get', 'k', '--prefix', '--from-key'], /--from-key/],
     [['del', 'k', '--endpoints', 'https://127.0.0.1:2379'], /--endpoints/],
     [['status', '--command-timeout', 'soon'], /--command-timeout/],
+    [['alarm'], /list\|disarm/],
+    [['alarm', 'arm'], /alarm list or alarm disarm/],
   ];
   for (const [args, named] of cases) {
     const result = run(...args);
@@ -92,6 +94,11 @@ describe('client verbs against a real etcd member', { skip: etcdSkipReason() }, 
     assert.equal(run('get', 'cli/', '--prefix', endpoints).stdout, '');
     assert.equal(run('put', endpoints, '--', '-dash', 'v').status, 0);
     assert.equal(run('get', endpoints, '--', '-dash').stdout, '-dash\nv\n');
+  });
+
+  test('alarm list and alarm disarm print nothing when no alarm is raised, as etcdctl does', () => {
+    assert.deepEqual(run('alarm', 'list', endpoints), { status: 0, stdout: '', stderr: '' });
+    assert.deepEqual(run('alarm', 'disarm', endpoints), { status: 0, stdout: '', stderr: '' });
   });
 
   test('status and members print tables with the member id in hex', async () => {

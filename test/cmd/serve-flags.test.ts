@@ -31,6 +31,7 @@ test('no flags gives etcd defaults', () => {
     snapshotCatchupEntries: 5000,
     snapshotSendRateBytes: 104857600,
     snapshotSendRateBytesUnderLoad: 25165824,
+    quotaBackendBytes: 0,
     logLevel: 'info',
   });
 });
@@ -53,6 +54,7 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     '--snapshot-catchup-entries', '200',
     '--snapshot-send-rate-bytes=1048576',
     '--snapshot-send-rate-bytes-under-load', '262144',
+    '--quota-backend-bytes', '8589934592',
     '--log-level=debug',
   ]);
   assert.deepEqual(options, {
@@ -76,6 +78,7 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     snapshotCatchupEntries: 200,
     snapshotSendRateBytes: 1048576,
     snapshotSendRateBytesUnderLoad: 262144,
+    quotaBackendBytes: 8589934592,
     logLevel: 'debug',
   });
 });
@@ -101,6 +104,14 @@ test('a name repeated in --initial-cluster collects several peer URLs', () => {
 test('Go single-dash flags work as in etcd, and the last occurrence wins', () => {
   const options = parseServeFlags(['-log-level=warn', '--log-level', 'error']);
   assert.equal(options.logLevel, 'error');
+});
+
+test('--quota-backend-bytes takes etcd\'s values: 0 (the 2 GiB default), a size, or a negative value (no quota)', () => {
+  assert.equal(parseServeFlags(['--quota-backend-bytes=0']).quotaBackendBytes, 0);
+  assert.equal(parseServeFlags(['--quota-backend-bytes', '-1']).quotaBackendBytes, -1);
+  assert.equal(refusal(['--quota-backend-bytes', '2GiB']).flag, '--quota-backend-bytes');
+  assert.equal(refusal(['--quota-backend-bytes', '1.5']).flag, '--quota-backend-bytes');
+  assert.equal(refusal(['--quota-backend-bytes', '99999999999999999999']).flag, '--quota-backend-bytes');
 });
 
 test('an unknown flag is refused by name', () => {

@@ -183,7 +183,6 @@ describe('bad input gets etcd\'s answer and the server keeps serving', () => {
     await rejects(client.kv.Txn({ success: [{ request_txn: {} }] }), GrpcStatus.UNIMPLEMENTED, /nested txn/);
     await rejects(client.kv.Compact({ revision: 1 }), GrpcStatus.UNIMPLEMENTED);
     await rejects(client.cluster.MemberUpdate({ ID: 1, peerURLs: ['http://127.0.0.1:1'] }), GrpcStatus.UNIMPLEMENTED);
-    await rejects(client.maintenance.Defragment({}), GrpcStatus.UNIMPLEMENTED);
   });
 });
 
@@ -199,6 +198,27 @@ describe('Cluster and Maintenance', () => {
     assert.equal(status.raftTerm, 2);
     assert.ok(status.raftIndex >= status.raftAppliedIndex && status.raftAppliedIndex > 0);
     assert.equal(typeof status.version, 'string');
+  });
+
+  test("Alarm as etcd's: GET lists, ACTIVATE raises NOSPACE (Puts refused, deletes served, Status lists it), DEACTIVATE clears once; Defragment answers", async () => {
+    const id = backend.header().memberId;
+    const alarms = (response: { alarms?: unknown[] }): unknown[] => response.alarms ?? [];
+    assert.deepEqual(alarms(await client.maintenance.Alarm({})), []);
+    assert.deepEqual(alarms(await client.maintenance.Alarm({ action: 1, memberID: id, alarm: 1 })), [{ memberID: id, alarm: 1 }]);
+    assert.deepEqual(alarms(await client.maintenance.Alarm({ action: 1, memberID: id, alarm: 0 })), [], 'activating NONE does nothing');
+    await rejects(client.kv.Put({ key: b('alarm'), value: b('v') }), GrpcStatus.RESOURCE_EXHAUSTED, 'etcdserver: mvcc: database space exceeded');
+    await client.kv.DeleteRange({ key: b('alarm') });
+    await client.kv.Range({ key: b('alarm') });
+    assert.ok((await client.maintenance.Status({})).errors.includes(`memberID:${id} alarm:NOSPACE `));
+    assert.deepEqual(alarms(await client.maintenance.Alarm({ action: 0, alarm: 1 })), [{ memberID: id, alarm: 1 }]);
+    assert.deepEqual(alarms(await client.maintenance.Alarm({ action: 0, alarm: 2 })), [], 'GET of one type lists only that type');
+    await rejects(client.maintenance.Alarm({ action: 7 }), GrpcStatus.INVALID_ARGUMENT, /unknown alarm action 7/);
+    await rejects(client.maintenance.Alarm({ action: 0, alarm: 9 }), GrpcStatus.INVALID_ARGUMENT, /unknown alarm type 9/);
+    assert.deepEqual(alarms(await client.maintenance.Alarm({ action: 2, memberID: id, alarm: 1 })), [{ memberID: id, alarm: 1 }]);
+    assert.deepEqual(alarms(await client.maintenance.Alarm({ action: 2, memberID: id, alarm: 1 })), [], 'clearing an alarm that is not raised answers nothing');
+    await client.kv.Put({ key: b('alarm'), value: b('v') });
+    const defragmented = await client.maintenance.Defragment({});
+    assert.equal(defragmented.header.member_id, id);
   });
 
   test('MoveLeader to itself succeeds; to a stranger is a bad transferee', async () => {

@@ -13,7 +13,7 @@ type Call = (request: object, options?: { deadline?: number; metadata?: Readonly
 export interface EtcdTestClient {
   readonly kv: Record<'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact', Call>;
   readonly cluster: Record<'MemberList' | 'MemberAdd' | 'MemberRemove' | 'MemberPromote' | 'MemberUpdate', Call>;
-  readonly maintenance: Record<'Status' | 'MoveLeader' | 'Defragment', Call>;
+  readonly maintenance: Record<'Status' | 'MoveLeader' | 'Defragment' | 'Alarm', Call>;
   close(): void;
 }
 
@@ -42,7 +42,7 @@ export function connectEtcdTestClient(url: string, options: { maxSendBytes?: num
   return {
     kv: make('KV', ['Range', 'Put', 'DeleteRange', 'Txn', 'Compact']),
     cluster: make('Cluster', ['MemberList', 'MemberAdd', 'MemberRemove', 'MemberPromote', 'MemberUpdate']),
-    maintenance: make('Maintenance', ['Status', 'MoveLeader', 'Defragment']),
+    maintenance: make('Maintenance', ['Status', 'MoveLeader', 'Defragment', 'Alarm']),
     close: () => {
       for (const client of clients) client.close();
     },

@@ -51,6 +51,8 @@ test('etcd errors carry etcd\'s status and exact message', () => {
     [ErrorCode.NOT_SUPPORTED_FOR_LEARNER, GrpcStatus.UNAVAILABLE, 'etcdserver: rpc not supported for learner'],
     [ErrorCode.PROPOSAL_DROPPED, GrpcStatus.RESOURCE_EXHAUSTED, 'etcdserver: too many requests'],
     [ErrorCode.CORRUPTION, GrpcStatus.DATA_LOSS, 'etcdserver: corrupt cluster'],
+    [ErrorCode.CORRUPT_ALARM, GrpcStatus.DATA_LOSS, 'etcdserver: corrupt cluster'],
+    [ErrorCode.NO_SPACE, GrpcStatus.RESOURCE_EXHAUSTED, 'etcdserver: mvcc: database space exceeded'],
     [ErrorCode.LEADER_TRANSFER_IN_PROGRESS, GrpcStatus.UNAVAILABLE, 'etcdserver: leader changed'],
   ];
   for (const [code, status, message] of expected) {
