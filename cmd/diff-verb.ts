@@ -172,8 +172,23 @@ function differenceLine(difference: DescribedDifference, counters: boolean): str
 // counters the full hash covers.
 function valueText(value: DiffValue, counters: boolean): string {
   const cut = value.value.byteLength < value.valueBytes ? '…' : '';
+  const shown = cut === '' ? value.value : withoutCutCharacter(value.value);
   const details = counters ? `${value.valueBytes} B, create ${value.createRevision}, mod ${value.modRevision}, version ${value.version}${value.lease === 0 ? '' : `, lease ${value.lease.toString(16)}`}` : `${value.valueBytes} B`;
-  return `${textOf(value.value)}${cut}(${details})`;
+  return `${textOf(shown)}${cut}(${details})`;
+}
+
+// withoutCutCharacter drops the bytes of a UTF-8 character cut off at the end of `bytes` (a value
+// cut to --value-bytes), so that text stays text.
+function withoutCutCharacter(bytes: Uint8Array): Uint8Array {
+  for (let back = 1; back <= Math.min(3, bytes.byteLength); back += 1) {
+    const byte = bytes[bytes.byteLength - back] as number;
+    if (byte < 0x80) return bytes;
+    if (byte >= 0xc0) {
+      const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2;
+      return back < length ? bytes.subarray(0, bytes.byteLength - back) : bytes;
+    }
+  }
+  return bytes;
 }
 
 function inconsistencyLine(inconsistency: Inconsistency): string {

@@ -66,6 +66,18 @@ export interface ServeOptions {
    * NOSPACE alarm is raised (etcd's meaning: 0 is the default, 2 GiB; negative disables it).
    */
   readonly quotaBackendBytes: number;
+  /** --integrity-check-entries: applied entries between two cross-replica integrity checkpoints (ours; 0: none by count). */
+  readonly integrityCheckEntries: number;
+  /** --integrity-check-interval: milliseconds after which a checkpoint is proposed if the state changed (ours; 0: none by time). */
+  readonly integrityCheckIntervalMs: number;
+  /** --scrub-interval: milliseconds between two full re-reads of the state against its digest (ours; 0: never). */
+  readonly scrubIntervalMs: number;
+  /** --scrub-rate-bytes: bytes per second a scrub reads at most (ours). */
+  readonly scrubRateBytes: number;
+  /** --repair-corrupt-state: rebuild a state machine that fails its check at start from this member's snapshot and log (ours; off). */
+  readonly repairCorruptState: boolean;
+  /** --unsafe-no-state-digest: keep no state digest, for benchmarks that measure its cost only (ours; off). */
+  readonly unsafeNoStateDigest: boolean;
   /** --log-level. */
   readonly logLevel: LogLevel;
 }
@@ -87,6 +99,10 @@ export const SERVE_DEFAULTS = {
   snapshotSendRateBytes: 100 * 1024 * 1024,
   snapshotSendRateBytesUnderLoad: 24 * 1024 * 1024,
   quotaBackendBytes: 0,
+  integrityCheckEntries: 10_000,
+  integrityCheckIntervalMs: 60_000,
+  scrubIntervalMs: 24 * 60 * 60 * 1000,
+  scrubRateBytes: 16 * 1024 * 1024,
   logLevel: 'info',
 } as const;
 
@@ -111,6 +127,14 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
                                        the same while the leader serves clients (default 25165824)
   --quota-backend-bytes BYTES          refuse Puts and raise NOSPACE past this size on disk
                                        (default 0: 2 GiB; negative: no quota)
+  --integrity-check-entries N          entries between two cross-replica digest checkpoints (default 10000; 0: none)
+  --integrity-check-interval MS        a checkpoint after this long if the state changed (default 60000; 0: none)
+  --scrub-interval MS                  re-read the whole state against its digest this often (default 86400000; 0: never)
+  --scrub-rate-bytes BYTES             bytes per second a scrub reads at most (default 16777216)
+  --repair-corrupt-state[=true]        when the state fails its check at start, move it aside and rebuild it
+                                       from this member's snapshot and log (default false: refuse to start)
+  --unsafe-no-state-digest[=true]      keep no state digest (benchmarks only: nothing can be verified, and a
+                                       member started without it later refuses this data)
   --log-level debug|info|warn|error    (default info)
   URLs are http://host:port, comma-separated; TLS (https) is not supported yet.`;
 
@@ -132,11 +156,19 @@ const FLAG_NAMES = [
   'snapshot-send-rate-bytes',
   'snapshot-send-rate-bytes-under-load',
   'quota-backend-bytes',
+  'integrity-check-entries',
+  'integrity-check-interval',
+  'scrub-interval',
+  'scrub-rate-bytes',
+  'repair-corrupt-state',
+  'unsafe-no-state-digest',
   'log-level',
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+// Go's bool flags: `--flag` alone is true; a value must be given as `--flag=value`.
+const BOOLEAN_FLAGS: readonly FlagName[] = ['repair-corrupt-state', 'unsafe-no-state-digest'];
 
 /** URLS_PER_FLAG_MAX bounds one URL list flag, so a runaway script cannot make us bind thousands of sockets. */
 export const URLS_PER_FLAG_MAX = 64;
@@ -201,6 +233,20 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
 
   const quotaBackendBytes = parseInteger('--quota-backend-bytes', given.get('quota-backend-bytes'), SERVE_DEFAULTS.quotaBackendBytes);
 
+  const integrityCheckEntries = parseNonNegativeInteger('--integrity-check-entries', given.get('integrity-check-entries'), SERVE_DEFAULTS.integrityCheckEntries);
+  const integrityCheckIntervalMs = parseNonNegativeInteger('--integrity-check-interval', given.get('integrity-check-interval'), SERVE_DEFAULTS.integrityCheckIntervalMs);
+  const scrubIntervalMs = parseNonNegativeInteger('--scrub-interval', given.get('scrub-interval'), SERVE_DEFAULTS.scrubIntervalMs);
+  const scrubRateBytes = parsePositiveInteger('--scrub-rate-bytes', given.get('scrub-rate-bytes'), SERVE_DEFAULTS.scrubRateBytes);
+  const repairText = given.get('repair-corrupt-state') ?? 'false';
+  if (repairText !== 'true' && repairText !== 'false') {
+    throw new UsageError('--repair-corrupt-state', `invalid value ${JSON.stringify(repairText)} for flag --repair-corrupt-state: must be true or false`);
+  }
+
+  const noDigestText = given.get('unsafe-no-state-digest') ?? 'false';
+  if (noDigestText !== 'true' && noDigestText !== 'false') {
+    throw new UsageError('--unsafe-no-state-digest', `invalid value ${JSON.stringify(noDigestText)} for flag --unsafe-no-state-digest: must be true or false`);
+  }
+
   const logLevel = given.get('log-level') ?? SERVE_DEFAULTS.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UsageError('--log-level', `invalid value ${JSON.stringify(logLevel)} for flag --log-level: must be one of ${LOG_LEVELS.join(', ')}`);
@@ -226,6 +272,12 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     snapshotSendRateBytes,
     snapshotSendRateBytesUnderLoad,
     quotaBackendBytes,
+    integrityCheckEntries,
+    integrityCheckIntervalMs,
+    scrubIntervalMs,
+    scrubRateBytes,
+    repairCorruptState: repairText === 'true',
+    unsafeNoStateDigest: noDigestText === 'true',
     logLevel: logLevel as LogLevel,
   };
 }
@@ -247,6 +299,8 @@ function collectFlags(args: readonly string[]): Map<FlagName, string> {
     let value: string;
     if (equals !== -1) {
       value = body.slice(equals + 1);
+    } else if (BOOLEAN_FLAGS.includes(flagName)) {
+      value = 'true';
     } else {
       const next = args[index + 1];
       if (next === undefined) throw new UsageError(`--${flagName}`, `flag needs an argument: --${flagName}`);
@@ -266,6 +320,12 @@ function parsePositiveInteger(flag: string, text: string | undefined, fallback: 
     throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: must be a positive integer`);
   }
   return value;
+}
+
+function parseNonNegativeInteger(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (text === '0') return 0;
+  return parsePositiveInteger(flag, text, fallback);
 }
 
 /** parseInteger reads a flag that may be negative or 0 (etcd's int64 flags, such as --quota-backend-bytes). */

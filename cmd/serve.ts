@@ -4,7 +4,7 @@
 
 import { RaftNode } from '../src/node/index.ts';
 import { createConsoleLogger } from '../src/obs/index.ts';
-import { RaftNodeBackend, raftNodeLogSource, startEtcdServer } from '../src/server/index.ts';
+import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
 import { packageVersion } from './package-version.ts';
@@ -34,6 +34,10 @@ export async function runServe(options: ServeOptions): Promise<number> {
     electionTimeoutMs: options.electionTimeoutMs,
     limits: { ...DEFAULT_KV_LIMITS, requestBytesMax: options.maxRequestBytes },
     quotaBackendBytes: options.quotaBackendBytes,
+    integrityCheckPolicy: { checkpointEntries: options.integrityCheckEntries, checkpointIntervalMs: options.integrityCheckIntervalMs },
+    scrubPolicy: { cycleMs: options.scrubIntervalMs, rateBytesPerSecond: options.scrubRateBytes },
+    repairCorruptState: options.repairCorruptState,
+    unsafeSkipDigest: options.unsafeNoStateDigest,
     snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
     logger,
@@ -45,7 +49,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
   });
   let server;
   try {
-    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
   } catch (error) {
     await node.stop({ transferLeadership: false });
     throw error;

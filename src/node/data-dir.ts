@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import type { Index, Logger, Term } from '../raft/index.ts';
 import type { ReceivedRecordStream, SnapshotStore } from '../snapshot/index.ts';
 import { DiskSnapshotStore, MemorySnapshotStore, snapshotDigestRoot } from '../snapshot/index.ts';
-import type { KvLimits, KvSnapshotContent, KvStateMachine, LogStore } from '../storage/index.ts';
+import type { KvSnapshotContent, KvStateMachine, KvStateMachineOptions, LogStore } from '../storage/index.ts';
 import {
   DEFAULT_KV_LIMITS,
   DiskLogStore,
@@ -87,6 +87,7 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     initialMembers,
   };
   const limits = options.limits ?? DEFAULT_KV_LIMITS;
+  const machineOptions: KvStateMachineOptions = { limits, ...(options.unsafeSkipDigest === true ? { unsafeSkipDigest: true } : {}) };
   let identity = derived;
   const clock = options.clock ?? SYSTEM_CLOCK;
   // A snapshot's footer says when it was made: wall time for a real member; a simulated one
@@ -100,12 +101,12 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     const supplied = await options.storage();
     ({ log, stateMachine } = supplied);
     snapshots = supplied.snapshots ?? memorySnapshots();
-    restorer = supplied.restorer ?? memoryRestorer(limits);
+    restorer = supplied.restorer ?? memoryRestorer(machineOptions);
   } else if (options.dataDir === undefined) {
     log = new MemoryLogStore();
-    stateMachine = await openMemoryKvStateMachine({ limits });
+    stateMachine = await openMemoryKvStateMachine(machineOptions);
     snapshots = memorySnapshots();
-    restorer = memoryRestorer(limits);
+    restorer = memoryRestorer(machineOptions);
   } else {
     const stored = readMemberIdentity(options.dataDir);
     if (stored !== undefined && stored.name !== options.name) {
@@ -121,9 +122,9 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     const memberDir = join(options.dataDir, 'member');
     const current = readStateMachinePointer(memberDir);
     await removeStaleStateMachines(memberDir, current, options.logger);
-    stateMachine = await openCheckedStateMachine(options.dataDir, memberDir, current, limits, options.repairCorruptState === true, options.logger);
+    stateMachine = await openCheckedStateMachine(options.dataDir, memberDir, current, machineOptions, options.repairCorruptState === true, options.logger);
     snapshots = await DiskSnapshotStore.open(join(memberDir, 'snap'), { clock, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
-    restorer = diskRestorer(memberDir, current, limits);
+    restorer = diskRestorer(memberDir, current, machineOptions);
   }
   stateMachine = await catchUpWithLogSnapshot({ log, stateMachine, snapshots, restorer, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
   const logIsEmpty = log.lastIndex() === 0 && log.initialState().hardState.term === 0;
@@ -221,10 +222,10 @@ export function restoreWhileReceiving(restorer: StateMachineRestorer, stream: Re
   });
 }
 
-function memoryRestorer(limits: KvLimits): StateMachineRestorer {
+function memoryRestorer(machineOptions: KvStateMachineOptions): StateMachineRestorer {
   return {
     async restore(content) {
-      const stateMachine = await restoreMemoryKvStateMachine(content, { limits });
+      const stateMachine = await restoreMemoryKvStateMachine(content, machineOptions);
       return { stateMachine, commit: async () => undefined, discard: () => stateMachine.close() };
     },
   };
@@ -284,13 +285,13 @@ async function openCheckedStateMachine(
   dataDir: string,
   memberDir: string,
   current: string,
-  limits: KvLimits,
+  machineOptions: KvStateMachineOptions,
   repair: boolean,
   logger: Logger | undefined,
 ): Promise<KvStateMachine> {
   const location = join(memberDir, current);
   try {
-    const stateMachine = await openDiskKvStateMachine(location, { limits });
+    const stateMachine = await openDiskKvStateMachine(location, machineOptions);
     const verification = stateMachine.openVerification();
     if (verification !== undefined) {
       logger?.info('state machine verified against its digest', {
@@ -321,7 +322,7 @@ async function openCheckedStateMachine(
     });
     await mkdir(join(dataDir, CORRUPT_STATE_DIRECTORY), { recursive: true });
     await rename(location, aside);
-    return openDiskKvStateMachine(location, { limits });
+    return openDiskKvStateMachine(location, machineOptions);
   }
 }
 
@@ -335,7 +336,7 @@ async function removeStaleStateMachines(memberDir: string, current: string, logg
   }
 }
 
-function diskRestorer(memberDir: string, initial: string, limits: KvLimits): StateMachineRestorer {
+function diskRestorer(memberDir: string, initial: string, machineOptions: KvStateMachineOptions): StateMachineRestorer {
   let current = initial;
   return {
     async restore(content) {
@@ -343,7 +344,7 @@ function diskRestorer(memberDir: string, initial: string, limits: KvLimits): Sta
       const location = join(memberDir, name);
       let stateMachine: KvStateMachine;
       try {
-        stateMachine = await restoreDiskKvStateMachine(location, content, { limits });
+        stateMachine = await restoreDiskKvStateMachine(location, content, machineOptions);
       } catch (error) {
         await rm(location, { recursive: true, force: true });
         throw error;

@@ -67,15 +67,6 @@ export interface CheckpointState {
   readonly corrupt: readonly number[];
 }
 
-/** encodeCheckpointEntry is a checkpoint entry's data (the CHECKPOINT_FORMAT byte and who proposed it). */
-export function encodeCheckpointEntry(proposerId: number): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({ type: 'checkpoint', by: proposerId }));
-  const data = new Uint8Array(json.byteLength + 1);
-  data[0] = CHECKPOINT_FORMAT;
-  data.set(json, 1);
-  return data;
-}
-
 /** isCheckpointEntry tells whether an entry's data is a checkpoint. */
 export function isCheckpointEntry(data: Uint8Array): boolean {
   return data.byteLength > 0 && data[0] === CHECKPOINT_FORMAT;
@@ -152,6 +143,11 @@ export class CheckpointTally {
     return judge(index, checkpoint.voters, checkpoint.learners, [...checkpoint.reports.values()]);
   }
 
+  /** indexes answers the kept checkpoints' indexes, oldest first. */
+  indexes(): Index[] {
+    return [...this.checkpoints.keys()].sort((a, b) => a - b);
+  }
+
   /** latest answers the newest checkpoint's index, or undefined. */
   latest(): Index | undefined {
     return this.checkpoints.size === 0 ? undefined : Math.max(...this.checkpoints.keys());
@@ -189,4 +185,244 @@ export function judge(index: Index, voters: readonly number[], learners: readonl
   // No value can reach a majority any more: every voter reported, or too few are left.
   const noMajority = votersReported === voters.length || best + (voters.length - votersReported) < majority;
   return { index, voters, learners, reports: sortedReports, verdict: noMajority ? 'no-majority' : 'pending', corrupt: [] };
+}
+
+/** CheckpointPayload is what a checkpoint entry carries after its format byte. */
+export interface CheckpointPayload {
+  readonly by: number;
+  /** Tells the proposer which entry is its checkpoint (unique per proposer while it runs). */
+  readonly nonce: number;
+  /** Every member pins a digest view exactly at this checkpoint (a Merkle diff asked for it). */
+  readonly pin: boolean;
+}
+
+/** encodeCheckpoint encodes a checkpoint entry's data. */
+export function encodeCheckpoint(payload: CheckpointPayload): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify({ type: 'checkpoint', by: payload.by, nonce: payload.nonce, pin: payload.pin }));
+  const data = new Uint8Array(json.byteLength + 1);
+  data[0] = CHECKPOINT_FORMAT;
+  data.set(json, 1);
+  return data;
+}
+
+/** decodeCheckpoint reads a checkpoint entry's payload; malformed bytes are CORRUPTION (they passed a CRC). */
+export function decodeCheckpoint(data: Uint8Array): CheckpointPayload {
+  assert(isCheckpointEntry(data), 'decodeCheckpoint of an entry that is no checkpoint');
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data.subarray(1)));
+  } catch (error) {
+    throw new StrataError(ErrorCode.CORRUPTION, 'checkpoint entry is not valid JSON', { cause: error });
+  }
+  const record = value as Record<string, unknown> | null;
+  if (record === null || typeof record !== 'object' || record['type'] !== 'checkpoint' || typeof record['by'] !== 'number') {
+    throw new StrataError(ErrorCode.CORRUPTION, 'malformed checkpoint entry');
+  }
+  return { by: record['by'], nonce: typeof record['nonce'] === 'number' ? record['nonce'] : 0, pin: record['pin'] === true };
+}
+
+/** IntegrityCheckHost is what the checker needs of its member (RaftNode). */
+export interface IntegrityCheckHost {
+  readonly memberId: number;
+  now(): number;
+  isLeader(): boolean;
+  appliedIndex(): Index;
+  revision(): number;
+  /** proposeCheckpoint puts a checkpoint entry in the log; resolves once it is applied (by the leader). */
+  proposeCheckpoint(payload: CheckpointPayload): Promise<void>;
+  proposeReport(report: DigestReport): Promise<void>;
+  hasCorruptAlarm(memberId: number): boolean;
+  /** setTimer calls `fire` after `delayMs` on the member's clock; answers a cancel. */
+  setTimer(fire: () => void, delayMs: number): () => void;
+  raiseCorrupt(memberId: number, why: string): Promise<void>;
+  warn(message: string, fields: Record<string, unknown>): void;
+}
+
+/**
+ * IntegrityChecker is the driver's side: it proposes checkpoints when due (leader), reports
+ * this member's digest at each, tallies every report, and has the leader raise the alarms
+ * the tally names. Proposals are never awaited by the apply path (a failure is logged and the
+ * next checkpoint tries again).
+ */
+export class IntegrityChecker {
+  private readonly host: IntegrityCheckHost;
+  private readonly policy: IntegrityCheckPolicy;
+  private readonly tally = new CheckpointTally();
+  private proposing = false;
+  private lastCheckpoint: { index: Index; revision: number; atMs: number } | undefined;
+  // Alarms the leader proposed (checkpoint/member), so that it asks once.
+  private readonly raised = new Set<string>();
+  private readonly waiters = new Set<{ index: Index; wake: () => void }>();
+  // This member's own checkpoint proposals, by nonce, until applied here (then: their index).
+  private nonce = 0;
+  private readonly proposed = new Map<number, { index: Index | undefined; wake: (() => void) | undefined }>();
+
+  constructor(host: IntegrityCheckHost, policy: IntegrityCheckPolicy) {
+    assert(Number.isSafeInteger(policy.checkpointEntries) && policy.checkpointEntries >= 0, 'checkpointEntries must be a non-negative integer');
+    assert(Number.isFinite(policy.checkpointIntervalMs) && policy.checkpointIntervalMs >= 0, 'checkpointIntervalMs must be non-negative');
+    this.host = host;
+    this.policy = policy;
+  }
+
+  /** tick proposes a checkpoint when this member leads and one is due. */
+  tick(): void {
+    if (this.proposing || !this.host.isLeader()) return;
+    const applied = this.host.appliedIndex();
+    const last = this.lastCheckpoint;
+    const sinceIndex = applied - (last?.index ?? 0);
+    const byEntries = this.policy.checkpointEntries > 0 && sinceIndex >= this.policy.checkpointEntries;
+    // By time only when the state changed since (an idle cluster's digest does not move).
+    const byTime =
+      this.policy.checkpointIntervalMs > 0 && (last === undefined || this.host.now() - last.atMs >= this.policy.checkpointIntervalMs) && this.host.revision() !== (last?.revision ?? 1);
+    if (!byEntries && !byTime) return;
+    this.proposing = true;
+    void this.host
+      .proposeCheckpoint({ by: this.host.memberId, nonce: this.nextNonce(), pin: false })
+      .catch((error: unknown) => this.host.warn('proposing an integrity checkpoint failed', { reason: String(error) }))
+      .finally(() => {
+        this.proposing = false;
+      });
+  }
+
+  /** onCheckpointApplied records a checkpoint entry applied with the configuration at that point. */
+  onCheckpointApplied(index: Index, payload: CheckpointPayload, voters: readonly number[], learners: readonly number[], revision: number): void {
+    if (payload.by === this.host.memberId) {
+      const own = this.proposed.get(payload.nonce);
+      if (own !== undefined) {
+        own.index = index;
+        own.wake?.();
+      }
+    }
+    if (voters.length === 0) return;
+    this.tally.onCheckpoint(index, voters, learners);
+    this.lastCheckpoint = { index, revision, atMs: this.host.now() };
+  }
+
+  /** onLocalDigest reports this member's digest at a checkpoint it applied. */
+  onLocalDigest(digestAt: DigestAt): void {
+    const report = reportOf(this.host.memberId, digestAt);
+    void this.host.proposeReport(report).catch((error: unknown) =>
+      this.host.warn('reporting the state digest at a checkpoint failed', { checkpointIndex: digestAt.appliedIndex, reason: String(error) }),
+    );
+  }
+
+  /** onReportApplied tallies an applied report; the leader acts on the verdict. */
+  onReportApplied(report: DigestReport): void {
+    const state = this.tally.onReport(report);
+    if (state === undefined) return;
+    for (const waiter of [...this.waiters]) if (waiter.index === state.index) waiter.wake();
+    if (this.host.isLeader()) this.act(state);
+  }
+
+  /** onBecameLeader acts on the verdicts a previous leader may not have acted on. */
+  onBecameLeader(): void {
+    for (const index of this.tally.indexes()) {
+      const state = this.tally.state(index);
+      if (state !== undefined) this.act(state);
+    }
+  }
+
+  /** state answers a kept checkpoint's tally. */
+  state(index: Index): CheckpointState | undefined {
+    return this.tally.state(index);
+  }
+
+  /**
+   * check proposes a checkpoint now (pinning digest views when asked) and waits until every
+   * member of its configuration reported, or `timeoutMs` passed: `stratakv check`.
+   */
+  async check(options: { readonly pin: boolean; readonly timeoutMs: number; readonly signal?: AbortSignal | undefined; readonly waitForReports: boolean }): Promise<CheckpointState> {
+    const index = await this.checkpointNow(options.pin, options.timeoutMs);
+    const done = (): CheckpointState | undefined => {
+      const state = this.tally.state(index);
+      if (state === undefined) return undefined;
+      if (!options.waitForReports) return state;
+      const everyone = [...state.voters, ...state.learners];
+      return everyone.every((id) => state.reports.some((report) => report.memberId === id)) ? state : undefined;
+    };
+    const deadline = this.host.now() + options.timeoutMs;
+    for (;;) {
+      const state = done();
+      if (state !== undefined) return state;
+      const remaining = deadline - this.host.now();
+      if (remaining <= 0 || options.signal?.aborted === true) {
+        const partial = this.tally.state(index);
+        if (partial !== undefined) return partial;
+        throw new StrataError(ErrorCode.TIMEOUT, `checkpoint ${index} is not kept on this member any more`);
+      }
+      await new Promise<void>((resolve) => {
+        const waiter = {
+          index,
+          wake: () => {
+            this.waiters.delete(waiter);
+            cancel();
+            resolve();
+          },
+        };
+        const cancel = this.host.setTimer(waiter.wake, Math.min(remaining, 250));
+        this.waiters.add(waiter);
+      });
+    }
+  }
+
+  /**
+   * checkpointNow proposes a checkpoint (pinning digest views on every member when `pin`) and
+   * resolves with its index once this member applied it.
+   */
+  async checkpointNow(pin: boolean, timeoutMs: number): Promise<Index> {
+    const nonce = this.nextNonce();
+    const own: { index: Index | undefined; wake: (() => void) | undefined } = { index: undefined, wake: undefined };
+    this.proposed.set(nonce, own);
+    try {
+      await this.host.proposeCheckpoint({ by: this.host.memberId, nonce, pin });
+      if (own.index === undefined) {
+        // Applied by the leader; this member applies it soon after.
+        await new Promise<void>((resolve) => {
+          const cancel = this.host.setTimer(() => {
+            own.wake = undefined;
+            resolve();
+          }, timeoutMs);
+          own.wake = () => {
+            cancel();
+            own.wake = undefined;
+            resolve();
+          };
+        });
+      }
+      if (own.index === undefined) throw new StrataError(ErrorCode.TIMEOUT, `the checkpoint was committed but not applied on this member within ${timeoutMs} ms`);
+      return own.index;
+    } finally {
+      this.proposed.delete(nonce);
+    }
+  }
+
+  private nextNonce(): number {
+    this.nonce = (this.nonce + 1) % Number.MAX_SAFE_INTEGER;
+    return this.nonce;
+  }
+
+  private act(state: CheckpointState): void {
+    const raise = (memberId: number, why: string): void => {
+      const key = `${state.index}/${memberId}`;
+      if (this.raised.has(key) || this.host.hasCorruptAlarm(memberId)) return;
+      this.raised.add(key);
+      if (this.raised.size > 4 * CHECKPOINTS_KEPT * 16) this.raised.clear();
+      void this.host.raiseCorrupt(memberId, why).catch((error: unknown) => {
+        this.raised.delete(key);
+        this.host.warn('raising a CORRUPT alarm failed', { memberId: memberId.toString(16), reason: String(error) });
+      });
+    };
+    if (state.verdict === 'corrupt-members') {
+      for (const memberId of state.corrupt) {
+        const report = state.reports.find((item) => item.memberId === memberId);
+        raise(
+          memberId,
+          `at checkpoint ${state.index} member ${memberId.toString(16)} reported revision ${report?.revision}, ${report?.keyCount} keys, digest ${report?.digest}; ` +
+            `the majority reported revision ${state.majority?.revision}, ${state.majority?.keyCount} keys, digest ${state.majority?.digest}`,
+        );
+      }
+    } else if (state.verdict === 'no-majority') {
+      raise(0, `at checkpoint ${state.index} no digest has a majority of the voters: ${state.reports.map((report) => `${report.memberId.toString(16)}=${report.digest}`).join(', ')}`);
+    }
+  }
 }

@@ -2,6 +2,8 @@
 // member publishing its name, an alarm raised or cleared). The first byte is NODE_COMMAND_FORMAT (src/storage), which the KV state machine skips; the rest
 // is JSON: these commands are rare, tiny, and worth reading in a log dump.
 
+import type { DigestReport } from './integrity-checks.ts';
+import { checkDigestReport } from './integrity-checks.ts';
 import { NODE_COMMAND_FORMAT } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { AlarmAction, AlarmType } from './alarms.ts';
@@ -27,7 +29,7 @@ export interface AlarmCommand {
 }
 
 /** NodeCommand is any command the driver applies. */
-export type NodeCommand = PublishCommand | AlarmCommand;
+export type NodeCommand = PublishCommand | AlarmCommand | DigestReport;
 
 /** MemberContext is what a membership ConfChange carries in its context. */
 export interface MemberContext {
@@ -50,6 +52,7 @@ export function decodeNodeCommand(data: Uint8Array): NodeCommand {
   if (value === null || typeof value !== 'object') throw malformed('node command is not an object');
   const command = value as Record<string, unknown>;
   if (command.type === 'alarm') return alarmCommandFrom(command);
+  if (command.type === 'digestReport') return checkDigestReport(command);
   if (command.type !== 'publish') throw malformed(`unknown node command type ${JSON.stringify(command.type)}`);
   if (typeof command.memberId !== 'number' || !Number.isSafeInteger(command.memberId)) throw malformed('publish: bad memberId');
   if (typeof command.name !== 'string') throw malformed('publish: bad name');

@@ -1,5 +1,7 @@
 // What a RaftNode is started with, and the hooks it calls.
 
+import type { IntegrityCheckPolicy } from './integrity-checks.ts';
+import type { ScrubPolicy } from './scrubber.ts';
 import type { Logger, Role } from '../raft/index.ts';
 import type { SnapshotInfo, SnapshotStore } from '../snapshot/index.ts';
 import type { FatalHandler, KvLimits, KvStateMachine, LogStore } from '../storage/index.ts';
@@ -62,6 +64,11 @@ export interface RaftNodeOptions {
    * loudly logged, instead of refusing to start (--repair-corrupt-state; off by default).
    */
   readonly repairCorruptState?: boolean;
+  /**
+   * FOR BENCHMARKS ONLY: the state machine keeps no digest (KvStateMachineOptions.unsafeSkipDigest),
+   * so that its cost can be measured; nothing this member holds can then be verified.
+   */
+  readonly unsafeSkipDigest?: boolean;
   /** --initial-cluster: the members a new cluster starts with (or, when joining, the members now). */
   readonly initialCluster: readonly InitialClusterMember[];
   /** --initial-cluster-state: `new` bootstraps a cluster, `existing` joins one that added this member. */
@@ -108,6 +115,10 @@ export interface RaftNodeOptions {
   }>;
   /** When snapshots are taken, how much log is kept, how snapshots are sent (defaults: SNAPSHOT_POLICY_DEFAULTS). */
   readonly snapshotPolicy?: Partial<SnapshotPolicy>;
+  /** How often the leader proposes an integrity checkpoint (DEFAULT_INTEGRITY_CHECK_POLICY: 10,000 entries or a minute). */
+  readonly integrityCheckPolicy?: Partial<IntegrityCheckPolicy>;
+  /** How often and how fast the scrubber re-reads the state against its digest (DEFAULT_SCRUB_POLICY: daily, 16 MiB/s). */
+  readonly scrubPolicy?: Partial<ScrubPolicy>;
   /** Hooks between the Ready loop's steps, for fault injection in tests (ready-loop.ts). */
   readonly failpoints?: ReadyLoopFailpoints;
   /**

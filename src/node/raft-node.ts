@@ -28,7 +28,7 @@ import type { ConfState, Entry, Index, Logger, Message, NodeId, Role, Snapshot, 
 import type { SnapshotInfo, SnapshotReceiver, SnapshotStore } from '../snapshot/index.ts';
 import { snapshotId as snapshotIdOf } from '../snapshot/index.ts';
 import { decodeConfChange, EntryType, NO_NODE, Raft, RAFT_CONFIG_DEFAULTS, SILENT_LOGGER } from '../raft/index.ts';
-import type { KvLimits, KvRequest, KvResponse, KvStateMachine, LogStore, RangeRequest, RangeResponse } from '../storage/index.ts';
+import type { DigestAt, DigestView, KvLimits, KvRequest, KvResponse, KvStateMachine, LogStore, RangeRequest, RangeResponse } from '../storage/index.ts';
 import { abortOnFatal, APPLY_ENTRIES_MAX, DEFAULT_KV_LIMITS, encodeValidKvCommand, isKvCommand, validateKvRequest } from '../storage/index.ts';
 import type { PeerRequestKind, SnapshotSink, Transport } from '../transport/index.ts';
 import { assert, ErrorCode, isStrataError, SeededRandom, sleep, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
@@ -43,7 +43,12 @@ import type { InitialMember, MemberRecord } from './membership.ts';
 import { Membership } from './membership.ts';
 import type { JointLeave, MemberOperation } from './membership-changes.ts';
 import { decodeMemberOperation, encodeMemberOperation, encodeMembersReply, MembershipChanges } from './membership-changes.ts';
+import { DIGEST_PINS_MAX, NodeDigestPins, tooManyPins } from './digest-pins.ts';
+import type { CheckpointState } from './integrity-checks.ts';
+import { decodeCheckpoint, DEFAULT_INTEGRITY_CHECK_POLICY, encodeCheckpoint, IntegrityChecker, isCheckpointEntry } from './integrity-checks.ts';
 import { decodeMemberContext, decodeNodeCommand, encodeNodeCommand } from './node-command.ts';
+import type { ScrubReport } from './scrubber.ts';
+import { DEFAULT_SCRUB_POLICY, Scrubber } from './scrubber.ts';
 import type { NodeCommand, PublishCommand } from './node-command.ts';
 import type { Outcome, ProposalCounts } from './proposal-tracker.ts';
 import { ProposalTracker, REQUEST_TIMEOUT_MS } from './proposal-tracker.ts';
@@ -179,6 +184,14 @@ export class RaftNode {
   // the tick when it last warned that no voter could take over (once an election timeout).
   private corruptHandOver: Promise<void> | undefined;
   private corruptHandOverWarnedTick = Number.NEGATIVE_INFINITY;
+  // Cross-replica integrity checkpoints, and the digest views pinned here for a Merkle diff.
+  private readonly integrity: IntegrityChecker;
+  private readonly pins = new NodeDigestPins();
+  private readonly scrubber: Scrubber;
+  // While applyCommitted runs (it awaits the state machine), views of the applied state wait:
+  // betweenApplies() queues them, and they run synchronously when it ends.
+  private applyingCommitted = false;
+  private readonly betweenAppliesQueue: (() => void)[] = [];
   private readonly electionTicks: number;
   private readonly proposals: ProposalTracker;
   private readonly router: ProposalRouter;
@@ -253,17 +266,62 @@ export class RaftNode {
       scheduleLoop: () => this.loop.schedule(),
     });
     this.reads = new ReadIndexTracker(this.clock, this.electionTicks);
+    this.integrity = new IntegrityChecker(
+      {
+        memberId: this.memberId,
+        now: () => this.clock.now(),
+        isLeader: () => this.raft.currentRole() === 'leader' && !this.alarmSet.has(this.memberId, 'CORRUPT'),
+        appliedIndex: () => this.appliedIndex,
+        revision: () => this.stateMachine.revision(),
+        proposeCheckpoint: async (payload) => {
+          const outcome = await this.submit(encodeCheckpoint(payload), {}, 0);
+          if (outcome.error !== undefined) throw outcome.error;
+        },
+        proposeReport: async (report) => {
+          const outcome = await this.submit(encodeNodeCommand(report), {}, 0);
+          if (outcome.error !== undefined) throw outcome.error;
+        },
+        hasCorruptAlarm: (memberId) => this.alarmSet.has(memberId, 'CORRUPT'),
+        raiseCorrupt: async (memberId, why) => {
+          this.logger.warn('integrity check: raising a CORRUPT alarm', { memberId: memberId.toString(16), why });
+          await this.proposeAlarmChange({ action: 'activate', memberId, alarm: 'CORRUPT' }, {});
+        },
+        setTimer: (fire, delayMs) => {
+          const timer = this.clock.setTimeout(() => {
+            this.timers.delete(timer);
+            fire();
+          }, delayMs);
+          this.timers.add(timer);
+          return () => {
+            this.timers.delete(timer);
+            this.clock.clearTimeout(timer);
+          };
+        },
+        warn: (message, fields) => this.logger.warn(message, fields),
+      },
+      { ...DEFAULT_INTEGRITY_CHECK_POLICY, ...options.integrityCheckPolicy },
+    );
+    this.scrubber = new Scrubber(
+      {
+        clock: this.clock,
+        logger: this.logger,
+        openView: () => this.betweenApplies(() => this.stateMachine.openSnapshotView()),
+        onCorrupt: async () => this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}),
+      },
+      { ...DEFAULT_SCRUB_POLICY, ...options.scrubPolicy },
+    );
     this.snapshotter = new Snapshotter(
       {
         clock: this.clock,
         logger: this.logger,
         log,
         snapshots: this.snapshots,
-        capture: () => ({
-          view: this.stateMachine.openSnapshotView(),
-          confState: this.raft.status().config,
-          membership: { ...this.membership.exportState(), alarms: this.alarmSet.list() },
-        }),
+        capture: () =>
+          this.betweenApplies(() => ({
+            view: this.stateMachine.openSnapshotView(),
+            confState: this.raft.status().config,
+            membership: { ...this.membership.exportState(), alarms: this.alarmSet.list() },
+          })),
         stateMachine: () => this.stateMachine,
         appliedIndex: () => this.appliedIndex,
         raftStatus: () => this.raft.status(),
@@ -348,6 +406,7 @@ export class RaftNode {
       onSnapshot: (from, message, byteLength, signal) => this.onPeerSnapshot(from, message, byteLength, signal),
     });
     this.ticker = this.clock.setInterval(() => this.onTick(), this.options.heartbeatIntervalMs);
+    this.scrubber.start();
     // The only voter need not wait an election timeout for anyone: it campaigns as soon as
     // its committed configuration is applied (the core refuses to campaign before that).
     const voters = this.raft.status().config.voters;
@@ -427,6 +486,8 @@ export class RaftNode {
     await this.quota.idle();
     await this.prepared?.restored.discard();
     this.prepared = undefined;
+    await this.pins.releaseAll();
+    await this.scrubber.stop();
     await this.stateMachine.close();
     await this.snapshots.close();
     // The store's close ended every receive, so a restore beside one settles now.
@@ -514,6 +575,88 @@ export class RaftNode {
   /** dbSizeBytes is the size of the state machine's files (0 in memory). */
   dbSizeBytes(): Promise<number> {
     return dbSizeBytes(this.options.storage === undefined ? this.options.dataDir : undefined);
+  }
+
+  // ---------------------------------------------------------------- integrity
+
+  /** stateDigest is this member's state digest now, with the applied index and revision it describes. */
+  stateDigest(): DigestAt {
+    return this.stateMachine.stateDigest();
+  }
+
+  /**
+   * checkIntegrity proposes a checkpoint now and waits until every member of its
+   * configuration reported its digest at that index (or timeoutMs passed): each member's
+   * report and the verdict (`stratakv check`). A verdict naming members raises their alarms
+   * through the leader, as a periodic checkpoint does.
+   */
+  async checkIntegrity(options: NodeCallOptions = {}): Promise<CheckpointState> {
+    this.checkRunning();
+    return this.integrity.check({ pin: false, waitForReports: true, timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS, signal: options.signal });
+  }
+
+  /**
+   * pinDigestView pins a view of the state digest for a Merkle diff. 'applied': this member's
+   * state applied now. 'checkpoint': a checkpoint through Raft at which every member pins its
+   * view (pin id `i<index>`, the same on every member).
+   */
+  async pinDigestView(options: { readonly at: 'applied' | 'checkpoint'; readonly signal?: AbortSignal; readonly timeoutMs?: number }): Promise<{ pinId: string; index: number; revision: number }> {
+    this.checkServing();
+    if (this.alarmSet.has(this.memberId, 'CORRUPT') && options.at === 'applied') throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: diff against another member`);
+    const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
+    if (options.at === 'checkpoint') {
+      const index = await this.integrity.checkpointNow(true, timeoutMs);
+      const view = this.pins.get(`i${index}`, this.clock.now());
+      if (view === undefined) throw tooManyPins();
+      return { pinId: `i${index}`, index, revision: view.revision };
+    }
+    if (!this.pins.canPin()) throw tooManyPins();
+    const pinId = this.pins.nextAppliedId();
+    const view = await this.betweenApplies(() => this.stateMachine.openDigestView());
+    if (!this.pins.add(pinId, view, this.clock.now())) {
+      await view.close();
+      throw tooManyPins();
+    }
+    return { pinId, index: view.appliedIndex, revision: view.revision };
+  }
+
+  /**
+   * digestView answers a view pinned here. A checkpoint pin (`i<index>`) this member has not
+   * applied yet is waited for, up to timeoutMs; a pin that is gone is NOT_FOUND... reported as
+   * INVALID_ARGUMENT naming the pin (src/diff's pinNotFound).
+   */
+  async digestView(pinId: string, options: { readonly signal?: AbortSignal; readonly timeoutMs?: number } = {}): Promise<DigestView> {
+    this.checkServing();
+    const checkpoint = /^i(\d+)$/.exec(pinId);
+    if (checkpoint !== null) {
+      const index = Number(checkpoint[1]);
+      if (this.appliedIndex < index) await this.waitForApplied(index - 1, { timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+      // The view is pinned once the apply that reached the checkpoint ended.
+      await this.betweenApplies(() => undefined);
+    }
+    const view = this.pins.get(pinId, this.clock.now());
+    if (view === undefined) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `no digest view is pinned as ${JSON.stringify(pinId)} on member ${this.memberId.toString(16)}: it expired, was released, was never pinned here, or this member installed a snapshot since`, {
+        details: { field: 'pin_id', pinId },
+      });
+    }
+    return view;
+  }
+
+  /** scrubNow re-reads the whole applied state against its digest now (the scrubber's cycle does it daily). */
+  scrubNow(): Promise<ScrubReport> {
+    this.checkRunning();
+    return this.scrubber.scrubNow();
+  }
+
+  /** lastScrub describes the last scrub that ended. */
+  lastScrub(): ScrubReport | undefined {
+    return this.scrubber.lastReport();
+  }
+
+  /** releaseDigestView lets a pinned view go (idempotent). */
+  async releaseDigestView(pinId: string): Promise<void> {
+    await this.pins.release(pinId);
   }
 
   // ---------------------------------------------------------------- alarms
@@ -940,14 +1083,59 @@ export class RaftNode {
   // ---------------------------------------------------------------- applying
 
   private async applyCommitted(entries: readonly Entry[]): Promise<void> {
+    assert(!this.applyingCommitted, 'applies do not overlap');
+    this.applyingCommitted = true;
+    try {
+      await this.applyCommittedNow(entries);
+    } finally {
+      this.applyingCommitted = false;
+      for (const run of this.betweenAppliesQueue.splice(0)) run();
+    }
+  }
+
+  // betweenApplies runs `capture` synchronously at a moment no apply is in progress (now, or
+  // right after the current one): the state machine, Raft's configuration and the member
+  // table then agree, and the state machine may open views.
+  private betweenApplies<T>(capture: () => T): Promise<T> {
+    if (!this.applyingCommitted) return Promise.resolve(capture());
+    return new Promise<T>((resolve, reject) => {
+      this.betweenAppliesQueue.push(() => {
+        try {
+          resolve(capture());
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+  }
+
+  private async applyCommittedNow(entries: readonly Entry[]): Promise<void> {
     const outcomes = new Map<Index, Outcome>();
-    for (let start = 0; start < entries.length; start += APPLY_ENTRIES_MAX) {
-      const results = await this.stateMachine.apply(entries.slice(start, start + APPLY_ENTRIES_MAX));
-      for (const result of results) outcomes.set(result.index, result.error !== undefined ? { error: result.error } : { response: result.response as KvResponse });
+    const digests: DigestAt[] = [];
+    // A checkpoint that pins digest views ends an apply batch: the view is opened exactly at it.
+    for (let start = 0; start < entries.length; ) {
+      let end = Math.min(entries.length, start + APPLY_ENTRIES_MAX);
+      let pinAt: Index | undefined;
+      for (let at = start; at < end; at += 1) {
+        const entry = entries[at] as Entry;
+        if (entry.type === EntryType.Normal && isCheckpointEntry(entry.data) && entry.index > this.stateMachine.appliedIndex() && decodeCheckpoint(entry.data).pin) {
+          end = at + 1;
+          pinAt = entry.index;
+          break;
+        }
+      }
+      const results = await this.stateMachine.apply(entries.slice(start, end));
+      for (const result of results) {
+        if (result.checkpoint !== undefined) digests.push(result.checkpoint);
+        else outcomes.set(result.index, result.error !== undefined ? { error: result.error } : { response: result.response as KvResponse });
+      }
+      if (pinAt !== undefined) this.pinCheckpointView(pinAt);
+      start = end;
     }
     let clientWrites = false;
     for (const entry of entries) {
       if (entry.type === EntryType.ConfChange) this.applyConfChangeEntry(entry);
+      else if (entry.type === EntryType.Normal && isCheckpointEntry(entry.data)) this.applyCheckpointEntry(entry);
       else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.applyNodeCommand(decodeNodeCommand(entry.data));
       else if (entry.data.byteLength > 0) clientWrites = true;
       const reroute = this.proposals.applied(entry.index, entry.term, outcomes.get(entry.index) ?? {});
@@ -963,6 +1151,8 @@ export class RaftNode {
     this.reads.onApplied(this.appliedIndex);
     this.hooks.onApplied?.(this.appliedIndex);
     this.wakeAppliedWaiters();
+    // This member's digest at each checkpoint it applied: reported to the cluster.
+    for (const digest of digests) this.integrity.onLocalDigest(digest);
     // Between two applies: the state machine, Raft's configuration and the member table
     // agree, so a snapshot may capture them here.
     this.snapshotter.noteApplied(this.appliedIndex);
@@ -1172,6 +1362,9 @@ export class RaftNode {
     this.installing = false;
     const previous = this.stateMachine;
     this.stateMachine = prepared.restored.stateMachine;
+    // Pinned views and a scrub hold the replaced state machine open: let them go.
+    await this.pins.releaseAll();
+    await this.scrubber.abandon();
     await previous.close();
     await prepared.restored.commit();
     const before = new Set(this.membership.list().map((member) => member.id));
@@ -1202,7 +1395,30 @@ export class RaftNode {
       case 'alarm':
         this.applyAlarmChange(command);
         return;
+      case 'digestReport':
+        this.integrity.onReportApplied(command);
+        return;
     }
+  }
+
+  // applyCheckpointEntry records an integrity checkpoint with the configuration it was applied in.
+  private applyCheckpointEntry(entry: Entry): void {
+    const payload = decodeCheckpoint(entry.data);
+    const members = this.membership.list();
+    const voters = members.filter((member) => !member.isLearner).map((member) => member.id);
+    const learners = members.filter((member) => member.isLearner).map((member) => member.id);
+    this.integrity.onCheckpointApplied(entry.index, payload, voters, learners, this.stateMachine.revision());
+  }
+
+  // pinCheckpointView pins the digest view of a checkpoint that asked for one, exactly at its
+  // index (applyCommittedNow ended the batch there). A member with too many pins skips it:
+  // the diff then reports that this member has no view at that checkpoint.
+  private pinCheckpointView(index: Index): void {
+    if (!this.pins.canPin()) {
+      this.logger.warn('not pinning a digest view at a checkpoint: too many are pinned', { index, pinned: DIGEST_PINS_MAX });
+      return;
+    }
+    this.pins.add(`i${index}`, this.stateMachine.openDigestView(), this.clock.now());
   }
 
   private applyPublish(command: PublishCommand): void {
@@ -1277,6 +1493,7 @@ export class RaftNode {
     this.announced = { role, leaderId };
     this.hooks.onRoleChange?.({ role, leaderId, term: this.raft.currentTerm() });
     if (leaderId !== NO_NODE) for (const wake of [...this.leaderWaiters]) wake();
+    if (role === 'leader') this.integrity.onBecameLeader();
     if (leaderChanged) {
       this.logger.info('leader changed', { leaderId: leaderId.toString(16), role });
       // Read requests sent to the old leader may be lost with it: ask again.
@@ -1301,6 +1518,8 @@ export class RaftNode {
     // answered NOT_LEADER may have been replaced without a change this member noticed.
     if (this.proposals.hasHeld) this.router.releaseHeld();
     this.handOverIfCorrupt();
+    this.integrity.tick();
+    if (this.tickCount % this.electionTicks === 0) void this.pins.sweep(this.clock.now());
     if (this.removed && this.raft.currentRole() !== 'leader') {
       if (this.removedAtTick < 0) this.removedAtTick = this.tickCount;
       if (this.tickCount - this.removedAtTick >= REMOVED_GRACE_ELECTIONS * this.electionTicks) void this.stop({ transferLeadership: false });

@@ -116,8 +116,8 @@ export interface SnapshotterHost {
   readonly logger: Logger;
   readonly log: LogStore;
   readonly snapshots: SnapshotStore;
-  /** capture reads the applied state now (synchronously). */
-  capture(): CapturedState;
+  /** capture reads the applied state between two applies (now, or when the current apply ends), synchronously then. */
+  capture(): CapturedState | Promise<CapturedState>;
   stateMachine(): KvStateMachine;
   appliedIndex(): Index;
   /** The core's status (role, progress), for the leader's compaction limits. */
@@ -266,7 +266,7 @@ export class Snapshotter {
   }
 
   private async take(signal: AbortSignal): Promise<SnapshotInfo | undefined> {
-    const captured = this.host.capture();
+    const captured = await this.host.capture();
     const { view } = captured;
     const index = view.appliedIndex;
     const term: Term = view.appliedTerm;

@@ -135,4 +135,17 @@ export interface EtcdBackend {
    * deleted and overwritten keys (LevelDB compacts), and the quota measures it again.
    */
   defragment(options?: CallOptions): Promise<void>;
+  /**
+   * hashKv is etcd's HashKV for this member: a 32-bit hash of its whole key-value state at
+   * `revision` (0: now), equal on members at the same revision. Only the current revision is
+   * kept (no history): an older one is COMPACTED, a later one FUTURE_REVISION.
+   */
+  hashKv(revision: number, options?: CallOptions): Promise<HashKvAnswer>;
+}
+
+/** HashKvAnswer is what HashKV answers: the hash, the revision it is at, and the oldest revision kept. */
+export interface HashKvAnswer {
+  readonly hash: number;
+  readonly revision: number;
+  readonly compactRevision: number;
 }

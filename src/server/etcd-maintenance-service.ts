@@ -1,4 +1,4 @@
-// etcdserverpb.Maintenance: Status, MoveLeader, Alarm, Defragment and Snapshot
+// etcdserverpb.Maintenance: Status, MoveLeader, Alarm, Defragment, HashKV and Snapshot
 // (snapshot-call.ts) over an EtcdBackend. The other methods are not registered, so grpc-js
 // answers them UNIMPLEMENTED.
 
@@ -8,7 +8,7 @@ import type { AlarmType } from '../node/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { AlarmCall, EtcdBackend } from './backend.ts';
 import { encodeHeader } from './etcd-request-mapping.ts';
-import type { WireAlarmRequest, WireAlarmResponse, WireDefragmentResponse, WireMoveLeaderRequest, WireStatusResponse } from './etcd-wire.ts';
+import type { WireAlarmRequest, WireAlarmResponse, WireDefragmentResponse, WireHashKVRequest, WireHashKVResponse, WireMoveLeaderRequest, WireStatusResponse } from './etcd-wire.ts';
 import { WireAlarmAction, WireAlarmType } from './etcd-wire.ts';
 import { snapshotCall } from './snapshot-call.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
@@ -52,8 +52,14 @@ export function createMaintenanceService(backend: EtcdBackend, logger: EtcdServe
     return { header: encodeHeader(info, info.revision) };
   };
 
+  const hashKv = async (wire: WireHashKVRequest, signal: AbortSignal): Promise<WireHashKVResponse> => {
+    const answer = await backend.hashKv(Math.max(0, Number(wire.revision ?? 0)), { signal });
+    return { header: encodeHeader(backend.header(), answer.revision), hash: answer.hash, compactRevision: answer.compactRevision };
+  };
+
   return {
     Status: unaryCall('Maintenance.Status', status, logger, hasLeader),
+    HashKV: unaryCall('Maintenance.HashKV', hashKv, logger, hasLeader),
     MoveLeader: unaryCall('Maintenance.MoveLeader', moveLeader, logger, hasLeader),
     Alarm: unaryCall('Maintenance.Alarm', alarm, logger, hasLeader),
     Defragment: unaryCall('Maintenance.Defragment', defragment, logger, hasLeader),

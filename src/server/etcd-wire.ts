@@ -171,6 +171,18 @@ export interface WireAlarmResponse {
   alarms: WireAlarmMember[];
 }
 
+/** WireHashKVRequest is etcdserverpb.HashKVRequest. */
+export interface WireHashKVRequest {
+  revision?: string | number;
+}
+
+/** WireHashKVResponse is etcdserverpb.HashKVResponse. */
+export interface WireHashKVResponse {
+  header: WireResponseHeader;
+  hash: number;
+  compactRevision: number;
+}
+
 /** WireDefragmentResponse is etcdserverpb.DefragmentResponse. */
 export interface WireDefragmentResponse {
   header: WireResponseHeader;

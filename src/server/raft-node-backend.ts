@@ -6,7 +6,7 @@ import { NO_NODE } from '../raft/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { ETCD_ERRORS } from '../util/etcd-errors.ts';
-import type { Alarm, AlarmCall, BackendSnapshot, CallOptions, EtcdBackend, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
+import type { Alarm, AlarmCall, BackendSnapshot, CallOptions, EtcdBackend, HashKvAnswer, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
 
 /** RaftNodeBackend adapts a RaftNode to the EtcdBackend contract. */
 export class RaftNodeBackend implements EtcdBackend {
@@ -77,6 +77,16 @@ export class RaftNodeBackend implements EtcdBackend {
 
   async defragment(): Promise<void> {
     await this.node.compactStorage();
+  }
+
+  async hashKv(revision: number): Promise<HashKvAnswer> {
+    // The digest and its revision are read in one step: they describe the same applied state.
+    const { revision: current, digest } = this.node.stateDigest();
+    if (revision > current) throw new StrataError(ErrorCode.FUTURE_REVISION, 'mvcc: required revision is a future revision', { details: { revision, current } });
+    if (revision > 0 && revision < current) throw new StrataError(ErrorCode.COMPACTED, 'mvcc: required revision has been compacted', { details: { revision, current } });
+    // The first 32 bits of the full root: it covers every key, value, revision and version.
+    const hash = new DataView(digest.full.buffer, digest.full.byteOffset, digest.full.byteLength).getUint32(0, true);
+    return { hash, revision: current, compactRevision: current };
   }
 
   /**

@@ -4,19 +4,10 @@
 // digestView (waiting for a checkpoint this member has not applied yet) and releaseDigestView.
 
 import type { DigestPinSource } from '../diff/index.ts';
-import type { DigestView } from '../storage/index.ts';
+import type { RaftNode } from '../node/index.ts';
 
-/**
- * DigestPinningNode is the part of RaftNode this adapter uses (RaftNode has it; tests may
- * give a stand-in).
- */
-export interface DigestPinningNode {
-  readonly clusterId: number;
-  readonly memberId: number;
-  pinDigestView(options: { at: 'applied' | 'checkpoint'; signal?: AbortSignal; timeoutMs?: number }): Promise<{ pinId: string; index: number; revision: number }>;
-  digestView(pinId: string, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<DigestView>;
-  releaseDigestView(pinId: string): Promise<void>;
-}
+/** DigestPinningNode is the part of RaftNode this adapter uses (tests may give a stand-in). */
+export type DigestPinningNode = Pick<RaftNode, 'clusterId' | 'memberId' | 'pinDigestView' | 'digestView' | 'releaseDigestView'>;
 
 /** raftNodeDigestPins adapts `node` to DigestPinSource; pass it to startEtcdServer as `digestPins`. */
 export function raftNodeDigestPins(node: DigestPinningNode): DigestPinSource {

@@ -202,6 +202,13 @@ export interface KvStateMachineOptions {
    * what differs. open() always checks the stored leaves against the stored root (cheap).
    */
   readonly verifyAtOpen?: boolean;
+  /**
+   * FOR BENCHMARKS ONLY: apply() keeps no digest (no hashing, no index, no leaves), so the
+   * cost of the digest can be measured against its absence in one run. The data can then not
+   * be verified: nothing is checked at open or in snapshot views, checkpoints report an empty
+   * digest, and a later open with the digest kept refuses the database (data-vs-leaves).
+   */
+  readonly unsafeSkipDigest?: boolean;
 }
 
 // PendingWrite is a key's state that apply() produced and LevelDB may not hold yet: a user
@@ -247,6 +254,7 @@ export class KvStateMachine {
   private meta: MetaState;
   private readonly sums: DigestSums;
   private readonly verification: DigestVerification | undefined;
+  private readonly options: KvStateMachineOptions;
   private applying = false;
   private closed = false;
 
@@ -274,6 +282,7 @@ export class KvStateMachine {
   private digestViews = 0;
 
   private constructor(db: KvLevel, meta: MetaState, sums: DigestSums, options: KvStateMachineOptions, verification?: DigestVerification) {
+    this.options = options;
     this.db = db;
     this.meta = meta;
     this.sums = sums;
@@ -323,7 +332,7 @@ export class KvStateMachine {
       return new KvStateMachine(db, meta, built.sums, options, built.verification);
     }
     const sums = await loadStoredDigest(db, storedMeta?.digest);
-    if (options.verifyAtOpen === false) return new KvStateMachine(db, meta, sums, options);
+    if (options.verifyAtOpen === false || options.unsafeSkipDigest === true) return new KvStateMachine(db, meta, sums, options);
     const checked = await verifyStoredDigest(db, sums);
     return new KvStateMachine(db, meta, sums, options, checked.verification);
   }
@@ -366,7 +375,7 @@ export class KvStateMachine {
       // The view's writes stay in its own overlay, invisible to reads, until commit() makes
       // them and the new applied state visible in one synchronous step: the commands await
       // (range scans), and a read in between must not see half a batch.
-      const view = new ApplyView(this.db, this.pending, this.meta.revision);
+      const view = new ApplyView(this.db, this.pending, this.meta.revision, this.options.unsafeSkipDigest !== true);
       const results: ApplyResult[] = [];
       let appliedIndex = this.meta.appliedIndex;
       let appliedTerm = this.meta.appliedTerm;
@@ -447,6 +456,7 @@ export class KvStateMachine {
     const pending = overlayIn(this.pending.values(), range);
     const { appliedIndex, appliedTerm, revision } = this.meta;
     const digest = this.sums.root();
+    const skipDigest = this.options.unsafeSkipDigest === true;
     const scans = this.scans;
     scans.opened();
     let taken = false;
@@ -465,7 +475,8 @@ export class KvStateMachine {
       records(): AsyncIterable<readonly KvSnapshotRecord[]> {
         assert(!taken, 'a snapshot view is read once');
         taken = true;
-        return checkedAgainstDigest(mergedRecords(iterator, pending, release), digest, `the snapshot view at index ${appliedIndex}`);
+        const records = mergedRecords(iterator, pending, release);
+        return skipDigest ? records : checkedAgainstDigest(records, digest, `the snapshot view at index ${appliedIndex}`);
       },
       close: release,
     };
@@ -1051,9 +1062,15 @@ class ApplyView extends ReadView {
   private readonly overlay = new Map<string, OverlayPair>();
   // The batch's changes of the digest, and of its index ('h' LevelDB key -> hashes, or null).
   readonly digestDelta = new DigestDelta();
+  private readonly keepDigest: boolean;
   private readonly indexOverlay = new Map<string, { levelKey: Uint8Array; encoded: Uint8Array | null }>();
   // Writes in the request being executed; the revision moves once per request that wrote.
   private changes = 0;
+
+  constructor(db: KvLevel, pending: ReadonlyMap<string, PendingWrite>, revision: number, keepDigest: boolean) {
+    super(db, pending, revision);
+    this.keepDigest = keepDigest;
+  }
 
   // writes are the batch's writes, for commit().
   writes(): ReadonlyMap<string, OverlayPair> {
@@ -1113,6 +1130,7 @@ class ApplyView extends ReadView {
   private write(key: Uint8Array, levelKey: Uint8Array, previous: StoredValue | undefined, stored: StoredValue | null): void {
     this.overlay.set(mapKeyOf(levelKey), { levelKey, stored });
     this.changes += 1;
+    if (!this.keepDigest) return;
     const leaf = leafOf(key);
     if (previous !== undefined) this.digestDelta.add(leaf, keyHashesOf(key, previous.value, previous), -1);
     let hashes: KeyHashes | undefined;

@@ -32,6 +32,12 @@ test('no flags gives etcd defaults', () => {
     snapshotSendRateBytes: 104857600,
     snapshotSendRateBytesUnderLoad: 25165824,
     quotaBackendBytes: 0,
+    integrityCheckEntries: 10000,
+    integrityCheckIntervalMs: 60000,
+    scrubIntervalMs: 86400000,
+    scrubRateBytes: 16777216,
+    repairCorruptState: false,
+    unsafeNoStateDigest: false,
     logLevel: 'info',
   });
 });
@@ -55,6 +61,12 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     '--snapshot-send-rate-bytes=1048576',
     '--snapshot-send-rate-bytes-under-load', '262144',
     '--quota-backend-bytes', '8589934592',
+    '--integrity-check-entries', '0',
+    '--integrity-check-interval=5000',
+    '--scrub-interval', '60000',
+    '--scrub-rate-bytes=1024',
+    '--repair-corrupt-state',
+    '--unsafe-no-state-digest=true',
     '--log-level=debug',
   ]);
   assert.deepEqual(options, {
@@ -79,6 +91,12 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     snapshotSendRateBytes: 1048576,
     snapshotSendRateBytesUnderLoad: 262144,
     quotaBackendBytes: 8589934592,
+    integrityCheckEntries: 0,
+    integrityCheckIntervalMs: 5000,
+    scrubIntervalMs: 60000,
+    scrubRateBytes: 1024,
+    repairCorruptState: true,
+    unsafeNoStateDigest: true,
     logLevel: 'debug',
   });
 });
@@ -176,4 +194,11 @@ test('this member must be in --initial-cluster, at its advertised peer URLs', ()
   const elsewhere = refusal(['--initial-cluster', 'default=http://localhost:2381']);
   assert.equal(elsewhere.flag, '--initial-cluster');
   assert.match(elsewhere.message, /^--initial-cluster has default=http:\/\/localhost:2381 but missing from --initial-advertise-peer-urls=http:\/\/localhost:2380/);
+});
+
+test('--repair-corrupt-state is a bool flag: alone it is true, =false turns it off, another value is refused', () => {
+  assert.equal(parseServeFlags(['--repair-corrupt-state']).repairCorruptState, true);
+  assert.equal(parseServeFlags(['--repair-corrupt-state=false']).repairCorruptState, false);
+  assert.throws(() => parseServeFlags(['--repair-corrupt-state=yes']), /must be true or false/);
+  assert.throws(() => parseServeFlags(['--integrity-check-entries', '-1']), /--integrity-check-entries/);
 });

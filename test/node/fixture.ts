@@ -138,6 +138,8 @@ export interface ClusterOptions<T extends MemoryTransport> {
   readonly clock?: 'virtual' | 'system';
   /** Snapshot triggers and log retention for every member (small counts make snapshots happen in a test). */
   readonly snapshotPolicy?: RaftNodeOptions['snapshotPolicy'];
+  /** More options for every member (integrity checks, scrubbing, ...). */
+  readonly nodeOptions?: Partial<RaftNodeOptions>;
 }
 
 /** startCluster starts `size` members of a new cluster and waits until every one knows the leader. */
@@ -159,6 +161,7 @@ export async function startCluster<T extends MemoryTransport = CountingTransport
     electionTimeoutMs: ELECTION_MS,
     clock: driver.clock,
     ...(clusterOptions.snapshotPolicy !== undefined ? { snapshotPolicy: clusterOptions.snapshotPolicy } : {}),
+    ...clusterOptions.nodeOptions,
     createTransport: ({ localId, clusterId }) => {
       const transport = createTransport(network, { localId, clusterId, clock: driver.clock });
       transports.set(localId, transport);

@@ -404,3 +404,16 @@ test('a digest view sums a range of keys at its index (the tree of a diff restri
   await feeder.machine.close();
   await reference.machine.close();
 });
+
+test('a state machine that skipped its digest (benchmarks only) is refused by a later open that keeps one', async () => {
+  const location = newLocation();
+  const feeder = new Feeder(await KvStateMachine.open(classic(location), { unsafeSkipDigest: true }));
+  await feeder.apply([put('a', '1'), put('b', '2')]);
+  assert.ok(digestRootsEqual(feeder.machine.stateDigest().digest, EMPTY_DIGEST_ROOT), 'no digest kept');
+  const view = feeder.machine.openSnapshotView();
+  let records = 0;
+  for await (const batch of view.records()) records += batch.length;
+  assert.equal(records, 2, 'its snapshot views are not checked');
+  await feeder.machine.close();
+  await expectCorruption(KvStateMachine.open(classic(location)), 'data-vs-leaves');
+});
