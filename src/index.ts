@@ -6,7 +6,7 @@ import { prefixEnd } from './client/index.ts';
 import { RaftNode } from './node/index.ts';
 import type { AlarmRecord, AlarmType, MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
 import type { Logger } from './raft/index.ts';
-import { RaftNodeBackend, raftNodeLogSource, startEtcdServer } from './server/index.ts';
+import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer } from './server/index.ts';
 import type { EtcdServer } from './server/index.ts';
 import type { Compare, DeleteRangeResponse, KeyValue, KvLimits, PutResponse, RangeResponse, TxnOperation, TxnResponse } from './storage/index.ts';
 import { DEFAULT_KV_LIMITS } from './storage/index.ts';
@@ -131,7 +131,7 @@ export class StrataKv {
     let server: EtcdServer | undefined;
     if (options.clientUrls !== undefined && options.clientUrls.length > 0) {
       try {
-        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
+        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
       } catch (error) {
         await node.stop({ transferLeadership: false });
         throw error;

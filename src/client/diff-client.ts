@@ -30,6 +30,7 @@ import type {
   DigestTreeSource,
   Inconsistency,
   LeafKeyHash,
+  MerkleDiffResult,
   TreeName,
   TreeRoot,
   WireHelloResponse,
@@ -208,6 +209,7 @@ export class DiffClient {
     options.onProgress?.({ phase: 'pin', mode });
     // The pins made, released whatever happens next.
     const pinned: { endpoint: string; pinId: string }[] = [];
+    let found: Omit<DiffReport, 'stats'> & { readonly result: MerkleDiffResult };
     try {
       let pinA: WirePinResponse;
       let pinB: WirePinResponse;
@@ -246,7 +248,7 @@ export class DiffClient {
         revision: tree.revision,
         keyCount: tree.source.root.keyCount,
       });
-      return {
+      found = {
         mode,
         hash,
         a: side(helloA, pinA, treeA),
@@ -257,17 +259,7 @@ export class DiffClient {
         truncated: result.truncated,
         differencesMax,
         inconsistencies: result.inconsistencies,
-        stats: {
-          bytesSent: wire.sent,
-          bytesReceived: wire.received,
-          calls: wire.calls,
-          rounds: result.rounds,
-          sumsCompared: result.sumsCompared,
-          leavesCompared: result.leavesCompared,
-          keysReceived: result.keysReceived,
-          differingNodes: result.differingNodes,
-          seconds: (performance.now() - startedMs) / 1000,
-        },
+        result,
       };
     } finally {
       await Promise.all(
@@ -281,6 +273,22 @@ export class DiffClient {
         }),
       );
     }
+    // The stats include the releases.
+    const { result, ...report } = found;
+    return {
+      ...report,
+      stats: {
+        bytesSent: wire.sent,
+        bytesReceived: wire.received,
+        calls: wire.calls,
+        rounds: result.rounds,
+        sumsCompared: result.sumsCompared,
+        leavesCompared: result.leavesCompared,
+        keysReceived: result.keysReceived,
+        differingNodes: result.differingNodes,
+        seconds: (performance.now() - startedMs) / 1000,
+      },
+    };
   }
 
   /** close closes every connection; a diff running fails. Twice is harmless. */

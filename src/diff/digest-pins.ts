@@ -6,8 +6,9 @@
 //
 // A pin is in one of two states: open (its view pinned; each use keeps it alive) or gone
 // (released, expired after PIN_IDLE_MS_MAX unused, or never made): a request naming it is then
-// NOT_FOUND... answered here as the code `PIN_NOT_FOUND_CODE`. The state machine bounds the
-// views open at once (DIGEST_VIEWS_MAX; UNAVAILABLE beyond).
+// refused with PIN_NOT_FOUND_CODE (INVALID_ARGUMENT, field `pin_id`: the catalogue has no
+// NOT_FOUND). The state machine bounds the views open at once (DIGEST_VIEWS_MAX; UNAVAILABLE
+// beyond).
 
 import type { DigestView, KvStateMachine } from '../storage/index.ts';
 import type { Clock } from '../util/clock.ts';

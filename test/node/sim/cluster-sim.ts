@@ -270,6 +270,9 @@ class ClusterRun {
     await this.converge(healPhaseMs);
     await this.finalReads();
     this.checkPromisesSettled();
+    // Entries committed since (a member publishing itself late, an integrity checkpoint and
+    // its reports) are applied everywhere before replicas and member tables are compared.
+    await this.converge(healPhaseMs);
     await this.checkReplicas();
     this.checkLogs();
     this.checkHistory();
@@ -793,6 +796,9 @@ class ClusterRun {
         const leader = up.find((member) => member.node?.status().role === 'leader');
         if (leader?.node === undefined) return false;
         const configured = new Set(leader.node.members().map((record) => record.id));
+        // Every member published its name (a member that joined late retries until it did),
+        // so that the member tables compared after healing are final.
+        if (leader.node.members().some((record) => record.name === '')) return false;
         // No configuration stays joint once the replacement that entered it is done.
         if (leader.node.configuration().votersOutgoing.length > 0) return false;
         const commit = leader.node.status().commitIndex;
