@@ -6,6 +6,12 @@ import { CLIENT_USAGE, isClientVerb, runClientVerb } from './client-verbs.ts';
 import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError } from './serve-flags.ts';
 import { LOG_USAGE } from './log-usage.ts';
 import { DIFF_USAGE } from './diff-usage.ts';
+import { isStrataError } from '../src/util/errors.ts';
+
+// The integrity verbs' help lines (integrity-verbs.ts keeps the same text; it is loaded on demand).
+const INTEGRITY_USAGE_LINES = `  check [--endpoints E] [-w simple|json]  every member's state digest at one agreed index, and a verdict
+  member rebuild --member NAME [--endpoints E]
+                                       the member takes the leader's state; agreeing clears its CORRUPT alarm`;
 import { SNAPSHOT_USAGE } from './snapshot-usage.ts';
 
 const USAGE = `usage: stratakv <command> [flags]
@@ -17,6 +23,7 @@ ${CLIENT_USAGE}
 ${SNAPSHOT_USAGE}
 ${LOG_USAGE}
 ${DIFF_USAGE}
+${INTEGRITY_USAGE_LINES}
   version                              print the stratakv version
   help                                 print this help
 
@@ -96,7 +103,15 @@ export async function main(args: readonly string[]): Promise<number> {
         if (!(await import('./native-addon.ts')).ensureNativeAddon('serve')) return EXIT_FAILURE;
         // Loaded on demand: the client verbs should not pay for the server's imports.
         const { runServe } = await import('./serve.ts');
-        return await runServe(options);
+        try {
+          return await runServe(options);
+        } catch (error) {
+          // A refusal to start (a state machine that fails its integrity check, a data dir of
+          // another member) is an operating error: its message, not a stack trace.
+          if (!isStrataError(error)) throw error;
+          console.error(`stratakv serve: ${error.message} (${error.code})`);
+          return EXIT_FAILURE;
+        }
       }
       case 'dev': {
         if (!wantsHelp(rest) && !(await import('./native-addon.ts')).ensureNativeAddon('dev')) return EXIT_FAILURE;
@@ -114,6 +129,25 @@ export async function main(args: readonly string[]): Promise<number> {
         // Loaded on demand, like log: it pulls in the diff's client.
         const { runDiffCommand } = await import('./diff-verb.ts');
         return await runDiffCommand(rest);
+      }
+      case 'check':
+      case 'member': {
+        const { INTEGRITY_USAGE, runCheckVerb, runMemberVerb } = await import('./integrity-verbs.ts');
+        if (wantsHelp(rest)) {
+          console.log(INTEGRITY_USAGE);
+          return 0;
+        }
+        const io = { out: (line: string) => process.stdout.write(`${line}\n`), err: (line: string) => process.stderr.write(`${line}\n`) };
+        try {
+          return verb === 'check' ? await runCheckVerb(rest, io) : await runMemberVerb(rest, io);
+        } catch (error) {
+          if (error instanceof UsageError) throw error;
+          if (isStrataError(error)) {
+            console.error(`stratakv ${verb}: ${error.message}`);
+            return EXIT_FAILURE;
+          }
+          throw error;
+        }
       }
       default:
         if (isClientVerb(verb)) {

@@ -49,7 +49,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
   });
   let server;
   try {
-    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
   } catch (error) {
     await node.stop({ transferLeadership: false });
     throw error;

@@ -31,3 +31,5 @@ export { prefixEnd } from './wire.ts';
 export type { Bytes, ClusterAlarm, ClusterMember, EndpointStatus, MemberId, ResponseHeader, WithHeader } from './wire.ts';
 export { DiffClient, DIFF_CALL_TIMEOUT_MS_DEFAULT, DIFF_MESSAGE_BYTES_MAX, DIFF_OPEN_TIMEOUT_MS_DEFAULT, GRPC_MESSAGE_HEADER_BYTES } from './diff-client.ts';
 export type { DiffClientOptions, DiffClientProgress, DiffMode, DiffOptions, DiffReport, DiffSide, DiffWireStats } from './diff-client.ts';
+export { IntegrityClient } from './integrity-client.ts';
+export type { IntegrityCheck, IntegrityReport, RebuildResult } from './integrity-client.ts';

@@ -2,7 +2,7 @@
 // view of the state applied when it was asked for, `i<index>` for the view every member
 // pins exactly at a checkpoint entry that asked for it. Each pin holds a LevelDB snapshot and
 // a copy of the digest's sums (2 MiB), so they are few (DIGEST_PINS_MAX), expire after
-// PIN_IDLE_MS unused, and are all released before the state machine is replaced (a snapshot
+// PIN_IDLE_MS unused (PIN_NEVER_USED_MS when never read), and are all released before the state machine is replaced (a snapshot
 // install) or closed.
 
 import type { DigestView } from '../storage/index.ts';
@@ -12,10 +12,15 @@ import { ErrorCode, StrataError } from '../util/index.ts';
 export const DIGEST_PINS_MAX = 4;
 /** PIN_IDLE_MS: a pin unused this long is released. */
 export const PIN_IDLE_MS = 5 * 60_000;
+/**
+ * PIN_NEVER_USED_MS: a pin never read this long after it was made is released: every member
+ * pins at a checkpoint a diff asked for, but the diff reads only the two it compares.
+ */
+export const PIN_NEVER_USED_MS = 30_000;
 
 /** NodeDigestPins is a member's pinned digest views (see the file comment). */
 export class NodeDigestPins {
-  private readonly pins = new Map<string, { view: DigestView; lastUsedMs: number }>();
+  private readonly pins = new Map<string, { view: DigestView; madeMs: number; lastUsedMs: number; used: boolean }>();
   private made = 0;
 
   /** nextAppliedId names the next pin of the applied state. */
@@ -32,7 +37,7 @@ export class NodeDigestPins {
   /** add keeps a view under `pinId` (a checkpoint pinned twice keeps its first view). */
   add(pinId: string, view: DigestView, nowMs: number): boolean {
     if (this.pins.has(pinId) || !this.canPin()) return false;
-    this.pins.set(pinId, { view, lastUsedMs: nowMs });
+    this.pins.set(pinId, { view, madeMs: nowMs, lastUsedMs: nowMs, used: false });
     return true;
   }
 
@@ -41,6 +46,7 @@ export class NodeDigestPins {
     const pin = this.pins.get(pinId);
     if (pin === undefined) return undefined;
     pin.lastUsedMs = nowMs;
+    pin.used = true;
     return pin.view;
   }
 
@@ -53,7 +59,9 @@ export class NodeDigestPins {
 
   /** sweep releases the views unused for PIN_IDLE_MS. */
   async sweep(nowMs: number): Promise<void> {
-    for (const [pinId, pin] of [...this.pins]) if (nowMs - pin.lastUsedMs >= PIN_IDLE_MS) await this.release(pinId);
+    for (const [pinId, pin] of [...this.pins]) {
+      if (nowMs - pin.lastUsedMs >= PIN_IDLE_MS || (!pin.used && nowMs - pin.madeMs >= PIN_NEVER_USED_MS)) await this.release(pinId);
+    }
   }
 
   /** releaseAll releases every view (before the state machine is replaced or closed). */

@@ -74,6 +74,20 @@ const REMOVED_LEADER_CHECKS_MAX = 100;
 export const PUBLISH_ATTEMPTS_MAX = 50;
 /** LEADER_WAITS_MAX bounds the wake-ups of one waitForLeader() or transferLeadership(). */
 const LEADER_WAITS_MAX = 100_000;
+/** REBUILD_CATCH_UP_ROUNDS_MAX bounds the rounds a rebuilt state machine catches up with the serving one's index. */
+export const REBUILD_CATCH_UP_ROUNDS_MAX = 20;
+
+/** RebuildReport says how a rebuild went: the snapshot taken, and the check after it. */
+export interface RebuildReport {
+  readonly snapshotId: string;
+  readonly snapshotIndex: Index;
+  readonly checkpoint: CheckpointState;
+  /** This member's digest agrees with the majority's at the checkpoint. */
+  readonly agrees: boolean;
+  /** Its CORRUPT alarm was cleared (it had one, and it agrees). */
+  readonly alarmCleared: boolean;
+}
+
 /** APPLIED_WAITERS_MAX bounds the log streams waiting in waitForApplied() at once. */
 export const APPLIED_WAITERS_MAX = 1_024;
 
@@ -191,6 +205,7 @@ export class RaftNode {
   // While applyCommitted runs (it awaits the state machine), views of the applied state wait:
   // betweenApplies() queues them, and they run synchronously when it ends.
   private applyingCommitted = false;
+  private rebuilding = false;
   private readonly betweenAppliesQueue: (() => void)[] = [];
   private readonly electionTicks: number;
   private readonly proposals: ProposalTracker;
@@ -630,7 +645,11 @@ export class RaftNode {
     const checkpoint = /^i(\d+)$/.exec(pinId);
     if (checkpoint !== null) {
       const index = Number(checkpoint[1]);
-      if (this.appliedIndex < index) await this.waitForApplied(index - 1, { timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+      if (this.appliedIndex < index) {
+        const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
+        const reached = await this.waitForApplied(index - 1, { timeoutMs, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+        if (!reached) throw requestTimedOut({ detail: `member ${this.memberId.toString(16)} did not apply checkpoint ${index} within ${timeoutMs} ms` });
+      }
       // The view is pinned once the apply that reached the checkpoint ended.
       await this.betweenApplies(() => undefined);
     }
@@ -1568,10 +1587,107 @@ export class RaftNode {
         this.checkServing();
         return encodeMembersReply(await this.changes.operate(operation, { signal }));
       }
+      case 'snapshot':
+        return this.sendSnapshotForRebuild(from);
       case 'status':
       case 'read':
         throw new StrataError(ErrorCode.UNIMPLEMENTED, `peer request ${kind} is not served`);
     }
+  }
+
+  // sendSnapshotForRebuild answers a member rebuilding its state: this leader takes a snapshot
+  // (or uses the newest, if nothing was applied since), streams it to the member as it would
+  // for Raft, and answers its id and index once the member holds the whole file, checked.
+  private async sendSnapshotForRebuild(to: NodeId): Promise<Uint8Array> {
+    this.checkServing();
+    if (this.raft.currentRole() !== 'leader') throw new StrataError(ErrorCode.NOT_LEADER, 'etcdserver: not leader');
+    if (this.alarmSet.has(this.memberId, 'CORRUPT')) throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: it sends no snapshot`);
+    if (this.membership.get(to) === undefined) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member ${to.toString(16)} is not in the cluster`);
+    const info = await this.snapshotter.takeNow();
+    const snapshot = this.log.snapshot();
+    if (snapshot.metadata.index !== info.index) throw new StrataError(ErrorCode.UNAVAILABLE, `the leader's newest snapshot moved on while it was taken (${info.index}, now ${snapshot.metadata.index}); try again`);
+    const sent = await this.snapshotSender.sendAndWait({ type: 'snapshot', from: this.memberId, to, term: this.raft.currentTerm(), snapshot });
+    if (!sent) throw new StrataError(ErrorCode.UNAVAILABLE, `the snapshot ${info.id} did not reach member ${to.toString(16)} (a send to it runs already, or it failed); try again`);
+    return new TextEncoder().encode(JSON.stringify({ snapshotId: info.id, index: info.index }));
+  }
+
+  /**
+   * rebuildState discards this member's state machine and takes the leader's: the leader
+   * streams a snapshot (checked by its SHA-256 on receipt and by its state digest when
+   * restored), the restored state catches up with this member's own log, and replaces the
+   * serving one between two applies. Then a checkpoint compares this member's digest with the
+   * others'; when it agrees with the majority, this member's CORRUPT alarm is cleared
+   * (`stratakv member rebuild`). A leader hands leadership over first.
+   */
+  async rebuildState(options: NodeCallOptions = {}): Promise<RebuildReport> {
+    this.checkServing();
+    if (this.rebuilding) throw new StrataError(ErrorCode.UNAVAILABLE, 'this member is rebuilding its state already');
+    this.rebuilding = true;
+    try {
+      return await this.rebuildNow(options);
+    } finally {
+      this.rebuilding = false;
+    }
+  }
+
+  private async rebuildNow(options: NodeCallOptions): Promise<RebuildReport> {
+    const timeoutMs = options.timeoutMs ?? 10 * REQUEST_TIMEOUT_MS;
+    const deadlineMs = this.clock.now() + timeoutMs;
+    const remaining = (): number => Math.max(1, deadlineMs - this.clock.now());
+    if (this.raft.currentRole() === 'leader') {
+      const target = this.bestTransferTarget((id) => !this.alarmSet.has(id, 'CORRUPT'));
+      if (target === undefined) throw new StrataError(ErrorCode.UNAVAILABLE, 'this member leads and no healthy voter can take over: it cannot rebuild from a leader');
+      await this.handOver(target, { timeoutMs: remaining() });
+    }
+    const leaderId = await this.waitForLeader({ timeoutMs: remaining() });
+    this.logger.warn('REBUILDING THIS MEMBER\'S STATE from the leader\'s snapshot', { leader: leaderId.toString(16) });
+    const reply = await this.transport.request(leaderId, 'snapshot', new Uint8Array(0), { timeoutMs: remaining() });
+    const { snapshotId, index } = JSON.parse(new TextDecoder().decode(reply)) as { snapshotId: string; index: number };
+    const restored = await restoreFromSnapshot(this.snapshots, this.restorer, snapshotId, index);
+    let previous: KvStateMachine | undefined;
+    try {
+      // The driver reaches the snapshot's index, then the restored state the driver's.
+      if (this.appliedIndex < index) await this.waitForApplied(index - 1, { timeoutMs: remaining() });
+      for (let round = 0; round < REBUILD_CATCH_UP_ROUNDS_MAX && previous === undefined; round += 1) {
+        const machine = restored.stateMachine;
+        while (machine.appliedIndex() < this.appliedIndex) {
+          const from = machine.appliedIndex() + 1;
+          if (from < this.log.firstIndex()) throw new StrataError(ErrorCode.UNAVAILABLE, `this member's log no longer holds index ${from} (compacted): rebuild again`);
+          const entries = this.log.entries(from, Math.min(this.appliedIndex, from + APPLY_ENTRIES_MAX - 1) + 1, 64 * 1024 * 1024);
+          await machine.apply(entries);
+        }
+        previous = await this.betweenApplies(() => {
+          if (machine.appliedIndex() !== this.appliedIndex) return undefined;
+          const serving = this.stateMachine;
+          this.stateMachine = machine;
+          return serving;
+        });
+      }
+      if (previous === undefined) throw new StrataError(ErrorCode.UNAVAILABLE, 'the rebuilt state could not catch up with this member\'s applied index; rebuild again');
+    } catch (error) {
+      await restored.discard().catch(() => undefined);
+      throw error;
+    }
+    await this.pins.releaseAll();
+    await this.scrubber.abandon();
+    await previous.close();
+    await restored.commit();
+    this.logger.warn('state rebuilt from the leader\'s snapshot', { snapshotId, index, appliedIndex: this.appliedIndex });
+    // Checked against the cluster at one agreed index; agreeing with the majority clears the alarm.
+    const check = await this.integrity.check({ pin: false, waitForReports: false, timeoutMs: remaining() });
+    let state = check;
+    for (let attempt = 0; attempt < 50 && state.verdict === 'pending' && this.clock.now() < deadlineMs; attempt += 1) {
+      await sleep(this.clock, Math.min(100, remaining()));
+      state = this.integrity.state(check.index) ?? state;
+    }
+    const mine = state.reports.find((report) => report.memberId === this.memberId);
+    const agrees = state.majority !== undefined && mine !== undefined && mine.digest === state.majority.digest && mine.revision === state.majority.revision && mine.keyCount === state.majority.keyCount;
+    let alarmCleared = false;
+    if (agrees && this.alarmSet.has(this.memberId, 'CORRUPT')) {
+      await this.proposeAlarmChange({ action: 'deactivate', memberId: this.memberId, alarm: 'CORRUPT' }, { timeoutMs: remaining() });
+      alarmCleared = true;
+    }
+    return { snapshotId, snapshotIndex: index, checkpoint: state, agrees, alarmCleared };
   }
 
   // ---------------------------------------------------------------- cluster

@@ -75,12 +75,21 @@ export class SnapshotSender {
 
   /** send starts streaming the snapshot a Raft message names to its follower. */
   send(message: SnapshotMessage): void {
+    void this.sendAndWait(message);
+  }
+
+  /**
+   * sendAndWait sends like send() and resolves whether the follower took the snapshot (false
+   * too when a send to it already runs, or too many do): a member rebuilding its state asks
+   * for the leader's snapshot this way, outside Raft's own snapshot state.
+   */
+  sendAndWait(message: SnapshotMessage): Promise<boolean> {
     const peer = message.to;
-    if (this.closed || this.running.has(peer)) return;
+    if (this.closed || this.running.has(peer)) return Promise.resolve(false);
     if (this.running.size >= this.options.sendsMax) {
       this.options.logger.debug('snapshot send deferred: too many sends running', { to: peer, running: this.running.size });
       this.options.report(peer, false);
-      return;
+      return Promise.resolve(false);
     }
     let snapshotId: string;
     let byteLength: number;
@@ -89,15 +98,19 @@ export class SnapshotSender {
     } catch (error) {
       this.options.logger.warn('a snapshot message carries a malformed descriptor', { to: peer, reason: String(error) });
       this.options.report(peer, false);
-      return;
+      return Promise.resolve(false);
     }
     const send: RunningSend = { peer, index: message.snapshot.metadata.index, snapshotId, byteLength, acknowledgedBytes: 0, abort: new AbortController() };
     this.running.set(peer, send);
-    void this.run(send, message).then(
-      (ok) => this.settle(send, ok),
+    return this.run(send, message).then(
+      (ok) => {
+        this.settle(send, ok);
+        return ok;
+      },
       (error: unknown) => {
         this.options.logger.warn('snapshot send failed', { to: peer, snapshotId, reason: String(error) });
         this.settle(send, false);
+        return false;
       },
     );
   }

@@ -26,6 +26,8 @@ import { SYSTEM_CLOCK } from '../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
 import { toGrpcStatus } from '../util/etcd-errors.ts';
 import { createDiffService } from './diff-service.ts';
+import type { IntegrityNode } from './integrity-service.ts';
+import { createIntegrityService } from './integrity-service.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
 import { errorStatus } from './unary-call.ts';
 
@@ -59,6 +61,8 @@ export interface AdminServiceOptions {
   readonly clock?: Clock;
   /** The member's digest views, for the Merkle diff (raftNodeDigestPins(node) in production). */
   readonly digestPins?: DigestPinSource | undefined;
+  /** The member's integrity checks and rebuild (the RaftNode itself in production). */
+  readonly integrity?: IntegrityNode | undefined;
 }
 
 /** AdminService is the service's implementation, and a way to end its calls when the server closes. */
@@ -88,7 +92,11 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
   };
   const diff = options.digestPins === undefined ? undefined : createDiffService({ pins: options.digestPins, logger: options.logger, clock });
   return {
-    implementation: { LogStream: logStream, ...diff?.implementation },
+    implementation: {
+      LogStream: logStream,
+      ...diff?.implementation,
+      ...(options.integrity === undefined ? {} : createIntegrityService({ node: options.integrity, logger: options.logger })),
+    },
     endAll: () => {
       diff?.close();
       for (const stream of [...running]) stream.end(new StrataError(ErrorCode.STOPPED, 'the server is closing; resume from another member'));

@@ -120,7 +120,7 @@ export function createDiffService(options: DiffServiceOptions): DiffService {
 
 // unary adapts a handler to grpc-js: the signal aborts when the client cancels; a rejection
 // becomes statusOf's status.
-function unary<Request, Response>(method: string, logger: EtcdServerLogger | undefined, handler: (request: Request, signal: AbortSignal) => Promise<Response>): handleUnaryCall<Request, Response> {
+export function unary<Request, Response>(method: string, logger: EtcdServerLogger | undefined, handler: (request: Request, signal: AbortSignal) => Promise<Response>): handleUnaryCall<Request, Response> {
   return (call: ServerUnaryCall<Request, Response>, callback) => {
     const controller = new AbortController();
     let answered = false;

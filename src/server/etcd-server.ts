@@ -1,6 +1,7 @@
 // startEtcdServer: one gRPC server that serves etcd's KV, Cluster and Maintenance services
 // over an EtcdBackend on every listen URL (and, given a log source, stratakv's Admin service).
 
+import type { IntegrityNode } from './integrity-service.ts';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 
 import { assert } from '../util/assert.ts';
@@ -42,6 +43,8 @@ export interface EtcdServerOptions {
    * diff (`stratakv diff`, diff-service.ts) (raftNodeDigestPins(node)).
    */
   readonly digestPins?: DigestPinSource;
+  /** The member's integrity checks and rebuild (Admin.Check, Admin.Rebuild; the RaftNode in production). */
+  readonly integrity?: IntegrityNode;
 }
 
 /** EtcdServerCloseOptions says how close() treats calls in flight. */
@@ -83,7 +86,7 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
   server.addService(services.cluster, createClusterService(options.backend, logger));
   server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
-  const admin = options.logSource === undefined ? undefined : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins });
+  const admin = options.logSource === undefined ? undefined : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins, integrity: options.integrity });
   if (admin !== undefined) server.addService(loadAdminService(), admin.implementation);
 
   const urls: string[] = [];

@@ -219,7 +219,7 @@ interface PeerState {
   backoffMs: number;
 }
 
-const PEER_REQUEST_KINDS: ReadonlySet<string> = new Set<PeerRequestKind>(['propose', 'member', 'status', 'read']);
+const PEER_REQUEST_KINDS: ReadonlySet<string> = new Set<PeerRequestKind>(['propose', 'member', 'status', 'read', 'snapshot']);
 const EMPTY_BYTES = new Uint8Array(0);
 const NO_URLS: readonly string[] = Object.freeze([]);
 

@@ -4,8 +4,11 @@
 
 import type { Message, NodeId, SnapshotMessage } from '../raft/index.ts';
 
-/** PeerRequestKind names a unary peer call: forwarding a proposal or a cluster call to the leader. */
-export type PeerRequestKind = 'propose' | 'member' | 'status' | 'read';
+/**
+ * PeerRequestKind names a unary peer call: forwarding a proposal or a cluster call to the
+ * leader, or asking the leader for its snapshot (a member rebuilding its state).
+ */
+export type PeerRequestKind = 'propose' | 'member' | 'status' | 'read' | 'snapshot';
 
 /** TransportHandlers are the driver's callbacks; the transport never awaits onMessages. */
 export interface TransportHandlers {

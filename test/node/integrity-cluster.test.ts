@@ -56,6 +56,24 @@ describe('integrity checkpoints in a cluster', () => {
     });
   }
 
+  test('rebuildState: a member with CORRUPT takes the leader\'s snapshot, agrees at the next checkpoint, and its alarm is cleared', async () => {
+    const { nodes, driver } = await startCluster({ nodeOptions: CHECK_EVERY });
+    const leader = leaderOf(nodes);
+    for (let i = 0; i < 10; i += 1) await driver.settle(put(leader, `k${i}`, `v${i}`));
+    const bad = nodes.find((node) => node !== leader) as RaftNode;
+    diverge(bad);
+    for (let i = 0; i < 30; i += 1) await driver.settle(put(leader, `w${i}`, `x${i}`));
+    await driver.until('every member applied CORRUPT for the diverged member', () => nodes.every((node) => hasCorrupt(node, bad.memberId)));
+    const report = await driver.settle(bad.rebuildState({ timeoutMs: 20_000 }), 30_000);
+    assert.ok(report.agrees, JSON.stringify(report.checkpoint));
+    assert.ok(report.alarmCleared);
+    await driver.until('every member cleared the alarm', () => nodes.every((node) => node.alarms().length === 0));
+    assert.equal(await driver.settle(read(bad, 'w29')), 'x29');
+    const digests = nodes.map((node) => node.stateDigest());
+    await driver.until('all at one index', () => new Set(nodes.map((node) => node.status().appliedIndex)).size === 1);
+    assert.ok(nodes.every((node) => digestRootsEqual(node.stateDigest().digest, leader.stateDigest().digest)), JSON.stringify(digests.map((d) => d.revision)));
+  });
+
   test('a checkpoint pin gives every member a digest view exactly at its index', async () => {
     const { nodes, driver } = await startCluster({ nodeOptions: { integrityCheckPolicy: { checkpointEntries: 0, checkpointIntervalMs: 0 } } });
     const leader = leaderOf(nodes);
