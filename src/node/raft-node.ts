@@ -1668,11 +1668,16 @@ export class RaftNode {
       await restored.discard().catch(() => undefined);
       throw error;
     }
+    // A snapshot of the replaced state being taken is abandoned (it must not be recorded), and
+    // views of it let go; then a snapshot of the rebuilt state replaces this member's older
+    // ones as the one it restarts from and sends.
+    await this.snapshotter.abandon();
     await this.pins.releaseAll();
     await this.scrubber.abandon();
     await previous.close();
     await restored.commit();
     this.logger.warn('state rebuilt from the leader\'s snapshot', { snapshotId, index, appliedIndex: this.appliedIndex });
+    await this.snapshotter.takeNow().catch((error: unknown) => this.logger.warn('a snapshot of the rebuilt state failed; the next one is taken as usual', { reason: String(error) }));
     // Checked against the cluster at one agreed index; agreeing with the majority clears the alarm.
     const check = await this.integrity.check({ pin: false, waitForReports: false, timeoutMs: remaining() });
     let state = check;
