@@ -34,15 +34,20 @@ const REFUSED_BEFORE_PROPOSING: readonly string[] = [
   'etcdserver: unhealthy cluster',
 ];
 
+// A member with a CORRUPT alarm (or a cluster without a majority digest, for writes) refuses
+// every request before doing anything with it; another member may serve it.
+const CORRUPT_REFUSAL = 'etcdserver: corrupt cluster';
+
 /** neverExecuted tells whether a failure proves the server did not run the request. */
 export function neverExecuted(code: number, details: string): boolean {
+  if (code === GrpcStatus.DATA_LOSS) return details === CORRUPT_REFUSAL;
   if (code !== GrpcStatus.UNAVAILABLE) return false;
   return NEVER_SENT_DETAILS.some((text) => details.includes(text)) || REFUSED_BEFORE_PROPOSING.includes(details);
 }
 
 /** isRetryable tells whether a call of this kind may be sent again after this failure. */
 export function isRetryable(kind: CallKind, code: number, details: string): boolean {
-  if (kind === 'read') return code === GrpcStatus.UNAVAILABLE;
+  if (kind === 'read') return code === GrpcStatus.UNAVAILABLE || (code === GrpcStatus.DATA_LOSS && details === CORRUPT_REFUSAL);
   return neverExecuted(code, details);
 }
 

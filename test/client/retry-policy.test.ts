@@ -48,3 +48,9 @@ test('prefixEnd is etcd\'s GetPrefixRangeEnd', () => {
   assert.deepEqual([...prefixEnd(Uint8Array.of(0x61, 0xff))], [0x62]);
   assert.deepEqual([...prefixEnd(Uint8Array.of(0xff, 0xff))], [0]);
 });
+
+test('a member refusing with "corrupt cluster" (its CORRUPT alarm) did nothing: reads and writes go to another member', () => {
+  assert.equal(isRetryable('read', GrpcStatus.DATA_LOSS, 'etcdserver: corrupt cluster'), true);
+  assert.equal(isRetryable('write', GrpcStatus.DATA_LOSS, 'etcdserver: corrupt cluster'), true);
+  assert.equal(isRetryable('write', GrpcStatus.DATA_LOSS, 'something else was lost'), false);
+});
