@@ -206,6 +206,8 @@ export class RaftNode {
   // betweenApplies() queues them, and they run synchronously when it ends.
   private applyingCommitted = false;
   private rebuilding = false;
+  // The state machine this member raised its own CORRUPT alarm for (a read failed applying to it).
+  private corruptRaisedFor: KvStateMachine | undefined;
   private readonly betweenAppliesQueue: (() => void)[] = [];
   private readonly electionTicks: number;
   private readonly proposals: ProposalTracker;
@@ -1007,7 +1009,21 @@ export class RaftNode {
       // A CORRUPT alarm applied while the read waited: its state is not served either.
       this.checkAlarms(request);
     }
-    return this.stateMachine.range(request);
+    const machine = this.stateMachine;
+    try {
+      return await machine.range(request);
+    } catch (error) {
+      // A stored value that fails its CRC, a LevelDB block that does not read: nothing was
+      // served, and this member raises its own CORRUPT alarm (the client tries another).
+      if (isStrataError(error, ErrorCode.CORRUPTION) && this.corruptRaisedFor !== machine && !this.alarmSet.has(this.memberId, 'CORRUPT')) {
+        this.corruptRaisedFor = machine;
+        this.logger.warn('A READ FOUND THIS MEMBER\'S STATE DAMAGED: it raises a CORRUPT alarm for itself', { reason: error.message });
+        void this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}).catch(() => {
+          this.corruptRaisedFor = undefined;
+        });
+      }
+      throw error;
+    }
   }
 
   // checkAlarms refuses what the raised alarms refuse (src/node/README.md, Alarms), before
@@ -1172,6 +1188,18 @@ export class RaftNode {
     this.wakeAppliedWaiters();
     // This member's digest at each checkpoint it applied: reported to the cluster.
     for (const digest of digests) this.integrity.onLocalDigest(digest);
+    // A read of the stored state failed while applying: the state machine stopped applying
+    // and serves nothing; this member raises its own CORRUPT alarm (once) and waits to be
+    // rebuilt (stratakv member rebuild), taking part in Raft meanwhile.
+    const corruption = this.stateMachine.corruption();
+    if (corruption !== undefined && this.corruptRaisedFor !== this.stateMachine) {
+      this.corruptRaisedFor = this.stateMachine;
+      this.logger.warn('THIS MEMBER\'S STATE MACHINE IS CORRUPT: it stops applying and raises a CORRUPT alarm for itself', { reason: corruption.message });
+      void this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}).catch((error: unknown) => {
+        this.corruptRaisedFor = undefined;
+        this.logger.warn('raising this member\'s CORRUPT alarm failed; it is tried again after the next apply', { reason: String(error) });
+      });
+    }
     // Between two applies: the state machine, Raft's configuration and the member table
     // agree, so a snapshot may capture them here.
     this.snapshotter.noteApplied(this.appliedIndex);

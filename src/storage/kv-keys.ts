@@ -10,13 +10,17 @@
 
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import { crc32c, maskCrc32c } from '../native/index.ts';
 import { readU64, writeU64 } from './binary.ts';
 import type { DigestRoot } from './state-digest.ts';
 import { DIGEST_BYTES, LEAF_COUNT } from './state-digest.ts';
 
 const KEY_TAG = 0x6b; // 'k'
 const KEY_TAG_END = 0x6c; // 'l': the first LevelDB key after every user key
-const STORED_VALUE_FORMAT = 1;
+// Stored value format 1: u8 format, 4 × u64, value. Format 2 adds a masked CRC32c after the
+// format byte, over everything after it, checked on every read.
+const STORED_VALUE_FORMAT_WITHOUT_CRC = 1;
+const STORED_VALUE_FORMAT = 2;
 // Format 1: applied index, term, revision. Format 2 adds the digest's key count and roots.
 const META_FORMAT_WITHOUT_DIGEST = 1;
 const META_FORMAT = 2;
@@ -24,7 +28,8 @@ const META_BYTES_WITHOUT_DIGEST = 1 + 3 * 8;
 const META_BYTES = META_BYTES_WITHOUT_DIGEST + 8 + 2 * DIGEST_BYTES;
 const HASH_INDEX_TAG = 0x68; // 'h'
 const DIGEST_LEAF_TAG = 0x64; // 'd'
-const STORED_VALUE_HEADER_BYTES = 1 + 4 * 8;
+const STORED_VALUE_HEADER_BYTES_WITHOUT_CRC = 1 + 4 * 8;
+const STORED_VALUE_HEADER_BYTES = 1 + 4 + 4 * 8;
 
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
@@ -86,16 +91,22 @@ export interface StoredValue {
   readonly value: Uint8Array;
 }
 
-/** encodeStoredValue lays a StoredValue out as a format byte, four u64 and the value. */
+/**
+ * encodeStoredValue lays a StoredValue out: a format byte, the masked CRC32c of everything
+ * after it, four u64 and the value. The CRC is checked on every read (decodeStoredValue): a
+ * block LevelDB reads back damaged (it does not verify its own block checksums on reads) is
+ * refused rather than served.
+ */
 export function encodeStoredValue(stored: StoredValue): Uint8Array {
   const bytes = new Uint8Array(STORED_VALUE_HEADER_BYTES + stored.value.byteLength);
   const view = new DataView(bytes.buffer);
   bytes[0] = STORED_VALUE_FORMAT;
-  writeU64(view, 1, stored.createRevision);
-  writeU64(view, 9, stored.modRevision);
-  writeU64(view, 17, stored.version);
-  writeU64(view, 25, stored.lease);
+  writeU64(view, 5, stored.createRevision);
+  writeU64(view, 13, stored.modRevision);
+  writeU64(view, 21, stored.version);
+  writeU64(view, 29, stored.lease);
   bytes.set(stored.value, STORED_VALUE_HEADER_BYTES);
+  view.setUint32(1, maskCrc32c(crc32c(bytes.subarray(5))), true);
   return bytes;
 }
 
@@ -108,19 +119,31 @@ export function storedValueOver(stored: StoredValue, encoded: Uint8Array): Store
   return { ...stored, value: encoded.subarray(STORED_VALUE_HEADER_BYTES) };
 }
 
-/** decodeStoredValue reads a StoredValue; bad bytes are CORRUPTION. */
+/** decodeStoredValue reads a StoredValue (either format); bad bytes, or a CRC that does not match, are CORRUPTION. */
 export function decodeStoredValue(bytes: Uint8Array): StoredValue {
-  if (bytes.byteLength < STORED_VALUE_HEADER_BYTES || bytes[0] !== STORED_VALUE_FORMAT) {
-    throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed stored value');
-  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return {
-    createRevision: storedU64(view, 1),
-    modRevision: storedU64(view, 9),
-    version: storedU64(view, 17),
-    lease: storedU64(view, 25),
-    value: bytes.subarray(STORED_VALUE_HEADER_BYTES),
-  };
+  if (bytes[0] === STORED_VALUE_FORMAT && bytes.byteLength >= STORED_VALUE_HEADER_BYTES) {
+    if (view.getUint32(1, true) !== maskCrc32c(crc32c(bytes.subarray(5)))) {
+      throw new StrataError(ErrorCode.CORRUPTION, 'state machine: a stored value fails its CRC32c (damaged on disk)', { details: { check: 'stored-value-crc' } });
+    }
+    return {
+      createRevision: storedU64(view, 5),
+      modRevision: storedU64(view, 13),
+      version: storedU64(view, 21),
+      lease: storedU64(view, 29),
+      value: bytes.subarray(STORED_VALUE_HEADER_BYTES),
+    };
+  }
+  if (bytes[0] === STORED_VALUE_FORMAT_WITHOUT_CRC && bytes.byteLength >= STORED_VALUE_HEADER_BYTES_WITHOUT_CRC) {
+    return {
+      createRevision: storedU64(view, 1),
+      modRevision: storedU64(view, 9),
+      version: storedU64(view, 17),
+      lease: storedU64(view, 25),
+      value: bytes.subarray(STORED_VALUE_HEADER_BYTES_WITHOUT_CRC),
+    };
+  }
+  throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed stored value', { details: { check: 'malformed' } });
 }
 
 /** MetaState is what the state machine has applied: the last entry and the revision it reached. */

@@ -209,6 +209,14 @@ export interface KvStateMachineOptions {
    * digest, and a later open with the digest kept refuses the database (data-vs-leaves).
    */
   readonly unsafeSkipDigest?: boolean;
+  /**
+   * Called once when a read of the stored state fails while applying (a damaged LevelDB
+   * block, a stored value failing its CRC): the state machine is then corrupt. It stops
+   * applying (every later entry's command gets an outcome-unknown error, nothing is written),
+   * refuses reads and views, and waits to be replaced (the driver rebuilds it). The default
+   * leaves it at that.
+   */
+  readonly onCorrupt?: (error: StrataError) => void;
 }
 
 // PendingWrite is a key's state that apply() produced and LevelDB may not hold yet: a user
@@ -255,6 +263,8 @@ export class KvStateMachine {
   private readonly sums: DigestSums;
   private readonly verification: DigestVerification | undefined;
   private readonly options: KvStateMachineOptions;
+  // Set when a read of the stored state failed while applying: see KvStateMachineOptions.onCorrupt.
+  private corrupt: StrataError | undefined;
   private applying = false;
   private closed = false;
 
@@ -370,38 +380,72 @@ export class KvStateMachine {
     assert(!this.closed, 'apply after close');
     assert(entries.length <= APPLY_ENTRIES_MAX, `apply of ${entries.length} entries is over ${APPLY_ENTRIES_MAX}`);
     if (this.failure !== undefined) throw this.failure;
+    if (this.corrupt !== undefined) return this.refuseCorrupt(entries);
     this.applying = true;
     try {
-      // The view's writes stay in its own overlay, invisible to reads, until commit() makes
-      // them and the new applied state visible in one synchronous step: the commands await
-      // (range scans), and a read in between must not see half a batch.
-      const view = new ApplyView(this.db, this.pending, this.meta.revision, this.options.unsafeSkipDigest !== true);
-      const results: ApplyResult[] = [];
-      let appliedIndex = this.meta.appliedIndex;
-      let appliedTerm = this.meta.appliedTerm;
-      for (const entry of entries) {
-        if (entry.index <= appliedIndex) continue;
-        assert(entry.index === appliedIndex + 1, `apply: entry ${entry.index} does not follow applied index ${appliedIndex}`);
-        if (entry.type === EntryType.Normal && entry.data.byteLength > 0 && isKvCommand(entry.data)) {
-          const command = decodeKvCommand(entry.data);
-          results.push({ index: entry.index, id: command.id, ...(await this.applyCommand(view, command.request)) });
-        } else if (entry.type === EntryType.Normal && entry.data[0] === CHECKPOINT_FORMAT) {
-          // The digest exactly at this index: the applied state plus this batch so far.
-          const checkpoint = { appliedIndex: entry.index, revision: view.revision, digest: view.digestDelta.rootOver(this.sums) };
-          results.push({ index: entry.index, id: 0, checkpoint });
-        }
-        appliedIndex = entry.index;
-        appliedTerm = entry.term;
-      }
-      if (appliedIndex === this.meta.appliedIndex) return results;
-      if (this.failure !== undefined) throw this.failure;
-      this.commit(view, { appliedIndex, appliedTerm, revision: view.revision });
-      // Back-pressure: LevelDB is behind by more than the bound; wait for it to catch up.
-      if (this.overBound()) await this.waitForWrites(() => !this.overBound());
-      return results;
+      return await this.applyBatch(entries);
+    } catch (error) {
+      if (!isReadCorruption(error)) throw error;
+      // The batch is dropped (not committed): its commands' outcomes are unknown here (the
+      // entries are committed, and other members apply them).
+      this.corrupt = new StrataError(
+        ErrorCode.CORRUPTION,
+        `state machine: reading the stored state failed while applying entries ${entries[0]?.index}..${entries[entries.length - 1]?.index}: ${error instanceof Error ? error.message : String(error)}; it must be rebuilt`,
+        { cause: error, details: { check: 'read-failed', appliedIndex: this.meta.appliedIndex } },
+      );
+      this.options.onCorrupt?.(this.corrupt);
+      return this.refuseCorrupt(entries);
     } finally {
       this.applying = false;
     }
+  }
+
+  /** corruption answers why the state machine is corrupt, or undefined. */
+  corruption(): StrataError | undefined {
+    return this.corrupt;
+  }
+
+  // refuseCorrupt answers a corrupt state machine's apply: every command's outcome unknown.
+  private refuseCorrupt(entries: readonly Entry[]): ApplyResult[] {
+    const results: ApplyResult[] = [];
+    for (const entry of entries) {
+      if (entry.index <= this.meta.appliedIndex || entry.type !== EntryType.Normal || entry.data.byteLength === 0 || !isKvCommand(entry.data)) continue;
+      const error = new StrataError(ErrorCode.TIMEOUT, 'etcdserver: request timed out (this member\'s state machine is corrupt: the outcome is unknown here)', {
+        details: { index: entry.index },
+      });
+      results.push({ index: entry.index, id: decodeKvCommand(entry.data).id, error });
+    }
+    return results;
+  }
+
+  private async applyBatch(entries: readonly Entry[]): Promise<ApplyResult[]> {
+    // The view's writes stay in its own overlay, invisible to reads, until commit() makes
+    // them and the new applied state visible in one synchronous step: the commands await
+    // (range scans), and a read in between must not see half a batch.
+    const view = new ApplyView(this.db, this.pending, this.meta.revision, this.options.unsafeSkipDigest !== true);
+    const results: ApplyResult[] = [];
+    let appliedIndex = this.meta.appliedIndex;
+    let appliedTerm = this.meta.appliedTerm;
+    for (const entry of entries) {
+      if (entry.index <= appliedIndex) continue;
+      assert(entry.index === appliedIndex + 1, `apply: entry ${entry.index} does not follow applied index ${appliedIndex}`);
+      if (entry.type === EntryType.Normal && entry.data.byteLength > 0 && isKvCommand(entry.data)) {
+        const command = decodeKvCommand(entry.data);
+        results.push({ index: entry.index, id: command.id, ...(await this.applyCommand(view, command.request)) });
+      } else if (entry.type === EntryType.Normal && entry.data[0] === CHECKPOINT_FORMAT) {
+        // The digest exactly at this index: the applied state plus this batch so far.
+        const checkpoint = { appliedIndex: entry.index, revision: view.revision, digest: view.digestDelta.rootOver(this.sums) };
+        results.push({ index: entry.index, id: 0, checkpoint });
+      }
+      appliedIndex = entry.index;
+      appliedTerm = entry.term;
+    }
+    if (appliedIndex === this.meta.appliedIndex) return results;
+    if (this.failure !== undefined) throw this.failure;
+    this.commit(view, { appliedIndex, appliedTerm, revision: view.revision });
+    // Back-pressure: LevelDB is behind by more than the bound; wait for it to catch up.
+    if (this.overBound()) await this.waitForWrites(() => !this.overBound());
+    return results;
   }
 
   private async applyCommand(view: ApplyView, request: KvRequest): Promise<{ response: KvResponse } | { error: StrataError }> {
@@ -451,6 +495,7 @@ export class KvStateMachine {
     assert(!this.closed, 'openSnapshotView after close');
     assert(!this.applying, 'openSnapshotView during apply: the applied state is between two batches');
     if (this.failure !== undefined) throw this.failure;
+    if (this.corrupt !== undefined) throw this.corrupt;
     const range: LevelRange = { gte: storageKey(new Uint8Array(0)), lt: KEY_AREA_END };
     const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
     const pending = overlayIn(this.pending.values(), range);
@@ -511,6 +556,7 @@ export class KvStateMachine {
     assert(!this.closed, 'openDigestView after close');
     assert(!this.applying, 'openDigestView during apply: the applied state is between two batches');
     if (this.failure !== undefined) throw this.failure;
+    if (this.corrupt !== undefined) throw this.corrupt;
     if (this.digestViews >= DIGEST_VIEWS_MAX) {
       throw new StrataError(ErrorCode.UNAVAILABLE, `${DIGEST_VIEWS_MAX} digest views are open already; try again when a diff ended`, { details: { open: this.digestViews } });
     }
@@ -695,6 +741,7 @@ export class KvStateMachine {
    */
   async range(request: RangeRequest): Promise<RangeResponse> {
     if (this.failure !== undefined) throw this.failure;
+    if (this.corrupt !== undefined) throw this.corrupt;
     validateKvRequest(request, this.limits);
     // One key is read synchronously (the pending map, then getSync), so the value and the
     // revision describe the same state. A range scan takes its LevelDB snapshot (the
@@ -703,6 +750,12 @@ export class KvStateMachine {
     this.scans.opened();
     try {
       return await new ReadView(this.db, this.pending, this.meta.revision).range(request);
+    } catch (error) {
+      // A LevelDB block that does not read is the state's corruption, as a CRC failure is.
+      if (!isStrataError(error) && isReadCorruption(error)) {
+        throw new StrataError(ErrorCode.CORRUPTION, `state machine: reading the stored state failed: ${(error as Error).message}`, { cause: error, details: { check: 'read-failed' } });
+      }
+      throw error;
     } finally {
       this.scans.closed();
     }
@@ -900,6 +953,14 @@ async function* mergedRecords(
   } finally {
     await release();
   }
+}
+
+// isReadCorruption tells a failed read of the stored state (CORRUPTION from decoding, or a
+// LevelDB read error) from other failures (assertions stay fatal).
+function isReadCorruption(error: unknown): boolean {
+  if (isStrataError(error)) return error.code === ErrorCode.CORRUPTION;
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR';
 }
 
 // checkedAgainstDigest passes a snapshot's records through and fails with CORRUPTION at the

@@ -3,7 +3,8 @@
 // write-ahead `.log` flipped, a run of bytes of a table (`.ldb`) flipped, and one key's stored
 // value rewritten through LevelDB itself (valid checksums, so LevelDB cannot notice).
 //
-// Only for a member whose process has exited: LevelDB holds a lock on the directory while open.
+// Only for a member whose process has exited (LevelDB holds a lock on the directory while
+// open), except flipTableRuns and flipWithinTables, which damage the tables of a running member.
 
 import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,6 +55,13 @@ export function levelFiles(directory: string): string {
     .join(' ');
 }
 
+/** tableBytes is the size of all LevelDB tables of `directory` together. */
+export function tableBytes(directory: string): number {
+  return readdirSync(directory)
+    .filter((name) => LEVELDB_TABLE_NAME.test(name))
+    .reduce((sum, name) => sum + statSync(join(directory, name)).size, 0);
+}
+
 /** flipBytes inverts `length` bytes of `path` from `offset` in place (XOR 0xff: every bit changes). */
 export function flipBytes(path: string, offset: number, length: number): void {
   const fd = openSync(path, 'r+');
@@ -98,6 +106,71 @@ export function flipTableBytes(directory: string, length: number, minimumBytes: 
   const offset = Math.floor(table.bytes / 2);
   flipBytes(table.path, offset, length);
   return { file: table.path, fileBytes: table.bytes, offset, length };
+}
+
+/** TableDamage says how many runs of bytes flipTableRuns flipped, in how many tables. */
+export interface TableDamage {
+  readonly tables: number;
+  readonly tableBytes: number;
+  readonly runs: number;
+  readonly bytesFlipped: number;
+}
+
+/** TableRuns says where flipTableRuns flips: a run every `strideBytes` from `startBytes`, none in the last `tailBytes` of a table. */
+export interface TableRuns {
+  readonly runBytes: number;
+  readonly strideBytes: number;
+  readonly startBytes: number;
+  readonly tailBytes: number;
+}
+
+/**
+ * flipTableRuns flips a run of bytes at regular offsets in every LevelDB table of `directory`,
+ * which may be open in a running member: the writes go through the page cache that LevelDB's
+ * reads (and mappings) of the files see. Not in a table's tail, where its index block and
+ * footer are: LevelDB holds those in memory while the table is open, so only data blocks count.
+ * Many runs, because LevelDB also caches data blocks (8 MiB by default) and a read served from
+ * that cache does not see the damage.
+ */
+export function flipTableRuns(directory: string, runs: TableRuns): TableDamage {
+  if (!(runs.runBytes > 0 && runs.strideBytes >= runs.runBytes && runs.startBytes >= 0 && runs.tailBytes >= 0)) throw new Error(`bad runs ${JSON.stringify(runs)}`);
+  let tables = 0;
+  let tableBytes = 0;
+  let flipped = 0;
+  for (const name of readdirSync(directory)) {
+    if (!LEVELDB_TABLE_NAME.test(name)) continue;
+    const path = join(directory, name);
+    const bytes = statSync(path).size;
+    tables += 1;
+    tableBytes += bytes;
+    for (let offset = runs.startBytes; offset + runs.runBytes <= bytes - runs.tailBytes; offset += runs.strideBytes) {
+      flipBytes(path, offset, runs.runBytes);
+      flipped += 1;
+    }
+  }
+  return { tables, tableBytes, runs: flipped, bytesFlipped: flipped * runs.runBytes };
+}
+
+/**
+ * flipWithinTables flips `length` bytes from `offset` of every occurrence of `needle` (bytes
+ * that LevelDB stores as they are: a value in a block it did not compress) in the LevelDB
+ * tables of `directory`, which may be open in a running member (see flipTableRuns). The block
+ * keeps its structure: LevelDB reads the changed bytes back as the value, with no error. It
+ * answers the number of occurrences flipped.
+ */
+export function flipWithinTables(directory: string, needle: Uint8Array, offset: number, length: number): number {
+  if (!(offset >= 0 && length > 0 && offset + length <= needle.byteLength)) throw new Error(`flip ${length} bytes at ${offset} of a needle of ${needle.byteLength}`);
+  let flipped = 0;
+  for (const name of readdirSync(directory)) {
+    if (!LEVELDB_TABLE_NAME.test(name)) continue;
+    const path = join(directory, name);
+    const content = readFileSync(path);
+    for (let at = content.indexOf(needle), found = 0; at >= 0 && found < content.byteLength; at = content.indexOf(needle, at + needle.byteLength), found += 1) {
+      flipBytes(path, at + offset, length);
+      flipped += 1;
+    }
+  }
+  return flipped;
 }
 
 /**

@@ -74,6 +74,46 @@ describe('integrity checkpoints in a cluster', () => {
     assert.ok(nodes.every((node) => digestRootsEqual(node.stateDigest().digest, leader.stateDigest().digest)), JSON.stringify(digests.map((d) => d.revision)));
   });
 
+  test('a read of a damaged value is refused and raises CORRUPT for its member', async () => {
+    const { nodes, driver } = await startCluster({ nodeOptions: { integrityCheckPolicy: { checkpointEntries: 0, checkpointIntervalMs: 0 } } });
+    const leader = leaderOf(nodes);
+    for (let i = 0; i < 5; i += 1) await driver.settle(put(leader, `k${i}`, `v${i}`));
+    const victim = nodes.find((node) => node !== leader) as RaftNode;
+    await driver.until('the victim applied everything', () => victim.status().appliedIndex >= leader.status().appliedIndex);
+    const machine = (victim as unknown as { stateMachine: { db: KvLevel; whenWritten(): Promise<void> } }).stateMachine;
+    await driver.settle(machine.whenWritten());
+    const stored = (await driver.settle(machine.db.get(storageKey(encoder.encode('k2'))))) as Uint8Array;
+    const damaged = stored.slice();
+    damaged[7] = (damaged[7] as number) ^ 0x10;
+    await driver.settle(machine.db.put(storageKey(encoder.encode('k2')), damaged));
+    await assert.rejects(driver.settle(read(victim, 'k2', true)), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION), 'a damaged value is refused, never served');
+    await driver.until('every member applied CORRUPT for the victim', () => nodes.every((node) => hasCorrupt(node, victim.memberId)));
+    assert.equal(await driver.settle(read(leader, 'k2')), 'v2');
+  });
+
+  test('a follower whose stored value decayed stops applying when it reads it, raises CORRUPT for itself without crashing, and a rebuild brings it back', async () => {
+    const { nodes, driver } = await startCluster({ nodeOptions: { integrityCheckPolicy: { checkpointEntries: 0, checkpointIntervalMs: 0 } } });
+    const leader = leaderOf(nodes);
+    for (let i = 0; i < 10; i += 1) await driver.settle(put(leader, `k${i}`, `v${i}`));
+    const victim = nodes.find((node) => node !== leader) as RaftNode;
+    await driver.until('the victim applied everything', () => victim.status().appliedIndex >= leader.status().appliedIndex);
+    const machine = (victim as unknown as { stateMachine: { db: KvLevel; whenWritten(): Promise<void> } }).stateMachine;
+    await driver.settle(machine.whenWritten());
+    const stored = (await driver.settle(machine.db.get(storageKey(encoder.encode('k4'))))) as Uint8Array;
+    const damaged = stored.slice();
+    damaged[damaged.byteLength - 1] = (damaged[damaged.byteLength - 1] as number) ^ 1;
+    await driver.settle(machine.db.put(storageKey(encoder.encode('k4')), damaged));
+    await driver.settle(put(leader, 'k4', 'overwritten'));
+    await driver.until('every member applied CORRUPT for the victim', () => nodes.every((node) => hasCorrupt(node, victim.memberId)));
+    assert.ok((victim as unknown as { stateMachine: { corruption(): unknown } }).stateMachine.corruption() !== undefined, 'the apply found it');
+    await assert.rejects(driver.settle(read(victim, 'k4', true)), (error: unknown) => isStrataError(error, ErrorCode.CORRUPT_ALARM) || isStrataError(error, ErrorCode.CORRUPTION));
+    await driver.settle(put(leader, 'after', 'yes'));
+    const report = await driver.settle(victim.rebuildState({ timeoutMs: 20_000 }), 30_000);
+    assert.ok(report.alarmCleared, JSON.stringify(report.checkpoint));
+    assert.equal(await driver.settle(read(victim, 'k4')), 'overwritten');
+    assert.equal(await driver.settle(read(victim, 'after', true)), 'yes');
+  });
+
   test('a checkpoint pin gives every member a digest view exactly at its index', async () => {
     const { nodes, driver } = await startCluster({ nodeOptions: { integrityCheckPolicy: { checkpointEntries: 0, checkpointIntervalMs: 0 } } });
     const leader = leaderOf(nodes);

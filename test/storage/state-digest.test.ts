@@ -417,3 +417,61 @@ test('a state machine that skipped its digest (benchmarks only) is refused by a 
   await feeder.machine.close();
   await expectCorruption(KvStateMachine.open(classic(location)), 'data-vs-leaves');
 });
+
+describe('damaged stored values are never served', () => {
+  // damage flips a byte of a key's stored value in place, as a decayed block would.
+  async function damage(machine: KvStateMachine, key: string): Promise<void> {
+    await machine.whenWritten();
+    const db = (machine as unknown as { db: KvLevel }).db;
+    const bytes = (await db.get(storageKey(bytes_(key)))) as Uint8Array;
+    const copy = bytes.slice();
+    copy[copy.byteLength - 1] = (copy[copy.byteLength - 1] as number) ^ 0x20;
+    await db.put(storageKey(bytes_(key)), copy);
+  }
+  const bytes_ = bytes;
+
+  test('a read of a value that fails its CRC32c is CORRUPTION, one key or a range', async () => {
+    const feeder = new Feeder(await KvStateMachine.open(classic(newLocation())));
+    await feeder.apply([put('a', 'alpha'), put('b', 'beta')]);
+    await damage(feeder.machine, 'b');
+    const refused = (error: unknown): boolean => isStrataError(error, ErrorCode.CORRUPTION) && error.details?.['check'] === 'stored-value-crc';
+    await assert.rejects(feeder.machine.range({ type: 'range', key: bytes('b') }), refused);
+    await assert.rejects(feeder.machine.range({ type: 'range', key: bytes('a'), rangeEnd: bytes('z') }), refused);
+    assert.equal(new TextDecoder().decode((await feeder.machine.range({ type: 'range', key: bytes('a') })).kvs[0]?.value), 'alpha');
+    await feeder.machine.close();
+  });
+
+  test('an apply that reads a damaged value stops the state machine: outcomes unknown, nothing served, no crash', async () => {
+    const corruptions: string[] = [];
+    const feeder = new Feeder(await KvStateMachine.open(classic(newLocation()), { onCorrupt: (error) => corruptions.push(error.message) }));
+    await feeder.apply([put('a', '1'), put('b', '2')]);
+    await damage(feeder.machine, 'b');
+    const results = await feeder.apply([put('c', '3'), put('b', '22'), put('d', '4')]);
+    assert.deepEqual(results.map((result) => result.error?.code), [ErrorCode.TIMEOUT, ErrorCode.TIMEOUT, ErrorCode.TIMEOUT], 'every outcome of the batch is unknown');
+    assert.equal(corruptions.length, 1);
+    assert.ok(feeder.machine.corruption() !== undefined);
+    assert.equal(feeder.machine.appliedIndex(), 2, 'nothing of the batch was applied');
+    const later = await feeder.apply([put('e', '5'), 'checkpoint']);
+    assert.deepEqual(later.map((result) => result.error?.code), [ErrorCode.TIMEOUT], 'later commands too; a checkpoint reports nothing');
+    await assert.rejects(feeder.machine.range({ type: 'range', key: bytes('a') }), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION));
+    assert.throws(() => feeder.machine.openSnapshotView(), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION));
+    assert.equal(corruptions.length, 1, 'reported once');
+    await feeder.machine.close();
+  });
+
+  test('a database written before the per-value CRC (format 1 values) is still read', async () => {
+    const machine = await KvStateMachine.restore(memory(), {
+      appliedIndex: 3,
+      appliedTerm: 1,
+      revision: 2,
+      keyCount: 1,
+      digest: undefined,
+      records: (async function* () {
+        yield [{ key: bytes('old'), value: Uint8Array.of(1, ...new Uint8Array(8).fill(0).map((_, i) => (i === 0 ? 2 : 0)), ...new Uint8Array(8).map((_, i) => (i === 0 ? 2 : 0)), ...new Uint8Array(8).map((_, i) => (i === 0 ? 1 : 0)), ...new Uint8Array(8), 104, 105) }];
+      })(),
+    });
+    const kv = (await machine.range({ type: 'range', key: bytes('old') })).kvs[0];
+    assert.deepEqual([new TextDecoder().decode(kv?.value), kv?.createRevision, kv?.modRevision, kv?.version], ['hi', 2, 2, 1]);
+    await machine.close();
+  });
+});
