@@ -16,7 +16,8 @@
         "src/native-region.cc",
         "src/aligned-buffer.cc",
         "src/file-mapping.cc",
-        "src/aligned-file.cc"
+        "src/aligned-file.cc",
+        "src/state-digest-binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

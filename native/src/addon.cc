@@ -13,8 +13,9 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   InitAlignedBuffer(env, exports);
   InitFileMapping(env, exports);
   InitAlignedFile(env, exports);
+  InitStateDigest(env, exports);
   // abiVersion lets the wrapper refuse a stale build whose functions differ from its own.
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

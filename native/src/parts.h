@@ -16,6 +16,9 @@ void InitFileMapping(Napi::Env env, Napi::Object exports);
 // InitAlignedFile adds openFile, syncDirectory, renameAndSyncDirectory and the FileHandle class.
 void InitAlignedFile(Napi::Env env, Napi::Object exports);
 
+// InitStateDigest adds stateKeyHashes (the state digest's per-key hashes).
+void InitStateDigest(Napi::Env env, Napi::Object exports);
+
 // AddonData holds per-environment constructors (workers and threads each get their own).
 struct AddonData {
   Napi::FunctionReference file_mapping_constructor;

@@ -5,6 +5,7 @@
 export { NATIVE_ADDON_PATH } from './addon.ts';
 export { crc32c, crc32cImplementation, crc32cImplementations, crc32cWith, maskCrc32c, unmaskCrc32c } from './crc32c.ts';
 export type { Crc32cImplementation } from './crc32c.ts';
+export { stateKeyHashes } from './state-digest.ts';
 export {
   ALIGNED_BUFFER_BYTES_MAX,
   DIRECT_IO_ALIGNMENT_BYTES,

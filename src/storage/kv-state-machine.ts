@@ -44,7 +44,7 @@ import {
   userKeyOf,
 } from './kv-keys.ts';
 import type { DigestRoot, KeyHashes } from './state-digest.ts';
-import { DigestDelta, DigestSums, LEAF_COUNT, decodeKeyHashes, digestRootsEqual, encodeKeyHashes, formatDigest, keyHashesOf, leafOf } from './state-digest.ts';
+import { DigestDelta, DigestSums, LEAF_COUNT, decodeKeyHashes, digestRootsEqual, encodeKeyHashes, formatDigest, keyDigestOf, keyHashesOf, leafOf } from './state-digest.ts';
 import type {
   Compare,
   DeleteRangeRequest,
@@ -1192,13 +1192,20 @@ class ApplyView extends ReadView {
     this.overlay.set(mapKeyOf(levelKey), { levelKey, stored });
     this.changes += 1;
     if (!this.keepDigest) return;
-    const leaf = leafOf(key);
-    if (previous !== undefined) this.digestDelta.add(leaf, keyHashesOf(key, previous.value, previous), -1);
+    let leaf = -1;
+    if (previous !== undefined) {
+      const old = keyDigestOf(key, previous.value, previous);
+      leaf = old.leaf;
+      this.digestDelta.add(leaf, old.hashes, -1);
+    }
     let hashes: KeyHashes | undefined;
     if (stored !== null) {
-      hashes = keyHashesOf(key, stored.value, stored);
+      const now = keyDigestOf(key, stored.value, stored);
+      leaf = now.leaf;
+      hashes = now.hashes;
       this.digestDelta.add(leaf, hashes, 1);
     }
+    assert(leaf >= 0, 'a write has a state before or after it');
     const indexKey = hashIndexKey(leaf, key);
     this.indexOverlay.set(mapKeyOf(indexKey), { levelKey: indexKey, encoded: hashes === undefined ? null : encodeKeyHashes(hashes) });
   }

@@ -28,7 +28,7 @@
 
 import { hash as oneShotHash } from 'node:crypto';
 
-import { crc32c } from '../native/index.ts';
+import { crc32c, stateKeyHashes } from '../native/index.ts';
 import { assert } from '../util/assert.ts';
 
 /** LEAF_BITS is the number of key-hash bits that pick a leaf. */
@@ -73,8 +73,29 @@ export function contentHashOf(key: Uint8Array, value: Uint8Array): Uint8Array {
   return oneShotHash('sha256', input, 'buffer').subarray(0, DIGEST_BYTES);
 }
 
+/** LeafAndHashes is a stored key's leaf and hashes. */
+export interface LeafAndHashes {
+  readonly leaf: number;
+  readonly hashes: KeyHashes;
+}
+
+/**
+ * keyDigestOf computes a stored key's leaf and both hashes in one call to the addon (it equals
+ * leafOf and keyHashesOfReference: the tests hold them to it).
+ */
+export function keyDigestOf(key: Uint8Array, value: Uint8Array, counters: KeyCounters): LeafAndHashes {
+  const out = new Uint8Array(2 * DIGEST_BYTES);
+  const leaf = stateKeyHashes(key, value, counters.createRevision, counters.modRevision, counters.version, counters.lease, out);
+  return { leaf, hashes: { full: out.subarray(0, DIGEST_BYTES), content: out.subarray(DIGEST_BYTES) } };
+}
+
 /** keyHashesOf computes both hashes of a stored key. */
 export function keyHashesOf(key: Uint8Array, value: Uint8Array, counters: KeyCounters): KeyHashes {
+  return keyDigestOf(key, value, counters).hashes;
+}
+
+/** keyHashesOfReference is the JavaScript definition of keyHashesOf (node:crypto), for tests. */
+export function keyHashesOfReference(key: Uint8Array, value: Uint8Array, counters: KeyCounters): KeyHashes {
   const content = contentHashOf(key, value);
   const input = Buffer.allocUnsafe(DIGEST_BYTES + 32);
   input.set(content, 0);
@@ -110,11 +131,11 @@ export function decodeKeyHashes(bytes: Uint8Array): KeyHashes | undefined {
 // addInto adds (sign 1) or subtracts (sign -1) the 16 bytes `hash` to the sum at
 // `sums[offset .. offset + 4)`, modulo 2^128.
 function addInto(sums: Uint32Array, offset: number, hash: Uint8Array, sign: 1 | -1): void {
-  const view = new DataView(hash.buffer, hash.byteOffset, DIGEST_BYTES);
   // Subtracting x is adding its two's complement: ~x + 1.
   let carry = sign === 1 ? 0 : 1;
   for (let limb = 0; limb < LIMBS; limb += 1) {
-    let word = view.getUint32(limb * 4, true);
+    const at = limb * 4;
+    let word = ((hash[at] as number) | ((hash[at + 1] as number) << 8) | ((hash[at + 2] as number) << 16) | ((hash[at + 3] as number) << 24)) >>> 0;
     if (sign === -1) word = ~word >>> 0;
     const total = (sums[offset + limb] as number) + word + carry;
     sums[offset + limb] = total >>> 0;

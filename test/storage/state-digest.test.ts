@@ -17,7 +17,7 @@ import { META_KEY, decodeMetaState, digestLeafKey, encodeStoredValue, hashIndexK
 import type { KvLevel, KvSnapshotRecord } from '../../src/storage/kv-state-machine.ts';
 import { KvStateMachine } from '../../src/storage/kv-state-machine.ts';
 import type { KvRequest } from '../../src/storage/kv-types.ts';
-import { DigestSums, EMPTY_DIGEST_ROOT, FANOUT, LEAF_COUNT, TREE_DEPTH, digestRootsEqual, keyHashesOf, leafOf } from '../../src/storage/state-digest.ts';
+import { DigestSums, EMPTY_DIGEST_ROOT, FANOUT, LEAF_COUNT, TREE_DEPTH, digestRootsEqual, keyDigestOf, keyHashesOf, keyHashesOfReference, leafOf } from '../../src/storage/state-digest.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
 
@@ -107,6 +107,19 @@ describe('digest sums', () => {
     twice.add(first.leaf, first.hashes, 1);
     twice.add(first.leaf, first.hashes, 1);
     assert.ok(!digestRootsEqual(twice.root(), EMPTY_DIGEST_ROOT));
+  });
+
+  test('the addon computes exactly the JavaScript definition of the hashes and the leaf', () => {
+    const random = new SeededRandom(seed);
+    for (let i = 0; i < 300; i += 1) {
+      const key = Uint8Array.from({ length: 1 + random.intBelow(40) }, () => random.intBelow(256));
+      const value = Uint8Array.from({ length: random.intBelow(3000) }, () => random.intBelow(256));
+      const counters = { createRevision: 1 + random.intBelow(1e9), modRevision: 2 ** 40 + random.intBelow(1e9), version: random.intBelow(1e6), lease: random.intBelow(2) };
+      const native = keyDigestOf(key, value, counters);
+      const reference = keyHashesOfReference(key, value, counters);
+      assert.deepEqual([Buffer.from(native.hashes.full).toString('hex'), Buffer.from(native.hashes.content).toString('hex')], [Buffer.from(reference.full).toString('hex'), Buffer.from(reference.content).toString('hex')], `seed ${seed}`);
+      assert.equal(native.leaf, leafOf(key));
+    }
   });
 
   test('the full hash covers the revisions, the content hash does not', () => {
