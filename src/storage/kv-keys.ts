@@ -12,13 +12,15 @@ import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { crc32c, maskCrc32c } from '../native/index.ts';
 import { readU64, writeU64 } from './binary.ts';
-import type { DigestRoot } from './state-digest.ts';
-import { DIGEST_BYTES, LEAF_COUNT } from './state-digest.ts';
+import type { DigestRoot, KeyHashes } from './state-digest.ts';
+import { DIGEST_BYTES, keyHashesOf, LEAF_COUNT } from './state-digest.ts';
 
 const KEY_TAG = 0x6b; // 'k'
 const KEY_TAG_END = 0x6c; // 'l': the first LevelDB key after every user key
-// Stored value format 1: u8 format, 4 × u64, value. Format 2 adds a masked CRC32c after the
-// format byte, over everything after it, checked on every read.
+// Stored value format 1: u8 format, 4 × u64, value. Format 2: u8 format, u32 masked CRC32c of
+// everything after it (checked on every read), the key's full and content hashes (16 bytes
+// each: an overwrite or delete then takes the old hashes out of the digest without hashing
+// the old value again), 4 × u64, value.
 const STORED_VALUE_FORMAT_WITHOUT_CRC = 1;
 const STORED_VALUE_FORMAT = 2;
 // Format 1: applied index, term, revision. Format 2 adds the digest's key count and roots.
@@ -29,7 +31,8 @@ const META_BYTES = META_BYTES_WITHOUT_DIGEST + 8 + 2 * DIGEST_BYTES;
 const HASH_INDEX_TAG = 0x68; // 'h'
 const DIGEST_LEAF_TAG = 0x64; // 'd'
 const STORED_VALUE_HEADER_BYTES_WITHOUT_CRC = 1 + 4 * 8;
-const STORED_VALUE_HEADER_BYTES = 1 + 4 + 4 * 8;
+const STORED_VALUE_HEADER_BYTES = 1 + 4 + 2 * DIGEST_BYTES + 4 * 8;
+const COUNTERS_OFFSET = 1 + 4 + 2 * DIGEST_BYTES;
 
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
@@ -89,22 +92,30 @@ export interface StoredValue {
   readonly version: number;
   readonly lease: number;
   readonly value: Uint8Array;
+  /**
+   * The key's state-digest hashes (state-digest.ts), as stored beside the value (format 2) or
+   * computed when it was written; undefined when unknown (a format-1 value).
+   */
+  readonly hashes?: KeyHashes | undefined;
 }
 
 /**
- * encodeStoredValue lays a StoredValue out: a format byte, the masked CRC32c of everything
- * after it, four u64 and the value. The CRC is checked on every read (decodeStoredValue): a
- * block LevelDB reads back damaged (it does not verify its own block checksums on reads) is
- * refused rather than served.
+ * encodeStoredValue lays a key's StoredValue out: a format byte, the masked CRC32c of
+ * everything after it, the key's two digest hashes (stored.hashes, or computed), four u64 and
+ * the value. The CRC is checked on every read (decodeStoredValue): a block LevelDB reads back
+ * damaged (it does not verify its own block checksums on reads) is refused, not served.
  */
-export function encodeStoredValue(stored: StoredValue): Uint8Array {
+export function encodeStoredValue(key: Uint8Array, stored: StoredValue): Uint8Array {
+  const hashes = stored.hashes ?? keyHashesOf(key, stored.value, stored);
   const bytes = new Uint8Array(STORED_VALUE_HEADER_BYTES + stored.value.byteLength);
   const view = new DataView(bytes.buffer);
   bytes[0] = STORED_VALUE_FORMAT;
-  writeU64(view, 5, stored.createRevision);
-  writeU64(view, 13, stored.modRevision);
-  writeU64(view, 21, stored.version);
-  writeU64(view, 29, stored.lease);
+  bytes.set(hashes.full, 5);
+  bytes.set(hashes.content, 5 + DIGEST_BYTES);
+  writeU64(view, COUNTERS_OFFSET, stored.createRevision);
+  writeU64(view, COUNTERS_OFFSET + 8, stored.modRevision);
+  writeU64(view, COUNTERS_OFFSET + 16, stored.version);
+  writeU64(view, COUNTERS_OFFSET + 24, stored.lease);
   bytes.set(stored.value, STORED_VALUE_HEADER_BYTES);
   view.setUint32(1, maskCrc32c(crc32c(bytes.subarray(5))), true);
   return bytes;
@@ -116,7 +127,11 @@ export function encodeStoredValue(stored: StoredValue): Uint8Array {
  * without decoding the counters again.
  */
 export function storedValueOver(stored: StoredValue, encoded: Uint8Array): StoredValue {
-  return { ...stored, value: encoded.subarray(STORED_VALUE_HEADER_BYTES) };
+  return {
+    ...stored,
+    value: encoded.subarray(STORED_VALUE_HEADER_BYTES),
+    hashes: { full: encoded.subarray(5, 5 + DIGEST_BYTES), content: encoded.subarray(5 + DIGEST_BYTES, 5 + 2 * DIGEST_BYTES) },
+  };
 }
 
 /** decodeStoredValue reads a StoredValue (either format); bad bytes, or a CRC that does not match, are CORRUPTION. */
@@ -127,11 +142,12 @@ export function decodeStoredValue(bytes: Uint8Array): StoredValue {
       throw new StrataError(ErrorCode.CORRUPTION, 'state machine: a stored value fails its CRC32c (damaged on disk)', { details: { check: 'stored-value-crc' } });
     }
     return {
-      createRevision: storedU64(view, 5),
-      modRevision: storedU64(view, 13),
-      version: storedU64(view, 21),
-      lease: storedU64(view, 29),
+      createRevision: storedU64(view, COUNTERS_OFFSET),
+      modRevision: storedU64(view, COUNTERS_OFFSET + 8),
+      version: storedU64(view, COUNTERS_OFFSET + 16),
+      lease: storedU64(view, COUNTERS_OFFSET + 24),
       value: bytes.subarray(STORED_VALUE_HEADER_BYTES),
+      hashes: { full: bytes.subarray(5, 5 + DIGEST_BYTES), content: bytes.subarray(5 + DIGEST_BYTES, 5 + 2 * DIGEST_BYTES) },
     };
   }
   if (bytes[0] === STORED_VALUE_FORMAT_WITHOUT_CRC && bytes.byteLength >= STORED_VALUE_HEADER_BYTES_WITHOUT_CRC) {

@@ -219,9 +219,8 @@ export interface KvStateMachineOptions {
   readonly onCorrupt?: (error: StrataError) => void;
 }
 
-// PendingWrite is a key's state that apply() produced and LevelDB may not hold yet: a user
-// key ('k' area), or the digest's index entry of one ('h' area, `stored` always null: reads
-// of user keys never look there).
+// PendingWrite is a user key's state that apply() produced and LevelDB may not hold yet (the
+// digest's index entries wait in pendingIndex).
 interface PendingWrite {
   readonly levelKey: Uint8Array;
   /** The key's value and counters, or null when it was deleted. */
@@ -275,8 +274,13 @@ export class KvStateMachine {
   // write is in flight whenever `pending` is not empty (or the state machine has failed).
   private readonly pending = new Map<string, PendingWrite>();
   private pendingBytes = 0;
-  // The user keys among them (the bound counts these; the digest's index entries ride along).
+  // The user keys among them (the bound counts these).
   private pendingUserKeys = 0;
+  // The digest's index entries written by batches not yet in LevelDB, in batch order (a key's
+  // later entry follows its earlier one, and LevelDB applies a batch's operations in order):
+  // a list rather than map entries, since nothing reads them but a digest view.
+  private pendingIndex: { readonly sequence: number; readonly levelKey: Uint8Array; readonly encoded: Uint8Array | null }[] = [];
+  private pendingIndexBytes = 0;
   private appliedSequence = 0;
   private writtenSequence = 0;
   private syncedSequence = -1;
@@ -563,6 +567,9 @@ export class KvStateMachine {
     const db = this.db;
     const snapshot = db.snapshot();
     const pending = new Map(this.pending);
+    // The index entries not yet in LevelDB, the last of each key winning.
+    const pendingIndex = new Map<string, { levelKey: Uint8Array; stored: null; encoded: Uint8Array | null }>();
+    for (const entry of this.pendingIndex) pendingIndex.set(mapKeyOf(entry.levelKey), { levelKey: entry.levelKey, stored: null, encoded: entry.encoded });
     const sums = this.sums.copy();
     const { appliedIndex, revision } = this.meta;
     const scans = this.scans;
@@ -583,10 +590,7 @@ export class KvStateMachine {
       async leafKeys(fromLeaf: number, toLeaf: number): Promise<LeafKey[]> {
         assert(released === undefined, 'a digest view read after close');
         const range = hashIndexRange(fromLeaf, toLeaf);
-        const overlay = overlayIn(
-          [...pending.values()].filter((write) => write.levelKey[0] !== KEY_AREA_TAG).map((write) => ({ levelKey: write.levelKey, stored: null, encoded: write.encoded })),
-          range,
-        );
+        const overlay = overlayIn(pendingIndex.values(), range);
         const answer: LeafKey[] = [];
         const push = (levelKey: Uint8Array, value: Uint8Array): void => {
           const { leaf, userKey } = parseHashIndexKey(levelKey);
@@ -697,8 +701,10 @@ export class KvStateMachine {
         }
         previousKey = record.key;
         const stored = decodeStoredValue(record.value);
-        const leaf = leafOf(record.key);
-        const hashes = keyHashesOf(record.key, stored.value, stored);
+        const { leaf, hashes } = keyDigestOf(record.key, stored.value, stored);
+        if (stored.hashes !== undefined && (Buffer.compare(stored.hashes.full, hashes.full) !== 0 || Buffer.compare(stored.hashes.content, hashes.content) !== 0)) {
+          throw new StrataError(ErrorCode.CORRUPTION, `snapshot restore: the hashes stored with key number ${keyCount} are not its value's`, { details: { keyNumber: keyCount } });
+        }
         sums.add(leaf, hashes, 1);
         operations.push({ type: 'put', key: storageKey(record.key), value: record.value });
         operations.push({ type: 'put', key: hashIndexKey(leaf, record.key), value: encodeKeyHashes(hashes) });
@@ -789,11 +795,14 @@ export class KvStateMachine {
     assert(meta.revision >= this.meta.revision, 'commit: the revision must not go back');
     this.appliedSequence += 1;
     const sequence = this.appliedSequence;
-    for (const [mapKey, { levelKey, encoded }] of view.indexWrites()) this.setPending(mapKey, { levelKey, stored: null, encoded, sequence });
+    for (const { levelKey, encoded } of view.indexWrites().values()) {
+      this.pendingIndex.push({ sequence, levelKey, encoded });
+      this.pendingIndexBytes += levelKey.byteLength + (encoded?.byteLength ?? 0);
+    }
     view.digestDelta.applyTo(this.sums);
     for (const [mapKey, { levelKey, stored }] of view.writes()) {
       // Encoding copies the value, so the pending layer holds no view into the entries.
-      const encoded = stored === null ? null : encodeStoredValue(stored);
+      const encoded = stored === null ? null : encodeStoredValue(userKeyOf(levelKey), stored);
       const kept = stored === null || encoded === null ? null : storedValueOver(stored, encoded);
       this.setPending(mapKey, { levelKey, stored: kept, encoded, sequence });
     }
@@ -823,6 +832,10 @@ export class KvStateMachine {
       assert(write.sequence <= sequence, 'a pending write is newer than the applied state');
       operations.push(write.encoded === null ? { type: 'del', key: write.levelKey } : { type: 'put', key: write.levelKey, value: write.encoded });
       mapKeys.push(mapKey);
+    }
+    for (const entry of this.pendingIndex) {
+      assert(entry.sequence > this.writtenSequence && entry.sequence <= sequence, 'a pending index entry outside the batches being written');
+      operations.push(entry.encoded === null ? { type: 'del', key: entry.levelKey } : { type: 'put', key: entry.levelKey, value: entry.encoded });
     }
     // The digest leaves this batch changed, and the root with the applied state: all absolute
     // values, so whatever batches LevelDB keeps, the stored leaves must sum to the stored root.
@@ -857,6 +870,13 @@ export class KvStateMachine {
       this.pendingBytes -= pendingWriteBytes(write);
       if (isUserKey(write.levelKey)) this.pendingUserKeys -= 1;
     }
+    let landedIndex = 0;
+    while (landedIndex < this.pendingIndex.length && (this.pendingIndex[landedIndex] as { sequence: number }).sequence <= sequence) {
+      const entry = this.pendingIndex[landedIndex] as { levelKey: Uint8Array; encoded: Uint8Array | null };
+      this.pendingIndexBytes -= entry.levelKey.byteLength + (entry.encoded?.byteLength ?? 0);
+      landedIndex += 1;
+    }
+    if (landedIndex > 0) this.pendingIndex = this.pendingIndex.slice(landedIndex);
     assert(this.pending.size > 0 || this.pendingBytes === 0, 'pending bytes without pending keys');
     this.startWrite();
   }
@@ -887,7 +907,7 @@ export class KvStateMachine {
   }
 
   private overBound(): boolean {
-    return this.pendingUserKeys > this.pendingKeysMax || this.pendingBytes > this.pendingBytesMax;
+    return this.pendingUserKeys > this.pendingKeysMax || this.pendingBytes + this.pendingIndexBytes > this.pendingBytesMax;
   }
 }
 
@@ -934,7 +954,7 @@ async function* mergedRecords(
           const order = compareBytes(candidate.levelKey, levelKey);
           if (order > 0) break;
           next += 1;
-          if (candidate.stored !== null) batch.push({ key: userKeyOf(candidate.levelKey), value: encodeStoredValue(candidate.stored) });
+          if (candidate.stored !== null) batch.push({ key: userKeyOf(candidate.levelKey), value: encodeStoredValue(userKeyOf(candidate.levelKey), candidate.stored) });
           if (order === 0) replaced = true;
         }
         if (!replaced) batch.push({ key: userKeyOf(levelKey), value });
@@ -944,7 +964,7 @@ async function* mergedRecords(
         while (next < pending.length) {
           const candidate = pending[next] as OverlayPair;
           next += 1;
-          if (candidate.stored !== null) batch.push({ key: userKeyOf(candidate.levelKey), value: encodeStoredValue(candidate.stored) });
+          if (candidate.stored !== null) batch.push({ key: userKeyOf(candidate.levelKey), value: encodeStoredValue(userKeyOf(candidate.levelKey), candidate.stored) });
         }
       }
       if (batch.length > 0) yield batch;
@@ -954,6 +974,9 @@ async function* mergedRecords(
     await release();
   }
 }
+
+// ZERO_HASHES stand in for a key's hashes when the digest is not kept (unsafeSkipDigest).
+const ZERO_HASHES: KeyHashes = Object.freeze({ full: new Uint8Array(16), content: new Uint8Array(16) });
 
 // isReadCorruption tells a failed read of the stored state (CORRUPTION from decoding, or a
 // LevelDB read error) from other failures (assertions stay fatal).
@@ -1191,19 +1214,24 @@ class ApplyView extends ReadView {
   private write(key: Uint8Array, levelKey: Uint8Array, previous: StoredValue | undefined, stored: StoredValue | null): void {
     this.overlay.set(mapKeyOf(levelKey), { levelKey, stored });
     this.changes += 1;
-    if (!this.keepDigest) return;
-    let leaf = -1;
-    if (previous !== undefined) {
-      const old = keyDigestOf(key, previous.value, previous);
-      leaf = old.leaf;
-      this.digestDelta.add(leaf, old.hashes, -1);
+    if (!this.keepDigest) {
+      // Benchmarks only: no hashing at all (the stored value carries zero hashes).
+      if (stored !== null) this.overlay.set(mapKeyOf(levelKey), { levelKey, stored: { ...stored, hashes: ZERO_HASHES } });
+      return;
     }
+    let leaf = -1;
     let hashes: KeyHashes | undefined;
     if (stored !== null) {
       const now = keyDigestOf(key, stored.value, stored);
       leaf = now.leaf;
       hashes = now.hashes;
+      // The stored value carries them (encodeStoredValue), so an overwrite takes them out as they are.
+      this.overlay.set(mapKeyOf(levelKey), { levelKey, stored: { ...stored, hashes } });
       this.digestDelta.add(leaf, hashes, 1);
+    }
+    if (previous !== undefined) {
+      if (leaf < 0) leaf = leafOf(key);
+      this.digestDelta.add(leaf, previous.hashes ?? keyHashesOf(key, previous.value, previous), -1);
     }
     assert(leaf >= 0, 'a write has a state before or after it');
     const indexKey = hashIndexKey(leaf, key);

@@ -186,7 +186,7 @@ export async function rewriteStoredValue(directory: string, key: string, value: 
     const stored = await db.get(levelKey);
     if (stored === undefined) throw new Error(`key ${JSON.stringify(key)} is not stored in ${directory}`);
     const original = decodeStoredValue(stored);
-    await db.put(levelKey, encodeStoredValue({ ...original, value: new TextEncoder().encode(value) }), { sync: true });
+    await db.put(levelKey, encodeStoredValue(new TextEncoder().encode(key), { ...original, hashes: undefined, value: new TextEncoder().encode(value) }), { sync: true });
     return { ...original, value: original.value.slice() };
   } finally {
     await db.close();

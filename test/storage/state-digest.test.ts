@@ -206,7 +206,7 @@ describe('the state machine keeps its digest', () => {
     // One record's value changed, re-encoded validly: the count and order hold, the digest does not.
     const first = records[0];
     assert.ok(first !== undefined);
-    const tampered = [{ key: first.key, value: encodeStoredValue({ createRevision: 2, modRevision: 2, version: 1, lease: 0, value: bytes('changed') }) }, ...records.slice(1)];
+    const tampered = [{ key: first.key, value: encodeStoredValue(first.key, { createRevision: 2, modRevision: 2, version: 1, lease: 0, value: bytes('changed') }) }, ...records.slice(1)];
     await assert.rejects(KvStateMachine.restore(memory(), { ...content, records: once(tampered), digest: view.digest }), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION));
     await feeder.machine.close();
   });
@@ -239,7 +239,7 @@ describe('open() refuses data that is not what was applied', () => {
     await build(location, 10);
     const db = classic(location);
     await db.open();
-    await db.put(storageKey(bytes('key-3-2')), encodeStoredValue({ createRevision: 5, modRevision: 5, version: 1, lease: 0, value: bytes('rewritten') }));
+    await db.put(storageKey(bytes('key-3-2')), encodeStoredValue(bytes('key-3-2'), { createRevision: 5, modRevision: 5, version: 1, lease: 0, value: bytes('rewritten') }));
     await db.close();
     const error = await expectCorruption(KvStateMachine.open(classic(location)), 'data-vs-leaves');
     assert.match(error.message, /key-3-2.*value differs from its recorded hash/);
@@ -354,7 +354,7 @@ describe('open() refuses data that is not what was applied', () => {
     await feeder.apply([put('a', '1'), put('b', '2'), put('c', '3')]);
     await feeder.machine.whenWritten();
     const db = (feeder.machine as unknown as { db: KvLevel }).db;
-    await db.put(storageKey(bytes('b')), encodeStoredValue({ createRevision: 3, modRevision: 3, version: 1, lease: 0, value: bytes('X') }));
+    await db.put(storageKey(bytes('b')), encodeStoredValue(bytes('b'), { createRevision: 3, modRevision: 3, version: 1, lease: 0, value: bytes('X') }));
     const view = feeder.machine.openSnapshotView();
     await assert.rejects(
       (async () => {
