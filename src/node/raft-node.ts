@@ -322,7 +322,8 @@ export class RaftNode {
       {
         clock: this.clock,
         logger: this.logger,
-        openView: () => this.betweenApplies(() => this.stateMachine.openSnapshotView()),
+        // The scrubber hashes every value again (a snapshot sums the hashes stored with them).
+        openView: () => this.betweenApplies(() => this.stateMachine.openSnapshotView({ recomputeHashes: true })),
         onCorrupt: async () => this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}),
       },
       { ...DEFAULT_SCRUB_POLICY, ...options.scrubPolicy },

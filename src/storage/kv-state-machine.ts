@@ -493,9 +493,11 @@ export class KvStateMachine {
    * snapshot of a new iterator and a copy of the pending layer, taken in the same tick, with
    * the applied index, term and revision. apply() may run on while the view is read; the
    * view keeps showing the state it captured (the caller reads Raft's configuration in the
-   * same tick, so the two agree).
+   * same tick, so the two agree). Its records() end with CORRUPTION when they do not sum to
+   * the digest: each value's CRC32c is checked, and the hashes stored with the values are
+   * summed, or computed again from the values with `recomputeHashes` (the scrubber).
    */
-  openSnapshotView(): KvSnapshotView {
+  openSnapshotView(options: { readonly recomputeHashes?: boolean } = {}): KvSnapshotView {
     assert(!this.closed, 'openSnapshotView after close');
     assert(!this.applying, 'openSnapshotView during apply: the applied state is between two batches');
     if (this.failure !== undefined) throw this.failure;
@@ -525,7 +527,7 @@ export class KvStateMachine {
         assert(!taken, 'a snapshot view is read once');
         taken = true;
         const records = mergedRecords(iterator, pending, release);
-        return skipDigest ? records : checkedAgainstDigest(records, digest, `the snapshot view at index ${appliedIndex}`);
+        return skipDigest ? records : checkedAgainstDigest(records, digest, `the snapshot view at index ${appliedIndex}`, options.recomputeHashes === true);
       },
       close: release,
     };
@@ -993,12 +995,20 @@ async function* checkedAgainstDigest(
   records: AsyncIterable<readonly KvSnapshotRecord[]>,
   expected: DigestRoot,
   what: string,
+  recompute: boolean,
 ): AsyncGenerator<readonly KvSnapshotRecord[]> {
   const sums = new DigestSums();
   for await (const batch of records) {
     for (const record of batch) {
+      // Decoding checks each value's CRC32c; the hashes stored with it are summed (a snapshot
+      // being built), or computed again from the value (the scrubber).
       const stored = decodeStoredValue(record.value);
-      sums.add(leafOf(record.key), keyHashesOf(record.key, stored.value, stored), 1);
+      if (recompute || stored.hashes === undefined) {
+        const { leaf, hashes } = keyDigestOf(record.key, stored.value, stored);
+        sums.add(leaf, hashes, 1);
+      } else {
+        sums.add(leafOf(record.key), stored.hashes, 1);
+      }
     }
     yield batch;
   }
