@@ -194,18 +194,23 @@ function decodeStored(key: Uint8Array, value: Uint8Array): ReturnType<typeof dec
 // readArea visits every pair of a LevelDB range in order; a LevelDB read error is CORRUPTION.
 async function readArea(db: KvLevel, range: { gte: Uint8Array; lt: Uint8Array }, visit: (key: Uint8Array, value: Uint8Array) => void): Promise<void> {
   const iterator = db.iterator({ gte: range.gte, lt: range.lt });
+  // The next batch is read (on LevelDB's thread) while this one is hashed: one read in flight.
+  const read = (): Promise<[Uint8Array, Uint8Array][]> =>
+    (iterator.nextv(READ_BATCH_KEYS) as Promise<[Uint8Array, Uint8Array][]>).catch((error: unknown) => {
+      throw corruption('read-failed', `reading the state machine's LevelDB failed: ${String((error as Error).message ?? error)}`, {}, error);
+    });
+  let next: Promise<[Uint8Array, Uint8Array][]> | undefined = read();
   try {
     for (;;) {
-      let entries: [Uint8Array, Uint8Array][];
-      try {
-        entries = (await iterator.nextv(READ_BATCH_KEYS)) as [Uint8Array, Uint8Array][];
-      } catch (error) {
-        throw corruption('read-failed', `reading the state machine's LevelDB failed: ${String((error as Error).message ?? error)}`, {}, error);
-      }
+      const entries: [Uint8Array, Uint8Array][] = await next;
+      next = undefined;
       if (entries.length === 0) return;
+      next = read();
       for (const [key, value] of entries) visit(key, value);
     }
   } finally {
+    // A visit that threw leaves a read in flight: it settles before the iterator closes.
+    await next?.catch(() => undefined);
     await iterator.close();
   }
 }
