@@ -1016,13 +1016,7 @@ export class RaftNode {
     } catch (error) {
       // A stored value that fails its CRC, a LevelDB block that does not read: nothing was
       // served, and this member raises its own CORRUPT alarm (the client tries another).
-      if (isStrataError(error, ErrorCode.CORRUPTION) && this.corruptRaisedFor !== machine && !this.alarmSet.has(this.memberId, 'CORRUPT')) {
-        this.corruptRaisedFor = machine;
-        this.logger.warn('A READ FOUND THIS MEMBER\'S STATE DAMAGED: it raises a CORRUPT alarm for itself', { reason: error.message });
-        void this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}).catch(() => {
-          this.corruptRaisedFor = undefined;
-        });
-      }
+      if (isStrataError(error, ErrorCode.CORRUPTION)) this.raiseOwnCorrupt(machine, 'A READ FOUND THIS MEMBER\'S STATE DAMAGED: it raises a CORRUPT alarm for itself', error.message);
       throw error;
     }
   }
@@ -1193,14 +1187,7 @@ export class RaftNode {
     // and serves nothing; this member raises its own CORRUPT alarm (once) and waits to be
     // rebuilt (stratakv member rebuild), taking part in Raft meanwhile.
     const corruption = this.stateMachine.corruption();
-    if (corruption !== undefined && this.corruptRaisedFor !== this.stateMachine) {
-      this.corruptRaisedFor = this.stateMachine;
-      this.logger.warn('THIS MEMBER\'S STATE MACHINE IS CORRUPT: it stops applying and raises a CORRUPT alarm for itself', { reason: corruption.message });
-      void this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}).catch((error: unknown) => {
-        this.corruptRaisedFor = undefined;
-        this.logger.warn('raising this member\'s CORRUPT alarm failed; it is tried again after the next apply', { reason: String(error) });
-      });
-    }
+    if (corruption !== undefined) this.raiseOwnCorrupt(this.stateMachine, 'THIS MEMBER\'S STATE MACHINE IS CORRUPT: it stops applying and raises a CORRUPT alarm for itself', corruption.message);
     // Between two applies: the state machine, Raft's configuration and the member table
     // agree, so a snapshot may capture them here.
     this.snapshotter.noteApplied(this.appliedIndex);
@@ -1447,6 +1434,19 @@ export class RaftNode {
         this.integrity.onReportApplied(command);
         return;
     }
+  }
+
+  // raiseOwnCorrupt raises this member's CORRUPT alarm once per state machine found damaged
+  // (by an apply or a read; the scrubber raises it too): loudly logged, tried again after a
+  // failed proposal.
+  private raiseOwnCorrupt(machine: KvStateMachine, message: string, reason: string): void {
+    if (this.corruptRaisedFor === machine || this.alarmSet.has(this.memberId, 'CORRUPT')) return;
+    this.corruptRaisedFor = machine;
+    this.logger.warn(message, { reason });
+    void this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}).catch((error: unknown) => {
+      if (this.corruptRaisedFor === machine) this.corruptRaisedFor = undefined;
+      this.logger.warn('raising this member\'s CORRUPT alarm failed; it is tried again when the damage is met again', { reason: String(error) });
+    });
   }
 
   // applyCheckpointEntry records an integrity checkpoint with the configuration it was applied in.

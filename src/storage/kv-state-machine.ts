@@ -274,8 +274,6 @@ export class KvStateMachine {
   // write is in flight whenever `pending` is not empty (or the state machine has failed).
   private readonly pending = new Map<string, PendingWrite>();
   private pendingBytes = 0;
-  // The user keys among them (the bound counts these).
-  private pendingUserKeys = 0;
   // The digest's index entries written by batches not yet in LevelDB, in batch order (a key's
   // later entry follows its earlier one, and LevelDB applies a batch's operations in order):
   // a list rather than map entries, since nothing reads them but a digest view.
@@ -815,7 +813,6 @@ export class KvStateMachine {
   private setPending(mapKey: string, write: PendingWrite): void {
     const previous = this.pending.get(mapKey);
     if (previous !== undefined) this.pendingBytes -= pendingWriteBytes(previous);
-    else if (isUserKey(write.levelKey)) this.pendingUserKeys += 1;
     this.pending.set(mapKey, write);
     this.pendingBytes += pendingWriteBytes(write);
   }
@@ -870,7 +867,6 @@ export class KvStateMachine {
       if (write.sequence > sequence) continue;
       this.pending.delete(mapKey);
       this.pendingBytes -= pendingWriteBytes(write);
-      if (isUserKey(write.levelKey)) this.pendingUserKeys -= 1;
     }
     let landedIndex = 0;
     while (landedIndex < this.pendingIndex.length && (this.pendingIndex[landedIndex] as { sequence: number }).sequence <= sequence) {
@@ -909,7 +905,7 @@ export class KvStateMachine {
   }
 
   private overBound(): boolean {
-    return this.pendingUserKeys > this.pendingKeysMax || this.pendingBytes + this.pendingIndexBytes > this.pendingBytesMax;
+    return this.pending.size > this.pendingKeysMax || this.pendingBytes + this.pendingIndexBytes > this.pendingBytesMax;
   }
 }
 
@@ -1020,11 +1016,6 @@ async function* checkedAgainstDigest(
       { details: { digest: formatDigest(root.full), expected: formatDigest(expected.full), keys: root.keyCount, expectedKeys: expected.keyCount } },
     );
   }
-}
-
-// isUserKey tells a user key's LevelDB key ('k' area) from the digest's index entries.
-function isUserKey(levelKey: Uint8Array): boolean {
-  return levelKey[0] === KEY_AREA_TAG;
 }
 
 function pendingWriteBytes(write: PendingWrite): number {
