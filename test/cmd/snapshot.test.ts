@@ -37,6 +37,7 @@ const LIVE_KEYS = KEYS - DELETED;
 const RESTORED_TOKEN = 'restored-cluster';
 const READY_STEPS_MAX = 200;
 const READY_STEP_MS = 50;
+const SIZE_ATTEMPTS_MAX = 40;
 
 let member: SingleMember;
 let server: EtcdServer;
@@ -242,10 +243,25 @@ describe('restore', () => {
       assert.equal(put.revision, member.node.revision() + 1);
       const members = first.members();
       assert.deepEqual(members.map((record) => record.name).sort(), names);
-      // Status reports the state machine's real size on disk.
-      const status = await new RaftNodeBackend(first, 'test').status();
-      assert.equal(status.dbSizeBytes, directoryBytes(join(directory, 'r1', 'member', 'kv')));
-      assert.ok(status.dbSizeBytes > 0);
+      // Status reports the state machine's real size on disk. The members go on writing (the
+      // integrity checker's checkpoints and reports, LevelDB's own log): compare while the
+      // directory holds still across the status call.
+      const backend = new RaftNodeBackend(first, 'test');
+      const kvDirectory = join(directory, 'r1', 'member', 'kv');
+      let matched = false;
+      for (let attempt = 0; attempt < SIZE_ATTEMPTS_MAX && !matched; attempt += 1) {
+        const before = directoryBytes(kvDirectory);
+        const status = await backend.status();
+        const after = directoryBytes(kvDirectory);
+        assert.ok(status.dbSizeBytes > 0);
+        if (before === after) {
+          assert.equal(status.dbSizeBytes, before);
+          matched = true;
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, READY_STEP_MS));
+        }
+      }
+      assert.ok(matched, `the kv directory held still across a status call within ${SIZE_ATTEMPTS_MAX} attempts`);
     } finally {
       await Promise.all(nodes.map((node) => node.stop({ transferLeadership: false })));
     }
