@@ -2,8 +2,8 @@
 // etcdctl's flags and print what etcdctl prints for a person at a terminal, so an operator
 // who knows one knows the other; `get -w json` prints etcdctl's JSON for scripts.
 
-import { EtcdClient, normalizeEndpoint, type EndpointStatus } from '../src/client/index.ts';
-import { StrataError } from '../src/util/errors.ts';
+import { ClusterInfoClient, EtcdClient, normalizeEndpoint, type EndpointStatus } from '../src/client/index.ts';
+import { ErrorCode, StrataError } from '../src/util/errors.ts';
 import { UsageError } from './serve-flags.ts';
 
 /** DEFAULT_ENDPOINTS is where client verbs look for a cluster when --endpoints is not given (etcdctl's default). */
@@ -22,7 +22,7 @@ export const CLIENT_USAGE = `  put KEY VALUE                        store VALUE 
                                        print matching keys, each followed by its value
   del KEY [--prefix | --from-key]      delete, printing how many keys were deleted
   status                               status of every endpoint, as a table
-  members                              the cluster's members, as a table
+  members                              the cluster's members, as a table (with their zones)
   alarm list | alarm disarm            the alarms raised (NOSPACE, CORRUPT); disarm clears them all
 
 client flags:
@@ -237,10 +237,10 @@ export async function runClientVerb(verb: ClientVerb, args: readonly string[], o
         return 0;
       }
       case 'members': {
-        const members = await client.memberList();
+        const members = await membersWithZones(client, endpoints, timeoutMs);
         output.out(
           table(
-            ['ID', 'STATUS', 'NAME', 'PEER ADDRS', 'CLIENT ADDRS', 'IS LEARNER'],
+            ['ID', 'STATUS', 'NAME', 'PEER ADDRS', 'CLIENT ADDRS', 'IS LEARNER', 'ZONE'],
             members.map((member) => [
               hexId(member.id),
               member.name === '' ? 'unstarted' : 'started',
@@ -248,6 +248,7 @@ export async function runClientVerb(verb: ClientVerb, args: readonly string[], o
               member.peerUrls.join(','),
               member.clientUrls.join(','),
               String(member.isLearner),
+              member.zone,
             ]),
           ),
         );
@@ -263,8 +264,33 @@ export async function runClientVerb(verb: ClientVerb, args: readonly string[], o
   }
 }
 
-function hexId(id: bigint): string {
+function hexId(id: bigint | number): string {
   return id.toString(16);
+}
+
+/** MemberRow is one row of `members`. */
+interface MemberRow {
+  readonly id: bigint | number;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly clientUrls: readonly string[];
+  readonly isLearner: boolean;
+  readonly zone: string;
+}
+
+// membersWithZones asks stratakv's Admin.ClusterInfo, which carries the zones; real etcd has no
+// Admin service (UNIMPLEMENTED), and then etcd's MemberList answers with the zones empty. The
+// zone column comes after etcdctl's, so scripts that read etcdctl's columns read ours.
+async function membersWithZones(client: EtcdClient, endpoints: readonly string[], timeoutMs: number): Promise<MemberRow[]> {
+  const info = new ClusterInfoClient({ endpoints, timeoutMs });
+  try {
+    return [...(await info.clusterInfo()).members];
+  } catch (error) {
+    if (!(error instanceof StrataError) || error.code !== ErrorCode.UNIMPLEMENTED) throw error;
+  } finally {
+    info.close();
+  }
+  return (await client.memberList()).map((member) => ({ ...member, zone: '' }));
 }
 
 /** humanBytes prints a size the way etcdctl does (go-humanize's SI units: "20 kB"). */

@@ -24,6 +24,8 @@ ${SNAPSHOT_USAGE}
 ${LOG_USAGE}
 ${DIFF_USAGE}
 ${INTEGRITY_USAGE_LINES}
+  migrate plan|run|status|rollback --endpoints E [--to NAME=PEER_URL,...]
+                                       move the cluster onto new members (started with serve --join)
   version                              print the stratakv version
   help                                 print this help
 
@@ -129,6 +131,27 @@ export async function main(args: readonly string[]): Promise<number> {
         // Loaded on demand, like log: it pulls in the diff's client.
         const { runDiffCommand } = await import('./diff-verb.ts');
         return await runDiffCommand(rest);
+      }
+      case 'migrate': {
+        // Loaded on demand, like diff: it pulls in the migration's clients.
+        const { MIGRATE_USAGE, runMigrateCommand } = await import('./migrate-verb.ts');
+        if (wantsHelp(rest) || rest.length === 0) {
+          console.log(MIGRATE_USAGE);
+          return rest.length === 0 ? EXIT_USAGE : 0;
+        }
+        const interrupt = new AbortController();
+        const onSignal = (): void => interrupt.abort();
+        process.once('SIGINT', onSignal);
+        try {
+          return await runMigrateCommand(rest, {
+            out: (line) => process.stdout.write(`${line}\n`),
+            err: (text) => process.stderr.write(text),
+            isTerminal: process.stderr.isTTY,
+            signal: interrupt.signal,
+          });
+        } finally {
+          process.off('SIGINT', onSignal);
+        }
       }
       case 'check':
       case 'member': {

@@ -1,9 +1,12 @@
 // The flags of `stratakv serve`. They are etcd's flags with etcd's names, meanings and
 // defaults, so an operator's etcd command line (or systemd unit) works unchanged for the
 // flags we support; the checks that etcd makes before it starts are made here with etcd's
-// wording. Anything we do not understand is refused by name rather than ignored: a flag that
+// wording. A few flags are ours (marked so in SERVE_FLAGS_USAGE), --zone and --join among
+// them. Anything we do not understand is refused by name rather than ignored: a flag that
 // silently does nothing is how a cluster ends up configured differently from what its
 // operator believes.
+
+import { isZoneName, ZONE_NAME_BYTES_MAX } from '../src/node/membership.ts';
 
 /** UsageError is a malformed command line; `flag` names the flag (or argument) at fault. */
 export class UsageError extends Error {
@@ -80,6 +83,17 @@ export interface ServeOptions {
   readonly unsafeNoStateDigest: boolean;
   /** --log-level. */
   readonly logLevel: LogLevel;
+  /** --zone: this member's zone label, published to the cluster (ours; '' for none). */
+  readonly zone: string;
+  /**
+   * --join: client URLs of a running cluster (ours). The member waits, bootstrapping nothing,
+   * until that cluster lists it (someone ran MemberAdd with its peer URLs), then starts as an
+   * existing member with the member list and token it learned (cmd/serve-join.ts). Empty: not
+   * joining. Given, the --initial-cluster* flags may not be, and initialClusterState is 'existing'.
+   */
+  readonly join: readonly string[];
+  /** --join-timeout: milliseconds --join waits to be added before giving up (ours; 0: forever). */
+  readonly joinTimeoutMs: number;
 }
 
 /** SERVE_DEFAULTS are etcd's defaults for the flags `serve` takes. */
@@ -104,6 +118,8 @@ export const SERVE_DEFAULTS = {
   scrubIntervalMs: 24 * 60 * 60 * 1000,
   scrubRateBytes: 16 * 1024 * 1024,
   logLevel: 'info',
+  zone: '',
+  joinTimeoutMs: 0,
 } as const;
 
 /** SERVE_FLAGS_USAGE describes the flags of `stratakv serve` for the help text. */
@@ -136,6 +152,14 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
   --unsafe-no-state-digest[=true]      keep no state digest (benchmarks only: nothing can be verified, and a
                                        member started without it later refuses this data)
   --log-level debug|info|warn|error    (default info)
+  --zone NAME                          this member's zone label, shown by "stratakv members" (ours;
+                                       1-63 of A-Z a-z 0-9 . _ -; default none)
+  --join CLIENT_URLS                   join the running cluster at these client URLs (ours): wait,
+                                       serving nothing, until it adds this member (member add with
+                                       --initial-advertise-peer-urls), then start from the member
+                                       list and token it answers; not with --initial-cluster* flags;
+                                       ignored once the data dir holds this member's state
+  --join-timeout MS                    give up waiting to be added after MS (default 0: wait forever)
   URLs are http://host:port, comma-separated; TLS (https) is not supported yet.`;
 
 const FLAG_NAMES = [
@@ -163,6 +187,9 @@ const FLAG_NAMES = [
   'repair-corrupt-state',
   'unsafe-no-state-digest',
   'log-level',
+  'zone',
+  'join',
+  'join-timeout',
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
 
@@ -252,6 +279,22 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     throw new UsageError('--log-level', `invalid value ${JSON.stringify(logLevel)} for flag --log-level: must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
+  const zone = given.get('zone') ?? SERVE_DEFAULTS.zone;
+  if (given.has('zone') && !isZoneName(zone)) {
+    throw new UsageError('--zone', `invalid value ${JSON.stringify(zone)} for flag --zone: 1 to ${ZONE_NAME_BYTES_MAX} characters of A-Z a-z 0-9 . _ -`);
+  }
+
+  const joinText = given.get('join');
+  const join = joinText === undefined ? [] : parseUrlList('--join', joinText);
+  if (joinText !== undefined) {
+    // The cluster answers these; given too, they could only disagree with it.
+    for (const flag of ['initial-cluster', 'initial-cluster-state', 'initial-cluster-token'] as const) {
+      if (given.has(flag)) throw new UsageError(`--${flag}`, `--${flag} cannot be used with --join: a joining member learns the cluster's members and token from it`);
+    }
+  }
+  const joinTimeoutMs = parseNonNegativeInteger('--join-timeout', given.get('join-timeout'), SERVE_DEFAULTS.joinTimeoutMs);
+  if (given.has('join-timeout') && joinText === undefined) throw new UsageError('--join-timeout', '--join-timeout needs --join');
+
   checkLocalMember(name, initialCluster, initialAdvertisePeerUrls);
 
   return {
@@ -262,7 +305,8 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     listenPeerUrls,
     initialAdvertisePeerUrls,
     initialCluster,
-    initialClusterState: state,
+    // A joining member never bootstraps a cluster, even before it has learned the real one.
+    initialClusterState: joinText === undefined ? state : 'existing',
     initialClusterToken,
     heartbeatIntervalMs,
     electionTimeoutMs,
@@ -279,6 +323,9 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     repairCorruptState: repairText === 'true',
     unsafeNoStateDigest: noDigestText === 'true',
     logLevel: logLevel as LogLevel,
+    zone,
+    join,
+    joinTimeoutMs,
   };
 }
 

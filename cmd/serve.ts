@@ -4,11 +4,12 @@
 
 import { RaftNode } from '../src/node/index.ts';
 import { createConsoleLogger } from '../src/obs/index.ts';
-import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer } from '../src/server/index.ts';
+import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer, startJoinWaitingServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
 import { packageVersion } from './package-version.ts';
 import type { ServeOptions } from './serve-flags.ts';
+import { resolveJoin } from './serve-join.ts';
 import { listenForStopSignals } from './stop-signals.ts';
 
 /** ETCD_API_VERSION is the etcd release whose v3 API stratakv answers like. */
@@ -19,9 +20,18 @@ export function serverVersion(): string {
   return `${ETCD_API_VERSION}+stratakv.${packageVersion()}`;
 }
 
-/** runServe runs one member until it is stopped by a signal or removed from the cluster; returns the exit code. */
-export async function runServe(options: ServeOptions): Promise<number> {
-  const logger = createConsoleLogger(options.logLevel, options.name);
+/**
+ * runServe runs one member until it is stopped by a signal or removed from the cluster; returns
+ * the exit code. With --join it first waits, serving no client, until the cluster has added it
+ * (serve-join.ts); a stop signal meanwhile ends it with 0.
+ */
+export async function runServe(given: ServeOptions): Promise<number> {
+  const logger = createConsoleLogger(given.logLevel, given.name);
+  const options = await joinIfAsked(given, logger);
+  if (options === undefined) {
+    logger.info('stopped before joining the cluster');
+    return 0;
+  }
   const node = await RaftNode.start({
     name: options.name,
     dataDir: options.dataDir,
@@ -30,6 +40,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
     initialClusterToken: options.initialClusterToken,
     advertisePeerUrls: options.initialAdvertisePeerUrls,
     advertiseClientUrls: options.advertiseClientUrls,
+    zone: options.zone,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     electionTimeoutMs: options.electionTimeoutMs,
     limits: { ...DEFAULT_KV_LIMITS, requestBytesMax: options.maxRequestBytes },
@@ -49,7 +60,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
   });
   let server;
   try {
-    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
   } catch (error) {
     await node.stop({ transferLeadership: false });
     throw error;
@@ -60,6 +71,7 @@ export async function runServe(options: ServeOptions): Promise<number> {
     clientUrls: server.urls,
     peerUrls: options.listenPeerUrls,
     dataDir: options.dataDir,
+    ...(options.zone === '' ? {} : { zone: options.zone }),
   });
 
   const stopSignals = listenForStopSignals((signal) => logger.warn(`${signal} again; already stopping`));
@@ -73,4 +85,33 @@ export async function runServe(options: ServeOptions): Promise<number> {
   stopSignals.dispose();
   logger.info('stopped');
   return 0;
+}
+
+// joinIfAsked resolves --join (serve-join.ts) while a stop signal ends the wait; it answers the
+// options to start with, or undefined when stopped. Without --join it answers `options` at once.
+// While it waits, the peer URLs answer Join.Waiting (who is waiting there, in which zone), so
+// that a migration plan can tell a started member from a wrong URL; the member's peer
+// transport takes the port over once it is added.
+async function joinIfAsked(options: ServeOptions, logger: ReturnType<typeof createConsoleLogger>): Promise<ServeOptions | undefined> {
+  if (options.join.length === 0) return options;
+  const controller = new AbortController();
+  const stopSignals = listenForStopSignals(() => undefined);
+  void stopSignals.first.then((signal) => {
+    logger.info(`${signal}: no longer waiting to join`);
+    controller.abort();
+  });
+  try {
+    return await resolveJoin(options, {
+      logger,
+      signal: controller.signal,
+      whileWaiting: async () => {
+        const info = { name: options.name, zone: options.zone, peerUrls: options.initialAdvertisePeerUrls, clientUrls: options.advertiseClientUrls };
+        const waiting = await startJoinWaitingServer(options.listenPeerUrls, info);
+        logger.info('--join: the peer URLs answer Join.Waiting until this member is added', { urls: waiting.urls });
+        return () => waiting.close();
+      },
+    });
+  } finally {
+    stopSignals.dispose();
+  }
 }

@@ -131,7 +131,7 @@ export class StrataKv {
     let server: EtcdServer | undefined;
     if (options.clientUrls !== undefined && options.clientUrls.length > 0) {
       try {
-        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
+        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
       } catch (error) {
         await node.stop({ transferLeadership: false });
         throw error;

@@ -44,13 +44,11 @@ import {
   ADMIN_PROTO_FILE,
   ADMIN_PROTO_LOADER_OPTIONS,
   ADMIN_SERVICE_NAME,
-  CODE_METADATA_KEY,
   decodeLeafKeys,
   describeDifferences,
   DIFF_METHODS,
   DIFF_TIMEOUT_MS_MAX,
   DIFFERENCES_MAX,
-  FIELD_METADATA_KEY,
   fromWireValue,
   merkleDiff,
   prefixRange,
@@ -59,8 +57,8 @@ import {
   WirePinAt,
 } from '../diff/index.ts';
 import { DIGEST_BYTES } from '../storage/index.ts';
-import { ErrorCode, isErrorCode, StrataError } from '../util/errors.ts';
-import { fromGrpcStatus } from '../util/etcd-errors.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import { adminCallError } from './admin-calls.ts';
 import { normalizeEndpoint } from './endpoint-picker.ts';
 import type { ClientLogger } from './etcd-client.ts';
 
@@ -389,15 +387,7 @@ export class DiffClient {
     if (signal?.aborted === true) return new StrataError(ErrorCode.CANCELED, 'the diff was cancelled', { details: { endpoint } });
     if (error instanceof StrataError) return error;
     if (!isServiceError(error)) return new StrataError(ErrorCode.UNAVAILABLE, `diff: ${name} to ${endpoint} failed: ${String(error)}`, { details: { endpoint }, cause: error });
-    const code = error.metadata?.get(CODE_METADATA_KEY)[0];
-    const field = error.metadata?.get(FIELD_METADATA_KEY)[0];
-    if (typeof code === 'string' && isErrorCode(code)) {
-      return new StrataError(code, `${endpoint}: ${error.details}`, { details: { endpoint, grpcCode: error.code, ...(typeof field === 'string' ? { field } : {}) } });
-    }
-    if (error.code === grpc.status.DEADLINE_EXCEEDED) return new StrataError(ErrorCode.TIMEOUT, `diff: ${name} to ${endpoint} passed its deadline`, { details: { endpoint } });
-    if (error.code === grpc.status.UNIMPLEMENTED) return new StrataError(ErrorCode.UNIMPLEMENTED, `diff: ${endpoint} does not serve ${name} (not stratakv, or an older version)`, { details: { endpoint } });
-    const mapped = fromGrpcStatus(error.code, error.details);
-    return new StrataError(mapped.code, `${endpoint}: ${mapped.message}`, { details: { ...mapped.details, endpoint }, cause: mapped });
+    return adminCallError(error, endpoint, `diff: ${name}`);
   }
 
   #connection(endpoint: string): grpc.Client {

@@ -27,22 +27,19 @@ export function normalizeEndpoint(text: string): string {
   return `${match[1] ?? ''}:${port}`;
 }
 
-/** EndpointPicker chooses the endpoint a call tries next; failures move the choice on. */
+/**
+ * EndpointPicker chooses the endpoint a call tries next; failures move the choice on. The list
+ * can be replaced (setEndpoints, when the client follows the cluster's members): the preferred
+ * endpoint stays preferred while it is listed.
+ */
 export class EndpointPicker {
-  readonly #endpoints: readonly string[];
+  // Invariant: 1 <= #endpoints.length <= ENDPOINTS_MAX, normalized, without duplicates.
+  #endpoints: readonly string[];
   // Invariant: 0 <= #preferred < #endpoints.length.
   #preferred = 0;
 
   constructor(endpoints: readonly string[]) {
-    if (endpoints.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'at least one endpoint is needed');
-    if (endpoints.length > ENDPOINTS_MAX) {
-      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${endpoints.length} endpoints is more than ${ENDPOINTS_MAX}`);
-    }
-    const normalized: string[] = [];
-    for (const endpoint of endpoints.map(normalizeEndpoint)) {
-      if (!normalized.includes(endpoint)) normalized.push(endpoint);
-    }
-    this.#endpoints = normalized;
+    this.#endpoints = normalizeList(endpoints);
   }
 
   /** endpoints lists every endpoint, normalized to host:port, without duplicates. */
@@ -72,4 +69,32 @@ export class EndpointPicker {
     const index = this.#endpoints.indexOf(endpoint);
     if (index !== -1) this.#preferred = index;
   }
+
+  /**
+   * setEndpoints replaces the list, with the constructor's checks (INVALID_ARGUMENT when it is
+   * empty, longer than ENDPOINTS_MAX or holds an endpoint that is not host:port). The preferred
+   * endpoint stays preferred if it is still listed, so a healthy connection is kept; otherwise
+   * calls start from the first. Answers whether the list changed (order included).
+   */
+  setEndpoints(endpoints: readonly string[]): boolean {
+    const next = normalizeList(endpoints);
+    const preferred = this.current();
+    const changed = next.length !== this.#endpoints.length || next.some((endpoint, index) => endpoint !== this.#endpoints[index]);
+    this.#endpoints = next;
+    this.#preferred = Math.max(0, next.indexOf(preferred));
+    return changed;
+  }
+}
+
+// normalizeList checks an endpoint list and answers it normalized, in order, without duplicates.
+function normalizeList(endpoints: readonly string[]): readonly string[] {
+  if (endpoints.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'at least one endpoint is needed');
+  if (endpoints.length > ENDPOINTS_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${endpoints.length} endpoints is more than ${ENDPOINTS_MAX}`);
+  }
+  const normalized: string[] = [];
+  for (const endpoint of endpoints.map(normalizeEndpoint)) {
+    if (!normalized.includes(endpoint)) normalized.push(endpoint);
+  }
+  return Object.freeze(normalized);
 }

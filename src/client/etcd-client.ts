@@ -3,11 +3,26 @@
 // retried on another endpoint only where that is safe (retry-policy.ts) with bounded attempts
 // and backoff. Calls that must reach the leader (MoveLeader) find it with Status, as etcdctl
 // does. Errors are StrataErrors with the catalogue's codes and the endpoint that answered.
+//
+// With autoSyncIntervalMs the client follows the cluster's members as etcd clientv3's
+// AutoSyncInterval does: every interval, and when a call finds its endpoints unavailable or
+// hears from a member that it was removed or is stopping, it asks MemberList and replaces its
+// endpoints with the client URLs of the started voters. A live migration that replaces every
+// member therefore moves clients that were given only the old endpoints.
+//
+// Connections: one gRPC channel per endpoint (#connections). A call holds a lease on every
+// channel it uses until it settles. A channel is in one of two states:
+//   listed   — its endpoint is in the picker's list; it stays open until close().
+//   retiring — its endpoint is no longer listed (or never was: status() of any endpoint);
+//              it is closed when its last lease is released, or by the next list change.
+// Invariant: a channel with leases is open (until close()); an unlisted channel without
+// leases is closed and out of the map.
 
 import { createHash } from 'node:crypto';
 
 import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
+import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { fromGrpcStatus } from '../util/etcd-errors.ts';
 import type { DeleteRangeResponse, PutResponse, RangeResponse, TxnRequest, TxnResponse } from '../storage/kv-types.ts';
@@ -50,6 +65,13 @@ export const RESPONSE_BYTES_MAX = 2 ** 31 - 1;
 export const STATUS_ALL_ATTEMPTS_MAX = 2;
 /** LEADER_ATTEMPTS_MAX bounds how often a leader-only call rediscovers the leader after "not leader". */
 export const LEADER_ATTEMPTS_MAX = 3;
+/**
+ * CONNECTIONS_MAX bounds the client's open channels: every listed endpoint's, plus those of
+ * endpoints no longer listed that calls in flight still use.
+ */
+export const CONNECTIONS_MAX = 2 * ENDPOINTS_MAX;
+/** SYNC_ON_FAILURE_INTERVAL_MS_MIN is the least time between two syncs started by failed calls. */
+export const SYNC_ON_FAILURE_INTERVAL_MS_MIN = 500;
 
 /** ClientLogger receives the client's diagnostics (retries, endpoint switches). */
 export interface ClientLogger {
@@ -63,6 +85,12 @@ export interface EtcdClientOptions {
   readonly endpoints: readonly string[];
   /** Each call's deadline in milliseconds, retries included (default DEFAULT_TIMEOUT_MS). */
   readonly timeoutMs?: number;
+  /**
+   * Follow the cluster's members (etcd clientv3's AutoSyncInterval): every this many
+   * milliseconds, and after calls that find the endpoints failing, replace the endpoints with
+   * the client URLs of the started voters (see sync). 0 or absent: off, as in etcd.
+   */
+  readonly autoSyncIntervalMs?: number;
   readonly logger?: ClientLogger;
 }
 
@@ -165,15 +193,44 @@ interface CallContext {
   readonly signal: AbortSignal | undefined;
 }
 
+// How #call picks endpoints and how far it goes.
+interface CallRoute {
+  /** Every attempt goes to this endpoint (listed or not); otherwise the picker chooses. */
+  readonly endpoint?: string;
+  readonly attemptsMax?: number;
+  /** Whether failures may start a sync (off for the sync's own MemberList). */
+  readonly syncOnFailure?: boolean;
+}
+
+// One channel and the calls that use it.
+interface Connection {
+  readonly endpoint: string;
+  readonly channel: grpc.Client;
+  // Invariant: leases >= 0.
+  leases: number;
+}
+
 type ServiceName = keyof EtcdServices;
 
 /** EtcdClient is a client of etcd's v3 API over gRPC, with endpoint failover and safe retries. */
 export class EtcdClient {
   readonly #picker: EndpointPicker;
   readonly #timeoutMs: number;
+  // 0: auto-sync is off.
+  readonly #autoSyncIntervalMs: number;
   readonly #logger: ClientLogger | undefined;
   readonly #services: EtcdServices;
-  readonly #connections = new Map<string, grpc.Client>();
+  // Invariant: #connections.size <= CONNECTIONS_MAX (see the file comment for the states).
+  readonly #connections = new Map<string, Connection>();
+  #autoSyncTimer: ReturnType<typeof setTimeout> | undefined;
+  // The automatic sync running now, if any: timer and failures share it (one at a time).
+  #autoSyncRunning: Promise<void> | undefined;
+  // performance.now() when the last sync started; failures start one at most every SYNC_ON_FAILURE_INTERVAL_MS_MIN.
+  #lastSyncStartedAt = -Infinity;
+  // Syncs are numbered as they start; an answer older than one already applied is dropped.
+  // Invariant: #syncsApplied <= #syncsStarted.
+  #syncsStarted = 0;
+  #syncsApplied = 0;
   #closed = false;
 
   constructor(options: EtcdClientOptions) {
@@ -182,15 +239,34 @@ export class EtcdClient {
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `timeoutMs must be a positive integer, not ${String(timeoutMs)}`);
     }
+    const autoSyncIntervalMs = options.autoSyncIntervalMs ?? 0;
+    if (!Number.isSafeInteger(autoSyncIntervalMs) || autoSyncIntervalMs < 0) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `autoSyncIntervalMs must be a non-negative integer, not ${String(autoSyncIntervalMs)}`);
+    }
     this.#picker = new EndpointPicker(options.endpoints);
     this.#timeoutMs = timeoutMs;
+    this.#autoSyncIntervalMs = autoSyncIntervalMs;
     this.#logger = options.logger;
     this.#services = loadEtcdServices();
+    this.#scheduleAutoSync();
   }
 
-  /** endpoints lists the client's endpoints as host:port. */
+  /** endpoints lists the client's endpoints as host:port; sync may replace them. */
   get endpoints(): readonly string[] {
     return this.#picker.endpoints;
+  }
+
+  /**
+   * sync replaces the endpoints with the cluster's, now: MemberList, then the client URLs of
+   * every member that has started (published its name) and is not a learner, as etcd
+   * clientv3's Sync does. URLs the client cannot use (https, TLS not being supported) are
+   * left out. An answer with no usable URL leaves the list as it was. The preferred endpoint
+   * stays preferred if it is still listed. Calls in flight go on; a connection to an endpoint
+   * no longer listed is closed once no call uses it. Answers the endpoints after the sync.
+   */
+  async sync(options: CallOptions = {}): Promise<readonly string[]> {
+    const context = this.#context(options);
+    return this.#sync(context, ATTEMPTS_MAX);
   }
 
   // ---- KV ----
@@ -268,7 +344,7 @@ export class EtcdClient {
     for (let attempt = 1; ; attempt++) {
       const leader = await this.#findLeader(context);
       try {
-        await this.#call('maintenance', 'MoveLeader', 'write', request, context, leader);
+        await this.#call('maintenance', 'MoveLeader', 'write', request, context, { endpoint: leader });
         return;
       } catch (error) {
         // "not leader" is refused before anything is proposed: leadership moved since Status
@@ -295,7 +371,15 @@ export class EtcdClient {
     const target = normalizeEndpoint(endpoint);
     const method = this.#services.maintenance['Snapshot'];
     if (method === undefined) throw new Error('rpc.proto has no method maintenance.Snapshot');
-    const call = this.#connection(target).makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, {}, new grpc.Metadata(), {});
+    // The stream holds its channel until it ends, so a sync does not close it underneath.
+    const connection = this.#lease(target);
+    let call: grpc.ClientReadableStream<unknown>;
+    try {
+      call = connection.channel.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, {}, new grpc.Metadata(), {});
+    } catch (error) {
+      this.#release(connection);
+      throw error;
+    }
     let timedOut = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const armIdleTimer = (): void => {
@@ -326,6 +410,7 @@ export class EtcdClient {
       clearTimeout(timer);
       context.signal?.removeEventListener('abort', onAbort);
       call.cancel();
+      this.#release(connection);
     }
     receiver.end();
   }
@@ -384,10 +469,12 @@ export class EtcdClient {
     return decodeMembers(await this.#call('cluster', 'MemberPromote', 'write', { ID: memberIdText(id) }, context));
   }
 
-  /** close closes every connection; later calls fail with STOPPED. Calling it twice is harmless. */
+  /** close stops auto-sync and closes every connection; later calls fail with STOPPED. Calling it twice is harmless. */
   close(): void {
     this.#closed = true;
-    for (const connection of this.#connections.values()) connection.close();
+    clearTimeout(this.#autoSyncTimer);
+    this.#autoSyncTimer = undefined;
+    for (const connection of this.#connections.values()) connection.channel.close();
     this.#connections.clear();
   }
 
@@ -404,7 +491,7 @@ export class EtcdClient {
   }
 
   async #statusOf(endpoint: string, context: CallContext, attemptsMax = ATTEMPTS_MAX): Promise<EndpointStatus> {
-    return decodeStatus(endpoint, await this.#call('maintenance', 'Status', 'read', {}, context, endpoint, attemptsMax));
+    return decodeStatus(endpoint, await this.#call('maintenance', 'Status', 'read', {}, context, { endpoint, attemptsMax }));
   }
 
   async #statusAll(context: CallContext): Promise<EndpointStatusResult[]> {
@@ -451,13 +538,121 @@ export class EtcdClient {
     return normalizeEndpoint(url);
   }
 
-  #connection(endpoint: string): grpc.Client {
+  // ---- following the members ----
+
+  /**
+   * #sync runs one MemberList and applies its answer (see sync). Failures of its MemberList
+   * never start another sync.
+   */
+  async #sync(context: CallContext, attemptsMax: number): Promise<readonly string[]> {
+    const number = ++this.#syncsStarted;
+    this.#lastSyncStartedAt = performance.now();
+    const answer = await this.#call('cluster', 'MemberList', 'read', { linearizable: true }, context, { attemptsMax, syncOnFailure: false });
+    if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
+    // A sync that started later has already answered: its list is the newer one.
+    if (number < this.#syncsApplied) return this.#picker.endpoints;
+    this.#syncsApplied = number;
+    assert(this.#syncsApplied <= this.#syncsStarted, 'a sync is applied only after it started');
+    const endpoints = this.#endpointsOf(decodeMembers(answer));
+    if (endpoints.length === 0) {
+      this.#logger?.warn('sync: no started voter publishes a usable client URL; the endpoints stay as they are', { endpoints: this.#picker.endpoints });
+      return this.#picker.endpoints;
+    }
+    this.#setEndpoints(endpoints);
+    return this.#picker.endpoints;
+  }
+
+  // #endpointsOf is clientv3's Sync rule: the client URLs of members that have started (a name
+  // is published once the member runs) and vote (a learner refuses most calls). Normalized,
+  // without duplicates, at most ENDPOINTS_MAX.
+  #endpointsOf(members: readonly ClusterMember[]): string[] {
+    const endpoints: string[] = [];
+    for (const member of members) {
+      if (member.name === '' || member.isLearner) continue;
+      for (const url of member.clientUrls) {
+        let endpoint: string;
+        try {
+          endpoint = normalizeEndpoint(url);
+        } catch (error) {
+          if (!(error instanceof StrataError)) throw error;
+          this.#logger?.warn('sync: a member\'s client URL is not usable; leaving it out', { member: member.name, url, reason: error.message });
+          continue;
+        }
+        if (!endpoints.includes(endpoint)) endpoints.push(endpoint);
+      }
+    }
+    if (endpoints.length > ENDPOINTS_MAX) {
+      this.#logger?.warn(`sync: the members publish ${endpoints.length} client URLs; using the first ${ENDPOINTS_MAX}`, {});
+      endpoints.length = ENDPOINTS_MAX;
+    }
+    return endpoints;
+  }
+
+  #setEndpoints(endpoints: readonly string[]): void {
+    const before = this.#picker.endpoints;
+    if (!this.#picker.setEndpoints(endpoints)) return;
+    const after = this.#picker.endpoints;
+    this.#logger?.debug(`endpoints changed: ${before.join(',')} -> ${after.join(',')}`, { before, after });
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.leases === 0 && !after.includes(connection.endpoint)) this.#retire(connection);
+    }
+  }
+
+  #scheduleAutoSync(): void {
+    if (this.#autoSyncIntervalMs === 0 || this.#closed) return;
+    assert(this.#autoSyncTimer === undefined, 'one auto-sync timer at a time');
+    this.#autoSyncTimer = setTimeout(() => {
+      this.#autoSyncTimer = undefined;
+      // The next interval starts when this sync ends, so syncs never pile up behind a slow one.
+      void this.#autoSync().then(() => this.#scheduleAutoSync());
+    }, this.#autoSyncIntervalMs);
+    // The timer alone must not keep the process alive.
+    this.#autoSyncTimer.unref();
+  }
+
+  /** #autoSync joins the automatic sync running now, or starts one; it never rejects. */
+  #autoSync(): Promise<void> {
+    if (this.#autoSyncRunning !== undefined) return this.#autoSyncRunning;
+    if (this.#closed) return Promise.resolve();
+    // Its own budget, not a caller's: several calls may wait for it. One attempt per
+    // endpoint: a sync is a quick look, and the timer or the next failure tries again.
+    const context: CallContext = { deadline: performance.now() + this.#timeoutMs, signal: undefined };
+    const running = this.#sync(context, Math.max(1, this.#picker.endpoints.length))
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          if (!(error instanceof StrataError)) throw error;
+          if (!this.#closed) this.#logger?.debug('auto-sync failed; the endpoints stay as they are', { code: error.code, reason: error.message });
+        },
+      )
+      .finally(() => {
+        this.#autoSyncRunning = undefined;
+      });
+    this.#autoSyncRunning = running;
+    return running;
+  }
+
+  /**
+   * #syncAfterFailure starts an automatic sync (or joins the one running) and waits for it,
+   * within the call's deadline, so that the call's next attempts use the members the cluster
+   * has now. Failures start one at most every SYNC_ON_FAILURE_INTERVAL_MS_MIN.
+   */
+  async #syncAfterFailure(context: CallContext): Promise<void> {
+    if (this.#autoSyncIntervalMs === 0 || this.#closed) return;
+    if (this.#autoSyncRunning === undefined && performance.now() - this.#lastSyncStartedAt < SYNC_ON_FAILURE_INTERVAL_MS_MIN) return;
+    await waitWithin(this.#autoSync(), context);
+  }
+
+  // ---- connections ----
+
+  /** #lease answers the channel to `endpoint`, opening it if needed; the caller must #release it. */
+  #lease(endpoint: string): Connection {
     let connection = this.#connections.get(endpoint);
     if (connection === undefined) {
-      if (this.#connections.size >= ENDPOINTS_MAX) {
-        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `more than ${ENDPOINTS_MAX} connections`, { details: { endpoint } });
+      if (this.#connections.size >= CONNECTIONS_MAX) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `more than ${CONNECTIONS_MAX} connections`, { details: { endpoint } });
       }
-      connection = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+      const channel = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
         'grpc.max_send_message_length': REQUEST_BYTES_MAX,
         'grpc.max_receive_message_length': RESPONSE_BYTES_MAX,
         // A member that comes back should be used again within a second, not grpc's two minutes.
@@ -465,64 +660,102 @@ export class EtcdClient {
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.enable_channelz': 0,
       });
+      connection = { endpoint, channel, leases: 0 };
       this.#connections.set(endpoint, connection);
     }
+    connection.leases += 1;
     return connection;
   }
 
+  /** #release ends one lease; the channel of an endpoint that is not listed closes with its last lease. */
+  #release(connection: Connection): void {
+    assert(connection.leases > 0, 'a lease is released once');
+    connection.leases -= 1;
+    if (connection.leases === 0 && !this.#picker.endpoints.includes(connection.endpoint)) this.#retire(connection);
+  }
+
+  #retire(connection: Connection): void {
+    assert(connection.leases === 0, 'a channel in use is not closed');
+    // After close() the map is empty and the channel already closed.
+    if (this.#connections.get(connection.endpoint) !== connection) return;
+    this.#connections.delete(connection.endpoint);
+    connection.channel.close();
+    this.#logger?.debug('closed the connection to an endpoint no longer listed', { endpoint: connection.endpoint });
+  }
+
   /**
-   * #call sends one request, retrying where the policy allows until ATTEMPTS_MAX or the
-   * deadline. With `fixedEndpoint` every attempt goes there; otherwise attempts start at the
-   * preferred endpoint and a retryable failure moves on to the next.
+   * #call sends one request, retrying where the policy allows until the attempts or the
+   * deadline run out. With `route.endpoint` every attempt goes there; otherwise attempts start
+   * at the preferred endpoint and a retryable failure moves on to the next. With auto-sync on,
+   * a member that says it was removed or is stopping, or a round in which every endpoint was
+   * unavailable, starts a sync before the next attempt.
    */
-  async #call(
-    service: ServiceName,
-    methodName: string,
-    kind: CallKind,
-    request: object,
-    context: CallContext,
-    fixedEndpoint?: string,
-    attemptsMax = ATTEMPTS_MAX,
-  ): Promise<unknown> {
+  async #call(service: ServiceName, methodName: string, kind: CallKind, request: object, context: CallContext, route: CallRoute = {}): Promise<unknown> {
     const method = this.#services[service][methodName];
     if (method === undefined) throw new Error(`rpc.proto has no method ${service}.${methodName}`);
-    const endpointCount = fixedEndpoint === undefined ? this.#picker.endpoints.length : 1;
+    const fixedEndpoint = route.endpoint;
+    const attemptsMax = route.attemptsMax ?? ATTEMPTS_MAX;
+    const syncOnFailure = route.syncOnFailure !== false && fixedEndpoint === undefined;
+    // The channels this call has used; held until it settles, so a sync cannot close them under it.
+    const leased = new Map<string, Connection>();
     let lastError: StrataError | undefined;
-    for (let attempt = 1; attempt <= attemptsMax; attempt++) {
-      if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
-      const endpoint = fixedEndpoint ?? this.#picker.current();
-      if (isAborted(context)) {
-        throw new StrataError(ErrorCode.CANCELED, `${methodName} was cancelled`, { details: { endpoint }, cause: lastError });
-      }
-      if (performance.now() >= context.deadline) throw timeoutError(methodName, endpoint, lastError);
-      try {
-        return await this.#unary(endpoint, method, request, context);
-      } catch (error) {
-        if (!isServiceError(error)) throw error;
-        if (isAborted(context) && error.code === grpc.status.CANCELLED) {
+    // Consecutive UNAVAILABLE answers: as many as there are endpoints means none is usable.
+    let unavailableInRow = 0;
+    try {
+      for (let attempt = 1; attempt <= attemptsMax; attempt++) {
+        if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
+        const endpoint = fixedEndpoint ?? this.#picker.current();
+        if (isAborted(context)) {
           throw new StrataError(ErrorCode.CANCELED, `${methodName} was cancelled`, { details: { endpoint }, cause: lastError });
         }
-        if (error.code === grpc.status.DEADLINE_EXCEEDED && performance.now() >= context.deadline) {
-          throw timeoutError(methodName, endpoint, lastError ?? withEndpoint(fromGrpcStatus(error.code, error.details), endpoint));
+        if (performance.now() >= context.deadline) throw timeoutError(methodName, endpoint, lastError);
+        let connection = leased.get(endpoint);
+        if (connection === undefined) {
+          connection = this.#lease(endpoint);
+          leased.set(endpoint, connection);
         }
-        const failure = withEndpoint(fromGrpcStatus(error.code, error.details), endpoint);
-        if (!isRetryable(kind, error.code, error.details) || attempt === attemptsMax) throw failure;
-        lastError = failure;
-        if (fixedEndpoint === undefined) this.#picker.reportFailure(endpoint);
-        this.#logger?.debug(`${methodName} failed; retrying`, { endpoint, attempt, code: failure.code, details: error.details });
-        // The first round tries each endpoint at once; after that every retry waits, longer
-        // each time, so a cluster that is briefly without a leader is not hammered.
-        if (attempt >= endpointCount) await pause(backoffMs(attempt - endpointCount + 1), context);
+        try {
+          return await this.#unary(connection, method, request, context);
+        } catch (error) {
+          if (!isServiceError(error)) throw error;
+          if (isAborted(context) && error.code === grpc.status.CANCELLED) {
+            throw new StrataError(ErrorCode.CANCELED, `${methodName} was cancelled`, { details: { endpoint }, cause: lastError });
+          }
+          if (error.code === grpc.status.DEADLINE_EXCEEDED && performance.now() >= context.deadline) {
+            throw timeoutError(methodName, endpoint, lastError ?? withEndpoint(fromGrpcStatus(error.code, error.details), endpoint));
+          }
+          const failure = withEndpoint(fromGrpcStatus(error.code, error.details), endpoint);
+          if (!isRetryable(kind, error.code, error.details) || attempt === attemptsMax) throw failure;
+          lastError = failure;
+          if (fixedEndpoint === undefined) this.#picker.reportFailure(endpoint);
+          this.#logger?.debug(`${methodName} failed; retrying`, { endpoint, attempt, code: failure.code, details: error.details });
+          unavailableInRow = error.code === grpc.status.UNAVAILABLE ? unavailableInRow + 1 : 0;
+          // A member that left the cluster or is stopping will not serve again; a round with
+          // no usable endpoint may mean they all left. Either way, ask who the members are now.
+          const leaving = failure.code === ErrorCode.MEMBER_REMOVED || failure.code === ErrorCode.STOPPED;
+          const noneUsable = unavailableInRow >= this.#picker.endpoints.length;
+          if (syncOnFailure && (leaving || noneUsable)) {
+            if (noneUsable) unavailableInRow = 0;
+            await this.#syncAfterFailure(context);
+          }
+          // The first round tries each endpoint at once; after that every retry waits, longer
+          // each time, so a cluster that is briefly without a leader is not hammered. (After a
+          // sync the count is the new list's.)
+          const endpointCount = fixedEndpoint === undefined ? this.#picker.endpoints.length : 1;
+          if (attempt >= endpointCount) await pause(backoffMs(attempt - endpointCount + 1), context);
+        }
       }
+    } finally {
+      for (const connection of leased.values()) this.#release(connection);
     }
     throw lastError ?? new Error('unreachable: the retry loop ended without an error');
   }
 
-  #unary(endpoint: string, method: protoLoader.MethodDefinition<object, object>, request: object, context: CallContext): Promise<unknown> {
-    const connection = this.#connection(endpoint);
+  #unary(connection: Connection, method: protoLoader.MethodDefinition<object, object>, request: object, context: CallContext): Promise<unknown> {
+    assert(connection.leases > 0, 'a call uses a leased channel');
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + Math.max(1, context.deadline - performance.now()));
-      const call = connection.makeUnaryRequest(
+      const call = connection.channel.makeUnaryRequest(
         method.path,
         method.requestSerialize,
         method.responseDeserialize,
@@ -615,6 +848,21 @@ function timeoutError(methodName: string, endpoint: string, lastError: StrataErr
   return new StrataError(ErrorCode.TIMEOUT, `${methodName} did not finish before its deadline${why}`, {
     details: { endpoint },
     ...(lastError === undefined ? {} : { cause: lastError }),
+  });
+}
+
+/** waitWithin waits for `promise` (which must not reject), but no longer than the deadline; an abort ends it early. */
+function waitWithin(promise: Promise<void>, context: CallContext): Promise<void> {
+  const waitMs = Math.max(0, context.deadline - performance.now());
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, waitMs);
+    void promise.then(done);
+    function done(): void {
+      clearTimeout(timer);
+      context.signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    context.signal?.addEventListener('abort', done, { once: true });
   });
 }
 

@@ -8,6 +8,8 @@ export {
   LEADER_ATTEMPTS_MAX,
   STATUS_ALL_ATTEMPTS_MAX,
   SNAPSHOT_DIGEST_BYTES,
+  CONNECTIONS_MAX,
+  SYNC_ON_FAILURE_INTERVAL_MS_MIN,
 } from './etcd-client.ts';
 export type {
   CallOptions,
@@ -33,3 +35,10 @@ export { DiffClient, DIFF_CALL_TIMEOUT_MS_DEFAULT, DIFF_MESSAGE_BYTES_MAX, DIFF_
 export type { DiffClientOptions, DiffClientProgress, DiffMode, DiffOptions, DiffReport, DiffSide, DiffWireStats } from './diff-client.ts';
 export { IntegrityClient } from './integrity-client.ts';
 export type { IntegrityCheck, IntegrityReport, RebuildResult } from './integrity-client.ts';
+export { ClusterInfoClient, CLUSTER_INFO_TIMEOUT_MS_DEFAULT } from './cluster-info-client.ts';
+export type { ClusterInfo, ClusterInfoCallOptions, ClusterInfoClientOptions, ClusterInfoMember } from './cluster-info-client.ts';
+export { AdminCalls, adminCallError, ADMIN_CONNECTIONS_MAX } from './admin-calls.ts';
+export { MigrationClient, MIGRATION_CALL_TIMEOUT_MS_DEFAULT } from './migration-client.ts';
+export type { JournalInfo, MemberChange, MigrationMemberInfo, PeerReplicationInfo, ReplicationInfo } from './migration-client.ts';
+export { probeJoiner, JOIN_PROBE_TIMEOUT_MS } from './join-probe.ts';
+export type { JoinWaiting } from './join-probe.ts';

@@ -4,12 +4,8 @@
 // rebuild() asks one member to take the leader's state. Errors are StrataErrors with the
 // member's catalogue code (the `stratakv-code` trailer) and the endpoint.
 
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-
-import { ADMIN_PROTO_FILE, ADMIN_PROTO_LOADER_OPTIONS, ADMIN_SERVICE_NAME, CODE_METADATA_KEY } from '../diff/index.ts';
-import { ErrorCode, isErrorCode, StrataError } from '../util/errors.ts';
-import { fromGrpcStatus } from '../util/etcd-errors.ts';
+import { ErrorCode, StrataError } from '../util/errors.ts';
+import { AdminCalls } from './admin-calls.ts';
 
 /** IntegrityReport is one member's state digest at a checkpoint. */
 export interface IntegrityReport {
@@ -61,23 +57,9 @@ interface WireCheck {
   member_id: number;
 }
 
-type Method = 'Check' | 'Rebuild';
-
 /** IntegrityClient calls Check and Rebuild (see the file comment). */
 export class IntegrityClient {
-  readonly #connections = new Map<string, grpc.Client>();
-  readonly #methods: Record<Method, protoLoader.MethodDefinition<object, object>>;
-
-  constructor() {
-    const definition = protoLoader.loadSync(ADMIN_PROTO_FILE, ADMIN_PROTO_LOADER_OPTIONS);
-    const service = definition[ADMIN_SERVICE_NAME] as protoLoader.ServiceDefinition | undefined;
-    const method = (name: Method): protoLoader.MethodDefinition<object, object> => {
-      const found = service?.[name];
-      if (found === undefined) throw new Error(`admin.proto has no method ${ADMIN_SERVICE_NAME}.${name}`);
-      return found as protoLoader.MethodDefinition<object, object>;
-    };
-    this.#methods = { Check: method('Check'), Rebuild: method('Rebuild') };
-  }
+  readonly #calls = new AdminCalls(['Check', 'Rebuild']);
 
   /** check runs a checkpoint through the first of `endpoints` that answers. */
   async check(endpoints: readonly string[], options: { readonly timeoutMs: number }): Promise<IntegrityCheck> {
@@ -85,7 +67,7 @@ export class IntegrityClient {
     let last: StrataError | undefined;
     for (const endpoint of endpoints) {
       try {
-        const wire = await this.#call<WireCheck>(endpoint, 'Check', { timeout_ms: options.timeoutMs }, options.timeoutMs + 5_000);
+        const wire = await this.#calls.call<WireCheck>(endpoint, 'Check', { timeout_ms: options.timeoutMs }, options.timeoutMs + 5_000);
         return fromWireCheck(wire, endpoint);
       } catch (error) {
         last = error as StrataError;
@@ -98,7 +80,7 @@ export class IntegrityClient {
 
   /** rebuild asks the member at `endpoint` to take the leader's state. */
   async rebuild(endpoint: string, options: { readonly timeoutMs: number }): Promise<RebuildResult> {
-    const wire = await this.#call<{ snapshot_id: string; snapshot_index: number; check: WireCheck; agrees: boolean; alarm_cleared: boolean }>(
+    const wire = await this.#calls.call<{ snapshot_id: string; snapshot_index: number; check: WireCheck; agrees: boolean; alarm_cleared: boolean }>(
       endpoint,
       'Rebuild',
       { timeout_ms: options.timeoutMs },
@@ -109,35 +91,7 @@ export class IntegrityClient {
 
   /** close closes the connections. */
   close(): void {
-    for (const connection of this.#connections.values()) connection.close();
-    this.#connections.clear();
-  }
-
-  #call<Response>(endpoint: string, name: Method, request: object, deadlineMs: number): Promise<Response> {
-    const method = this.#methods[name];
-    return new Promise<Response>((resolve, reject) => {
-      this.#connection(endpoint).makeUnaryRequest(
-        method.path,
-        (message: object) => method.requestSerialize(message),
-        (bytes: Buffer) => method.responseDeserialize(bytes),
-        request,
-        new grpc.Metadata(),
-        { deadline: Date.now() + deadlineMs },
-        (error, response) => {
-          if (error !== null) reject(failure(error, endpoint, name));
-          else resolve(response as Response);
-        },
-      );
-    });
-  }
-
-  #connection(endpoint: string): grpc.Client {
-    let connection = this.#connections.get(endpoint);
-    if (connection === undefined) {
-      connection = new grpc.Client(endpoint, grpc.credentials.createInsecure(), { 'grpc.enable_channelz': 0 });
-      this.#connections.set(endpoint, connection);
-    }
-    return connection;
+    this.#calls.close();
   }
 }
 
@@ -158,13 +112,4 @@ function fromWireCheck(wire: WireCheck, endpoint: string): IntegrityCheck {
     memberId: wire.member_id,
     endpoint,
   };
-}
-
-function failure(error: grpc.ServiceError, endpoint: string, name: Method): StrataError {
-  const code = error.metadata?.get(CODE_METADATA_KEY)[0];
-  if (typeof code === 'string' && isErrorCode(code)) return new StrataError(code, `${endpoint}: ${error.details}`, { details: { endpoint, grpcCode: error.code } });
-  if (error.code === grpc.status.DEADLINE_EXCEEDED) return new StrataError(ErrorCode.TIMEOUT, `${name} to ${endpoint} passed its deadline`, { details: { endpoint } });
-  if (error.code === grpc.status.UNIMPLEMENTED) return new StrataError(ErrorCode.UNIMPLEMENTED, `${endpoint} does not serve ${name} (not stratakv, or an older version)`, { details: { endpoint } });
-  const mapped = fromGrpcStatus(error.code, error.details);
-  return new StrataError(mapped.code, `${endpoint}: ${mapped.message}`, { details: { ...mapped.details, endpoint }, cause: mapped });
 }

@@ -28,10 +28,17 @@ const NEVER_SENT_DETAILS: readonly string[] = [
 // etcd's refusals made before a request is proposed: the request did nothing. "unhealthy
 // cluster" is MemberAdd/Remove/Promote refused by the strict reconfiguration check while a
 // member has not been connected long enough; it clears within seconds.
+// "permanently removed" comes from a member that has left the cluster (a migration retires
+// every old member): a removed stratakv member refuses every request with it before doing
+// anything (RaftNode's checkServing, ahead of any proposal, forward or read), also once it
+// has stopped, so another member may run the request. "server stopped" is not here: real
+// etcd also answers it to a proposal it was waiting on when it stopped, so a write that got
+// it may have been applied.
 const REFUSED_BEFORE_PROPOSING: readonly string[] = [
   'etcdserver: no leader',
   'etcdserver: rpc not supported for learner',
   'etcdserver: unhealthy cluster',
+  'etcdserver: the member has been permanently removed from the cluster',
 ];
 
 // A member with a CORRUPT alarm (or a cluster without a majority digest, for writes) refuses

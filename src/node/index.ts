@@ -32,3 +32,8 @@ export type { CheckpointState, CheckpointVerdict, DigestReport, IntegrityCheckPo
 export { DEFAULT_SCRUB_POLICY } from './scrubber.ts';
 export type { ScrubPolicy, ScrubReport } from './scrubber.ts';
 export { DIGEST_PINS_MAX, PIN_IDLE_MS, PIN_NEVER_USED_MS } from './digest-pins.ts';
+// What a migration needs: the journal, the leader's view of replication.
+export { JOURNAL_RECORD_BYTES_MAX } from './migration-journal.ts';
+export type { JournalState } from './migration-journal.ts';
+export { PROBE_TIMEOUT_MS } from './replication-status.ts';
+export type { PeerReplication, ReplicationStatus } from './replication-status.ts';

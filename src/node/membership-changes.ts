@@ -47,10 +47,10 @@ const FORWARD_ATTEMPTS_MAX = 100;
 
 /** MemberOperation is one membership request, as it travels to the leader. */
 export type MemberOperation =
-  | { readonly op: 'add'; readonly peerUrls: readonly string[]; readonly isLearner: boolean }
+  | { readonly op: 'add'; readonly peerUrls: readonly string[]; readonly isLearner: boolean; readonly learnersMax?: number }
   | { readonly op: 'remove'; readonly id: number }
   | { readonly op: 'promote'; readonly id: number }
-  | { readonly op: 'replace'; readonly promote: readonly number[]; readonly remove: readonly number[]; readonly leave: JointLeave }
+  | { readonly op: 'replace'; readonly promote: readonly number[]; readonly remove: readonly number[]; readonly demote?: readonly number[]; readonly leave: JointLeave }
   | { readonly op: 'leave' };
 
 /** JointLeave says who leaves the joint configuration a replacement enters: the leader by itself ('auto') or a later 'leave' operation. */
@@ -278,7 +278,8 @@ export class MembershipChanges {
         if (membership.isRemoved(id)) {
           throw new StrataError(ErrorCode.CONF_CHANGE_REFUSED, `member ${id.toString(16)} was removed before and cannot return under the same peer URLs; use other URLs`);
         }
-        if (operation.isLearner && membership.list().filter((member) => member.isLearner).length >= LEARNERS_MAX) {
+        // etcd allows one learner; a migration adds all its new members at once and says how many.
+        if (operation.isLearner && membership.list().filter((member) => member.isLearner).length >= Math.min(MEMBERS_MAX, operation.learnersMax ?? LEARNERS_MAX)) {
           throw new StrataError(ErrorCode.TOO_MANY_LEARNERS, 'etcdserver: too many learner members in cluster');
         }
         if (!operation.isLearner) this.checkStartedQuorum('add', { added: 1, addedStarted: 0 });
@@ -304,21 +305,26 @@ export class MembershipChanges {
         return { transition: 'auto', changes: [{ type: 'addVoter', nodeId: operation.id }], context: encodeMemberContext({ peerUrls: member.peerUrls, name: member.name }) };
       }
       case 'replace':
-        return this.replacementFor(operation.promote, operation.remove, operation.leave);
+        return this.replacementFor(operation.promote, operation.remove, operation.demote ?? [], operation.leave);
       case 'leave':
         return { transition: 'auto', changes: [] };
     }
   }
 
   // replacementFor checks a joint replacement: every promoted member a caught-up learner,
-  // every removed one a member, none both, and a started quorum in the incoming voters.
-  private replacementFor(promote: readonly number[], remove: readonly number[], leave: JointLeave): ConfChange {
+  // every removed or demoted one a member (a demoted one a voter), none named twice, and a
+  // started quorum in the incoming voters. Demoted voters become learners when the joint
+  // configuration is left: they keep replicating, so a migration can still go back to them.
+  private replacementFor(promote: readonly number[], remove: readonly number[], demote: readonly number[], leave: JointLeave): ConfChange {
     const { membership } = this.context;
-    if (promote.length + remove.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a replacement needs a member to promote or to remove');
-    const overlap = promote.find((id) => remove.includes(id));
-    if (overlap !== undefined) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member ${overlap.toString(16)} is both promoted and removed`);
-    if (new Set(promote).size !== promote.length || new Set(remove).size !== remove.length) {
-      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a replacement names a member twice');
+    if (promote.length + remove.length + demote.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a replacement needs a member to promote, remove or demote');
+    const named = [...promote, ...remove, ...demote];
+    const twice = named.find((id, at) => named.indexOf(id) !== at);
+    if (twice !== undefined) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a replacement names member ${twice.toString(16)} twice`);
+    for (const id of demote) {
+      const member = membership.get(id);
+      if (member === undefined) throw new StrataError(ErrorCode.MEMBER_NOT_FOUND, `etcdserver: member not found: ${id.toString(16)}`);
+      if (member.isLearner) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member ${id.toString(16)} is a learner already; only a voter is demoted`);
     }
     for (const id of promote) {
       const member = membership.get(id);
@@ -329,8 +335,8 @@ export class MembershipChanges {
     for (const id of remove) {
       if (membership.get(id) === undefined) throw new StrataError(ErrorCode.MEMBER_NOT_FOUND, `etcdserver: member not found: ${id.toString(16)}`);
     }
-    // The incoming voters: today's voters less the removed, plus the promoted (running: started).
-    const incoming = membership.list().filter((member) => !member.isLearner && !remove.includes(member.id));
+    // The incoming voters: today's voters less the removed and demoted, plus the promoted (running: started).
+    const incoming = membership.list().filter((member) => !member.isLearner && !remove.includes(member.id) && !demote.includes(member.id));
     const started = incoming.filter((member) => member.name !== '').length + promote.length;
     const total = incoming.length + promote.length;
     if (total === 0) throw new StrataError(ErrorCode.CONF_CHANGE_REFUSED, 'a replacement may not remove every voter');
@@ -347,6 +353,7 @@ export class MembershipChanges {
       changes: [
         ...promote.map((nodeId) => ({ type: 'addVoter' as const, nodeId })),
         ...remove.map((nodeId) => ({ type: 'removeNode' as const, nodeId })),
+        ...demote.map((nodeId) => ({ type: 'addLearner' as const, nodeId })),
       ],
     };
   }
@@ -385,6 +392,7 @@ export function decodeMemberOperation(body: Uint8Array): MemberPeerRequest {
   switch (value.op) {
     case 'add':
       if (!Array.isArray(value.peerUrls) || !value.peerUrls.every((url) => typeof url === 'string') || typeof value.isLearner !== 'boolean') bad();
+      if (value.learnersMax !== undefined && (!Number.isSafeInteger(value.learnersMax) || (value.learnersMax as number) < 1)) bad();
       break;
     case 'remove':
     case 'promote':
@@ -393,7 +401,7 @@ export function decodeMemberOperation(body: Uint8Array): MemberPeerRequest {
       break;
     case 'replace': {
       const ids = (list: unknown): boolean => Array.isArray(list) && list.length <= MEMBERS_MAX && list.every((id) => Number.isInteger(id));
-      if (!ids(value.promote) || !ids(value.remove) || (value.leave !== 'auto' && value.leave !== 'explicit')) bad();
+      if (!ids(value.promote) || !ids(value.remove) || (value.demote !== undefined && !ids(value.demote)) || (value.leave !== 'auto' && value.leave !== 'explicit')) bad();
       break;
     }
     case 'leave':

@@ -1,14 +1,15 @@
 // The member table: who is in the cluster, under which name and URLs. Raft's configuration
 // says which ids vote; this table adds what people and peers need (names, peer URLs for the
-// transport, client URLs for clients). It is rebuilt on every start from the latest snapshot
-// (which carries the whole table, since the log before it is compacted: exportState and
-// restoreState) and then from the log after it, from three sources applied in log order: the
-// bootstrap ConfChanges (ids only; names and URLs come from --initial-cluster), ConfChanges
-// with a MemberContext, and publish commands.
+// transport, client URLs for clients, zone labels for placement). It is rebuilt on every
+// start from the latest snapshot (which carries the whole table, since the log before it is
+// compacted: exportState and restoreState) and then from the log after it, from three sources
+// applied in log order: the bootstrap ConfChanges (ids only; names and URLs come from
+// --initial-cluster), ConfChanges with a MemberContext, and publish commands.
 
 import type { ConfChange, ConfState, NodeId } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
 import type { AlarmRecord } from './alarms.ts';
+import type { JournalState } from './migration-journal.ts';
 import type { MemberContext, PublishCommand } from './node-command.ts';
 
 /** MemberRecord is one member as the table knows it. */
@@ -18,6 +19,19 @@ export interface MemberRecord {
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
   readonly isLearner: boolean;
+  /**
+   * The member's zone label (its availability zone, `--zone`), as it last published it; ''
+   * when it has none, has not published yet, or published before zones existed.
+   */
+  readonly zone: string;
+}
+
+/** ZONE_NAME_BYTES_MAX bounds a zone label (a DNS label's length). */
+export const ZONE_NAME_BYTES_MAX = 63;
+
+/** isZoneName tells whether `text` is a valid zone label: 1 to ZONE_NAME_BYTES_MAX of [A-Za-z0-9._-]. */
+export function isZoneName(text: string): boolean {
+  return text.length >= 1 && text.length <= ZONE_NAME_BYTES_MAX && /^[A-Za-z0-9._-]+$/.test(text);
 }
 
 /** InitialMember is one entry of --initial-cluster with its derived id. */
@@ -41,6 +55,8 @@ export interface MembershipState {
    * and a restore for a new cluster, which drops them.
    */
   readonly alarms?: readonly AlarmRecord[];
+  /** The migration journal (migration-journal.ts), kept beside the table like the alarms. Absent: never written. */
+  readonly journal?: JournalState;
 }
 
 /** REMOVED_IDS_KEPT_MAX bounds the removed ids a snapshot carries (the newest are kept). */
@@ -126,10 +142,16 @@ export class Membership {
         peerUrls: fromContext?.peerUrls ?? initial?.peerUrls ?? [],
         clientUrls: [],
         isLearner,
+        zone: '',
       });
       added.push(id);
     }
     return { added, removed };
+  }
+
+  /** removedIds lists the ids removed from the cluster, oldest first (at most REMOVED_IDS_KEPT_MAX after a snapshot). */
+  removedIds(): number[] {
+    return [...this.removed].slice(-REMOVED_IDS_KEPT_MAX);
   }
 
   /** exportState returns the table as it is now (for a snapshot). */
@@ -152,11 +174,15 @@ export class Membership {
     for (const id of state.published) if (this.members.has(id)) this.published.add(id);
   }
 
-  /** applyPublish records a member's name and client URLs. Unknown members are ignored (removed since). */
+  /**
+   * applyPublish records a member's name, client URLs and zone. Unknown members are ignored
+   * (removed since). A publish without a zone (none given, or written before zones existed)
+   * clears it: each publish states all of a member's attributes.
+   */
   applyPublish(command: PublishCommand): void {
     const existing = this.members.get(command.memberId);
     if (existing === undefined) return;
-    this.members.set(command.memberId, { ...existing, name: command.name, clientUrls: command.clientUrls });
+    this.members.set(command.memberId, { ...existing, name: command.name, clientUrls: command.clientUrls, zone: command.zone ?? '' });
     this.published.add(command.memberId);
   }
 }

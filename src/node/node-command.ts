@@ -8,13 +8,21 @@ import { NODE_COMMAND_FORMAT } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { AlarmAction, AlarmType } from './alarms.ts';
 import { isAlarmMemberId, isAlarmType } from './alarms.ts';
+import type { JournalCommand } from './migration-journal.ts';
+import { checkJournalCommand } from './migration-journal.ts';
 
-/** PublishCommand records a member's name and client URLs once it has started (etcd's publish). */
+/**
+ * PublishCommand records a member's name, client URLs and zone once it has started (etcd's
+ * publish). `zone` is left out when the member has none, so such a command is byte for byte
+ * what members wrote before zones existed, and those decode with no zone.
+ */
 export interface PublishCommand {
   readonly type: 'publish';
   readonly memberId: number;
   readonly name: string;
   readonly clientUrls: readonly string[];
+  /** The member's zone label (membership.ts's isZoneName); absent: none. */
+  readonly zone?: string;
 }
 
 /**
@@ -29,7 +37,7 @@ export interface AlarmCommand {
 }
 
 /** NodeCommand is any command the driver applies. */
-export type NodeCommand = PublishCommand | AlarmCommand | DigestReport;
+export type NodeCommand = PublishCommand | AlarmCommand | DigestReport | JournalCommand;
 
 /** MemberContext is what a membership ConfChange carries in its context. */
 export interface MemberContext {
@@ -53,11 +61,14 @@ export function decodeNodeCommand(data: Uint8Array): NodeCommand {
   const command = value as Record<string, unknown>;
   if (command.type === 'alarm') return alarmCommandFrom(command);
   if (command.type === 'digestReport') return checkDigestReport(command);
+  if (command.type === 'journal') return checkJournalCommand(command);
   if (command.type !== 'publish') throw malformed(`unknown node command type ${JSON.stringify(command.type)}`);
   if (typeof command.memberId !== 'number' || !Number.isSafeInteger(command.memberId)) throw malformed('publish: bad memberId');
   if (typeof command.name !== 'string') throw malformed('publish: bad name');
   if (!isStringArray(command.clientUrls)) throw malformed('publish: bad clientUrls');
-  return { type: 'publish', memberId: command.memberId, name: command.name, clientUrls: command.clientUrls };
+  if (command.zone !== undefined && typeof command.zone !== 'string') throw malformed('publish: bad zone');
+  const zone = command.zone === undefined || command.zone === '' ? {} : { zone: command.zone };
+  return { type: 'publish', memberId: command.memberId, name: command.name, clientUrls: command.clientUrls, ...zone };
 }
 
 function alarmCommandFrom(command: Record<string, unknown>): AlarmCommand {

@@ -291,11 +291,16 @@ export class ProposalTracker {
     return settled;
   }
 
-  /** failAll settles every proposal with `error` and closes the tracker: later ones are settled with it too. */
-  failAll(error: StrataError): void {
+  /**
+   * failAll settles every proposal and closes the tracker: later ones are settled with `error`
+   * too. Proposals that never left this member (queued, held) get `error`, which says they did
+   * nothing; those already forwarded or in the log may still be applied, so they get
+   * `ambiguous` (default `error`), which must not tell a client it may send them again.
+   */
+  failAll(error: StrataError, ambiguous: StrataError = error): void {
     this.closedWith ??= error;
-    const everything = [...this.queued, ...this.held, ...this.forwarding, ...[...this.inFlight.values()].map((waiting) => waiting.proposal)];
-    for (const proposal of everything) this.settle(proposal, error);
+    for (const proposal of [...this.queued, ...this.held]) this.settle(proposal, error);
+    for (const proposal of [...this.forwarding, ...[...this.inFlight.values()].map((waiting) => waiting.proposal)]) this.settle(proposal, ambiguous);
     this.queued = [];
     this.held = [];
     this.forwarding.clear();

@@ -79,6 +79,12 @@ export interface RaftNodeOptions {
   readonly advertisePeerUrls: readonly string[];
   /** --advertise-client-urls: published to the cluster once the member has started. */
   readonly advertiseClientUrls: readonly string[];
+  /**
+   * --zone: this member's zone label (its availability zone; membership.ts's isZoneName),
+   * published with its name and client URLs at every start, so a member whose zone changed
+   * across a restart republishes it. Absent or '': none.
+   */
+  readonly zone?: string;
   /** --heartbeat-interval in ms: one Raft tick. */
   readonly heartbeatIntervalMs: number;
   /** --election-timeout in ms: rounded to whole ticks. */

@@ -40,13 +40,17 @@ import type { RestoredStateMachine, StateMachineRestorer } from './data-dir.ts';
 import { dbSizeBytes, openMemberStorage, restoreFromSnapshot, restoreWhileReceiving } from './data-dir.ts';
 import { memberIdFor } from './member-identity.ts';
 import type { InitialMember, MemberRecord } from './membership.ts';
-import { Membership } from './membership.ts';
+import { isZoneName, Membership } from './membership.ts';
 import type { JointLeave, MemberOperation } from './membership-changes.ts';
 import { decodeMemberOperation, encodeMemberOperation, encodeMembersReply, MembershipChanges } from './membership-changes.ts';
 import { DIGEST_PINS_MAX, NodeDigestPins, tooManyPins } from './digest-pins.ts';
 import type { CheckpointState } from './integrity-checks.ts';
 import { decodeCheckpoint, DEFAULT_INTEGRITY_CHECK_POLICY, encodeCheckpoint, IntegrityChecker, isCheckpointEntry } from './integrity-checks.ts';
 import { decodeMemberContext, decodeNodeCommand, encodeNodeCommand } from './node-command.ts';
+import type { JournalState } from './migration-journal.ts';
+import type { ReplicationStatus } from './replication-status.ts';
+import { encodeStatusProbeReply, replicationStatus } from './replication-status.ts';
+import { checkJournalWrite, MigrationJournal } from './migration-journal.ts';
 import type { ScrubReport } from './scrubber.ts';
 import { DEFAULT_SCRUB_POLICY, Scrubber } from './scrubber.ts';
 import type { NodeCommand, PublishCommand } from './node-command.ts';
@@ -191,6 +195,7 @@ export class RaftNode {
   private readonly membership: Membership;
   // Applied from the log like the member table, and carried by snapshots beside it.
   private readonly alarmSet = new AlarmSet();
+  private readonly journal = new MigrationJournal();
   private readonly quota: BackendQuota;
   // This member's own NOSPACE alarm being proposed (one at a time).
   private raisingNoSpace: Promise<void> | undefined;
@@ -258,6 +263,7 @@ export class RaftNode {
       const { membership } = decodeSnapshotDescriptor(logSnapshot.data);
       this.membership.restoreState(membership);
       this.alarmSet.restore(membership.alarms ?? []);
+      this.journal.restore(membership.journal);
       this.appliedIndex = logSnapshot.metadata.index;
     }
     this.quota = new BackendQuota({ clock: this.clock, logger: this.logger, measure: () => this.dbSizeBytes() }, quotaBytesFor(options.quotaBackendBytes));
@@ -338,7 +344,7 @@ export class RaftNode {
           this.betweenApplies(() => ({
             view: this.stateMachine.openSnapshotView(),
             confState: this.raft.status().config,
-            membership: { ...this.membership.exportState(), alarms: this.alarmSet.list() },
+            membership: { ...this.membership.exportState(), alarms: this.alarmSet.list(), journal: this.journal.current() },
           })),
         stateMachine: () => this.stateMachine,
         appliedIndex: () => this.appliedIndex,
@@ -489,7 +495,9 @@ export class RaftNode {
     for (const timer of this.timers) this.clock.clearTimeout(timer);
     this.timers.clear();
     const stoppedError = serverStopped();
-    this.proposals.failAll(stoppedError);
+    // A write this member passed on or put in the log may still be applied by the others:
+    // its outcome is unknown, which "server stopped" (a refusal) must not claim.
+    this.proposals.failAll(stoppedError, requestTimedOut({ detail: 'the member stopped while the write was pending; its outcome is unknown' }));
     this.reads.failAll(stoppedError);
     this.changes.failAll(stoppedError);
     for (const wake of [...this.leaderWaiters]) wake();
@@ -590,6 +598,16 @@ export class RaftNode {
     return this.membership.list();
   }
 
+  /** removedMemberIds lists the ids removed from the cluster as applied here (a removed id never returns). */
+  removedMemberIds(): number[] {
+    return this.membership.removedIds();
+  }
+
+  /** clusterToken is --initial-cluster-token, from which this member derives the ids of members it adds. */
+  get clusterToken(): string {
+    return this.options.initialClusterToken;
+  }
+
   /** dbSizeBytes is the size of the state machine's files (0 in memory). */
   dbSizeBytes(): Promise<number> {
     return dbSizeBytes(this.options.storage === undefined ? this.options.dataDir : undefined);
@@ -682,6 +700,29 @@ export class RaftNode {
   }
 
   // ---------------------------------------------------------------- alarms
+
+  // ---------------------------------------------------------------- migration journal
+
+  /** migrationJournal answers the migration journal, linearizably (migration-journal.ts). */
+  async migrationJournal(options: NodeCallOptions = {}): Promise<JournalState> {
+    this.checkServing();
+    await this.readBarrier(options);
+    return this.journal.current();
+  }
+
+  /**
+   * writeMigrationJournal replaces the journal's record (or clears it, given undefined) if it
+   * is still at `expectedVersion`, through the log; resolves with the new version once
+   * applied here, or rejects with JOURNAL_CONFLICT.
+   */
+  async writeMigrationJournal(expectedVersion: number, record: string | undefined, options: NodeCallOptions = {}): Promise<number> {
+    this.checkServing();
+    checkJournalWrite(expectedVersion, record);
+    const outcome = await this.submit(encodeNodeCommand({ type: 'journal', expectedVersion, ...(record !== undefined ? { record } : {}) }), options, 0);
+    if (outcome.error !== undefined) throw outcome.error;
+    await this.readBarrier(options);
+    return expectedVersion + 1;
+  }
 
   /** alarms lists the alarms raised, as applied here (it may lag the cluster; alarmList does not). */
   alarms(): readonly AlarmRecord[] {
@@ -1072,9 +1113,12 @@ export class RaftNode {
     if (this.stopped || this.stopping !== undefined) throw serverStopped();
   }
 
+  // checkServing refuses a request before anything is done with it. A removed member says so
+  // even once stopped: clients take "permanently removed" as a refusal and try another member
+  // (src/client/retry-policy.ts), which "server stopped" does not promise.
   private checkServing(): void {
-    this.checkRunning();
     if (this.removed) throw memberRemoved();
+    this.checkRunning();
   }
 
   // ---------------------------------------------------------------- proposals
@@ -1166,7 +1210,10 @@ export class RaftNode {
     for (const entry of entries) {
       if (entry.type === EntryType.ConfChange) this.applyConfChangeEntry(entry);
       else if (entry.type === EntryType.Normal && isCheckpointEntry(entry.data)) this.applyCheckpointEntry(entry);
-      else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) this.applyNodeCommand(decodeNodeCommand(entry.data));
+      else if (entry.data.byteLength > 0 && !isKvCommand(entry.data)) {
+        const outcome = this.applyNodeCommand(decodeNodeCommand(entry.data));
+        if (outcome !== undefined) outcomes.set(entry.index, outcome);
+      }
       else if (entry.data.byteLength > 0) clientWrites = true;
       const reroute = this.proposals.applied(entry.index, entry.term, outcomes.get(entry.index) ?? {});
       if (reroute !== undefined) this.router.route(reroute);
@@ -1410,6 +1457,7 @@ export class RaftNode {
     }
     for (const id of before) this.onMemberRemoved(id);
     this.alarmSet.restore(prepared.descriptor.membership.alarms ?? []);
+    this.journal.restore(prepared.descriptor.membership.journal);
     const index = snapshot.metadata.index;
     this.appliedIndex = Math.max(this.appliedIndex, index);
     const unknown = this.proposals.coveredBySnapshot(index, requestTimedOut({ detail: 'a snapshot replaced the entries this write was in' }));
@@ -1422,17 +1470,22 @@ export class RaftNode {
     this.hooks.onSnapshotInstalled?.({ index, term: snapshot.metadata.term, snapshotId: prepared.snapshotId, restoredWhileReceiving });
   }
 
-  private applyNodeCommand(command: NodeCommand): void {
+  // applyNodeCommand applies one node command; a journal write answers its own outcome.
+  private applyNodeCommand(command: NodeCommand): Outcome | undefined {
     switch (command.type) {
       case 'publish':
         this.applyPublish(command);
-        return;
+        return undefined;
       case 'alarm':
         this.applyAlarmChange(command);
-        return;
+        return undefined;
       case 'digestReport':
         this.integrity.onReportApplied(command);
-        return;
+        return undefined;
+      case 'journal': {
+        const applied = this.journal.apply(command);
+        return 'error' in applied ? { error: applied.error } : {};
+      }
     }
   }
 
@@ -1619,6 +1672,8 @@ export class RaftNode {
       case 'snapshot':
         return this.sendSnapshotForRebuild(from);
       case 'status':
+        // The leader's probe (replication-status.ts): cheap, answered even while catching up.
+        return encodeStatusProbeReply(this.appliedIndex);
       case 'read':
         throw new StrataError(ErrorCode.UNIMPLEMENTED, `peer request ${kind} is not served`);
     }
@@ -1727,9 +1782,9 @@ export class RaftNode {
   // ---------------------------------------------------------------- cluster
 
   /** addMember adds a member with these peer URLs (as a learner or a voter) and answers it. */
-  async addMember(peerUrls: readonly string[], isLearner: boolean, options: NodeCallOptions = {}): Promise<{ member: MemberRecord; members: MemberRecord[] }> {
+  async addMember(peerUrls: readonly string[], isLearner: boolean, options: NodeCallOptions & { readonly learnersMax?: number } = {}): Promise<{ member: MemberRecord; members: MemberRecord[] }> {
     if (peerUrls.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'etcdserver: given member URLs are invalid');
-    const members = await this.memberOperation({ op: 'add', peerUrls, isLearner }, options);
+    const members = await this.memberOperation({ op: 'add', peerUrls, isLearner, ...(options.learnersMax !== undefined ? { learnersMax: options.learnersMax } : {}) }, options);
     const id = memberIdFor(peerUrls, this.options.initialClusterToken);
     const member = members.find((candidate) => candidate.id === id);
     assert(member !== undefined, 'an added member is in the list');
@@ -1752,13 +1807,33 @@ export class RaftNode {
    * old and the new one. With leave 'auto' it resolves once the joint configuration is left;
    * with 'explicit' once it is entered, and leaveJointConfiguration() ends it.
    */
-  async replaceMembers(change: { readonly promote: readonly number[]; readonly remove: readonly number[]; readonly leave?: JointLeave }, options: NodeCallOptions = {}): Promise<MemberRecord[]> {
-    return this.memberOperation({ op: 'replace', promote: [...change.promote], remove: [...change.remove], leave: change.leave ?? 'auto' }, options);
+  async replaceMembers(
+    change: { readonly promote: readonly number[]; readonly remove: readonly number[]; readonly demote?: readonly number[]; readonly leave?: JointLeave },
+    options: NodeCallOptions = {},
+  ): Promise<MemberRecord[]> {
+    return this.memberOperation({ op: 'replace', promote: [...change.promote], remove: [...change.remove], demote: [...(change.demote ?? [])], leave: change.leave ?? 'auto' }, options);
   }
 
   /** leaveJointConfiguration leaves a joint configuration entered with leave 'explicit'; when not joint it answers at once. */
   async leaveJointConfiguration(options: NodeCallOptions = {}): Promise<MemberRecord[]> {
     return this.memberOperation({ op: 'leave' }, options);
+  }
+
+  /** replicationStatus answers the leader's view of replication to every member, probed now (replication-status.ts); NOT_LEADER elsewhere. */
+  async replicationStatus(options: NodeCallOptions = {}): Promise<ReplicationStatus> {
+    this.checkServing();
+    return replicationStatus(
+      {
+        selfId: this.memberId,
+        clock: this.clock,
+        transport: this.transport,
+        raftStatus: () => this.raft.status(),
+        appliedIndex: () => this.appliedIndex,
+        members: () => this.membership.list(),
+        snapshotSends: () => this.snapshotSender.sending(),
+      },
+      options.signal,
+    );
   }
 
   /** configuration is Raft's configuration as applied here: voters, learners and, while joint, the outgoing voters. */
@@ -1801,13 +1876,14 @@ export class RaftNode {
   }
 
   private async publishAttributes(): Promise<void> {
-    const command = encodeNodeCommand({ type: 'publish', memberId: this.memberId, name: this.name, clientUrls: [...this.options.advertiseClientUrls] });
+    const zone = this.options.zone === undefined || this.options.zone === '' ? {} : { zone: this.options.zone };
+    const command = encodeNodeCommand({ type: 'publish', memberId: this.memberId, name: this.name, clientUrls: [...this.options.advertiseClientUrls], ...zone });
     for (let attempt = 0; attempt < PUBLISH_ATTEMPTS_MAX && !this.stopped && this.stopping === undefined; attempt += 1) {
       try {
         await this.waitForLeader({ timeoutMs: this.options.electionTimeoutMs * 5 });
         const outcome = await this.submit(command, { timeoutMs: this.options.electionTimeoutMs * 5 }, 0);
         if (outcome.error === undefined) {
-          this.logger.info('published member attributes', { name: this.name });
+          this.logger.info('published member attributes', { name: this.name, ...zone });
           return;
         }
       } catch (error) {
@@ -1835,6 +1911,7 @@ function checkOptions(options: RaftNodeOptions): void {
     fail(`--election-timeout[${options.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${options.heartbeatIntervalMs}ms]`);
   }
   if (options.initialClusterState === 'new' && options.initialCluster.length === 0) fail('a new cluster needs --initial-cluster');
+  if (options.zone !== undefined && options.zone !== '' && !isZoneName(options.zone)) fail(`--zone must be 1 to 63 of A-Z a-z 0-9 . _ -, got ${JSON.stringify(options.zone)}`);
   if (options.quotaBackendBytes !== undefined && !Number.isSafeInteger(options.quotaBackendBytes)) fail(`--quota-backend-bytes must be an integer, got ${options.quotaBackendBytes}`);
 }
 

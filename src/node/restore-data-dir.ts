@@ -144,6 +144,8 @@ function newClusterMembers(options: RestoreDataDirOptions): MemberRecord[] {
     peerUrls: [...member.peerUrls],
     clientUrls: [],
     isLearner: false,
+    // Zones come back as the members start and publish.
+    zone: '',
   }));
   if (new Set(members.map((member) => member.id)).size !== members.length) throw invalid('--initial-cluster gives two members the same peer URLs');
   return members.sort((a, b) => a.id - b.id);

@@ -10,6 +10,7 @@ import type { AlarmRecord } from './alarms.ts';
 import { ALARMS_MAX, isAlarmMemberId, isAlarmType } from './alarms.ts';
 import type { MemberRecord, MembershipState } from './membership.ts';
 import { MEMBERS_MAX, REMOVED_IDS_KEPT_MAX } from './membership.ts';
+import { checkJournalState } from './migration-journal.ts';
 
 /** SnapshotDescriptor is the data of a Raft Snapshot. */
 export interface SnapshotDescriptor {
@@ -57,22 +58,27 @@ export function decodeSnapshotDescriptor(bytes: Uint8Array): SnapshotDescriptor 
 // existed, and both forms are read.
 function membershipFields(state: MembershipState): unknown[] {
   const fields: unknown[] = [
-    state.members.map((member) => [member.id, member.name, [...member.peerUrls], [...member.clientUrls], member.isLearner]),
+    // A member's zone is a sixth element, left out when it has none: the 5-element form that
+    // tables had before zones existed, which is read with zone ''.
+    state.members.map((member) => [member.id, member.name, [...member.peerUrls], [...member.clientUrls], member.isLearner, ...(member.zone === '' ? [] : [member.zone])]),
     [...state.removed],
     [...state.published],
   ];
   const alarms = state.alarms ?? [];
-  if (alarms.length > 0) fields.push(alarms.map((record) => [record.memberId, record.alarm]));
+  // The migration journal is a fifth field, after the alarms (then written even when empty).
+  if (alarms.length > 0 || state.journal !== undefined) fields.push(alarms.map((record) => [record.memberId, record.alarm]));
+  if (state.journal !== undefined) fields.push({ version: state.journal.version, ...(state.journal.record !== undefined ? { record: state.journal.record } : {}) });
   return fields;
 }
 
 function membershipFrom(value: unknown): MembershipState {
-  if (!Array.isArray(value) || (value.length !== 3 && value.length !== 4)) throw malformed('member table', 'not a table');
-  const [members, removed, published, alarms] = value as unknown[];
+  if (!Array.isArray(value) || value.length < 3 || value.length > 5) throw malformed('member table', 'not a table');
+  const [members, removed, published, alarms, journal] = value as unknown[];
   if (!Array.isArray(members) || members.length > MEMBERS_MAX) throw malformed('member table', 'bad members');
   if (!isIdList(removed, REMOVED_IDS_KEPT_MAX) || !isIdList(published, MEMBERS_MAX)) throw malformed('member table', 'bad id list');
   const table = { members: members.map(memberFrom), removed, published };
-  return alarms === undefined ? table : { ...table, alarms: alarmsFrom(alarms) };
+  const journalState = checkJournalState(journal);
+  return { ...table, ...(alarms === undefined ? {} : { alarms: alarmsFrom(alarms) }), ...(journalState === undefined ? {} : { journal: journalState }) };
 }
 
 function alarmsFrom(value: unknown): AlarmRecord[] {
@@ -86,13 +92,13 @@ function alarmsFrom(value: unknown): AlarmRecord[] {
 }
 
 function memberFrom(value: unknown): MemberRecord {
-  if (!Array.isArray(value) || value.length !== 5) throw malformed('member table', 'bad member');
-  const [id, name, peerUrls, clientUrls, isLearner] = value as unknown[];
+  if (!Array.isArray(value) || (value.length !== 5 && value.length !== 6)) throw malformed('member table', 'bad member');
+  const [id, name, peerUrls, clientUrls, isLearner, zone = ''] = value as unknown[];
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) throw malformed('member table', 'bad member id');
-  if (typeof name !== 'string' || !isStringList(peerUrls) || !isStringList(clientUrls) || typeof isLearner !== 'boolean') {
+  if (typeof name !== 'string' || !isStringList(peerUrls) || !isStringList(clientUrls) || typeof isLearner !== 'boolean' || typeof zone !== 'string') {
     throw malformed('member table', `bad member ${id.toString(16)}`);
   }
-  return { id, name, peerUrls, clientUrls, isLearner };
+  return { id, name, peerUrls, clientUrls, isLearner, zone };
 }
 
 function isIdList(value: unknown, max: number): value is number[] {

@@ -25,9 +25,13 @@ import type { Clock } from '../util/clock.ts';
 import { SYSTEM_CLOCK } from '../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
 import { toGrpcStatus } from '../util/etcd-errors.ts';
+import type { ClusterInfoNode } from './cluster-info-service.ts';
+import { createClusterInfoService } from './cluster-info-service.ts';
 import { createDiffService } from './diff-service.ts';
 import type { IntegrityNode } from './integrity-service.ts';
 import { createIntegrityService } from './integrity-service.ts';
+import type { MigrationNode } from './migration-service.ts';
+import { createMigrationService } from './migration-service.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
 import { errorStatus } from './unary-call.ts';
 
@@ -63,6 +67,10 @@ export interface AdminServiceOptions {
   readonly digestPins?: DigestPinSource | undefined;
   /** The member's integrity checks and rebuild (the RaftNode itself in production). */
   readonly integrity?: IntegrityNode | undefined;
+  /** The member's view of the cluster, for ClusterInfo (cluster-info-service.ts; the RaftNode itself in production). */
+  readonly clusterInfo?: ClusterInfoNode | undefined;
+  /** The member's migration calls: the journal, replication, membership steps (the RaftNode itself in production). */
+  readonly migration?: MigrationNode | undefined;
 }
 
 /** AdminService is the service's implementation, and a way to end its calls when the server closes. */
@@ -96,6 +104,8 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
       LogStream: logStream,
       ...diff?.implementation,
       ...(options.integrity === undefined ? {} : createIntegrityService({ node: options.integrity, logger: options.logger })),
+      ...(options.clusterInfo === undefined ? {} : createClusterInfoService({ node: options.clusterInfo, logger: options.logger })),
+      ...(options.migration === undefined ? {} : createMigrationService({ node: options.migration, logger: options.logger })),
     },
     endAll: () => {
       diff?.close();

@@ -2,6 +2,8 @@
 // over an EtcdBackend on every listen URL (and, given a log source, stratakv's Admin service).
 
 import type { IntegrityNode } from './integrity-service.ts';
+import type { ClusterInfoNode } from './cluster-info-service.ts';
+import type { MigrationNode } from './migration-service.ts';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 
 import { assert } from '../util/assert.ts';
@@ -45,6 +47,10 @@ export interface EtcdServerOptions {
   readonly digestPins?: DigestPinSource;
   /** The member's integrity checks and rebuild (Admin.Check, Admin.Rebuild; the RaftNode in production). */
   readonly integrity?: IntegrityNode;
+  /** The member's view of the cluster (Admin.ClusterInfo; the RaftNode in production). */
+  readonly clusterInfo?: ClusterInfoNode;
+  /** The member's migration calls (Admin.Journal*, Replication, MemberChange, TransferLeader; the RaftNode in production). */
+  readonly migration?: MigrationNode;
 }
 
 /** EtcdServerCloseOptions says how close() treats calls in flight. */
@@ -86,7 +92,7 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
   server.addService(services.cluster, createClusterService(options.backend, logger));
   server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
-  const admin = options.logSource === undefined ? undefined : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins, integrity: options.integrity });
+  const admin = options.logSource === undefined ? undefined : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins, integrity: options.integrity, migration: options.migration, clusterInfo: options.clusterInfo });
   if (admin !== undefined) server.addService(loadAdminService(), admin.implementation);
 
   const urls: string[] = [];
@@ -116,7 +122,8 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   };
 }
 
-function bind(server: Server, address: string): Promise<number> {
+/** bind binds `address` (host:port) on `server`, answering the port bound. */
+export function bind(server: Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error === null ? resolve(port) : reject(error)));
   });
@@ -124,7 +131,8 @@ function bind(server: Server, address: string): Promise<number> {
 
 // parseListenUrl accepts etcd's client URL form, http://host:port (https needs TLS, which
 // stratakv does not serve yet). The host keeps its brackets for IPv6, as grpc-js wants.
-function parseListenUrl(text: string): { host: string; port: number } {
+/** parseListenUrl reads a listen URL (http://host:port); INVALID_ARGUMENT otherwise. */
+export function parseListenUrl(text: string): { host: string; port: number } {
   let url: URL;
   try {
     url = new URL(text);

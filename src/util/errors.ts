@@ -85,6 +85,8 @@ export const ErrorCode = {
   CLUSTER_ID_MISMATCH: 'CLUSTER_ID_MISMATCH',
   /** The native addon (native/) is not built or does not load here; `npm run build:native` builds it. */
   NATIVE_UNAVAILABLE: 'NATIVE_UNAVAILABLE',
+  /** The migration journal changed since the writer read it (another migrate process, or a retry that already landed). */
+  JOURNAL_CONFLICT: 'JOURNAL_CONFLICT',
 } as const;
 
 /** ErrorCode is the union of the catalogue's codes. */

@@ -97,6 +97,7 @@ export const ETCD_ERRORS: { readonly [C in ErrorCode]: EtcdErrorMapping } = {
   // as the cause of a TIMEOUT; UNAVAILABLE says "retry", which is right if it ever escapes.
   CONF_CHANGE_PENDING: { status: GrpcStatus.UNAVAILABLE, prefix: 'stratakv: another configuration change is pending: ' },
   CLUSTER_ID_MISMATCH: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: cluster ID mismatch: ' },
+  JOURNAL_CONFLICT: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: migration journal conflict: ' },
 
   // Broken storage or installation, and the alarms (etcd's ErrGRPCCorrupt and ErrGRPCNoSpace).
   CORRUPTION: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },

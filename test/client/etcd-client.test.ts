@@ -1,5 +1,6 @@
 // EtcdClient against real etcd: the KV calls and their options on a single member; leader
-// discovery, MoveLeader, learners and failover after a member is killed on a 3-member cluster.
+// discovery, MoveLeader, learners, sync (clientv3's rule) and failover after a member is
+// killed on a 3-member cluster.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
@@ -220,6 +221,21 @@ describe('EtcdClient against a 3-member etcd cluster', { skip: etcdSkipReason() 
     assert.ok(members.some((member) => member.id === leader));
   });
 
+  test('sync from one endpoint learns every member', async () => {
+    const one = new EtcdClient({ endpoints: [cluster.endpoints[0] ?? ''], timeoutMs: 5000 });
+    try {
+      assert.equal(one.endpoints.length, 1);
+      const startedFrom = await one.status(cluster.endpoints[0] ?? '');
+      const learned = await one.sync();
+      assert.deepEqual([...learned].sort(), [...cluster.endpoints].sort());
+      assert.deepEqual(one.endpoints, learned);
+      // The endpoint the client started from stays the one it prefers.
+      assert.equal((await one.get('sync', { serializable: true })).header.memberId, startedFrom.memberId);
+    } finally {
+      one.close();
+    }
+  });
+
   test('moveLeader is sent to the leader and hands leadership to the target', async () => {
     const before = await leaderId();
     const members = await client.memberList();
@@ -246,6 +262,13 @@ describe('EtcdClient against a 3-member etcd cluster', { skip: etcdSkipReason() 
     assert.equal(added.member.isLearner, true);
     assert.equal(added.member.name, '');
     assert.equal(added.members.length, 4);
+    // A learner that never started (no name, no client URL) is not an endpoint after a sync.
+    const syncing = new EtcdClient({ endpoints: [cluster.endpoints[1] ?? ''], timeoutMs: 5000 });
+    try {
+      assert.deepEqual([...(await syncing.sync())].sort(), [...cluster.endpoints].sort());
+    } finally {
+      syncing.close();
+    }
     await rejectsWith(client.memberPromote(added.member.id), 'LEARNER_NOT_READY');
     const voter = added.members.find((member) => !member.isLearner);
     assert.ok(voter !== undefined);

@@ -7,7 +7,7 @@ import { backoffMs, isRetryable, BACKOFF_MAX_MS } from '../../src/client/retry-p
 import { GrpcStatus } from '../../src/util/etcd-errors.ts';
 import { isStrataError } from '../../src/util/errors.ts';
 
-const { UNAVAILABLE, DEADLINE_EXCEEDED, FAILED_PRECONDITION, INVALID_ARGUMENT } = GrpcStatus;
+const { UNAVAILABLE, DEADLINE_EXCEEDED, FAILED_PRECONDITION, INVALID_ARGUMENT, CANCELLED } = GrpcStatus;
 
 test('reads are retried after any UNAVAILABLE, and nothing else', () => {
   assert.equal(isRetryable('read', UNAVAILABLE, 'Connection dropped'), true);
@@ -53,4 +53,17 @@ test('a member refusing with "corrupt cluster" (its CORRUPT alarm) did nothing: 
   assert.equal(isRetryable('read', GrpcStatus.DATA_LOSS, 'etcdserver: corrupt cluster'), true);
   assert.equal(isRetryable('write', GrpcStatus.DATA_LOSS, 'etcdserver: corrupt cluster'), true);
   assert.equal(isRetryable('write', GrpcStatus.DATA_LOSS, 'something else was lost'), false);
+});
+
+test('a member that was removed refused the request before doing anything: writes go to another member; "server stopped" is retried for reads only', () => {
+  const removed = 'etcdserver: the member has been permanently removed from the cluster';
+  assert.equal(isRetryable('write', UNAVAILABLE, removed), true);
+  assert.equal(isRetryable('read', UNAVAILABLE, removed), true);
+  // Only as etcd sends it: the exact text with UNAVAILABLE.
+  assert.equal(isRetryable('write', UNAVAILABLE, `${removed} (and more)`), false);
+  assert.equal(isRetryable('write', CANCELLED, removed), false);
+  // etcd also answers "server stopped" to a proposal it was waiting on: a write may have been applied.
+  const stopped = 'etcdserver: server stopped';
+  assert.equal(isRetryable('write', UNAVAILABLE, stopped), false);
+  assert.equal(isRetryable('read', UNAVAILABLE, stopped), true);
 });

@@ -117,6 +117,9 @@ describe('client verbs against a real etcd member', { skip: etcdSkipReason() }, 
     const members = run('members', endpoints);
     assert.equal(members.status, 0);
     assert.match(members.stdout, new RegExp(`\\| +${memberHex} \\| started \\| +m1 \\|`));
+    // etcd has no Admin.ClusterInfo: the table comes from MemberList, with the zone column empty.
+    assert.match(members.stdout, /\| +IS LEARNER \| ZONE \|\n/);
+    assert.match(members.stdout, /\| +false \| {6}\|\n/);
   });
 
   test('an operating error exits 1 with the error code; a dead endpoint in status is reported', async () => {

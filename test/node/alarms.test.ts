@@ -92,7 +92,7 @@ describe('the alarm node command', () => {
 });
 
 describe('the member table a snapshot carries', () => {
-  const member = { id: 0xabc, name: 'n1', peerUrls: ['http://n1:2380'], clientUrls: ['http://n1:2379'], isLearner: false };
+  const member = { id: 0xabc, name: 'n1', peerUrls: ['http://n1:2380'], clientUrls: ['http://n1:2379'], isLearner: false, zone: '' };
   const table = { members: [member], removed: [5], published: [0xabc] };
 
   test('carries the alarms, in the footer and in the descriptor', () => {

@@ -169,7 +169,7 @@ describe('Membership', () => {
     assert.deepEqual(membership.applyConfChange({ transition: 'auto', changes: [{ type: 'addVoter', nodeId: 1 }] }, undefined, conf([1, 2, 3])), { added: [1, 2, 3], removed: [] });
     const context = { peerUrls: ['http://d:2380'], name: '' };
     assert.deepEqual(membership.applyConfChange({ transition: 'auto', changes: [{ type: 'addLearner', nodeId: 4 }] }, context, conf([1, 2, 3], { learners: [4] })), { added: [4], removed: [] });
-    assert.deepEqual(membership.get(4), { id: 4, name: '', peerUrls: ['http://d:2380'], clientUrls: [], isLearner: true });
+    assert.deepEqual(membership.get(4), { id: 4, name: '', peerUrls: ['http://d:2380'], clientUrls: [], isLearner: true, zone: '' });
     const swap = { transition: 'explicit' as const, changes: [{ type: 'addVoter' as const, nodeId: 4 }, { type: 'removeNode' as const, nodeId: 1 }] };
     assert.deepEqual(membership.applyConfChange(swap, undefined, conf([2, 3, 4], { votersOutgoing: [1, 2, 3] })), { added: [], removed: [] });
     assert.equal(membership.get(1)?.name, 'a');
