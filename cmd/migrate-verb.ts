@@ -110,7 +110,14 @@ export async function runMigrateCommand(args: readonly string[], io: MigrateIo):
           if (format === 'json') return;
           progress.event(event);
         };
-        const options = { clock: SYSTEM_CLOCK, onEvent, ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}), ...(io.signal !== undefined ? { signal: io.signal } : {}) };
+        const failpoint = killFailpoint();
+        const options = {
+          clock: SYSTEM_CLOCK,
+          onEvent,
+          ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
+          ...(io.signal !== undefined ? { signal: io.signal } : {}),
+          ...(failpoint !== undefined ? { beforeJournalWrite: failpoint } : {}),
+        };
         let record: MigrationRecord;
         if (sub === 'run') record = (await runMigration(cluster, { ...options, targets, probeJoiner: probe, requireZoneSpread: zoneSpread })).record;
         else record = await rollbackMigration(cluster, options);
@@ -138,6 +145,21 @@ export async function runMigrateCommand(args: readonly string[], io: MigrateIo):
     cluster.close();
   }
   return 0;
+}
+
+/** MIGRATE_FAILPOINT_ENV names the tests' failpoint: `kill-before-journal:STEP` kills this process (SIGKILL) once STEP is done, before the journal records it. */
+export const MIGRATE_FAILPOINT_ENV = 'STRATAKV_MIGRATE_FAILPOINT';
+
+// killFailpoint reads MIGRATE_FAILPOINT_ENV (tests kill the migration between a step and its
+// journal write, the worst moment for a resume, as etcd's failpoints do).
+function killFailpoint(): ((step: string) => void) | undefined {
+  const text = process.env[MIGRATE_FAILPOINT_ENV];
+  if (text === undefined || text === '') return undefined;
+  const match = /^kill-before-journal:([a-z-]+)$/.exec(text);
+  if (match === null) throw new UsageError(MIGRATE_FAILPOINT_ENV, `${MIGRATE_FAILPOINT_ENV}=${text}: want kill-before-journal:STEP`);
+  return (step) => {
+    if (step === match[1]) process.kill(process.pid, 'SIGKILL');
+  };
 }
 
 function planJson(plan: Plan): Record<string, unknown> {

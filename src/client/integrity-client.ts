@@ -72,7 +72,7 @@ export class IntegrityClient {
       } catch (error) {
         last = error as StrataError;
         // Only an endpoint that cannot answer is passed over; an answer's error is the answer.
-        if (!(error instanceof StrataError) || (error.code !== ErrorCode.UNAVAILABLE && error.code !== ErrorCode.TIMEOUT && error.code !== ErrorCode.CORRUPT_ALARM)) throw error;
+        if (!(error instanceof StrataError) || ![ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.CORRUPT_ALARM, ErrorCode.MEMBER_REMOVED, ErrorCode.STOPPED].includes(error.code as never)) throw error;
       }
     }
     throw last ?? new StrataError(ErrorCode.UNAVAILABLE, 'no endpoint answered');

@@ -192,6 +192,8 @@ async function catchUp(cluster: MigrationCluster, record: MigrationRecord, optio
 
 // verify asks for checkpoints until one has every member's report, all equal.
 async function verify(cluster: MigrationCluster, options: ExecutorOptions): Promise<string> {
+  // Ask the members of the cluster as it is now (not one that was just removed).
+  cluster.followEndpoints((await cluster.replication()).members);
   let last: IntegrityCheck | undefined;
   for (let attempt = 0; attempt < VERIFY_ATTEMPTS_MAX; attempt += 1) {
     if (options.signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'the migration was interrupted; run it again to resume');

@@ -20,7 +20,7 @@ export interface MigrationCluster {
   transferLeader(targetId: number): Promise<void>;
   check(timeoutMs: number): Promise<IntegrityCheck>;
   alarms(): Promise<readonly { readonly memberId: string; readonly alarm: string }[]>;
-  /** followEndpoints adds the client URLs of these members to the endpoints tried. */
+  /** followEndpoints puts the client URLs of these members (the cluster now) first among the endpoints tried. */
   followEndpoints(members: readonly MigrationMemberInfo[]): void;
   readonly endpoints: readonly string[];
   close(): void;
@@ -73,9 +73,10 @@ export function clusterOver(endpoints: readonly string[]): MigrationCluster {
     check: (timeoutMs) => integrity.check(known, { timeoutMs }),
     alarms: async () => (await etcdClient().alarmList()).map((alarm) => ({ memberId: alarm.memberId.toString(16), alarm: alarm.alarm })),
     followEndpoints: (members) => {
+      // The members' own endpoints first (the cluster as it is now), then the others known.
       const urls = members.flatMap((member) => member.clientUrls.map((url) => url.replace(/^http:\/\//, '')));
       const next = [...new Set([...urls, ...known])].slice(0, ENDPOINTS_FOLLOWED_MAX);
-      if (next.length === known.length && next.every((endpoint) => known.includes(endpoint))) return;
+      if (next.length === known.length && next.every((endpoint, at) => known[at] === endpoint)) return;
       known = next;
       migration.setEndpoints(known);
       etcd?.close();

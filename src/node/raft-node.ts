@@ -627,6 +627,8 @@ export class RaftNode {
    * through the leader, as a periodic checkpoint does.
    */
   async checkIntegrity(options: NodeCallOptions = {}): Promise<CheckpointState> {
+    // A removed member's checkpoint would never be applied by the cluster it left.
+    if (this.removed) throw memberRemoved();
     this.checkRunning();
     return this.integrity.check({ pin: false, waitForReports: true, timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS, signal: options.signal });
   }

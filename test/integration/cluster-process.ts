@@ -110,20 +110,47 @@ export class TestCluster {
       `--initial-cluster=${initialCluster}`,
       `--initial-cluster-state=${state}`,
       `--initial-cluster-token=${this.token}`,
-      `--heartbeat-interval=${options.heartbeatMs ?? 50}`,
-      `--election-timeout=${options.electionMs ?? 500}`,
-      ...(options.serveArgs ?? []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(logPath, { flags: 'a' });
+    return this.spawnMember({ name, clientUrl, peerUrl, endpoint: `127.0.0.1:${clientPort}`, dataDir, logPath }, args, options);
+  }
+
+  // spawnMember starts `stratakv serve` with `args` and the timing flags, logging to the member's log, and records it (replacing a member of the same name).
+  private spawnMember(member: Omit<MemberProcess, 'child' | 'exited'>, args: readonly string[], options: LaunchOptions): MemberProcess {
+    const timing = [`--heartbeat-interval=${options.heartbeatMs ?? 50}`, `--election-timeout=${options.electionMs ?? 500}`, ...(options.serveArgs ?? [])];
+    const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = createWriteStream(member.logPath, { flags: 'a' });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal === null ? null : -1))));
-    const existing = this.members.findIndex((member) => member.name === name);
-    const member: MemberProcess = { name, clientUrl, peerUrl, endpoint: `127.0.0.1:${clientPort}`, dataDir, logPath, child, exited };
-    if (existing >= 0) this.members[existing] = member;
-    else this.members.push(member);
-    return member;
+    const started: MemberProcess = { ...member, child, exited };
+    const existing = this.members.findIndex((candidate) => candidate.name === member.name);
+    if (existing >= 0) this.members[existing] = started;
+    else this.members.push(started);
+    return started;
+  }
+
+  /**
+   * launchJoining starts a member with --join: it waits until it is added to the cluster at
+   * `joinUrls`. Its peers reach it at `advertisePeerUrl` (a proxy's, for a remote zone), it
+   * listens on `peerPort`.
+   */
+  launchJoining(name: string, spec: { readonly clientPort: number; readonly peerPort: number; readonly advertisePeerUrl: string; readonly joinUrls: readonly string[]; readonly zone?: string }, options: LaunchOptions = {}): MemberProcess {
+    const clientUrl = `http://127.0.0.1:${spec.clientPort}`;
+    const dataDir = join(this.directory, name);
+    const logPath = join(this.directory, `${name}.log`);
+    const args = [
+      CLI,
+      'serve',
+      `--name=${name}`,
+      `--data-dir=${dataDir}`,
+      `--listen-client-urls=${clientUrl}`,
+      `--advertise-client-urls=${clientUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${spec.peerPort}`,
+      `--initial-advertise-peer-urls=${spec.advertisePeerUrl}`,
+      `--join=${spec.joinUrls.join(',')}`,
+      ...(spec.zone !== undefined ? [`--zone=${spec.zone}`] : []),
+    ];
+    return this.spawnMember({ name, clientUrl, peerUrl: spec.advertisePeerUrl, endpoint: `127.0.0.1:${spec.clientPort}`, dataDir, logPath }, args, options);
   }
 
   /** restart starts a stopped member again on its data directory (with `options`, none by default). */
