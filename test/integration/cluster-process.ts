@@ -244,7 +244,23 @@ export interface EtcdctlResult {
   readonly stderr: string;
 }
 
-/** etcdctl runs the real etcdctl (API v3) with a timeout. */
+/** etcdctlAsync runs etcdctl without blocking this process's event loop (which may serve a test's proxies meanwhile). */
+export function etcdctlAsync(endpoints: readonly string[], args: readonly string[]): Promise<EtcdctlResult> {
+  return new Promise((resolve) => {
+    const child = spawn(ETCDCTL, [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+/** etcdctl runs the real etcdctl (API v3) with a timeout, blocking this process until it ends. */
 export function etcdctl(endpoints: readonly string[], args: readonly string[], input?: string): EtcdctlResult {
   const result = spawnSync(ETCDCTL, [`--endpoints=${endpoints.join(',')}`, '--command-timeout=5s', ...args], {
     env: { ...process.env, ETCDCTL_API: '3' },

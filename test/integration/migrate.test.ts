@@ -26,7 +26,7 @@ import { MOVE_STEPS } from '../../src/migrate/index.ts';
 import { checkLinearizability, formatVerdict } from '../linearizability/index.ts';
 import { startTcpProxy } from '../net/tcp-proxy.ts';
 import type { TcpProxy } from '../net/tcp-proxy.ts';
-import { etcdctl, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
+import { etcdctlAsync, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
 import type { MemberProcess } from './cluster-process.ts';
 import { startWorkload } from './linearizable-workload.ts';
 
@@ -196,9 +196,9 @@ describe('stratakv migrate with real processes', () => {
     }
     // etcd's own client, given the new endpoints, works against the moved cluster.
     if (etcdctlSkipReason() === undefined) {
-      const put = etcdctl(newEndpoints, ['put', 'after-migration', 'yes']);
+      const put = await etcdctlAsync(newEndpoints, ['put', 'after-migration', 'yes']);
       assert.equal(put.status, 0, put.stderr);
-      const got = etcdctl(newEndpoints, ['get', 'pre/7', '--print-value-only']);
+      const got = await etcdctlAsync(newEndpoints, ['get', 'pre/7', '--print-value-only']);
       assert.equal(got.stdout.trim(), 'v7');
     }
     const status = await migrate(['status', `--endpoints=${newEndpoints.join(',')}`, '-w', 'json']);
