@@ -202,7 +202,7 @@ class ProgressLines {
   readonly #io: MigrateIo;
   #barLines = 0;
   #lastPlainMs = 0;
-  readonly #samples = new Map<number, { atMs: number; match: number; bytes: number }[]>();
+  readonly #samples = new Map<number, { atMs: number; behind: number; bytes: number }[]>();
 
   constructor(io: MigrateIo) {
     this.#io = io;
@@ -246,16 +246,18 @@ class ProgressLines {
     }
   }
 
-  // #rate is the learner's recent speed over the last ~10 s of samples: entries/s and bytes/s.
+  // #rate is the learner's recent speed over the last ~10 s of samples: how fast it closes
+  // its distance to the leader's log (the leader's log grows meanwhile) and snapshot bytes/s.
   #rate(learner: LearnerProgress, nowMs: number): { entriesPerSecond: number; bytesPerSecond: number } {
     const samples = this.#samples.get(learner.id) ?? [];
-    samples.push({ atMs: nowMs, match: learner.match, bytes: learner.snapshot?.acknowledgedBytes ?? 0 });
+    samples.push({ atMs: nowMs, behind: Math.max(0, learner.lastIndex - learner.match), bytes: learner.snapshot?.acknowledgedBytes ?? 0 });
     while (samples.length > 2 && (samples[0]?.atMs ?? nowMs) < nowMs - 10_000) samples.shift();
     this.#samples.set(learner.id, samples);
     const first = samples[0];
-    if (first === undefined || nowMs - first.atMs < 500) return { entriesPerSecond: 0, bytesPerSecond: 0 };
+    const last = samples[samples.length - 1];
+    if (first === undefined || last === undefined || nowMs - first.atMs < 500) return { entriesPerSecond: 0, bytesPerSecond: 0 };
     const seconds = (nowMs - first.atMs) / 1000;
-    return { entriesPerSecond: Math.max(0, (learner.match - first.match) / seconds), bytesPerSecond: Math.max(0, ((learner.snapshot?.acknowledgedBytes ?? 0) - first.bytes) / seconds) };
+    return { entriesPerSecond: Math.max(0, (first.behind - last.behind) / seconds), bytesPerSecond: Math.max(0, (last.bytes - first.bytes) / seconds) };
   }
 }
 
@@ -273,7 +275,7 @@ export function formatLearner(learner: LearnerProgress, rate: { entriesPerSecond
     return `  ${learner.name.padEnd(12)} ${bar(acknowledgedBytes / Math.max(1, byteLength))} snapshot ${mib(acknowledgedBytes)} / ${mib(byteLength)} MiB  ${mib(rate.bytesPerSecond)} MiB/s  ${eta(byteLength - acknowledgedBytes, rate.bytesPerSecond)}`;
   }
   const behind = Math.max(0, learner.lastIndex - learner.match);
-  return `  ${learner.name.padEnd(12)} ${bar(learner.match / Math.max(1, learner.lastIndex))} log ${learner.match} / ${learner.lastIndex} entries (${behind} behind)  ${Math.round(rate.entriesPerSecond)}/s  ${eta(behind, rate.entriesPerSecond)}`;
+  return `  ${learner.name.padEnd(12)} ${bar(learner.match / Math.max(1, learner.lastIndex))} log ${learner.match} / ${learner.lastIndex} entries (${behind} behind, closing ${Math.round(rate.entriesPerSecond)}/s)  ${eta(behind, rate.entriesPerSecond)}`;
 }
 
 function mib(bytes: number): string {
