@@ -74,7 +74,7 @@ export class Scrubber {
   /** scrubNow runs a scrub now (after the one running) and answers its report. */
   async scrubNow(): Promise<ScrubReport> {
     if (this.stopped) throw new StrataError(ErrorCode.STOPPED, 'etcdserver: server stopped');
-    await this.running?.done;
+    await this.running?.done.catch(() => undefined);
     const report = await this.run();
     if (report === undefined) throw new StrataError(ErrorCode.UNAVAILABLE, 'the scrub was abandoned (the state machine was replaced or the member stops)');
     return report;
@@ -83,7 +83,7 @@ export class Scrubber {
   /** abandon stops a scrub in progress (its state machine is about to be replaced) and waits for it. */
   async abandon(): Promise<void> {
     this.running?.abort.abort();
-    await this.running?.done;
+    await this.running?.done.catch(() => undefined);
   }
 
   /** stop abandons a scrub in progress; none starts again. */
@@ -98,7 +98,10 @@ export class Scrubber {
     if (this.stopped || this.policy.cycleMs === 0) return;
     this.timer = this.host.clock.setTimeout(() => {
       this.timer = undefined;
-      void this.run().finally(() => this.schedule());
+      // A scheduled scrub's promise has no reader: its failure is logged, never left unhandled.
+      void this.run()
+        .catch((error: unknown) => this.host.logger.warn('a scheduled scrub failed', { reason: String(error) }))
+        .finally(() => this.schedule());
     }, this.policy.cycleMs);
   }
 
@@ -113,7 +116,15 @@ export class Scrubber {
 
   private async scrub(signal: AbortSignal): Promise<ScrubReport | undefined> {
     const startedMs = this.host.clock.now();
-    const view = await this.host.openView();
+    let view: KvSnapshotView;
+    try {
+      view = await this.host.openView();
+    } catch (error) {
+      // A state machine that refuses to be read is corrupt already (its alarm is raised, it
+      // waits for its rebuild): there is nothing to scrub.
+      if (signal.aborted || isStrataError(error, ErrorCode.CORRUPTION)) return undefined;
+      throw error;
+    }
     let keys = 0;
     let bytes = 0;
     let failure: string | undefined;

@@ -266,7 +266,17 @@ export class Snapshotter {
   }
 
   private async take(signal: AbortSignal): Promise<SnapshotInfo | undefined> {
-    const captured = await this.host.capture();
+    let captured: CapturedState;
+    try {
+      captured = await this.host.capture();
+    } catch (error) {
+      // The state cannot be read (a corrupt state machine waiting to be rebuilt): no snapshot
+      // now, retried after the usual backoff. An automatic snapshot's promise has no reader,
+      // so this must not reject (an unhandled rejection would stop the member).
+      if (!isStrataError(error, ErrorCode.CORRUPTION)) throw error;
+      this.failed(error, this.host.appliedIndex());
+      return undefined;
+    }
     const { view } = captured;
     const index = view.appliedIndex;
     const term: Term = view.appliedTerm;

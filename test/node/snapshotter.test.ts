@@ -165,6 +165,21 @@ describe('the failure breaker', () => {
   });
 });
 
+describe('a state machine that cannot be read', () => {
+  // Found by test/integration/corruption-running.test.ts: a snapshot due by count while the
+  // member's state machine was corrupt (waiting for its rebuild) rejected a promise nobody read,
+  // and the unhandled rejection stopped the member under the operator's `member rebuild`.
+  test('a snapshot due while the state is corrupt fails like any failed snapshot, without an unhandled rejection', async () => {
+    const { host } = await hostWith({ status: { ...leaderStatus([]), role: 'follower' as const, progress: new Map() } });
+    const corrupt = new StrataError(ErrorCode.CORRUPTION, 'state machine: a stored value fails its CRC32c');
+    const snapshotter = new Snapshotter({ ...host, capture: () => Promise.reject(corrupt) }, { snapshotCount: 10 });
+    snapshotter.noteApplied(1_000);
+    await assert.rejects(snapshotter.takeNow(), (error: unknown) => error instanceof StrataError && error.code === ErrorCode.UNAVAILABLE && /CRC32c/.test(error.message));
+    assert.ok(snapshotter.status().consecutiveFailures >= 1);
+    assert.equal(snapshotter.status().latest, undefined);
+  });
+});
+
 // SlowStore is a snapshot store whose creates take `createMs` of the clock's time.
 class SlowStore extends MemorySnapshotStore {
   creates = 0;
