@@ -65,12 +65,16 @@ export class TestCluster {
     this.token = token;
   }
 
-  /** start launches `size` members of a new cluster and waits for a leader. */
-  static async start(size: number, options: LaunchOptions = {}): Promise<TestCluster> {
+  /**
+   * start launches `size` members of a new cluster and waits for a leader. Ports come from
+   * `pickPort` (the kernel's free ports by default; a test with many connections of its own,
+   * whose ephemeral ports could take a port between its pick and its bind, passes its own range).
+   */
+  static async start(size: number, options: LaunchOptions = {}, pickPort: () => Promise<number> = freePort): Promise<TestCluster> {
     const cluster = new TestCluster(mkdtempSync(join(tmpdir(), 'stratakv-it-')), `it-${process.pid}-${Date.now()}`);
     const specs = [];
     for (let index = 1; index <= size; index += 1) {
-      specs.push({ name: `n${index}`, clientPort: await freePort(), peerPort: await freePort() });
+      specs.push({ name: `n${index}`, clientPort: await pickPort(), peerPort: await pickPort() });
     }
     const initialCluster = specs.map((spec) => `${spec.name}=http://127.0.0.1:${spec.peerPort}`).join(',');
     try {

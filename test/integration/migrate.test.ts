@@ -13,8 +13,10 @@
 // transport keeps one stream per pair, dialled by the lower id). Network namespaces would
 // give exact zones; see the note of issue 14.
 //
-// The joining members' ports come from JOIN_PORTS, this file's own range (they bind their
-// client port only once added). Every wait is bounded; processes are stopped by PID.
+// Every member's ports come from JOIN_PORTS, this file's own range below the kernel's ephemeral
+// ports: the joining members bind their client port only once added, and the 16 clients and the
+// proxies open enough connections of their own to take a port picked from the ephemeral range
+// before a member binds it. Every wait is bounded; processes are stopped by PID.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -75,7 +77,7 @@ interface Zones {
 
 // startZones starts zone a (3 members with data) and zone b (3 members waiting with --join behind the proxy).
 async function startZones(): Promise<Zones> {
-  const cluster = await TestCluster.start(3, { serveArgs: ['--zone=a'] });
+  const cluster = await TestCluster.start(3, { serveArgs: ['--zone=a'] }, async () => (await joinPorts(1))[0] as number);
   clusters.push(cluster);
   const old = [...cluster.members];
   const client = cluster.client();
