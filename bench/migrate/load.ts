@@ -1,0 +1,76 @@
+// The bench's side of the write load: forks load-worker.ts, starts it, stops it and takes its
+// report. The process is recorded with bench/cluster/processes.ts, so cleanup ends it (by PID).
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+
+import { stopChild, trackChild } from '../cluster/processes.ts';
+import type { LoadMessage, LoadReport, LoadStart } from './load-types.ts';
+
+const READY_TIMEOUT_MS = 30_000;
+/** REPORT_TIMEOUT_MS bounds the wait for the report after "stop": the longest put (its deadline) and the transfer. */
+const REPORT_GRACE_MS = 60_000;
+
+/** RunningLoad is a load under way. */
+export interface RunningLoad {
+  /** readyAtMs: when the clients started (epoch ms). */
+  readonly readyAtMs: number;
+  /** pid is the load process's. */
+  readonly pid: number;
+  /** stop ends the load and answers its report; the process exits. */
+  stop(): Promise<LoadReport>;
+}
+
+/** startLoad forks the load process, starts `job` and resolves once its clients run. */
+export async function startLoad(job: Omit<LoadStart, 'type'>): Promise<RunningLoad> {
+  const child: ChildProcess = fork(join(import.meta.dirname, 'load-worker.ts'), [], { execArgv: [], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  trackChild(child);
+  let report: ((value: LoadReport) => void) | undefined;
+  let fail: ((error: Error) => void) | undefined;
+  const reported = new Promise<LoadReport>((resolve, reject) => {
+    report = resolve;
+    fail = reject;
+  });
+  reported.catch(() => {});
+  let onReady: ((atMs: number) => void) | undefined;
+  let readyTimer: NodeJS.Timeout | undefined;
+  const ready = new Promise<number>((resolve, reject) => {
+    onReady = resolve;
+    readyTimer = setTimeout(() => reject(new Error(`the load process gave no sign within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+    // A process that fails before it is ready fails the start.
+    reported.catch((error: unknown) => reject(error instanceof Error ? error : new Error(String(error))));
+  });
+  child.on('message', (message: LoadMessage) => {
+    if (message.type === 'ready') onReady?.(message.atMs);
+    else if (message.type === 'report') report?.(message);
+    else fail?.(new Error(`load process: ${message.message}`));
+  });
+  child.once('exit', (code, signal) => fail?.(new Error(`the load process exited (code ${code}, signal ${signal}) before its report`)));
+  child.send({ type: 'start', ...job } satisfies LoadStart);
+  let readyAtMs: number;
+  try {
+    readyAtMs = await ready;
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  } finally {
+    clearTimeout(readyTimer);
+  }
+  return {
+    readyAtMs,
+    pid: child.pid ?? 0,
+    async stop() {
+      if (child.connected) child.send({ type: 'stop' });
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no load report within ${job.timeoutMs + REPORT_GRACE_MS} ms of the stop`)), job.timeoutMs + REPORT_GRACE_MS);
+      });
+      try {
+        return await Promise.race([reported, late]);
+      } finally {
+        clearTimeout(timer);
+        if (child.connected) child.disconnect();
+        await stopChild(child);
+      }
+    },
+  };
+}
