@@ -70,11 +70,13 @@ export async function runRecord(cluster: MigrationCluster, start: { record: Migr
   for (let taken = 0; taken < STEPS_PER_RUN_MAX && record.next !== undefined; taken += 1) {
     if (options.signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'the migration was interrupted; run it again to resume');
     const step = record.next;
-    const startedAtMs = options.clock.now();
+    // The step log keeps wall-clock times (an operator reads them as dates); durations come from the clock.
+    const startedAtMs = Date.now();
+    const startedClockMs = options.clock.now();
     options.onEvent?.({ type: 'step-started', step, record });
     const { detail, record: updated } = await runStep(cluster, record, step, options);
     await options.beforeJournalWrite?.(step);
-    const done = withStepDone(updated, step, { startedAtMs, nowMs: options.clock.now() }, detail);
+    const done = withStepDone(updated, step, { startedAtMs, nowMs: Math.max(startedAtMs, Date.now()) }, detail);
     try {
       version = await cluster.writeJournal(version, encodeRecord(done));
     } catch (error) {
@@ -89,7 +91,7 @@ export async function runRecord(cluster: MigrationCluster, start: { record: Migr
       continue;
     }
     record = done;
-    options.onEvent?.({ type: 'step-done', step, detail, record, elapsedMs: options.clock.now() - startedAtMs });
+    options.onEvent?.({ type: 'step-done', step, detail, record, elapsedMs: options.clock.now() - startedClockMs });
   }
   return { record, version };
 }

@@ -172,6 +172,7 @@ async function underLoad(zones: Zones, seed: number, during: () => Promise<void>
 
 describe('stratakv migrate with real processes', () => {
   test('three zone-a members move to three zone-b members behind a 20 ms proxy under 16 linearizable clients', async () => {
+    const testStartedMs = Date.now();
     const zones = await startZones();
     const endpoints = zones.old.map((member) => member.endpoint).join(',');
     const plan = await migrate(['plan', `--endpoints=${endpoints}`, `--to=${zones.to}`, '-w', 'json']);
@@ -204,8 +205,10 @@ describe('stratakv migrate with real processes', () => {
       assert.equal(got.stdout.trim(), 'v7');
     }
     const status = await migrate(['status', `--endpoints=${newEndpoints.join(',')}`, '-w', 'json']);
-    const journal = JSON.parse(status.stdout) as { inProgress: boolean; record: { log: { step: string }[] } };
+    const journal = JSON.parse(status.stdout) as { inProgress: boolean; record: { log: { step: string; startedAtMs: number; doneAtMs: number }[] } };
     assert.equal(journal.inProgress, false);
+    // The step log keeps wall-clock times, which an operator reads as dates.
+    for (const item of journal.record.log) assert.ok(item.startedAtMs >= testStartedMs && item.startedAtMs <= item.doneAtMs && item.doneAtMs <= Date.now(), JSON.stringify(item));
     assert.equal(journal.record.log.filter((item) => item.step === 'transfer-leader').length, 1);
   });
 
