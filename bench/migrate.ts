@@ -312,7 +312,7 @@ function report(): void {
       const origin = timeline.moveFromMs;
       markdown.push(`- ${system}, run ${index + 1}: ${run.description}; ${run.keys} keys × ${run.valueBytes} B, leader database ${(run.dbSizeBytes / MIB).toFixed(0)} MiB; preload ${run.preloadSeconds.toFixed(0)} s`);
       markdown.push(`  - migration ${timeline.outcome.ok ? 'finished' : `FAILED (${timeline.outcome.error ?? ''})`} in ${seconds(timeline.moveToMs - timeline.moveFromMs)} s; steps: ${timeline.outcome.steps.map((step) => `${step.name} ${seconds(step.toMs - step.fromMs)} s`).join(', ')}`);
-      if (timeline.beforeShortMs > 0) markdown.push(`  - the window before is ${seconds(timeline.beforeShortMs)} s shorter than the migration (the load ran --before-ms ${seconds(timeline.before.toMs - timeline.before.fromMs)} s before it)`);
+      if (timeline.beforeShortMs > 0) markdown.push(`  - the window before is ${seconds(timeline.beforeShortMs)} s shorter than the migration (the load ran only ${seconds(timeline.before.toMs - timeline.before.fromMs)} s before it: --before-ms, or the guess from the size)`);
       for (const window of [timeline.before, timeline.during, timeline.after]) {
         markdown.push(
           `  - ${window.name}: ${seconds(window.toMs - window.fromMs)} s, ${window.acknowledged} puts, failed ${window.failed}, ambiguous ${window.ambiguous}, max ${window.maxMs.toFixed(0)} ms; ` +

@@ -219,7 +219,10 @@ export async function runEtcd(settings: RunSettings): Promise<SystemRun> {
       warmupMs: settings.warmupMs,
       beforeMs: settings.beforeMs,
       move: () => manualProcedure({ members, newSpecs, folder, token, processes, exitedBySelf, log }),
-      watched: () => processes.map((proc) => ({ group: proc.name.startsWith('n') ? 'old members' : 'new members', pid: proc.child.pid ?? 0 })),
+      watched: () => [
+        ...processes.map((proc) => ({ group: proc.name.startsWith('n') ? 'old members' : 'new members', pid: proc.child.pid ?? 0 })),
+        ...(zone?.pid === undefined ? [] : [{ group: 'zone proxy', pid: zone.pid }]),
+      ],
       log,
     });
     const newEndpoints = newSpecs.map((spec) => hostPort(spec.clientUrl));

@@ -98,6 +98,7 @@ export async function runStratakv(settings: RunSettings, serveFlags: readonly st
       watched: () => [
         ...cluster.members.map((member) => ({ group: 'old members', pid: member.pid })),
         ...joiners.map((joiner) => ({ group: 'new members', pid: joiner.child.pid ?? 0 })),
+        ...(zone?.pid === undefined ? [] : [{ group: 'zone proxy', pid: zone.pid }]),
       ],
       log,
     });

@@ -15,6 +15,8 @@ const STATS_TIMEOUT_MS = 5_000;
 export interface Zone {
   readonly delayMsOneWay: number;
   readonly advertisePeerUrls: readonly string[];
+  /** pid is the proxy process's (undefined without proxies), for its CPU time. */
+  readonly pid: number | undefined;
   /** bytes answers what each proxy carried (both directions); empty without proxies. */
   bytes(): Promise<readonly { readonly up: number; readonly down: number }[]>;
   close(): Promise<void>;
@@ -23,7 +25,7 @@ export interface Zone {
 /** openZone answers the peer URLs for members listening on `peerPorts`, behind proxies when `delayMsOneWay` > 0. */
 export async function openZone(peerPorts: readonly number[], delayMsOneWay: number): Promise<Zone> {
   if (delayMsOneWay === 0) {
-    return { delayMsOneWay, advertisePeerUrls: peerPorts.map((port) => `http://127.0.0.1:${port}`), bytes: () => Promise.resolve([]), close: () => Promise.resolve() };
+    return { delayMsOneWay, advertisePeerUrls: peerPorts.map((port) => `http://127.0.0.1:${port}`), pid: undefined, bytes: () => Promise.resolve([]), close: () => Promise.resolve() };
   }
   const child: ChildProcess = fork(join(import.meta.dirname, 'zone-proxy-process.ts'), [String(delayMsOneWay), ...peerPorts.map(String)], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   trackChild(child);
@@ -47,6 +49,7 @@ export async function openZone(peerPorts: readonly number[], delayMsOneWay: numb
   return {
     delayMsOneWay,
     advertisePeerUrls: ports.map((port) => `http://127.0.0.1:${port}`),
+    pid: child.pid,
     bytes: () =>
       new Promise((resolve) => {
         if (!child.connected) return resolve([]);
