@@ -9,7 +9,9 @@
 
 import { randomBytes } from 'node:crypto';
 
+import type { ReplicationInfo } from '../client/index.ts';
 import type { Clock } from '../util/clock.ts';
+import { sleep } from '../util/clock.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { ExecutorOptions } from './executor.ts';
 import { runRecord } from './executor.ts';
@@ -18,6 +20,15 @@ import type { MigrationRecord } from './migration-record.ts';
 import { decodeRecord, encodeRecord, isBeforeSwap, RECORD_FORMAT } from './migration-record.ts';
 import type { JoinProbe, Plan, TargetSpec } from './plan.ts';
 import { describe, makePlan } from './plan.ts';
+
+/** HEALTH_SAMPLES_MAX bounds the looks a plan takes at the leader's view before it calls a voter unreachable. */
+export const HEALTH_SAMPLES_MAX = 5;
+/** HEALTH_SAMPLE_INTERVAL_MS is the pause between two of those looks. */
+export const HEALTH_SAMPLE_INTERVAL_MS = 500;
+
+function everyVoterAnswers(replication: ReplicationInfo): boolean {
+  return replication.voters.every((id) => id === replication.leaderId || replication.peers.some((peer) => peer.id === id && peer.recentActive && peer.rttMs !== undefined));
+}
 
 /** ProbeJoiner asks a new member's peer URL whether it waits to be added. */
 export type ProbeJoiner = (peerUrl: string) => Promise<JoinProbe>;
@@ -40,7 +51,14 @@ export interface MigrationStatus {
 
 /** planMigration answers the plan a run would follow now (see the file comment). */
 export async function planMigration(cluster: MigrationCluster, options: PlanOptions): Promise<Plan & { readonly version: number }> {
-  const [replication, alarms, journal] = await Promise.all([cluster.replication(), cluster.alarms(), cluster.readJournal()]);
+  const [first, alarms, journal] = await Promise.all([cluster.replication(), cluster.alarms(), cluster.readJournal()]);
+  // A voter is judged unreachable only if it misses the leader's probe in every one of a few
+  // samples: one slow answer on a loaded machine is not an unhealthy cluster.
+  let replication = first;
+  for (let sample = 1; sample < HEALTH_SAMPLES_MAX && !everyVoterAnswers(replication); sample += 1) {
+    await sleep(options.clock, HEALTH_SAMPLE_INTERVAL_MS);
+    replication = await cluster.replication();
+  }
   cluster.followEndpoints(replication.members);
   const record = journal.record === undefined ? undefined : decodeRecord(journal.record);
   const probes = new Map<string, JoinProbe>();
