@@ -27,6 +27,9 @@ export function etcdctlSkipReason(): string | undefined {
   return `${ETCDCTL} is not installed (Debian package etcd-client)`;
 }
 
+/** PORT_PICKS_MAX bounds the picks TestCluster.start makes to find each distinct port. */
+const PORT_PICKS_MAX = 20;
+
 /** freePort asks the kernel for a free port on 127.0.0.1 (see freePorts). */
 export async function freePort(): Promise<number> {
   const [port] = await freePorts(1);
@@ -72,9 +75,21 @@ export class TestCluster {
    */
   static async start(size: number, options: LaunchOptions = {}, pickPort: () => Promise<number> = freePort): Promise<TestCluster> {
     const cluster = new TestCluster(mkdtempSync(join(tmpdir(), 'stratakv-it-')), `it-${process.pid}-${Date.now()}`);
+    // The kernel may hand the same free port to two calls in a row: each port is picked once.
+    const picked = new Set<number>();
+    const pickDistinct = async (): Promise<number> => {
+      for (let attempt = 0; attempt < PORT_PICKS_MAX; attempt += 1) {
+        const port = await pickPort();
+        if (!picked.has(port)) {
+          picked.add(port);
+          return port;
+        }
+      }
+      throw new Error(`no distinct free port in ${PORT_PICKS_MAX} picks`);
+    };
     const specs = [];
     for (let index = 1; index <= size; index += 1) {
-      specs.push({ name: `n${index}`, clientPort: await pickPort(), peerPort: await pickPort() });
+      specs.push({ name: `n${index}`, clientPort: await pickDistinct(), peerPort: await pickDistinct() });
     }
     const initialCluster = specs.map((spec) => `${spec.name}=http://127.0.0.1:${spec.peerPort}`).join(',');
     try {
