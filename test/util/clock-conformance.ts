@@ -69,7 +69,9 @@ export function runClockConformance(name: string, make: () => ClockUnderTest): v
     clock.setTimeout(() => (seenAt = clock.now()), 15);
     await advance(40);
     assert.ok(seenAt !== undefined);
-    assert.ok(seenAt - start >= 14.5, `a 15 ms timer ran after ${seenAt - start} ms`);
+    // libuv starts a timer from its loop's cached millisecond time, which may lag the clock's
+    // reading by up to a millisecond: a 15 ms timer may run 14.x ms after now() (seen: 14.41).
+    assert.ok(seenAt - start >= 14, `a 15 ms timer ran after ${seenAt - start} ms`);
     assert.ok(clock.now() >= seenAt);
   });
 }
