@@ -9,6 +9,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { DigestPinSource, LogDeltaSource } from '../diff/index.ts';
+import { widenHttp2Windows } from '../transport/index.ts';
 import { createAdminService, loadAdminService } from './admin-service.ts';
 import type { EtcdBackend } from './backend.ts';
 import { createClusterService } from './etcd-cluster-service.ts';
@@ -99,6 +100,8 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   try {
     for (const address of addresses) {
       const port = await bind(server, `${address.host}:${address.port}`);
+      // A client across a slow link would otherwise send a 1.5 MiB put 64 KiB per round trip.
+      widenHttp2Windows(server);
       urls.push(`http://${address.host}:${port}`);
     }
   } catch (error) {

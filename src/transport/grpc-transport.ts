@@ -43,6 +43,7 @@ import { ErrorCode, StrataError, isErrorCode, isStrataError } from '../util/erro
 import type { RandomSource } from '../util/random.ts';
 import type { TransportLimits } from './limits.ts';
 import { resolveTransportLimits } from './limits.ts';
+import { widenHttp2Windows } from './http2-window.ts';
 import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages } from './message-codec.ts';
 import { PeerSendQueue, UnreachableReporter } from './peer-queue.ts';
 import type {
@@ -416,6 +417,8 @@ export class GrpcTransport implements Transport {
           }
         });
       });
+      // Raft appends and snapshot chunks cross zones: 64 KiB windows would cap them per round trip.
+      widenHttp2Windows(server);
       const host = hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
       this.bound.push(`http://${host}:${port}`);
     }

@@ -29,6 +29,7 @@ export { MemoryNetwork, MemoryTransport } from './memory-transport.ts';
 export type { LinkTraffic, MemoryDropFilter, MemoryLinkModel, MemorySnapshotFault, MemoryTransportOptions } from './memory-transport.ts';
 export { SNAPSHOT_FRAME_BYTES_MAX, SNAPSHOT_RETRY_BACKOFF_MS_MAX, SNAPSHOT_RETRY_BACKOFF_MS_MIN, SNAPSHOT_SEND_ATTEMPTS_MAX } from './snapshot-stream.ts';
 export type { SnapshotStats } from './snapshot-stream.ts';
+export { HTTP2_WINDOW_BYTES, widenHttp2Windows } from './http2-window.ts';
 export { TRANSPORT_LIMITS_DEFAULTS } from './limits.ts';
 export type { TransportLimits } from './limits.ts';
 export { decodeMessages, encodeMessages, messageSizeBytes } from './message-codec.ts';

@@ -12,6 +12,8 @@ import type { EtcdBackend, EtcdServer } from '../../src/server/index.ts';
 import { GRPC_OVERHEAD_BYTES, RaftNodeBackend, startEtcdServer } from '../../src/server/index.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { GrpcStatus } from '../../src/util/etcd-errors.ts';
+import { HTTP2_WINDOW_BYTES } from '../../src/transport/index.ts';
+import { serverWindows } from '../net/http2-windows.ts';
 import type { EtcdTestClient } from './etcd-test-client.ts';
 import { connectEtcdTestClient } from './etcd-test-client.ts';
 import type { SingleMember } from './single-member.ts';
@@ -187,6 +189,13 @@ describe('bad input gets etcd\'s answer and the server keeps serving', () => {
 });
 
 describe('Cluster and Maintenance', () => {
+  test('the client server offers 16 MiB HTTP/2 windows (a large put across a slow link is not sent 64 KiB per round trip)', async () => {
+    assert.deepEqual(await serverWindows(server.urls[0] ?? '', HTTP2_WINDOW_BYTES), {
+      streamWindowBytes: HTTP2_WINDOW_BYTES,
+      connectionWindowBytes: HTTP2_WINDOW_BYTES,
+    });
+  });
+
   test('Status describes the member', async () => {
     const status = await client.maintenance.Status({});
     const info = backend.header();
