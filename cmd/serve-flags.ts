@@ -60,7 +60,7 @@ export interface ServeOptions {
   readonly snapshotCount: number;
   /** --snapshot-catchup-entries: entries kept in the log before a snapshot at least (etcd: 5,000). */
   readonly snapshotCatchupEntries: number;
-  /** --snapshot-send-rate-bytes: bytes per second one snapshot send to a follower may use (ours; TiKV's 100 MiB/s). */
+  /** --snapshot-send-rate-bytes: bytes per second the leader's snapshot sends share (ours; TiKV's 100 MiB/s). */
   readonly snapshotSendRateBytes: number;
   /** --snapshot-send-rate-bytes-under-load: the same while the leader serves client requests (ours; 24 MiB/s). */
   readonly snapshotSendRateBytesUnderLoad: number;
@@ -138,7 +138,7 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
   --max-request-bytes BYTES            (default 1572864)
   --snapshot-count N                   applied entries that trigger a snapshot (default 10000)
   --snapshot-catchup-entries N         entries kept before a snapshot at least (default 5000)
-  --snapshot-send-rate-bytes BYTES     per-second rate of one snapshot send (default 104857600)
+  --snapshot-send-rate-bytes BYTES     per-second rate the leader's snapshot sends share (default 104857600)
   --snapshot-send-rate-bytes-under-load BYTES
                                        the same while the leader serves clients (default 25165824)
   --quota-backend-bytes BYTES          refuse Puts and raise NOSPACE past this size on disk

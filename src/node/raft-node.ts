@@ -132,6 +132,8 @@ interface StreamedRestore {
   readonly index: Index;
   receiver: SnapshotReceiver;
   readonly restored: Promise<RestoredStateMachine>;
+  // When the receive (and so the restore beside it) started, for the snapshotter's duty cycle.
+  readonly startedMs: number;
 }
 
 // A snapshot received from the leader and restored beside the serving state machine, waiting
@@ -143,6 +145,8 @@ interface PreparedInstall {
   readonly restored: RestoredStateMachine;
   // Restored beside the receive (restoreWhileReceiving), not from the file afterwards.
   readonly restoredWhileReceiving: boolean;
+  // When the restore started: writing the whole state counts in the snapshot duty cycle.
+  readonly restoreStartedMs: number;
 }
 
 /** NodeCallOptions bound one call: an AbortSignal and/or a timeout. */
@@ -1343,7 +1347,7 @@ export class RaftNode {
     const stream = receiver.records();
     if (stream === undefined) return;
     const restored = restoreWhileReceiving(this.restorer, stream, index, term);
-    const entry: StreamedRestore = { snapshotId, index, receiver, restored };
+    const entry: StreamedRestore = { snapshotId, index, receiver, restored, startedMs: this.clock.now() };
     this.streamed = entry;
     // A failure is handled where it is claimed (falling back to the file), or here.
     restored.then(
@@ -1410,14 +1414,16 @@ export class RaftNode {
   // beside its receive.
   private prepareFromReceived(descriptor: SnapshotDescriptor, index: Index, term: Term): Promise<void> {
     const next = this.preparing.then(async () => {
+      const streamedStartedMs = this.streamed?.snapshotId === descriptor.snapshotId ? this.streamed.startedMs : undefined;
       const streamed = await this.claimStreamedRestore(descriptor.snapshotId);
       if (this.installing || this.prepared?.snapshotId === descriptor.snapshotId || !this.mayNeedSnapshot(index, term)) {
         await streamed?.discard();
         return;
       }
+      const restoreStartedMs = (streamed === undefined ? undefined : streamedStartedMs) ?? this.clock.now();
       const restored = streamed ?? (await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, index));
       const previous = this.prepared;
-      this.prepared = { snapshotId: descriptor.snapshotId, index, descriptor, restored, restoredWhileReceiving: streamed !== undefined };
+      this.prepared = { snapshotId: descriptor.snapshotId, index, descriptor, restored, restoredWhileReceiving: streamed !== undefined, restoreStartedMs };
       await previous?.restored.discard();
     });
     this.preparing = next.catch(() => undefined);
@@ -1432,9 +1438,10 @@ export class RaftNode {
     await this.preparing;
     const descriptor = decodeSnapshotDescriptor(snapshot.data);
     if (this.prepared?.snapshotId === descriptor.snapshotId) return;
+    const restoreStartedMs = this.clock.now();
     const restored = await restoreFromSnapshot(this.snapshots, this.restorer, descriptor.snapshotId, snapshot.metadata.index);
     await this.prepared?.restored.discard();
-    this.prepared = { snapshotId: descriptor.snapshotId, index: snapshot.metadata.index, descriptor, restored, restoredWhileReceiving: false };
+    this.prepared = { snapshotId: descriptor.snapshotId, index: snapshot.metadata.index, descriptor, restored, restoredWhileReceiving: false, restoreStartedMs };
   }
 
   // installSnapshot runs once the log records the snapshot: the restored state machine
@@ -1464,7 +1471,7 @@ export class RaftNode {
     this.appliedIndex = Math.max(this.appliedIndex, index);
     const unknown = this.proposals.coveredBySnapshot(index, requestTimedOut({ detail: 'a snapshot replaced the entries this write was in' }));
     this.reads.onApplied(this.appliedIndex);
-    this.snapshotter.noteInstalled(index);
+    this.snapshotter.noteInstalled(index, this.clock.now() - prepared.restoreStartedMs);
     const { restoredWhileReceiving } = prepared;
     this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, restoredWhileReceiving, proposalsSettledUnknown: unknown, alarms: this.alarmSet.size });
     this.hooks.onApplied?.(this.appliedIndex);

@@ -9,6 +9,9 @@
 // deletes it, and its index is reported to the snapshotter, which never compacts the log
 // past it (the follower needs the entries after it).
 //
+// The rate limit is the leader's, shared: n sends each run at 1/n of it (asked again before
+// every chunk, so a send speeds up when another ends).
+//
 // Invariants: at most `sendsMax` sends run at once and at most one per follower; a message
 // for a follower that already has a send running is dropped (Raft holds the follower in its
 // snapshot state until reportSnapshot, so it does not ask twice), and one beyond `sendsMax`
@@ -28,7 +31,11 @@ export interface SnapshotSenderOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly sendsMax: number;
-  /** The rate of a send, asked again before each chunk (it follows the leader's load). */
+  /**
+   * The rate the running sends share, asked again before each chunk (it follows the leader's
+   * load): each of n sends runs at 1/n of it, so adding new members at once (a migration adds
+   * three learners) costs the leader no more than adding one.
+   */
   readonly bytesPerSecond: () => number;
   readonly leaseMs: number;
   /** Tells Raft whether the snapshot reached the follower. */
@@ -151,7 +158,7 @@ export class SnapshotSender {
           { byteLength: reader.info.byteLength, read: (offset, maxBytes) => reader.readBlocks(offset, maxBytes) },
           {
             signal: send.abort.signal,
-            bytesPerSecond: this.options.bytesPerSecond,
+            bytesPerSecond: () => this.options.bytesPerSecond() / Math.max(1, this.running.size),
             onProgress: (acknowledgedBytes) => {
               send.acknowledgedBytes = acknowledgedBytes;
               lease.renew(this.options.leaseMs);

@@ -216,6 +216,28 @@ describe('the duty cycle', () => {
   });
 });
 
+describe('an installed snapshot counts in the duty cycle', () => {
+  test('after a 2 s restore, the next snapshot waits 18 s, although --snapshot-count is long past', async () => {
+    const { host } = await hostWith({ status: { ...leaderStatus([]), role: 'follower' as const, progress: new Map() } });
+    const clock = host.clock as VirtualClock;
+    const advance = (ms: number): void => {
+      clock.setTimeout(() => undefined, ms);
+      clock.runNext();
+    };
+    const snapshotter = new Snapshotter(host, { snapshotCount: 10, snapshotDutyCycleMax: 0.1 });
+    snapshotter.noteInstalled(500, 2_000);
+    snapshotter.noteApplied(1_000);
+    assert.equal(snapshotter.status().taking, false, 'no snapshot right after the install');
+    advance(17_000);
+    snapshotter.noteApplied(1_000);
+    assert.equal(snapshotter.status().taking, false, 'none 17 s after it');
+    advance(1_000);
+    snapshotter.noteApplied(1_000);
+    assert.equal(snapshotter.status().taking, true, 'one 18 s after it');
+    await snapshotter.stop();
+  });
+});
+
 describe('catch-up under steady writes', () => {
   test('a member behind a compacted log catches up by one snapshot or two while writes go on, with a tiny catch-up tail', async () => {
     // No duty-cycle limit: virtual time barely moves while the puts are applied.
