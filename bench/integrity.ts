@@ -34,16 +34,15 @@
 // (100), --stream-keys N (200,000), --stream-value-bytes B (1024), --stream-puts-per-entry N
 // (1), --serve-flags "…" (extra `stratakv serve` flags for every member).
 // STRATAKV_BENCH_NODE_ARGS passes flags to the members' node (--cpu-prof, say).
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, statfsSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { LoadHarness } from './cluster/harness.ts';
 import { REPOSITORY } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers, makeTempFolder, removeTempFolder } from './cluster/processes.ts';
-import { loadAverage, machineBusyPercent, median, printFooter, summarize } from './cluster/stats.ts';
+import { printRunHeader, readRunHeader, runHeaderMarkdown } from './cluster/run-header.ts';
+import { loadAverage, median, printFooter, summarize } from './cluster/stats.ts';
 import { measureCheck, measureProcessCheck, type CheckFigures, type ProcessCheckFigures } from './integrity/check.ts';
 import { measureDiffs, type DiffFigures, type DiffSample } from './integrity/diff.ts';
 import { measureOpen, type OpenFigures } from './integrity/open.ts';
@@ -119,44 +118,19 @@ const PUT_CONFIGS: readonly PutConfig[] = [
   },
 ];
 
-function git(args: readonly string[]): string {
-  const child = spawnSync('git', args, { cwd: REPOSITORY, encoding: 'utf8', timeout: 10_000 });
-  return child.status === 0 ? child.stdout.trim() : 'unknown';
-}
-
-const DIRTY_NAMED_MAX = 12;
-
-// describeDirty names the uncommitted paths (git status --porcelain), the first few of them.
-function describeDirty(): string {
-  const paths = dirtyFiles.map((line) => line.trim().replace(/^\S+\s+/, ''));
-  return paths.length <= DIRTY_NAMED_MAX ? paths.join(', ') : `${paths.slice(0, DIRTY_NAMED_MAX).join(', ')} and ${paths.length - DIRTY_NAMED_MAX} more`;
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 
 installCleanupHandlers();
-const startedAt = new Date();
-const loadBefore = loadAverage();
-const busyBeforePercent = await machineBusyPercent();
-const commit = git(['rev-parse', '--short', 'HEAD']);
-const dirtyFiles = git(['status', '--porcelain']).split('\n').filter((line) => line.trim() !== '');
-const fsStat = statfsSync(tmpdir());
-const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
-const machine =
-  `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / GIB).toFixed(0)} GiB RAM, ` +
-  `${((fsStat.bavail * fsStat.bsize) / 1e9).toFixed(0)} GB free on ${tmpdir()} (${fsType}), Linux ${release()}, Node ${process.version}`;
-const command = `npm run bench:integrity${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const runHeader = await readRunHeader('integrity');
+const { startedAt, command } = runHeader;
 const log = (line: string): void => console.log(line);
 const sizes =
   `put: ${PUT_ROUNDS} rounds × ${PUT_CONFIGS.length} clusters, ${PUT_CONCURRENCY} outstanding ${PUT_VALUE_BYTES}-byte puts, ${PUT_WARMUP_MS} + ${PUT_WINDOW_MS} ms windows; ` +
   `check: ${CHECKS} checks per side per round; open: ${OPEN_KEYS} keys × ${OPEN_VALUE_BYTES} B; diff: ${DIFF_KEYS} keys × ${DIFF_VALUE_BYTES} B; ` +
   `stream: ${STREAM_KEYS} keys × ${STREAM_VALUE_BYTES} B, ${STREAM_PUTS_PER_ENTRY} put(s) per entry; ${ROUNDS} round(s) for check, open, diff, stream`;
-console.log(`bench:integrity ${startedAt.toISOString()}: ${command}`);
-console.log(`  commit ${commit}${dirtyFiles.length > 0 ? ` (with ${dirtyFiles.length} uncommitted change(s))` : ''}; ${machine}`);
-console.log(`  ${sizes}; phases ${[...PHASES].join(', ')}`);
-console.log(`  load average ${loadBefore}, CPUs ${busyBeforePercent.toFixed(0)} % busy with other work`);
+printRunHeader(runHeader, `${sizes}; phases ${[...PHASES].join(', ')}`);
 
 let put: PutFigures | undefined;
 let check: CheckFigures | undefined;
@@ -355,9 +329,7 @@ function report(): void {
   out();
   out(`- **Command:** \`${command}\`${SERVE_FLAGS.length > 0 ? ` (serve flags \`${SERVE_FLAGS.join(' ')}\`)` : ''}, run once`);
   out(`- **Sizes:** ${sizes}`);
-  out(`- **Commit:** \`${commit}\`${dirtyFiles.length > 0 ? `, with uncommitted changes in the tree (${describeDirty()})` : ', clean tree'}`);
-  out(`- **Machine:** ${machine}`);
-  out(`- **Load:** load average before ${loadBefore}, after ${loadAverage()}; CPUs ${busyBeforePercent.toFixed(0)} % busy with other work before the run (shared machine)`);
+  for (const line of runHeaderMarkdown(runHeader)) out(line);
   out(`- **Phases:** ${Object.entries(phaseSeconds).map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)} s`).join(', ')}`);
   out('- [min–max] over rounds; ratio = median ÷ baseline median, [range of the per-round ratios] where both sides ran in every round');
   out();
@@ -429,8 +401,9 @@ function report(): void {
 
   console.log(`\n${lines.join('\n')}`);
   writeResults(lines);
+  const { commit, dirtyFiles, machine } = runHeader;
   json.push({ bench: 'integrity', name: 'run', command, commit, dirty: dirtyFiles.length > 0, machine, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString(), failures });
-  printFooter('integrity', json, {}, loadBefore, busyBeforePercent);
+  printFooter('integrity', json, {}, runHeader.loadBefore, runHeader.busyBeforePercent);
 }
 
 // writeResults appends the run's Markdown to the day's results file (bench/results/README.md),

@@ -34,15 +34,14 @@
 // that many ms one way, as the integration test does), --serve-flags "…" (extra `stratakv
 // serve` flags for every member), --results-file PATH, --no-results-file. The Markdown part
 // of the output is appended to bench/results/migrate-<UTC date>.md.
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, statfsSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { REPOSITORY } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
-import { loadAverage, machineBusyPercent, median, summarize } from './cluster/stats.ts';
+import { printRunHeader, readRunHeader, runHeaderMarkdown } from './cluster/run-header.ts';
+import { loadAverage, median, summarize } from './cluster/stats.ts';
 import { describeGaps, errorsIn, gapsByStep, signedSeconds } from './migrate/analysis.ts';
 import { describeCpu } from './migrate/cpu-sampler.ts';
 import { etcdUnavailable, runEtcd } from './migrate/etcd-move.ts';
@@ -116,37 +115,20 @@ const GUESS_BYTES_PER_SECOND: Readonly<Record<System, number>> = { stratakv: 5 *
 const GUESS_FIXED_MS = 30_000;
 const BEFORE_FACTOR = 1.25;
 
-function git(args: readonly string[]): string {
-  const child = spawnSync('git', args, { cwd: REPOSITORY, encoding: 'utf8', timeout: 10_000 });
-  return child.status === 0 ? child.stdout.trim() : 'unknown';
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 
 installCleanupHandlers();
-const startedAt = new Date();
-const loadBefore = loadAverage();
-const busyBeforePercent = await machineBusyPercent();
-const commit = git(['rev-parse', '--short', 'HEAD']);
-const dirtyFiles = git(['status', '--porcelain']).split('\n').filter((line) => line.trim() !== '');
-const fsStat = statfsSync(tmpdir());
-const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
-const machine =
-  `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / GIB).toFixed(0)} GiB RAM, ` +
-  `${((fsStat.bavail * fsStat.bsize) / 1e9).toFixed(0)} GB free on ${tmpdir()} (${fsType}), Linux ${release()}, Node ${process.version}`;
-const command = `npm run bench:migrate${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const runHeader = await readRunHeader('migrate');
+const { startedAt, command } = runHeader;
 const keysOf = (system: System): number => Math.max(1, Math.round((system === 'etcd' ? ETCD_SIZE_BYTES : SIZE_BYTES) / VALUE_BYTES));
 const sizeText = (system: System): string => `${keysOf(system)} keys × ${VALUE_BYTES} B = ${((keysOf(system) * VALUE_BYTES) / MIB).toFixed(0)} MiB of values`;
 const sizes =
   `${ONLY.map((system) => `${system}: ${sizeText(system)}`).join('; ')}; load: ${CLIENTS} clients, ${PUT_BYTES}-byte puts, auto-sync ${AUTO_SYNC_MS} ms, ` +
   `put deadline ${CLIENT_TIMEOUT_MS} ms; ${WARMUP_MS} ms warm-up; zone delay ${ZONE_DELAY_MS === 0 ? 'none (no proxy)' : `${ZONE_DELAY_MS} ms one way`}` +
   `${SERVE_FLAGS.length > 0 ? `; serve flags ${SERVE_FLAGS.join(' ')}` : ''}; ${RUNS} run(s)`;
-console.log(`bench:migrate ${startedAt.toISOString()}: ${command}`);
-console.log(`  commit ${commit}${dirtyFiles.length > 0 ? ` (with ${dirtyFiles.length} uncommitted change(s))` : ''}; ${machine}`);
-console.log(`  ${sizes}`);
-console.log(`  load average ${loadBefore}, CPUs ${busyBeforePercent.toFixed(0)} % busy with other work`);
+printRunHeader(runHeader, sizes);
 
 const runs: Record<System, SystemRun[]> = { stratakv: [], etcd: [] };
 const failures: string[] = [];
@@ -296,9 +278,7 @@ function report(): void {
   markdown.push('');
   markdown.push(`- **Command:** \`${command}\`, run once`);
   markdown.push(`- **Sizes:** ${sizes}`);
-  markdown.push(`- **Commit:** \`${commit}\`${dirtyFiles.length > 0 ? `, with uncommitted changes in the tree (${dirtyFiles.map((line) => line.trim().replace(/^\S+\s+/, '')).slice(0, 12).join(', ')}${dirtyFiles.length > 12 ? ` and ${dirtyFiles.length - 12} more` : ''})` : ', clean tree'}`);
-  markdown.push(`- **Machine:** ${machine}`);
-  markdown.push(`- **Load:** load average before ${loadBefore}, after ${loadAverage()}; CPUs ${busyBeforePercent.toFixed(0)} % busy with other work before the run (shared machine)`);
+  markdown.push(...runHeaderMarkdown(runHeader));
   markdown.push(`- median [min–max] over ${RUNS} run(s), each on fresh clusters; a goal is judged on the stratakv median`);
   markdown.push('');
   markdown.push(`| ${header.join(' | ')} |`);

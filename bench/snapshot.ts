@@ -22,15 +22,12 @@
 // entries, enough for the log to be compacted behind a snapshot, few enough to load fast), --serve-flags "…" (extra `stratakv serve` flags for every
 // member, e.g. "--snapshot-send-rate-bytes 419430400"), --only disk,cluster,restart.
 // STRATAKV_BENCH_NODE_ARGS passes flags to the members' node (--cpu-prof, say).
-import { spawnSync } from 'node:child_process';
-import { statfsSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import { LoadHarness } from './cluster/harness.ts';
-import { REPOSITORY } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers, makeTempFolder, removeTempFolder } from './cluster/processes.ts';
-import { loadAverage, machineBusyPercent, median, printFooter, summarize } from './cluster/stats.ts';
+import { readRunHeader } from './cluster/run-header.ts';
+import { loadAverage, median, printFooter, summarize } from './cluster/stats.ts';
 import { measureCluster, type ClusterFigures } from './snapshot/cluster.ts';
 import { keyOf, measureDisk, type DiskFigures } from './snapshot/disk.ts';
 import { measureRestart, type RestartFigures } from './snapshot/restart.ts';
@@ -89,23 +86,10 @@ function sendRateFromFlags(flags: readonly string[]): number {
   return Number(flag.includes('=') ? flag.split('=')[1] : flags[index + 1]);
 }
 
-function git(args: readonly string[]): string {
-  const child = spawnSync('git', args, { cwd: REPOSITORY, encoding: 'utf8', timeout: 10_000 });
-  return child.status === 0 ? child.stdout.trim() : 'unknown';
-}
-
 installCleanupHandlers();
-const startedAt = new Date();
-const loadBefore = loadAverage();
-const busyBeforePercent = await machineBusyPercent();
-const commit = git(['rev-parse', '--short', 'HEAD']);
-const dirty = git(['status', '--porcelain']) !== '';
-const fsStat = statfsSync(tmpdir());
-const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
-const machine =
-  `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
-  `${((fsStat.bavail * fsStat.bsize) / 1e9).toFixed(0)} GB free on ${tmpdir()} (${fsType}), Linux ${release()}, Node ${process.version}`;
-const command = `npm run bench:snapshot${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const runHeader = await readRunHeader('snapshot');
+const { startedAt, command, commit, machine, loadBefore, busyBeforePercent } = runHeader;
+const dirty = runHeader.dirtyFiles.length > 0;
 const log = (line: string): void => console.log(line);
 console.log(`bench:snapshot ${startedAt.toISOString()}: ${command}`);
 console.log(`  commit ${commit}${dirty ? ' (with uncommitted changes)' : ''}; ${machine}`);

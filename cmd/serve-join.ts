@@ -19,11 +19,12 @@
 // that has started before (its data is not in this data dir: etcd's "member has already been
 // bootstrapped"), a cluster whose ids do not derive from its token, and --join-timeout.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterInfo } from '../src/client/index.ts';
 import { ClusterInfoClient } from '../src/client/index.ts';
 import { clusterIdFor, formatMemberId, memberIdFor } from '../src/node/index.ts';
+import { readJsonStateFile, writeJsonStateFile } from '../src/node/json-state-file.ts';
 import type { Logger } from '../src/raft/index.ts';
 import { ErrorCode, isStrataError, StrataError } from '../src/util/errors.ts';
 import type { InitialClusterMember, ServeOptions } from './serve-flags.ts';
@@ -253,13 +254,8 @@ export function joinStatePath(dataDir: string): string {
 /** readJoinState reads join.json; undefined when the member never joined with --join. */
 export function readJoinState(dataDir: string): JoinedCluster | undefined {
   const path = joinStatePath(dataDir);
-  if (!existsSync(path)) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new StrataError(ErrorCode.CORRUPTION, `${path} is not valid JSON`, { cause: error, details: { path } });
-  }
+  const value = readJsonStateFile(path);
+  if (value === undefined) return undefined;
   const state = value as Partial<Record<keyof JoinedCluster | 'version', unknown>> | null;
   const isId = (id: unknown): id is number => typeof id === 'number' && Number.isSafeInteger(id) && id > 0;
   const isMember = (member: unknown): member is InitialClusterMember => {
@@ -291,21 +287,5 @@ export function readJoinState(dataDir: string): JoinedCluster | undefined {
 
 /** writeJoinState writes join.json durably: temporary file, fsync, rename, directory fsync. */
 export function writeJoinState(dataDir: string, joined: JoinedCluster, joinedVia: readonly string[]): void {
-  mkdirSync(dataDir, { recursive: true });
-  const path = joinStatePath(dataDir);
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, 'w', 0o600);
-  try {
-    writeSync(fd, `${JSON.stringify({ version: JOIN_STATE_VERSION, ...joined, joinedVia }, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const directory = openSync(dataDir, 'r');
-  try {
-    fsyncSync(directory);
-  } finally {
-    closeSync(directory);
-  }
+  writeJsonStateFile(joinStatePath(dataDir), { version: JOIN_STATE_VERSION, ...joined, joinedVia });
 }

@@ -49,6 +49,30 @@ export async function stopChild(child: ChildProcess, graceMs = STOP_GRACE_MS): P
   clearTimeout(timer);
 }
 
+/** ChildOutput is what a child printed on stdout and stderr, and how it ended. */
+export interface ChildOutput {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * collectOutput records `child` (spawned with stdout and stderr piped), gathers what it prints
+ * and waits for it to exit; a child still running after `timeoutMs` is ended with SIGKILL.
+ */
+export async function collectOutput(child: ChildProcess, timeoutMs: number): Promise<ChildOutput> {
+  trackChild(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited(child);
+  clearTimeout(timer);
+  return { code: child.exitCode, signal: child.signalCode, stdout, stderr };
+}
+
 /** makeTempFolder makes a temporary folder that cleanup removes. */
 export function makeTempFolder(prefix: string): string {
   const folder = mkdtempSync(join(tmpdir(), prefix));

@@ -18,13 +18,13 @@ import { join } from 'node:path';
 
 import { EtcdClient } from '../../src/client/index.ts';
 import type { Member } from '../cluster/launchers.ts';
-import { exited, freePorts, makeTempFolder, removeTempFolder, sleep, startChild, stopChild, tailOf, trackChild } from '../cluster/processes.ts';
+import { collectOutput, exited, freePorts, makeTempFolder, removeTempFolder, sleep, startChild, stopChild, tailOf, type ChildOutput } from '../cluster/processes.ts';
 import { hostPort } from '../cluster/rpc.ts';
 import type { Interval } from './analysis.ts';
 import { checkAcknowledged } from './acknowledged.ts';
 import { dbSizeOf, loadState, type RunSettings, type SystemRun } from './state.ts';
 import { MOVE_MS_MAX, runTimeline, type MoveOutcome } from './timeline.ts';
-import { openZone } from './zones.ts';
+import { describeZoneBytes, openZone } from './zones.ts';
 
 /** ETCD_BINARY and ETCDCTL_BINARY are Debian's etcd-server and etcd-client. */
 export const ETCD_BINARY = '/usr/bin/etcd';
@@ -76,33 +76,19 @@ function etcdArgs(spec: { name: string; dataDir: string; clientUrl: string; list
   ];
 }
 
-interface EtcdctlResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 // etcdctl runs Debian's etcdctl (API v3) without blocking the bench's event loop (the leader watch runs there).
-async function etcdctl(endpoints: readonly string[], args: readonly string[]): Promise<EtcdctlResult> {
+async function etcdctl(endpoints: readonly string[], args: readonly string[]): Promise<ChildOutput> {
   const child = spawn(ETCDCTL_BINARY, [`--endpoints=${endpoints.join(',')}`, `--command-timeout=${ETCDCTL_COMMAND_TIMEOUT}`, ...args], {
     env: { ...process.env, ETCDCTL_API: '3' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  trackChild(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), ETCDCTL_TIMEOUT_MS);
-  await exited(child);
-  clearTimeout(timer);
-  return { code: child.exitCode, stdout, stderr };
+  return collectOutput(child, ETCDCTL_TIMEOUT_MS);
 }
 
 // etcdctlStep runs one etcdctl command until it succeeds, at most STEP_ATTEMPTS_MAX times (etcd refuses a change for a moment now and then: "unhealthy cluster").
-async function etcdctlStep(endpoints: readonly string[], args: readonly string[], notes: string[]): Promise<EtcdctlResult> {
+async function etcdctlStep(endpoints: readonly string[], args: readonly string[], notes: string[]): Promise<ChildOutput> {
   const refusals = new Map<string, number>();
-  let last: EtcdctlResult | undefined;
+  let last: ChildOutput | undefined;
   for (let attempt = 1; attempt <= STEP_ATTEMPTS_MAX; attempt += 1) {
     last = await etcdctl(endpoints, args);
     if (last.code === 0) break;
@@ -228,8 +214,7 @@ export async function runEtcd(settings: RunSettings): Promise<SystemRun> {
     const newEndpoints = newSpecs.map((spec) => hostPort(spec.clientUrl));
     const acknowledged = await checkAcknowledged(newEndpoints, keyPrefix, timeline.report);
     const notes: string[] = [];
-    const zoneBytes = await zone.bytes();
-    if (zoneBytes.length > 0) notes.push(`zone proxies carried ${zoneBytes.map((bytes) => `${((bytes.up + bytes.down) / 2 ** 20).toFixed(0)} MiB`).join(', ')} (both ways, per new member)`);
+    notes.push(...(await describeZoneBytes(zone)));
     return {
       system: 'etcd',
       description: `${version}, ${CLUSTER_SIZE} members → 3 new members, by etcdctl member add --learner / promote / move-leader / member remove`,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 
 import { probeJoiner } from '../../src/client/index.ts';
 import { REPOSITORY, STRATAKV_ENTRY, stratakvLauncher, stratakvServeCommand } from '../cluster/launchers.ts';
-import { exited, sleep, startChild, stopChild, tailOf, trackChild } from '../cluster/processes.ts';
+import { collectOutput, sleep, startChild, stopChild, tailOf } from '../cluster/processes.ts';
 import { hostPort } from '../cluster/rpc.ts';
 import { readLogLines } from '../snapshot/members.ts';
 import type { Interval } from './analysis.ts';
@@ -20,7 +20,7 @@ import { checkAcknowledged } from './acknowledged.ts';
 import { reserveJoinPorts } from './ports.ts';
 import { dbSizeOf, loadState, type RunSettings, type SystemRun } from './state.ts';
 import { MOVE_MS_MAX, runTimeline, type MoveOutcome } from './timeline.ts';
-import { openZone } from './zones.ts';
+import { describeZoneBytes, openZone } from './zones.ts';
 
 const NEW_MEMBERS = 3;
 const JOIN_WAIT_ATTEMPTS_MAX = 150;
@@ -132,8 +132,7 @@ export async function runStratakv(settings: RunSettings, serveFlags: readonly st
       if (byMessage.size > 0) notes.push(`${name}'s log during the move: ${[...byMessage].map(([message, items]) => `"${message}" ×${items.length} (${items.join('; ')})`).join(', ')}`);
     }
     const acknowledged = await checkAcknowledged(joiners.map((joiner) => joiner.endpoint), keyPrefix, timeline.report);
-    const zoneBytes = await zone.bytes();
-    if (zoneBytes.length > 0) notes.push(`zone proxies carried ${zoneBytes.map((bytes) => `${((bytes.up + bytes.down) / 2 ** 20).toFixed(0)} MiB`).join(', ')} (both ways, per new member)`);
+    notes.push(...(await describeZoneBytes(zone)));
     return {
       system: 'stratakv',
       description: `${cluster.description} in zone a → 3 members started with --join in zone b`,
@@ -167,14 +166,7 @@ async function migrate(endpoints: readonly string[], to: string, log: (line: str
   const args = [TIME_ORIGIN_IMPORT, STRATAKV_ENTRY, 'migrate', 'run', `--endpoints=${endpoints.join(',')}`, `--to=${to}`, '-w', 'json'];
   log(`  running: stratakv migrate run --endpoints=${endpoints.join(',')} --to=${to} -w json`);
   const child = spawn(process.execPath, args, { cwd: REPOSITORY, stdio: ['ignore', 'pipe', 'pipe'] });
-  trackChild(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), MOVE_MS_MAX);
-  await exited(child);
-  clearTimeout(timer);
+  const { stdout, stderr } = await collectOutput(child, MOVE_MS_MAX);
   const originMatch = new RegExp(`${TIME_ORIGIN_MARK} ([0-9.]+)`).exec(stderr);
   const originMs = originMatch === null ? Number.NaN : Number(originMatch[1]);
   const lastLine = stdout.trim().split('\n').pop() ?? '';

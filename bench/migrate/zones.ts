@@ -69,3 +69,10 @@ export async function openZone(peerPorts: readonly number[], delayMsOneWay: numb
     },
   };
 }
+
+/** describeZoneBytes is the run's notes on what the zone's proxies carried: none without proxies. */
+export async function describeZoneBytes(zone: Zone): Promise<string[]> {
+  const carried = await zone.bytes();
+  if (carried.length === 0) return [];
+  return [`zone proxies carried ${carried.map((bytes) => `${((bytes.up + bytes.down) / 2 ** 20).toFixed(0)} MiB`).join(', ')} (both ways, per new member)`];
+}

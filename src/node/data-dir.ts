@@ -16,7 +16,7 @@
 // --initial-cluster-state new does, and then this member must be in --initial-cluster.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Index, Logger, Term } from '../raft/index.ts';
@@ -34,6 +34,7 @@ import {
   restoreMemoryKvStateMachine,
 } from '../storage/index.ts';
 import { assert, ErrorCode, isStrataError, StrataError, SYSTEM_CLOCK } from '../util/index.ts';
+import { replaceFileDurably } from './json-state-file.ts';
 import { clusterIdFor, memberIdFor } from './member-identity.ts';
 import type { MemberIdentity } from './member-state-file.ts';
 import { readMemberIdentity, writeMemberIdentity } from './member-state-file.ts';
@@ -254,22 +255,7 @@ function readStateMachinePointer(memberDir: string): string {
 // writeStateMachinePointer replaces state-machine.json durably: temporary file, fsync,
 // rename, directory fsync. A crash leaves the old pointer or the new one, whole.
 function writeStateMachinePointer(memberDir: string, directory: string): void {
-  const path = join(memberDir, STATE_MACHINE_POINTER_FILE);
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, 'w', 0o600);
-  try {
-    writeSync(fd, `${JSON.stringify({ directory })}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const directoryFd = openSync(memberDir, 'r');
-  try {
-    fsyncSync(directoryFd);
-  } finally {
-    closeSync(directoryFd);
-  }
+  replaceFileDurably(join(memberDir, STATE_MACHINE_POINTER_FILE), `${JSON.stringify({ directory })}\n`);
 }
 
 // removeStaleStateMachines deletes restored directories that are not the current one: an

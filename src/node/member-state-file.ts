@@ -3,9 +3,9 @@
 // its data directory exists), and a different --name is refused rather than silently
 // starting a second identity on the same data.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import { readJsonStateFile, writeJsonStateFile } from './json-state-file.ts';
 import type { InitialMember } from './membership.ts';
 
 /** MemberIdentity is what identity.json holds. */
@@ -25,13 +25,8 @@ export function identityPath(dataDir: string): string {
 /** readMemberIdentity reads identity.json, or returns undefined when the member never started. */
 export function readMemberIdentity(dataDir: string): MemberIdentity | undefined {
   const path = identityPath(dataDir);
-  if (!existsSync(path)) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new StrataError(ErrorCode.CORRUPTION, `${path} is not valid JSON`, { cause: error, details: { path } });
-  }
+  const value = readJsonStateFile(path);
+  if (value === undefined) return undefined;
   const identity = value as Partial<MemberIdentity> | null;
   if (
     identity === null ||
@@ -48,21 +43,5 @@ export function readMemberIdentity(dataDir: string): MemberIdentity | undefined 
 
 /** writeMemberIdentity writes identity.json durably: temporary file, fsync, rename, directory fsync. */
 export function writeMemberIdentity(dataDir: string, identity: MemberIdentity): void {
-  const path = identityPath(dataDir);
-  mkdirSync(dirname(path), { recursive: true });
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, 'w', 0o600);
-  try {
-    writeSync(fd, `${JSON.stringify(identity, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const directory = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(directory);
-  } finally {
-    closeSync(directory);
-  }
+  writeJsonStateFile(identityPath(dataDir), identity);
 }

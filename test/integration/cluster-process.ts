@@ -1,10 +1,12 @@
 // Real `stratakv serve` processes on 127.0.0.1 for integration tests: start a cluster, add a
 // member, kill one with SIGKILL, stop them all (by PID, SIGTERM then SIGKILL), and run the
-// real `etcdctl` against them. Every wait is bounded.
+// real `etcdctl` against them; and what the tests around them share: free ports (the kernel's,
+// or a range a test file keeps to itself) and bounded polling. Every wait is bounded.
 
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, createWriteStream, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdClient } from '../../src/client/index.ts';
@@ -37,6 +39,75 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+// portIsFree tells whether 127.0.0.1:port can be bound now.
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * PortRange hands out ports from a range that one test file keeps to itself, below the
+ * kernel's ephemeral ports, each probed free just before: for a member that binds its port
+ * late (a joining member binds its client port only once added), or a test whose own
+ * connections could take a port picked from the ephemeral range before a member binds it.
+ * Probing starts at a place that depends on the process id and goes on where it last stopped.
+ */
+export class PortRange {
+  readonly first: number;
+  readonly last: number;
+  // Invariant: 0 <= step; the next port probed is first + (pid + step) mod the range's size.
+  private step = 0;
+
+  constructor(first: number, last: number) {
+    assert(Number.isInteger(first) && first > 0, 'a port range starts at a port');
+    assert(Number.isInteger(last) && last >= first && last <= 65_535, 'a port range ends at a port after its first');
+    this.first = first;
+    this.last = last;
+  }
+
+  /** take answers `count` ports of the range that are free now, probing each port of the range at most once. */
+  async take(count: number): Promise<number[]> {
+    const size = this.last - this.first + 1;
+    assert(Number.isInteger(count) && count >= 1 && count <= size, 'take asks for 1 to size ports');
+    const ports: number[] = [];
+    for (let probed = 0; probed < size && ports.length < count; probed += 1) {
+      const port = this.first + ((process.pid + this.step) % size);
+      this.step += 1;
+      if (await portIsFree(port)) ports.push(port);
+    }
+    if (ports.length < count) throw new Error(`only ${ports.length} of ${count} ports free in ${this.first}-${this.last}`);
+    return ports;
+  }
+}
+
+/** sleep waits `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * WaitFor polls `probe` until it answers something other than undefined, for at most
+ * `timeoutMs`; on a timeout it fails naming `description`, with what `explain` says.
+ */
+export type WaitFor = <T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, explain?: () => string) => Promise<T>;
+
+/** makeWaitFor answers a WaitFor that asks its probe every `pollMs` (each test file keeps its own pace). */
+export function makeWaitFor(pollMs: number): WaitFor {
+  assert(Number.isInteger(pollMs) && pollMs > 0, 'makeWaitFor polls every positive number of ms');
+  return async <T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, explain?: () => string): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 0; Date.now() < deadline && attempt < Math.ceil(timeoutMs / pollMs) + 1; attempt += 1) {
+      const answer = await probe();
+      if (answer !== undefined) return answer;
+      await sleep(pollMs);
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${explain === undefined ? '' : `: ${explain()}`}`);
+  };
+}
+
 /** LaunchOptions are a member's timing flags and any further `stratakv serve` flags. */
 export interface LaunchOptions {
   readonly heartbeatMs?: number;
@@ -55,6 +126,20 @@ export interface MemberProcess {
   readonly logPath: string;
   child: ChildProcess;
   exited: Promise<number | null>;
+}
+
+/** isRunning tells whether a member's process has neither exited nor been ended by a signal. */
+export function isRunning(member: MemberProcess): boolean {
+  return member.child.exitCode === null && member.child.signalCode === null;
+}
+
+// MemberListen is what every member is started with, whichever way: its name, its client
+// port, and the peer URL it listens on and the one it advertises (a proxy's, for a remote zone).
+interface MemberListen {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly listenPeerUrl: string;
+  readonly advertisePeerUrl: string;
 }
 
 /** TestCluster is a set of member processes sharing one temporary directory. */
@@ -113,8 +198,19 @@ export class TestCluster {
     state: 'new' | 'existing',
     options: LaunchOptions = {},
   ): MemberProcess {
-    const clientUrl = `http://127.0.0.1:${clientPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
+    const bootstrap = [`--initial-cluster=${initialCluster}`, `--initial-cluster-state=${state}`, `--initial-cluster-token=${this.token}`];
+    return this.spawnMember({ name, clientPort, listenPeerUrl: peerUrl, advertisePeerUrl: peerUrl }, bootstrap, options);
+  }
+
+  /**
+   * spawnMember starts `stratakv serve` with the flags every member has (name, data directory
+   * and log in this cluster's directory, client and peer URLs), then `flags`, then the timing
+   * flags and `options.serveArgs`; it records the member (replacing one of the same name).
+   */
+  private spawnMember(listen: MemberListen, flags: readonly string[], options: LaunchOptions): MemberProcess {
+    const { name } = listen;
+    const clientUrl = `http://127.0.0.1:${listen.clientPort}`;
     const dataDir = join(this.directory, name);
     const logPath = join(this.directory, `${name}.log`);
     const args = [
@@ -124,25 +220,18 @@ export class TestCluster {
       `--data-dir=${dataDir}`,
       `--listen-client-urls=${clientUrl}`,
       `--advertise-client-urls=${clientUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=${initialCluster}`,
-      `--initial-cluster-state=${state}`,
-      `--initial-cluster-token=${this.token}`,
+      `--listen-peer-urls=${listen.listenPeerUrl}`,
+      `--initial-advertise-peer-urls=${listen.advertisePeerUrl}`,
+      ...flags,
     ];
-    return this.spawnMember({ name, clientUrl, peerUrl, endpoint: `127.0.0.1:${clientPort}`, dataDir, logPath }, args, options);
-  }
-
-  // spawnMember starts `stratakv serve` with `args` and the timing flags, logging to the member's log, and records it (replacing a member of the same name).
-  private spawnMember(member: Omit<MemberProcess, 'child' | 'exited'>, args: readonly string[], options: LaunchOptions): MemberProcess {
     const timing = [`--heartbeat-interval=${options.heartbeatMs ?? 50}`, `--election-timeout=${options.electionMs ?? 500}`, ...(options.serveArgs ?? [])];
     const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(member.logPath, { flags: 'a' });
+    const log = createWriteStream(logPath, { flags: 'a' });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal === null ? null : -1))));
-    const started: MemberProcess = { ...member, child, exited };
-    const existing = this.members.findIndex((candidate) => candidate.name === member.name);
+    const started: MemberProcess = { name, clientUrl, peerUrl: listen.advertisePeerUrl, endpoint: `127.0.0.1:${listen.clientPort}`, dataDir, logPath, child, exited };
+    const existing = this.members.findIndex((candidate) => candidate.name === name);
     if (existing >= 0) this.members[existing] = started;
     else this.members.push(started);
     return started;
@@ -154,22 +243,9 @@ export class TestCluster {
    * listens on `peerPort`.
    */
   launchJoining(name: string, spec: { readonly clientPort: number; readonly peerPort: number; readonly advertisePeerUrl: string; readonly joinUrls: readonly string[]; readonly zone?: string }, options: LaunchOptions = {}): MemberProcess {
-    const clientUrl = `http://127.0.0.1:${spec.clientPort}`;
-    const dataDir = join(this.directory, name);
-    const logPath = join(this.directory, `${name}.log`);
-    const args = [
-      CLI,
-      'serve',
-      `--name=${name}`,
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${clientUrl}`,
-      `--advertise-client-urls=${clientUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${spec.peerPort}`,
-      `--initial-advertise-peer-urls=${spec.advertisePeerUrl}`,
-      `--join=${spec.joinUrls.join(',')}`,
-      ...(spec.zone !== undefined ? [`--zone=${spec.zone}`] : []),
-    ];
-    return this.spawnMember({ name, clientUrl, peerUrl: spec.advertisePeerUrl, endpoint: `127.0.0.1:${spec.clientPort}`, dataDir, logPath }, args, options);
+    const joinFlags = [`--join=${spec.joinUrls.join(',')}`, ...(spec.zone !== undefined ? [`--zone=${spec.zone}`] : [])];
+    const listen = { name, clientPort: spec.clientPort, listenPeerUrl: `http://127.0.0.1:${spec.peerPort}`, advertisePeerUrl: spec.advertisePeerUrl };
+    return this.spawnMember(listen, joinFlags, options);
   }
 
   /** restart starts a stopped member again on its data directory (with `options`, none by default). */
@@ -186,7 +262,7 @@ export class TestCluster {
 
   /** endpoints lists the client endpoints (host:port) of running members. */
   endpoints(): string[] {
-    return this.members.filter((member) => member.child.exitCode === null && member.child.signalCode === null).map((member) => member.endpoint);
+    return this.members.filter(isRunning).map((member) => member.endpoint);
   }
 
   /** client opens an EtcdClient on the running members. */

@@ -33,7 +33,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
-import { ETCDCTL, etcdctl, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
+import { ETCDCTL, etcdctl, etcdctlSkipReason, isRunning, makeWaitFor, TestCluster } from './cluster-process.ts';
 import type { EtcdctlResult, MemberProcess } from './cluster-process.ts';
 import { flipTableRuns, flipWithinTables, levelFiles, stateMachineDirectory, tableBytes } from './level-corruption.ts';
 import type { TableRuns } from './level-corruption.ts';
@@ -80,24 +80,7 @@ after(async () => {
   cluster = undefined;
 });
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** waitFor polls `probe` until it answers something other than undefined, for at most `timeoutMs`. */
-async function waitFor<T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, explain?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0; Date.now() < deadline && attempt < Math.ceil(timeoutMs / POLL_MS) + 1; attempt += 1) {
-    const answer = await probe();
-    if (answer !== undefined) return answer;
-    await sleep(POLL_MS);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${explain === undefined ? '' : `: ${explain()}`}`);
-}
-
-function isRunning(member: MemberProcess): boolean {
-  return member.child.exitCode === null && member.child.signalCode === null;
-}
+const waitFor = makeWaitFor(POLL_MS);
 
 function logSize(member: MemberProcess): number {
   return existsSync(member.logPath) ? statSync(member.logPath).size : 0;

@@ -31,7 +31,7 @@ import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
 import type { EndpointStatus } from '../../src/client/index.ts';
 import type { DigestCheck } from '../../src/storage/kv-digest-check.ts';
-import { etcdctl, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
+import { etcdctl, etcdctlSkipReason, isRunning, makeWaitFor, sleep, TestCluster } from './cluster-process.ts';
 import type { LaunchOptions, MemberProcess } from './cluster-process.ts';
 import { flipLogByte, flipTableBytes, levelDamage, levelFiles, readStoredValue, rewriteStoredValue, stateMachineDirectory } from './level-corruption.ts';
 
@@ -69,24 +69,7 @@ after(async () => {
   clusters.clear();
 });
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** waitFor polls `probe` until it answers something other than undefined, for at most `timeoutMs`. */
-async function waitFor<T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, explain?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0; Date.now() < deadline && attempt < Math.ceil(timeoutMs / POLL_MS) + 1; attempt += 1) {
-    const answer = await probe();
-    if (answer !== undefined) return answer;
-    await sleep(POLL_MS);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${explain === undefined ? '' : `: ${explain()}`}`);
-}
-
-function isRunning(member: MemberProcess): boolean {
-  return member.child.exitCode === null && member.child.signalCode === null;
-}
+const waitFor = makeWaitFor(POLL_MS);
 
 function logSize(member: MemberProcess): number {
   return existsSync(member.logPath) ? statSync(member.logPath).size : 0;

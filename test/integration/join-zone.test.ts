@@ -14,53 +14,21 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ClusterInfoClient, EtcdClient, probeJoiner } from '../../src/client/index.ts';
-import { TestCluster } from './cluster-process.ts';
+import { makeWaitFor, PortRange, TestCluster } from './cluster-process.ts';
 import type { MemberProcess } from './cluster-process.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
 /** JOIN_PORTS: this test's own range (no other test uses fixed ports here). */
-const JOIN_PORTS = { first: 21_400, last: 21_599 } as const;
+const JOIN_PORTS = new PortRange(21_400, 21_599);
 const POLL_MS = 200;
 const WAIT_MS = 30_000;
 const STOP_MS = 10_000;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor<T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, explain?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0; Date.now() < deadline && attempt < Math.ceil(timeoutMs / POLL_MS) + 1; attempt += 1) {
-    const answer = await probe();
-    if (answer !== undefined) return answer;
-    await sleep(POLL_MS);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${explain === undefined ? '' : `: ${explain()}`}`);
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** joinPorts finds `count` free ports in JOIN_PORTS, starting at a place that depends on the process id. */
-async function joinPorts(count: number): Promise<number[]> {
-  const size = JOIN_PORTS.last - JOIN_PORTS.first + 1;
-  const ports: number[] = [];
-  for (let step = 0; step < size && ports.length < count; step += 1) {
-    const port = JOIN_PORTS.first + ((process.pid + step) % size);
-    if (await portIsFree(port)) ports.push(port);
-  }
-  assert.equal(ports.length, count, `${count} free ports in ${JOIN_PORTS.first}-${JOIN_PORTS.last}`);
-  return ports;
-}
+const waitFor = makeWaitFor(POLL_MS);
 
 /** listening tells whether something accepts connections on 127.0.0.1:port. */
 function listening(port: number): Promise<boolean> {
@@ -136,7 +104,7 @@ describe('--join and --zone with real processes', () => {
       writer.close();
     }
 
-    const [clientPort, peerPort, deadPort] = await joinPorts(3);
+    const [clientPort, peerPort, deadPort] = await JOIN_PORTS.take(3);
     assert.ok(clientPort !== undefined && peerPort !== undefined && deadPort !== undefined);
     const clientUrl = `http://127.0.0.1:${clientPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;

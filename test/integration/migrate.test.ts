@@ -20,7 +20,6 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 
 import { EtcdClient, MigrationClient, probeJoiner } from '../../src/client/index.ts';
@@ -28,12 +27,12 @@ import { MOVE_STEPS } from '../../src/migrate/index.ts';
 import { checkLinearizability, formatVerdict } from '../linearizability/index.ts';
 import { startTcpProxy } from '../net/tcp-proxy.ts';
 import type { TcpProxy } from '../net/tcp-proxy.ts';
-import { etcdctlAsync, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
+import { etcdctlAsync, etcdctlSkipReason, PortRange, TestCluster } from './cluster-process.ts';
 import type { MemberProcess } from './cluster-process.ts';
 import { startWorkload } from './linearizable-workload.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
-const JOIN_PORTS = { first: 21_600, last: 21_799 } as const;
+const JOIN_PORTS = new PortRange(21_600, 21_799);
 const CLIENTS = 16;
 const KEYS = ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7'];
 const ZONE_DELAY_MS = 20;
@@ -47,27 +46,6 @@ after(async () => {
   for (const cluster of clusters.splice(0)) await cluster.stop();
 });
 
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-let portCursor = 0;
-async function joinPorts(count: number): Promise<number[]> {
-  const size = JOIN_PORTS.last - JOIN_PORTS.first + 1;
-  const ports: number[] = [];
-  for (let step = 0; step < size && ports.length < count; step += 1) {
-    portCursor += 1;
-    const port = JOIN_PORTS.first + ((process.pid + portCursor) % size);
-    if (await portIsFree(port)) ports.push(port);
-  }
-  assert.equal(ports.length, count);
-  return ports;
-}
-
 interface Zones {
   readonly cluster: TestCluster;
   readonly old: MemberProcess[];
@@ -77,7 +55,7 @@ interface Zones {
 
 // startZones starts zone a (3 members with data) and zone b (3 members waiting with --join behind the proxy).
 async function startZones(): Promise<Zones> {
-  const cluster = await TestCluster.start(3, { serveArgs: ['--zone=a'] }, async () => (await joinPorts(1))[0] as number);
+  const cluster = await TestCluster.start(3, { serveArgs: ['--zone=a'] }, async () => (await JOIN_PORTS.take(1))[0] as number);
   clusters.push(cluster);
   const old = [...cluster.members];
   const client = cluster.client();
@@ -86,7 +64,7 @@ async function startZones(): Promise<Zones> {
   } finally {
     client.close();
   }
-  const ports = await joinPorts(6);
+  const ports = await JOIN_PORTS.take(6);
   const fresh: MemberProcess[] = [];
   const targets: string[] = [];
   for (let index = 0; index < 3; index += 1) {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
 import type { EndpointStatus } from '../../src/client/index.ts';
-import { etcdctl, etcdctlSkipReason, freePort, TestCluster } from './cluster-process.ts';
+import { etcdctl, etcdctlSkipReason, freePort, isRunning, makeWaitFor, sleep, TestCluster } from './cluster-process.ts';
 import type { LaunchOptions, MemberProcess } from './cluster-process.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
@@ -45,24 +45,7 @@ async function stopCluster(cluster: TestCluster): Promise<void> {
   await cluster.stop();
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function isRunning(member: MemberProcess): boolean {
-  return member.child.exitCode === null && member.child.signalCode === null;
-}
-
-/** waitFor polls `probe` until it answers something other than undefined, for at most `timeoutMs`. */
-async function waitFor<T>(description: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, explain?: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0; Date.now() < deadline && attempt < Math.ceil(timeoutMs / POLL_MS) + 1; attempt += 1) {
-    const answer = await probe();
-    if (answer !== undefined) return answer;
-    await sleep(POLL_MS);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${explain === undefined ? '' : `: ${explain()}`}`);
-}
+const waitFor = makeWaitFor(POLL_MS);
 
 // One member's client: reads on it are answered by that member (serializable reads from its own state).
 function memberClient(member: MemberProcess, timeoutMs = 10_000): EtcdClient {
