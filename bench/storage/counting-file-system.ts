@@ -53,4 +53,7 @@ export class NullFileSystem implements StorageFileSystem {
   renameSync(): void {}
   unlinkSync(): void {}
   fsyncDirectorySync(): void {}
+  removeDurably(): Promise<void> {
+    return Promise.resolve();
+  }
 }

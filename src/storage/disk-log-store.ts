@@ -131,6 +131,9 @@ export class DiskLogStore implements LogStore {
   private writing = false;
   private failure: StrataError | undefined;
   private closed = false;
+  // Segment files being removed after a compaction, one after another (removeSegmentFile).
+  private removals: Promise<void> = Promise.resolve();
+  private removalsPending = 0;
   // The view including saves accepted but not yet durable, to validate new saves against.
   private acceptedLastIndex: Index = 0;
   private acceptedSnapshotIndex: Index = 0;
@@ -253,13 +256,15 @@ export class DiskLogStore implements LogStore {
       throw this.fail(error);
     }
     this.applyDurable(prepared, segment, position);
-    this.deleteObsoleteSegments();
+    this.deleteObsoleteSegments('now');
   }
 
-  sync(): Promise<void> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.queued.length === 0 && this.pending.length === 0 && !this.flushing) return Promise.resolve();
-    return this.save({});
+  async sync(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.queued.length > 0 || this.pending.length > 0 || this.flushing) await this.save({});
+    // The segments freed by what is now durable are removed in the background; wait for them.
+    await this.removals;
+    if (this.failure !== undefined) throw this.failure;
   }
 
   compact(index: Index): void {
@@ -291,6 +296,7 @@ export class DiskLogStore implements LogStore {
       await this.sync().catch(() => undefined);
     }
     this.closed = true;
+    await this.removals;
     for (const segment of this.segments) this.fileSystem.closeSync(segment.fd);
     this.segments = [];
   }
@@ -381,7 +387,7 @@ export class DiskLogStore implements LogStore {
     }
     this.writing = false;
     try {
-      this.deleteObsoleteSegments();
+      this.deleteObsoleteSegments('background');
     } catch {
       // fail() has reported it and the store refuses further writes; this group is durable.
     }
@@ -474,7 +480,10 @@ export class DiskLogStore implements LogStore {
   // one instead: the next one starts at or before the durable compaction point, and no later
   // segment rewrites an entry at or before that start (a conflicting-suffix append can reach
   // back into an older segment until compaction passes it).
-  private deleteObsoleteSegments(): void {
+  // `now` (saveSync's synchronous callers: the simulator, start-up) removes each file before
+  // returning; `background` (the write path) hands the removals to removeSegmentFile.
+  private deleteObsoleteSegments(when: 'now' | 'background'): void {
+    assert(when === 'background' || this.removalsPending === 0, 'segments removed synchronously while background removals are pending');
     while (this.segments.length > 1) {
       const next = this.segments[1] as Segment;
       if (next.startLastIndex > this.durableFloor) break;
@@ -486,14 +495,35 @@ export class DiskLogStore implements LogStore {
       const obsolete = this.segments.shift() as Segment;
       try {
         this.fileSystem.closeSync(obsolete.fd);
-        this.fileSystem.unlinkSync(obsolete.path);
-        // One directory fsync per deletion, oldest first, so a crash never leaves a gap.
-        this.fileSystem.fsyncDirectorySync(this.directory);
+        if (when === 'now') {
+          this.fileSystem.unlinkSync(obsolete.path);
+          // One directory fsync per deletion, oldest first, so a crash never leaves a gap.
+          this.fileSystem.fsyncDirectorySync(this.directory);
+        }
       } catch (error) {
         throw this.fail(error);
       }
-      this.logger.info('deleted compacted log segment', { file: obsolete.path });
+      if (when === 'now') this.logger.info('deleted compacted log segment', { file: obsolete.path });
+      else this.removeSegmentFile(obsolete.path);
     }
+  }
+
+  // removeSegmentFile removes a segment no longer listed, in the background: one at a time,
+  // oldest first, each followed by a directory fsync, so a crash never leaves a gap (recovery
+  // deletes again what a crash left). A failure is fatal like any other write's.
+  private removeSegmentFile(file: string): void {
+    this.removalsPending += 1;
+    this.removals = this.removals.then(async () => {
+      try {
+        if (this.failure !== undefined) return;
+        await this.fileSystem.removeDurably(file, this.directory);
+        this.logger.info('deleted compacted log segment', { file });
+      } catch (error) {
+        this.fail(error);
+      } finally {
+        this.removalsPending -= 1;
+      }
+    });
   }
 
   // ---- reading back from disk ----

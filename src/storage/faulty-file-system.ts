@@ -320,6 +320,16 @@ export class FaultyFileSystem implements StorageFileSystem {
     }
   }
 
+  removeDurably(file: string, directory: string): Promise<void> {
+    try {
+      this.unlinkSync(file);
+      this.fsyncDirectorySync(directory);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+  }
+
   private inode(fd: number): Inode {
     const inode = this.descriptors.get(fd);
     if (inode === undefined) throw fsError('EBADF', `bad file descriptor ${fd}`);

@@ -33,7 +33,7 @@ export interface LogStore extends LogStorage {
   save(request: SaveRequest): Promise<void>;
   /** saveSync is save() for synchronous callers (the simulator): it returns once durable. */
   saveSync(request: SaveRequest): void;
-  /** sync makes earlier compact() and createSnapshot() calls durable. */
+  /** sync makes earlier compact() and createSnapshot() calls durable (and waits for the files they freed to be removed). */
   sync(): Promise<void>;
   /** compact discards entries before `index` (which becomes the dummy); COMPACTED if already gone. */
   compact(index: Index): void;
