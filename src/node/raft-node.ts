@@ -65,6 +65,7 @@ import type { SnapshotDescriptor } from './snapshot-descriptor.ts';
 import { decodeSnapshotDescriptor } from './snapshot-descriptor.ts';
 import type { SnapshotSendStatus } from './snapshot-sender.ts';
 import { SnapshotSender } from './snapshot-sender.ts';
+import { CatchUpPacer } from './catch-up-pacer.ts';
 import type { SnapshotterStatus } from './snapshotter.ts';
 import { Snapshotter } from './snapshotter.ts';
 
@@ -185,6 +186,8 @@ export class RaftNode {
   private readonly restorer: StateMachineRestorer;
   private readonly snapshotter: Snapshotter;
   private readonly snapshotSender: SnapshotSender;
+  // Holds learners' log catch-up to the snapshot send rate (catch-up-pacer.ts).
+  private readonly catchUpPacer: CatchUpPacer;
   private prepared: PreparedInstall | undefined;
   // Set from prepareSnapshotInstall to installSnapshot: `prepared` is Raft's now, not replaced.
   private installing = false;
@@ -358,6 +361,13 @@ export class RaftNode {
       },
       options.snapshotPolicy,
     );
+    this.catchUpPacer = new CatchUpPacer({
+      clock: this.clock,
+      bytesPerSecond: () => this.snapshotSendRate(),
+      send: (messages) => {
+        if (!this.stopped) this.transport.send(messages);
+      },
+    });
     this.snapshotSender = new SnapshotSender({
       transport: this.transport,
       snapshots: this.snapshots,
@@ -495,6 +505,7 @@ export class RaftNode {
       }
     }
     this.stopped = true;
+    this.catchUpPacer.stop();
     if (this.ticker !== undefined) this.clock.clearInterval(this.ticker);
     for (const timer of this.timers) this.clock.clearTimeout(timer);
     this.timers.clear();
@@ -1265,7 +1276,26 @@ export class RaftNode {
       }
     }
     const toSend = plain ?? messages;
-    if (toSend.length > 0) this.transport.send(toSend);
+    if (toSend.length === 0) return;
+    const paced = this.pacedPeers(toSend);
+    const now = paced === undefined ? toSend : this.catchUpPacer.pace(toSend, paced);
+    if (now.length > 0) this.transport.send(now);
+  }
+
+  // pacedPeers: the peers whose messages the catch-up pacer holds to the snapshot rate, when
+  // this leader sends appends with entries: learners that are no voter of either half of a
+  // joint configuration (their answers never count for a quorum). Undefined when none is.
+  private pacedPeers(messages: readonly Message[]): ReadonlySet<NodeId> | undefined {
+    const appending = this.raft.currentRole() === 'leader' && messages.some((message) => message.type === 'append' && message.entries.length > 0);
+    if (!appending && this.catchUpPacer.queuedMessages === 0) return undefined;
+    const { config } = this.raft.status();
+    const paced = new Set<NodeId>();
+    if (this.raft.currentRole() === 'leader') {
+      for (const learner of config.learners) if (!config.voters.includes(learner) && !config.votersOutgoing.includes(learner)) paced.add(learner);
+    }
+    // A peer that is no longer paced (promoted, removed, or this member stepped down) goes first.
+    this.catchUpPacer.releaseAllBut(paced);
+    return paced.size === 0 ? undefined : paced;
   }
 
   // refuseSnapshotSend: a member with a CORRUPT alarm never sends its state, even in the
