@@ -32,14 +32,15 @@
 // (5000), --before-ms N (an estimate from the size, then the previous run's migration × 1.25),
 // --zone-delay-ms N (0: the new members' peer ports direct; > 0: behind test/net's TCP proxy,
 // that many ms one way, as the integration test does), --serve-flags "…" (extra `stratakv
-// serve` flags for every member), --results-file PATH, --no-results-file. The Markdown part
+// serve` flags for every member), --keep-logs DIR (copy the members' logs there before their
+// folders are removed), --results-file PATH, --no-results-file. The Markdown part
 // of the output is appended to bench/results/migrate-<UTC date>.md.
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { REPOSITORY } from './cluster/launchers.ts';
-import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
+import { cleanupSync, installCleanupHandlers, keepLogsIn } from './cluster/processes.ts';
 import { printRunHeader, readRunHeader, runHeaderMarkdown } from './cluster/run-header.ts';
 import { loadAverage, median, summarize } from './cluster/stats.ts';
 import { describeGaps, errorsIn, gapsByStep, signedSeconds } from './migrate/analysis.ts';
@@ -64,6 +65,7 @@ const { values: options } = parseArgs({
     'before-ms': { type: 'string' },
     'zone-delay-ms': { type: 'string', default: '0' },
     'serve-flags': { type: 'string', default: '' },
+    'keep-logs': { type: 'string' },
     'results-file': { type: 'string' },
     'no-results-file': { type: 'boolean', default: false },
   },
@@ -120,6 +122,7 @@ function describe(error: unknown): string {
 }
 
 installCleanupHandlers();
+if (options['keep-logs'] !== undefined) keepLogsIn(options['keep-logs']);
 const runHeader = await readRunHeader('migrate');
 const { startedAt, command } = runHeader;
 const keysOf = (system: System): number => Math.max(1, Math.round((system === 'etcd' ? ETCD_SIZE_BYTES : SIZE_BYTES) / VALUE_BYTES));

@@ -4,14 +4,16 @@
 // SIGTERM the benchmark ends exactly those PIDs (SIGTERM, then SIGKILL after a grace period)
 // and removes the temporary folders it made. Nothing is ever ended by name.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 const children = new Set<ChildProcess>();
 const folders = new Set<string>();
 const STOP_GRACE_MS = 3_000;
+// Where removeTempFolder copies the members' *.log files first (keepLogsIn); none by default.
+let keptLogsFolder: string | undefined;
 const PORTS_MAX = 64;
 
 /** startChild spawns `command` with stdout and stderr appended to `logPath`, and records it. */
@@ -80,10 +82,32 @@ export function makeTempFolder(prefix: string): string {
   return folder;
 }
 
-/** removeTempFolder removes a folder made by makeTempFolder. */
+/**
+ * keepLogsIn makes removeTempFolder copy each folder's *.log files (the members' logs) into
+ * `folder`/<the temporary folder's name>/ before removing it: a run that went wrong can then
+ * be read afterwards.
+ */
+export function keepLogsIn(folder: string): void {
+  keptLogsFolder = folder;
+}
+
+/** removeTempFolder removes a folder made by makeTempFolder (after copying its logs, see keepLogsIn). */
 export function removeTempFolder(folder: string): void {
+  copyKeptLogs(folder);
   rmSync(folder, { recursive: true, force: true });
   folders.delete(folder);
+}
+
+// copyKeptLogs copies a temporary folder's *.log files where keepLogsIn said, if it did.
+function copyKeptLogs(folder: string): void {
+  if (keptLogsFolder !== undefined && existsSync(folder)) {
+    const logs = readdirSync(folder).filter((name) => name.endsWith('.log'));
+    if (logs.length > 0) {
+      const into = join(keptLogsFolder, basename(folder));
+      mkdirSync(into, { recursive: true });
+      for (const name of logs) copyFileSync(join(folder, name), join(into, name));
+    }
+  }
 }
 
 /** cleanupSync ends every recorded child with SIGKILL and removes every temporary folder (for exit paths). */
@@ -92,7 +116,10 @@ export function cleanupSync(): void {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
   children.clear();
-  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+  for (const folder of folders) {
+    copyKeptLogs(folder);
+    rmSync(folder, { recursive: true, force: true });
+  }
   folders.clear();
 }
 
