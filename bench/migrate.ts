@@ -32,7 +32,9 @@
 // (5000), --before-ms N (an estimate from the size, then the previous run's migration × 1.25),
 // --zone-delay-ms N (0: the new members' peer ports direct; > 0: behind test/net's TCP proxy,
 // that many ms one way, as the integration test does), --serve-flags "…" (extra `stratakv
-// serve` flags for every member), --keep-logs DIR (copy the members' logs there before their
+// serve` flags for every member), --new-members-nice N (0; the new members of both systems are
+// started with `nice -n N`, so that on this shared host their catch-up takes only the CPU the old
+// members and the load leave, as on separate machines), --keep-logs DIR (copy the members' logs there before their
 // folders are removed), --results-file PATH, --no-results-file. The Markdown part
 // of the output is appended to bench/results/migrate-<UTC date>.md.
 import { appendFileSync, existsSync } from 'node:fs';
@@ -66,6 +68,7 @@ const { values: options } = parseArgs({
     'zone-delay-ms': { type: 'string', default: '0' },
     'serve-flags': { type: 'string', default: '' },
     'keep-logs': { type: 'string' },
+    'new-members-nice': { type: 'string', default: '0' },
     'results-file': { type: 'string' },
     'no-results-file': { type: 'boolean', default: false },
   },
@@ -102,6 +105,7 @@ const CLIENT_TIMEOUT_MS = integer('client-timeout-ms', options['client-timeout-m
 const WARMUP_MS = integer('warmup-ms', options['warmup-ms'], 0, 600_000);
 const BEFORE_MS = options['before-ms'] === undefined ? undefined : integer('before-ms', options['before-ms'], 1_000, 3_600_000);
 const ZONE_DELAY_MS = integer('zone-delay-ms', options['zone-delay-ms'], 0, 1_000);
+const NEW_MEMBERS_NICE = integer('new-members-nice', options['new-members-nice'], 0, 19);
 const SERVE_FLAGS = options['serve-flags'].split(' ').filter((item) => item !== '');
 const ONLY: System[] = [];
 for (const part of options.only.split(',').map((item) => item.trim()).filter((item) => item !== '')) {
@@ -130,6 +134,7 @@ const sizeText = (system: System): string => `${keysOf(system)} keys × ${VALUE_
 const sizes =
   `${ONLY.map((system) => `${system}: ${sizeText(system)}`).join('; ')}; load: ${CLIENTS} clients, ${PUT_BYTES}-byte puts, auto-sync ${AUTO_SYNC_MS} ms, ` +
   `put deadline ${CLIENT_TIMEOUT_MS} ms; ${WARMUP_MS} ms warm-up; zone delay ${ZONE_DELAY_MS === 0 ? 'none (no proxy)' : `${ZONE_DELAY_MS} ms one way`}` +
+  `${NEW_MEMBERS_NICE > 0 ? `; new members started with nice ${NEW_MEMBERS_NICE} (both systems: models new machines)` : ''}` +
   `${SERVE_FLAGS.length > 0 ? `; serve flags ${SERVE_FLAGS.join(' ')}` : ''}; ${RUNS} run(s)`;
 printRunHeader(runHeader, sizes);
 
@@ -157,6 +162,7 @@ try {
         warmupMs: WARMUP_MS,
         beforeMs,
         zoneDelayMs: ZONE_DELAY_MS,
+        newMembersNice: NEW_MEMBERS_NICE,
         log: (line) => console.log(line),
       };
       console.log(`\nrun ${run}/${RUNS}, ${system}: ${sizeText(system)}; load average ${loadAverage()}`);

@@ -22,7 +22,7 @@ import { collectOutput, exited, freePorts, makeTempFolder, removeTempFolder, sle
 import { hostPort } from '../cluster/rpc.ts';
 import type { Interval } from './analysis.ts';
 import { checkAcknowledged } from './acknowledged.ts';
-import { dbSizeOf, loadState, type RunSettings, type SystemRun } from './state.ts';
+import { dbSizeOf, loadState, nicedCommand, type RunSettings, type SystemRun } from './state.ts';
 import { MOVE_MS_MAX, runTimeline, type MoveOutcome } from './timeline.ts';
 import { describeZoneBytes, openZone } from './zones.ts';
 
@@ -204,7 +204,7 @@ export async function runEtcd(settings: RunSettings): Promise<SystemRun> {
       keyPrefix,
       warmupMs: settings.warmupMs,
       beforeMs: settings.beforeMs,
-      move: () => manualProcedure({ members, newSpecs, folder, token, processes, exitedBySelf, log }),
+      move: () => manualProcedure({ members, newSpecs, folder, token, processes, exitedBySelf, nice: settings.newMembersNice, log }),
       watched: () => [
         ...processes.map((proc) => ({ group: proc.name.startsWith('n') ? 'old members' : 'new members', pid: proc.child.pid ?? 0 })),
         ...(zone?.pid === undefined ? [] : [{ group: 'zone proxy', pid: zone.pid }]),
@@ -274,6 +274,8 @@ interface ProcedureOptions {
   readonly newSpecs: readonly { name: string; clientUrl: string; listenPeerUrl: string; advertisePeerUrl: string }[];
   readonly folder: string;
   readonly token: string;
+  /** nice: the new members' nice value (RunSettings.newMembersNice). */
+  readonly nice: number;
   readonly processes: EtcdProcess[];
   /** exitedBySelf: the old members whose process ended by itself after member remove. */
   readonly exitedBySelf: string[];
@@ -302,7 +304,8 @@ async function manualProcedure(options: ProcedureOptions): Promise<MoveOutcome> 
       const dataDir = join(options.folder, `${spec.name}.data`);
       const startMember = (): EtcdProcess => {
         const args = etcdArgs({ name: spec.name, dataDir, clientUrl: spec.clientUrl, listenPeerUrl: spec.listenPeerUrl, advertisePeerUrl: spec.advertisePeerUrl, initialCluster, state: 'existing', token: options.token });
-        const started: EtcdProcess = { name: spec.name, child: startChild(ETCD_BINARY, args, logPath), endpoint: hostPort(spec.clientUrl), logPath };
+        const niced = nicedCommand(options.nice, ETCD_BINARY, args);
+        const started: EtcdProcess = { name: spec.name, child: startChild(niced.command, niced.args, logPath), endpoint: hostPort(spec.clientUrl), logPath };
         options.processes.push(started);
         return started;
       };

@@ -68,6 +68,13 @@ export interface RunSettings {
   readonly beforeMs: number;
   /** zoneDelayMs: one-way delay on the new members' peer links (0: no proxy). */
   readonly zoneDelayMs: number;
+  /**
+   * newMembersNice: the nice value the new members are started with (0: as the old ones). Every
+   * member here shares two cores; on separate machines (the point of a zone move) the new
+   * members' catch-up would not take the old members' CPU. A high value (19) models that for
+   * both systems alike: the new members get the CPU the old ones and the load leave.
+   */
+  readonly newMembersNice: number;
   readonly log: (line: string) => void;
 }
 
@@ -95,4 +102,9 @@ export interface SystemRun {
   /** oldMembers: whether the old members' processes exited by themselves, and when. */
   readonly oldMembers: string;
   readonly notes: readonly string[];
+}
+
+/** nicedCommand wraps `command args` in `nice -n N` when N > 0 (the whole process, every thread, starts at that priority). */
+export function nicedCommand(nice: number, command: string, args: readonly string[]): { command: string; args: readonly string[] } {
+  return nice === 0 ? { command, args } : { command: '/usr/bin/nice', args: ['-n', String(nice), command, ...args] };
 }

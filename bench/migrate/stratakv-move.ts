@@ -18,7 +18,7 @@ import { readLogLines } from '../snapshot/members.ts';
 import type { Interval } from './analysis.ts';
 import { checkAcknowledged } from './acknowledged.ts';
 import { reserveJoinPorts } from './ports.ts';
-import { dbSizeOf, loadState, type RunSettings, type SystemRun } from './state.ts';
+import { dbSizeOf, loadState, nicedCommand, type RunSettings, type SystemRun } from './state.ts';
 import { MOVE_MS_MAX, runTimeline, type MoveOutcome } from './timeline.ts';
 import { describeZoneBytes, openZone } from './zones.ts';
 
@@ -71,7 +71,8 @@ export async function runStratakv(settings: RunSettings, serveFlags: readonly st
         '--zone=b',
         ...serveFlags,
       ]);
-      joiners.push({ name, child: startChild(command, args, logPath, { cwd: REPOSITORY }), logPath, endpoint: hostPort(clientUrl), peerUrl });
+      const niced = nicedCommand(settings.newMembersNice, command, args);
+      joiners.push({ name, child: startChild(niced.command, niced.args, logPath, { cwd: REPOSITORY }), logPath, endpoint: hostPort(clientUrl), peerUrl });
     }
     for (const joiner of joiners) {
       let waiting = false;
