@@ -1,21 +1,24 @@
 // Tests for the userspace TCP proxy (tcp-proxy.ts). Everything runs on 127.0.0.1 against a
 // target server the test starts: bytes pass unchanged both ways with half-close, a delay
-// gives a lower bound on the round trip (never an upper bound: the machine is noisy), jitter
-// keeps order, cut() resets and refuses, blackhole() holds and restore() releases or drops,
-// a reset crosses the proxy (but not a blackhole), a slow reader keeps the queue within its
-// bound, a reader that stops pushes back to the writer, close() leaves nothing running (a
-// child process must exit on its own, with no timer or socket left), and a real grpc-js unary
-// call pays the delay both ways. Waits are on events; the few waits for the proxy's own
-// bookkeeping are bounded polls, and the one wait for silence (a stalled writer) only ever
-// makes a check weaker, never flaky.
+// gives a lower bound on the round trip (an upper bound only against a link delay of 300 ms,
+// which an undelayed loopback trip does not approach: the machine is noisy), jitter keeps
+// order, cut() resets and refuses, blackhole() holds and restore() releases or drops, a reset
+// crosses the proxy (but not a blackhole), a slow reader keeps the queue within its bound, a
+// reader that stops pushes back to the writer, close() leaves nothing running (a child process
+// must exit on its own, with no timer or socket left), and a real grpc-js unary call pays the
+// delay both ways. Links (connections classified by source address, 127.0.0.2 and .3) have
+// their own delay per direction, cut and blackhole, combined with the proxy-wide ones;
+// strangers are refused; setTarget moves new connections only. Waits are on events; the few
+// waits for the proxy's own bookkeeping are bounded polls, and the waits for silence (a
+// stalled writer) only ever make a check weaker, never flaky.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { QUEUED_BYTES_MAX, startTcpProxy } from './tcp-proxy.ts';
 import type { TcpProxy, TcpProxyOptions } from './tcp-proxy.ts';
+import { runModuleScript } from './child-script.ts';
 
 const TEST_TIMEOUT_MS = 30_000;
 // Every test is bounded on its own, so one hang fails that test and not the whole suite.
@@ -151,9 +154,10 @@ class Client {
   }
 }
 
-function connect(port: number): Promise<Client> {
+/** connect dials the proxy, from `localAddress` when given (any 127.0.0.0/8 address is local on Linux). */
+function connect(port: number, localAddress?: string): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
     socket.once('error', reject);
     socket.once('connect', () => {
       socket.off('error', reject);
@@ -163,10 +167,10 @@ function connect(port: number): Promise<Client> {
 }
 
 /** bytesBeforeClose connects, writes, and resolves with how many bytes arrived before the socket closed. */
-function bytesBeforeClose(port: number): Promise<number> {
+function bytesBeforeClose(port: number, localAddress?: string): Promise<number> {
   return new Promise((resolve) => {
     let receivedBytes = 0;
-    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
     socket.on('error', () => {});
     socket.on('connect', () => socket.write('lost'));
     socket.on('data', (bytes: Buffer) => {
@@ -251,6 +255,7 @@ describe('tcp proxy', () => {
           connectionsOpen: 0,
           connectionsTotal: 1,
           connectionsRefused: 0,
+          connectionsUnclassified: 0,
           bytesUp: request.length,
           bytesDown: response.length,
           queuedBytes: 0,
@@ -555,23 +560,7 @@ describe('tcp proxy', () => {
       for (let turn = 0; turn < 20 && leftOver().length > 0; turn += 1) await new Promise((resolve) => setImmediate(resolve));
       console.log(JSON.stringify(leftOver()));
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (bytes: Buffer) => { output += bytes.toString(); });
-    child.stderr.on('data', (bytes: Buffer) => { output += bytes.toString(); });
-    const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    let killer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'hung'>((resolve) => {
-      killer = setTimeout(() => resolve('hung'), CHILD_EXIT_DEADLINE_MS);
-    });
-    const outcome = await Promise.race([exit, deadline]);
-    clearTimeout(killer);
-    if (outcome === 'hung') {
-      child.kill('SIGKILL');
-      await exit;
-    }
-    assert.notEqual(outcome, 'hung', `the child did not exit on its own; output:\n${output}`);
-    assert.equal(outcome, 0, output);
+    const output = await runModuleScript(script, CHILD_EXIT_DEADLINE_MS);
     // Nothing of the proxy's is left: no timer, no socket, no listener.
     assert.equal(output.trim(), '[]');
   });
@@ -619,6 +608,167 @@ describe('tcp proxy', () => {
       client.close();
       server.forceShutdown();
       await proxy.close();
+    }
+  });
+});
+
+// Links: the proxy classifies each connection by its source address. Two local addresses
+// stand for two members; anything else is a stranger.
+const SOURCE_X = '127.0.0.2';
+const SOURCE_Y = '127.0.0.3';
+const STRANGER = '127.0.0.4';
+const classifyXY = (remoteAddress: string): string | null => {
+  if (remoteAddress === SOURCE_X) return 'x';
+  if (remoteAddress === SOURCE_Y) return 'y';
+  return null;
+};
+
+describe('tcp proxy links', () => {
+  test('classify puts each connection on its link; a stranger is refused and counted', BOUNDED, async () => {
+    const target = await startEchoTarget();
+    await withProxy(target, { classify: classifyXY }, async (proxy) => {
+      const x = await connect(proxy.port, SOURCE_X);
+      await roundTripMs(x, Buffer.from('x-bytes'));
+      const y = await connect(proxy.port, SOURCE_Y);
+      await roundTripMs(y, Buffer.from('y'));
+      assert.equal(await bytesBeforeClose(proxy.port, STRANGER), 0);
+      assert.equal(await bytesBeforeClose(proxy.port), 0, '127.0.0.1 is a stranger too');
+      assert.equal(target.accepted, 2);
+      assert.deepEqual(proxy.linkStats('x'), {
+        mode: 'pass', upDelayMs: 0, upJitterMs: 0, downDelayMs: 0, downJitterMs: 0,
+        connectionsOpen: 1, connectionsTotal: 1, connectionsRefused: 0, bytesUp: 7, bytesDown: 7, queuedBytes: 0,
+      });
+      assert.equal(proxy.linkStats('y').bytesUp, 1);
+      assert.equal(proxy.linkStats('never').connectionsTotal, 0);
+      const stats = proxy.stats();
+      assert.equal(stats.connectionsUnclassified, 2);
+      assert.equal(stats.connectionsRefused, 2);
+      assert.equal(stats.connectionsTotal, 2);
+      x.socket.destroy();
+      y.socket.destroy();
+    });
+  });
+
+  test('a link delay adds to the proxy-wide one, per direction, on that link only', BOUNDED, async () => {
+    const linkDelayMs = 300;
+    await withProxy(await startEchoTarget(), { classify: classifyXY, delayMsOneWay: 20 }, async (proxy) => {
+      assert.throws(() => proxy.setLinkDelay('x', { upDelayMs: -1, downDelayMs: 0 }), { code: 'ERR_ASSERTION' });
+      assert.throws(() => proxy.setLinkDelay('', { upDelayMs: 1, downDelayMs: 0 }), { code: 'ERR_ASSERTION' });
+      proxy.setLinkDelay('x', { upDelayMs: linkDelayMs, downDelayMs: 0, upJitterMs: 5 });
+      const x = await connect(proxy.port, SOURCE_X);
+      const y = await connect(proxy.port, SOURCE_Y);
+      const xMs = await roundTripMs(x, Buffer.from('slow'));
+      assert.ok(xMs >= linkDelayMs + 40, `x's round trip took ${xMs} ms, expected >= ${linkDelayMs + 40}`);
+      const yMs = Math.min(await roundTripMs(y, Buffer.from('1')), await roundTripMs(y, Buffer.from('2')));
+      assert.ok(yMs >= 40, `y's round trip took ${yMs} ms, expected >= 40 (the proxy-wide delay)`);
+      assert.ok(yMs < linkDelayMs, `y's round trip took ${yMs} ms: x's link delay leaked onto y`);
+      // Now only the way down is slow on x's link.
+      proxy.setLinkDelay('x', { upDelayMs: 0, downDelayMs: linkDelayMs });
+      const downMs = await roundTripMs(x, Buffer.from('down'));
+      assert.ok(downMs >= linkDelayMs + 40, `x's round trip took ${downMs} ms, expected >= ${linkDelayMs + 40}`);
+      assert.equal(proxy.linkStats('x').downDelayMs, linkDelayMs);
+      x.socket.destroy();
+      y.socket.destroy();
+    });
+  });
+
+  test('cutLink resets and refuses that link only, until restoreLink', BOUNDED, async () => {
+    const target = await startEchoTarget();
+    await withProxy(target, { classify: classifyXY }, async (proxy) => {
+      const x = await connect(proxy.port, SOURCE_X);
+      const y = await connect(proxy.port, SOURCE_Y);
+      await roundTripMs(x, Buffer.from('x'));
+      await roundTripMs(y, Buffer.from('y'));
+      proxy.cutLink('x');
+      await x.closed;
+      assert.equal(await bytesBeforeClose(proxy.port, SOURCE_X), 0);
+      assert.equal(proxy.linkStats('x').connectionsRefused, 1);
+      await roundTripMs(y, Buffer.from('still'));
+      proxy.restoreLink('x');
+      const again = await connect(proxy.port, SOURCE_X);
+      await roundTripMs(again, Buffer.from('again'));
+      again.socket.destroy();
+      y.socket.destroy();
+    });
+  });
+
+  test('a link blackhole and a proxy-wide one combine: a connection flows once neither holds it', BOUNDED, async () => {
+    const target = await startEchoTarget();
+    await withProxy(target, { classify: classifyXY }, async (proxy) => {
+      const x = await connect(proxy.port, SOURCE_X);
+      const y = await connect(proxy.port, SOURCE_Y);
+      await roundTripMs(x, Buffer.from('<'));
+      await roundTripMs(y, Buffer.from('<'));
+      proxy.blackholeLink('x');
+      proxy.blackhole();
+      x.socket.write('x1');
+      y.socket.write('y1');
+      await waitFor(() => proxy.stats().queuedBytes === 4, 'the proxy to hold both writes');
+
+      // The proxy-wide blackhole ends; x's own still holds it.
+      proxy.restore();
+      await y.untilReceived(3);
+      assert.equal(y.received().toString(), '<y1');
+      assert.equal(proxy.linkStats('x').queuedBytes, 2);
+      assert.equal(x.received().toString(), '<');
+
+      // Once x's own blackhole ends too, what it held flows.
+      proxy.restoreLink('x');
+      await x.untilReceived(3);
+      assert.equal(x.received().toString(), '<x1');
+
+      // With { drop: true }, what the link's blackhole held is reset, not released.
+      proxy.blackholeLink('x');
+      x.socket.write('lost');
+      await waitFor(() => proxy.linkStats('x').queuedBytes === 4, 'the proxy to hold x\'s write');
+      proxy.restoreLink('x', { drop: true });
+      await x.closed;
+      await roundTripMs(y, Buffer.from('y2'));
+      y.socket.destroy();
+    });
+  });
+
+  test('setTarget retargets new connections only; a null target refuses; resetConnections resets once', BOUNDED, async () => {
+    const first = await startEchoTarget();
+    const second = await startEchoTarget();
+    try {
+      await withProxy(first, { classify: classifyXY }, async (proxy) => {
+        const old = await connect(proxy.port, SOURCE_X);
+        await roundTripMs(old, Buffer.from('first'));
+        proxy.setTarget('127.0.0.1', second.port);
+        const moved = await connect(proxy.port, SOURCE_X);
+        await roundTripMs(moved, Buffer.from('second'));
+        await roundTripMs(old, Buffer.from('still first'));
+        assert.equal(first.accepted, 1);
+        assert.equal(second.accepted, 1);
+
+        // A connection held by a blackhole dials the target of the moment it is released.
+        proxy.blackholeLink('y');
+        const held = await connect(proxy.port, SOURCE_Y);
+        held.socket.write('held');
+        await waitFor(() => proxy.linkStats('y').queuedBytes === 4, 'the proxy to hold y\'s write');
+        proxy.setTarget(null);
+        assert.equal(await bytesBeforeClose(proxy.port, SOURCE_X), 0, 'no target: refused');
+        proxy.restoreLink('y');
+        await held.closed;
+        assert.equal(second.accepted, 1, 'a released connection with no target is reset, not dialled');
+
+        proxy.setTarget('127.0.0.1', second.port);
+        const other = await connect(proxy.port, SOURCE_Y);
+        await roundTripMs(other, Buffer.from('y'));
+        proxy.resetConnections('x');
+        await old.closed;
+        await moved.closed;
+        await roundTripMs(other, Buffer.from('untouched'));
+        proxy.resetConnections();
+        await other.closed;
+        const after = await connect(proxy.port, SOURCE_X);
+        await roundTripMs(after, Buffer.from('accepted again'));
+        after.socket.destroy();
+        assert.throws(() => proxy.setTarget(''), { code: 'ERR_ASSERTION' });
+      });
+    } finally {
+      await second.close();
     }
   });
 });

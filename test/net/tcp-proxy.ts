@@ -37,6 +37,18 @@
 // open, nothing flows, new connections are accepted and held), cut (a cut cable: every
 // connection is reset and new ones are reset on accept). restore() returns to pass.
 //
+// Links: with a `classify` option, each accepted connection is put on a named link by its
+// remote address (the chaos harness's peer fabric names the member that dialled), or refused
+// when classify returns null. A link has its own mode and its own delay and jitter per
+// direction. They combine with the proxy-wide ones: a connection's mode is the more severe of
+// the two (cut > blackhole > pass), and its delay and jitter are the sums. Without classify,
+// every connection is on no link and only the proxy-wide settings apply, as before.
+// A connection is blackholed (holds its bytes) exactly while its combined mode is blackhole.
+//
+// Target: setTarget() changes where connections accepted from then on are dialled (a member
+// restarted with a new address); connections already dialled keep their target. A null
+// target refuses new connections until one is set.
+//
 // Replay: jitter comes from a seeded PRNG, one stream per connection and direction (by accept
 // order), so the k-th chunk of a direction always gets the k-th draw. How the kernel splits
 // bytes into chunks is not under our control, so timings replay only as far as that does.
@@ -58,6 +70,9 @@ export const CONNECTIONS_MAX = 1024;
 /** DELAY_MS_MAX bounds delayMsOneWay + jitterMs: a link slower than an hour is a bug in the test. */
 export const DELAY_MS_MAX = 60 * 60 * 1000;
 
+/** LINKS_MAX bounds the distinct link names a proxy keeps; connections of more links are refused. */
+export const LINKS_MAX = 1024;
+
 /** TCP_PROXY_SEED_DEFAULT seeds the jitter when no seed is given, so runs replay by default. */
 export const TCP_PROXY_SEED_DEFAULT = 0x5eed;
 
@@ -70,8 +85,11 @@ export interface TcpProxyOptions {
   listenHost?: string;
   /** listenPort is the port to listen on; 0 (any free port) by default. */
   listenPort?: number;
-  /** targetHost is where accepted connections are forwarded. */
-  targetHost: string;
+  /**
+   * targetHost is where accepted connections are forwarded; null means no target yet:
+   * connections are refused until setTarget() names one.
+   */
+  targetHost: string | null;
   /** targetPort is the port accepted connections are forwarded to. */
   targetPort: number;
   /** delayMsOneWay delays every chunk, in each direction separately; 0 by default. */
@@ -82,6 +100,26 @@ export interface TcpProxyOptions {
   seed?: number;
   /** queuedBytesMax bounds the bytes one connection holds; QUEUED_BYTES_MAX by default. */
   queuedBytesMax?: number;
+  /**
+   * classify names the link of an accepted connection from its remote address (as the
+   * socket reports it, e.g. '172.18.0.3'), or returns null to refuse the connection (counted
+   * in connectionsUnclassified). Without it, no connection is on a link.
+   */
+  classify?: (remoteAddress: string) => string | null;
+}
+
+/** TcpProxyLinkMode is what a link (or the whole proxy) does with bytes; see the file header. */
+export type TcpProxyLinkMode = 'pass' | 'blackhole' | 'cut';
+
+/**
+ * TcpProxyLinkDelay is a link's own delay and jitter per direction, added to the proxy-wide
+ * ones. Up is client → target, down is target → client. Jitter is 0 when omitted.
+ */
+export interface TcpProxyLinkDelay {
+  upDelayMs: number;
+  upJitterMs?: number;
+  downDelayMs: number;
+  downJitterMs?: number;
 }
 
 /** TcpProxyStats is a snapshot of a proxy's counters. */
@@ -90,13 +128,40 @@ export interface TcpProxyStats {
   connectionsOpen: number;
   /** connectionsTotal counts connections accepted for forwarding (refused ones excluded). */
   connectionsTotal: number;
-  /** connectionsRefused counts connections reset on accept (cut, closing, or CONNECTIONS_MAX). */
+  /**
+   * connectionsRefused counts connections reset on accept (cut, closing, no target,
+   * unclassified, or CONNECTIONS_MAX).
+   */
   connectionsRefused: number;
+  /** connectionsUnclassified counts the refused connections whose source classify rejected. */
+  connectionsUnclassified: number;
   /** bytesUp counts bytes written to targets (client → target). */
   bytesUp: number;
   /** bytesDown counts bytes written to clients (target → client). */
   bytesDown: number;
   /** queuedBytes counts bytes read and not yet written, over all connections. */
+  queuedBytes: number;
+}
+
+/** TcpProxyLinkStats is a snapshot of one link's settings and counters. */
+export interface TcpProxyLinkStats {
+  /** mode is the link's own mode (the proxy-wide mode is not folded in). */
+  mode: TcpProxyLinkMode;
+  upDelayMs: number;
+  upJitterMs: number;
+  downDelayMs: number;
+  downJitterMs: number;
+  /** connectionsOpen counts the link's connections that are held or open. */
+  connectionsOpen: number;
+  /** connectionsTotal counts the link's connections accepted for forwarding. */
+  connectionsTotal: number;
+  /** connectionsRefused counts the link's connections reset on accept. */
+  connectionsRefused: number;
+  /** bytesUp counts the link's bytes written to targets. */
+  bytesUp: number;
+  /** bytesDown counts the link's bytes written to clients. */
+  bytesDown: number;
+  /** queuedBytes counts the link's bytes read and not yet written. */
   queuedBytes: number;
 }
 
@@ -110,8 +175,9 @@ export interface TcpProxyRestoreOptions {
 }
 
 /**
- * TcpProxy is a running proxy; see startTcpProxy. After close(), cut(), blackhole() and
- * restore() do nothing, so a fault schedule may race the teardown.
+ * TcpProxy is a running proxy; see startTcpProxy. After close(), the fault methods (cut,
+ * blackhole, restore, their per-link forms, resetConnections) do nothing, so a fault schedule
+ * may race the teardown.
  */
 export interface TcpProxy {
   /** port is the port the proxy listens on. */
@@ -139,8 +205,32 @@ export interface TcpProxy {
    * connections instead.
    */
   restore(options?: TcpProxyRestoreOptions): void;
+  /**
+   * setTarget changes where connections are dialled from now on (including held connections
+   * released later); connections already dialled keep their target. null refuses new
+   * connections until a target is set. The port stays unless given.
+   */
+  setTarget(host: string | null, port?: number): void;
+  /** setLinkDelay sets the link's own delay and jitter per direction, for bytes read from now on. */
+  setLinkDelay(link: string, delay: TcpProxyLinkDelay): void;
+  /** cutLink is cut() for one link's connections; the proxy-wide mode is unchanged. */
+  cutLink(link: string): void;
+  /** blackholeLink is blackhole() for one link's connections. */
+  blackholeLink(link: string): void;
+  /**
+   * restoreLink ends the link's own cut or blackhole. Its held connections are released once
+   * the proxy-wide mode lets them pass too; with { drop: true } they are reset instead.
+   */
+  restoreLink(link: string, options?: TcpProxyRestoreOptions): void;
+  /**
+   * resetConnections resets every connection (or every connection of `link`) once, as a
+   * restarted peer would; modes and delays are unchanged and new connections are accepted.
+   */
+  resetConnections(link?: string): void;
   /** stats returns the proxy's counters. */
   stats(): TcpProxyStats;
+  /** linkStats returns one link's settings and counters (zeros for a link never seen). */
+  linkStats(link: string): TcpProxyLinkStats;
   /** close stops listening and resets every connection; idempotent; settles when all is closed. */
   close(): Promise<void>;
 }
@@ -150,8 +240,9 @@ export interface TcpProxy {
  * targetHost:targetPort with the configured delay. It rejects if the listener cannot bind.
  */
 export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy> {
-  assert.ok(typeof options.targetHost === 'string' && options.targetHost.length > 0, 'targetHost must be a host name');
+  assertTargetHost(options.targetHost);
   assert.ok(isPort(options.targetPort) && options.targetPort > 0, 'targetPort must be a port in [1, 65535]');
+  assert.ok(options.classify === undefined || typeof options.classify === 'function', 'classify must be a function');
   const listenPort = options.listenPort ?? 0;
   assert.ok(isPort(listenPort), 'listenPort must be a port in [0, 65535]');
   const delayMsOneWay = options.delayMsOneWay ?? 0;
@@ -182,31 +273,57 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     jitterMs,
     seed,
     queuedBytesMax,
+    classify: options.classify ?? null,
   });
 }
-
-type LinkMode = 'pass' | 'blackhole' | 'cut';
 
 interface ProxyConfig {
   server: net.Server;
   port: number;
   host: string;
-  targetHost: string;
+  targetHost: string | null;
   targetPort: number;
   delayMsOneWay: number;
   jitterMs: number;
   seed: number;
   queuedBytesMax: number;
+  classify: ((remoteAddress: string) => string | null) | null;
+}
+
+// LinkState is one link's settings and counters; a connection on the link points to it.
+class LinkState {
+  readonly name: string;
+  mode: TcpProxyLinkMode = 'pass';
+  upDelayMs = 0;
+  upJitterMs = 0;
+  downDelayMs = 0;
+  downJitterMs = 0;
+  connectionsTotal = 0;
+  connectionsRefused = 0;
+  bytesUp = 0;
+  bytesDown = 0;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+}
+
+const MODE_SEVERITY: Readonly<Record<TcpProxyLinkMode, number>> = { pass: 0, blackhole: 1, cut: 2 };
+
+// severer returns the more severe of two modes: a connection is as blocked as its worst level.
+function severer(a: TcpProxyLinkMode, b: TcpProxyLinkMode): TcpProxyLinkMode {
+  return MODE_SEVERITY[a] >= MODE_SEVERITY[b] ? a : b;
 }
 
 class RunningTcpProxy implements TcpProxy {
   readonly port: number;
   readonly address: string;
   readonly seed: number;
-  readonly targetHost: string;
-  readonly targetPort: number;
   readonly queuedBytesMax: number;
-  mode: LinkMode = 'pass';
+  targetHost: string | null;
+  targetPort: number;
+  // The proxy-wide mode; a connection's own mode folds in its link's (modeOf).
+  mode: TcpProxyLinkMode = 'pass';
   delayMsOneWay: number;
   jitterMs: number;
   // Invariant: queuedBytes === the sum of queuedBytes over `connections`.
@@ -215,8 +332,12 @@ class RunningTcpProxy implements TcpProxy {
   bytesDown = 0;
   private connectionsTotal = 0;
   private connectionsRefused = 0;
+  private connectionsUnclassified = 0;
   // Every connection whose sockets have not both emitted 'close'; at most CONNECTIONS_MAX.
   private readonly connections = new Set<Connection>();
+  // Every link named by classify or by a link method; at most LINKS_MAX.
+  private readonly links = new Map<string, LinkState>();
+  private readonly classify: ((remoteAddress: string) => string | null) | null;
   private readonly server: net.Server;
   private closing: Promise<void> | null = null;
 
@@ -230,6 +351,7 @@ class RunningTcpProxy implements TcpProxy {
     this.queuedBytesMax = config.queuedBytesMax;
     this.delayMsOneWay = config.delayMsOneWay;
     this.jitterMs = config.jitterMs;
+    this.classify = config.classify;
     // Accept errors (EMFILE and the like) are operating errors: the listener goes on.
     this.server.on('error', () => {});
     this.server.on('connection', (client) => this.accept(client));
@@ -239,6 +361,13 @@ class RunningTcpProxy implements TcpProxy {
     assertDelay(oneWayMs, jitterMs);
     this.delayMsOneWay = oneWayMs;
     this.jitterMs = jitterMs;
+  }
+
+  setTarget(host: string | null, port: number = this.targetPort): void {
+    assertTargetHost(host);
+    assert.ok(isPort(port) && port > 0, 'port must be a port in [1, 65535]');
+    this.targetHost = host;
+    this.targetPort = port;
   }
 
   cut(): void {
@@ -258,10 +387,56 @@ class RunningTcpProxy implements TcpProxy {
     const previous = this.mode;
     this.mode = 'pass';
     if (previous !== 'blackhole') return;
+    // Every connection was held by the proxy-wide blackhole; some may stay held by their link's.
+    for (const connection of [...this.connections]) this.liftHold(connection, options);
+  }
+
+  setLinkDelay(link: string, delay: TcpProxyLinkDelay): void {
+    const upJitterMs = delay.upJitterMs ?? 0;
+    const downJitterMs = delay.downJitterMs ?? 0;
+    assertDelay(delay.upDelayMs, upJitterMs);
+    assertDelay(delay.downDelayMs, downJitterMs);
+    const state = this.linkOf(assertLinkName(link));
+    state.upDelayMs = delay.upDelayMs;
+    state.upJitterMs = upJitterMs;
+    state.downDelayMs = delay.downDelayMs;
+    state.downJitterMs = downJitterMs;
+  }
+
+  cutLink(link: string): void {
+    const state = this.linkOf(assertLinkName(link));
+    if (this.closing !== null) return;
+    state.mode = 'cut';
+    for (const connection of [...this.connections]) if (connection.link === state) connection.abort();
+  }
+
+  blackholeLink(link: string): void {
+    const state = this.linkOf(assertLinkName(link));
+    if (this.closing !== null) return;
+    state.mode = 'blackhole';
+    for (const connection of [...this.connections]) if (connection.link === state) connection.hold();
+  }
+
+  restoreLink(link: string, options: TcpProxyRestoreOptions = {}): void {
+    const state = this.linkOf(assertLinkName(link));
+    if (this.closing !== null) return;
+    const previous = state.mode;
+    state.mode = 'pass';
+    if (previous !== 'blackhole') return;
+    for (const connection of [...this.connections]) if (connection.link === state) this.liftHold(connection, options);
+  }
+
+  resetConnections(link?: string): void {
+    const state = link === undefined ? undefined : this.linkOf(assertLinkName(link));
+    if (this.closing !== null) return;
     for (const connection of [...this.connections]) {
-      if (options.drop === true) connection.abort();
-      else connection.release();
+      if (state === undefined || connection.link === state) connection.abort();
     }
+  }
+
+  /** modeOf is the mode of a connection on `link`: the more severe of the proxy's and the link's. */
+  modeOf(link: LinkState | null): TcpProxyLinkMode {
+    return link === null ? this.mode : severer(this.mode, link.mode);
   }
 
   stats(): TcpProxyStats {
@@ -272,9 +447,34 @@ class RunningTcpProxy implements TcpProxy {
       connectionsOpen,
       connectionsTotal: this.connectionsTotal,
       connectionsRefused: this.connectionsRefused,
+      connectionsUnclassified: this.connectionsUnclassified,
       bytesUp: this.bytesUp,
       bytesDown: this.bytesDown,
       queuedBytes: this.queuedBytes,
+    };
+  }
+
+  linkStats(link: string): TcpProxyLinkStats {
+    const state = this.links.get(assertLinkName(link)) ?? new LinkState(link);
+    let connectionsOpen = 0;
+    let queuedBytes = 0;
+    for (const connection of this.connections) {
+      if (connection.link !== state || connection.state === 'closed') continue;
+      connectionsOpen += 1;
+      queuedBytes += connection.queuedBytes;
+    }
+    return {
+      mode: state.mode,
+      upDelayMs: state.upDelayMs,
+      upJitterMs: state.upJitterMs,
+      downDelayMs: state.downDelayMs,
+      downJitterMs: state.downJitterMs,
+      connectionsOpen,
+      connectionsTotal: state.connectionsTotal,
+      connectionsRefused: state.connectionsRefused,
+      bytesUp: state.bytesUp,
+      bytesDown: state.bytesDown,
+      queuedBytes,
     };
   }
 
@@ -289,6 +489,26 @@ class RunningTcpProxy implements TcpProxy {
     assert.ok(this.connections.delete(connection), 'a connection is forgotten once');
   }
 
+  // liftHold ends one level's blackhole for a connection: with drop it resets the connection
+  // if it was held; otherwise it releases it if no level holds it any more.
+  private liftHold(connection: Connection, options: TcpProxyRestoreOptions): void {
+    if (!connection.blackholed) return;
+    if (options.drop === true) connection.abort();
+    else if (this.modeOf(connection.link) === 'pass') connection.release();
+  }
+
+  // linkOf returns the state of `link`, made on first use. Past LINKS_MAX it throws: naming
+  // that many links is a bug in the caller (accept() checks the bound before calling it).
+  private linkOf(link: string): LinkState {
+    let state = this.links.get(link);
+    if (state === undefined) {
+      assert.ok(this.links.size < LINKS_MAX, `a proxy keeps at most LINKS_MAX (${LINKS_MAX}) links`);
+      state = new LinkState(link);
+      this.links.set(link, state);
+    }
+    return state;
+  }
+
   private async shutdown(): Promise<void> {
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const connections = [...this.connections];
@@ -301,16 +521,47 @@ class RunningTcpProxy implements TcpProxy {
 
   private accept(client: net.Socket): void {
     client.on('error', () => {});
-    if (this.closing !== null || this.mode === 'cut' || this.connections.size >= CONNECTIONS_MAX) {
-      this.connectionsRefused += 1;
-      resetSocket(client);
+    const link = this.classifyClient(client);
+    if (link === undefined) {
+      this.connectionsUnclassified += 1;
+      this.refuse(client, null);
+      return;
+    }
+    if (this.closing !== null || this.targetHost === null || this.modeOf(link) === 'cut'
+      || this.connections.size >= CONNECTIONS_MAX) {
+      this.refuse(client, link);
       return;
     }
     const ordinal = this.connectionsTotal;
     this.connectionsTotal += 1;
-    const connection = new Connection(this, client, ordinal);
+    if (link !== null) link.connectionsTotal += 1;
+    const connection = new Connection(this, client, ordinal, link);
     this.connections.add(connection);
     connection.start();
+  }
+
+  // classifyClient returns the client's link, null when there is no classifier, or undefined
+  // when the client must be refused: classify rejected its address, or threw, or named a link
+  // past LINKS_MAX, or the socket is already gone (it has no address).
+  private classifyClient(client: net.Socket): LinkState | null | undefined {
+    if (this.classify === null) return null;
+    const remoteAddress = client.remoteAddress;
+    if (remoteAddress === undefined) return undefined;
+    let name: string | null;
+    try {
+      name = this.classify(remoteAddress);
+    } catch {
+      return undefined;
+    }
+    if (name === null || typeof name !== 'string' || name.length === 0) return undefined;
+    if (!this.links.has(name) && this.links.size >= LINKS_MAX) return undefined;
+    return this.linkOf(name);
+  }
+
+  private refuse(client: net.Socket, link: LinkState | null): void {
+    this.connectionsRefused += 1;
+    if (link !== null) link.connectionsRefused += 1;
+    resetSocket(client);
   }
 }
 
@@ -398,21 +649,27 @@ type ConnectionState = 'held' | 'open' | 'closed';
 class Connection {
   state: ConnectionState = 'held';
   readonly closed: Promise<void>;
+  // The link the connection was classified on, or null (no classifier).
+  readonly link: LinkState | null;
+  // Invariant: blackholed iff the connection is not closed and its mode (modeOf) is blackhole,
+  // between the proxy's public calls. While blackholed, nothing is released or dialled.
+  blackholed = false;
   private readonly proxy: RunningTcpProxy;
   private readonly client: net.Socket;
   private readonly target: net.Socket;
   private readonly upward: Direction;
   private readonly downward: Direction;
   // Invariant: queuedBytes === upward.queuedBytes + downward.queuedBytes.
-  private queuedBytes = 0;
+  queuedBytes = 0;
   private socketsClosed = 0;
   // A socket failed during a blackhole; its partner is reset on restore().
   private failedWhileBlackholed = false;
   private resolveClosed: () => void = () => {};
 
-  constructor(proxy: RunningTcpProxy, client: net.Socket, ordinal: number) {
+  constructor(proxy: RunningTcpProxy, client: net.Socket, ordinal: number, link: LinkState | null) {
     this.proxy = proxy;
     this.client = client;
+    this.link = link;
     this.target = new net.Socket({ allowHalfOpen: true });
     this.target.on('error', () => {});
     this.closed = new Promise<void>((resolve) => {
@@ -425,15 +682,19 @@ class Connection {
 
   /** start wires both sockets and dials the target unless the link is blackholed. */
   start(): void {
+    const mode = this.proxy.modeOf(this.link);
+    assert.ok(mode !== 'cut', 'a cut link refuses on accept');
     this.client.setNoDelay(true);
     this.wire(this.client, this.upward, this.downward);
     this.wire(this.target, this.downward, this.upward);
-    if (this.proxy.mode === 'pass') this.dial();
+    if (mode === 'pass') this.dial();
+    else this.blackholed = true;
   }
 
   /** hold stops releasing bytes: the link is now blackholed. */
   hold(): void {
     if (this.state === 'closed') return;
+    this.blackholed = true;
     this.upward.clearTimer();
     this.downward.clearTimer();
   }
@@ -441,6 +702,8 @@ class Connection {
   /** release ends a blackhole for this connection: dial if held, then flush what is due. */
   release(): void {
     if (this.state === 'closed') return;
+    assert.ok(this.proxy.modeOf(this.link) === 'pass', 'a connection is released only when no level holds it');
+    this.blackholed = false;
     if (this.failedWhileBlackholed) {
       this.abort();
       return;
@@ -454,6 +717,7 @@ class Connection {
   abort(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.blackholed = false;
     this.upward.clearTimer();
     this.downward.clearTimer();
     const dropped = this.upward.clear() + this.downward.clear();
@@ -466,9 +730,15 @@ class Connection {
 
   private dial(): void {
     assert.ok(this.state === 'held', 'a target is dialled once');
+    const host = this.proxy.targetHost;
+    if (host === null) {
+      // The target was withdrawn (setTarget(null)) while the connection was held.
+      this.abort();
+      return;
+    }
     this.state = 'open';
     this.target.setNoDelay(true);
-    this.target.connect({ host: this.proxy.targetHost, port: this.proxy.targetPort });
+    this.target.connect({ host, port: this.proxy.targetPort });
   }
 
   private wire(socket: net.Socket, outgoing: Direction, incoming: Direction): void {
@@ -489,9 +759,12 @@ class Connection {
   private receive(direction: Direction, bytes: Buffer): void {
     if (this.state === 'closed') return;
     const nowMs = performance.now();
+    const link = this.link;
+    const delayMs = this.proxy.delayMsOneWay + (link === null ? 0 : direction.up ? link.upDelayMs : link.downDelayMs);
+    const jitterMsMax = this.proxy.jitterMs + (link === null ? 0 : direction.up ? link.upJitterMs : link.downJitterMs);
     // Draw for every chunk, even at zero jitter, so the k-th chunk always gets the k-th draw.
-    const jitterMs = this.proxy.jitterMs * direction.random();
-    const releaseAtMs = Math.max(direction.lastReleaseAtMs, nowMs + this.proxy.delayMsOneWay + jitterMs);
+    const jitterMs = jitterMsMax * direction.random();
+    const releaseAtMs = Math.max(direction.lastReleaseAtMs, nowMs + delayMs + jitterMs);
     direction.push({ bytes, releaseAtMs });
     this.queuedBytes += bytes.length;
     this.proxy.queuedBytes += bytes.length;
@@ -501,7 +774,7 @@ class Connection {
   // pump writes every due chunk of `direction` that the sink accepts, arms the timer for the
   // next one, forwards an end once the queue is empty, and then sets both sources' flow.
   private pump(direction: Direction): void {
-    if (this.state === 'open' && this.proxy.mode === 'pass' && !direction.sink.destroyed) {
+    if (this.state === 'open' && !this.blackholed && !direction.sink.destroyed) {
       const nowMs = performance.now();
       const chunksQueued = direction.length;
       for (let index = 0; index < chunksQueued && !direction.sinkBlocked; index += 1) {
@@ -516,6 +789,8 @@ class Connection {
         this.proxy.queuedBytes -= head.bytes.length;
         if (direction.up) this.proxy.bytesUp += head.bytes.length;
         else this.proxy.bytesDown += head.bytes.length;
+        if (this.link !== null && direction.up) this.link.bytesUp += head.bytes.length;
+        else if (this.link !== null) this.link.bytesDown += head.bytes.length;
         if (!direction.sink.write(head.bytes)) direction.sinkBlocked = true;
       }
       if (direction.length === 0 && direction.sourceEnded && !direction.sinkEnded) {
@@ -577,7 +852,7 @@ class Connection {
   }
 
   private socketFailed(): void {
-    if (this.proxy.mode === 'blackhole' && this.state === 'open') {
+    if (this.blackholed && this.state === 'open') {
       // A silent partition carries no reset: the partner learns of it on restore().
       this.failedWhileBlackholed = true;
       return;
@@ -592,6 +867,15 @@ function resetSocket(socket: net.Socket): void {
   if (socket.destroyed) return;
   if (socket.pending) socket.destroy();
   else socket.resetAndDestroy();
+}
+
+function assertTargetHost(host: string | null): void {
+  assert.ok(host === null || (typeof host === 'string' && host.length > 0), 'targetHost must be a host name or null');
+}
+
+function assertLinkName(link: string): string {
+  assert.ok(typeof link === 'string' && link.length > 0, 'a link name must be a non-empty string');
+  return link;
 }
 
 function isPort(port: number): boolean {
