@@ -438,6 +438,31 @@ export class MemberContainer {
     this.#state = 'running';
   }
 
+  /**
+   * waitForOutput resolves when the output of the current start has a line matching `pattern`
+   * (a joining member's "serving" once it was added); rejects after timeoutMs, or when the
+   * container exits first. Only a start's first lines are kept for a wait that begins late.
+   */
+  async waitForOutput(pattern: RegExp, timeoutMs: number): Promise<void> {
+    this.#requireStarted('waitForOutput');
+    try {
+      await this.#follower.waitForLine(pattern, timeoutMs);
+    } catch (error) {
+      throw new Error(`member ${this.name} (container ${this.containerName}): ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /**
+   * exitedWithin waits up to timeoutMs for the container to exit by itself (a removed member
+   * stops on its own); answers whether it did. A paused container cannot exit: false at once.
+   */
+  async exitedWithin(timeoutMs: number): Promise<boolean> {
+    const state = this.state;
+    if (state === 'exited' || state === 'removed') return true;
+    if (state === 'paused') return false;
+    return this.#follower.ended(timeoutMs);
+  }
+
   /** logs answers everything the member printed so far, across restarts, with the harness's lines (from logPath). */
   async logs(): Promise<string> {
     await this.#follower.settled();

@@ -18,15 +18,23 @@
 //               kill (it never ran on the damaged copy, so this is its own durable state) and
 //               starts; a member that started is rebuilt from the leader's state
 //               (`stratakv member rebuild`'s call) and the alarm disarmed.
-//   membership  move leadership to another member (etcd's MoveLeader) during the other faults.
+//   membership  move leadership to another member (etcd's MoveLeader) during the other faults;
+//               or replace a follower: MemberRemove, then a new member (new name, fresh data
+//               dir, new peer URL) started with --join, added as a learner and promoted.
+//   migrate     start as many new members as there are voters (--join, zone b) and move the
+//               cluster onto them with `stratakv migrate run`, again while it fails; drop the
+//               old members once they stopped by themselves.
+//   Both membership changes are permanent: their heal waits for their last steps (bounded)
+//   and records what the cluster was left with.
 //
 // A flip never lands in the last 4 KiB of a WAL segment: a damaged tail is the one thing a
 // member repairs silently (a torn write left by a crash), and truncating records it had
 // acknowledged would be a disk that lies about fsync, which Raft does not tolerate.
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { IntegrityClient } from '../../src/client/index.ts';
+import { IntegrityClient, type ClusterMember, type EtcdClient } from '../../src/client/index.ts';
 import { flipBytes, flipLogByte, flipTableBytes, stateMachineDirectory } from '../integration/level-corruption.ts';
 import type { ChaosCluster, ChaosMember, Pair } from './chaos-cluster.ts';
 import { describePlan, type FaultPlan } from './schedule.ts';
@@ -100,6 +108,8 @@ const samePair = (a: Pair, b: Pair): boolean => (a[0] === b[0] && a[1] === b[1])
 function applyLinkFault(cluster: ChaosCluster, fault: LinkFault, only?: readonly Pair[]): void {
   for (const pair of fault.pairs) {
     if (only !== undefined && !only.some((each) => samePair(each, pair))) continue;
+    // A member that left the cluster since the fault began has no links any more.
+    if (!cluster.hasMember(pair[0]) || !cluster.hasMember(pair[1])) continue;
     if (fault.cut) cluster.fabric.cutLink(pair[0], pair[1]);
     else cluster.fabric.setLinkDelay(pair[0], pair[1], fault.delayMs, fault.jitterMs);
   }
@@ -152,7 +162,7 @@ async function holdMember(
     return async () => undefined;
   }
   const member = context.cluster.member(target);
-  const heal = hold(context, target, async () => record(context, plan, 'heal', await steps.undo(member)));
+  const heal = hold(context, plan, target, async () => record(context, plan, 'heal', await steps.undo(member)));
   try {
     await steps.act(member);
   } catch (error) {
@@ -163,11 +173,19 @@ async function holdMember(
   return heal;
 }
 
-/** hold marks `target` busy and answers a heal that frees it after `heal`. */
-function hold(context: NemesisContext, target: string, heal: () => Promise<void>): () => Promise<void> {
+/**
+ * hold marks `target` busy and answers a heal that frees it after `heal`. A member that left
+ * the cluster meanwhile (a migration moved off it) is not healed: it is gone, and starting it
+ * again would only bring back a removed member.
+ */
+function hold(context: NemesisContext, plan: FaultPlan, target: string, heal: () => Promise<void>): () => Promise<void> {
   context.busy.add(target);
   return async () => {
     try {
+      if (!context.cluster.hasMember(target)) {
+        record(context, plan, 'heal', `${target} left the cluster meanwhile; nothing to undo`);
+        return;
+      }
       await heal();
     } finally {
       context.busy.delete(target);
@@ -258,12 +276,13 @@ export async function startFault(context: NemesisContext, plan: FaultPlan): Prom
         const faults = linkFaultsOf(cluster);
         faults.delete(plan.ordinal);
         // A pair's restore clears all its faults; the other faults still on for it are set again.
-        for (const [a, b] of pairs) cluster.fabric.restoreLink(a, b);
+        for (const [a, b] of pairs) if (cluster.hasMember(a) && cluster.hasMember(b)) cluster.fabric.restoreLink(a, b);
         for (const other of faults.values()) applyLinkFault(cluster, other, pairs);
         record(context, plan, 'heal', 'links restored');
       };
     }
     case 'membership': {
+      if (plan.variant === 'replace-member') return startReplaceMember(context, plan);
       const leader = await cluster.leaderName(context.callTimeoutMs).catch(() => undefined);
       const candidates = cluster.members.filter((member) => member.name !== leader && member.container.running && !member.container.paused).map((member) => member.name);
       if (leader === undefined || candidates.length === 0) {
@@ -290,6 +309,8 @@ export async function startFault(context: NemesisContext, plan: FaultPlan): Prom
     }
     case 'disk':
       return startDiskFault(context, plan);
+    case 'migrate':
+      return startMigrate(context, plan);
   }
 }
 
@@ -335,7 +356,7 @@ async function startDiskFault(context: NemesisContext, plan: FaultPlan): Promise
   context.busy.add(target);
   try {
     const heal = await damageAndObserve(context, plan, target);
-    return hold(context, target, heal);
+    return hold(context, plan, target, heal);
   } catch (error) {
     context.busy.delete(target);
     throw error;
@@ -415,4 +436,396 @@ async function damageAndObserve(context: NemesisContext, plan: FaultPlan, target
     }
     record(context, plan, 'heal', `${target} served on (the damaged bytes were not read, or were repaired)`);
   };
+}
+
+// ---- membership changes: replace-member and migrate ----
+//
+// Both change who the members are, for good: the heal does not undo them, it waits for the
+// change's last steps (bounded) and records where it got. One change at a time per cluster
+// (a second one meanwhile is a note): a replacement and a migration at once would fight over
+// the learner slot and the member list. Other faults go on meanwhile and may hit old and new
+// members alike; that is the point.
+
+/** MEMBER_CALL_TIMEOUT_MS bounds each membership call (MemberList, MemberAdd, ...). */
+const MEMBER_CALL_TIMEOUT_MS = 5_000;
+/** REMOVE_TIMEOUT_MS bounds the retries of a replacement's MemberRemove; past it nothing changed. */
+const REMOVE_TIMEOUT_MS = 20_000;
+/** REPLACE_FINISH_TIMEOUT_MS bounds the rest of a replacement: the removed member's exit, the new member's start, add, catch-up and promotion. */
+const REPLACE_FINISH_TIMEOUT_MS = 90_000;
+/** REMOVED_EXIT_WAIT_MS: how long a removed member gets to stop by itself (it serves a grace period of 3 election timeouts first). */
+const REMOVED_EXIT_WAIT_MS = 15_000;
+const MEMBER_RETRY_PAUSE_MS = 500;
+/** MIGRATE_ATTEMPT_TIMEOUT_MS bounds one `stratakv migrate run` (it is killed past it). */
+const MIGRATE_ATTEMPT_TIMEOUT_MS = 180_000;
+/** MIGRATE_TIMEOUT_MS bounds all the attempts of one migrate fault. */
+const MIGRATE_TIMEOUT_MS = 300_000;
+/** MIGRATE_ATTEMPTS_MAX bounds the runs of `stratakv migrate run` of one fault. */
+const MIGRATE_ATTEMPTS_MAX = 6;
+const MIGRATE_RETRY_PAUSE_MS = 2_000;
+/** ROLLBACK_ATTEMPTS_MAX bounds the runs of `stratakv migrate rollback` after a migration that did not finish. */
+const ROLLBACK_ATTEMPTS_MAX = 3;
+/** MIGRATE_ZONE is the zone of the members a migration moves to (the old ones have none). */
+const MIGRATE_ZONE = 'b';
+const CLI_PATH = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
+const CLI_OUTPUT_CHARS_MAX = 1_000_000;
+
+// The membership change in progress on each cluster, by its fault's description.
+const changesInProgress = new WeakMap<ChaosCluster, string>();
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function errorText(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  const message = ((error as Error).message ?? String(error)).split('\n')[0] ?? '';
+  return typeof code === 'string' ? `${code}: ${message}` : message;
+}
+
+/** listedMember finds the member with `peerUrl` in the cluster's member list (undefined: not listed). */
+async function listedMember(client: EtcdClient, peerUrl: string): Promise<ClusterMember | undefined> {
+  const members = await client.memberList({ timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+  return members.find((member) => member.peerUrls.includes(peerUrl));
+}
+
+/**
+ * retryUntil calls `attempt` until it answers something other than undefined or the deadline
+ * passes (undefined then); a thrown error is kept as `lastError` and the attempt made again.
+ */
+async function retryUntil<T>(deadlineMs: number, now: () => number, attempt: () => Promise<T | undefined>, state: { lastError: string }): Promise<T | undefined> {
+  while (now() < deadlineMs) {
+    try {
+      const answer = await attempt();
+      if (answer !== undefined) return answer;
+    } catch (error) {
+      state.lastError = errorText(error);
+    }
+    await sleep(MEMBER_RETRY_PAUSE_MS);
+  }
+  return undefined;
+}
+
+/** beginChange takes the cluster's membership-change slot for `plan`; false (and a note) when another change holds it. */
+function beginChange(context: NemesisContext, plan: FaultPlan): boolean {
+  const other = changesInProgress.get(context.cluster);
+  if (other !== undefined) {
+    record(context, plan, 'note', `${describePlan(plan)}: another membership change is in progress (${other}); nothing to do`);
+    return false;
+  }
+  changesInProgress.set(context.cluster, describePlan(plan));
+  return true;
+}
+
+/**
+ * startReplaceMember removes a running follower (MemberRemove), and then, in the background,
+ * waits (bounded) for it to stop by itself, drops its container and listeners, starts a new
+ * member under a new name with --join, adds it as a learner, waits until it serves and
+ * promotes it (retrying while it is not caught up). The heal waits for that and records where
+ * it got; a new member never added within the bound is dropped again, so the cluster is left
+ * one member short rather than with a member that cannot serve.
+ */
+async function startReplaceMember(context: NemesisContext, plan: FaultPlan): Promise<() => Promise<void>> {
+  const { cluster } = context;
+  if (!beginChange(context, plan)) return async () => undefined;
+  let finishing: Promise<void> | undefined;
+  try {
+    const target = await chooseTarget(context, plan, 'follower');
+    if (target === undefined) {
+      record(context, plan, 'note', `${describePlan(plan)}: no follower fits (down, paused or held by another fault); nothing to do`);
+      return async () => undefined;
+    }
+    context.busy.add(target);
+    const peerUrl = cluster.fabric.peerUrlOf(target);
+    const client = cluster.client({ timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+    const state = { lastError: '' };
+    // The id of the member once a MemberRemove was sent for it (its answer may be lost).
+    let triedId: bigint | undefined;
+    let removedId: bigint | undefined;
+    try {
+      // A MemberRemove whose answer was lost may have happened: the member list decides.
+      removedId = await retryUntil(context.now() + REMOVE_TIMEOUT_MS, context.now, async () => {
+        const member = await listedMember(client, peerUrl);
+        if (member === undefined && triedId !== undefined) return triedId;
+        if (member === undefined) throw new Error(`${target} is not in the member list`);
+        triedId = member.id;
+        await client.memberRemove(member.id, { timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+        return member.id;
+      }, state);
+      if (removedId === undefined && triedId !== undefined) {
+        // Sent but unconfirmed: one last look, with the time a faulted cluster may need.
+        const listed = await listedMember(client, peerUrl).then((member) => member !== undefined, () => undefined);
+        if (listed === false) removedId = triedId;
+        else if (listed === undefined) {
+          record(context, plan, 'note', `${describePlan(plan)}: MemberRemove of ${target} was sent but could not be confirmed either way (last: ${state.lastError}); ${target} is left as it is`);
+          context.busy.delete(target);
+          return async () => undefined;
+        }
+      }
+    } finally {
+      client.close();
+    }
+    if (removedId === undefined) {
+      context.busy.delete(target);
+      record(context, plan, 'note', `${describePlan(plan)}: could not remove ${target} within ${REMOVE_TIMEOUT_MS} ms (last: ${state.lastError}); nothing changed`);
+      return async () => undefined;
+    }
+    record(context, plan, 'start', `${describePlan(plan)}: removed ${target} (${removedId.toString(16)}) from the cluster`);
+    finishing = finishReplacement(context, plan, target)
+      .catch((error: unknown) => record(context, plan, 'heal', `replacement of ${target} stopped: ${errorText(error)}; members now ${cluster.members.map((member) => member.name).join(' ')}`))
+      .finally(() => {
+        context.busy.delete(target);
+        changesInProgress.delete(cluster);
+      });
+    const finished = finishing;
+    return async () => {
+      await finished;
+    };
+  } finally {
+    if (finishing === undefined) changesInProgress.delete(cluster);
+  }
+}
+
+async function finishReplacement(context: NemesisContext, plan: FaultPlan, target: string): Promise<void> {
+  const { cluster } = context;
+  const deadlineMs = context.now() + REPLACE_FINISH_TIMEOUT_MS;
+  const removed = cluster.member(target);
+  const exited = await removed.container.exitedWithin(REMOVED_EXIT_WAIT_MS);
+  await cluster.retireMember(target);
+  record(context, plan, 'note', `${target} ${exited ? 'stopped by itself' : `still ran ${REMOVED_EXIT_WAIT_MS} ms after its removal (or was paused or partitioned off)`}; its container and listeners are gone`);
+
+  const joiner = await cluster.startJoiner();
+  context.busy.add(joiner.name);
+  try {
+    const peerUrl = cluster.fabric.peerUrlOf(joiner.name);
+    record(context, plan, 'note', `${joiner.name} started with --join (fresh data dir, peer URL ${peerUrl}); adding it as a learner`);
+    const client = cluster.client({ timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+    const state = { lastError: '' };
+    try {
+      // MemberAdd, unless an earlier attempt whose answer was lost did it.
+      const added = await retryUntil(deadlineMs, context.now, async () => {
+        const listed = await listedMember(client, peerUrl);
+        if (listed !== undefined) return listed;
+        return (await client.memberAdd([peerUrl], { isLearner: true, timeoutMs: MEMBER_CALL_TIMEOUT_MS })).member;
+      }, state);
+      if (added === undefined) {
+        await cluster.retireMember(joiner.name);
+        record(context, plan, 'heal', `${joiner.name} was not added within ${REPLACE_FINISH_TIMEOUT_MS} ms (last: ${state.lastError}); dropped it: the cluster is left one member short (${cluster.members.map((member) => member.name).join(' ')})`);
+        return;
+      }
+      record(context, plan, 'note', `${joiner.name} added as learner ${added.id.toString(16)}; waiting until it serves`);
+      const serving = await joiner.container.waitForOutput(/serving/, Math.max(1, deadlineMs - context.now())).then(() => true, (error: unknown) => {
+        state.lastError = errorText(error);
+        return false;
+      });
+      // Promote while the learner is not caught up (LEARNER_NOT_READY) or the cluster is faulted.
+      const promoted = serving
+        ? await retryUntil(deadlineMs, context.now, async () => {
+          const listed = await listedMember(client, peerUrl);
+          if (listed === undefined) throw new Error(`${joiner.name} is no longer listed`);
+          if (!listed.isLearner) return listed;
+          await client.memberPromote(added.id, { timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+          return undefined; // the next round's list confirms it
+        }, state)
+        : undefined;
+      const members = cluster.members.map((member) => member.name).join(' ');
+      if (promoted === undefined) {
+        record(context, plan, 'heal', `${joiner.name} is ${serving ? 'serving but still a learner' : 'added but not serving'} after ${REPLACE_FINISH_TIMEOUT_MS} ms (last: ${state.lastError}); left so: members ${members}`);
+        return;
+      }
+      record(context, plan, 'heal', `${joiner.name} promoted to voter; ${target} replaced; members ${members}`);
+    } finally {
+      client.close();
+    }
+  } finally {
+    context.busy.delete(joiner.name);
+  }
+}
+
+/** CliRun is how one `stratakv migrate ...` child ended. */
+interface CliRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+}
+
+/** runMigrateCli runs `node cmd/stratakv.js migrate <args>` as a child, SIGKILLed after timeoutMs; it always settles. */
+function runMigrateCli(args: readonly string[], timeoutMs: number): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_PATH, 'migrate', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (chunk: Buffer) => (stdout = (stdout + chunk.toString()).slice(-CLI_OUTPUT_CHARS_MAX)));
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-CLI_OUTPUT_CHARS_MAX)));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ code: null, signal: null, stdout, stderr: `${stderr}\n${error.message}`, timedOut });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** lastJson parses the last line of `text` that is a JSON object (the verb's -w json answer). */
+function lastJson(text: string): Record<string, unknown> | undefined {
+  for (const line of text.trim().split('\n').reverse()) {
+    if (!line.startsWith('{')) continue;
+    try {
+      return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+interface JournalRecord {
+  readonly id?: string;
+  readonly next?: string;
+  readonly from?: readonly { readonly name: string }[];
+  readonly to?: readonly { readonly name: string }[];
+  readonly log?: readonly { readonly step: string; readonly startedAtMs: number; readonly doneAtMs: number }[];
+}
+
+/** summarizeRecord is one line about a migration journal record: its members and its steps' times. */
+function summarizeRecord(record: JournalRecord | undefined): string {
+  if (record === undefined) return 'no record';
+  const steps = (record.log ?? []).map((item) => `${item.step} ${((item.doneAtMs - item.startedAtMs) / 1000).toFixed(1)} s`).join(', ');
+  return `${record.id ?? '?'} ${(record.from ?? []).map((spec) => spec.name).join(' ')} → ${(record.to ?? []).map((spec) => spec.name).join(' ')}, next ${record.next ?? 'none (finished)'}; steps: ${steps || 'none yet'}`;
+}
+
+/**
+ * startMigrate starts as many new members as the cluster has (new names, --join, zone b) and,
+ * in the background, runs `stratakv migrate run --to ...` onto them, again while it fails
+ * (bounded); once it is done the old members have stopped by themselves and are dropped. The
+ * heal waits for all of it and records where it got.
+ */
+async function startMigrate(context: NemesisContext, plan: FaultPlan): Promise<() => Promise<void>> {
+  const { cluster } = context;
+  if (!beginChange(context, plan)) return async () => undefined;
+  let running: Promise<void> | undefined;
+  try {
+    // The voters move; a member that is not one (a learner left by a change that did not finish) stays out of it.
+    const client = cluster.client({ timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+    const listed = await client.memberList().then((members) => members, (error: unknown) => errorText(error)).finally(() => client.close());
+    if (typeof listed === 'string') {
+      record(context, plan, 'note', `${describePlan(plan)}: MemberList did not answer (${listed}); nothing to do`);
+      return async () => undefined;
+    }
+    const from = cluster.members.filter((member) => listed.some((entry) => !entry.isLearner && entry.peerUrls.includes(cluster.fabric.peerUrlOf(member.name)))).map((member) => member.name);
+    if (from.length === 0) {
+      record(context, plan, 'note', `${describePlan(plan)}: no voter of the member list is a member here; nothing to do`);
+      return async () => undefined;
+    }
+    const started = await Promise.allSettled(from.map(() => cluster.startJoiner({ zone: MIGRATE_ZONE })));
+    const joiners = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value.name] : []));
+    const failed = started.find((result) => result.status === 'rejected');
+    if (failed !== undefined) {
+      for (const name of joiners) await cluster.retireMember(name);
+      record(context, plan, 'note', `${describePlan(plan)}: could not start the new members: ${errorText((failed as PromiseRejectedResult).reason)}; nothing changed`);
+      return async () => undefined;
+    }
+    const to = joiners.map((name) => `${name}=${cluster.fabric.peerUrlOf(name)}`).join(',');
+    record(context, plan, 'start', `${describePlan(plan)}: started ${joiners.join(' ')} with --join (zone ${MIGRATE_ZONE}); migrating ${from.join(' ')} → ${joiners.join(' ')}`);
+    running = migrate(context, plan, { from, joiners, to })
+      .catch((error: unknown) => record(context, plan, 'heal', `migration stopped: ${errorText(error)}; members now ${cluster.members.map((member) => member.name).join(' ')}`))
+      .finally(() => changesInProgress.delete(cluster));
+    const finished = running;
+    return async () => {
+      await finished;
+    };
+  } finally {
+    if (running === undefined) changesInProgress.delete(cluster);
+  }
+}
+
+async function migrate(context: NemesisContext, plan: FaultPlan, move: { readonly from: readonly string[]; readonly joiners: readonly string[]; readonly to: string }): Promise<void> {
+  const { cluster } = context;
+  const deadlineMs = context.now() + MIGRATE_TIMEOUT_MS;
+  const ours = (record: JournalRecord | undefined): boolean => record !== undefined && (record.to ?? []).map((spec) => spec.name).join(' ') === move.joiners.join(' ');
+  let done = false;
+  for (let attempt = 1; attempt <= MIGRATE_ATTEMPTS_MAX && !done && context.now() < deadlineMs; attempt += 1) {
+    const endpoints = `--endpoints=${cluster.clientEndpoints().join(',')}`;
+    let args = ['run', endpoints, `--to=${move.to}`, '-w', 'json'];
+    if (attempt > 1) {
+      // A failed run may have recorded the migration, or even finished it: the journal says.
+      const status = await runMigrateCli(['status', endpoints, '-w', 'json'], MEMBER_CALL_TIMEOUT_MS * 2);
+      const answer = lastJson(status.stdout);
+      const record = answer?.record as JournalRecord | null | undefined;
+      if (status.code === 0 && ours(record ?? undefined) && answer?.inProgress === false) {
+        recordNote(context, plan, `the journal says the migration finished: ${summarizeRecord(record ?? undefined)}`);
+        done = true;
+        break;
+      }
+      if (status.code === 0 && answer?.inProgress === true && ours(record ?? undefined)) args = ['run', endpoints, '-w', 'json'];
+    }
+    const run = await runMigrateCli(args, Math.max(1, Math.min(MIGRATE_ATTEMPT_TIMEOUT_MS, deadlineMs - context.now())));
+    writeFileSync(join(cluster.folder, `migrate-${plan.ordinal}-${attempt}.log`), `$ stratakv migrate ${args.join(' ')}\n--- exit ${run.code ?? run.signal ?? '?'}${run.timedOut ? ' (killed: timeout)' : ''}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`);
+    const answer = lastJson(run.stdout);
+    const how = args.includes(`--to=${move.to}`) ? 'run --to' : 'run (resume)';
+    if (run.code === 0) {
+      recordNote(context, plan, `migrate ${how}, attempt ${attempt}: ${String(answer?.result ?? 'done')}: ${summarizeRecord(answer?.record as JournalRecord | undefined)}`);
+      done = true;
+      break;
+    }
+    const why = run.timedOut ? `killed after ${MIGRATE_ATTEMPT_TIMEOUT_MS} ms` : answer !== undefined ? `${String(answer.code ?? '?')}: ${String(answer.error ?? '').replace(/\s+/g, ' ').slice(0, 300)}` : `exit ${run.code ?? run.signal ?? '?'}: ${run.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
+    recordNote(context, plan, `migrate ${how}, attempt ${attempt} failed (${why}); ${attempt < MIGRATE_ATTEMPTS_MAX ? 'again' : 'giving up'}`);
+    await sleep(MIGRATE_RETRY_PAUSE_MS);
+  }
+  if (!done) {
+    await giveUpMigration(context, plan, move);
+    return;
+  }
+  // The old members were removed and stop by themselves; the harness drops them, not as faults.
+  const gone = await Promise.all(move.from.filter((name) => cluster.hasMember(name)).map(async (name) => {
+    const exited = await cluster.member(name).container.exitedWithin(REMOVED_EXIT_WAIT_MS);
+    await cluster.retireMember(name);
+    return exited ? name : `${name} (removed by us: still running)`;
+  }));
+  record(context, plan, 'heal', `old members dropped: ${gone.join(', ')}; members now ${cluster.members.map((member) => member.name).join(' ')}`);
+}
+
+/**
+ * giveUpMigration undoes a migration that did not finish: `stratakv migrate rollback` (bounded
+ * attempts) if one was recorded, then drops the new members the cluster does not list (never
+ * added, or removed by the rollback). A rollback refused after the old members were removed
+ * leaves the cluster as it is, recorded.
+ */
+async function giveUpMigration(context: NemesisContext, plan: FaultPlan, move: { readonly joiners: readonly string[] }): Promise<void> {
+  const { cluster } = context;
+  const endpoints = (): string => `--endpoints=${cluster.clientEndpoints().join(',')}`;
+  const status = await runMigrateCli(['status', endpoints(), '-w', 'json'], MEMBER_CALL_TIMEOUT_MS * 2);
+  const answer = lastJson(status.stdout);
+  recordNote(context, plan, `migration NOT finished within ${MIGRATE_TIMEOUT_MS} ms / ${MIGRATE_ATTEMPTS_MAX} runs; journal: ${answer === undefined ? `unreadable (${status.stderr.trim().split('\n').slice(-1)[0] ?? ''})` : summarizeRecord((answer.record ?? undefined) as JournalRecord | undefined)}`);
+  if (answer?.inProgress !== false) {
+    for (let attempt = 1; attempt <= ROLLBACK_ATTEMPTS_MAX; attempt += 1) {
+      const rollback = await runMigrateCli(['rollback', endpoints(), '-w', 'json'], MIGRATE_ATTEMPT_TIMEOUT_MS);
+      writeFileSync(join(cluster.folder, `migrate-${plan.ordinal}-rollback-${attempt}.log`), `--- exit ${rollback.code ?? rollback.signal ?? '?'}\n--- stdout\n${rollback.stdout}\n--- stderr\n${rollback.stderr}`);
+      const result = lastJson(rollback.stdout);
+      recordNote(context, plan, `migrate rollback, attempt ${attempt}: ${rollback.code === 0 ? `${String(result?.result ?? 'done')}: ${summarizeRecord(result?.record as JournalRecord | undefined)}` : `failed (${String(result?.code ?? rollback.code ?? rollback.signal)}: ${String(result?.error ?? '').replace(/\s+/g, ' ').slice(0, 300)})`}`);
+      if (rollback.code === 0 || String(result?.code ?? '') === 'INVALID_ARGUMENT') break;
+      await sleep(MIGRATE_RETRY_PAUSE_MS);
+    }
+  }
+  const client = cluster.client({ timeoutMs: MEMBER_CALL_TIMEOUT_MS });
+  const state = { lastError: '' };
+  const listed = await retryUntil(context.now() + REMOVE_TIMEOUT_MS, context.now, () => client.memberList(), state).finally(() => client.close());
+  if (listed === undefined) {
+    record(context, plan, 'heal', `MemberList did not answer (last: ${state.lastError}); members left as they are: ${cluster.members.map((member) => member.name).join(' ')}`);
+    return;
+  }
+  const unlisted = move.joiners.filter((name) => cluster.hasMember(name) && !listed.some((entry) => entry.peerUrls.includes(cluster.fabric.peerUrlOf(name))));
+  for (const name of unlisted) await cluster.retireMember(name);
+  record(context, plan, 'heal', `dropped the new members the cluster does not list (${unlisted.join(' ') || 'none'}); members now ${cluster.members.map((member) => member.name).join(' ')}`);
+}
+
+/** recordNote records a note of a change's progress. */
+function recordNote(context: NemesisContext, plan: FaultPlan, text: string): void {
+  record(context, plan, 'note', text);
 }

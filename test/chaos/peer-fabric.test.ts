@@ -6,7 +6,10 @@
 // applies to its pair only and to its direction only; a cut resets the pair's connections
 // (both dial directions) and refuses new ones while other pairs work; a blackhole holds
 // silently; restore clears every fault; an IP change retargets and resets the old address's
-// connections; unknown sources and members without an IP are refused; close() leaves nothing.
+// connections; unknown sources and members without an IP are refused; a member added during
+// the run gets ports and pairs of its own and a removed one takes its listeners, connections
+// and pairs with it, its name never given out again; the host's own dials pass only with
+// passHostDials; close() leaves nothing.
 // Delays give lower bounds; the few upper bounds compare against a delay of 300 ms and more,
 // which an undelayed loopback round trip does not approach even on a loaded machine.
 import assert from 'node:assert/strict';
@@ -453,6 +456,58 @@ describe('peer fabric', () => {
       fabric.setMemberIp('b', MEMBER_IPS.b);
     }
     await (await cluster.dialPeer('b', 'c')).roundTripMs('restored');
+  });
+  test('a member added during the run gets new ports and pairs; a removed one is gone and its name is not reused', BOUNDED, async () => {
+    const { fabric } = cluster;
+    await fabric.addMember('d');
+    try {
+      assert.deepEqual(fabric.members, ['a', 'b', 'c', 'd']);
+      assert.ok(!['a', 'b', 'c'].some((name) => fabric.peerPortOf(name) === fabric.peerPortOf('d')), 'd has a port of its own');
+      assert.ok(await dialRefused(fabric.peerUrlOf('d'), MEMBER_IPS.a), 'no IP yet: refused');
+      fabric.setMemberIp('d', MOVED_IP);
+      const toD = await cluster.dialPeer('a', 'd');
+      await toD.roundTripMs('to d');
+      const fromD = await dial(fabric.peerUrlOf('a'), MOVED_IP);
+      cluster.clients.push(fromD);
+      await fromD.roundTripMs('from d');
+      fabric.setLinkDelay('a', 'd', 20);
+      assert.equal(linkOf(fabric, 'a', 'd').delayMsAToB, 20);
+      assert.equal(fabric.addressing().fabricPorts.d, fabric.peerPortOf('d'));
+
+      const port = fabric.peerPortOf('d');
+      await fabric.removeMember('d');
+      await toD.closed;
+      await fromD.closed;
+      assert.deepEqual(fabric.members, ['a', 'b', 'c']);
+      assert.ok(!fabric.stats().links.some((link) => link.a === 'd' || link.b === 'd'), 'its pairs are forgotten');
+      assert.equal(fabric.addressing().fabricPorts.d, undefined);
+      assert.ok(await dialRefused(`127.0.0.1:${port}`, MEMBER_IPS.a), 'its listener is closed');
+      assert.ok(await dialRefused(fabric.peerUrlOf('a'), MOVED_IP), 'its address is a stranger now');
+      await assert.rejects(fabric.addMember('d'), { code: 'FABRIC_ARGUMENT_INVALID' });
+      await assert.rejects(fabric.addMember('a'), { code: 'FABRIC_ARGUMENT_INVALID' });
+      assert.throws(() => fabric.peerUrlOf('d'), { code: 'FABRIC_UNKNOWN_MEMBER' });
+    } finally {
+      if (fabric.members.includes('d')) await fabric.removeMember('d');
+    }
+    await (await cluster.dialPeer('b', 'a')).roundTripMs('the others go on');
+  });
+
+  test('the host\'s own dials are refused, unless passHostDials lets them pass on the host link', BOUNDED, async () => {
+    assert.ok(await dialRefused(cluster.fabric.peerUrlOf('a'), '127.0.0.1'), 'refused by default');
+    const fabric = await startPeerFabric({ listenHost: '127.0.0.1', members: ['a'], seed: 5, peerPort: cluster.peerServer(MEMBER_IPS.a).port, passHostDials: true });
+    try {
+      fabric.setMemberIp('a', MEMBER_IPS.a);
+      const client = await dial(fabric.peerUrlOf('a'), '127.0.0.1');
+      try {
+        await client.roundTripMs('probe');
+      } finally {
+        client.socket.destroy();
+      }
+      assert.equal(fabric.stats().connectionsUnknownSource, 0);
+    } finally {
+      await fabric.close();
+    }
+    await assert.rejects(fabric.addMember('b'), { code: 'FABRIC_CLOSED' });
   });
 });
 

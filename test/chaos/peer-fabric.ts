@@ -13,10 +13,22 @@
 // the client port (2379), with no faults, so clients in the host keep one endpoint per member
 // across restarts that change the container's IP; members advertise those as client URLs.
 //
+// Members can come and go during a run (a member replaced, a migration onto new members):
+// addMember binds a new member's two listeners, removeMember closes a member's listeners and
+// forgets its pairs. A name is never used twice: a removed member's peer URL is refused by the
+// cluster forever, so its successor needs a new name and new ports anyway.
+//
 // What it guarantees:
-// - Ports are bound by startPeerFabric, before any member starts, and never change.
+// - A member's ports are bound by startPeerFabric or addMember, before the member starts, and
+//   never change while it is a member.
 // - A connection from an address that is no member's current IP is refused (reset) and counted
-//   (connectionsUnknownSource). A connection to a member with no IP yet is refused.
+//   (connectionsUnknownSource), except the host's own dials with passHostDials (below). A
+//   connection to a member with no IP yet is refused.
+// - With passHostDials, a connection whose source is an address of this host (the host itself
+//   dialling a peer URL: `stratakv migrate`'s Join.Waiting probe of a new member) passes on the
+//   link HOST_LINK, which never has faults. Not only listenHost: Docker's masquerade rule
+//   rewrites the host's dials to its own bridge address (they leave through lo, not the bridge)
+//   to the address of another interface.
 // - setMemberIp retargets new connections. When an IP changes, every connection to the member
 //   (dialled or held) and every connection from its old address is reset, as the kernel of a
 //   restarted host would: a member restarted elsewhere does not keep its predecessor's streams.
@@ -29,6 +41,7 @@
 // - After close() (idempotent; settles when every listener and socket is closed), the fault
 //   methods and setMemberIp do nothing, so a nemesis may race the teardown.
 import net from 'node:net';
+import os from 'node:os';
 import { DELAY_MS_MAX, startTcpProxy } from '../net/tcp-proxy.ts';
 import type { TcpProxy, TcpProxyLinkMode, TcpProxyRestoreOptions } from '../net/tcp-proxy.ts';
 import type { FabricAddressing } from './nft.ts';
@@ -37,8 +50,12 @@ import type { FabricAddressing } from './nft.ts';
 export const PEER_PORT_DEFAULT = 2380;
 export const CLIENT_PORT_DEFAULT = 2379;
 
-/** MEMBERS_MAX bounds the members of one fabric (each costs two listeners). */
+/** MEMBERS_MAX bounds the members of one fabric at a time (each costs two listeners). */
 export const MEMBERS_MAX = 64;
+/** MEMBER_NAMES_MAX bounds the names a fabric ever gives out (members added over a run included). */
+export const MEMBER_NAMES_MAX = 1024;
+/** HOST_LINK is the link of the host's own dials to peer listeners (passHostDials); it never has faults. */
+export const HOST_LINK = '@host';
 
 const MEMBER_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -49,7 +66,9 @@ export type PeerFabricErrorCode =
   /** An argument is malformed: an IP, a delay, a pair of one member, a seed, a port. */
   | 'FABRIC_ARGUMENT_INVALID'
   /** A listener could not bind (the address is not on this host, the port is taken). */
-  | 'FABRIC_LISTEN_FAILED';
+  | 'FABRIC_LISTEN_FAILED'
+  /** addMember after close(). */
+  | 'FABRIC_CLOSED';
 
 /** PeerFabricError is an error of the fabric with a stable code and the failing cause. */
 export class PeerFabricError extends Error {
@@ -76,6 +95,11 @@ export interface PeerFabricOptions {
   readonly clientPort?: number;
   /** clientListenHost is where the client fronts listen; 127.0.0.1 by default. */
   readonly clientListenHost?: string;
+  /**
+   * passHostDials lets connections from this host's own addresses (the host dialling a peer
+   * URL) pass on the link HOST_LINK instead of refusing them; false by default.
+   */
+  readonly passHostDials?: boolean;
 }
 
 /** PeerFabricLinkStats is one member pair's faults and traffic; a sorts before b. */
@@ -122,7 +146,21 @@ export interface PeerFabricStats {
 export interface PeerFabric {
   readonly seed: number;
   readonly gatewayIp: string;
+  /** members are the current members' names, in the order they were bound. */
   readonly members: readonly string[];
+  /**
+   * addMember binds a peer listener and a client front for a new member (no IP until
+   * setMemberIp) and makes its pairs with every current member. Rejects with
+   * FABRIC_ARGUMENT_INVALID for a name in use or used before, FABRIC_LISTEN_FAILED when a
+   * listener cannot bind (nothing is left open), FABRIC_CLOSED after close().
+   */
+  addMember(name: string): Promise<void>;
+  /**
+   * removeMember closes the member's listeners (resetting their connections), resets the
+   * connections it dialled to others, and forgets its pairs and faults; the name is not given
+   * out again. Settles when its listeners are closed.
+   */
+  removeMember(name: string): Promise<void>;
   /** peerUrlOf is the member's peer URL (http://<gateway>:<port>), for its flags and the cluster's. */
   peerUrlOf(name: string): string;
   /** peerPortOf is the port of the member's peer listener on the gateway (for nft rules). */
@@ -179,43 +217,25 @@ export async function startPeerFabric(options: PeerFabricOptions): Promise<PeerF
   if (names.length === 0 || names.length > MEMBERS_MAX) {
     throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `a fabric has 1 to ${MEMBERS_MAX} members, not ${names.length}`);
   }
-  for (const name of names) {
-    if (typeof name !== 'string' || !MEMBER_NAME_PATTERN.test(name)) {
-      throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `member name ${JSON.stringify(name)} is not a name ([A-Za-z0-9_.-]{1,64})`);
-    }
-  }
+  for (const name of names) checkName(name);
   if (new Set(names).size !== names.length) {
     throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `member names repeat: ${names.join(', ')}`);
   }
 
-  const memberByIp = new Map<string, string>();
-  const classify = (remoteAddress: string): string | null => memberByIp.get(normalizeIp(remoteAddress)) ?? null;
-  const proxies: TcpProxy[] = [];
-  const members: MemberState[] = [];
+  const fabric = new RunningPeerFabric({ seed, gatewayIp: listenHost, clientListenHost, peerPort, clientPort, passHostDials: options.passHostDials === true });
   try {
-    for (const [index, name] of names.entries()) {
-      const peerProxy = await listen(`the peer listener of ${name} on ${listenHost}`, () => startTcpProxy({
-        listenHost,
-        targetHost: null,
-        targetPort: peerPort,
-        seed: deriveSeed(seed, 2 * index),
-        classify,
-      }));
-      proxies.push(peerProxy);
-      const clientProxy = await listen(`the client front of ${name} on ${clientListenHost}`, () => startTcpProxy({
-        listenHost: clientListenHost,
-        targetHost: null,
-        targetPort: clientPort,
-        seed: deriveSeed(seed, 2 * index + 1),
-      }));
-      proxies.push(clientProxy);
-      members.push({ name, peerProxy, clientProxy, ip: null });
-    }
+    for (const name of names) await fabric.addMember(name);
   } catch (error) {
-    await Promise.all(proxies.map((proxy) => proxy.close()));
+    await fabric.close();
     throw error;
   }
-  return new RunningPeerFabric({ seed, gatewayIp: listenHost, members, memberByIp });
+  return fabric;
+}
+
+function checkName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !MEMBER_NAME_PATTERN.test(name)) {
+    throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `member name ${JSON.stringify(name)} is not a name ([A-Za-z0-9_.-]{1,64})`);
+  }
 }
 
 interface MemberState {
@@ -243,25 +263,91 @@ interface PairFaults {
 class RunningPeerFabric implements PeerFabric {
   readonly seed: number;
   readonly gatewayIp: string;
-  readonly members: readonly string[];
-  private readonly memberStates: ReadonlyMap<string, MemberState>;
-  private readonly memberByIp: Map<string, string>;
-  // One entry per unordered pair, made at start; keyed by pairKey.
+  readonly #clientListenHost: string;
+  readonly #peerPort: number;
+  readonly #clientPort: number;
+  readonly #passHostDials: boolean;
+  // The current members, in the order they were bound.
+  private readonly memberStates = new Map<string, MemberState>();
+  // Invariant: every key of memberStates is in namesUsed; namesUsed.size <= MEMBER_NAMES_MAX.
+  readonly #namesUsed = new Set<string>();
+  private readonly memberByIp = new Map<string, string>();
+  // One entry per unordered pair of current members; keyed by pairKey.
   private readonly pairs = new Map<string, PairFaults>();
   private closing: Promise<void> | null = null;
 
-  constructor(config: { seed: number; gatewayIp: string; members: MemberState[]; memberByIp: Map<string, string> }) {
+  constructor(config: { seed: number; gatewayIp: string; clientListenHost: string; peerPort: number; clientPort: number; passHostDials: boolean }) {
     this.seed = config.seed;
     this.gatewayIp = config.gatewayIp;
-    this.members = config.members.map((member) => member.name);
-    this.memberStates = new Map(config.members.map((member) => [member.name, member]));
-    this.memberByIp = config.memberByIp;
-    for (const a of this.members) {
-      for (const b of this.members) {
-        if (a >= b) continue;
-        this.pairs.set(pairKey(a, b), { a, b, mode: 'pass', aToB: { delayMs: 0, jitterMs: 0 }, bToA: { delayMs: 0, jitterMs: 0 } });
-      }
+    this.#clientListenHost = config.clientListenHost;
+    this.#peerPort = config.peerPort;
+    this.#clientPort = config.clientPort;
+    this.#passHostDials = config.passHostDials;
+  }
+
+  get members(): readonly string[] {
+    return [...this.memberStates.keys()];
+  }
+
+  async addMember(name: string): Promise<void> {
+    checkName(name);
+    if (this.closing !== null) throw new PeerFabricError('FABRIC_CLOSED', `the fabric is closed; cannot add member ${name}`);
+    if (this.#namesUsed.has(name)) throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `member name ${name} is in use or was used before (names are never reused)`);
+    if (this.memberStates.size >= MEMBERS_MAX) throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `a fabric has at most ${MEMBERS_MAX} members at a time`);
+    if (this.#namesUsed.size >= MEMBER_NAMES_MAX) throw new PeerFabricError('FABRIC_ARGUMENT_INVALID', `a fabric gives out at most ${MEMBER_NAMES_MAX} member names`);
+    // Reserved before the first await, so two adds of one name cannot both bind.
+    const stream = this.#namesUsed.size;
+    this.#namesUsed.add(name);
+    const classify = (remoteAddress: string): string | null => {
+      const address = normalizeIp(remoteAddress);
+      return this.memberByIp.get(address) ?? (this.#passHostDials && isHostAddress(address) ? HOST_LINK : null);
+    };
+    const peerProxy = await listen(`the peer listener of ${name} on ${this.gatewayIp}`, () => startTcpProxy({
+      listenHost: this.gatewayIp,
+      targetHost: null,
+      targetPort: this.#peerPort,
+      seed: deriveSeed(this.seed, 2 * stream),
+      classify,
+    }));
+    let clientProxy: TcpProxy;
+    try {
+      clientProxy = await listen(`the client front of ${name} on ${this.#clientListenHost}`, () => startTcpProxy({
+        listenHost: this.#clientListenHost,
+        targetHost: null,
+        targetPort: this.#clientPort,
+        seed: deriveSeed(this.seed, 2 * stream + 1),
+      }));
+    } catch (error) {
+      await peerProxy.close();
+      throw error;
     }
+    // close() may have begun while the listeners bound: they are not the fabric's yet, so close them here.
+    if (this.closing !== null) {
+      await Promise.all([peerProxy.close(), clientProxy.close()]);
+      throw new PeerFabricError('FABRIC_CLOSED', `the fabric closed while member ${name} was being added`);
+    }
+    for (const other of this.memberStates.keys()) {
+      const [a, b] = other < name ? [other, name] : [name, other];
+      this.pairs.set(pairKey(a, b), { a, b, mode: 'pass', aToB: { delayMs: 0, jitterMs: 0 }, bToA: { delayMs: 0, jitterMs: 0 } });
+    }
+    this.memberStates.set(name, { name, peerProxy, clientProxy, ip: null });
+  }
+
+  async removeMember(name: string): Promise<void> {
+    const member = this.member(name);
+    if (this.closing !== null) return;
+    // Its pairs' faults are cleared on both sides (what a blackhole held is dropped), then forgotten.
+    for (const [key, faults] of [...this.pairs]) {
+      if (faults.a !== name && faults.b !== name) continue;
+      this.restorePair(faults, { drop: true });
+      this.pairs.delete(key);
+    }
+    // What it dialled to the others goes with it.
+    for (const other of this.memberStates.values()) if (other !== member) other.peerProxy.resetConnections(name);
+    if (member.ip !== null) this.memberByIp.delete(member.ip);
+    member.ip = null;
+    this.memberStates.delete(name);
+    await Promise.all([member.peerProxy.close(), member.clientProxy.close()]);
   }
 
   peerUrlOf(name: string): string {
@@ -472,6 +558,12 @@ function pairKey(a: string, b: string): string {
 
 function hostPort(host: string, port: number): string {
   return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// isHostAddress tells whether `address` belongs to one of this host's interfaces (read at each
+// call: a network made during the run adds one).
+function isHostAddress(address: string): boolean {
+  return Object.values(os.networkInterfaces()).some((entries) => (entries ?? []).some((entry) => normalizeIp(entry.address) === address));
 }
 
 // normalizeIp maps an IPv4-mapped IPv6 address (what a dual-stack socket reports) to IPv4, so

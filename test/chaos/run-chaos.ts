@@ -1,5 +1,5 @@
 // `npm run test:chaos [-- --seed S --nemesis kill,pause,partition,latency,disk,membership
-// --minutes M --members N --teeth]`: one chaos run (run.ts). Prints its seed first and its
+// --minutes M --members N --teeth --keep-folder]`: one chaos run (run.ts). Prints its seed first and its
 // verdict last; exits 0 when the run passed, 1 when it found something, 2 when it could not run.
 // Rerun with the printed seed (and the same options) to replay the same fault schedule.
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '5' },
     members: { type: 'string', default: '3' },
     teeth: { type: 'boolean', default: false },
+    'keep-folder': { type: 'boolean', default: false },
   },
 });
 
@@ -37,7 +38,7 @@ try {
 
 console.log(`seed ${seed} (replay: npm run test:chaos -- --seed ${seed} --nemesis ${nemeses.join(',')} --minutes ${minutes} --members ${members}${values.teeth ? ' --teeth' : ''})`);
 try {
-  const report = await runChaos({ seed, nemeses, runMs: Math.round(minutes * 60_000), members, teeth: values.teeth });
+  const report = await runChaos({ seed, nemeses, runMs: Math.round(minutes * 60_000), members, teeth: values.teeth, keepFolder: values['keep-folder'] });
   for (const line of formatReport(report)) console.log(line);
   process.exit(report.passed ? 0 : 1);
 } catch (error) {

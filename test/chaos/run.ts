@@ -34,6 +34,8 @@ export interface ChaosRunOptions {
   readonly teeth?: boolean;
   /** keepFolderOnFailure keeps the members' data and logs of a run that did not pass (default true). */
   readonly keepFolderOnFailure?: boolean;
+  /** keepFolder keeps the run's folder whatever the verdict (to read a passing run's member logs); default false. */
+  readonly keepFolder?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -52,6 +54,8 @@ export interface ChaosReport {
   readonly convergence: string;
   readonly leaderChanges: number;
   readonly leaders: readonly string[];
+  /** members: the cluster's members at the end (replace-member and migrate change them). */
+  readonly members: readonly string[];
   readonly alarms: string;
   readonly folder: string | undefined;
   readonly seconds: number;
@@ -63,6 +67,8 @@ export const KEYS_DEFAULT = 6;
 /** KEY_ROTATE_MS: how long one set of keys is used (workload.ts). */
 export const KEY_ROTATE_MS = 15_000;
 const CALL_DEADLINE_MS = 2_000;
+/** CLIENT_AUTO_SYNC_MS: how often the workload's clients ask MemberList for the members' endpoints. */
+const CLIENT_AUTO_SYNC_MS = 1_000;
 const NEMESIS_CALL_TIMEOUT_MS = 3_000;
 const LEADER_POLL_MS = 500;
 const START_LEADER_TIMEOUT_MS = 30_000;
@@ -135,7 +141,10 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
     const teeth = options.teeth === true;
     const readsMember = running.members[0]?.name ?? 'n1';
     const writerEndpoints = teeth ? running.members.filter((member) => member.name !== readsMember).map((member) => running.fabric.clientEndpointOf(member.name)) : running.clientEndpoints();
-    for (let index = 0; index < clientCount; index += 1) clients.push(running.client({ endpoints: writerEndpoints, timeoutMs: CALL_DEADLINE_MS }));
+    // The workload follows the members (replace-member and migrate change them); the teeth
+    // run's clients keep their endpoints, since the point is where each one goes.
+    const autoSync = teeth ? {} : { autoSyncIntervalMs: CLIENT_AUTO_SYNC_MS };
+    for (let index = 0; index < clientCount; index += 1) clients.push(running.client({ endpoints: writerEndpoints, timeoutMs: CALL_DEADLINE_MS, ...autoSync }));
     const readClients = teeth ? [running.client({ endpoints: [running.fabric.clientEndpointOf(readsMember)], timeoutMs: CALL_DEADLINE_MS })] : undefined;
     if (readClients !== undefined) clients.push(...readClients);
 
@@ -187,11 +196,14 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
         log(`  #${plan.ordinal} could not heal: ${(error as Error).message}`);
       }
     });
+    // A membership change may outlast its scheduled time (a migration under faults); each
+    // bounds its own steps, and its heal waits for them, so this wait is bounded too.
     await Promise.all(faultRuns);
     const restMs = options.runMs - now();
     if (restMs > 0) await sleep(restMs);
 
-    // Heal everything that could still be off, then let the cluster converge.
+    // Heal everything that could still be off, then let the cluster converge. Only the current
+    // members: those a membership change removed are gone (retired), not down.
     running.clearNetworkFaults();
     running.fabric.restoreAll();
     for (const member of running.members) {
@@ -207,7 +219,8 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
     const result = await workload.stop({ finalReader });
     watching = false;
     await watcher;
-    log(`healed; leader ${healedLeader}; ${result.history.length} operations: ${result.counts.ok} ok, ${result.counts.fail} fail, ${result.counts.unknown} unknown`);
+    const finalMembers = running.members.map((member) => member.name);
+    log(`healed; members ${finalMembers.join(' ')}; leader ${healedLeader}; ${result.history.length} operations: ${result.counts.ok} ok, ${result.counts.fail} fail, ${result.counts.unknown} unknown`);
 
     // Every member's state digest, learners included, equal at one checkpoint.
     const integrity = new IntegrityClient();
@@ -216,7 +229,7 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
       const endpoints = running.clientEndpoints();
       const agreed = await waitFor('every member to report an equal digest at one checkpoint', CONVERGE_TIMEOUT_MS, CONVERGE_POLL_MS, async () => {
         const check = await integrity.check(endpoints, { timeoutMs: 10_000 });
-        return check.verdict === 'agreed' && check.reports.length === size ? check : undefined;
+        return check.verdict === 'agreed' && check.reports.length === endpoints.length ? check : undefined;
       }).catch((error: unknown) => error as Error);
       convergence = agreed instanceof Error ? `NOT converged: ${agreed.message}` : `converged: ${agreed.reports.length} members agree at index ${agreed.index} (revision ${agreed.majority?.revision ?? '?'}, ${agreed.majority?.keyCount ?? '?'} keys, digest ${agreed.majority?.digest ?? '?'})`;
     } finally {
@@ -252,8 +265,9 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
       convergence,
       leaderChanges: leaders.length - 1,
       leaders,
+      members: finalMembers,
       alarms,
-      folder: passed || options.keepFolderOnFailure === false ? undefined : folder,
+      folder: options.keepFolder === true || (!passed && options.keepFolderOnFailure !== false) ? folder : undefined,
       seconds: now() / 1000,
     };
   } finally {
@@ -263,7 +277,7 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
     }
     await cleanupStaleChaos({ log }).catch((error: unknown) => log(`cleanup: ${(error as Error).message}`));
     await engine.stop().catch((error: unknown) => log(`stopping dockerd: ${(error as Error).message}`));
-    if (passed || options.keepFolderOnFailure === false) rmSync(folder, { recursive: true, force: true });
+    if (options.keepFolder !== true && (passed || options.keepFolderOnFailure === false)) rmSync(folder, { recursive: true, force: true });
     else log(`the run's folder (member data and logs) is kept: ${folder}`);
   }
 }
@@ -275,6 +289,7 @@ export function formatReport(report: ChaosReport): string[] {
     `seed ${report.seed}: ${report.schedule.length} fault(s) in ${report.seconds.toFixed(0)} s`,
     `operations ${operations}: ok ${counts.ok}, fail ${counts.fail}, unknown ${counts.unknown}${failures.size > 0 ? ` (errors: ${[...failures].map(([code, count]) => `${code} ×${count}`).join(', ')})` : ''}`,
     `leader changes ${report.leaderChanges} (${report.leaders.join(' → ')}); alarms ${report.alarms}`,
+    `members at the end: ${report.members.join(' ')}`,
     `faults: ${report.events.filter((event) => event.phase === 'start').length} started, ${report.events.filter((event) => event.phase === 'heal').length} healed, ${report.events.filter((event) => event.phase === 'note').length} notes`,
     `state: ${report.convergence}`,
     `revisions: ${report.revisions.ok ? 'ok' : `${report.revisions.violations} violation(s)`}`,

@@ -36,7 +36,7 @@ describe('chaos schedule', () => {
 
   it('refuses an unknown nemesis with the names it knows', () => {
     assert.deepEqual(parseNemeses('kill, pause,kill'), ['kill', 'pause']);
-    assert.throws(() => parseNemeses('kill,flood'), /unknown nemesis "flood" \(choose from kill, pause, partition, latency, disk, membership\)/);
+    assert.throws(() => parseNemeses('kill,flood'), /unknown nemesis "flood" \(choose from kill, pause, partition, latency, disk, membership, migrate\)/);
     assert.throws(() => parseNemeses(' , '), /no nemesis given/);
   });
 });

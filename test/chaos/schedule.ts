@@ -10,7 +10,7 @@
 import { SeededRandom } from '../../src/util/index.ts';
 
 /** NEMESES are the fault families a run can enable (`--nemesis`). */
-export const NEMESES = ['kill', 'pause', 'partition', 'latency', 'disk', 'membership'] as const;
+export const NEMESES = ['kill', 'pause', 'partition', 'latency', 'disk', 'membership', 'migrate'] as const;
 export type Nemesis = (typeof NEMESES)[number];
 
 /** Variants of each family; see nemesis.ts for what each does. */
@@ -20,7 +20,8 @@ export const VARIANTS: Readonly<Record<Nemesis, readonly string[]>> = {
   partition: ['isolate-leader', 'isolate-one', 'majority-minority', 'bridge'],
   latency: ['slow-links', 'slow-member', 'lossy-links', 'cut-links'],
   disk: ['flip-wal', 'flip-snapshot', 'flip-leveldb'],
-  membership: ['transfer-leader'],
+  membership: ['transfer-leader', 'replace-member'],
+  migrate: ['migrate-all'],
 };
 
 /** FaultPlan is one scheduled fault. */
