@@ -13,8 +13,8 @@ import { ErrorCode, StrataError } from '../util/errors.ts';
 
 /** RECORD_FORMAT is the record's format number. */
 export const RECORD_FORMAT = 1;
-/** STEP_LOG_MAX bounds the step log a record keeps (the newest are kept). */
-export const STEP_LOG_MAX = 64;
+/** STEP_LOG_MAX bounds the step log a record keeps (the newest are kept): a move and a rollback and a move again fit, and the record stays well inside what a snapshot carries (JOURNAL_RECORD_DEFLATED_BYTES_MAX). */
+export const STEP_LOG_MAX = 24;
 
 /** MOVE_STEPS are a move's steps, in order. */
 export const MOVE_STEPS = [

@@ -12,10 +12,21 @@
 //
 // Invariant: version counts the writes applied, including clears (record undefined).
 
+import { deflateRawSync } from 'node:zlib';
+
 import { ErrorCode, StrataError } from '../util/errors.ts';
 
 /** JOURNAL_RECORD_BYTES_MAX bounds the record (a plan of a few members and its step log). */
 export const JOURNAL_RECORD_BYTES_MAX = 64 * 1024;
+
+/**
+ * JOURNAL_RECORD_DEFLATED_BYTES_MAX bounds the record once deflated: every snapshot carries it
+ * in its footer's member table (src/snapshot stores a long table deflated, and the footer is
+ * one 4096-byte block beside the configuration and the member list). A record that could not
+ * be snapshotted is refused when written, rather than making every later snapshot fail. A
+ * finished 3-to-3 move's record is about 1.9 KB, 0.8 KB deflated.
+ */
+export const JOURNAL_RECORD_DEFLATED_BYTES_MAX = 2048;
 
 /** JournalCommand is the node command that writes the journal: set `record`, or clear it when undefined. */
 export interface JournalCommand {
@@ -55,6 +66,13 @@ export function checkJournalWrite(expectedVersion: number, record: string | unde
   if (!isVersion(expectedVersion)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `journal: expected version must be a non-negative integer, got ${expectedVersion}`);
   if (record !== undefined && Buffer.byteLength(record) > JOURNAL_RECORD_BYTES_MAX) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `journal: the record is ${Buffer.byteLength(record)} bytes, more than ${JOURNAL_RECORD_BYTES_MAX}`);
+  }
+  const deflatedBytes = record === undefined ? 0 : deflateRawSync(Buffer.from(record)).byteLength;
+  if (deflatedBytes > JOURNAL_RECORD_DEFLATED_BYTES_MAX) {
+    throw new StrataError(
+      ErrorCode.INVALID_ARGUMENT,
+      `journal: the record is ${deflatedBytes} bytes deflated, more than the ${JOURNAL_RECORD_DEFLATED_BYTES_MAX} a snapshot's member table can carry`,
+    );
   }
 }
 

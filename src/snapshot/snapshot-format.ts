@@ -35,6 +35,11 @@
 //         before the footer), createdAtMs
 //  16+L 4 u32 masked CRC32c of bytes [0, 16 + L)
 //         zero to the end (checked)
+// Format 3 differs in one field: a member table longer than SNAPSHOT_MEMBERS_INLINE_BYTES_MAX
+// is stored deflated (raw DEFLATE, RFC 1951) as `membersDeflated` instead of `members`. It
+// carries the migration journal, whose record can reach several KiB after a migration;
+// inline, it broke every later snapshot ("members must be at most 2048 bytes", found by the
+// chaos harness). A file whose table fits inline is still written as format 2.
 //
 // Records are in strictly increasing byte-wise key order across the whole file. Integers in
 // the fixed fields are little-endian; msgpack's own integers are big-endian, as msgpack says.
@@ -46,6 +51,7 @@
 // per MiB on the same thread. The footer's map is small and structured: msgpackr packs it.
 
 import { createHash, type Hash } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
 import { Packr, Unpackr } from 'msgpackr';
 
@@ -64,7 +70,9 @@ export const SNAPSHOT_ALIGNMENT_BYTES = 4096;
  * still read (their metadata has no digest).
  */
 export const SNAPSHOT_FORMAT_VERSION = 2;
-const SNAPSHOT_FORMAT_VERSIONS_READ: readonly number[] = [1, 2];
+/** SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS is the version of a footer whose member table is deflated. */
+export const SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS = 3;
+const SNAPSHOT_FORMAT_VERSIONS_READ: readonly number[] = [1, 2, 3];
 const SNAPSHOT_DIGEST_BYTES = 16;
 
 /** SNAPSHOT_HEADER_BYTES is the header block's length. */
@@ -87,8 +95,16 @@ export const SNAPSHOT_BLOCK_BYTES_TARGET = 1 << 20;
 /** SNAPSHOT_BLOCK_BYTES_MAX bounds one data block (16 MiB): a record that would not fit is refused. */
 export const SNAPSHOT_BLOCK_BYTES_MAX = 16 << 20;
 
-/** SNAPSHOT_MEMBERS_BYTES_MAX bounds the member table in the footer, which must fit in one 4096-byte block. */
-export const SNAPSHOT_MEMBERS_BYTES_MAX = 2048;
+/**
+ * SNAPSHOT_MEMBERS_BYTES_MAX bounds the member table (before deflating): the member list, the
+ * removed ids and the migration journal (whose record is at most 64 KiB). The footer must
+ * still fit in one 4096-byte block, deflated table included; a table that does not is refused
+ * when the snapshot is written (INVALID_ARGUMENT), never silently cut.
+ */
+export const SNAPSHOT_MEMBERS_BYTES_MAX = 96 * 1024;
+
+/** SNAPSHOT_MEMBERS_INLINE_BYTES_MAX: a longer member table is stored deflated (format 3). */
+export const SNAPSHOT_MEMBERS_INLINE_BYTES_MAX = 2048;
 
 /** SNAPSHOT_CONF_NODES_MAX bounds each node list of the footer's configuration. */
 export const SNAPSHOT_CONF_NODES_MAX = 64;
@@ -367,7 +383,8 @@ interface FooterMap {
   term: number;
   confState: { voters: number[]; learners: number[]; votersOutgoing: number[]; learnersNext: number[]; autoLeave: boolean };
   revision: number;
-  members: Uint8Array;
+  members?: Uint8Array;
+  membersDeflated?: Uint8Array;
   digestFull: Uint8Array | undefined;
   digestContent: Uint8Array | undefined;
   keyCount: number;
@@ -386,6 +403,7 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
   for (const field of ['keyCount', 'blockCount', 'contentBytes', 'createdAtMs'] as const) checkCount(footer[field], field);
   assert(footer.sha256.byteLength === SNAPSHOT_SHA256_BYTES, 'a footer carries a 32-byte SHA-256');
   const { metadata } = footer;
+  const deflated = metadata.members.byteLength > SNAPSHOT_MEMBERS_INLINE_BYTES_MAX;
   const map: FooterMap = {
     index: metadata.index,
     term: metadata.term,
@@ -397,7 +415,7 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
       autoLeave: metadata.confState.autoLeave,
     },
     revision: metadata.revision,
-    members: metadata.members,
+    ...(deflated ? { membersDeflated: deflateRawSync(metadata.members) } : { members: metadata.members }),
     digestFull: metadata.digest?.full,
     digestContent: metadata.digest?.content,
     keyCount: footer.keyCount,
@@ -408,13 +426,14 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
   };
   const encoded = packr.pack(map);
   if (FOOTER_FIXED_BYTES + encoded.byteLength + CRC_BYTES > SNAPSHOT_FOOTER_BYTES) {
-    throw invalidArgument(`snapshot metadata does not fit in the ${SNAPSHOT_FOOTER_BYTES}-byte footer (${encoded.byteLength} bytes encoded)`, {
-      metadataBytes: encoded.byteLength,
-    });
+    throw invalidArgument(
+      `snapshot metadata does not fit in the ${SNAPSHOT_FOOTER_BYTES}-byte footer (${encoded.byteLength} bytes encoded; member table ${metadata.members.byteLength} bytes${deflated ? `, ${map.membersDeflated?.byteLength ?? 0} deflated` : ''})`,
+      { metadataBytes: encoded.byteLength, membersBytes: metadata.members.byteLength },
+    );
   }
   const block = new Uint8Array(SNAPSHOT_FOOTER_BYTES);
   block.set(FOOTER_MAGIC, 0);
-  writeU32(block, 8, SNAPSHOT_FORMAT_VERSION);
+  writeU32(block, 8, deflated ? SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS : SNAPSHOT_FORMAT_VERSION);
   writeU32(block, 12, encoded.byteLength);
   block.set(encoded, FOOTER_FIXED_BYTES);
   const crcOffset = FOOTER_FIXED_BYTES + encoded.byteLength;
@@ -475,7 +494,17 @@ function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace, version
   };
   const sha256 = bytes('sha256', map['sha256']);
   if (sha256.byteLength !== SNAPSHOT_SHA256_BYTES) throw bad('sha256');
-  const members = bytes('members', map['members']);
+  let members: Uint8Array;
+  if (version >= SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS && map['membersDeflated'] !== undefined) {
+    const deflatedMembers = bytes('membersDeflated', map['membersDeflated']);
+    try {
+      members = new Uint8Array(inflateRawSync(deflatedMembers, { maxOutputLength: SNAPSHOT_MEMBERS_BYTES_MAX }));
+    } catch (cause) {
+      throw snapshotCorruption(place, `has a member table that does not inflate within ${SNAPSHOT_MEMBERS_BYTES_MAX} bytes (${(cause as Error).message})`);
+    }
+  } else {
+    members = bytes('members', map['members']);
+  }
   if (members.byteLength > SNAPSHOT_MEMBERS_BYTES_MAX) throw bad('members');
   let digest: SnapshotDigest | undefined;
   // Format 2 carries the digest whenever the writer had one (src/node always has).
