@@ -1,4 +1,4 @@
-// `npm run test:chaos [-- --seed S --nemesis kill,pause,partition,latency,disk,membership
+// `npm run test:chaos [-- --seed S --nemesis kill,pause,partition,latency,disk,membership,migrate
 // --minutes M --members N --teeth --keep-folder]`: one chaos run (run.ts). Prints its seed first and its
 // verdict last; exits 0 when the run passed, 1 when it found something, 2 when it could not run.
 // Rerun with the printed seed (and the same options) to replay the same fault schedule.

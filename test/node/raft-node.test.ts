@@ -11,6 +11,10 @@ import type { MemberRecord } from '../../src/node/index.ts';
 import type { CountingTransport, TestNodes } from './fixture.ts';
 import { decoder, ELECTION_MS, encoder, leaderOf, peerUrl, put, read, startCluster, track } from './fixture.ts';
 
+/** PROMOTE_ATTEMPTS_MAX bounds the promotion's retries; PROMOTE_RETRY_MS is the virtual time between them. */
+const PROMOTE_ATTEMPTS_MAX = 20;
+const PROMOTE_RETRY_MS = ELECTION_MS / 10;
+
 describe('RaftNode', () => {
   test('a write through a follower is passed to the leader; a linearizable read on another follower sees it', async () => {
     const { nodes, driver } = await startCluster();
@@ -132,7 +136,19 @@ describe('RaftNode', () => {
     assert.equal(learner.memberId, added.member.id);
     await driver.until('the learner catches up', () => learner.status().appliedIndex >= leader.status().commitIndex);
     assert.equal(await driver.settle(read(learner, 'l/49', true)), 'v');
-    await driver.settle(leader.promoteMember(added.member.id));
+    // The learner has applied everything, but the leader judges readiness by its own view of
+    // the learner's match index, which the learner's acknowledgement may not have reached yet:
+    // the promotion is retried while LEARNER_NOT_READY, as etcd tells its clients to (this raced
+    // about one run in four when promoted at once).
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await driver.settle(leader.promoteMember(added.member.id));
+        break;
+      } catch (error) {
+        if (!isStrataError(error, ErrorCode.LEARNER_NOT_READY) || attempt >= PROMOTE_ATTEMPTS_MAX) throw error;
+        await driver.advance(PROMOTE_RETRY_MS);
+      }
+    }
     await driver.until('the learner is a voter everywhere', () => !learner.status().isLearner);
     await assert.rejects(driver.settle(leader.promoteMember(added.member.id)), (error) => isStrataError(error, ErrorCode.MEMBER_NOT_LEARNER));
 
