@@ -72,6 +72,15 @@ export const LEADER_ATTEMPTS_MAX = 3;
 export const CONNECTIONS_MAX = 2 * ENDPOINTS_MAX;
 /** SYNC_ON_FAILURE_INTERVAL_MS_MIN is the least time between two syncs started by failed calls. */
 export const SYNC_ON_FAILURE_INTERVAL_MS_MIN = 500;
+/**
+ * DEFAULT_CONNECT_TIMEOUT_MS is how long a call waits for a connection to one endpoint before
+ * it tries the next one, when it has another to try. A member on a network answers a connect
+ * in milliseconds; one that was killed (its address gone) or is frozen does not answer at all,
+ * and grpc-js would hold the call until its deadline waiting for the connection.
+ */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
+// Bounds the connectivity changes a call follows while it waits for a connection.
+const CONNECT_STATE_CHANGES_MAX = 16;
 
 /** ClientLogger receives the client's diagnostics (retries, endpoint switches). */
 export interface ClientLogger {
@@ -91,6 +100,12 @@ export interface EtcdClientOptions {
    * the client URLs of the started voters (see sync). 0 or absent: off, as in etcd.
    */
   readonly autoSyncIntervalMs?: number;
+  /**
+   * How long a call waits for a connection to an endpoint before it moves on to the next one
+   * (default DEFAULT_CONNECT_TIMEOUT_MS). The request was not sent, so writes move on too.
+   * With one endpoint, or a call bound to one, the call waits until its deadline.
+   */
+  readonly connectTimeoutMs?: number;
   readonly logger?: ClientLogger;
 }
 
@@ -216,6 +231,7 @@ type ServiceName = keyof EtcdServices;
 export class EtcdClient {
   readonly #picker: EndpointPicker;
   readonly #timeoutMs: number;
+  readonly #connectTimeoutMs: number;
   // 0: auto-sync is off.
   readonly #autoSyncIntervalMs: number;
   readonly #logger: ClientLogger | undefined;
@@ -243,8 +259,13 @@ export class EtcdClient {
     if (!Number.isSafeInteger(autoSyncIntervalMs) || autoSyncIntervalMs < 0) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `autoSyncIntervalMs must be a non-negative integer, not ${String(autoSyncIntervalMs)}`);
     }
+    const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    if (!Number.isSafeInteger(connectTimeoutMs) || connectTimeoutMs <= 0) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `connectTimeoutMs must be a positive integer, not ${String(connectTimeoutMs)}`);
+    }
     this.#picker = new EndpointPicker(options.endpoints);
     this.#timeoutMs = timeoutMs;
+    this.#connectTimeoutMs = connectTimeoutMs;
     this.#autoSyncIntervalMs = autoSyncIntervalMs;
     this.#logger = options.logger;
     this.#services = loadEtcdServices();
@@ -715,6 +736,8 @@ export class EtcdClient {
           leased.set(endpoint, connection);
         }
         try {
+          // With another endpoint to go to, do not wait on a connection that does not come.
+          if (fixedEndpoint === undefined && this.#picker.endpoints.length > 1) await this.#awaitConnection(connection, context);
           return await this.#unary(connection, method, request, context);
         } catch (error) {
           if (!isServiceError(error)) throw error;
@@ -749,6 +772,38 @@ export class EtcdClient {
       for (const connection of leased.values()) this.#release(connection);
     }
     throw lastError ?? new Error('unreachable: the retry loop ended without an error');
+  }
+
+  /**
+   * #awaitConnection returns once the channel is ready, or has failed (the call then fails at
+   * once with grpc's own error). A channel still connecting after connectTimeoutMs (or at the
+   * deadline) fails with UNAVAILABLE "No connection established": the request never left.
+   */
+  async #awaitConnection(connection: Connection, context: CallContext): Promise<void> {
+    const channel = connection.channel.getChannel();
+    const startedAt = performance.now();
+    const waitUntil = Math.min(context.deadline, startedAt + this.#connectTimeoutMs);
+    for (let change = 0; change < CONNECT_STATE_CHANGES_MAX; change++) {
+      const state = channel.getConnectivityState(true);
+      if (state !== grpc.connectivityState.IDLE && state !== grpc.connectivityState.CONNECTING) return;
+      const remainingMs = waitUntil - performance.now();
+      if (remainingMs <= 0 || isAborted(context)) break;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          context.signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        context.signal?.addEventListener('abort', done, { once: true });
+        channel.watchConnectivityState(state, Date.now() + remainingMs, done);
+      });
+    }
+    if (isAborted(context)) return; // #unary answers CANCELLED at once
+    const waitedMs = Math.round(performance.now() - startedAt);
+    throw Object.assign(new Error(`No connection established to ${connection.endpoint} within ${waitedMs} ms`), {
+      code: grpc.status.UNAVAILABLE,
+      details: `No connection established within ${waitedMs} ms`,
+      metadata: new grpc.Metadata(),
+    });
   }
 
   #unary(connection: Connection, method: protoLoader.MethodDefinition<object, object>, request: object, context: CallContext): Promise<unknown> {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { IntegrityClient, type EtcdClient } from '../../src/client/index.ts';
+import { makeWaitFor } from '../integration/cluster-process.ts';
 import { checkLinearizability, formatVerdict, type Verdict } from '../linearizability/index.ts';
 import { ChaosCluster } from './chaos-cluster.ts';
 import { checkRevisions, type RevisionReport } from './checks.ts';
@@ -85,19 +86,18 @@ const TEETH_HEAL_MS = 1_500;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** waitFor polls `probe` (an error counts as "not yet" and is quoted if time runs out). */
 async function waitFor<T>(description: string, timeoutMs: number, pollMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last = '';
-  while (performance.now() < deadline) {
+  let lastError = '';
+  const probeQuietly = async (): Promise<T | undefined> => {
     try {
-      const found = await probe();
-      if (found !== undefined) return found;
+      return await probe();
     } catch (error) {
-      last = (error as Error).message;
+      lastError = (error as Error).message;
+      return undefined;
     }
-    await sleep(pollMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${last === '' ? '' : ` (last: ${last})`}`);
+  };
+  return makeWaitFor(pollMs)(description, timeoutMs, probeQuietly, () => (lastError === '' ? 'no answer' : `last error: ${lastError}`));
 }
 
 /** teethSchedule isolates the reads' member for most of the run (see the file comment). */

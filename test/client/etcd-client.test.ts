@@ -2,6 +2,7 @@
 // discovery, MoveLeader, learners, sync (clientv3's rule) and failover after a member is
 // killed on a 3-member cluster.
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
 import { isStrataError, type ErrorCode } from '../../src/util/errors.ts';
@@ -167,6 +168,37 @@ describe('EtcdClient against a single etcd member', { skip: etcdSkipReason() }, 
       assert.equal(failed?.ok === false ? failed.error.code : undefined, 'UNAVAILABLE');
     } finally {
       failover.close();
+    }
+  });
+
+  test('an endpoint that accepts connections and never answers (a frozen member) is passed after connectTimeoutMs, for reads and writes', async () => {
+    // Regression (CI, containers.test.ts): the first endpoint's member had been killed and its
+    // address was gone; grpc-js held the put "Waiting for LB pick" until its 5 s deadline.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentPort = (silent.address() as AddressInfo).port;
+    const failover = new EtcdClient({ endpoints: [`127.0.0.1:${silentPort}`, cluster.endpoints[0] ?? ''], timeoutMs: 5000, connectTimeoutMs: 300 });
+    try {
+      await failover.put('frozen-first', 'ok');
+      assert.equal(text((await failover.get('frozen-first')).kvs[0]?.value ?? new Uint8Array()), 'ok');
+      assert.ok(sockets.size > 0, 'the client did connect to the silent endpoint');
+      // With only the silent endpoint, the call waits for it until its deadline: TIMEOUT, and
+      // the error says why.
+      const alone = new EtcdClient({ endpoints: [`127.0.0.1:${silentPort}`], timeoutMs: 400 });
+      try {
+        await rejectsWith(alone.put('frozen-only', 'never'), 'TIMEOUT');
+      } finally {
+        alone.close();
+      }
+      assert.throws(() => new EtcdClient({ endpoints: [cluster.endpoints[0] ?? ''], connectTimeoutMs: 0 }), /connectTimeoutMs must be a positive integer/);
+    } finally {
+      failover.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
 
