@@ -242,6 +242,16 @@ function describeRequest(request: KvRequest): EntrySummary {
         },
       };
     }
+    // The copier's mirror commands (src/migrate/copy): the shape only, not the state's bytes.
+    case 'mirrorBegin':
+    case 'mirrorEnd':
+      return { kind: request.type, text: '', json: {} };
+    case 'mirrorApply':
+      return {
+        kind: request.type,
+        text: `revision=${request.revision} puts=${request.puts.length} deletes=${request.deletes.length}`,
+        json: { revision: request.revision, puts: request.puts.length, deletes: request.deletes.length },
+      };
   }
 }
 

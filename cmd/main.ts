@@ -26,6 +26,8 @@ ${DIFF_USAGE}
 ${INTEGRITY_USAGE_LINES}
   migrate plan|run|status|rollback --endpoints E [--to NAME=PEER_URL,...]
                                        move the cluster onto new members (started with serve --join)
+  migrate copy create|status|verify|cancel --from etcd://H:P --to H:P
+                                       copy another cluster into a read-only mirror, with its revisions
   version                              print the stratakv version
   help                                 print this help
 
@@ -141,7 +143,10 @@ export async function main(args: readonly string[]): Promise<number> {
         }
         const interrupt = new AbortController();
         const onSignal = (): void => interrupt.abort();
+        // SIGTERM too: `migrate copy create` follows its source until stopped, and a
+        // supervisor stops it with SIGTERM; the copier then ends its batch and exits cleanly.
         process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
         try {
           return await runMigrateCommand(rest, {
             out: (line) => process.stdout.write(`${line}\n`),
@@ -151,6 +156,7 @@ export async function main(args: readonly string[]): Promise<number> {
           });
         } finally {
           process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
         }
       }
       case 'check':

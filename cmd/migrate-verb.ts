@@ -11,6 +11,7 @@ import { SYSTEM_CLOCK } from '../src/util/clock.ts';
 import { isStrataError } from '../src/util/errors.ts';
 import type { FlagKind } from './client-verbs.ts';
 import { DEFAULT_ENDPOINTS, parseCommandArgs, parseDuration, parseEndpoints, writeOut } from './client-verbs.ts';
+import { COPY_USAGE, runCopyCommand } from './copy-verb.ts';
 import { UsageError } from './serve-flags.ts';
 
 /** MIGRATE_USAGE is the help of `stratakv migrate`. */
@@ -23,7 +24,8 @@ export const MIGRATE_USAGE = `  migrate plan --endpoints E --to NAME=PEER_URL,..
                                        the migration in progress (or the last one) and its steps
   migrate rollback --endpoints E [-w simple|json]
                                        undo the migration in progress: remove the learners it added, or
-                                       move the voters back to the old members`;
+                                       move the voters back to the old members
+${COPY_USAGE}`;
 
 const COMMON: Readonly<Record<string, FlagKind>> = { endpoints: 'value', 'write-out': 'value', w: 'value' };
 const FLAGS: Readonly<Record<string, Readonly<Record<string, FlagKind>>>> = {
@@ -63,8 +65,9 @@ export function parseTargets(text: string): TargetSpec[] {
 /** runMigrateCommand runs `stratakv migrate <sub> ...`; answers the exit code. */
 export async function runMigrateCommand(args: readonly string[], io: MigrateIo): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === 'copy') return await runCopyCommand(rest, io);
   if (sub !== 'plan' && sub !== 'run' && sub !== 'status' && sub !== 'rollback') {
-    throw new UsageError(sub ?? 'migrate', `unknown migrate command ${JSON.stringify(sub ?? '')}: one of plan, run, status, rollback`);
+    throw new UsageError(sub ?? 'migrate', `unknown migrate command ${JSON.stringify(sub ?? '')}: one of plan, run, status, rollback, copy`);
   }
   const { flags } = parseCommandArgs(`migrate ${sub}`, rest, FLAGS[sub] ?? COMMON, []);
   const merged = new Map(flags);

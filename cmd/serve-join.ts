@@ -19,6 +19,7 @@
 // that has started before (its data is not in this data dir: etcd's "member has already been
 // bootstrapped"), a cluster whose ids do not derive from its token, and --join-timeout.
 
+import { pauseOrAbort } from '../src/util/clock.ts';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterInfo } from '../src/client/index.ts';
@@ -137,7 +138,7 @@ async function waitUntilAdded(options: ServeOptions, context: JoinContext): Prom
           loggedMs = Date.now();
           logger.warn('--join: the cluster does not answer; asking again', { endpoints: [...options.join], reason: `${error.message} (${error.code})` });
         }
-        await pause(pollMs, signal);
+        await pauseOrAbort(pollMs, signal);
         continue;
       }
       const joined = planJoin(info, { name: options.name, peerUrls });
@@ -159,7 +160,7 @@ async function waitUntilAdded(options: ServeOptions, context: JoinContext): Prom
           add: addHint(options),
         });
       }
-      await pause(pollMs, signal);
+      await pauseOrAbort(pollMs, signal);
     }
   } finally {
     client?.close();
@@ -229,22 +230,6 @@ function addHint(options: ServeOptions): string {
   return `etcdctl --endpoints=${options.join.join(',')} member add ${options.name} --learner --peer-urls=${options.initialAdvertisePeerUrls.join(',')}`;
 }
 
-// pause waits `ms`, or less when `signal` aborts.
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** joinStatePath is where a data dir keeps what its member learned when it joined. */
 export function joinStatePath(dataDir: string): string {

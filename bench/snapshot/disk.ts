@@ -203,6 +203,7 @@ export async function measureDisk(options: DiskOptions): Promise<DiskFigures> {
               records: reader.records(),
               keyCount: info.keyCount,
               digest: snapshotDigestRoot(reader.metadata, reader.info.keyCount),
+              mirror: reader.metadata.mirror,
             });
           } finally {
             await reader.close();

@@ -54,6 +54,7 @@ import {
   type ResponseHeader,
   type WithHeader,
 } from './wire.ts';
+import { checkWatchOptions, EtcdWatchStream, type WatchOptions, type WatchStream } from './watch-stream.ts';
 
 /** DEFAULT_TIMEOUT_MS is a call's deadline when neither the client nor the call sets one (etcdctl's 5s). */
 export const DEFAULT_TIMEOUT_MS = 5000;
@@ -70,6 +71,8 @@ export const LEADER_ATTEMPTS_MAX = 3;
  * endpoints no longer listed that calls in flight still use.
  */
 export const CONNECTIONS_MAX = 2 * ENDPOINTS_MAX;
+/** WATCH_STREAMS_MAX bounds the watches one client has open at once. */
+export const WATCH_STREAMS_MAX = 256;
 /** SYNC_ON_FAILURE_INTERVAL_MS_MIN is the least time between two syncs started by failed calls. */
 export const SYNC_ON_FAILURE_INTERVAL_MS_MIN = 500;
 /**
@@ -144,6 +147,8 @@ export interface GetOptions extends RangeOptions {
   readonly serializable?: boolean;
   /** Read at this revision; 0 means the current one. */
   readonly revision?: number;
+  /** Only keys whose mod revision is at least this (etcd's min_mod_revision filter; the server reads the whole range to apply it). */
+  readonly minModRevision?: number;
 }
 
 /** DeleteOptions are delete's options. */
@@ -238,6 +243,8 @@ export class EtcdClient {
   readonly #services: EtcdServices;
   // Invariant: #connections.size <= CONNECTIONS_MAX (see the file comment for the states).
   readonly #connections = new Map<string, Connection>();
+  // The watches open now; each holds a lease on its channel. Invariant: size <= WATCH_STREAMS_MAX.
+  readonly #watches = new Set<EtcdWatchStream>();
   #autoSyncTimer: ReturnType<typeof setTimeout> | undefined;
   // The automatic sync running now, if any: timer and failures share it (one at a time).
   #autoSyncRunning: Promise<void> | undefined;
@@ -302,7 +309,7 @@ export class EtcdClient {
   /** get reads `key`, or a range of keys (rangeEnd, prefix or fromKey). Linearizable unless `serializable`. */
   async get(key: Bytes, options: GetOptions = {}): Promise<WithHeader<RangeResponse>> {
     const context = this.#context(options);
-    for (const name of ['limit', 'revision'] as const) {
+    for (const name of ['limit', 'revision', 'minModRevision'] as const) {
       const value = options[name];
       if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${name} must be a non-negative integer, not ${String(value)}`);
@@ -319,7 +326,8 @@ export class EtcdClient {
       ...(options.countOnly === true ? { countOnly: true } : {}),
       ...(options.serializable === true ? { serializable: true } : {}),
     });
-    return decodeRange(await this.#call('kv', 'Range', 'read', request, context));
+    const filtered = options.minModRevision === undefined || options.minModRevision === 0 ? request : { ...request, minModRevision: options.minModRevision };
+    return decodeRange(await this.#call('kv', 'Range', 'read', filtered, context));
   }
 
   /** delete removes `key`, or a range of keys. Retried only when the delete provably did not run. */
@@ -436,6 +444,58 @@ export class EtcdClient {
     receiver.end();
   }
 
+  // ---- Watch ----
+
+  /**
+   * watch follows the changes to `options.key`, or to a range of keys (rangeEnd, prefix or fromKey),
+   * from `options.startRevision`, on the preferred endpoint: one Watch stream, asking the
+   * member to end it when it has no leader. The answer is a WatchStream (watch-stream.ts): an
+   * async iterator of batches of whole revisions and of progress notifications. It is never
+   * moved to another endpoint: when it fails (UNAVAILABLE, TIMEOUT) the preferred endpoint
+   * moves on, and the caller opens a new watch from the error's details.lastRevision + 1.
+   * close(), the signal or leaving a for-await loop ends it cleanly; closing the client ends
+   * it with STOPPED.
+   */
+  watch(options: WatchOptions): WatchStream {
+    if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
+    const { idleTimeoutMs, progressNotifyIntervalMs } = checkWatchOptions(options);
+    const { key: start, rangeEnd } = rangeOf(options.key, options);
+    if (this.#watches.size >= WATCH_STREAMS_MAX) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `more than ${WATCH_STREAMS_MAX} watches open at once`);
+    const method = this.#services.watch['Watch'];
+    if (method === undefined) throw new Error('rpc.proto has no method watch.Watch');
+    const endpoint = this.#picker.current();
+    const connection = this.#lease(endpoint);
+    let released = false;
+    const stream: EtcdWatchStream = new EtcdWatchStream({
+      endpoint,
+      create: {
+        key: start,
+        ...(rangeEnd === undefined ? {} : { rangeEnd }),
+        startRevision: options.startRevision,
+        prevKv: options.prevKv === true,
+        progressNotify: true,
+        fragment: true,
+      },
+      timeoutMs: options.timeoutMs ?? this.#timeoutMs,
+      idleTimeoutMs,
+      progressNotifyIntervalMs,
+      signal: options.signal,
+      logger: this.#logger,
+      open: (metadata) => connection.channel.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, metadata, {}),
+      onEnd: (endpointFailed) => {
+        assert(!released, 'a watch releases its lease once');
+        released = true;
+        this.#watches.delete(stream);
+        if (endpointFailed) this.#picker.reportFailure(endpoint);
+        this.#release(connection);
+      },
+    });
+    this.#watches.add(stream);
+    assert(this.#watches.size <= WATCH_STREAMS_MAX, 'open watches are bounded');
+    stream.start();
+    return stream;
+  }
+
   // ---- Alarms ----
 
   /** alarmList answers every alarm raised in the cluster (etcdctl alarm list). */
@@ -490,11 +550,12 @@ export class EtcdClient {
     return decodeMembers(await this.#call('cluster', 'MemberPromote', 'write', { ID: memberIdText(id) }, context));
   }
 
-  /** close stops auto-sync and closes every connection; later calls fail with STOPPED. Calling it twice is harmless. */
+  /** close stops auto-sync, ends open watches with STOPPED and closes every connection; later calls fail with STOPPED. Calling it twice is harmless. */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#autoSyncTimer);
     this.#autoSyncTimer = undefined;
+    for (const stream of [...this.#watches]) stream.stop(new StrataError(ErrorCode.STOPPED, 'the client is closed'));
     for (const connection of this.#connections.values()) connection.channel.close();
     this.#connections.clear();
   }

@@ -81,11 +81,12 @@ export type WithHeader<T> = T & { readonly header: ResponseHeader };
 
 const PROTO_ROOT = fileURLToPath(new URL('../../proto/etcd/', import.meta.url));
 
-/** EtcdServices are the method tables of the three etcd services the client calls. */
+/** EtcdServices are the method tables of the etcd services the client calls. */
 export interface EtcdServices {
   readonly kv: protoLoader.ServiceDefinition;
   readonly cluster: protoLoader.ServiceDefinition;
   readonly maintenance: protoLoader.ServiceDefinition;
+  readonly watch: protoLoader.ServiceDefinition;
 }
 
 let loaded: EtcdServices | undefined;
@@ -106,7 +107,7 @@ export function loadEtcdServices(): EtcdServices {
     if (found === undefined || 'format' in found) throw new Error(`rpc.proto has no service etcdserverpb.${name}`);
     return found as protoLoader.ServiceDefinition;
   };
-  loaded = { kv: service('KV'), cluster: service('Cluster'), maintenance: service('Maintenance') };
+  loaded = { kv: service('KV'), cluster: service('Cluster'), maintenance: service('Maintenance'), watch: service('Watch') };
   return loaded;
 }
 
@@ -389,5 +390,101 @@ export function decodeTxn(value: unknown): WithHeader<TxnResponse> {
     revision: header.revision,
     succeeded: response['succeeded'] === true,
     responses: Array.isArray(responses) ? responses.map(decodeOperationResponse) : [],
+  };
+}
+
+// ---- Watch ----
+
+/** WatchCreate is what a watch asks etcd for (WatchCreateRequest; the client sends no filters). */
+export interface WatchCreate {
+  readonly key: Uint8Array;
+  /** Absent: the one key. */
+  readonly rangeEnd?: Uint8Array;
+  /** The first revision whose events are wanted (> 0). */
+  readonly startRevision: number;
+  readonly prevKv: boolean;
+  /** Ask the server for its periodic progress notifications (etcd's interval, 10 min by default). */
+  readonly progressNotify: boolean;
+  /** Let the server split a large response into fragments (the client joins them). */
+  readonly fragment: boolean;
+}
+
+/** encodeWatchCreate is the WatchRequest that creates a watch; the server picks its id. */
+export function encodeWatchCreate(create: WatchCreate): object {
+  return {
+    createRequest: {
+      key: toBuffer(create.key),
+      ...rangeEndField(create.rangeEnd),
+      startRevision: create.startRevision,
+      progressNotify: create.progressNotify,
+      filters: [],
+      prevKv: create.prevKv,
+      watchId: 0,
+      fragment: create.fragment,
+    },
+  };
+}
+
+/** encodeWatchProgressRequest is the WatchRequest that asks for a progress notification. */
+export function encodeWatchProgressRequest(): object {
+  return { progressRequest: {} };
+}
+
+/** WatchEvent is one change a watch reports: a put or a delete of one key, at kv.modRevision. */
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  /**
+   * The pair after a put. For a delete, the key with modRevision the delete's revision (the
+   * other fields are zero and the value is empty, as etcd sends them).
+   */
+  readonly kv: KeyValue;
+  /** The pair before the change, when the watch asked for prevKv and the key existed. */
+  readonly prevKv?: KeyValue;
+}
+
+/** WatchResponseMessage is one etcd WatchResponse. */
+export interface WatchResponseMessage {
+  readonly header: ResponseHeader;
+  /** The watch the message is about; -1 for a progress notification sent to every watch of the stream. */
+  readonly watchId: number;
+  readonly created: boolean;
+  readonly canceled: boolean;
+  /** Set when the watch was cancelled because its start revision was compacted: the compaction's revision. */
+  readonly compactRevision: number;
+  readonly cancelReason: string;
+  /** More of the same response follows (the server split it; the last piece has fragment false). */
+  readonly fragment: boolean;
+  readonly events: readonly WatchEvent[];
+}
+
+function decodeEvent(value: unknown): WatchEvent {
+  const event = object(value);
+  const type = event['type'];
+  if (type !== 'PUT' && type !== 'DELETE') {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the server answered an event of type ${String(type)}, which the client does not know`);
+  }
+  const kv = event['kv'];
+  if (kv === null || kv === undefined) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'the server answered an event without kv');
+  const prevKv = event['prevKv'];
+  return {
+    type: type === 'PUT' ? 'put' : 'delete',
+    kv: decodeKeyValue(kv),
+    ...(prevKv === null || prevKv === undefined ? {} : { prevKv: decodeKeyValue(prevKv) }),
+  };
+}
+
+/** decodeWatchResponse reads one WatchResponse, its 64-bit numbers checked to be safe integers. */
+export function decodeWatchResponse(value: unknown): WatchResponseMessage {
+  const response = object(value);
+  const events = response['events'];
+  return {
+    header: decodeHeader(response['header']),
+    watchId: safeNumber('watchId', response['watchId'] ?? 0),
+    created: response['created'] === true,
+    canceled: response['canceled'] === true,
+    compactRevision: safeNumber('compactRevision', response['compactRevision'] ?? 0),
+    cancelReason: String(response['cancelReason'] ?? ''),
+    fragment: response['fragment'] === true,
+    events: Array.isArray(events) ? events.map(decodeEvent) : [],
   };
 }

@@ -39,8 +39,9 @@ export function quotaBytesFor(flag: number | undefined): number {
 
 /**
  * quotaCost is etcd's Cost: a Put costs its key, its value and QUOTA_KV_OVERHEAD_BYTES; a Txn
- * costs its costlier branch's Puts; anything else costs 0 and is never refused for space
- * (reads and deletes keep working past the quota, which is how an operator frees space).
+ * costs its costlier branch's Puts, and a mirrorApply its puts; anything else costs 0 and is
+ * never refused for space (reads and deletes keep working past the quota, which is how an
+ * operator frees space).
  */
 export function quotaCost(request: KvRequest): number {
   switch (request.type) {
@@ -50,7 +51,15 @@ export function quotaCost(request: KvRequest): number {
       return Math.max(costOperations(request.success), costOperations(request.failure));
     case 'range':
     case 'deleteRange':
+    case 'mirrorBegin':
+    case 'mirrorEnd':
       return 0;
+    case 'mirrorApply': {
+      // A mirror batch writes like Puts: the quota stops a copy that would fill the disk.
+      let cost = 0;
+      for (const put of request.puts) cost += QUOTA_KV_OVERHEAD_BYTES + put.key.byteLength + put.value.byteLength;
+      return cost;
+    }
   }
 }
 

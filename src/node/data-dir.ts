@@ -183,6 +183,7 @@ export async function restoreFromSnapshot(snapshots: SnapshotStore, restorer: St
       records: reader.records(),
       keyCount: reader.info.keyCount,
       digest: snapshotDigestRoot(reader.metadata, reader.info.keyCount),
+      mirror: reader.metadata.mirror,
     });
   } finally {
     await reader.close();
@@ -192,8 +193,9 @@ export async function restoreFromSnapshot(snapshots: SnapshotStore, restorer: St
 /**
  * restoreWhileReceiving restores from a receive's records() stream, beside the transfer:
  * the state machine is built as the blocks come in, and is whole only once the stream ended,
- * that is once the receive checked the whole file (counts and SHA-256). The key count and the
- * revision come from that checked footer, read by restore() after the records ended.
+ * that is once the receive checked the whole file (counts and SHA-256). The key count, the
+ * revision and the mirror state come from that checked footer, read by restore() after the
+ * records ended.
  */
 export function restoreWhileReceiving(restorer: StateMachineRestorer, stream: ReceivedRecordStream, index: Index, term: Term): Promise<RestoredStateMachine> {
   const footer = (): NonNullable<ReceivedRecordStream['footer']> => {
@@ -219,6 +221,9 @@ export function restoreWhileReceiving(restorer: StateMachineRestorer, stream: Re
     get digest() {
       const checked = footer();
       return snapshotDigestRoot(checked.metadata, checked.keyCount);
+    },
+    get mirror() {
+      return footer().metadata.mirror;
     },
   });
 }

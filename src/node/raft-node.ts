@@ -1038,11 +1038,16 @@ export class RaftNode {
    * `serializable`, which answers from this member's applied state. A Txn whose branches
    * only read still goes through the log, as in etcd. Raised alarms refuse calls with
    * CORRUPT_ALARM or NO_SPACE, and so does --quota-backend-bytes (src/node/README.md, Alarms).
+   * Mirror commands (the copier's) go through the log too; while this member's applied state
+   * is a mirror, a client write is refused with MIRROR_READ_ONLY before anything is proposed.
    */
   async kv(request: KvRequest, options: NodeCallOptions = {}): Promise<KvResponse> {
     if (request.type === 'range') return this.range(request, options);
     this.checkServing();
     this.checkAlarms(request);
+    // The fast path of the mirror's rule (the state machine refuses at apply, deterministically):
+    // nothing is proposed for a client write this member already knows will be refused.
+    if (clientWrites(request) && this.stateMachine.mirrorState() !== undefined) throw mirrorReadOnly();
     this.lastForegroundMs = this.clock.now();
     const data = encodeValidKvCommand({ id: this.nextCommandId(), request }, this.limits);
     const cost = quotaCost(request);
@@ -1077,6 +1082,20 @@ export class RaftNode {
       if (isStrataError(error, ErrorCode.CORRUPTION)) this.raiseOwnCorrupt(machine, 'A READ FOUND THIS MEMBER\'S STATE DAMAGED: it raises a CORRUPT alarm for itself', error.message);
       throw error;
     }
+  }
+
+  /**
+   * mirrorStatus answers the mirror state (undefined: not a mirror) and the revision it goes
+   * with, linearizably: the read index a linearizable Range waits for, then this member's
+   * applied state, both read in one step.
+   */
+  async mirrorStatus(options: NodeCallOptions = {}): Promise<{ readonly state: Uint8Array | undefined; readonly revision: number }> {
+    this.checkServing();
+    await this.readBarrier(options);
+    // As a Range: a member with its own CORRUPT alarm serves no reads.
+    if (this.alarmSet.has(this.memberId, 'CORRUPT')) throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: it serves no reads until it is repaired and the alarm is cleared`);
+    const machine = this.stateMachine;
+    return { state: machine.mirrorState(), revision: machine.revision() };
   }
 
   // checkAlarms refuses what the raised alarms refuse (src/node/README.md, Alarms), before
@@ -1954,17 +1973,34 @@ function checkOptions(options: RaftNodeOptions): void {
   if (options.quotaBackendBytes !== undefined && !Number.isSafeInteger(options.quotaBackendBytes)) fail(`--quota-backend-bytes must be an integer, got ${options.quotaBackendBytes}`);
 }
 
-// writes tells whether a request changes keys (a Put or DeleteRange, or a Txn with one in either branch).
+// writes tells whether a request changes keys (a Put or DeleteRange, or a Txn with one in either
+// branch, or a mirror command).
 function writes(request: KvRequest): boolean {
   switch (request.type) {
     case 'range':
       return false;
     case 'put':
     case 'deleteRange':
+    case 'mirrorBegin':
+    case 'mirrorApply':
+    case 'mirrorEnd':
       return true;
     case 'txn':
       return [...request.success, ...request.failure].some((operation) => operation.type !== 'range');
   }
+}
+
+// clientWrites tells whether a request is a client's write: one a mirror refuses.
+function clientWrites(request: KvRequest): boolean {
+  return request.type !== 'mirrorBegin' && request.type !== 'mirrorApply' && request.type !== 'mirrorEnd' && writes(request);
+}
+
+// mirrorReadOnly refuses a client write on a mirror, saying where writes go instead.
+function mirrorReadOnly(): StrataError {
+  return new StrataError(
+    ErrorCode.MIRROR_READ_ONLY,
+    'this cluster is a read-only mirror of another cluster (stratakv migrate copy): send writes to the source cluster until `stratakv migrate copy switch` makes this one take them',
+  );
 }
 
 // corruptAlarm is etcd's ErrCorrupt for a call a CORRUPT alarm refuses.

@@ -193,6 +193,8 @@ async function fillStoreAndStateMachine(snapshot: VerifiedSnapshot, memberDir: s
           }),
           keyCount: reader.info.keyCount,
           digest: snapshotDigestRoot(reader.metadata, reader.info.keyCount),
+          // A snapshot of a mirror restores a mirror (it refuses client writes until switched over).
+          mirror: reader.metadata.mirror,
         },
         { limits: options.limits ?? DEFAULT_KV_LIMITS },
       );

@@ -294,7 +294,12 @@ export class Snapshotter {
     try {
       const members = encodeMembershipState(captured.membership);
       info = await this.host.snapshots.create(
-        { metadata: { index, term, confState: captured.confState, revision: view.revision, members, digest: { full: view.digest.full, content: view.digest.content } }, records: () => view.records() },
+        {
+          // The mirror state goes with the records it was captured with: a member that installs
+          // the snapshot is a mirror exactly when this one was at `index`.
+          metadata: { index, term, confState: captured.confState, revision: view.revision, members, digest: { full: view.digest.full, content: view.digest.content }, mirror: view.mirror },
+          records: () => view.records(),
+        },
         { signal },
       );
     } catch (error) {

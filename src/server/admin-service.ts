@@ -12,7 +12,9 @@
 // member stopping (STOPPED) end the call from any state.
 // At most LOG_STREAMS_MAX calls run at once; more are refused UNAVAILABLE.
 // Given a DigestPinSource, the service also answers the Merkle diff's Diff* methods
-// (diff-service.ts); without one they answer UNIMPLEMENTED.
+// (diff-service.ts); without one they answer UNIMPLEMENTED. The unary methods of the other
+// parts are assembled here too, each from its own file when its option is given: integrity,
+// ClusterInfo, migration, and mirror mode (mirror-service.ts, over the server's backend).
 
 import { loadPackageDefinition, Metadata, status as GrpcStatusCode } from '@grpc/grpc-js';
 import type { GrpcObject, ServerDuplexStream, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
@@ -32,6 +34,8 @@ import type { IntegrityNode } from './integrity-service.ts';
 import { createIntegrityService } from './integrity-service.ts';
 import type { MigrationNode } from './migration-service.ts';
 import { createMigrationService } from './migration-service.ts';
+import type { MirrorBackend } from './mirror-service.ts';
+import { createMirrorService } from './mirror-service.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
 import { errorStatus } from './unary-call.ts';
 
@@ -71,6 +75,8 @@ export interface AdminServiceOptions {
   readonly clusterInfo?: ClusterInfoNode | undefined;
   /** The member's migration calls: the journal, replication, membership steps (the RaftNode itself in production). */
   readonly migration?: MigrationNode | undefined;
+  /** The backend that runs mirror mode's MirrorRead and MirrorWrite (mirror-service.ts; startEtcdServer's backend). */
+  readonly mirror?: MirrorBackend | undefined;
 }
 
 /** AdminService is the service's implementation, and a way to end its calls when the server closes. */
@@ -106,6 +112,7 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
       ...(options.integrity === undefined ? {} : createIntegrityService({ node: options.integrity, logger: options.logger })),
       ...(options.clusterInfo === undefined ? {} : createClusterInfoService({ node: options.clusterInfo, logger: options.logger })),
       ...(options.migration === undefined ? {} : createMigrationService({ node: options.migration, logger: options.logger })),
+      ...(options.mirror === undefined ? {} : createMirrorService({ backend: options.mirror, logger: options.logger })),
     },
     endAll: () => {
       diff?.close();

@@ -89,6 +89,16 @@ export interface BackendSnapshot {
 export interface CallOptions {
   /** Aborted when the client cancels or its deadline passes. */
   readonly signal?: AbortSignal;
+  /** How long the backend may wait (default: its request timeout); the Admin calls that carry a timeout_ms pass it. */
+  readonly timeoutMs?: number;
+}
+
+/** MirrorStatus is a mirror's state as read linearizably (Admin.MirrorRead). */
+export interface MirrorStatus {
+  /** The copier's mirror state; undefined: the cluster is not a mirror (it takes writes). */
+  readonly state: Uint8Array | undefined;
+  /** The store's revision, read in the same step as the state. */
+  readonly revision: number;
 }
 
 /**
@@ -104,8 +114,17 @@ export interface EtcdBackend {
   header(): ResponseHeaderInfo;
   /** hasLeader tells whether this member knows a leader now (etcd's check for `hasleader` metadata). */
   hasLeader(): boolean;
-  /** kv runs a Put, Range, DeleteRange or Txn and answers with etcd's semantics. */
+  /**
+   * kv runs a Put, Range, DeleteRange or Txn and answers with etcd's semantics; it also runs
+   * the copier's mirror commands (Admin.MirrorWrite). On a mirror, client writes are refused
+   * with MIRROR_READ_ONLY.
+   */
   kv(request: KvRequest, options?: CallOptions): Promise<KvResponse>;
+  /**
+   * mirrorStatus reads the mirror state and the revision it goes with, linearizably (the read
+   * index a linearizable Range waits for).
+   */
+  mirrorStatus(options?: CallOptions): Promise<MirrorStatus>;
   status(options?: CallOptions): Promise<MemberStatus>;
   /**
    * moveLeader hands leadership to `targetId` (a voter). Only the leader accepts it

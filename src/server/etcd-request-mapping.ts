@@ -9,11 +9,11 @@ import type {
   CompareResult,
   DeleteRangeRequest,
   KeyValue,
-  KvResponse,
   PutRequest,
   RangeRequest,
   RangeResponse,
   TxnOperation,
+  TxnOperationResponse,
   TxnRequest,
 } from '../storage/index.ts';
 import { assertNever } from '../util/assert.ts';
@@ -272,7 +272,7 @@ export function encodeRangeResponse(header: WireOperationHeader, answer: RangeRe
  * encodeTxnOperationResponse is one ResponseOp. As in etcd, the responses inside a Txn carry a
  * header holding only the revision.
  */
-export function encodeTxnOperationResponse(answer: Exclude<KvResponse, { type: 'txn' }>): WireResponseOp {
+export function encodeTxnOperationResponse(answer: TxnOperationResponse): WireResponseOp {
   const header = { revision: answer.revision };
   switch (answer.type) {
     case 'range':

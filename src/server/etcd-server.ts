@@ -38,7 +38,8 @@ export interface EtcdServerOptions {
   readonly logger?: EtcdServerLogger;
   /**
    * The member's committed log: when given, stratakv's own Admin service (the log-delta
-   * stream, admin-service.ts) is served on the same URLs (raftNodeLogSource(node)).
+   * stream, admin-service.ts) is served on the same URLs (raftNodeLogSource(node)), with
+   * mirror mode's MirrorRead and MirrorWrite over `backend` (mirror-service.ts).
    */
   readonly logSource?: LogDeltaSource;
   /**
@@ -93,7 +94,10 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
   server.addService(services.cluster, createClusterService(options.backend, logger));
   server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
-  const admin = options.logSource === undefined ? undefined : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins, integrity: options.integrity, migration: options.migration, clusterInfo: options.clusterInfo });
+  const admin =
+    options.logSource === undefined
+      ? undefined
+      : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins, integrity: options.integrity, migration: options.migration, clusterInfo: options.clusterInfo, mirror: options.backend });
   if (admin !== undefined) server.addService(loadAdminService(), admin.implementation);
 
   const urls: string[] = [];

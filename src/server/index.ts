@@ -3,7 +3,7 @@
 export { startEtcdServer, GRPC_OVERHEAD_BYTES, LISTEN_URLS_MAX } from './etcd-server.ts';
 export type { EtcdServer, EtcdServerOptions, EtcdServerCloseOptions } from './etcd-server.ts';
 export type { EtcdServerLogger } from './unary-call.ts';
-export type { Alarm, AlarmCall, BackendSnapshot, BackendSnapshotInfo, EtcdBackend, HashKvAnswer, CallOptions, Member, MembersAnswer, MemberStatus, ResponseHeaderInfo } from './backend.ts';
+export type { Alarm, AlarmCall, BackendSnapshot, BackendSnapshotInfo, EtcdBackend, HashKvAnswer, CallOptions, Member, MembersAnswer, MemberStatus, MirrorStatus, ResponseHeaderInfo } from './backend.ts';
 export { SNAPSHOT_CALLS_MAX, SNAPSHOT_IN_FLIGHT_BYTES_MAX, SNAPSHOT_MESSAGE_BYTES_MAX, SNAPSHOT_READ_BYTES_MAX, SNAPSHOT_SEND_STALL_MS_MAX } from './snapshot-call.ts';
 export { ETCD_PROTO_INCLUDE_DIR, ETCD_PROTO_FILE, ETCD_PROTO_LOADER_OPTIONS } from './proto-loading.ts';
 export { MEMBER_PEER_URLS_MAX } from './etcd-cluster-service.ts';
@@ -19,5 +19,7 @@ export { createClusterInfoService, toWireClusterInfo, toWireMember } from './clu
 export type { ClusterInfoNode, WireClusterInfoMember, WireClusterInfoResponse } from './cluster-info-service.ts';
 export { createMigrationService, MIGRATION_CALL_TIMEOUT_MS_MAX } from './migration-service.ts';
 export type { MigrationNode } from './migration-service.ts';
+export { createMirrorService, decodeMirrorWriteRequest, decodePackedPuts, MIRROR_CALL_TIMEOUT_MS_MAX, MIRROR_PUTS_PER_REQUEST_MAX } from './mirror-service.ts';
+export type { MirrorBackend, WireMirrorHeader, WireMirrorResponse, WireMirrorWriteRequest } from './mirror-service.ts';
 export { startJoinWaitingServer } from './join-waiting-server.ts';
 export type { JoinWaitingInfo, JoinWaitingServer } from './join-waiting-server.ts';

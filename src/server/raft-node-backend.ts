@@ -6,7 +6,7 @@ import { NO_NODE } from '../raft/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { ETCD_ERRORS } from '../util/etcd-errors.ts';
-import type { Alarm, AlarmCall, BackendSnapshot, CallOptions, EtcdBackend, HashKvAnswer, Member, MemberStatus, MembersAnswer, ResponseHeaderInfo } from './backend.ts';
+import type { Alarm, AlarmCall, BackendSnapshot, CallOptions, EtcdBackend, HashKvAnswer, Member, MemberStatus, MembersAnswer, MirrorStatus, ResponseHeaderInfo } from './backend.ts';
 
 /** RaftNodeBackend adapts a RaftNode to the EtcdBackend contract. */
 export class RaftNodeBackend implements EtcdBackend {
@@ -28,6 +28,10 @@ export class RaftNodeBackend implements EtcdBackend {
 
   kv(request: KvRequest, options: CallOptions = {}): Promise<KvResponse> {
     return this.node.kv(request, options);
+  }
+
+  mirrorStatus(options: CallOptions = {}): Promise<MirrorStatus> {
+    return this.node.mirrorStatus(options);
   }
 
   async status(): Promise<MemberStatus> {

@@ -40,6 +40,12 @@
 // carries the migration journal, whose record can reach several KiB after a migration;
 // inline, it broke every later snapshot ("members must be at most 2048 bytes", found by the
 // chaos harness). A file whose table fits inline is still written as format 2.
+// Format 4 adds the mirror state (src/storage's MirrorRequest: a cluster that is a read-only
+// copy of another), as `mirror` (bin, up to MIRROR_STATE_FOOTER_BYTES_MAX) or, when longer,
+// `mirrorDeflated` (raw DEFLATE); format 4 may deflate members as format 3 does. It is written
+// only when the state machine is a mirror, so other files stay readable by older code, and an
+// older member refuses a mirror's snapshot (an unknown version) rather than install it without
+// the mirror state and take writes.
 //
 // Records are in strictly increasing byte-wise key order across the whole file. Integers in
 // the fixed fields are little-endian; msgpack's own integers are big-endian, as msgpack says.
@@ -59,6 +65,7 @@ import { crc32c, maskCrc32c } from '../native/index.ts';
 import type { ConfState } from '../raft/index.ts';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
+import { MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from '../storage/kv-types.ts';
 import type { SnapshotDigest, SnapshotFileMetadata, SnapshotInfo, SnapshotRecord } from './snapshot-store.ts';
 
 /** SNAPSHOT_ALIGNMENT_BYTES is the unit of every block's length and offset (O_DIRECT's). */
@@ -72,7 +79,9 @@ export const SNAPSHOT_ALIGNMENT_BYTES = 4096;
 export const SNAPSHOT_FORMAT_VERSION = 2;
 /** SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS is the version of a footer whose member table is deflated. */
 export const SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS = 3;
-const SNAPSHOT_FORMAT_VERSIONS_READ: readonly number[] = [1, 2, 3];
+/** SNAPSHOT_FORMAT_VERSION_MIRROR is the version of a footer that carries a mirror state (its member table may be deflated too). */
+export const SNAPSHOT_FORMAT_VERSION_MIRROR = 4;
+const SNAPSHOT_FORMAT_VERSIONS_READ: readonly number[] = [1, 2, 3, 4];
 const SNAPSHOT_DIGEST_BYTES = 16;
 
 /** SNAPSHOT_HEADER_BYTES is the header block's length. */
@@ -341,6 +350,10 @@ export function checkSnapshotMetadata(metadata: SnapshotFileMetadata): void {
   ) {
     throw invalidArgument(`snapshot metadata: digest must hold two ${SNAPSHOT_DIGEST_BYTES}-byte roots (full, content)`);
   }
+  const mirror = metadata.mirror;
+  if (mirror !== undefined && (!(mirror instanceof Uint8Array) || mirror.byteLength > MIRROR_STATE_BYTES_MAX)) {
+    throw invalidArgument(`snapshot metadata: mirror must be at most ${MIRROR_STATE_BYTES_MAX} bytes`, { mirrorBytes: (mirror as { byteLength?: number } | null)?.byteLength });
+  }
   if (!(metadata.members instanceof Uint8Array) || metadata.members.byteLength > SNAPSHOT_MEMBERS_BYTES_MAX) {
     throw invalidArgument(`snapshot metadata: members must be at most ${SNAPSHOT_MEMBERS_BYTES_MAX} bytes`, {
       membersBytes: metadata.members?.byteLength,
@@ -387,6 +400,8 @@ interface FooterMap {
   membersDeflated?: Uint8Array;
   digestFull: Uint8Array | undefined;
   digestContent: Uint8Array | undefined;
+  mirror?: Uint8Array;
+  mirrorDeflated?: Uint8Array;
   keyCount: number;
   blockCount: number;
   contentBytes: number;
@@ -404,6 +419,10 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
   assert(footer.sha256.byteLength === SNAPSHOT_SHA256_BYTES, 'a footer carries a 32-byte SHA-256');
   const { metadata } = footer;
   const deflated = metadata.members.byteLength > SNAPSHOT_MEMBERS_INLINE_BYTES_MAX;
+  const mirror = metadata.mirror;
+  // A state the copier keeps short is readable in a dump as it is; a longer one is deflated
+  // (src/storage refuses, before proposing, one that would not deflate into its share).
+  const mirrorField = mirror === undefined ? {} : mirror.byteLength <= MIRROR_STATE_FOOTER_BYTES_MAX ? { mirror } : { mirrorDeflated: deflateRawSync(mirror) };
   const map: FooterMap = {
     index: metadata.index,
     term: metadata.term,
@@ -418,6 +437,7 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
     ...(deflated ? { membersDeflated: deflateRawSync(metadata.members) } : { members: metadata.members }),
     digestFull: metadata.digest?.full,
     digestContent: metadata.digest?.content,
+    ...mirrorField,
     keyCount: footer.keyCount,
     blockCount: footer.blockCount,
     contentBytes: footer.contentBytes,
@@ -427,13 +447,13 @@ export function encodeSnapshotFooter(footer: SnapshotFooter): Uint8Array {
   const encoded = packr.pack(map);
   if (FOOTER_FIXED_BYTES + encoded.byteLength + CRC_BYTES > SNAPSHOT_FOOTER_BYTES) {
     throw invalidArgument(
-      `snapshot metadata does not fit in the ${SNAPSHOT_FOOTER_BYTES}-byte footer (${encoded.byteLength} bytes encoded; member table ${metadata.members.byteLength} bytes${deflated ? `, ${map.membersDeflated?.byteLength ?? 0} deflated` : ''})`,
-      { metadataBytes: encoded.byteLength, membersBytes: metadata.members.byteLength },
+      `snapshot metadata does not fit in the ${SNAPSHOT_FOOTER_BYTES}-byte footer (${encoded.byteLength} bytes encoded; member table ${metadata.members.byteLength} bytes${deflated ? `, ${map.membersDeflated?.byteLength ?? 0} deflated` : ''}${mirror === undefined ? '' : `; mirror state ${mirror.byteLength} bytes${map.mirrorDeflated === undefined ? '' : `, ${map.mirrorDeflated.byteLength} deflated`}`})`,
+      { metadataBytes: encoded.byteLength, membersBytes: metadata.members.byteLength, mirrorBytes: mirror?.byteLength },
     );
   }
   const block = new Uint8Array(SNAPSHOT_FOOTER_BYTES);
   block.set(FOOTER_MAGIC, 0);
-  writeU32(block, 8, deflated ? SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS : SNAPSHOT_FORMAT_VERSION);
+  writeU32(block, 8, mirror !== undefined ? SNAPSHOT_FORMAT_VERSION_MIRROR : deflated ? SNAPSHOT_FORMAT_VERSION_DEFLATED_MEMBERS : SNAPSHOT_FORMAT_VERSION);
   writeU32(block, 12, encoded.byteLength);
   block.set(encoded, FOOTER_FIXED_BYTES);
   const crcOffset = FOOTER_FIXED_BYTES + encoded.byteLength;
@@ -515,6 +535,7 @@ function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace, version
     if (content.byteLength !== SNAPSHOT_DIGEST_BYTES) throw bad('digestContent');
     digest = { full, content };
   }
+  const mirror = mirrorFromMap(map, version, bad, place);
   return {
     metadata: {
       index: count('index', map['index']),
@@ -523,6 +544,7 @@ function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace, version
       revision: count('revision', map['revision']),
       members,
       ...(digest === undefined ? {} : { digest }),
+      ...(mirror === undefined ? {} : { mirror }),
     },
     keyCount: count('keyCount', map['keyCount']),
     blockCount: count('blockCount', map['blockCount']),
@@ -530,6 +552,29 @@ function footerFromMap(decoded: unknown, place: SnapshotCorruptionPlace, version
     sha256,
     createdAtMs: count('createdAtMs', map['createdAtMs']),
   };
+}
+
+// mirrorFromMap reads the mirror state of a format-4 footer (undefined: none). An older
+// format has none: a mirror field there is damage, not something to drop.
+function mirrorFromMap(map: Record<string, unknown>, version: number, bad: (field: string) => StrataError, place: SnapshotCorruptionPlace): Uint8Array | undefined {
+  const raw = map['mirror'];
+  const deflatedMirror = map['mirrorDeflated'];
+  if (raw === undefined && deflatedMirror === undefined) return undefined;
+  if (version < SNAPSHOT_FORMAT_VERSION_MIRROR || (raw !== undefined && deflatedMirror !== undefined)) throw bad('mirror');
+  let mirror: Uint8Array;
+  if (raw !== undefined) {
+    if (!(raw instanceof Uint8Array)) throw bad('mirror');
+    mirror = new Uint8Array(raw);
+  } else {
+    if (!(deflatedMirror instanceof Uint8Array)) throw bad('mirrorDeflated');
+    try {
+      mirror = new Uint8Array(inflateRawSync(deflatedMirror, { maxOutputLength: MIRROR_STATE_BYTES_MAX }));
+    } catch (cause) {
+      throw snapshotCorruption(place, `has a mirror state that does not inflate within ${MIRROR_STATE_BYTES_MAX} bytes (${(cause as Error).message})`);
+    }
+  }
+  if (mirror.byteLength > MIRROR_STATE_BYTES_MAX) throw bad('mirror');
+  return mirror;
 }
 
 function isBlockBytesTarget(value: number): boolean {

@@ -42,6 +42,12 @@ export interface SnapshotFileMetadata {
    * restoring.
    */
   readonly digest?: SnapshotDigest | undefined;
+  /**
+   * The mirror state at `index` (src/storage's MirrorRequest; opaque here): set while the
+   * cluster is a read-only mirror of another, undefined otherwise. A member restored from the
+   * snapshot must hold it too (src/node passes it to the state machine's restore).
+   */
+  readonly mirror?: Uint8Array | undefined;
 }
 
 /** SnapshotDigest is the state digest's two 16-byte roots a snapshot carries. */

@@ -9,11 +9,22 @@
 //
 //   u8 format (1) | u64 id | request
 //   request = u8 kind | fields; bytes are u32 length + bytes, integers u64, flags one byte.
+//
+// The mirror kinds (the cross-cluster copier's, kv-types.ts), decoded strictly (unknown flag
+// bits are CORRUPTION, so one request has exactly one encoding):
+//   5 mirrorBegin = u8 flags (1 requireEmpty, 2 requireRevision follows) | bytes state
+//                   | [u64 requireRevision]
+//   6 mirrorApply = bytes expectState | bytes state | u64 revision
+//                   | u32 n | n × (bytes key | bytes value | u64 createRevision
+//                                  | u64 modRevision | u64 version | u64 lease)
+//                   | u32 m | m × bytes key (deletes)
+//   7 mirrorEnd   = bytes expectState
+// They are top-level requests only: inside a Txn they are CORRUPTION.
 
 import { assert, assertNever } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { readU64, writeU64 } from './binary.ts';
-import type { Compare, CompareResult, CompareTarget, KvCommand, KvRequest, TxnOperation } from './kv-types.ts';
+import type { Compare, CompareResult, CompareTarget, KvCommand, KvRequest, MirrorPut, MirrorRequest, TxnOperation } from './kv-types.ts';
 
 const FORMAT = 1;
 /**
@@ -33,7 +44,14 @@ export const CHECKPOINT_FORMAT = 3;
 export function isKvCommand(data: Uint8Array): boolean {
   return data[0] !== NODE_COMMAND_FORMAT && data[0] !== CHECKPOINT_FORMAT;
 }
-const KIND = { put: 1, range: 2, deleteRange: 3, txn: 4 } as const;
+const KIND = { put: 1, range: 2, deleteRange: 3, txn: 4, mirrorBegin: 5, mirrorApply: 6, mirrorEnd: 7 } as const;
+const MIRROR_BEGIN_REQUIRE_EMPTY = 1;
+const MIRROR_BEGIN_REQUIRE_REVISION = 2;
+// The fewest bytes one item of a mirrorApply list takes (a put: two empty byte strings and four
+// u64; a delete: an empty byte string): a count that the remaining bytes cannot hold is
+// corrupt, so a damaged count never allocates more than the entry's own length allows.
+const MIRROR_PUT_BYTES_MIN = 2 * 4 + 4 * 8;
+const MIRROR_DELETE_BYTES_MIN = 4;
 const TARGETS: readonly CompareTarget[] = ['value', 'version', 'createRevision', 'modRevision', 'lease'];
 const RESULTS: readonly CompareResult[] = ['equal', 'notEqual', 'less', 'greater'];
 // Decoding bounds a Txn's lists so corrupt counts cannot allocate wildly (validation applies
@@ -58,7 +76,7 @@ export function decodeKvCommand(data: Uint8Array): KvCommand {
   const format = reader.u8();
   if (format !== FORMAT) throw malformed(`unknown command format ${format}`);
   const id = reader.u64();
-  const request = readRequest(reader, true);
+  const request = readRequest(reader, 'command');
   if (!reader.atEnd()) throw malformed('trailing bytes after the command');
   return { id, request };
 }
@@ -98,8 +116,47 @@ function writeRequest(writer: GrowingWriter, request: KvRequest): void {
         }
       }
       break;
+    case 'mirrorBegin':
+    case 'mirrorApply':
+    case 'mirrorEnd':
+      writeMirrorRequest(writer, request);
+      break;
     default:
       assertNever(request, 'KV request');
+  }
+}
+
+function writeMirrorRequest(writer: GrowingWriter, request: MirrorRequest): void {
+  switch (request.type) {
+    case 'mirrorBegin':
+      writer.u8(KIND.mirrorBegin);
+      writer.u8((request.requireEmpty ? MIRROR_BEGIN_REQUIRE_EMPTY : 0) | (request.requireRevision !== undefined ? MIRROR_BEGIN_REQUIRE_REVISION : 0));
+      writer.bytes(request.state);
+      if (request.requireRevision !== undefined) writer.u64(request.requireRevision);
+      break;
+    case 'mirrorApply':
+      writer.u8(KIND.mirrorApply);
+      writer.bytes(request.expectState);
+      writer.bytes(request.state);
+      writer.u64(request.revision);
+      writer.u32(request.puts.length);
+      for (const put of request.puts) {
+        writer.bytes(put.key);
+        writer.bytes(put.value);
+        writer.u64(put.createRevision);
+        writer.u64(put.modRevision);
+        writer.u64(put.version);
+        writer.u64(put.lease);
+      }
+      writer.u32(request.deletes.length);
+      for (const key of request.deletes) writer.bytes(key);
+      break;
+    case 'mirrorEnd':
+      writer.u8(KIND.mirrorEnd);
+      writer.bytes(request.expectState);
+      break;
+    default:
+      assertNever(request, 'mirror request');
   }
 }
 
@@ -112,7 +169,9 @@ function writeCompare(writer: GrowingWriter, compare: Compare): void {
   else writer.f64(compare.number);
 }
 
-function readRequest(reader: Reader, allowTxn: boolean): KvRequest {
+// readRequest reads a command's request, or one operation inside a Txn (where neither a Txn
+// nor a mirror request may appear).
+function readRequest(reader: Reader, level: 'command' | 'txnOperation'): KvRequest {
   const kind = reader.u8();
   switch (kind) {
     case KIND.put: {
@@ -145,7 +204,7 @@ function readRequest(reader: Reader, allowTxn: boolean): KvRequest {
       return { type: 'deleteRange', key, ...(rangeEnd.byteLength > 0 ? { rangeEnd } : {}), ...(prevKv ? { prevKv } : {}) };
     }
     case KIND.txn: {
-      if (!allowTxn) throw malformed('nested Txn');
+      if (level !== 'command') throw malformed('nested Txn');
       const compare: Compare[] = [];
       const compareCount = reader.count();
       for (let i = 0; i < compareCount; i += 1) compare.push(readCompare(reader));
@@ -153,13 +212,51 @@ function readRequest(reader: Reader, allowTxn: boolean): KvRequest {
       for (let branch = 0; branch < 2; branch += 1) {
         const operations: TxnOperation[] = [];
         const count = reader.count();
-        for (let i = 0; i < count; i += 1) operations.push(readRequest(reader, false) as TxnOperation);
+        for (let i = 0; i < count; i += 1) operations.push(readRequest(reader, 'txnOperation') as TxnOperation);
         branches.push(operations);
       }
       return { type: 'txn', compare, success: branches[0] ?? [], failure: branches[1] ?? [] };
     }
+    case KIND.mirrorBegin:
+    case KIND.mirrorApply:
+    case KIND.mirrorEnd:
+      if (level !== 'command') throw malformed('a mirror request inside a Txn');
+      return readMirrorRequest(reader, kind);
     default:
       throw malformed(`unknown request kind ${kind}`);
+  }
+}
+
+function readMirrorRequest(reader: Reader, kind: number): MirrorRequest {
+  switch (kind) {
+    case KIND.mirrorBegin: {
+      const flags = reader.u8();
+      if ((flags & ~(MIRROR_BEGIN_REQUIRE_EMPTY | MIRROR_BEGIN_REQUIRE_REVISION)) !== 0) throw malformed(`unknown mirrorBegin flags ${flags}`);
+      const state = reader.bytes();
+      const requireEmpty = (flags & MIRROR_BEGIN_REQUIRE_EMPTY) !== 0;
+      if ((flags & MIRROR_BEGIN_REQUIRE_REVISION) === 0) return { type: 'mirrorBegin', state, requireEmpty };
+      return { type: 'mirrorBegin', state, requireEmpty, requireRevision: reader.u64() };
+    }
+    case KIND.mirrorApply: {
+      const expectState = reader.bytes();
+      const state = reader.bytes();
+      const revision = reader.u64();
+      const puts: MirrorPut[] = [];
+      const putCount = reader.countOf(MIRROR_PUT_BYTES_MIN);
+      for (let i = 0; i < putCount; i += 1) {
+        const key = reader.bytes();
+        const value = reader.bytes();
+        puts.push({ key, value, createRevision: reader.u64(), modRevision: reader.u64(), version: reader.u64(), lease: reader.u64() });
+      }
+      const deletes: Uint8Array[] = [];
+      const deleteCount = reader.countOf(MIRROR_DELETE_BYTES_MIN);
+      for (let i = 0; i < deleteCount; i += 1) deletes.push(reader.bytes());
+      return { type: 'mirrorApply', expectState, state, revision, puts, deletes };
+    }
+    case KIND.mirrorEnd:
+      return { type: 'mirrorEnd', expectState: reader.bytes() };
+    default:
+      throw malformed(`unknown mirror request kind ${kind}`);
   }
 }
 
@@ -280,6 +377,15 @@ class Reader {
   count(): number {
     const value = this.u32();
     if (value > TXN_LIST_DECODE_MAX) throw malformed(`list of ${value} items`);
+    return value;
+  }
+
+  // countOf reads a list's length, refusing one whose items (each at least `itemBytesMin`)
+  // could not fit in the bytes left.
+  countOf(itemBytesMin: number): number {
+    assert(itemBytesMin > 0, 'a list item takes at least one byte');
+    const value = this.u32();
+    if (value * itemBytesMin > this.data.byteLength - this.offset) throw malformed(`list of ${value} items in ${this.data.byteLength - this.offset} bytes`);
     return value;
   }
 

@@ -3,6 +3,7 @@
 // Every LevelDB key starts with a one-byte area tag so that areas never mix:
 //   'k' + user key        -> the key's current value and counters (StoredValue)
 //   'm' + "state"         -> the applied index, the revision and the digest's root (MetaState)
+//   'm' + "mirror"        -> the mirror state, only while the store is a mirror (MirrorRequest)
 //   'h' + u16 leaf + key  -> the key's two hashes (the digest's index of a leaf's keys)
 //   'd' + u16 leaf        -> a digest leaf's two sums
 // (the digest: src/storage/state-digest.ts). The tag 'r' is kept free for a revision history
@@ -36,6 +37,40 @@ const COUNTERS_OFFSET = 1 + 4 + 2 * DIGEST_BYTES;
 
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
+
+/**
+ * MIRROR_KEY is where the mirror state is kept while the store is a mirror (absent otherwise).
+ * It is written in the same LevelDB batch as the META of the applied index that set it.
+ */
+export const MIRROR_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('mirror'));
+
+const MIRROR_FORMAT = 1;
+const MIRROR_HEADER_BYTES = 1 + 4;
+
+/**
+ * encodeMirrorState lays the mirror state out: a format byte, the masked CRC32c of the state,
+ * the state. It is read once, at open, and the CRC catches a damaged block there (LevelDB does
+ * not verify its own block checksums on reads).
+ */
+export function encodeMirrorState(state: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(MIRROR_HEADER_BYTES + state.byteLength);
+  bytes[0] = MIRROR_FORMAT;
+  new DataView(bytes.buffer).setUint32(1, maskCrc32c(crc32c(state)), true);
+  bytes.set(state, MIRROR_HEADER_BYTES);
+  return bytes;
+}
+
+/** decodeMirrorState reads encodeMirrorState's bytes (a copy of the state); bad bytes or a failed CRC are CORRUPTION. */
+export function decodeMirrorState(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteLength < MIRROR_HEADER_BYTES || bytes[0] !== MIRROR_FORMAT) {
+    throw new StrataError(ErrorCode.CORRUPTION, 'state machine: malformed mirror state', { details: { check: 'malformed' } });
+  }
+  const state = bytes.slice(MIRROR_HEADER_BYTES);
+  if (new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1, true) !== maskCrc32c(crc32c(state))) {
+    throw new StrataError(ErrorCode.CORRUPTION, 'state machine: the stored mirror state fails its CRC32c (damaged on disk)', { details: { check: 'stored-value-crc' } });
+  }
+  return state;
+}
 
 /** KEY_AREA_TAG is the first byte of every user key's LevelDB key. */
 export const KEY_AREA_TAG = KEY_TAG;

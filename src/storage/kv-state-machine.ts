@@ -12,7 +12,14 @@
 // skipped). The batches are written without sync: the Raft log is the durable record, and
 // anything the state machine loses in a power cut is re-applied from it. Reads see exactly
 // the applied state, never part of a batch being applied. A failed LevelDB write is fatal.
+//
+// Mirror mode (kv-types.ts: MirrorRequest): while a mirror state is held, client writes are
+// refused at apply (MIRROR_READ_ONLY) and the copier's mirrorApply sets keys with the source's
+// counters. The state is applied state like any key: it moves with the applied index in the
+// same commit, reaches LevelDB ('m' + "mirror") in the same batch as the META of that index,
+// is captured by snapshot views and carried by restore().
 
+import { hash as oneShotHash } from 'node:crypto';
 import type { AbstractLevel } from 'abstract-level';
 import type { Entry, Index } from '../raft/types.ts';
 import { EntryType } from '../raft/types.ts';
@@ -28,11 +35,14 @@ import {
   KEY_AREA_END,
   KEY_AREA_TAG,
   META_KEY,
+  MIRROR_KEY,
   compareBytes,
   decodeMetaState,
+  decodeMirrorState,
   decodeStoredValue,
   digestLeafKey,
   encodeMetaState,
+  encodeMirrorState,
   encodeStoredValue,
   hashIndexKey,
   hashIndexRange,
@@ -53,6 +63,8 @@ import type {
   KvLimits,
   KvRequest,
   KvResponse,
+  MirrorRequest,
+  MirrorResponse,
   PutRequest,
   PutResponse,
   RangeRequest,
@@ -60,7 +72,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from './kv-types.ts';
-import { DEFAULT_KV_LIMITS } from './kv-types.ts';
+import { DEFAULT_KV_LIMITS, MIRROR_STATE_BYTES_MAX } from './kv-types.ts';
 import { validateKvRequest } from './kv-validation.ts';
 
 /**
@@ -121,6 +133,8 @@ export interface KvSnapshotView {
   readonly revision: number;
   /** The state digest's root at appliedIndex; records() fails with CORRUPTION when the records do not sum to it. */
   readonly digest: DigestRoot;
+  /** The mirror state at appliedIndex (undefined: not a mirror): a snapshot carries it, so a member restored from it is a mirror too. */
+  readonly mirror: Uint8Array | undefined;
   /** records can be iterated once; stopping early (return()) releases the LevelDB snapshot. */
   records(): AsyncIterable<readonly KvSnapshotRecord[]>;
   /** close releases the LevelDB snapshot whether or not records() was read (idempotent). */
@@ -146,6 +160,12 @@ export interface KvSnapshotContent {
    * written before snapshots carried it: the restored digest is then computed, not checked.
    */
   readonly digest: DigestRoot | undefined;
+  /**
+   * The mirror state at appliedIndex, undefined when the store was not a mirror (read after the
+   * records ended, like `revision`). Required, so that every way of restoring says what it
+   * passes: a member that joins a mirror by a snapshot must be a mirror too.
+   */
+  readonly mirror: Uint8Array | undefined;
 }
 
 /** LeafKey is one key of a digest leaf as its index records it. */
@@ -260,6 +280,8 @@ export class KvStateMachine {
   // The applied state: what apply() has resolved with, in memory, and its digest.
   private meta: MetaState;
   private readonly sums: DigestSums;
+  // The applied mirror state (undefined: not a mirror). Never mutated: replaced by commit().
+  private mirror: Uint8Array | undefined;
   private readonly verification: DigestVerification | undefined;
   private readonly options: KvStateMachineOptions;
   // Set when a read of the stored state failed while applying: see KvStateMachineOptions.onCorrupt.
@@ -279,6 +301,10 @@ export class KvStateMachine {
   // a list rather than map entries, since nothing reads them but a digest view.
   private pendingIndex: { readonly sequence: number; readonly levelKey: Uint8Array; readonly encoded: Uint8Array | null }[] = [];
   private pendingIndexBytes = 0;
+  // The mirror state's LevelDB write (null: its deletion) when a batch not yet in LevelDB
+  // changed it; it rides the next write with that batch's data and META.
+  // Invariant: pendingMirror.sequence > writtenSequence.
+  private pendingMirror: { readonly sequence: number; readonly encoded: Uint8Array | null } | undefined;
   private appliedSequence = 0;
   private writtenSequence = 0;
   private syncedSequence = -1;
@@ -293,11 +319,13 @@ export class KvStateMachine {
   private readonly scans = new ScanCounter();
   private digestViews = 0;
 
-  private constructor(db: KvLevel, meta: MetaState, sums: DigestSums, options: KvStateMachineOptions, verification?: DigestVerification) {
+  private constructor(db: KvLevel, meta: MetaState, sums: DigestSums, mirror: Uint8Array | undefined, options: KvStateMachineOptions, verification?: DigestVerification) {
+    assert(mirror === undefined || mirror.byteLength <= MIRROR_STATE_BYTES_MAX, 'a mirror state over MIRROR_STATE_BYTES_MAX');
     this.options = options;
     this.db = db;
     this.meta = meta;
     this.sums = sums;
+    this.mirror = mirror;
     this.verification = verification;
     this.limits = options.limits ?? DEFAULT_KV_LIMITS;
     this.onFatal = options.onFatal ?? abortOnFatal;
@@ -333,6 +361,11 @@ export class KvStateMachine {
       storedMeta === undefined
         ? { appliedIndex: 0, appliedTerm: 0, revision: INITIAL_REVISION }
         : { appliedIndex: storedMeta.appliedIndex, appliedTerm: storedMeta.appliedTerm, revision: storedMeta.revision };
+    const storedMirror = await db.get(MIRROR_KEY);
+    const mirror = storedMirror === undefined ? undefined : decodeMirrorState(storedMirror);
+    if (mirror !== undefined && mirror.byteLength > MIRROR_STATE_BYTES_MAX) {
+      throw new StrataError(ErrorCode.CORRUPTION, `state machine: the stored mirror state is ${mirror.byteLength} bytes, more than ${MIRROR_STATE_BYTES_MAX}`, { details: { check: 'malformed' } });
+    }
     if (storedMeta !== undefined && storedMeta.digest === undefined) {
       // Written before the digest: build it from the data, with its index, in one synced batch.
       const built = await verifyStoredDigest(db, undefined);
@@ -341,12 +374,12 @@ export class KvStateMachine {
       for (let leaf = 0; leaf < LEAF_COUNT; leaf += 1) if (!built.sums.leafIsZero(leaf)) operations.push({ type: 'put', key: digestLeafKey(leaf), value: encodeKeyHashes(built.sums.leaf(leaf)) });
       operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(meta, built.sums.root()) });
       await db.batch(operations, SYNC_OPTIONS);
-      return new KvStateMachine(db, meta, built.sums, options, built.verification);
+      return new KvStateMachine(db, meta, built.sums, mirror, options, built.verification);
     }
     const sums = await loadStoredDigest(db, storedMeta?.digest);
-    if (options.verifyAtOpen === false || options.unsafeSkipDigest === true) return new KvStateMachine(db, meta, sums, options);
+    if (options.verifyAtOpen === false || options.unsafeSkipDigest === true) return new KvStateMachine(db, meta, sums, mirror, options);
     const checked = await verifyStoredDigest(db, sums);
-    return new KvStateMachine(db, meta, sums, options, checked.verification);
+    return new KvStateMachine(db, meta, sums, mirror, options, checked.verification);
   }
 
   /** openVerification reports the check of the data against the digest at open (undefined when skipped). */
@@ -367,6 +400,15 @@ export class KvStateMachine {
   /** revision is the store's current revision. */
   revision(): number {
     return this.meta.revision;
+  }
+
+  /**
+   * mirrorState is the applied mirror state (a copy), undefined when the store is not a
+   * mirror: what the server checks to refuse a client write before proposing it (the state
+   * machine refuses it again when applying, whatever was proposed).
+   */
+  mirrorState(): Uint8Array | undefined {
+    return this.mirror?.slice();
   }
 
   /**
@@ -424,7 +466,7 @@ export class KvStateMachine {
     // The view's writes stay in its own overlay, invisible to reads, until commit() makes
     // them and the new applied state visible in one synchronous step: the commands await
     // (range scans), and a read in between must not see half a batch.
-    const view = new ApplyView(this.db, this.pending, this.meta.revision, this.options.unsafeSkipDigest !== true);
+    const view = new ApplyView(this.db, this.pending, this.meta.revision, this.options.unsafeSkipDigest !== true, this.mirror);
     const results: ApplyResult[] = [];
     let appliedIndex = this.meta.appliedIndex;
     let appliedTerm = this.meta.appliedTerm;
@@ -505,6 +547,7 @@ export class KvStateMachine {
     const pending = overlayIn(this.pending.values(), range);
     const { appliedIndex, appliedTerm, revision } = this.meta;
     const digest = this.sums.root();
+    const mirror = this.mirror;
     const skipDigest = this.options.unsafeSkipDigest === true;
     const scans = this.scans;
     scans.opened();
@@ -521,6 +564,7 @@ export class KvStateMachine {
       appliedTerm,
       revision,
       digest,
+      mirror,
       records(): AsyncIterable<readonly KvSnapshotRecord[]> {
         assert(!taken, 'a snapshot view is read once');
         taken = true;
@@ -737,8 +781,14 @@ export class KvStateMachine {
     for (const leaf of sums.takeDirty()) operations.push({ type: 'put', key: digestLeafKey(leaf), value: encodeKeyHashes(sums.leaf(leaf)) });
     const meta: MetaState = { appliedIndex: content.appliedIndex, appliedTerm: content.appliedTerm, revision: content.revision };
     operations.push({ type: 'put', key: META_KEY, value: encodeMetaState(meta, root) });
+    // The mirror state with the applied state, in the same synced batch.
+    const mirror = content.mirror?.slice();
+    if (mirror !== undefined && mirror.byteLength > MIRROR_STATE_BYTES_MAX) {
+      throw new StrataError(ErrorCode.CORRUPTION, `snapshot restore: the mirror state is ${mirror.byteLength} bytes, more than ${MIRROR_STATE_BYTES_MAX}`, { details: { mirrorBytes: mirror.byteLength } });
+    }
+    if (mirror !== undefined) operations.push({ type: 'put', key: MIRROR_KEY, value: encodeMirrorState(mirror) });
     await db.batch(operations, SYNC_OPTIONS);
-    return new KvStateMachine(db, meta, sums, options);
+    return new KvStateMachine(db, meta, sums, mirror, options);
   }
 
   /**
@@ -806,6 +856,10 @@ export class KvStateMachine {
       const kept = stored === null || encoded === null ? null : storedValueOver(stored, encoded);
       this.setPending(mapKey, { levelKey, stored: kept, encoded, sequence });
     }
+    if (view.mirrorChanged) {
+      this.mirror = view.mirror;
+      this.pendingMirror = { sequence, encoded: view.mirror === undefined ? null : encodeMirrorState(view.mirror) };
+    }
     this.meta = meta;
     this.startWrite();
   }
@@ -835,6 +889,12 @@ export class KvStateMachine {
     for (const entry of this.pendingIndex) {
       assert(entry.sequence > this.writtenSequence && entry.sequence <= sequence, 'a pending index entry outside the batches being written');
       operations.push(entry.encoded === null ? { type: 'del', key: entry.levelKey } : { type: 'put', key: entry.levelKey, value: entry.encoded });
+    }
+    // The mirror state goes with the data and the META of the batch that changed it.
+    const mirrorWrite = this.pendingMirror;
+    if (mirrorWrite !== undefined) {
+      assert(mirrorWrite.sequence > this.writtenSequence && mirrorWrite.sequence <= sequence, 'the pending mirror state is outside the batches being written');
+      operations.push(mirrorWrite.encoded === null ? { type: 'del', key: MIRROR_KEY } : { type: 'put', key: MIRROR_KEY, value: mirrorWrite.encoded });
     }
     // The digest leaves this batch changed, and the root with the applied state: all absolute
     // values, so whatever batches LevelDB keeps, the stored leaves must sum to the stored root.
@@ -875,6 +935,7 @@ export class KvStateMachine {
       landedIndex += 1;
     }
     if (landedIndex > 0) this.pendingIndex = this.pendingIndex.slice(landedIndex);
+    if (this.pendingMirror !== undefined && this.pendingMirror.sequence <= sequence) this.pendingMirror = undefined;
     assert(this.pending.size > 0 || this.pendingBytes === 0, 'pending bytes without pending keys');
     this.startWrite();
   }
@@ -1151,10 +1212,14 @@ class ApplyView extends ReadView {
   private readonly indexOverlay = new Map<string, { levelKey: Uint8Array; encoded: Uint8Array | null }>();
   // Writes in the request being executed; the revision moves once per request that wrote.
   private changes = 0;
+  // The mirror state as the batch leaves it, and whether a mirror request of the batch set it.
+  mirror: Uint8Array | undefined;
+  mirrorChanged = false;
 
-  constructor(db: KvLevel, pending: ReadonlyMap<string, PendingWrite>, revision: number, keepDigest: boolean) {
+  constructor(db: KvLevel, pending: ReadonlyMap<string, PendingWrite>, revision: number, keepDigest: boolean, mirror: Uint8Array | undefined) {
     super(db, pending, revision);
     this.keepDigest = keepDigest;
+    this.mirror = mirror;
   }
 
   // writes are the batch's writes, for commit().
@@ -1171,20 +1236,115 @@ class ApplyView extends ReadView {
     this.changes = 0;
     switch (request.type) {
       case 'put': {
+        this.refuseWhileMirror(request.type);
         const response = this.put(request);
         return { ...response, revision: this.finishRequest() };
       }
       case 'range':
         return this.range(request);
       case 'deleteRange': {
+        this.refuseWhileMirror(request.type);
         const response = await this.deleteRange(request);
         return { ...response, revision: this.finishRequest() };
       }
       case 'txn':
+        // Whichever branch the compares would pick: a Txn that could write is refused.
+        if ([...request.success, ...request.failure].some((operation) => operation.type !== 'range')) this.refuseWhileMirror(request.type);
         return this.txn(request);
+      case 'mirrorBegin':
+      case 'mirrorApply':
+      case 'mirrorEnd':
+        return this.mirrorRequest(request);
       default:
         return assertNever(request, 'KV request');
     }
+  }
+
+  // refuseWhileMirror refuses a client write while the store is a mirror (nothing is done).
+  private refuseWhileMirror(type: KvRequest['type']): void {
+    if (this.mirror === undefined) return;
+    throw new StrataError(ErrorCode.MIRROR_READ_ONLY, 'the cluster is a read-only mirror of another (a cross-cluster copy runs): writes go to the source until it is switched over', {
+      details: { request: type },
+    });
+  }
+
+  // mirrorRequest applies the copier's request: every check first, then the writes, so a
+  // refusal changes nothing.
+  private async mirrorRequest(request: MirrorRequest): Promise<MirrorResponse> {
+    switch (request.type) {
+      case 'mirrorBegin': {
+        if (this.mirror !== undefined) throw mirrorConflict('mirrorBegin: the store is a mirror already', undefined, this.mirror);
+        if (request.requireRevision !== undefined && request.requireRevision !== this.revision) {
+          throw new StrataError(ErrorCode.MIRROR_CONFLICT, `mirrorBegin: the revision is ${this.revision}, the request requires ${request.requireRevision}`, {
+            details: { revision: this.revision, requireRevision: request.requireRevision },
+          });
+        }
+        if (request.requireEmpty) {
+          const holdsKeys = await this.holdsAnyKey();
+          if (holdsKeys || this.revision !== INITIAL_REVISION) {
+            throw new StrataError(ErrorCode.MIRROR_CONFLICT, `mirrorBegin: the store is not empty (revision ${this.revision}${holdsKeys ? ', keys present' : ''})`, {
+              details: { revision: this.revision, holdsKeys },
+            });
+          }
+        }
+        this.setMirror(request.state);
+        return { type: request.type, revision: this.revision, state: request.state.slice() };
+      }
+      case 'mirrorApply': {
+        this.checkExpected(request.type, request.expectState);
+        // MIRROR_CONFLICT rather than INVALID_ARGUMENT: the request alone is well formed (it
+        // passed validation); it is the store, ahead of the copier, that refuses it.
+        if (request.revision < this.revision) {
+          throw new StrataError(ErrorCode.MIRROR_CONFLICT, `mirrorApply: the revision would move back from ${this.revision} to ${request.revision}`, {
+            details: { revision: this.revision, requested: request.revision },
+          });
+        }
+        for (const key of request.deletes) {
+          const levelKey = storageKey(key);
+          const previous = this.getStoredAt(levelKey, mapKeyOf(levelKey));
+          if (previous !== undefined) this.write(key, levelKey, previous, null);
+        }
+        for (const put of request.puts) {
+          const levelKey = storageKey(put.key);
+          const previous = this.getStoredAt(levelKey, mapKeyOf(levelKey));
+          this.write(put.key, levelKey, previous, { createRevision: put.createRevision, modRevision: put.modRevision, version: put.version, lease: put.lease, value: put.value });
+        }
+        // The revision is the source's, not one per write.
+        this.changes = 0;
+        this.revision = request.revision;
+        this.setMirror(request.state);
+        return { type: request.type, revision: this.revision, state: request.state.slice() };
+      }
+      case 'mirrorEnd':
+        this.checkExpected(request.type, request.expectState);
+        this.mirror = undefined;
+        this.mirrorChanged = true;
+        return { type: request.type, revision: this.revision, state: undefined };
+      default:
+        return assertNever(request, 'mirror request');
+    }
+  }
+
+  // checkExpected is the compare-and-set of mirrorApply and mirrorEnd.
+  private checkExpected(type: MirrorRequest['type'], expected: Uint8Array): void {
+    if (this.mirror !== undefined && compareBytes(this.mirror, expected) === 0) return;
+    throw mirrorConflict(this.mirror === undefined ? `${type}: the store is not a mirror` : `${type}: the mirror state differs`, expected, this.mirror);
+  }
+
+  private setMirror(state: Uint8Array): void {
+    // A copy: the request's bytes may view an entry's data.
+    this.mirror = state.slice();
+    this.mirrorChanged = true;
+  }
+
+  // holdsAnyKey tells whether any user key exists in the batch's view (a scan that stops at the first).
+  private async holdsAnyKey(): Promise<boolean> {
+    let found = false;
+    await this.scan({ gte: storageKey(new Uint8Array(0)), lt: KEY_AREA_END }, () => {
+      found = true;
+      return false;
+    });
+    return found;
   }
 
   // finishRequest moves the revision if the request wrote anything, and returns it.
@@ -1338,6 +1498,21 @@ function compareHolds(compare: Compare, stored: StoredValue | undefined): boolea
     default:
       return assertNever(compare.result, 'compare result');
   }
+}
+
+// mirrorConflict is MIRROR_CONFLICT saying what the request expected and what the store holds,
+// by length and a SHA-256 prefix, never the whole states (they travel in logs and responses).
+function mirrorConflict(what: string, expected: Uint8Array | undefined, found: Uint8Array | undefined): StrataError {
+  const expectedText = describeMirrorState(expected);
+  const foundText = describeMirrorState(found);
+  return new StrataError(ErrorCode.MIRROR_CONFLICT, `${what} (expected ${expected === undefined ? 'none' : expectedText}, found ${foundText})`, {
+    details: { expected: expected === undefined ? null : expectedText, found: found === undefined ? null : foundText },
+  });
+}
+
+function describeMirrorState(state: Uint8Array | undefined): string {
+  if (state === undefined) return 'no mirror state';
+  return `${state.byteLength} bytes, SHA-256 ${oneShotHash('sha256', state, 'hex').slice(0, 16)}`;
 }
 
 // checkReadRevision refuses reads at another revision: no history is kept yet, so every

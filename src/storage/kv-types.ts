@@ -86,8 +86,73 @@ export interface TxnRequest {
   readonly failure: readonly TxnOperation[];
 }
 
+/**
+ * MirrorPut sets a key exactly as the source cluster holds it: value and counters are the
+ * source's, not computed here (src/migrate/copy keeps revisions across clusters).
+ */
+export interface MirrorPut {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  /** The source's lease id (0: none). Kept as a number; stratakv has no Lease API yet. */
+  readonly lease: number;
+}
+
+/**
+ * MirrorRequest is proposed only by the cross-cluster copier (src/migrate/copy), never by a
+ * client of the KV API. While the state machine holds a mirror state (bytes the copier owns:
+ * its phase and source position), client Puts, DeleteRanges and Txns with a write in either
+ * branch are refused with MIRROR_READ_ONLY, deterministically at apply. Each request is a
+ * compare-and-set on that state (MIRROR_CONFLICT when it differs), so a copier killed with a
+ * proposal in flight cannot apply a batch twice after it resumes.
+ *
+ * - mirrorBegin: become a mirror. Refused if a mirror state exists, if `requireEmpty` and the
+ *   store holds any key or is past INITIAL_REVISION, or if `requireRevision` is set and differs
+ *   from the current revision (a source fenced at the switch: nothing written since).
+ * - mirrorApply: with the state equal to `expectState`: delete `deletes`, set `puts` exactly,
+ *   move the revision to `revision` (never backwards: refused with MIRROR_CONFLICT if lower,
+ *   the store being ahead of the copier), and store `state`, all in one atomic step. Every
+ *   put's modRevision and createRevision are at most `revision`.
+ * - mirrorEnd: with the state equal to `expectState`, drop it: the cluster takes writes again,
+ *   continuing from the revision reached.
+ */
+export type MirrorRequest =
+  | { readonly type: 'mirrorBegin'; readonly state: Uint8Array; readonly requireEmpty: boolean; readonly requireRevision?: number }
+  | {
+      readonly type: 'mirrorApply';
+      readonly expectState: Uint8Array;
+      readonly state: Uint8Array;
+      readonly revision: number;
+      readonly puts: readonly MirrorPut[];
+      readonly deletes: readonly Uint8Array[];
+    }
+  | { readonly type: 'mirrorEnd'; readonly expectState: Uint8Array };
+
+/** MirrorResponse answers a MirrorRequest: the revision after it and the mirror state now (undefined after mirrorEnd). */
+export interface MirrorResponse {
+  readonly type: MirrorRequest['type'];
+  readonly revision: number;
+  readonly state: Uint8Array | undefined;
+}
+
+/** MIRROR_STATE_BYTES_MAX bounds a mirror state (it travels in every snapshot's footer: see MIRROR_STATE_FOOTER_BYTES_MAX). */
+export const MIRROR_STATE_BYTES_MAX = 8 * 1024;
+
+/**
+ * MIRROR_STATE_FOOTER_BYTES_MAX is what a snapshot's footer keeps for the mirror state: the
+ * footer is one 4096-byte block that also holds the configuration and the member table (with
+ * a migration journal of up to 2 KiB deflated). A state longer than this is stored deflated,
+ * and one that does not deflate to this is refused before it is proposed (INVALID_ARGUMENT,
+ * field `state`), as the journal is: accepted, it would make every later snapshot fail, so the
+ * log would never be compacted again. Not checked again at apply: deflate's output may differ
+ * between zlib builds, and apply must not.
+ */
+export const MIRROR_STATE_FOOTER_BYTES_MAX = 1024;
+
 /** KvRequest is anything the state machine applies. */
-export type KvRequest = PutRequest | RangeRequest | DeleteRangeRequest | TxnRequest;
+export type KvRequest = PutRequest | RangeRequest | DeleteRangeRequest | TxnRequest | MirrorRequest;
 
 /** KvCommand is what a Raft entry carries: a request and the id its proposer waits on. */
 export interface KvCommand {
@@ -133,7 +198,7 @@ export interface TxnResponse {
 }
 
 /** KvResponse is any answer. */
-export type KvResponse = PutResponse | RangeResponse | DeleteRangeResponse | TxnResponse;
+export type KvResponse = PutResponse | RangeResponse | DeleteRangeResponse | TxnResponse | MirrorResponse;
 
 /** KvLimits bounds requests; the defaults are etcd's. */
 export interface KvLimits {

@@ -2,15 +2,18 @@
 // rpctypes), applied before a request is proposed and again when it is applied, so that a
 // bad request never changes state whichever node proposed it.
 
+import { deflateRawSync } from 'node:zlib';
+
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { encodeKvCommand } from './kv-command-codec.ts';
 import { compareBytes } from './kv-keys.ts';
-import type { KvCommand, KvLimits, KvRequest, TxnOperation } from './kv-types.ts';
-import { DEFAULT_KV_LIMITS } from './kv-types.ts';
+import type { KvCommand, KvLimits, KvRequest, MirrorRequest, TxnOperation } from './kv-types.ts';
+import { DEFAULT_KV_LIMITS, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
 
 /**
  * validateKvRequest throws KEY_NOT_PROVIDED, REQUEST_TOO_LARGE, TOO_MANY_OPERATIONS or
- * DUPLICATE_KEY (with etcd's messages) when `request` breaks a rule or a limit.
+ * DUPLICATE_KEY (with etcd's messages) when `request` breaks a rule or a limit; a mirror
+ * request that breaks one is INVALID_ARGUMENT naming the field (details.field).
  */
 export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT_KV_LIMITS): void {
   switch (request.type) {
@@ -45,15 +48,99 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
       checkDuplicateWrites(request.failure);
       return;
     }
+    case 'mirrorBegin':
+    case 'mirrorApply':
+    case 'mirrorEnd':
+      validateMirrorRequest(request, limits);
+      return;
   }
 }
 
-/** encodeValidKvCommand validates a command's request, encodes it and checks the encoded size. */
+/**
+ * encodeValidKvCommand validates a command's request, encodes it and checks the encoded size
+ * (REQUEST_TOO_LARGE over limits.requestBytesMax, for every kind: the copier sizes its mirror
+ * batches by it). Two checks run here only, before proposing, not again at apply: the size
+ * (as for every request: the limit is each member's flag, and a member configured lower must
+ * not refuse an entry the others applied) and a mirror state's fit in a snapshot footer
+ * (MIRROR_STATE_FOOTER_BYTES_MAX).
+ */
 export function encodeValidKvCommand(command: KvCommand, limits: KvLimits = DEFAULT_KV_LIMITS): Uint8Array {
   validateKvRequest(command.request, limits);
+  const { request } = command;
+  if (request.type === 'mirrorBegin' || request.type === 'mirrorApply') checkMirrorStateFitsFooter(request.state);
   const data = encodeKvCommand(command);
   if (data.byteLength > limits.requestBytesMax) throw tooLarge(`request of ${data.byteLength} bytes`);
   return data;
+}
+
+// validateMirrorRequest checks what the copier proposes (kv-types.ts: MirrorRequest). Rules
+// that depend on the applied state (the compare-and-set, the revision not going back) are the
+// state machine's, answered MIRROR_CONFLICT.
+function validateMirrorRequest(request: MirrorRequest, limits: KvLimits): void {
+  switch (request.type) {
+    case 'mirrorBegin':
+      checkMirrorState('state', request.state);
+      if (request.requireRevision !== undefined) checkCounter('requireRevision', request.requireRevision, 1);
+      return;
+    case 'mirrorEnd':
+      checkMirrorState('expectState', request.expectState);
+      return;
+    case 'mirrorApply': {
+      checkMirrorState('expectState', request.expectState);
+      checkMirrorState('state', request.state);
+      checkCounter('revision', request.revision, 1);
+      // Byte strings as latin1 text: the field that named a key first.
+      const seen = new Map<string, string>();
+      const checkOnce = (key: Uint8Array, field: string): void => {
+        checkMirrorKey(key, field, limits);
+        const name = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+        const first = seen.get(name);
+        if (first !== undefined) throw invalidMirror(field, `${field} names the same key as ${first}`);
+        seen.set(name, field);
+      };
+      request.puts.forEach((put, i) => {
+        const field = `puts[${i}]`;
+        checkOnce(put.key, `${field}.key`);
+        if (put.value.byteLength > limits.valueBytesMax) throw invalidMirror(`${field}.value`, `${field}.value is ${put.value.byteLength} bytes, more than ${limits.valueBytesMax}`);
+        checkCounter(`${field}.createRevision`, put.createRevision, 1);
+        checkCounter(`${field}.modRevision`, put.modRevision, put.createRevision);
+        if (put.modRevision > request.revision) throw invalidMirror(`${field}.modRevision`, `${field}.modRevision ${put.modRevision} is above the request's revision ${request.revision}`);
+        checkCounter(`${field}.version`, put.version, 1);
+        checkCounter(`${field}.lease`, put.lease, 0);
+      });
+      request.deletes.forEach((key, i) => checkOnce(key, `deletes[${i}]`));
+      return;
+    }
+  }
+}
+
+function checkMirrorState(field: string, state: Uint8Array): void {
+  if (!(state instanceof Uint8Array)) throw invalidMirror(field, `${field} must be bytes`);
+  if (state.byteLength > MIRROR_STATE_BYTES_MAX) throw invalidMirror(field, `${field} is ${state.byteLength} bytes, more than ${MIRROR_STATE_BYTES_MAX}`);
+}
+
+// checkMirrorStateFitsFooter refuses a state that a snapshot's footer could not carry (raw, or
+// deflated as the footer would store it): see MIRROR_STATE_FOOTER_BYTES_MAX.
+function checkMirrorStateFitsFooter(state: Uint8Array): void {
+  if (state.byteLength <= MIRROR_STATE_FOOTER_BYTES_MAX) return;
+  const deflatedBytes = deflateRawSync(state).byteLength;
+  if (deflatedBytes > MIRROR_STATE_FOOTER_BYTES_MAX) {
+    throw invalidMirror('state', `state is ${state.byteLength} bytes, ${deflatedBytes} deflated, more than the ${MIRROR_STATE_FOOTER_BYTES_MAX} a snapshot footer can carry`);
+  }
+}
+
+function checkMirrorKey(key: Uint8Array, field: string, limits: KvLimits): void {
+  if (key.byteLength === 0) throw invalidMirror(field, `${field} is empty`);
+  if (key.byteLength > limits.keyBytesMax) throw invalidMirror(field, `${field} is ${key.byteLength} bytes, more than ${limits.keyBytesMax}`);
+}
+
+// checkCounter refuses a revision, version or lease that is not a safe integer of at least `min`.
+function checkCounter(field: string, value: number, min: number): void {
+  if (!Number.isSafeInteger(value) || value < min) throw invalidMirror(field, `${field} must be an integer of at least ${min}, got ${value}`);
+}
+
+function invalidMirror(field: string, message: string): StrataError {
+  return new StrataError(ErrorCode.INVALID_ARGUMENT, `mirror request: ${message}`, { details: { field } });
 }
 
 // checkInteger refuses numbers that are not safe integers. Negative limits and revisions are

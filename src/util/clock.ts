@@ -44,3 +44,20 @@ export const SYSTEM_CLOCK: Clock = Object.freeze({
 export function sleep(clock: Clock, delayMs: number): Promise<void> {
   return new Promise((resolve) => clock.setTimeout(resolve, delayMs));
 }
+
+/** pauseOrAbort resolves after `delayMs` (real time), or as soon as `signal` aborts; never rejects. */
+export function pauseOrAbort(delayMs: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, delayMs);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -87,6 +87,16 @@ export const ErrorCode = {
   NATIVE_UNAVAILABLE: 'NATIVE_UNAVAILABLE',
   /** The migration journal changed since the writer read it (another migrate process, or a retry that already landed). */
   JOURNAL_CONFLICT: 'JOURNAL_CONFLICT',
+  /**
+   * The cluster is a read-only mirror of another (`stratakv migrate copy`): client writes are
+   * refused until the copy is switched over to it. Nothing was done; send the write to the source.
+   */
+  MIRROR_READ_ONLY: 'MIRROR_READ_ONLY',
+  /**
+   * A mirror command found the mirror state other than its writer expected (compare-and-set):
+   * another copier, a retry that already landed, no mirror, or a cluster not empty.
+   */
+  MIRROR_CONFLICT: 'MIRROR_CONFLICT',
 } as const;
 
 /** ErrorCode is the union of the catalogue's codes. */

@@ -98,6 +98,10 @@ export const ETCD_ERRORS: { readonly [C in ErrorCode]: EtcdErrorMapping } = {
   CONF_CHANGE_PENDING: { status: GrpcStatus.UNAVAILABLE, prefix: 'stratakv: another configuration change is pending: ' },
   CLUSTER_ID_MISMATCH: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: cluster ID mismatch: ' },
   JOURNAL_CONFLICT: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: migration journal conflict: ' },
+  // FAILED_PRECONDITION, not UNAVAILABLE: every member of a mirror refuses, so a client must
+  // not go round the members retrying; the message says where writes go.
+  MIRROR_READ_ONLY: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: read-only mirror: ' },
+  MIRROR_CONFLICT: { status: GrpcStatus.FAILED_PRECONDITION, prefix: 'stratakv: mirror conflict: ' },
 
   // Broken storage or installation, and the alarms (etcd's ErrGRPCCorrupt and ErrGRPCNoSpace).
   CORRUPTION: { status: GrpcStatus.DATA_LOSS, message: 'etcdserver: corrupt cluster' },

@@ -69,8 +69,14 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
+/** EtcdClusterOptions adjust the members started by startEtcdCluster. */
+export interface EtcdClusterOptions {
+  /** More etcd flags for every member (e.g. --experimental-watch-progress-notify-interval=500ms). */
+  readonly extraArgs?: readonly string[];
+}
+
 /** startEtcdCluster starts `size` members as one new cluster and waits until every member knows a leader. */
-export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
+export async function startEtcdCluster(size: number, options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
   if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} is missing; install etcd-server (CI installs it)`);
   const directory = mkdtempSync(join(tmpdir(), 'stratakv-etcd-'));
   const ports = await freePorts(2 * size);
@@ -114,6 +120,7 @@ export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
           '--election-timeout', '500',
           '--logger', 'zap',
           '--log-level', 'error',
+          ...(options.extraArgs ?? []),
         ],
         { stdio: ['ignore', 'ignore', 'pipe'] },
       );

@@ -77,6 +77,7 @@ for (const backend of ['memory-level', 'LevelDB'] as const) {
         records: batchesOf(records, 37),
         keyCount: records.length,
         digest: view.digest,
+        mirror: view.mirror,
       });
       assert.deepEqual(restored.stateDigest().digest, view.digest, 'the restored digest is the view\'s');
       assert.deepEqual(await dump(restored), expected, `seed ${seed}`);
@@ -116,6 +117,7 @@ describe('restore refuses bad content', () => {
       records: batchesOf(records, 2),
       keyCount,
       digest: undefined,
+      mirror: undefined,
     });
 
   test('a good one restores, to LevelDB', async () => {

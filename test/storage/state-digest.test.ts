@@ -199,7 +199,7 @@ describe('the state machine keeps its digest', () => {
     async function* once(list: KvSnapshotRecord[]) {
       yield list;
     }
-    const content = { appliedIndex: view.appliedIndex, appliedTerm: view.appliedTerm, revision: view.revision, keyCount: records.length };
+    const content = { appliedIndex: view.appliedIndex, appliedTerm: view.appliedTerm, revision: view.revision, keyCount: records.length, mirror: undefined };
     const restored = await KvStateMachine.restore(memory(), { ...content, records: once(records), digest: view.digest });
     assert.ok(digestRootsEqual(restored.stateDigest().digest, view.digest));
     await restored.close();
@@ -479,6 +479,7 @@ describe('damaged stored values are never served', () => {
       revision: 2,
       keyCount: 1,
       digest: undefined,
+      mirror: undefined,
       records: (async function* () {
         yield [{ key: bytes('old'), value: Uint8Array.of(1, ...new Uint8Array(8).fill(0).map((_, i) => (i === 0 ? 2 : 0)), ...new Uint8Array(8).map((_, i) => (i === 0 ? 2 : 0)), ...new Uint8Array(8).map((_, i) => (i === 0 ? 1 : 0)), ...new Uint8Array(8), 104, 105) }];
       })(),

@@ -997,6 +997,10 @@ function describeResponse(response: KvResponse): string {
       return `ok deleted ${response.deleted} rev ${response.revision}`;
     case 'txn':
       return `ok ${response.succeeded ? 'succeeded' : 'failed'} rev ${response.revision}`;
+    case 'mirrorBegin':
+    case 'mirrorApply':
+    case 'mirrorEnd':
+      return `ok ${response.type} rev ${response.revision}`;
   }
 }
 

@@ -1,0 +1,575 @@
+// runCopy fills a target cluster from a source cluster and keeps it following, with the
+// source's own revisions: a consistent scan at one source revision, then the source's changes
+// from the next revision on (see README.md for the phases and why each is safe).
+//
+// Every change to the target is one mirror request carrying the data and the next copy state
+// (copy-state.ts), compare-and-set on the state before it. After an answer that leaves the
+// outcome unknown (a timeout, a leader change), the copier reads the state: the new one means
+// the batch landed, the old one that it did not (it is sent again, byte for byte: if the first
+// send lands after all, the second fails its compare and the read finds the new state), and
+// anything else that another copier owns the target (MIRROR_CONFLICT, the copier stops).
+
+import { pauseOrAbort } from '../../util/clock.ts';
+import { randomBytes } from 'node:crypto';
+
+import type { MirrorPut, MirrorRequest } from '../../storage/index.ts';
+import { assert } from '../../util/assert.ts';
+import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
+import type { CopySource, CopyTarget, KeyRange, SourceEvent, SourceTail } from './copy-ends.ts';
+import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, STATE_KEY_BYTES_MAX, decodeCopyState, encodeCopyState, sameBytes, type CopySourceKind, type CopyState } from './copy-state.ts';
+
+/** PAGE_KEYS is how many keys one page of a scan asks the source for. */
+export const PAGE_KEYS = 1_000;
+/** PROGRESS_INTERVAL_MS is how often an idle tail asks the source how far it is (so the target's revision follows). */
+export const PROGRESS_INTERVAL_MS = 1_000;
+/** COMMIT_ATTEMPTS_MAX bounds the sends of one batch while the target's answers leave the outcome unknown. */
+export const COMMIT_ATTEMPTS_MAX = 20;
+/** RECONNECTS_MAX bounds the tail's reconnections in a row without progress before the copier gives up. */
+export const RECONNECTS_MAX = 60;
+/** RETRY_PAUSE_MS_MAX caps the pause between retries (they start at 100 ms and double). */
+export const RETRY_PAUSE_MS_MAX = 2_000;
+// What a mirror request costs beyond its keys and values: per key, its counters and framing;
+// per request, the two states and the framing. Conservative: the target refuses an oversized
+// request, so the estimate must not be low.
+const PUT_OVERHEAD_BYTES = 64;
+const REQUEST_OVERHEAD_BYTES = 1_024;
+
+/** CopyEvent reports the copier's progress (the CLI draws it). */
+export type CopyEvent =
+  | { readonly kind: 'began'; readonly state: CopyState }
+  | { readonly kind: 'resumed'; readonly state: CopyState }
+  | { readonly kind: 'scanned'; readonly state: CopyState }
+  | { readonly kind: 'scan-done'; readonly state: CopyState }
+  | { readonly kind: 'rescan'; readonly state: CopyState; readonly compactRevision: number }
+  | { readonly kind: 'applied'; readonly state: CopyState; readonly revisions: number; readonly events: number }
+  | { readonly kind: 'retry'; readonly what: string; readonly error: StrataError; readonly attempt: number };
+
+/** CopyOptions configure runCopy. */
+export interface CopyOptions {
+  readonly source: CopySource;
+  readonly target: CopyTarget;
+  /** The source's kind and endpoints, kept in the state for `copy status` and resumes. */
+  readonly sourceKind: CopySourceKind;
+  readonly sourceEndpoints: readonly string[];
+  /** Copy only keys with this prefix; undefined: every key. A resume must give the same (or none). */
+  readonly prefix?: Uint8Array;
+  /** Stops the copier; runCopy then returns the state it reached. */
+  readonly signal: AbortSignal;
+  /** Return once the target holds everything the source held at a progress mark (tests, `--until-caught-up`). */
+  readonly stopWhenCaughtUp?: boolean;
+  /** Only resume a copy in progress; refuse to begin one. */
+  readonly resumeOnly?: boolean;
+  readonly pageKeys?: number;
+  readonly progressIntervalMs?: number;
+  readonly now?: () => number;
+  readonly onEvent?: (event: CopyEvent) => void;
+}
+
+/** CopyResult is where runCopy stopped. */
+export interface CopyResult {
+  readonly state: CopyState;
+  readonly reason: 'stopped' | 'caught-up';
+}
+
+/** rangeOf is the key range a copy covers: the prefix's, or every key. */
+export function rangeOf(prefix: Uint8Array | undefined): KeyRange {
+  if (prefix === undefined || prefix.byteLength === 0) return { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) };
+  return { key: prefix, rangeEnd: prefixEnd(prefix) };
+}
+
+/** runCopy runs the copy until `signal` (or until caught up, when asked); see the file comment. */
+export async function runCopy(options: CopyOptions): Promise<CopyResult> {
+  return await new Copier(options).run();
+}
+
+class Copier {
+  readonly #options: CopyOptions;
+  readonly #source: CopySource;
+  readonly #target: CopyTarget;
+  readonly #now: () => number;
+  readonly #pageKeys: number;
+  #state: CopyState | undefined;
+  #stateBytes: Uint8Array | undefined;
+  #range: KeyRange = rangeOf(undefined);
+  // The target's revision as its last answer gave it (a scan moves it ahead of appliedRevision).
+  #targetRevision = 0;
+  // Where the scan reads next, exactly (the state keeps at most STATE_KEY_BYTES_MAX of it).
+  #scanFrom: Uint8Array | undefined;
+  // performance.now() when the tail last brought events.
+  #lastEventAtMs = 0;
+  // The last progress mark that could not be proven (not asked about again).
+  #unprovenProgress = 0;
+
+  constructor(options: CopyOptions) {
+    this.#options = options;
+    this.#source = options.source;
+    this.#target = options.target;
+    this.#now = options.now ?? Date.now;
+    this.#pageKeys = options.pageKeys ?? PAGE_KEYS;
+    assert(Number.isSafeInteger(this.#pageKeys) && this.#pageKeys > 0, 'pageKeys is a positive integer');
+  }
+
+  async run(): Promise<CopyResult> {
+    await this.#start();
+    for (;;) {
+      if (this.#options.signal.aborted) return { state: this.#current(), reason: 'stopped' };
+      const state = this.#current();
+      try {
+        if (state.phase === 'copying') {
+          await this.#scanPage();
+        } else {
+          const caughtUp = await this.#tail();
+          if (caughtUp) return { state: this.#current(), reason: 'caught-up' };
+        }
+      } catch (error) {
+        // A read cut short by the stop: the target's state says where a resume starts.
+        if (this.#options.signal.aborted && isStrataError(error, ErrorCode.CANCELED)) return { state: this.#current(), reason: 'stopped' };
+        throw error;
+      }
+    }
+  }
+
+  #current(): CopyState {
+    assert(this.#state !== undefined, 'the copier has a state once started');
+    return this.#state;
+  }
+
+  // ---- start: begin a copy, or resume the one the target holds ----
+
+  async #start(): Promise<void> {
+    const { signal } = this.#options;
+    const view = await this.#retrying('read the target', () => this.#target.read(signal));
+    const head = await this.#retrying('read the source', () => this.#source.head(signal));
+    this.#targetRevision = view.revision;
+    if (view.state !== undefined) {
+      const state = decodeCopyState(view.state);
+      if (state.source.clusterId !== head.clusterId) {
+        throw conflict(`the target mirrors cluster ${state.source.clusterId}, but the source answers as cluster ${head.clusterId}`);
+      }
+      const prefix = this.#options.prefix === undefined ? undefined : base64(this.#options.prefix);
+      if (prefix !== undefined && state.prefix !== prefix) {
+        throw conflict(`the target mirrors ${describePrefix(state.prefix)}, not ${describePrefix(prefix)}; cancel that copy first`);
+      }
+      this.#state = state;
+      this.#stateBytes = view.state;
+      this.#range = { key: fromBase64(state.range.key), rangeEnd: fromBase64(state.range.rangeEnd) };
+      this.#options.onEvent?.({ kind: 'resumed', state });
+      return;
+    }
+    if (this.#options.resumeOnly === true) throw conflict('the target is not a mirror: there is no copy to resume');
+    if (this.#options.prefix !== undefined && this.#options.prefix.byteLength > STATE_KEY_BYTES_MAX) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a copy's prefix is at most ${STATE_KEY_BYTES_MAX} bytes, not ${this.#options.prefix.byteLength}`, { details: { field: 'prefix' } });
+    }
+    this.#range = rangeOf(this.#options.prefix);
+    const keysTotal = await this.#retrying('count the source', () => this.#source.count(this.#range, head.revision, signal));
+    const nowMs = this.#now();
+    const state: CopyState = {
+      format: COPY_STATE_FORMAT,
+      copyId: randomBytes(8).toString('hex'),
+      source: { kind: this.#options.sourceKind, endpoints: this.#options.sourceEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: head.clusterId },
+      range: { key: base64(this.#range.key), rangeEnd: base64(this.#range.rangeEnd) },
+      prefix: this.#options.prefix === undefined ? null : base64(this.#options.prefix),
+      phase: 'copying',
+      scan: { revision: head.revision, nextKey: base64(this.#range.key), keysCopied: 0, bytesCopied: 0, keysTotal, deleteMissing: false, startedAtMs: nowMs },
+      appliedRevision: 0,
+      sourceRevisionSeen: head.revision,
+      caughtUpAtMs: 0,
+      leasedPuts: 0,
+      rescans: 0,
+      createdAtMs: nowMs,
+      updatedAtMs: nowMs,
+    };
+    const bytes = encodeCopyState(state);
+    await this.#commit(state, bytes, () => ({ type: 'mirrorBegin', state: bytes, requireEmpty: true }), undefined);
+    this.#options.onEvent?.({ kind: 'began', state });
+  }
+
+  // ---- the scan ----
+
+  /** #scanPage copies one page of the scan (in batches under the target's request limit). */
+  async #scanPage(): Promise<void> {
+    const { signal } = this.#options;
+    const scan = this.#current().scan;
+    assert(scan !== null, 'a copying state has a scan');
+    const from = this.#scanFrom ?? fromBase64(scan.nextKey);
+    let page;
+    try {
+      page = await this.#retrying('read a page of the source', () => this.#source.page({ key: from, rangeEnd: this.#range.rangeEnd }, scan.revision, this.#pageKeys, signal));
+    } catch (error) {
+      if (!isStrataError(error, ErrorCode.COMPACTED)) throw error;
+      await this.#rescan(error);
+      return;
+    }
+    let start = from;
+    let index = 0;
+    do {
+      const budget = this.#budget();
+      const puts: MirrorPut[] = [];
+      let bytes = 0;
+      while (index < page.kvs.length) {
+        const kv = page.kvs[index];
+        assert(kv !== undefined, 'index within the page');
+        const cost = kv.key.byteLength + kv.value.byteLength + PUT_OVERHEAD_BYTES;
+        if (puts.length > 0 && bytes + cost > budget) break;
+        puts.push(kv);
+        bytes += cost;
+        index += 1;
+      }
+      const last = puts[puts.length - 1];
+      const scanEnds = index === page.kvs.length && !page.more;
+      const end = scanEnds || last === undefined ? this.#range.rangeEnd : keyAfter(last.key);
+      if (scan.deleteMissing) await this.#deleteMissing({ key: start, rangeEnd: end }, puts, scan.revision);
+      const current = this.#current();
+      assert(current.scan !== null, 'still scanning');
+      const nowMs = this.#now();
+      const next: CopyState = scanEnds
+        ? {
+            ...current,
+            phase: 'tailing',
+            scan: null,
+            appliedRevision: scan.revision,
+            sourceRevisionSeen: Math.max(current.sourceRevisionSeen, scan.revision),
+            leasedPuts: current.leasedPuts + leased(puts),
+            updatedAtMs: nowMs,
+          }
+        : {
+            ...current,
+            scan: {
+              ...current.scan,
+              nextKey: base64(end.subarray(0, STATE_KEY_BYTES_MAX)),
+              keysCopied: current.scan.keysCopied + puts.length,
+              bytesCopied: current.scan.bytesCopied + bytes,
+            },
+            leasedPuts: current.leasedPuts + leased(puts),
+            updatedAtMs: nowMs,
+          };
+      await this.#apply(next, scan.revision, puts, []);
+      this.#scanFrom = scanEnds ? undefined : end;
+      this.#options.onEvent?.({ kind: scanEnds ? 'scan-done' : 'scanned', state: next });
+      start = end;
+    } while (index < page.kvs.length);
+  }
+
+  /** #rescan starts the scan again at the source's current revision, deleting what the source no longer holds. */
+  async #rescan(cause: StrataError): Promise<void> {
+    const { signal } = this.#options;
+    const head = await this.#retrying('read the source', () => this.#source.head(signal));
+    const keysTotal = await this.#retrying('count the source', () => this.#source.count(this.#range, head.revision, signal));
+    const current = this.#current();
+    const nowMs = this.#now();
+    const next: CopyState = {
+      ...current,
+      phase: 'copying',
+      scan: { revision: head.revision, nextKey: base64(this.#range.key), keysCopied: 0, bytesCopied: 0, keysTotal, deleteMissing: true, startedAtMs: nowMs },
+      sourceRevisionSeen: Math.max(current.sourceRevisionSeen, head.revision),
+      rescans: current.rescans + 1,
+      updatedAtMs: nowMs,
+    };
+    // The revision stays: the re-scan moves it to head.revision with its first batch.
+    await this.#apply(next, this.#targetRevision, [], []);
+    this.#scanFrom = undefined;
+    const compactRevision = typeof cause.details['compactRevision'] === 'number' ? cause.details['compactRevision'] : 0;
+    this.#options.onEvent?.({ kind: 'rescan', state: next, compactRevision });
+  }
+
+  /** #deleteMissing deletes the target's keys in `range` that are not among `keep` (a re-scan's page). */
+  async #deleteMissing(range: KeyRange, keep: readonly MirrorPut[], revision: number): Promise<void> {
+    const { signal } = this.#options;
+    const kept = new Set(keep.map((kv) => base64(kv.key)));
+    let from = range.key;
+    for (let pageCount = 0; pageCount < DELETE_PAGES_MAX; pageCount += 1) {
+      const page = await this.#retrying('read a page of the target', () => this.#target.page({ key: from, rangeEnd: range.rangeEnd }, this.#pageKeys, { keysOnly: true, signal }));
+      const deletes = page.kvs.map((kv) => kv.key).filter((key) => !kept.has(base64(key)));
+      if (deletes.length > 0) {
+        // The state is unchanged: deleting is idempotent, so a batch sent twice is harmless.
+        await this.#apply(this.#current(), Math.max(this.#targetRevision, revision), [], deletes);
+      }
+      const last = page.kvs[page.kvs.length - 1];
+      if (!page.more || last === undefined) return;
+      from = keyAfter(last.key);
+    }
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `deleting the target's keys missing from the source took over ${DELETE_PAGES_MAX} pages`);
+  }
+
+  // ---- the tail ----
+
+  /** #tail follows the source until stopped (false), caught up when asked (true), or a compaction forced a re-scan (false). */
+  async #tail(): Promise<boolean> {
+    const { signal } = this.#options;
+    let failures = 0;
+    for (;;) {
+      if (signal.aborted) return false;
+      const state = this.#current();
+      assert(state.phase === 'tailing', 'tail only after the scan');
+      const tail = this.#source.tail(this.#range, state.appliedRevision + 1, signal);
+      // Progress is asked for only while no events come: under a write load the events move
+      // the revision, and every progress mark past them costs the source a range read.
+      const intervalMs = this.#options.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+      this.#lastEventAtMs = 0;
+      const progressTimer = setInterval(() => {
+        if (performance.now() - this.#lastEventAtMs >= intervalMs) tail.requestProgress();
+      }, intervalMs);
+      const before = state.appliedRevision;
+      try {
+        tail.requestProgress();
+        const caughtUp = await this.#follow(tail);
+        if (caughtUp) return true;
+        if (signal.aborted) return false;
+      } catch (error) {
+        if (signal.aborted) return false;
+        if (isStrataError(error, ErrorCode.COMPACTED)) {
+          await this.#rescan(error);
+          return false;
+        }
+        if (!isStrataError(error) || !RETRYABLE.has(error.code)) throw error;
+        failures = this.#current().appliedRevision > before ? 1 : failures + 1;
+        if (failures > RECONNECTS_MAX) {
+          throw new StrataError(ErrorCode.UNAVAILABLE, `the source's change stream failed ${failures} times in a row without progress (last: ${error.message})`, { cause: error });
+        }
+        this.#options.onEvent?.({ kind: 'retry', what: 'follow the source', error, attempt: failures });
+        await pauseOrAbort(retryPauseMs(failures), signal);
+      } finally {
+        clearInterval(progressTimer);
+        tail.close();
+      }
+    }
+  }
+
+  async #follow(tail: SourceTail): Promise<boolean> {
+    for await (const batch of tail) {
+      if (this.#options.signal.aborted) return false;
+      const state = this.#current();
+      if (batch.kind === 'progress') {
+        const nowMs = this.#now();
+        if (batch.revision > state.appliedRevision) {
+          if (await this.#provenAt(batch.revision)) {
+            // The target holds what the source held at batch.revision: its revision follows the source's.
+            await this.#apply({ ...state, appliedRevision: batch.revision, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, batch.revision), caughtUpAtMs: nowMs, updatedAtMs: nowMs }, batch.revision, [], []);
+          }
+        } else if (batch.revision === state.appliedRevision && state.caughtUpAtMs < nowMs - (this.#options.progressIntervalMs ?? PROGRESS_INTERVAL_MS)) {
+          // Record that the copier was caught up now (status's lag in seconds), at most once an interval.
+          await this.#apply({ ...state, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, batch.revision), caughtUpAtMs: nowMs, updatedAtMs: nowMs }, batch.revision, [], []);
+        }
+        if (this.#options.stopWhenCaughtUp === true && batch.revision <= this.#current().appliedRevision) return true;
+        continue;
+      }
+      this.#lastEventAtMs = performance.now();
+      // Events a proven progress mark already covered are in the target: skip them.
+      const applied = this.#current().appliedRevision;
+      const fresh = batch.events.filter((event) => event.kv.modRevision > applied);
+      if (fresh.length > 0) await this.#applyEvents(fresh);
+    }
+    throw new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s change stream ended');
+  }
+
+  /**
+   * #provenAt tells whether the target holds exactly what the source held at `revision`. A
+   * progress mark alone does not say so: etcd 3.4 answers a progress request with its current
+   * revision even while events before it are still on their way (etcd#15220). The proof: no
+   * key in range live at `revision` was written after the applied revision, and the source
+   * holds as many keys in range at `revision` as the target does. Then every source key at
+   * `revision` is in the target unchanged, and the counts leave no room for another.
+   */
+  async #provenAt(revision: number): Promise<boolean> {
+    if (revision === this.#unprovenProgress) return false;
+    const { signal } = this.#options;
+    const applied = this.#current().appliedRevision;
+    const source = await this.#retrying('check the source', () => this.#source.changedSince(this.#range, applied, revision, signal));
+    if (source.changed) {
+      this.#unprovenProgress = revision;
+      return false;
+    }
+    const targetCount = await this.#retrying('count the target', () => this.#target.count(this.#range, signal));
+    if (targetCount !== source.count) {
+      this.#unprovenProgress = revision;
+      return false;
+    }
+    return true;
+  }
+
+  /** #applyEvents applies whole revisions, as many per request as fit. */
+  async #applyEvents(events: readonly SourceEvent[]): Promise<void> {
+    let index = 0;
+    while (index < events.length) {
+      const budget = this.#budget();
+      const puts: MirrorPut[] = [];
+      const deletes: Uint8Array[] = [];
+      let bytes = 0;
+      let revisions = 0;
+      let revision = this.#current().appliedRevision;
+      let count = 0;
+      while (index < events.length) {
+        // One revision: the events that share its mod revision.
+        const first = events[index];
+        assert(first !== undefined, 'index within the events');
+        const revisionOf = first.kv.modRevision;
+        let end = index;
+        let cost = 0;
+        while (end < events.length && events[end]?.kv.modRevision === revisionOf) {
+          const event = events[end];
+          assert(event !== undefined, 'end within the events');
+          cost += event.kv.key.byteLength + (event.type === 'put' ? event.kv.value.byteLength : 0) + PUT_OVERHEAD_BYTES;
+          end += 1;
+        }
+        if (revisions > 0 && bytes + cost > budget) break;
+        if (revisionOf <= revision) {
+          throw new StrataError(ErrorCode.CORRUPTION, `the source sent revision ${revisionOf} after ${revision}: its changes must come in revision order`, { details: { check: 'source-order' } });
+        }
+        for (let at = index; at < end; at += 1) {
+          const event = events[at];
+          assert(event !== undefined, 'at within the events');
+          // A later event of the same key in this batch replaces an earlier one (a key deleted
+          // and put again in two revisions of one request).
+          removeKey(puts, deletes, event.kv.key);
+          if (event.type === 'put') puts.push(event.kv);
+          else deletes.push(event.kv.key);
+        }
+        bytes += cost;
+        revisions += 1;
+        count += end - index;
+        revision = revisionOf;
+        index = end;
+      }
+      const state = this.#current();
+      const nowMs = this.#now();
+      const next: CopyState = {
+        ...state,
+        appliedRevision: revision,
+        sourceRevisionSeen: Math.max(state.sourceRevisionSeen, revision),
+        leasedPuts: state.leasedPuts + leased(puts),
+        updatedAtMs: nowMs,
+      };
+      await this.#apply(next, revision, puts, deletes);
+      this.#options.onEvent?.({ kind: 'applied', state: next, revisions, events: count });
+    }
+  }
+
+  // ---- writing to the target ----
+
+  #budget(): number {
+    return Math.max(1, this.#target.requestBytesMax - 2 * (this.#stateBytes?.byteLength ?? 0) - REQUEST_OVERHEAD_BYTES);
+  }
+
+  async #apply(next: CopyState, revision: number, puts: readonly MirrorPut[], deletes: readonly Uint8Array[]): Promise<void> {
+    const expect = this.#stateBytes;
+    assert(expect !== undefined, 'apply after begin');
+    const bytes = encodeCopyState(next);
+    await this.#commit(next, bytes, () => ({ type: 'mirrorApply', expectState: expect, state: bytes, revision, puts, deletes }), expect);
+  }
+
+  /**
+   * #commit sends one mirror request until its outcome is known (see the file comment);
+   * `expect` is the state it replaces (undefined: a begin).
+   */
+  async #commit(next: CopyState, bytes: Uint8Array, request: () => MirrorRequest, expect: Uint8Array | undefined): Promise<void> {
+    // The stop signal is not passed on: a batch once sent is seen through to a known outcome
+    // (bounded by the attempts), so a stopped copier leaves no batch in doubt behind it.
+    const signal = NEVER_ABORTED;
+    let lastError: StrataError | undefined;
+    for (let attempt = 1; attempt <= COMMIT_ATTEMPTS_MAX; attempt += 1) {
+      try {
+        const answer = await this.#target.mirror(request());
+        this.#state = next;
+        this.#stateBytes = bytes;
+        this.#targetRevision = answer.revision;
+        return;
+      } catch (error) {
+        if (!isStrataError(error) || (!RETRYABLE.has(error.code) && error.code !== ErrorCode.MIRROR_CONFLICT)) throw error;
+        lastError = error;
+        const view = await this.#retrying('read the target', () => this.#target.read(signal), signal);
+        // A batch whose state does not change (deletes only) cannot be told landed from not:
+        // it is sent again, which is harmless because deleting is idempotent.
+        if (sameBytes(view.state, bytes) && (expect === undefined || !sameBytes(expect, bytes))) {
+          this.#state = next;
+          this.#stateBytes = bytes;
+          this.#targetRevision = view.revision;
+          return;
+        }
+        if (!sameBytes(view.state, expect)) {
+          if (error.code === ErrorCode.MIRROR_CONFLICT) throw error;
+          throw conflict(`the target's mirror state changed under this copier (another copier, or \`copy cancel\`): ${view.state === undefined ? 'it has none now' : 'it holds another'}`);
+        }
+        if (error.code === ErrorCode.MIRROR_CONFLICT) throw error;
+        this.#options.onEvent?.({ kind: 'retry', what: request().type, error, attempt });
+        await pauseOrAbort(retryPauseMs(attempt), signal);
+      }
+    }
+    throw new StrataError(ErrorCode.UNAVAILABLE, `the target did not take a ${request().type} in ${COMMIT_ATTEMPTS_MAX} attempts (last: ${lastError?.message ?? 'none'})`, { cause: lastError });
+  }
+
+  /** #retrying runs a read again while its failure is one a retry can cure, bounded. */
+  async #retrying<T>(what: string, call: () => Promise<T>, signal: AbortSignal = this.#options.signal): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!isStrataError(error) || !RETRYABLE.has(error.code) || attempt >= COMMIT_ATTEMPTS_MAX || signal.aborted) throw error;
+        this.#options.onEvent?.({ kind: 'retry', what, error, attempt });
+        await pauseOrAbort(retryPauseMs(attempt), signal);
+      }
+    }
+  }
+}
+
+// Failures that say nothing about the request's effect and may pass: the copier retries them.
+const RETRYABLE: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.NO_LEADER, ErrorCode.LEADER_CHANGED, ErrorCode.NOT_LEADER, ErrorCode.STOPPED, ErrorCode.MEMBER_REMOVED]);
+const NEVER_ABORTED = new AbortController().signal;
+// Bounds the pages one batch's missing-key check reads (each PAGE_KEYS keys).
+const DELETE_PAGES_MAX = 100_000;
+
+function removeKey(puts: MirrorPut[], deletes: Uint8Array[], key: Uint8Array): void {
+  const at = puts.findIndex((kv) => sameBytes(kv.key, key));
+  if (at !== -1) puts.splice(at, 1);
+  const deleteAt = deletes.findIndex((other) => sameBytes(other, key));
+  if (deleteAt !== -1) deletes.splice(deleteAt, 1);
+}
+
+function leased(puts: readonly MirrorPut[]): number {
+  let count = 0;
+  for (const kv of puts) if (kv.lease !== 0) count += 1;
+  return count;
+}
+
+/** keyAfter is the smallest key greater than `key` (key + "\0"). */
+export function keyAfter(key: Uint8Array): Uint8Array {
+  const next = new Uint8Array(key.byteLength + 1);
+  next.set(key);
+  return next;
+}
+
+/** prefixEnd is etcd's GetPrefixRangeEnd: the prefix with its last byte below 0xff incremented ([0] for all-0xff). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  for (let at = prefix.byteLength - 1; at >= 0; at -= 1) {
+    const byte = prefix[at];
+    assert(byte !== undefined, 'at within the prefix');
+    if (byte < 0xff) {
+      // A copy, never a view: Buffer's slice() shares memory, and the prefix must stay as given.
+      const end = Uint8Array.from(prefix.subarray(0, at + 1));
+      end[at] = byte + 1;
+      return end;
+    }
+  }
+  return Uint8Array.of(0);
+}
+
+/** base64 and fromBase64 carry keys in the JSON state. */
+export function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+export function fromBase64(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+function describePrefix(prefix: string | null): string {
+  return prefix === null ? 'every key' : `prefix ${JSON.stringify(Buffer.from(prefix, 'base64').toString('utf8'))}`;
+}
+
+function conflict(message: string): StrataError {
+  return new StrataError(ErrorCode.MIRROR_CONFLICT, message);
+}
+
+function retryPauseMs(attempt: number): number {
+  return Math.min(RETRY_PAUSE_MS_MAX, 100 * 2 ** Math.min(10, attempt - 1));
+}
+

@@ -1,0 +1,175 @@
+// verifyCopy compares the target with the source key by key: value, create and mod revision,
+// version and lease, at one common revision per page. It can run while the copier follows the
+// source: each page is read from the target first (a linearizable read, which answers the
+// target's revision T), then the same key range from the source *at revision T* (etcd keeps
+// its history until compacted), so both sides are compared as of the same source revision.
+// Every difference is listed (up to DIFFERENCES_LISTED_MAX, counted beyond).
+
+import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
+import type { CopySource, CopyTarget, KeyRange, SourceKv } from './copy-ends.ts';
+import { decodeCopyState, type CopyState } from './copy-state.ts';
+import { base64, fromBase64, keyAfter, PAGE_KEYS } from './copier.ts';
+
+/** DIFFERENCES_LISTED_MAX bounds the differences a report lists (all are counted). */
+export const DIFFERENCES_LISTED_MAX = 1_000;
+/** VERIFY_PAGE_ATTEMPTS_MAX bounds the re-reads of one page whose revision the source compacted meanwhile. */
+export const VERIFY_PAGE_ATTEMPTS_MAX = 5;
+// Bounds the source pages read for one target page (the source may hold many keys the target lacks).
+const SOURCE_PAGES_PER_PAGE_MAX = 10_000;
+
+/** CopyDifference is one key on which the two sides disagree. */
+export interface CopyDifference {
+  readonly key: Uint8Array;
+  /** missing: on the source only; extra: on the target only; different: on both, unequal. */
+  readonly kind: 'missing' | 'extra' | 'different';
+  /** The fields that differ (for `different`). */
+  readonly fields: readonly ('value' | 'createRevision' | 'modRevision' | 'version' | 'lease')[];
+  readonly source: SourceKv | undefined;
+  readonly target: SourceKv | undefined;
+  /** The source revision this key was compared at. */
+  readonly revision: number;
+}
+
+/** VerifyReport is the outcome of verifyCopy. */
+export interface VerifyReport {
+  readonly equal: boolean;
+  readonly keysCompared: number;
+  readonly bytesCompared: number;
+  readonly differencesCount: number;
+  readonly differences: readonly CopyDifference[];
+  /** The lowest and highest revisions the pages were compared at (equal when the source was quiet). */
+  readonly fromRevision: number;
+  readonly toRevision: number;
+  /** Keys on the target that carry an etcd lease id (kept, but stratakv does not expire them). */
+  readonly leasedKeys: number;
+  readonly pages: number;
+  readonly state: CopyState;
+}
+
+/** VerifyOptions configure verifyCopy. */
+export interface VerifyOptions {
+  readonly source: CopySource;
+  readonly target: CopyTarget;
+  readonly signal?: AbortSignal;
+  readonly pageKeys?: number;
+  readonly onPage?: (progress: { readonly keysCompared: number; readonly differencesCount: number; readonly revision: number }) => void;
+}
+
+/** verifyCopy compares the whole copied range (see the file comment); the target must be a mirror that finished its scan. */
+export async function verifyCopy(options: VerifyOptions): Promise<VerifyReport> {
+  const { source, target, signal } = options;
+  const pageKeys = options.pageKeys ?? PAGE_KEYS;
+  const view = await target.read(signal);
+  if (view.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the target is not a mirror: there is no copy to verify');
+  const state = decodeCopyState(view.state);
+  if (state.phase !== 'tailing') {
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the copy is still ${state.phase === 'copying' ? 'scanning the source' : state.phase}: verify once its scan is done (\`copy status\`)`);
+  }
+  const range: KeyRange = { key: fromBase64(state.range.key), rangeEnd: fromBase64(state.range.rangeEnd) };
+  const differences: CopyDifference[] = [];
+  let differencesCount = 0;
+  let keysCompared = 0;
+  let bytesCompared = 0;
+  let leasedKeys = 0;
+  let fromRevision = Number.POSITIVE_INFINITY;
+  let toRevision = 0;
+  let pages = 0;
+  const note = (difference: CopyDifference): void => {
+    differencesCount += 1;
+    if (differences.length < DIFFERENCES_LISTED_MAX) differences.push(difference);
+  };
+  let from = range.key;
+  for (;;) {
+    if (signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'verify was cancelled');
+    const { targetKvs, sourceKvs, end, revision, more } = await comparePage(source, target, { key: from, rangeEnd: range.rangeEnd }, pageKeys, signal);
+    pages += 1;
+    fromRevision = Math.min(fromRevision, revision);
+    toRevision = Math.max(toRevision, revision);
+    let s = 0;
+    let t = 0;
+    while (s < sourceKvs.length || t < targetKvs.length) {
+      const a = sourceKvs[s];
+      const b = targetKvs[t];
+      const order = a === undefined ? 1 : b === undefined ? -1 : Buffer.compare(a.key, b.key);
+      if (order < 0 && a !== undefined) {
+        note({ key: a.key, kind: 'missing', fields: [], source: a, target: undefined, revision });
+        s += 1;
+      } else if (order > 0 && b !== undefined) {
+        note({ key: b.key, kind: 'extra', fields: [], source: undefined, target: b, revision });
+        if (b.lease !== 0) leasedKeys += 1;
+        t += 1;
+      } else if (a !== undefined && b !== undefined) {
+        const fields = differingFields(a, b);
+        if (fields.length > 0) note({ key: a.key, kind: 'different', fields, source: a, target: b, revision });
+        if (b.lease !== 0) leasedKeys += 1;
+        keysCompared += 1;
+        bytesCompared += a.key.byteLength + a.value.byteLength;
+        s += 1;
+        t += 1;
+      }
+    }
+    options.onPage?.({ keysCompared, differencesCount, revision });
+    if (!more) break;
+    from = end;
+  }
+  // A re-scan that started meanwhile (the source compacted past the copier) makes the
+  // comparison of its pages meaningless: say so rather than report its differences.
+  const after = await target.read(signal);
+  const stateAfter = after.state === undefined ? undefined : decodeCopyState(after.state);
+  if (stateAfter === undefined || stateAfter.copyId !== state.copyId || stateAfter.rescans !== state.rescans) {
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the copy changed while it was verified (a re-scan after a compaction, a cancel or a switch): run verify again');
+  }
+  return {
+    equal: differencesCount === 0,
+    keysCompared,
+    bytesCompared,
+    differencesCount,
+    differences,
+    fromRevision: Number.isFinite(fromRevision) ? fromRevision : view.revision,
+    toRevision,
+    leasedKeys,
+    pages,
+    state: stateAfter,
+  };
+}
+
+/** comparePage reads one target page and the source's keys of the same range at the target's revision. */
+async function comparePage(
+  source: CopySource,
+  target: CopyTarget,
+  range: KeyRange,
+  pageKeys: number,
+  signal: AbortSignal | undefined,
+): Promise<{ targetKvs: readonly SourceKv[]; sourceKvs: readonly SourceKv[]; end: Uint8Array; revision: number; more: boolean }> {
+  for (let attempt = 1; ; attempt += 1) {
+    const targetPage = await target.page(range, pageKeys, { keysOnly: false, ...(signal === undefined ? {} : { signal }) });
+    const last = targetPage.kvs[targetPage.kvs.length - 1];
+    const end = targetPage.more && last !== undefined ? keyAfter(last.key) : range.rangeEnd;
+    try {
+      const sourceKvs: SourceKv[] = [];
+      let from = range.key;
+      for (let sourcePages = 0; ; sourcePages += 1) {
+        if (sourcePages >= SOURCE_PAGES_PER_PAGE_MAX) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the source holds over ${SOURCE_PAGES_PER_PAGE_MAX} pages of keys the target lacks after ${base64(range.key)}`);
+        const sourcePage = await source.page({ key: from, rangeEnd: end }, targetPage.revision, pageKeys, signal);
+        sourceKvs.push(...sourcePage.kvs);
+        const lastSource = sourcePage.kvs[sourcePage.kvs.length - 1];
+        if (!sourcePage.more || lastSource === undefined) break;
+        from = keyAfter(lastSource.key);
+      }
+      return { targetKvs: targetPage.kvs, sourceKvs, end, revision: targetPage.revision, more: targetPage.more };
+    } catch (error) {
+      // The source compacted past the target's revision between the two reads: read both again.
+      if (!isStrataError(error, ErrorCode.COMPACTED) || attempt >= VERIFY_PAGE_ATTEMPTS_MAX) throw error;
+    }
+  }
+}
+
+function differingFields(a: SourceKv, b: SourceKv): CopyDifference['fields'] {
+  const fields: ('value' | 'createRevision' | 'modRevision' | 'version' | 'lease')[] = [];
+  if (!Buffer.from(a.value.buffer, a.value.byteOffset, a.value.byteLength).equals(b.value)) fields.push('value');
+  if (a.createRevision !== b.createRevision) fields.push('createRevision');
+  if (a.modRevision !== b.modRevision) fields.push('modRevision');
+  if (a.version !== b.version) fields.push('version');
+  if (a.lease !== b.lease) fields.push('lease');
+  return fields;
+}

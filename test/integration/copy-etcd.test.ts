@@ -1,0 +1,171 @@
+// `stratakv migrate copy` end to end: a real etcd (Debian's 3.4) as the source under a write
+// load of 4 clients (puts, deletes, txns), a real 3-process stratakv cluster as the mirror, and
+// the copier run as the CLI — killed with SIGKILL at 5 seeded moments (the first during the
+// scan) and started again each time. At the end: `copy status` says caught up, `copy verify`
+// finds no difference, our own full comparison finds every key's value, create and mod
+// revision and version equal with the revisions equal, etcdctl's put is refused on the mirror,
+// and `copy cancel` leaves an empty cluster that takes writes.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+
+import { EtcdClient } from '../../src/client/index.ts';
+import { SeededRandom } from '../../src/util/random.ts';
+import { etcdSkipReason, startEtcdCluster, type EtcdCluster } from '../client/etcd-process.ts';
+import { etcdctl, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
+
+const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
+const SEED = Number(process.env['COPY_TEST_SEED'] ?? 16_101);
+const KEYS = 5_000;
+const WRITERS = 4;
+const KILLS = 5;
+const CLI_TIMEOUT_MS = 60_000;
+const skip = etcdSkipReason() || etcdctlSkipReason() || false;
+
+function seeded(seed: number): () => number {
+  const random = new SeededRandom(seed);
+  return () => random.nextUint32() / 0x1_0000_0000;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** copyCli runs `stratakv migrate copy ...` to its end and answers its JSON (-w json). */
+function copyCli(args: readonly string[]): { status: number | null; json: Record<string, unknown>; stderr: string } {
+  const result = spawnSync(process.execPath, [CLI, 'migrate', 'copy', ...args, '-w', 'json'], { encoding: 'utf8', timeout: CLI_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 });
+  const line = result.stdout.trim().split('\n').pop() ?? '';
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    assert.fail(`stratakv migrate copy ${args.join(' ')} printed no JSON (status ${String(result.status)}): ${result.stdout}\n${result.stderr}`);
+  }
+  return { status: result.status, json, stderr: result.stderr };
+}
+
+describe('migrate copy from etcd into a 3-member stratakv mirror', { skip }, () => {
+  let source: EtcdCluster;
+  let target: TestCluster;
+  let sourceClient: EtcdClient;
+  let from: string;
+  let to: string;
+
+  before(async () => {
+    source = await startEtcdCluster(1);
+    target = await TestCluster.start(3);
+    await target.waitForLeader();
+    sourceClient = new EtcdClient({ endpoints: source.endpoints, timeoutMs: 10_000 });
+    from = `etcd://${source.endpoints.join(',')}`;
+    to = target.endpoints().join(',');
+  });
+  after(async () => {
+    sourceClient?.close();
+    await target?.stop();
+    await source?.stop();
+  });
+
+  test(`${KEYS} keys under ${WRITERS} writers, the copier killed ${KILLS} times: verify equal, counters and revisions equal`, async (t) => {
+    const random = seeded(SEED);
+    // The preload, 100 puts a txn.
+    for (let at = 0; at < KEYS; at += 100) {
+      const success = Array.from({ length: Math.min(100, KEYS - at) }, (_, offset) => ({ type: 'put' as const, key: Buffer.from(`k/${String(at + offset).padStart(6, '0')}`), value: Buffer.from(`preload-${at + offset}`) }));
+      await sourceClient.txn({ type: 'txn', compare: [], success, failure: [] });
+    }
+
+    // The load: each writer does puts, deletes and two-key txns until stopped (bounded in count).
+    let writing = true;
+    let writes = 0;
+    const writer = async (index: number): Promise<void> => {
+      const mine = seeded(SEED * 31 + index);
+      for (let count = 0; writing && count < 20_000; count += 1) {
+        const key = `k/${String(Math.floor(mine() * (KEYS + 500))).padStart(6, '0')}`;
+        const roll = mine();
+        if (roll < 0.6) await sourceClient.put(key, `w${index}-${count}`);
+        else if (roll < 0.8) await sourceClient.delete(key);
+        else {
+          const other = `k/${String(Math.floor(mine() * (KEYS + 500))).padStart(6, '0')}`;
+          if (other !== key) await sourceClient.txn({ type: 'txn', compare: [], success: [{ type: 'put', key: Buffer.from(key), value: Buffer.from(`t${index}-${count}`) }, { type: 'deleteRange', key: Buffer.from(other) }], failure: [] });
+        }
+        writes += 1;
+      }
+    };
+    const writers = Array.from({ length: WRITERS }, (_, index) => writer(index));
+    const kills: string[] = [];
+    try {
+
+    // The copier, killed with SIGKILL at seeded moments; the first kill lands during the scan.
+    for (let kill = 0; kill < KILLS; kill += 1) {
+      const child: ChildProcess = spawn(process.execPath, [CLI, 'migrate', 'copy', 'create', '--from', from, '--to', to], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      // Kill only once the copier has started (began or resumed), then after a seeded delay:
+      // the first one early in the scan.
+      const started = (async (): Promise<boolean> => {
+        for (let poll = 0; poll < 300 && !/(began|resumed) copy/.test(stderr); poll += 1) await sleep(50);
+        return /(began|resumed) copy/.test(stderr);
+      })();
+      assert.equal(await started, true, `the copier started: ${stderr}`);
+      const waitMs = kill === 0 ? 50 + Math.floor(random() * 150) : 100 + Math.floor(random() * 1_500);
+      const early = await Promise.race([exited.then(() => true), sleep(waitMs).then(() => false)]);
+      assert.equal(early, false, `the copier ran until killed: ${stderr}`);
+      child.kill('SIGKILL');
+      await exited;
+      kills.push(`after ${waitMs} ms (${stderr.split('\n').filter((line) => line.trim() !== '').pop() ?? 'no output'})`);
+    }
+    } finally {
+      writing = false;
+      await Promise.allSettled(writers);
+    }
+    const status = copyCli(['status', '--to', to]);
+    assert.equal(status.status, 0, `${JSON.stringify(status.json)}\n${status.stderr}\nkills: ${kills.join('; ')}`);
+
+    assert.ok(writes > 100, `the writers wrote (${writes})`);
+    t.diagnostic(`seed ${SEED}: ${writes} writes; copier killed ${kills.join('; ')}`);
+
+    // The last run catches up and returns.
+    const last = copyCli(['create', '--from', from, '--to', to, '--until-caught-up']);
+    assert.equal(last.status, 0, `${JSON.stringify(last.json)}\n${last.stderr}\nkills: ${kills.join('; ')}`);
+    assert.equal(last.json['result'], 'caught-up');
+
+    const caughtUp = copyCli(['status', '--to', to]);
+    assert.equal(caughtUp.json['phase'], 'tailing');
+    assert.equal(caughtUp.json['lagRevisions'], 0);
+
+    const verified = copyCli(['verify', '--to', to]);
+    assert.equal(verified.status, 0, JSON.stringify(verified.json).slice(0, 2_000));
+    assert.equal(verified.json['equal'], true);
+    assert.ok((verified.json['keysCompared'] as number) > KEYS / 2);
+
+    // Our own comparison, through both clusters' KV APIs.
+    const mirror = new EtcdClient({ endpoints: target.endpoints(), timeoutMs: 10_000 });
+    try {
+      const theirs = await sourceClient.get('k/', { prefix: true });
+      const ours = await mirror.get('k/', { prefix: true });
+      assert.equal(ours.kvs.length, theirs.kvs.length);
+      for (const [at, kv] of theirs.kvs.entries()) {
+        const other = ours.kvs[at];
+        assert.ok(other !== undefined);
+        assert.deepEqual(
+          [Buffer.from(other.key).toString(), Buffer.from(other.value).toString(), other.createRevision, other.modRevision, other.version],
+          [Buffer.from(kv.key).toString(), Buffer.from(kv.value).toString(), kv.createRevision, kv.modRevision, kv.version],
+        );
+      }
+      assert.equal(ours.header.revision, theirs.header.revision, 'the mirror is at the source\'s revision');
+
+      // The mirror refuses a client's write, saying why.
+      const refused = etcdctl(target.endpoints(), ['put', 'k/new', 'x']);
+      assert.notEqual(refused.status, 0);
+      assert.match(refused.stderr, /read-only mirror/);
+
+      // Cancel: the copied keys are gone and the cluster takes writes; the source is untouched.
+      const cancelled = copyCli(['cancel', '--to', to]);
+      assert.equal(cancelled.status, 0, cancelled.stderr);
+      assert.equal((await mirror.get('k/', { prefix: true, countOnly: true })).count, 0);
+      await mirror.put('k/after-cancel', 'writable');
+      assert.equal((await sourceClient.get('k/', { prefix: true, countOnly: true })).count, theirs.count);
+    } finally {
+      mirror.close();
+    }
+  });
+});
