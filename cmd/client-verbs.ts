@@ -356,7 +356,7 @@ function rangeJson(answer: Awaited<ReturnType<EtcdClient['get']>>): string {
       mod_revision: kv.modRevision,
       version: kv.version,
       ...(kv.value.length > 0 ? { value: base64(kv.value) } : {}),
-      ...(kv.lease !== 0 ? { lease: kv.lease } : {}),
+      ...(kv.lease !== 0n ? { lease: raw(kv.lease) } : {}),
     }));
   }
   if (answer.more) document['more'] = true;

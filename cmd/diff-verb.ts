@@ -173,7 +173,7 @@ function differenceLine(difference: DescribedDifference, counters: boolean): str
 function valueText(value: DiffValue, counters: boolean): string {
   const cut = value.value.byteLength < value.valueBytes ? '…' : '';
   const shown = cut === '' ? value.value : withoutCutCharacter(value.value);
-  const details = counters ? `${value.valueBytes} B, create ${value.createRevision}, mod ${value.modRevision}, version ${value.version}${value.lease === 0 ? '' : `, lease ${value.lease.toString(16)}`}` : `${value.valueBytes} B`;
+  const details = counters ? `${value.valueBytes} B, create ${value.createRevision}, mod ${value.modRevision}, version ${value.version}${value.lease === 0n ? '' : `, lease ${value.lease.toString(16)}`}` : `${value.valueBytes} B`;
   return `${textOf(shown)}${cut}(${details})`;
 }
 
@@ -236,7 +236,8 @@ export function reportJson(report: DiffReport): Record<string, unknown> {
           create_revision: value.createRevision,
           mod_revision: value.modRevision,
           version: value.version,
-          lease: value.lease,
+          // A JSON number with every digit (etcd's lease ids are beyond 2^53), as etcdctl prints it.
+          lease: (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(value.lease.toString()),
         };
   const stats = report.stats;
   return {

@@ -15,7 +15,8 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   InitAlignedFile(env, exports);
   InitStateDigest(env, exports);
   // abiVersion lets the wrapper refuse a stale build whose functions differ from its own.
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  // 3: stateKeyHashes takes the lease as a BigInt.
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   return exports;
 }
 

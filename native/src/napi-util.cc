@@ -7,6 +7,13 @@
 
 namespace stratakv {
 
+namespace {
+
+// kSafeIntegerMax is Number.MAX_SAFE_INTEGER (2^53 - 1).
+constexpr uint64_t kSafeIntegerMax = 9007199254740991ull;
+
+}  // namespace
+
 void ThrowInvalidArgument(Napi::Env env, const std::string& message) {
   Napi::TypeError error = Napi::TypeError::New(env, message);
   error.Set("code", Napi::String::New(env, kInvalidArgumentCode));
@@ -52,6 +59,19 @@ uint64_t GetSafeInteger(Napi::Env env, Napi::Value value, const char* what, uint
     ThrowInvalidArgument(env, std::string(what) + " must be an integer in [0, " + std::to_string(maximum) + "]");
   }
   return static_cast<uint64_t>(number);
+}
+
+uint64_t GetUint64(Napi::Env env, Napi::Value value, const char* what) {
+  if (value.IsBigInt()) {
+    bool lossless = false;
+    // napi_get_value_bigint_uint64 answers the value modulo 2^64 and says whether that lost
+    // anything: a negative BigInt, or one of 2^64 or more, is not lossless.
+    uint64_t result = value.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) ThrowInvalidArgument(env, std::string(what) + " must be a BigInt in [0, 2^64)");
+    return result;
+  }
+  if (value.IsNumber()) return GetSafeInteger(env, value, what, kSafeIntegerMax);
+  ThrowInvalidArgument(env, std::string(what) + " must be a BigInt or a number");
 }
 
 }  // namespace stratakv

@@ -33,6 +33,10 @@ ByteView GetByteView(Napi::Env env, Napi::Value value, const char* what);
 // GetSafeInteger reads a non-negative integer argument no larger than `maximum`.
 uint64_t GetSafeInteger(Napi::Env env, Napi::Value value, const char* what, uint64_t maximum);
 
+// GetUint64 reads a u64 argument exactly: a BigInt in [0, 2^64), or a Number that is a safe
+// integer >= 0. A negative or wider BigInt, or any other Number, throws kInvalidArgumentCode.
+uint64_t GetUint64(Napi::Env env, Napi::Value value, const char* what);
+
 }  // namespace stratakv
 
 #endif  // STRATAKV_NATIVE_NAPI_UTIL_H_

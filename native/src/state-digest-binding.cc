@@ -1,9 +1,10 @@
 // state-digest-binding.cc — the state digest's per-key hashes (src/storage/state-digest.ts)
 // in one call: content = SHA-256(u32 LE key length | key | value)[0, 16), full =
 // SHA-256(content | createRevision | modRevision | version | lease, u64 LE each)[0, 16), and
-// the key's leaf (the top 16 bits of its CRC32c). The JavaScript version allocates a buffer
-// per input and per digest and pays crypto's per-call set-up twice per key; apply() hashes
-// every key written and every key overwritten, so that showed as most of the digest's cost.
+// the key's leaf (the top 16 bits of its CRC32c). The lease is any u64 (a BigInt), the other
+// counters safe integers. The JavaScript version allocates a buffer per input and per digest
+// and pays crypto's per-call set-up twice per key; apply() hashes every key written and every
+// key overwritten, so that showed as most of the digest's cost.
 // SHA-256 is OpenSSL's, the one Node is built with (its symbols are exported to addons).
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <napi.h>
@@ -36,7 +37,8 @@ Napi::Value StateKeyHashesBinding(const Napi::CallbackInfo& info) {
   PutU64(counters, GetSafeInteger(env, info[2], "createRevision", kSafeIntegerMax));
   PutU64(counters + 8, GetSafeInteger(env, info[3], "modRevision", kSafeIntegerMax));
   PutU64(counters + 16, GetSafeInteger(env, info[4], "version", kSafeIntegerMax));
-  PutU64(counters + 24, GetSafeInteger(env, info[5], "lease", kSafeIntegerMax));
+  // The lease id is a u64 (etcd's ids use the top bits): a BigInt, or a safe-integer Number.
+  PutU64(counters + 24, GetUint64(env, info[5], "lease"));
   ByteView out = GetByteView(env, info[6], "out");
   if (out.length != 2 * kDigestBytes) ThrowInvalidArgument(env, "out must be 32 bytes");
   if (key.length > 0xffffffffu) ThrowInvalidArgument(env, "key is too long");

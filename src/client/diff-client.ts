@@ -48,6 +48,7 @@ import {
   describeDifferences,
   DIFF_METHODS,
   DIFF_TIMEOUT_MS_MAX,
+  DIFF_VALUES_LOADER_OPTIONS,
   DIFFERENCES_MAX,
   fromWireValue,
   merkleDiff,
@@ -450,20 +451,23 @@ class RemoteTree implements DigestTreeSource {
     const answer = (await this.#call('DiffValues', { pin_id: this.#name.pinId, keys, value_bytes_max: valueBytesMax })) as WireValuesResponse;
     const values = answer.values ?? [];
     if (values.length !== keys.length) throw new StrataError(ErrorCode.CORRUPTION, `diff: ${this.#endpoint} answered ${values.length} values for ${keys.length} keys`, { details: { endpoint: this.#endpoint } });
-    return values.map((value, index) => fromWireValue(keys[index] as Uint8Array, value));
+    return values.map((value, index) => fromWireValue(keys[index] as Uint8Array, value, `diff: ${this.#endpoint}`));
   }
 }
 
 let methods: Methods | undefined;
 
-// loadDiffMethods loads admin.proto's Diff* methods once per process.
+// loadDiffMethods loads admin.proto's Diff* methods once per process. DiffValues comes from a
+// second load that decodes 64-bit integers as decimal text (DIFF_VALUES_LOADER_OPTIONS), so
+// that a key's lease id arrives exactly.
 function loadDiffMethods(): Methods {
   if (methods !== undefined) return methods;
   const definition = protoLoader.loadSync(ADMIN_PROTO_FILE, ADMIN_PROTO_LOADER_OPTIONS);
   const service = definition[ADMIN_SERVICE_NAME] as protoLoader.ServiceDefinition | undefined;
+  const exact = protoLoader.loadSync(ADMIN_PROTO_FILE, DIFF_VALUES_LOADER_OPTIONS)[ADMIN_SERVICE_NAME] as protoLoader.ServiceDefinition | undefined;
   const found: Partial<Record<DiffMethod, protoLoader.MethodDefinition<object, object>>> = {};
   for (const name of DIFF_METHODS) {
-    const method = service?.[name];
+    const method = name === 'DiffValues' ? exact?.[name] : service?.[name];
     if (method === undefined) throw new Error(`admin.proto has no method ${ADMIN_SERVICE_NAME}.${name}`);
     found[name] = method as protoLoader.MethodDefinition<object, object>;
   }

@@ -21,7 +21,7 @@
 // varints where the command has fixed-width integers; see encodePackedPuts).
 
 import type { MirrorPut, MirrorRequest } from '../storage/index.ts';
-import { DEFAULT_KV_LIMITS, MIRROR_STATE_BYTES_MAX } from '../storage/index.ts';
+import { DEFAULT_KV_LIMITS, LEASE_ID_MAX, MIRROR_STATE_BYTES_MAX } from '../storage/index.ts';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import { AdminCalls } from './admin-calls.ts';
@@ -201,18 +201,22 @@ export function mirrorDeleteBytes(key: Uint8Array): number {
 /**
  * encodePackedPuts lays puts out as MirrorApply.puts (admin.proto): per put, varint key length,
  * key, varint value length, value, then create_revision, mod_revision, version and lease as
- * varints. Counters must be safe integers >= 0 (INVALID_ARGUMENT naming the put otherwise).
+ * varints. The three counters must be safe integers >= 0, the lease id a bigint from 0 to
+ * LEASE_ID_MAX, written exactly as a u64 varint (INVALID_ARGUMENT naming the put otherwise).
  */
 export function encodePackedPuts(puts: readonly MirrorPut[]): Uint8Array {
   let size = 0;
   puts.forEach((put, index) => {
-    for (const [name, value] of [['createRevision', put.createRevision], ['modRevision', put.modRevision], ['version', put.version], ['lease', put.lease]] as const) {
+    for (const [name, value] of [['createRevision', put.createRevision], ['modRevision', put.modRevision], ['version', put.version]] as const) {
       if (!Number.isSafeInteger(value) || value < 0) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `puts[${index}].${name} must be an integer from 0 to 2^53 - 1, got ${value}`, { details: { field: `puts[${index}].${name}` } });
       }
     }
+    if (typeof put.lease !== 'bigint' || put.lease < 0n || put.lease > LEASE_ID_MAX) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `puts[${index}].lease must be a bigint from 0 to 2^63 - 1, got ${String(put.lease)}`, { details: { field: `puts[${index}].lease` } });
+    }
     size += varintBytes(put.key.byteLength) + put.key.byteLength + varintBytes(put.value.byteLength) + put.value.byteLength;
-    size += varintBytes(put.createRevision) + varintBytes(put.modRevision) + varintBytes(put.version) + varintBytes(put.lease);
+    size += varintBytes(put.createRevision) + varintBytes(put.modRevision) + varintBytes(put.version) + leaseVarintBytes(put.lease);
   });
   const bytes = new Uint8Array(size);
   let offset = 0;
@@ -226,6 +230,16 @@ export function encodePackedPuts(puts: readonly MirrorPut[]): Uint8Array {
     bytes[offset] = rest;
     offset += 1;
   };
+  const leaseVarint = (value: bigint): void => {
+    let rest = value;
+    while (rest >= 0x80n) {
+      bytes[offset] = Number(rest & 0x7fn) | 0x80;
+      offset += 1;
+      rest >>= 7n;
+    }
+    bytes[offset] = Number(rest);
+    offset += 1;
+  };
   for (const put of puts) {
     varint(put.key.byteLength);
     bytes.set(put.key, offset);
@@ -236,7 +250,7 @@ export function encodePackedPuts(puts: readonly MirrorPut[]): Uint8Array {
     varint(put.createRevision);
     varint(put.modRevision);
     varint(put.version);
-    varint(put.lease);
+    leaseVarint(put.lease);
   }
   assert(offset === size, 'encodePackedPuts sized its buffer exactly');
   return bytes;
@@ -246,6 +260,13 @@ export function encodePackedPuts(puts: readonly MirrorPut[]): Uint8Array {
 function varintBytes(value: number): number {
   let bytes = 1;
   for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) bytes += 1;
+  return bytes;
+}
+
+// leaseVarintBytes is how many bytes a protobuf varint of a lease id (a u64 bigint) takes.
+function leaseVarintBytes(value: bigint): number {
+  let bytes = 1;
+  for (let rest = value; rest >= 0x80n; rest >>= 7n) bytes += 1;
   return bytes;
 }
 

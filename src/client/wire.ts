@@ -21,6 +21,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../storage/kv-types.ts';
+import { LEASE_ID_MAX } from '../storage/kv-types.ts';
 
 /** MemberId is a cluster member id: etcd's are random 64-bit numbers, beyond a double's safe range. */
 export type MemberId = bigint;
@@ -145,6 +146,25 @@ function safeNumber(field: string, text: unknown): number {
   return value;
 }
 
+// LEASE_ID_DIGITS matches what proto-loader gives for a non-negative int64 (longs: String): its
+// decimal digits without sign or leading zeros, at most 19 of them (2^63 - 1 has 19).
+const LEASE_ID_DIGITS = /^(?:0|[1-9][0-9]{0,18})$/;
+
+/**
+ * leaseId reads a key's int64 lease id exactly: proto-loader gives the decimal digits
+ * (longs: String, from protobufjs's Long), turned into a bigint without passing through a
+ * double (etcd's ids are above 2^53). A negative id, or text that is not one, is refused.
+ */
+function leaseId(field: string, text: unknown): bigint {
+  if (typeof text === 'string' && LEASE_ID_DIGITS.test(text)) {
+    const value = BigInt(text);
+    if (value <= LEASE_ID_MAX) return value;
+  } else if (typeof text === 'number' && Number.isSafeInteger(text) && text >= 0) {
+    return BigInt(text);
+  }
+  throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the server answered ${field}=${String(text)}, which is not a lease id (an integer from 0 to 2^63 - 1)`);
+}
+
 function uint64(text: unknown): bigint {
   return typeof text === 'string' || typeof text === 'number' ? BigInt(text) : 0n;
 }
@@ -183,7 +203,7 @@ function decodeKeyValue(value: unknown): KeyValue {
     createRevision: safeNumber('kv.createRevision', kv['createRevision'] ?? 0),
     modRevision: safeNumber('kv.modRevision', kv['modRevision'] ?? 0),
     version: safeNumber('kv.version', kv['version'] ?? 0),
-    lease: safeNumber('kv.lease', kv['lease'] ?? 0),
+    lease: leaseId('kv.lease', kv['lease'] ?? '0'),
   };
 }
 
@@ -302,6 +322,8 @@ function encodeCompare(compare: Compare): object {
     ...rangeEndField(compare.rangeEnd),
   };
   if (compare.target === 'value') return { ...base, value: toBuffer(compare.value) };
+  // protobufjs's fromObject reads an int64 given as decimal text exactly (Long.fromString).
+  if (compare.target === 'lease') return { ...base, lease: compare.lease.toString() };
   return { ...base, [compare.target]: compare.number };
 }
 

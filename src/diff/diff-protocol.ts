@@ -4,10 +4,13 @@
 // ends agree on. src/server serves it (through DiffServer) and src/client calls it; neither
 // may import the other, so what they share is here.
 
-import { DIGEST_BYTES, FANOUT, LEAF_COUNT, TREE_DEPTH } from '../storage/index.ts';
+import type { Options } from '@grpc/proto-loader';
+
+import { DIGEST_BYTES, FANOUT, LEAF_COUNT, LEASE_ID_MAX, TREE_DEPTH } from '../storage/index.ts';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { PinAt } from './digest-pins.ts';
+import { ADMIN_PROTO_LOADER_OPTIONS } from './log-delta-protocol.ts';
 import type { DiffValue, DigestHash, LeafKeyHash } from './merkle-diff.ts';
 import { LEAVES_PER_REQUEST_MAX, PARENTS_PER_REQUEST_MAX, VALUE_BYTES_MAX, VALUE_KEYS_PER_REQUEST_MAX } from './merkle-diff.ts';
 import type { KeyRange } from './view-tree.ts';
@@ -16,6 +19,13 @@ import type { KeyRange } from './view-tree.ts';
 export const DIFF_METHODS = ['DiffHello', 'DiffPin', 'DiffOpen', 'DiffNodes', 'DiffLeafKeys', 'DiffValues', 'DiffRelease'] as const;
 /** DiffMethod is one of DIFF_METHODS. */
 export type DiffMethod = (typeof DIFF_METHODS)[number];
+
+/**
+ * DIFF_VALUES_LOADER_OPTIONS are ADMIN_PROTO_LOADER_OPTIONS with 64-bit integers as decimal
+ * text: the diff client decodes DiffValues answers with them, so that a key's lease id (etcd's
+ * are int64 beyond 2^53, where longs: Number rounds) arrives exactly (fromWireValue).
+ */
+export const DIFF_VALUES_LOADER_OPTIONS: Options = { ...ADMIN_PROTO_LOADER_OPTIONS, longs: String };
 
 /** DIFF_TIMEOUT_MS_DEFAULT is how long a member waits for a checkpoint it has not applied (timeout_ms 0). */
 export const DIFF_TIMEOUT_MS_DEFAULT = 10_000;
@@ -93,14 +103,19 @@ export interface WireValuesRequest {
   readonly keys?: readonly Uint8Array[];
   readonly value_bytes_max?: number;
 }
+/**
+ * WireValue is DiffValue. The server sends its integers as numbers and the lease as a bigint
+ * (protobufjs writes one exactly); the diff client decodes DiffValues with 64-bit integers as
+ * decimal text (DIFF_VALUES_LOADER_OPTIONS), so that a lease id beyond 2^53 arrives exactly.
+ */
 export interface WireValue {
   readonly found: boolean;
   readonly value: Uint8Array;
-  readonly value_bytes: number;
-  readonly create_revision: number;
-  readonly mod_revision: number;
-  readonly version: number;
-  readonly lease: number;
+  readonly value_bytes: number | string;
+  readonly create_revision: number | string;
+  readonly mod_revision: number | string;
+  readonly version: number | string;
+  readonly lease: bigint | string;
 }
 export interface WireValuesResponse {
   readonly values: readonly WireValue[];
@@ -190,22 +205,43 @@ export function parseValuesRequest(wire: WireValuesRequest): { pinId: string; ke
 
 /** toWireValue is a value (or its absence) as it goes on the wire. */
 export function toWireValue(value: DiffValue | undefined): WireValue {
-  if (value === undefined) return { found: false, value: new Uint8Array(0), value_bytes: 0, create_revision: 0, mod_revision: 0, version: 0, lease: 0 };
+  if (value === undefined) return { found: false, value: new Uint8Array(0), value_bytes: 0, create_revision: 0, mod_revision: 0, version: 0, lease: 0n };
   return { found: true, value: value.value, value_bytes: value.valueBytes, create_revision: value.createRevision, mod_revision: value.modRevision, version: value.version, lease: value.lease };
 }
 
-/** fromWireValue reads a value answered for `key`. */
-export function fromWireValue(key: Uint8Array, wire: WireValue): DiffValue | undefined {
+/**
+ * fromWireValue reads a value answered for `key` (its integers as numbers or decimal text);
+ * an integer that is not one (or not a safe integer, the lease aside) is CORRUPTION.
+ */
+export function fromWireValue(key: Uint8Array, wire: WireValue, source = 'diff'): DiffValue | undefined {
   if (!wire.found) return undefined;
   return {
     key,
     value: wire.value ?? new Uint8Array(0),
-    valueBytes: wire.value_bytes,
-    createRevision: wire.create_revision,
-    modRevision: wire.mod_revision,
-    version: wire.version,
-    lease: wire.lease,
+    valueBytes: wireInteger(source, 'value_bytes', wire.value_bytes),
+    createRevision: wireInteger(source, 'create_revision', wire.create_revision),
+    modRevision: wireInteger(source, 'mod_revision', wire.mod_revision),
+    version: wireInteger(source, 'version', wire.version),
+    lease: wireLease(source, wire.lease),
   };
+}
+
+// wireInteger reads a safe integer >= 0 given as a number or as decimal text.
+function wireInteger(source: string, field: string, text: number | string): number {
+  const value = typeof text === 'number' ? text : /^[0-9]+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < 0) throw badValue(source, field, text);
+  return value;
+}
+
+// wireLease reads a lease id (an int64 from 0 to LEASE_ID_MAX) exactly, from a bigint or decimal text.
+function wireLease(source: string, text: bigint | string): bigint {
+  const value = typeof text === 'bigint' ? text : /^[0-9]{1,19}$/.test(text) ? BigInt(text) : -1n;
+  if (value < 0n || value > LEASE_ID_MAX) throw badValue(source, 'lease', text);
+  return value;
+}
+
+function badValue(source: string, field: string, text: unknown): StrataError {
+  return new StrataError(ErrorCode.CORRUPTION, `${source}: a value's ${field} is ${String(text)}, not an integer this diff reads`, { details: { field } });
 }
 
 /** encodeLeafKeys lays out the keys of consecutive leaves: per leaf varint count, per key varint length | key | hash. */

@@ -81,6 +81,7 @@ export { StateMachineDigestPins, pinNotFound, PIN_IDLE_MS_MAX, PIN_NOT_FOUND_COD
 export type { DigestPin, DigestPinSource, PinAt, PinCallOptions } from './digest-pins.ts';
 export {
   DIFF_METHODS,
+  DIFF_VALUES_LOADER_OPTIONS,
   DIFF_TIMEOUT_MS_DEFAULT,
   DIFF_TIMEOUT_MS_MAX,
   OPEN_PROGRESS_KEYS,

@@ -54,7 +54,8 @@ export interface DiffValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
-  readonly lease: number;
+  /** The key's lease id (0n: none), exactly: etcd's ids are above 2^53. */
+  readonly lease: bigint;
 }
 
 /**

@@ -21,7 +21,7 @@ export const NATIVE_ADDON_PATH =
   fileURLToPath(new URL('../../native/build/Release/stratakv_native.node', import.meta.url));
 
 // The addon's abiVersion this wrapper was written against (native/src/addon.cc).
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /** NativeFileMapping is the addon's mapping handle (native/src/file-mapping.cc). */
 export interface NativeFileMapping {
@@ -56,7 +56,8 @@ export interface NativeOpenOptions {
 export interface NativeAddon {
   readonly abiVersion: number;
   crc32c(data: Uint8Array, seed?: number): number;
-  stateKeyHashes(key: Uint8Array, value: Uint8Array, createRevision: number, modRevision: number, version: number, lease: number, out: Uint8Array): number;
+  /** The lease is a u64: a BigInt (or a safe-integer number), read exactly. */
+  stateKeyHashes(key: Uint8Array, value: Uint8Array, createRevision: number, modRevision: number, version: number, lease: bigint | number, out: Uint8Array): number;
   crc32cWith(implementation: string, data: Uint8Array, seed?: number): number;
   crc32cImplementations(): string[];
   readonly crc32cBest: string;

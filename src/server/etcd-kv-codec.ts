@@ -10,11 +10,14 @@
 // The contract is protobufjs's, with the loader options in proto-loading.ts:
 // - Decoding yields the objects protobufjs yields: field names as in the .proto, a field
 //   present only if it was on the wire (the last occurrence wins), int64 as a number, bytes
-//   as a Buffer, enums as numbers (the low 32 bits, signed, as protobufjs reads int32).
+//   as a Buffer, enums as numbers (the low 32 bits, signed, as protobufjs reads int32). The
+//   exception is a lease id (PutRequest.lease), an int64 read exactly as a bigint: etcd's ids
+//   are above 2^53, where protobufjs (longs: Number) rounds.
 // - Encoding yields protobufjs's bytes for the same object: fields in field-number order, a
 //   scalar or message written whenever it is not null or undefined, even when it holds the
 //   proto3 default (protobufjs writes `more: false`, `count: 0` and a header's zero fields;
-//   only a repeated field that is empty is left out).
+//   only a repeated field that is empty is left out). KeyValue.lease is a bigint, written
+//   exactly as protobufjs writes the same int64.
 //
 // Where protobufjs would accept a malformed request, this codec refuses it with a
 // StrataError (INVALID_ARGUMENT) that names the problem and its byte offset; grpc-js answers
@@ -37,6 +40,7 @@
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type {
+  WireCompare,
   WireDeleteRangeRequest,
   WireDeleteRangeResponse,
   WireKeyValue,
@@ -46,6 +50,7 @@ import type {
   WireRangeRequest,
   WireRangeResponse,
   WireResponseHeader,
+  WireTxnRequest,
 } from './etcd-wire.ts';
 
 /**
@@ -97,7 +102,7 @@ export function decodePutRequest(buffer: Buffer): WirePutRequest {
     switch (tag) {
       case 0x0a: message.key = reader.readBytes(); break; // 1: bytes key
       case 0x12: message.value = reader.readBytes(); break; // 2: bytes value
-      case 0x18: message.lease = reader.readInt64(); break; // 3: int64 lease
+      case 0x18: message.lease = reader.readInt64Exact(); break; // 3: int64 lease
       case 0x20: message.prev_kv = reader.readBool(); break; // 4: bool prev_kv
       case 0x28: message.ignore_value = reader.readBool(); break; // 5: bool ignore_value
       case 0x30: message.ignore_lease = reader.readBool(); break; // 6: bool ignore_lease
@@ -149,6 +154,79 @@ export function decodeDeleteRangeRequest(buffer: Buffer): WireDeleteRangeRequest
     }
   }
   return message;
+}
+
+/**
+ * withExactCompareLeases sets each compare's lease operand of `message`, a TxnRequest that
+ * protobufjs decoded from `buffer`, to the exact int64 read from `buffer` (a bigint): with
+ * longs: Number protobufjs rounds an int64 beyond 2^53, and a lease id is one. protobufjs makes
+ * one compare per Compare field on the wire, in order, as this reading does, and shows a lease
+ * on each that has field 8 (of any wire type). It throws a StrataError (INVALID_ARGUMENT) for a
+ * malformed buffer (a Compare field with the wrong wire type, say).
+ */
+export function withExactCompareLeases(message: WireTxnRequest, buffer: Buffer): WireTxnRequest {
+  const compares = message.compare ?? [];
+  // Most Txns compare no lease: protobufjs found none on the wire, so there is nothing to read.
+  if (!compares.some((compare) => compare.lease !== undefined)) return message;
+  const leases = readTxnCompareLeases(buffer);
+  if (compares.length !== leases.length) {
+    // Only a malformed buffer that protobufjs misreads gets here (see the quirks in the tests).
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `etcdserverpb.TxnRequest: protobufjs read ${compares.length} compares, the codec ${leases.length}`, {
+      details: { message: 'TxnRequest', compares: compares.length, leases: leases.length },
+    });
+  }
+  for (let index = 0; index < leases.length; index += 1) {
+    const lease = leases[index];
+    const compare = compares[index] as WireCompare;
+    if (lease === undefined) delete compare.lease;
+    else compare.lease = lease;
+  }
+  return message;
+}
+
+// readTxnCompareLeases reads the lease operand of each Compare of a TxnRequest (undefined
+// where a compare has none), skipping everything else.
+function readTxnCompareLeases(buffer: Buffer): (bigint | undefined)[] {
+  const reader = new ProtoReader(buffer, 'TxnRequest');
+  const leases: (bigint | undefined)[] = [];
+  while (reader.offset < reader.end) {
+    const tagOffset = reader.offset;
+    const tag = reader.readTag();
+    switch (tag) {
+      case 0x0a: leases.push(readCompareLease(reader.readBytes())); break; // 1: repeated Compare compare
+      case 0x12: reader.readBytes(); break; // 2: repeated RequestOp success
+      case 0x1a: reader.readBytes(); break; // 3: repeated RequestOp failure
+      default: reader.skipField(tag, tagOffset, TXN_REQUEST_FIELD_NUMBER_MAX);
+    }
+  }
+  return leases;
+}
+
+// readCompareLease reads a Compare's lease (field 8, the last occurrence), or undefined.
+function readCompareLease(buffer: Buffer): bigint | undefined {
+  const reader = new ProtoReader(buffer, 'Compare');
+  let lease: bigint | undefined;
+  while (reader.offset < reader.end) {
+    const tagOffset = reader.offset;
+    const tag = reader.readTag();
+    switch (tag) {
+      case 0x08: // 1: CompareResult result
+      case 0x10: // 2: CompareTarget target
+      case 0x20: // 4: int64 version
+      case 0x28: // 5: int64 create_revision
+      case 0x30: // 6: int64 mod_revision
+        reader.readVarint(reader.offset);
+        break;
+      case 0x1a: // 3: bytes key
+      case 0x3a: // 7: bytes value
+      case COMPARE_RANGE_END_TAG:
+        reader.readBytes();
+        break;
+      case 0x40: lease = reader.readInt64Exact(); break; // 8: int64 lease
+      default: reader.skipField(tag, tagOffset, COMPARE_FIELD_NUMBER_MAX);
+    }
+  }
+  return lease;
 }
 
 /** encodePutResponse encodes etcdserverpb.PutResponse as protobufjs would. */
@@ -210,6 +288,10 @@ export function encodeDeleteRangeResponse(response: WireDeleteRangeResponse): Bu
 const PUT_REQUEST_FIELD_NUMBER_MAX = 6;
 const RANGE_REQUEST_FIELD_NUMBER_MAX = 13;
 const DELETE_RANGE_REQUEST_FIELD_NUMBER_MAX = 3;
+const TXN_REQUEST_FIELD_NUMBER_MAX = 3;
+// Compare numbers its fields 1..8, then range_end = 64 (bytes).
+const COMPARE_FIELD_NUMBER_MAX = 8;
+const COMPARE_RANGE_END_TAG = (64 << 3) | 2;
 
 const WIRE_TYPE_VARINT = 0;
 const WIRE_TYPE_FIXED64 = 1;
@@ -281,6 +363,12 @@ class ProtoReader {
     // A magnitude of 2^53 or more rounds to a double of 2^53 or more, so this check is exact.
     if (!Number.isSafeInteger(value)) throw this.problem(ProtoDecodeProblem.UNSAFE_INTEGER, start, `int64 ${high >>> 31 === 0 ? '' : 'negative '}value beyond Number.MAX_SAFE_INTEGER`);
     return value;
+  }
+
+  // readInt64Exact reads an int64 exactly, as a bigint (a lease id: any int64, no rounding).
+  readInt64Exact(): bigint {
+    this.readVarint(this.offset);
+    return BigInt.asIntN(64, (BigInt(this.varintHigh) << 32n) | BigInt(this.varintLow));
   }
 
   // readEnum reads an enum as protobufjs does (as an int32): the low 32 bits, signed.
@@ -461,7 +549,7 @@ function keyValueSize(kv: WireKeyValue): number {
   if (partial.mod_revision != null) size += 1 + varintSize(partial.mod_revision);
   if (partial.version != null) size += 1 + varintSize(partial.version);
   if (partial.value != null) size += 1 + varintSize(partial.value.length) + partial.value.length;
-  if (partial.lease != null) size += 1 + varintSize(partial.lease);
+  if (partial.lease != null) size += 1 + int64VarintSize(partial.lease);
   return size;
 }
 
@@ -497,7 +585,7 @@ function writeKeyValueField(buffer: Buffer, start: number, tag: number, kv: Wire
   if (partial.mod_revision != null) offset = writeVarintField(buffer, offset, 0x18, partial.mod_revision); // 3: int64 mod_revision
   if (partial.version != null) offset = writeVarintField(buffer, offset, 0x20, partial.version); // 4: int64 version
   if (partial.value != null) offset = writeBytesField(buffer, offset, 0x2a, partial.value); // 5: bytes value
-  if (partial.lease != null) offset = writeVarintField(buffer, offset, 0x30, partial.lease); // 6: int64 lease
+  if (partial.lease != null) offset = writeInt64VarintField(buffer, offset, 0x30, partial.lease); // 6: int64 lease
   return offset;
 }
 
@@ -523,6 +611,35 @@ function writeBytesField(buffer: Buffer, offset: number, tag: number, bytes: Uin
   }
   return start + bytes.length;
 }
+
+// int64VarintSize is the size of a bigint int64 (a lease id) as protobufjs writes it: a
+// negative value is its 64-bit two's complement, ten bytes.
+function int64VarintSize(value: bigint): number {
+  assert(typeof value === 'bigint', 'a lease id is a bigint');
+  assert(value >= INT64_MIN && value <= INT64_MAX, `an int64 field holds ${value}, out of range`);
+  if (value >= 0n && value <= 0x7fff_ffffn) return varintSize(Number(value));
+  let bytes = 1;
+  for (let rest = BigInt.asUintN(64, value); rest >= 0x80n; rest >>= 7n) bytes += 1;
+  return bytes;
+}
+
+// writeInt64VarintField writes a bigint int64 (int64VarintSize checked it while sizing).
+function writeInt64VarintField(buffer: Buffer, offset: number, tag: number, value: bigint): number {
+  if (value >= 0n && value <= 0x7fff_ffffn) return writeVarintField(buffer, offset, tag, Number(value));
+  buffer[offset] = tag; // every tag written here is below 0x80
+  let at = offset + 1;
+  let rest = BigInt.asUintN(64, value);
+  while (rest >= 0x80n) {
+    buffer[at] = Number(rest & 0x7fn) | 0x80;
+    at += 1;
+    rest >>= 7n;
+  }
+  buffer[at] = Number(rest);
+  return at + 1;
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
 
 // BYTES_COPY_LOOP_MAX is the longest bytes field copied byte by byte rather than with set().
 const BYTES_COPY_LOOP_MAX = 16;

@@ -155,7 +155,8 @@ function sortComparator(target: number): (a: KeyValue, b: KeyValue) => number {
 export function decodePutRequest(wire: WirePutRequest): PutRequest {
   if (wire.ignore_value === true) throw unimplemented('put: ignore_value is not supported by stratakv yet');
   if (wire.ignore_lease === true) throw unimplemented('put: ignore_lease is not supported by stratakv yet (there are no leases)');
-  if (wire.lease !== undefined && wire.lease !== 0) throw new WireStatusError(LEASE_NOT_FOUND_STATUS);
+  // A bigint from the codec, a number inside a Txn (etcd-wire.ts): either way 0 is none.
+  if (wire.lease !== undefined && wire.lease !== 0n && wire.lease !== 0) throw new WireStatusError(LEASE_NOT_FOUND_STATUS);
   return { type: 'put', key: wire.key ?? EMPTY, value: wire.value ?? EMPTY, prevKv: wire.prev_kv === true };
 }
 
@@ -203,7 +204,7 @@ function decodeCompare(wire: WireCompare, index: number): Compare {
     case WireCompareTarget.MOD:
       return { target: 'modRevision', result, key, rangeEnd, number: wire.mod_revision ?? 0 };
     case WireCompareTarget.LEASE:
-      return { target: 'lease', result, key, rangeEnd, number: wire.lease ?? 0 };
+      return { target: 'lease', result, key, rangeEnd, lease: wire.lease ?? 0n };
     default:
       throw invalid(`txn compare[${index}]: unknown target ${target} (VERSION=0, CREATE=1, MOD=2, VALUE=3, LEASE=4)`);
   }

@@ -3,6 +3,10 @@
 // and uint64 as numbers, bytes as Buffer, enums as numbers, and absent fields undefined
 // (defaults: false, so nothing is filled in per request). Only the fields stratakv reads or
 // writes are listed; the .proto files in proto/etcd are the full contract.
+// The exception is a key's lease id (etcd's int64 ids are above 2^53): a bigint, read and
+// written exactly by the hand-written codec (etcd-kv-codec.ts), set exactly into a Txn's
+// compares after protobufjs decodes it (proto-loading.ts), and given to protobufjs as a bigint
+// when it encodes (its fromObject reads one exactly, through Long.fromValue).
 
 /** WireResponseHeader is etcdserverpb.ResponseHeader. */
 export interface WireResponseHeader {
@@ -19,7 +23,7 @@ export interface WireKeyValue {
   mod_revision: number;
   version: number;
   value: Uint8Array;
-  lease: number;
+  lease: bigint;
 }
 
 /** WireRangeRequest is etcdserverpb.RangeRequest. */
@@ -43,7 +47,11 @@ export interface WireRangeRequest {
 export interface WirePutRequest {
   key?: Uint8Array;
   value?: Uint8Array;
-  lease?: number;
+  /**
+   * A bigint from the hand-written codec; a number inside a Txn (protobufjs, rounded: only
+   * whether it is 0 matters, and no other int64 rounds to 0).
+   */
+  lease?: bigint | number;
   prev_kv?: boolean;
   ignore_value?: boolean;
   ignore_lease?: boolean;
@@ -73,7 +81,8 @@ export interface WireCompare {
   create_revision?: number;
   mod_revision?: number;
   value?: Uint8Array;
-  lease?: number;
+  /** Exact: the Txn deserializer replaces protobufjs's rounded number (proto-loading.ts). */
+  lease?: bigint;
   range_end?: Uint8Array;
 }
 

@@ -31,6 +31,8 @@ export const MIRROR_PUTS_PER_REQUEST_MAX = 1 << 20;
 const PACKED_PUT_BYTES_MIN = 6;
 // A varint of a safe integer takes at most 8 groups of 7 bits (53 bits).
 const VARINT_GROUPS_MAX = 8;
+// A varint of a u64 (the lease id) takes at most 10 groups, the last holding bit 63 alone.
+const U64_VARINT_GROUPS_MAX = 10;
 
 /** MirrorBackend is what the service needs of the backend (RaftNodeBackend has it). */
 export interface MirrorBackend {
@@ -150,7 +152,8 @@ export function decodePackedPuts(bytes: Uint8Array, count: number): MirrorPut[] 
     const createRevision = reader.varint('create_revision');
     const modRevision = reader.varint('mod_revision');
     const version = reader.varint('version');
-    const lease = reader.varint('lease');
+    // The lease id is read exactly, as a u64; the node refuses one of 2^63 or more (validateKvRequest).
+    const lease = reader.u64Varint('lease');
     puts[index] = { key, value, createRevision, modRevision, version, lease };
   }
   if (reader.offset !== bytes.byteLength) {
@@ -202,6 +205,20 @@ class PackedReader {
       scale *= 128;
     }
     return this.#fail(part, 'a varint longer than 8 bytes (not below 2^53)');
+  }
+
+  // u64Varint reads a protobuf varint of up to 64 bits exactly, as a bigint.
+  u64Varint(part: string): bigint {
+    let value = 0n;
+    for (let group = 0; group < U64_VARINT_GROUPS_MAX; group += 1) {
+      const byte = this.#bytes[this.offset];
+      if (byte === undefined) return this.#fail(part, 'apply.puts ends inside it');
+      this.offset += 1;
+      if (group === U64_VARINT_GROUPS_MAX - 1 && byte > 1) return this.#fail(part, 'a varint past 64 bits');
+      value |= BigInt(byte & 0x7f) << BigInt(7 * group);
+      if ((byte & 0x80) === 0) return value;
+    }
+    return this.#fail(part, 'a varint longer than 10 bytes');
   }
 
   #fail(part: string, problem: string): never {

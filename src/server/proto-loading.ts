@@ -16,7 +16,9 @@ import {
   encodeDeleteRangeResponse,
   encodePutResponse,
   encodeRangeResponse,
+  withExactCompareLeases,
 } from './etcd-kv-codec.ts';
+import type { WireTxnRequest } from './etcd-wire.ts';
 
 /** ETCD_PROTO_INCLUDE_DIR is the include directory of etcd's .proto files (proto/etcd). */
 export const ETCD_PROTO_INCLUDE_DIR: string = fileURLToPath(new URL('../../proto/etcd', import.meta.url));
@@ -66,17 +68,22 @@ export function loadEtcdServices(): EtcdServices {
  * withKvCodec answers a copy of the KV service definition whose Put, Range and DeleteRange
  * use etcd-kv-codec.ts on the server's side (requestDeserialize, responseSerialize): those
  * are the calls on the hot path, and protobufjs's decode and encode are a measurable share of
- * their CPU. The client's side (requestSerialize, responseDeserialize), the paths and the
- * other fields stay protobufjs's, so the definition still describes the same service.
+ * their CPU. Txn stays on protobufjs, but its compares' lease operands are then read again
+ * exactly by the codec (withExactCompareLeases: protobufjs rounds an int64 beyond 2^53). The
+ * client's side (requestSerialize, responseDeserialize), the paths and the other fields stay
+ * protobufjs's, so the definition still describes the same service.
  */
 export function withKvCodec(kv: ServiceDefinition): ServiceDefinition {
   const put = kv['Put'];
   const range = kv['Range'];
   const deleteRange = kv['DeleteRange'];
+  const txn = kv['Txn'];
   assert(put !== undefined, 'etcdserverpb.KV has no Put');
   assert(range !== undefined, 'etcdserverpb.KV has no Range');
   assert(deleteRange !== undefined, 'etcdserverpb.KV has no DeleteRange');
-  for (const [definition, path] of [[put, '/etcdserverpb.KV/Put'], [range, '/etcdserverpb.KV/Range'], [deleteRange, '/etcdserverpb.KV/DeleteRange']] as const) {
+  assert(txn !== undefined, 'etcdserverpb.KV has no Txn');
+  const txnDeserialize = txn.requestDeserialize;
+  for (const [definition, path] of [[put, '/etcdserverpb.KV/Put'], [range, '/etcdserverpb.KV/Range'], [deleteRange, '/etcdserverpb.KV/DeleteRange'], [txn, '/etcdserverpb.KV/Txn']] as const) {
     assert(definition.path === path, `withKvCodec was given ${definition.path}, not ${path}`);
     assert(!definition.requestStream, `${path} streams requests; the KV codec serves unary calls only`);
     assert(!definition.responseStream, `${path} streams responses; the KV codec serves unary calls only`);
@@ -86,6 +93,7 @@ export function withKvCodec(kv: ServiceDefinition): ServiceDefinition {
     Put: { ...put, requestDeserialize: decodePutRequest, responseSerialize: encodePutResponse },
     Range: { ...range, requestDeserialize: decodeRangeRequest, responseSerialize: encodeRangeResponse },
     DeleteRange: { ...deleteRange, requestDeserialize: decodeDeleteRangeRequest, responseSerialize: encodeDeleteRangeResponse },
+    Txn: { ...txn, requestDeserialize: (buffer: Buffer) => withExactCompareLeases(txnDeserialize(buffer) as WireTxnRequest, buffer) },
   };
 }
 

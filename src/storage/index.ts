@@ -19,5 +19,5 @@ export type { DigestRoot, KeyHashes } from './state-digest.ts';
 export { DIGEST_BYTES, FANOUT, LEAF_COUNT, TREE_DEPTH, DigestSums, EMPTY_DIGEST_ROOT, digestRootsEqual, formatDigest, keyHashesOf, leafOf } from './state-digest.ts';
 export type { DigestCheck, DigestVerification } from './kv-digest-check.ts';
 export { validateKvRequest, encodeValidKvCommand } from './kv-validation.ts';
-export { DEFAULT_KV_LIMITS, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
+export { DEFAULT_KV_LIMITS, LEASE_ID_MAX, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
 export type * from './kv-types.ts';

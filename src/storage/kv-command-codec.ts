@@ -10,6 +10,12 @@
 //   u8 format (1) | u64 id | request
 //   request = u8 kind | fields; bytes are u32 length + bytes, integers u64, flags one byte.
 //
+// A Txn compare is u8 target | u8 result | bytes key | bytes rangeEnd | operand: bytes for a
+// value, an f64 holding a safe integer for the counters. A lease compare's operand is etcd's
+// int64: target 4 with an f64 when it is a safe integer (the only form before lease ids were
+// bigints, so those entries read back the same), target 5 ('lease', wide) with an i64 when it
+// is not. Decoding refuses an i64 that fits an f64, so each compare has one encoding.
+//
 // The mirror kinds (the cross-cluster copier's, kv-types.ts), decoded strictly (unknown flag
 // bits are CORRUPTION, so one request has exactly one encoding):
 //   5 mirrorBegin = u8 flags (1 requireEmpty, 2 requireRevision follows) | bytes state
@@ -18,6 +24,7 @@
 //                   | u32 n | n × (bytes key | bytes value | u64 createRevision
 //                                  | u64 modRevision | u64 version | u64 lease)
 //                   | u32 m | m × bytes key (deletes)
+//                   (the lease id, a full u64, is read as a bigint; validation keeps it below 2^63)
 //   7 mirrorEnd   = bytes expectState
 // They are top-level requests only: inside a Txn they are CORRUPTION.
 
@@ -53,6 +60,8 @@ const MIRROR_BEGIN_REQUIRE_REVISION = 2;
 const MIRROR_PUT_BYTES_MIN = 2 * 4 + 4 * 8;
 const MIRROR_DELETE_BYTES_MIN = 4;
 const TARGETS: readonly CompareTarget[] = ['value', 'version', 'createRevision', 'modRevision', 'lease'];
+// The target byte of a lease compare whose operand is beyond the safe integers (an i64 follows).
+const TARGET_LEASE_WIDE = TARGETS.length;
 const RESULTS: readonly CompareResult[] = ['equal', 'notEqual', 'less', 'greater'];
 // Decoding bounds a Txn's lists so corrupt counts cannot allocate wildly (validation applies
 // the configured, smaller limit before anything is proposed).
@@ -146,7 +155,7 @@ function writeMirrorRequest(writer: GrowingWriter, request: MirrorRequest): void
         writer.u64(put.createRevision);
         writer.u64(put.modRevision);
         writer.u64(put.version);
-        writer.u64(put.lease);
+        writer.u64Big(put.lease);
       }
       writer.u32(request.deletes.length);
       for (const key of request.deletes) writer.bytes(key);
@@ -161,12 +170,23 @@ function writeMirrorRequest(writer: GrowingWriter, request: MirrorRequest): void
 }
 
 function writeCompare(writer: GrowingWriter, compare: Compare): void {
-  writer.u8(TARGETS.indexOf(compare.target));
+  const wide = compare.target === 'lease' && !isSafeLease(compare.lease);
+  writer.u8(wide ? TARGET_LEASE_WIDE : TARGETS.indexOf(compare.target));
   writer.u8(RESULTS.indexOf(compare.result));
   writer.bytes(compare.key);
   writer.bytes(compare.rangeEnd ?? EMPTY);
   if (compare.target === 'value') writer.bytes(compare.value);
-  else writer.f64(compare.number);
+  else if (compare.target === 'lease') {
+    if (wide) writer.i64Big(compare.lease);
+    else writer.f64(Number(compare.lease));
+  } else writer.f64(compare.number);
+}
+
+const SAFE_INTEGER_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+// isSafeLease tells whether a lease compare's operand is a safe integer (stored as an f64).
+function isSafeLease(lease: bigint): boolean {
+  return lease >= -SAFE_INTEGER_MAX && lease <= SAFE_INTEGER_MAX;
 }
 
 // readRequest reads a command's request, or one operation inside a Txn (where neither a Txn
@@ -246,7 +266,7 @@ function readMirrorRequest(reader: Reader, kind: number): MirrorRequest {
       for (let i = 0; i < putCount; i += 1) {
         const key = reader.bytes();
         const value = reader.bytes();
-        puts.push({ key, value, createRevision: reader.u64(), modRevision: reader.u64(), version: reader.u64(), lease: reader.u64() });
+        puts.push({ key, value, createRevision: reader.u64(), modRevision: reader.u64(), version: reader.u64(), lease: reader.u64Big() });
       }
       const deletes: Uint8Array[] = [];
       const deleteCount = reader.countOf(MIRROR_DELETE_BYTES_MIN);
@@ -261,13 +281,21 @@ function readMirrorRequest(reader: Reader, kind: number): MirrorRequest {
 }
 
 function readCompare(reader: Reader): Compare {
-  const target = TARGETS[reader.u8()];
+  const targetByte = reader.u8();
+  const wide = targetByte === TARGET_LEASE_WIDE;
+  const target = wide ? 'lease' : TARGETS[targetByte];
   const result = RESULTS[reader.u8()];
   if (target === undefined || result === undefined) throw malformed('unknown compare target or result');
   const key = reader.bytes();
   const rangeEnd = reader.bytes();
   const range = rangeEnd.byteLength > 0 ? { rangeEnd } : {};
   if (target === 'value') return { target, result, key, ...range, value: reader.bytes() };
+  if (target === 'lease') {
+    if (!wide) return { target, result, key, ...range, lease: BigInt(reader.f64()) };
+    const lease = reader.i64Big();
+    if (isSafeLease(lease)) throw malformed(`a wide lease compare holding ${lease}, a safe integer`);
+    return { target, result, key, ...range, lease };
+  }
   return { target, result, key, ...range, number: reader.f64() };
 }
 
@@ -276,6 +304,9 @@ function malformed(what: string): StrataError {
 }
 
 const EMPTY = new Uint8Array(0);
+const U64_MAX = 2n ** 64n - 1n;
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
 
 const SCRATCH_BYTES_INITIAL = 4_096;
 const SCRATCH_BYTES_KEPT_MAX = 1024 * 1024;
@@ -301,6 +332,22 @@ class GrowingWriter {
   u64(value: number): void {
     this.reserve(8);
     writeU64(this.view, this.offset, value);
+    this.offset += 8;
+  }
+
+  // u64Big writes a bigint in [0, 2^64) (setBigUint64 alone would wrap anything else).
+  u64Big(value: bigint): void {
+    assert(value >= 0n && value <= U64_MAX, `u64: ${value} is out of range`);
+    this.reserve(8);
+    this.view.setBigUint64(this.offset, value, true);
+    this.offset += 8;
+  }
+
+  // i64Big writes a bigint in [-2^63, 2^63) as two's complement.
+  i64Big(value: bigint): void {
+    assert(value >= I64_MIN && value <= I64_MAX, `i64: ${value} is out of range`);
+    this.reserve(8);
+    this.view.setBigInt64(this.offset, value, true);
     this.offset += 8;
   }
 
@@ -393,6 +440,20 @@ class Reader {
     this.need(8);
     const value = readU64(this.view, this.offset);
     if (value === undefined) throw malformed('integer beyond 2^53');
+    this.offset += 8;
+    return value;
+  }
+
+  u64Big(): bigint {
+    this.need(8);
+    const value = this.view.getBigUint64(this.offset, true);
+    this.offset += 8;
+    return value;
+  }
+
+  i64Big(): bigint {
+    this.need(8);
+    const value = this.view.getBigInt64(this.offset, true);
     this.offset += 8;
     return value;
   }

@@ -21,7 +21,8 @@ const KEY_TAG_END = 0x6c; // 'l': the first LevelDB key after every user key
 // Stored value format 1: u8 format, 4 × u64, value. Format 2: u8 format, u32 masked CRC32c of
 // everything after it (checked on every read), the key's full and content hashes (16 bytes
 // each: an overwrite or delete then takes the old hashes out of the digest without hashing
-// the old value again), 4 × u64, value.
+// the old value again), 4 × u64, value. The four u64 are createRevision, modRevision and
+// version (safe integers) and the lease id (a full u64, read as a bigint), little-endian.
 const STORED_VALUE_FORMAT_WITHOUT_CRC = 1;
 const STORED_VALUE_FORMAT = 2;
 // Format 1: applied index, term, revision. Format 2 adds the digest's key count and roots.
@@ -34,6 +35,7 @@ const DIGEST_LEAF_TAG = 0x64; // 'd'
 const STORED_VALUE_HEADER_BYTES_WITHOUT_CRC = 1 + 4 * 8;
 const STORED_VALUE_HEADER_BYTES = 1 + 4 + 2 * DIGEST_BYTES + 4 * 8;
 const COUNTERS_OFFSET = 1 + 4 + 2 * DIGEST_BYTES;
+const U64_MAX = 2n ** 64n - 1n;
 
 /** META_KEY is where the applied index and revision are kept. */
 export const META_KEY: Uint8Array = Uint8Array.of(0x6d, ...new TextEncoder().encode('state'));
@@ -125,7 +127,8 @@ export interface StoredValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
-  readonly lease: number;
+  /** The lease id, a full u64 as stored (0n: none). */
+  readonly lease: bigint;
   readonly value: Uint8Array;
   /**
    * The key's state-digest hashes (state-digest.ts), as stored beside the value (format 2) or
@@ -141,6 +144,9 @@ export interface StoredValue {
  * damaged (it does not verify its own block checksums on reads) is refused, not served.
  */
 export function encodeStoredValue(key: Uint8Array, stored: StoredValue): Uint8Array {
+  // setBigUint64 would store any bigint modulo 2^64: a lease out of range is a bug upstream.
+  assert(typeof stored.lease === 'bigint', 'a stored lease is a bigint');
+  assert(stored.lease >= 0n && stored.lease <= U64_MAX, `stored lease ${stored.lease} is not a u64`);
   const hashes = stored.hashes ?? keyHashesOf(key, stored.value, stored);
   const bytes = new Uint8Array(STORED_VALUE_HEADER_BYTES + stored.value.byteLength);
   const view = new DataView(bytes.buffer);
@@ -150,7 +156,7 @@ export function encodeStoredValue(key: Uint8Array, stored: StoredValue): Uint8Ar
   writeU64(view, COUNTERS_OFFSET, stored.createRevision);
   writeU64(view, COUNTERS_OFFSET + 8, stored.modRevision);
   writeU64(view, COUNTERS_OFFSET + 16, stored.version);
-  writeU64(view, COUNTERS_OFFSET + 24, stored.lease);
+  view.setBigUint64(COUNTERS_OFFSET + 24, stored.lease, true);
   bytes.set(stored.value, STORED_VALUE_HEADER_BYTES);
   view.setUint32(1, maskCrc32c(crc32c(bytes.subarray(5))), true);
   return bytes;
@@ -180,7 +186,7 @@ export function decodeStoredValue(bytes: Uint8Array): StoredValue {
       createRevision: storedU64(view, COUNTERS_OFFSET),
       modRevision: storedU64(view, COUNTERS_OFFSET + 8),
       version: storedU64(view, COUNTERS_OFFSET + 16),
-      lease: storedU64(view, COUNTERS_OFFSET + 24),
+      lease: view.getBigUint64(COUNTERS_OFFSET + 24, true),
       value: bytes.subarray(STORED_VALUE_HEADER_BYTES),
       hashes: { full: bytes.subarray(5, 5 + DIGEST_BYTES), content: bytes.subarray(5 + DIGEST_BYTES, 5 + 2 * DIGEST_BYTES) },
     };
@@ -190,7 +196,7 @@ export function decodeStoredValue(bytes: Uint8Array): StoredValue {
       createRevision: storedU64(view, 1),
       modRevision: storedU64(view, 9),
       version: storedU64(view, 17),
-      lease: storedU64(view, 25),
+      lease: view.getBigUint64(25, true),
       value: bytes.subarray(STORED_VALUE_HEADER_BYTES_WITHOUT_CRC),
     };
   }

@@ -1407,7 +1407,8 @@ class ApplyView extends ReadView {
       createRevision: previous?.createRevision ?? revision,
       modRevision: revision,
       version: (previous?.version ?? 0) + 1,
-      lease: 0,
+      // A client Put names no lease (the server refuses one): as in etcd, it detaches any.
+      lease: 0n,
       value: request.value,
     });
     return request.prevKv === true && previous !== undefined ? { type: 'put', prevKv: toKeyValue(request.key, previous, false) } : { type: 'put' };
@@ -1475,15 +1476,17 @@ function compareHolds(compare: Compare, stored: StoredValue | undefined): boolea
   let order: number;
   if (compare.target === 'value') {
     order = compareBytes(stored?.value ?? new Uint8Array(0), compare.value);
+  } else if (compare.target === 'lease') {
+    // Both bigints: exact over the whole int64 range.
+    const lease = stored?.lease ?? 0n;
+    order = lease < compare.lease ? -1 : lease > compare.lease ? 1 : 0;
   } else {
     const field =
       compare.target === 'version'
         ? (stored?.version ?? 0)
         : compare.target === 'createRevision'
           ? (stored?.createRevision ?? 0)
-          : compare.target === 'modRevision'
-            ? (stored?.modRevision ?? 0)
-            : (stored?.lease ?? 0);
+          : (stored?.modRevision ?? 0);
     order = Math.sign(field - compare.number);
   }
   switch (compare.result) {

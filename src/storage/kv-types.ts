@@ -1,6 +1,11 @@
 // The KV requests the state machine applies and the answers it gives, with etcd's semantics
 // (etcdserverpb's Put/Range/DeleteRange/Txn, without leases, sorting or history for now).
-// Keys and values are bytes. Revisions, versions and counts are safe integers.
+// Keys and values are bytes. Revisions, versions and counts are safe integers; a key's lease
+// id is a bigint (etcd's ids are int64 and nearly always above 2^53: the member id fills the
+// top bits).
+
+/** LEASE_ID_MAX is the largest lease id: etcd's are int64 and positive, so [0, 2^63); 0 is none. */
+export const LEASE_ID_MAX = 2n ** 63n - 1n;
 
 /** KeyValue is one stored pair with etcd's per-key counters. */
 export interface KeyValue {
@@ -13,8 +18,11 @@ export interface KeyValue {
   readonly modRevision: number;
   /** How many Puts the key has had since it was created; a delete resets it. */
   readonly version: number;
-  /** Always 0: leases are not supported yet. */
-  readonly lease: number;
+  /**
+   * The key's lease id, 0n for none (0 to LEASE_ID_MAX). stratakv grants no leases yet: only a
+   * mirror put (src/migrate/copy) sets one, the source cluster's id, kept exactly.
+   */
+  readonly lease: bigint;
 }
 
 /** PutRequest stores `value` under `key`. */
@@ -64,16 +72,19 @@ export type CompareResult = 'equal' | 'notEqual' | 'less' | 'greater';
 /**
  * Compare is one condition of a Txn. Over a range (rangeEnd set) every key must satisfy it.
  * On a missing key, numeric targets compare against 0 and a value compare is always false.
+ * The counters' operand is a safe integer (`number`); the lease's is etcd's int64 exactly
+ * (`lease`, a bigint in [-2^63, 2^63): etcd compares any int64, though ids are positive).
  */
 export type Compare =
   | { readonly target: 'value'; readonly result: CompareResult; readonly key: Uint8Array; readonly rangeEnd?: Uint8Array; readonly value: Uint8Array }
   | {
-      readonly target: Exclude<CompareTarget, 'value'>;
+      readonly target: Exclude<CompareTarget, 'value' | 'lease'>;
       readonly result: CompareResult;
       readonly key: Uint8Array;
       readonly rangeEnd?: Uint8Array;
       readonly number: number;
-    };
+    }
+  | { readonly target: 'lease'; readonly result: CompareResult; readonly key: Uint8Array; readonly rangeEnd?: Uint8Array; readonly lease: bigint };
 
 /** TxnOperation is one request inside a Txn branch (nested Txns are not supported). */
 export type TxnOperation = PutRequest | RangeRequest | DeleteRangeRequest;
@@ -96,8 +107,8 @@ export interface MirrorPut {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
-  /** The source's lease id (0: none). Kept as a number; stratakv has no Lease API yet. */
-  readonly lease: number;
+  /** The source's lease id (0n: none; at most LEASE_ID_MAX), kept exactly: stratakv has no Lease API yet. */
+  readonly lease: bigint;
 }
 
 /**

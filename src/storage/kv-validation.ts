@@ -8,7 +8,7 @@ import { ErrorCode, StrataError } from '../util/errors.ts';
 import { encodeKvCommand } from './kv-command-codec.ts';
 import { compareBytes } from './kv-keys.ts';
 import type { KvCommand, KvLimits, KvRequest, MirrorRequest, TxnOperation } from './kv-types.ts';
-import { DEFAULT_KV_LIMITS, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
+import { DEFAULT_KV_LIMITS, LEASE_ID_MAX, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
 
 /**
  * validateKvRequest throws KEY_NOT_PROVIDED, REQUEST_TOO_LARGE, TOO_MANY_OPERATIONS or
@@ -40,7 +40,8 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
       }
       for (const compare of request.compare) {
         checkKey(compare.key, limits);
-        if (compare.target !== 'value') checkInteger('compare operand', compare.number);
+        if (compare.target === 'lease') checkCompareLease(compare.lease);
+        else if (compare.target !== 'value') checkInteger('compare operand', compare.number);
       }
       // etcd's order: every operation of both branches first, then duplicates per branch.
       for (const operation of [...request.success, ...request.failure]) validateKvRequest(operation, limits);
@@ -106,7 +107,7 @@ function validateMirrorRequest(request: MirrorRequest, limits: KvLimits): void {
         checkCounter(`${field}.modRevision`, put.modRevision, put.createRevision);
         if (put.modRevision > request.revision) throw invalidMirror(`${field}.modRevision`, `${field}.modRevision ${put.modRevision} is above the request's revision ${request.revision}`);
         checkCounter(`${field}.version`, put.version, 1);
-        checkCounter(`${field}.lease`, put.lease, 0);
+        checkLease(`${field}.lease`, put.lease);
       });
       request.deletes.forEach((key, i) => checkOnce(key, `deletes[${i}]`));
       return;
@@ -134,9 +135,15 @@ function checkMirrorKey(key: Uint8Array, field: string, limits: KvLimits): void 
   if (key.byteLength > limits.keyBytesMax) throw invalidMirror(field, `${field} is ${key.byteLength} bytes, more than ${limits.keyBytesMax}`);
 }
 
-// checkCounter refuses a revision, version or lease that is not a safe integer of at least `min`.
+// checkCounter refuses a revision or version that is not a safe integer of at least `min`.
 function checkCounter(field: string, value: number, min: number): void {
   if (!Number.isSafeInteger(value) || value < min) throw invalidMirror(field, `${field} must be an integer of at least ${min}, got ${value}`);
+}
+
+// checkLease refuses a lease id that is not a bigint in [0, LEASE_ID_MAX]: etcd's ids are
+// int64 and positive (0 is none), and a wider value would not fit etcd's wire.
+function checkLease(field: string, value: bigint): void {
+  if (typeof value !== 'bigint' || value < 0n || value > LEASE_ID_MAX) throw invalidMirror(field, `${field} must be a bigint from 0 to 2^63 - 1, got ${String(value)}`);
 }
 
 function invalidMirror(field: string, message: string): StrataError {
@@ -150,6 +157,15 @@ function checkInteger(what: string, value: number | undefined): void {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${what} must be an integer, got ${value}`, { details: { what, value } });
   }
 }
+
+// checkCompareLease refuses a lease compare's operand that is not an int64 (etcd's Compare.lease).
+function checkCompareLease(value: bigint): void {
+  if (typeof value !== 'bigint' || value < INT64_MIN || value > LEASE_ID_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `compare operand must be an int64 lease id (a bigint), got ${String(value)}`, { details: { what: 'compare operand', value: String(value) } });
+  }
+}
+
+const INT64_MIN = -(2n ** 63n);
 
 function checkKey(key: Uint8Array, limits: KvLimits): void {
   if (key.byteLength === 0) throw new StrataError(ErrorCode.KEY_NOT_PROVIDED, 'etcdserver: key is not provided');

@@ -6,6 +6,8 @@
 // Per key, two 128-bit hashes (the first 16 bytes of a SHA-256):
 //   content = SHA-256(u32 LE key length | key | value)             — what a user reads
 //   full    = SHA-256(content | u64 createRevision | u64 modRevision | u64 version | u64 lease)
+// (each u64 little-endian; the lease id is a bigint, the others safe integers: the bytes are
+// the same as when the lease was a number, so digests stored before stay valid).
 // `full` covers everything a replica of the same cluster must agree on; `content` is what two
 // different clusters holding the same data agree on (their revisions differ).
 //
@@ -56,7 +58,8 @@ export interface KeyCounters {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
-  readonly lease: number;
+  /** The lease id, a u64 (0n: none). */
+  readonly lease: bigint;
 }
 
 /** leafOf is the leaf a user key belongs to. */
@@ -102,7 +105,7 @@ export function keyHashesOfReference(key: Uint8Array, value: Uint8Array, counter
   writeCounter(input, DIGEST_BYTES, counters.createRevision);
   writeCounter(input, DIGEST_BYTES + 8, counters.modRevision);
   writeCounter(input, DIGEST_BYTES + 16, counters.version);
-  writeCounter(input, DIGEST_BYTES + 24, counters.lease);
+  input.writeBigUInt64LE(counters.lease, DIGEST_BYTES + 24);
   const full = oneShotHash('sha256', input, 'buffer').subarray(0, DIGEST_BYTES);
   return { full, content };
 }

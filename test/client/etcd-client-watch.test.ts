@@ -194,7 +194,7 @@ describe('watch against a single etcd member', { skip: etcdSkipReason() }, () =>
       const secondA = events[1];
       assert.equal(secondA?.kv.version, 2);
       assert.equal(secondA?.kv.createRevision, puts[0]?.revision);
-      assert.equal(secondA?.kv.lease, 0);
+      assert.equal(secondA?.kv.lease, 0n);
       assert.equal(events[5]?.kv.modRevision, txn.revision);
       assert.equal(events[5]?.prevKv, undefined);
       assert.equal(stream.lastRevision, deleted.revision);

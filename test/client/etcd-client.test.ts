@@ -1,7 +1,8 @@
-// EtcdClient against real etcd: the KV calls and their options on a single member; leader
-// discovery, MoveLeader, learners, sync (clientv3's rule) and failover after a member is
-// killed on a 3-member cluster.
+// EtcdClient against real etcd: the KV calls and their options on a single member (a key on a
+// real lease, whose id is beyond 2^53, included); leader discovery, MoveLeader, learners, sync
+// (clientv3's rule) and failover after a member is killed on a 3-member cluster.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
@@ -9,6 +10,20 @@ import { isStrataError, type ErrorCode } from '../../src/util/errors.ts';
 import { etcdSkipReason, freePorts, READY_ATTEMPTS_MAX, startEtcdCluster, type EtcdCluster } from './etcd-process.ts';
 
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8');
+
+const ETCDCTL_TIMEOUT_MS = 20_000;
+
+// etcdctlMissing says why etcdctl cannot run here, or undefined; in CI it must run.
+function etcdctlMissing(): string | undefined {
+  try {
+    execFileSync('etcdctl', ['version'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: ETCDCTL_TIMEOUT_MS, stdio: 'pipe' });
+    return undefined;
+  } catch (error) {
+    const message = `etcdctl is not installed or does not run (${(error as Error).message})`;
+    if (process.env['CI'] === 'true') throw new Error(message, { cause: error });
+    return message;
+  }
+}
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<Record<string, unknown>> {
   try {
@@ -120,6 +135,50 @@ describe('EtcdClient against a single etcd member', { skip: etcdSkipReason() }, 
     });
     assert.equal(refused.succeeded, false);
     assert.equal(refused.responses[0]?.type === 'deleteRange' ? refused.responses[0].deleted : -1, 1);
+  });
+
+  test("a key attached to a real etcd lease reads its exact id (beyond 2^53): get, a Txn's range and compare, a watch's kv and prevKv", async (context) => {
+    const missing = etcdctlMissing();
+    if (missing !== undefined) {
+      context.skip(missing);
+      return;
+    }
+    const endpoint = cluster.endpoints[0] ?? '';
+    const etcdctl = (...args: string[]): string =>
+      execFileSync('etcdctl', [`--endpoints=${endpoint}`, ...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: ETCDCTL_TIMEOUT_MS, encoding: 'utf8' });
+    // "lease 1deeb2a5f4a0c3e1 granted with TTL(600s)": etcd's ids carry the member id in the top bits.
+    const granted = /^lease ([0-9a-f]+) granted/.exec(etcdctl('lease', 'grant', '600'));
+    assert.ok(granted?.[1] !== undefined, 'etcdctl lease grant printed an id');
+    const hex = granted[1];
+    const lease = BigInt(`0x${hex}`);
+    assert.ok(lease > BigInt(Number.MAX_SAFE_INTEGER), `etcd granted ${lease}, beyond 2^53 as etcd's ids are`);
+    const start = (await client.get('leased/')).header.revision + 1;
+    const watch = client.watch({ key: 'leased/', prefix: true, startRevision: start, prevKv: true });
+    try {
+      etcdctl('put', `--lease=${hex}`, 'leased/key', 'one');
+      etcdctl('put', `--lease=${hex}`, 'leased/key', 'two');
+      const read = await client.get('leased/key');
+      assert.equal(read.kvs[0]?.lease, lease);
+      // etcdctl -w json prints the id as a JSON number: every digit is in its text.
+      assert.match(etcdctl('get', 'leased/key', '-w', 'json'), new RegExp(`"lease":${lease}[,}]`));
+      const txn = async (operand: bigint): Promise<boolean> =>
+        (await client.txn({ type: 'txn', compare: [{ target: 'lease', result: 'equal', key: Buffer.from('leased/key'), lease: operand }], success: [{ type: 'range', key: Buffer.from('leased/key') }], failure: [] })).succeeded;
+      assert.deepEqual([await txn(lease), await txn(lease + 1n), await txn(lease - 1n), await txn(0n)], [true, false, false, false], 'the compare operand travels exactly');
+      const inTxn = (await client.txn({ type: 'txn', compare: [], success: [{ type: 'range', key: Buffer.from('leased/key') }], failure: [] })).responses[0];
+      assert.ok(inTxn?.type === 'range');
+      assert.equal(inTxn.kvs[0]?.lease, lease);
+      const events: { kv: bigint; prevKv: bigint | undefined }[] = [];
+      for (let read = 0; read < 100 && events.length < 2; read += 1) {
+        const result = await watch.next();
+        assert.equal(result.done, false, 'the watch ended early');
+        if (result.value.kind === 'events') events.push(...result.value.events.map((event) => ({ kv: event.kv.lease, prevKv: event.prevKv?.lease })));
+      }
+      assert.deepEqual(events, [{ kv: lease, prevKv: undefined }, { kv: lease, prevKv: lease }]);
+    } finally {
+      watch.close();
+      etcdctl('lease', 'revoke', hex);
+    }
+    assert.equal((await client.get('leased/key')).count, 0, 'revoking the lease deleted its key');
   });
 
   test('etcd errors come back with stable codes and the endpoint', async () => {

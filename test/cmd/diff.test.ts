@@ -158,7 +158,7 @@ test('the launcher runs `stratakv diff` and exits with its code', async () => {
 
 test('replica lines show the counters the full hash covers; a cut value stays text; binary keys are hex', () => {
   const side = { endpoint: '127.0.0.1:1', clusterId: 1, memberId: 0xab, pinId: 'i9', index: 9, revision: 5, keyCount: 2 };
-  const value = (text: string, modRevision: number, valueBytes: number) => ({ key: new Uint8Array(), value: Buffer.from(text), valueBytes, createRevision: 2, modRevision, version: 1, lease: 0 });
+  const value = (text: string, modRevision: number, valueBytes: number) => ({ key: new Uint8Array(), value: Buffer.from(text), valueBytes, createRevision: 2, modRevision, version: 1, lease: 0n });
   const report: DiffReport = {
     mode: 'replicas',
     hash: 'full',

@@ -226,7 +226,7 @@ describe('small stores', () => {
     try {
       const tree = await ViewTree.open(view, { hash: 'full' });
       const [found, absent] = await tree.values([bytes('k'), bytes('nothing')], 4);
-      const expected: Partial<KeyValue> & { valueBytes: number } = { createRevision: 2, modRevision: 3, version: 2, lease: 0, valueBytes: 14 };
+      const expected: Partial<KeyValue> & { valueBytes: number } = { createRevision: 2, modRevision: 3, version: 2, lease: 0n, valueBytes: 14 };
       assert.deepEqual({ ...found, key: undefined, value: text(found?.value ?? new Uint8Array()) }, { ...expected, key: undefined, value: 'a lo' });
       assert.equal(absent, undefined);
     } finally {

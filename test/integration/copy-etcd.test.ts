@@ -169,3 +169,71 @@ describe('migrate copy from etcd into a 3-member stratakv mirror', { skip }, () 
     }
   });
 });
+
+describe('migrate copy follows through a source member killed and the target\'s leader killed', { skip }, () => {
+  let source: EtcdCluster;
+  let target: TestCluster;
+  let sourceClient: EtcdClient;
+
+  before(async () => {
+    source = await startEtcdCluster(3);
+    target = await TestCluster.start(3);
+    await target.waitForLeader();
+    sourceClient = new EtcdClient({ endpoints: source.endpoints, timeoutMs: 10_000 });
+  });
+  after(async () => {
+    sourceClient?.close();
+    await target?.stop();
+    await source?.stop();
+  });
+
+  test('kill -9 of the etcd member the copier reads first, then of the stratakv leader: the copier goes on, stops on SIGTERM, and the copy verifies equal', async (t) => {
+    const from = `etcd://${source.endpoints.join(',')}`;
+    const to = target.endpoints().join(',');
+    for (let at = 0; at < 1_000; at += 100) {
+      const success = Array.from({ length: 100 }, (_, offset) => ({ type: 'put' as const, key: Buffer.from(`f/${String(at + offset).padStart(5, '0')}`), value: Buffer.from(`v${at + offset}`) }));
+      await sourceClient.txn({ type: 'txn', compare: [], success, failure: [] });
+    }
+    let writing = true;
+    let writes = 0;
+    const writer = (async () => {
+      for (let count = 0; writing && count < 50_000; count += 1) {
+        try {
+          await sourceClient.put(`f/${String(count % 1_200).padStart(5, '0')}`, `w${count}`);
+          writes += 1;
+        } catch {
+          // A put in flight when its member died: the writer goes on (its outcome is whatever etcd says).
+        }
+      }
+    })();
+    const child = spawn(process.execPath, [CLI, 'migrate', 'copy', 'create', '--from', from, '--to', to], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      for (let poll = 0; poll < 600 && !/scan done/.test(stderr); poll += 1) await sleep(50);
+      assert.match(stderr, /scan done/, stderr);
+      await sleep(500);
+      const first = source.members[0];
+      assert.ok(first !== undefined);
+      await source.kill(first);
+      await sleep(2_000);
+      const leader = await target.waitForLeader();
+      await target.kill(leader);
+      await target.waitForLeader();
+      await sleep(2_000);
+      assert.equal(child.exitCode, null, `the copier is still running: ${stderr}`);
+    } finally {
+      writing = false;
+      await writer;
+    }
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, `the copier stopped cleanly on SIGTERM: ${stderr}`);
+    t.diagnostic(`${writes} writes; copier said: ${stderr.split('\n').filter((line) => line.trim() !== '').slice(-6).join(' | ')}`);
+
+    const last = copyCli(['create', '--from', from, '--to', to, '--until-caught-up']);
+    assert.equal(last.status, 0, `${JSON.stringify(last.json)}\n${last.stderr}`);
+    const verified = copyCli(['verify', '--to', to]);
+    assert.equal(verified.json['equal'], true, JSON.stringify(verified.json).slice(0, 2_000));
+  });
+});

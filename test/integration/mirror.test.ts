@@ -54,8 +54,9 @@ test('a 3-member mirror: begun through a follower, refusing etcdctl put, still a
     assert.equal(begun.header.endpoint, follower.endpoint);
     assert.notEqual(begun.header.memberId, 0);
     const puts: MirrorPut[] = [
-      { key: b('src/a'), value: b('va'), createRevision: 3, modRevision: 40, version: 5, lease: 0 },
-      { key: b('src/b'), value: b('vb'), createRevision: 50, modRevision: 50, version: 1, lease: 0 },
+      { key: b('src/a'), value: b('va'), createRevision: 3, modRevision: 40, version: 5, lease: 0n },
+      // An etcd lease id (the member id in its top bits): far beyond 2^53.
+      { key: b('src/b'), value: b('vb'), createRevision: 50, modRevision: 50, version: 1, lease: 2156839707291722977n },
     ];
     const applied = await throughFollower.apply({ expectState: STATE_BEGUN, state: STATE_APPLIED, revision: SOURCE_REVISION, puts, deletes: [] });
     assert.equal(applied.revision, SOURCE_REVISION);
@@ -64,6 +65,11 @@ test('a 3-member mirror: begun through a follower, refusing etcdctl put, still a
   }
 
   assert.deepEqual(counters(cluster.endpoints(), 'src/a'), { create: 3, mod: 40, version: 5, headerRevision: SOURCE_REVISION });
+  // etcdctl prints the lease id as a JSON number, which JSON.parse would round: read its text.
+  const leased = etcdctl(cluster.endpoints(), ['get', 'src/b', '-w', 'json']);
+  assert.equal(leased.status, 0, leased.stderr);
+  assert.match(leased.stdout, /"lease":2156839707291722977[,}]/, leased.stdout);
+  assert.doesNotMatch(etcdctl(cluster.endpoints(), ['get', 'src/a', '-w', 'json']).stdout, /"lease"/, 'no lease: left out, as etcd leaves zero fields out');
   for (const member of cluster.members) refusesPut(member);
 
   await cluster.kill(leader);

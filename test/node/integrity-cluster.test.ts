@@ -21,7 +21,7 @@ const CHECK_EVERY = { integrityCheckPolicy: { checkpointEntries: 20, checkpointI
 function diverge(node: RaftNode): void {
   const machine = (node as unknown as { stateMachine: { sums: DigestSums } }).stateMachine;
   const key = encoder.encode('phantom');
-  machine.sums.add(leafOf(key), keyHashesOf(key, encoder.encode('x'), { createRevision: 2, modRevision: 2, version: 1, lease: 0 }), 1);
+  machine.sums.add(leafOf(key), keyHashesOf(key, encoder.encode('x'), { createRevision: 2, modRevision: 2, version: 1, lease: 0n }), 1);
 }
 
 const hasCorrupt = (node: RaftNode, memberId: number): boolean => node.alarms().some((alarm) => alarm.alarm === 'CORRUPT' && alarm.memberId === memberId);
@@ -146,7 +146,7 @@ describe('integrity checkpoints in a cluster', () => {
     assert.equal(clean.keys, 20);
     const machine = (victim as unknown as { stateMachine: { db: KvLevel; whenWritten(): Promise<void> } }).stateMachine;
     await driver.settle(machine.whenWritten());
-    await driver.settle(machine.db.put(storageKey(encoder.encode('k3')), encodeStoredValue(encoder.encode('k3'), { createRevision: 5, modRevision: 5, version: 1, lease: 0, value: encoder.encode('rotten') })));
+    await driver.settle(machine.db.put(storageKey(encoder.encode('k3')), encodeStoredValue(encoder.encode('k3'), { createRevision: 5, modRevision: 5, version: 1, lease: 0n, value: encoder.encode('rotten') })));
     const report = await driver.settle(victim.scrubNow());
     assert.match(report.failure ?? '', /not what it applied/);
     await driver.until('every member applied CORRUPT for the victim', () => nodes.every((node) => hasCorrupt(node, victim.memberId)));

@@ -14,11 +14,13 @@ const POLICY = { snapshotCount: 40, catchUpEntries: 10, restoreBytesPerSecondAss
 
 async function everything(node: RaftNode): Promise<string[]> {
   const response = (await node.kv({ type: 'range', key: encoder.encode('\0'), rangeEnd: encoder.encode('\0'), serializable: true })) as RangeResponse;
-  return response.kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}@${kv.createRevision}/${kv.modRevision}/${kv.version}`);
+  return response.kvs.map((kv) => `${decoder.decode(kv.key)}=${decoder.decode(kv.value)}@${kv.createRevision}/${kv.modRevision}/${kv.version}/${kv.lease}`);
 }
 
 const state = (step: number): Uint8Array => encoder.encode(JSON.stringify({ phase: 'copying', step }));
-const mirrorPut = (key: string, value: string, revision: number): MirrorPut => ({ key: encoder.encode(key), value: encoder.encode(value), createRevision: revision, modRevision: revision, version: 1, lease: 0 });
+// Every other key carries an etcd lease id (beyond 2^53): snapshots move them exactly.
+const ETCD_LEASE = 2156839707291722977n;
+const mirrorPut = (key: string, value: string, revision: number, lease: bigint): MirrorPut => ({ key: encoder.encode(key), value: encoder.encode(value), createRevision: revision, modRevision: revision, version: 1, lease });
 
 // copy runs `batches` mirror batches on the leader, each moving the revision by 2 (from 10), and
 // answers the state and revision reached.
@@ -26,7 +28,7 @@ async function copy(leader: RaftNode, settle: <T>(promise: Promise<T>) => Promis
   let revision = 10 + 2 * from;
   for (let step = from; step < from + batches; step += 1) {
     revision += 2;
-    const request: KvRequest = { type: 'mirrorApply', expectState: state(step), state: state(step + 1), revision, puts: [mirrorPut(`key-${step % 30}`, `value-${step}`, revision)], deletes: [] };
+    const request: KvRequest = { type: 'mirrorApply', expectState: state(step), state: state(step + 1), revision, puts: [mirrorPut(`key-${step % 30}`, `value-${step}`, revision, step % 2 === 0 ? ETCD_LEASE + BigInt(step) : 0n)], deletes: [] };
     await settle(leader.kv(request, { timeoutMs: 5_000 }));
   }
   return { state: state(from + batches), revision };
@@ -57,6 +59,7 @@ describe('snapshots of a mirror', () => {
     // It never applied mirrorBegin from the log: the snapshot made it a mirror.
     assert.equal(await mirrorOf(lagging, settle), decoder.decode(reached.state));
     assert.deepEqual(await settle(everything(lagging)), await settle(everything(leader)));
+    assert.ok((await settle(everything(lagging))).includes(`key-28=value-148@308/308/1/${ETCD_LEASE + 148n}`), 'the lease ids came through the snapshot exactly');
     await assert.rejects(settle(put(lagging, 'client', 'x')), (error: unknown) => isStrataError(error, ErrorCode.MIRROR_READ_ONLY));
 
     // A member added now joins by a snapshot (restored beside its receive).

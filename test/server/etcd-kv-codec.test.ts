@@ -20,11 +20,12 @@ import {
   encodeRangeResponse,
   GROUP_DEPTH_MAX,
   ProtoDecodeProblem,
+  withExactCompareLeases,
 } from '../../src/server/etcd-kv-codec.ts';
 import type { EtcdServer } from '../../src/server/index.ts';
 import { startEtcdServer } from '../../src/server/index.ts';
 import { ETCD_PROTO_FILE, ETCD_PROTO_LOADER_OPTIONS, loadEtcdServices } from '../../src/server/proto-loading.ts';
-import type { WireKeyValue, WireOperationHeader } from '../../src/server/etcd-wire.ts';
+import type { WireKeyValue, WireOperationHeader, WireTxnRequest } from '../../src/server/etcd-wire.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { GrpcStatus } from '../../src/util/etcd-errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
@@ -42,9 +43,26 @@ const method = (name: string): MethodDefinition<object, object> => {
   return definition;
 };
 
+// protobufjs with 64-bit integers as decimal text: the reference for a lease id, which the
+// codec reads exactly (a bigint) where longs: Number rounds.
+const exactReference = (loadPackageDefinition(loadSync(ETCD_PROTO_FILE, { ...ETCD_PROTO_LOADER_OPTIONS, longs: String }))['etcdserverpb'] as GrpcObject)['KV'] as unknown as { service: ServiceDefinition };
+const exactMethod = (name: string): MethodDefinition<object, object> => {
+  const definition = exactReference.service[name];
+  assert.ok(definition !== undefined, `KV has no ${name}`);
+  return definition;
+};
+
+// referenceDecode is protobufjs's decode of a request with the lease as the codec reads it:
+// the same int64, exactly, as a bigint.
+function referenceDecode(name: string, buffer: Buffer): object {
+  const decoded = method(name).requestDeserialize(buffer) as Record<string, unknown>;
+  if (name === 'Put' && 'lease' in decoded) decoded['lease'] = BigInt((exactMethod(name).requestDeserialize(buffer) as { lease: string }).lease);
+  return decoded;
+}
+
 type Decode = (buffer: Buffer) => object;
 type Encode = (response: never) => Buffer;
-type FieldKind = 'bytes' | 'int64' | 'enum' | 'bool';
+type FieldKind = 'bytes' | 'int64' | 'lease' | 'enum' | 'bool';
 
 interface RequestCodec {
   readonly name: 'Put' | 'Range' | 'DeleteRange';
@@ -57,7 +75,7 @@ const REQUESTS: readonly RequestCodec[] = [
   {
     name: 'Put',
     decode: decodePutRequest,
-    fields: [['key', 'bytes'], ['value', 'bytes'], ['lease', 'int64'], ['prev_kv', 'bool'], ['ignore_value', 'bool'], ['ignore_lease', 'bool']],
+    fields: [['key', 'bytes'], ['value', 'bytes'], ['lease', 'lease'], ['prev_kv', 'bool'], ['ignore_value', 'bool'], ['ignore_lease', 'bool']],
   },
   {
     name: 'Range',
@@ -108,6 +126,15 @@ function randomSafeInteger(random: SeededRandom): number {
   }
 }
 
+// randomLease is any int64 as a bigint, favouring etcd's ids (beyond 2^53) and the edges.
+function randomLease(random: SeededRandom): bigint {
+  switch (random.intBelow(4)) {
+    case 0: return BigInt(randomSafeInteger(random));
+    case 1: return random.pick([2156839707291722977n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n - 1n, -(2n ** 63n), -1n]);
+    default: return BigInt.asIntN(64, (BigInt(random.nextUint32()) << 32n) | BigInt(random.nextUint32()));
+  }
+}
+
 function randomEnum(random: SeededRandom): number {
   if (random.chance(3, 4)) return random.intBelow(5);
   return random.pick([-1, -2147483648, 2147483647, 1000]);
@@ -120,6 +147,7 @@ function randomRequest(random: SeededRandom, codec: RequestCodec): Record<string
     switch (kind) {
       case 'bytes': request[name] = randomBytes(random); break;
       case 'int64': request[name] = randomSafeInteger(random); break;
+      case 'lease': request[name] = randomLease(random); break;
       case 'enum': request[name] = randomEnum(random); break;
       case 'bool': request[name] = random.chance(1, 2); break;
     }
@@ -172,7 +200,7 @@ function randomKeyValue(random: SeededRandom): WireKeyValue {
     mod_revision: randomSafeInteger(random),
     version: randomSafeInteger(random),
     value: random.chance(1, 2) ? randomBytes(random) : new Uint8Array(randomBytes(random)),
-    lease: randomSafeInteger(random),
+    lease: randomLease(random),
   };
 }
 
@@ -227,7 +255,7 @@ describe(`KV codec against protobufjs (seed ${seed})`, () => {
           else parts.push(field);
         }
         const buffer = Buffer.concat(parts);
-        assert.deepStrictEqual(codec.decode(buffer), method(codec.name).requestDeserialize(buffer), `${codec.name} request ${buffer.toString('hex')}`);
+        assert.deepStrictEqual(codec.decode(buffer), referenceDecode(codec.name, buffer), `${codec.name} request ${buffer.toString('hex')}`);
       }
     });
   });
@@ -239,7 +267,7 @@ describe(`KV codec against protobufjs (seed ${seed})`, () => {
         const response = randomResponse(random, name);
         const ours = encode(response as never);
         const theirs = method(name).responseSerialize(response);
-        assert.equal(ours.toString('hex'), theirs.toString('hex'), `${name} response ${JSON.stringify(response)}`);
+        assert.equal(ours.toString('hex'), theirs.toString('hex'), `${name} response ${JSON.stringify(response, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value))}`);
       }
     });
   });
@@ -278,17 +306,76 @@ describe('KV codec: fixed cases', () => {
     const lowest = Buffer.concat([tag(4, 0), varint(-BigInt(Number.MAX_SAFE_INTEGER))]);
     assert.deepStrictEqual(decodeRangeRequest(lowest), { revision: -Number.MAX_SAFE_INTEGER });
     assert.deepStrictEqual(decodeRangeRequest(lowest), method('Range').requestDeserialize(lowest));
-    const highest = Buffer.concat([tag(3, 0), varint(BigInt(Number.MAX_SAFE_INTEGER))]);
-    assert.deepStrictEqual(decodePutRequest(highest), { lease: Number.MAX_SAFE_INTEGER });
+    const highest = Buffer.concat([tag(4, 0), varint(BigInt(Number.MAX_SAFE_INTEGER))]);
+    assert.deepStrictEqual(decodeRangeRequest(highest), { revision: Number.MAX_SAFE_INTEGER });
     // An enum is an int32: a negative one is a 10-byte varint whose low 32 bits count.
     assert.deepStrictEqual(decodeRangeRequest(Buffer.concat([tag(5, 0), varint(-2n)])), { sort_order: -2 });
+  });
+
+  test('a lease id is read exactly as a bigint over the whole int64 range (etcd grants ids beyond 2^53)', () => {
+    for (const lease of [0n, 1n, 2n ** 53n - 1n, 2n ** 53n + 1n, 2156839707291722977n, 2n ** 63n - 1n, -1n, -(2n ** 63n)]) {
+      const buffer = Buffer.concat([tag(3, 0), varint(lease)]);
+      assert.deepStrictEqual(decodePutRequest(buffer), { lease }, `lease ${lease}`);
+      assert.deepStrictEqual(decodePutRequest(buffer), referenceDecode('Put', buffer), `lease ${lease}`);
+    }
+    // 2^63 on the wire is the int64 -2^63, as protobufjs and etcd read it.
+    assert.deepStrictEqual(decodePutRequest(Buffer.from('18 80808080808080808001'.replaceAll(' ', ''), 'hex')), { lease: -(2n ** 63n) });
+  });
+
+  test('a response carries a lease id exactly, as protobufjs writes the same int64', () => {
+    for (const lease of [0n, 0x7fn, 0x7fff_ffffn, 0x8000_0000n, 2156839707291722977n, 2n ** 63n - 1n, -1n]) {
+      const kv: WireKeyValue = { key: Buffer.from('k'), create_revision: 2, mod_revision: 3, version: 1, value: Buffer.from('v'), lease };
+      const response = { header: { revision: 3 }, kvs: [kv], more: false, count: 1 };
+      const ours = encodeRangeResponse(response);
+      assert.equal(ours.toString('hex'), method('Range').responseSerialize(response).toString('hex'), `lease ${lease}`);
+      const decoded = exactMethod('Range').responseDeserialize(ours) as { kvs: { lease: string }[] };
+      assert.equal(decoded.kvs[0]?.lease, lease.toString(), `lease ${lease}`);
+    }
+    assert.equal(encodeRangeResponse({ header: { revision: 3 }, kvs: [{ key: Buffer.alloc(0), create_revision: 0, mod_revision: 0, version: 0, value: Buffer.alloc(0), lease: 2156839707291722977n }], more: false, count: 1 }).toString('hex'), '0a021803' + '12140a00100018002000' + '2a00' + '30e1c9d2f494c9a8f71d' + '18002001');
+    assert.throws(() => encodeRangeResponse({ header: { revision: 3 }, kvs: [{ key: Buffer.alloc(0), create_revision: 0, mod_revision: 0, version: 0, value: Buffer.alloc(0), lease: 2n ** 63n }], more: false, count: 1 }), { name: 'AssertionFailure' });
+  });
+
+  test("a Txn's compares carry their lease operand exactly: protobufjs rounds it, withExactCompareLeases reads it again", () => {
+    const txn = loadEtcdServices().kv['Txn'];
+    assert.ok(txn !== undefined);
+    const LEASE = 4;
+    const request = {
+      compare: [
+        { target: LEASE, result: 0, key: Buffer.from('a'), lease: 2156839707291722977n },
+        { target: 0, result: 0, key: Buffer.from('b'), version: 3 },
+        { target: LEASE, result: 2, key: Buffer.from('c'), lease: 2n ** 63n - 1n, range_end: Buffer.from('d') },
+        { target: LEASE, result: 1, key: Buffer.from('e'), lease: -(2n ** 63n) },
+        { target: LEASE, result: 0, key: Buffer.from('f'), lease: 5n },
+      ],
+      success: [{ request_range: { key: Buffer.from('a') } }],
+      failure: [{ request_put: { key: Buffer.from('z'), value: Buffer.from('v') } }],
+    };
+    const buffer = method('Txn').requestSerialize(request);
+    const rounded = method('Txn').requestDeserialize(buffer) as WireTxnRequest;
+    assert.equal(rounded.compare?.[0]?.lease, Number(2156839707291722977n) as unknown as bigint, 'protobufjs rounds (longs: Number)');
+    const decoded = txn.requestDeserialize(buffer) as WireTxnRequest;
+    assert.deepStrictEqual(decoded.compare?.map((compare) => compare.lease), [2156839707291722977n, undefined, 2n ** 63n - 1n, -(2n ** 63n), 5n]);
+    assert.ok(!Object.hasOwn(decoded.compare?.[1] ?? {}, 'lease'), 'a compare without a lease has none');
+    assert.deepStrictEqual(decoded.compare?.[2]?.range_end, Buffer.from('d'));
+    assert.deepStrictEqual({ ...decoded, compare: [] }, { ...rounded, compare: [] }, 'everything else is protobufjs\'s');
+    // Without a lease compare, protobufjs's answer is taken as it is.
+    const plain = method('Txn').requestSerialize({ compare: [{ target: 0, key: Buffer.from('b'), version: 3 }] });
+    assert.deepStrictEqual(txn.requestDeserialize(plain), method('Txn').requestDeserialize(plain));
+    // The last occurrence of the lease wins, as in protobufjs; unknown fields are skipped.
+    const compare = Buffer.concat([tag(2, 0), varint(4n), tag(8, 0), varint(1n), tag(99, 2), varint(1n), Buffer.from('x'), tag(8, 0), varint(2n ** 62n)]);
+    const message = Buffer.concat([tag(1, 2), varint(BigInt(compare.length)), compare, tag(7, 0), varint(1n)]);
+    assert.deepStrictEqual((txn.requestDeserialize(message) as WireTxnRequest).compare?.[0]?.lease, 2n ** 62n);
+    // A lease with the wrong wire type is refused, as the codec refuses it elsewhere.
+    const wrong = Buffer.concat([tag(8, 2), varint(0n)]);
+    // (protobufjs reads field 8 as an int64 whatever its wire type: it shows a lease.)
+    assert.throws(() => withExactCompareLeases({ compare: [{ lease: 0n }] }, Buffer.concat([tag(1, 2), varint(BigInt(wrong.length)), wrong])), (error: unknown) => isStrataError(error, ErrorCode.INVALID_ARGUMENT) && error.details['problem'] === ProtoDecodeProblem.WRONG_WIRE_TYPE);
   });
 
   test('absent fields stay absent; present default values are kept, as protobufjs keeps them', () => {
     assert.deepStrictEqual(decodePutRequest(Buffer.alloc(0)), {});
     const buffer = Buffer.from('0a0018002000', 'hex');
-    assert.deepStrictEqual(decodePutRequest(buffer), { key: Buffer.alloc(0), lease: 0, prev_kv: false });
-    assert.deepStrictEqual(decodePutRequest(buffer), method('Put').requestDeserialize(buffer));
+    assert.deepStrictEqual(decodePutRequest(buffer), { key: Buffer.alloc(0), lease: 0n, prev_kv: false });
+    assert.deepStrictEqual(decodePutRequest(buffer), referenceDecode('Put', buffer));
     // The last occurrence of a field wins.
     assert.deepStrictEqual(decodeDeleteRangeRequest(Buffer.from('0a01610a0162', 'hex')), { key: Buffer.from('b') });
   });
@@ -304,7 +391,7 @@ describe('KV codec: fixed cases', () => {
     ]);
     const buffer = Buffer.concat([Buffer.from('0a0161', 'hex'), unknown, Buffer.from('2001', 'hex')]);
     assert.deepStrictEqual(decodePutRequest(buffer), { key: Buffer.from('a'), prev_kv: true });
-    assert.deepStrictEqual(decodePutRequest(buffer), method('Put').requestDeserialize(buffer));
+    assert.deepStrictEqual(decodePutRequest(buffer), referenceDecode('Put', buffer));
     const deleteRange = Buffer.concat([tag(4, 0), varint(1n), Buffer.from('1801', 'hex')]);
     assert.deepStrictEqual(decodeDeleteRangeRequest(deleteRange), { prev_kv: true });
     const range = Buffer.concat([tag(14, 2), varint(0n), Buffer.from('4001', 'hex')]);
@@ -335,7 +422,7 @@ describe('KV codec: fixed cases', () => {
       [decodeRangeRequest, '1801 0f', ProtoDecodeProblem.INVALID_WIRE_TYPE, 2], // wire type 7
       [decodePutRequest, '18 ffffffffffffffffffff01', ProtoDecodeProblem.VARINT_TOO_LONG, 1], // 11 bytes
       [decodePutRequest, '18 ffffffffffffffffff02', ProtoDecodeProblem.VARINT_OVERFLOW, 1], // a 65th bit
-      [decodePutRequest, '18 80808080808080808001', ProtoDecodeProblem.UNSAFE_INTEGER, 1], // 2^63 is -2^63
+      [decodeRangeRequest, '18 80808080808080808001', ProtoDecodeProblem.UNSAFE_INTEGER, 1], // 2^63 is -2^63
       [decodeRangeRequest, '20 80808080808080 10', ProtoDecodeProblem.UNSAFE_INTEGER, 1], // 2^53
       [decodeRangeRequest, '0a00 20 8080808080808070', ProtoDecodeProblem.UNSAFE_INTEGER, 3], // 7 * 2^53
       [decodeRangeRequest, `20 ${varint(-(2n ** 53n)).toString('hex')}`, ProtoDecodeProblem.UNSAFE_INTEGER, 1], // -2^53
@@ -360,7 +447,7 @@ describe('KV codec: fixed cases', () => {
     assert.equal(encodeRangeResponse({ header: full, kvs: [], more: false, count: 0 }).toString('hex'), '0a08080010021800200018002000');
     assert.equal(encodePutResponse({ header: { revision: 3 } }).toString('hex'), '0a021803');
     assert.equal(encodeDeleteRangeResponse({ header: { revision: -1 }, deleted: 0, prev_kvs: [] }).toString('hex'), '0a0b18ffffffffffffffffff011000');
-    const kv = { key: Buffer.alloc(0), create_revision: 0, mod_revision: 0, version: 0, value: new Uint8Array(0), lease: 0 };
+    const kv = { key: Buffer.alloc(0), create_revision: 0, mod_revision: 0, version: 0, value: new Uint8Array(0), lease: 0n };
     assert.equal(encodePutResponse({ header: { revision: 3 }, prev_kv: kv }).toString('hex'), '0a021803120c0a001000180020002a003000');
     for (const response of [{ header: { revision: 3 }, prev_kv: kv }, { header: { revision: 3 } }]) {
       assert.equal(encodePutResponse(response).toString('hex'), method('Put').responseSerialize(response).toString('hex'));
@@ -441,7 +528,7 @@ describe('KV codec in the server', () => {
       fn?.call(client, request, (error: ServiceError | null, response: unknown) => (error === null ? resolve(response) : reject(error)));
     });
 
-  test('the server uses the codec for Put, Range and DeleteRange only, with the same paths', () => {
+  test('the server uses the codec for Put, Range and DeleteRange, and Txn reads its lease compares again, with the same paths', () => {
     const kv = loadEtcdServices().kv;
     for (const [name, decode, encode] of [['Put', decodePutRequest, encodePutResponse], ['Range', decodeRangeRequest, encodeRangeResponse], ['DeleteRange', decodeDeleteRangeRequest, encodeDeleteRangeResponse]] as const) {
       assert.equal(kv[name]?.requestDeserialize, decode);

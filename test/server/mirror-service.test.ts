@@ -77,9 +77,13 @@ async function strataRefusal(promise: Promise<unknown>): Promise<StrataError> {
   return error;
 }
 
-function put(key: string, value: string, counters: { createRevision: number; modRevision: number; version: number; lease?: number }): MirrorPut {
-  return { key: b(key), value: b(value), lease: 0, ...counters };
+function put(key: string, value: string, counters: { createRevision: number; modRevision: number; version: number; lease?: bigint }): MirrorPut {
+  return { key: b(key), value: b(value), lease: 0n, ...counters };
 }
+
+// ETCD_LEASE is a lease id as etcd grants them (etcdctl lease grant gave it): far beyond 2^53.
+const ETCD_LEASE = 2156839707291722977n;
+const LEASE_MAX = 2n ** 63n - 1n;
 
 describe('a copy, in order', () => {
   test('MirrorRead on a cluster that is not a mirror: no state, its revision, who answered', async () => {
@@ -138,7 +142,7 @@ describe('a copy, in order', () => {
       expectState: STATE_BEGUN,
       state: STATE_APPLIED,
       revision: 100,
-      puts: [put('a', 'va', { createRevision: 5, modRevision: 90, version: 3 }), put('b', 'vb', { createRevision: 100, modRevision: 100, version: 1 })],
+      puts: [put('a', 'va', { createRevision: 5, modRevision: 90, version: 3, lease: ETCD_LEASE }), put('b', 'vb', { createRevision: 100, modRevision: 100, version: 1, lease: LEASE_MAX })],
       deletes: [],
     });
     assert.equal(answer.type, 'mirrorApply');
@@ -154,6 +158,24 @@ describe('a copy, in order', () => {
         ['b', 'vb', 100, 100, 1],
       ],
     );
+    // The lease ids arrive exactly through etcd's KV API (the hand-written codec writes them;
+    // EtcdClient reads them as decimal text), and a Txn compares them exactly.
+    const client = new EtcdClient({ endpoints: [url], timeoutMs: 5_000 });
+    try {
+      const read = await client.get(b('a'), { prefix: true });
+      assert.deepEqual(read.kvs.map((kv) => kv.lease), [ETCD_LEASE]);
+      const both = await client.get(b('\0'), { rangeEnd: b('\0') });
+      assert.deepEqual(both.kvs.map((kv) => [text(kv.key), kv.lease]), [['a', ETCD_LEASE], ['b', LEASE_MAX]]);
+      const compare = async (lease: bigint): Promise<boolean> =>
+        (await client.txn({ type: 'txn', compare: [{ target: 'lease', result: 'equal', key: b('a'), lease }], success: [{ type: 'range', key: b('b') }], failure: [] })).succeeded;
+      assert.deepEqual([await compare(ETCD_LEASE), await compare(ETCD_LEASE + 1n), await compare(ETCD_LEASE - 1n)], [true, false, false]);
+      const inTxn = await client.txn({ type: 'txn', compare: [], success: [{ type: 'range', key: b('a') }], failure: [] });
+      const answer = inTxn.responses[0];
+      assert.ok(answer?.type === 'range');
+      assert.deepEqual(answer.kvs.map((kv) => kv.lease), [ETCD_LEASE], 'a Range inside a Txn (protobufjs encodes it) carries the exact id too');
+    } finally {
+      client.close();
+    }
 
     const second = await mirror.apply({ expectState: STATE_APPLIED, state: STATE_APPLIED_2, revision: 104, puts: [put('c', 'vc', { createRevision: 103, modRevision: 104, version: 2 })], deletes: [b('a')] });
     assert.equal(second.revision, 104);
@@ -251,6 +273,8 @@ describe('malformed MirrorWrite requests', () => {
     assert.equal(await invalidField(apply({ puts: Buffer.from([0x7f, 1, 2, 3, 4, 5, 6]), put_count: 1 })), 'apply.puts');
     // A varint of more than 53 bits.
     assert.equal(await invalidField(apply({ puts: Buffer.from([1, 0x6b, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 1, 1, 0]), put_count: 1 })), 'apply.puts');
+    // A lease varint past 64 bits.
+    assert.equal(await invalidField(apply({ puts: Buffer.from([1, 0x6b, 0, 2, 3, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), put_count: 1 })), 'apply.puts');
   });
 
   test('states, revisions and puts the rules refuse name the wire field', async () => {
@@ -261,27 +285,42 @@ describe('malformed MirrorWrite requests', () => {
     const modAboveRevision = encodePackedPuts([put('k', 'v', { createRevision: 2, modRevision: 30, version: 1 })]);
     assert.equal(await invalidField({ apply: { expect_state: b('x'), state: b('y'), revision: 10, puts: modAboveRevision, put_count: 1 } }), 'apply.puts[0].mod_revision');
     assert.equal(await invalidField({ apply: { expect_state: b('x'), state: b('y'), revision: 10, deletes: [Buffer.alloc(0)] } }), 'apply.deletes[0]');
+    // A lease of 2^63 or more decodes (a u64), but is no etcd lease id: the node refuses it.
+    const leaseTooLarge = Buffer.from([1, 0x6b, 0, 2, 3, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    assert.deepEqual(decodePackedPuts(leaseTooLarge, 1)[0]?.lease, 2n ** 63n);
+    assert.equal(await invalidField({ apply: { expect_state: b('x'), state: b('y'), revision: 10, puts: leaseTooLarge, put_count: 1 } }), 'apply.puts[0].lease');
   });
 });
 
 describe('the wire encoding of puts', () => {
-  test('encodePackedPuts and decodePackedPuts agree, up to 2^53 - 1 and with empty values', () => {
+  test('encodePackedPuts and decodePackedPuts agree, counters up to 2^53 - 1, lease ids up to 2^63 - 1, and with empty values', () => {
     const puts: MirrorPut[] = [
       put('k', '', { createRevision: 1, modRevision: 1, version: 1 }),
-      { key: Buffer.alloc(300, 1), value: Buffer.alloc(70_000, 2), createRevision: 127, modRevision: 128, version: 16_384, lease: Number.MAX_SAFE_INTEGER },
+      { key: Buffer.alloc(300, 1), value: Buffer.alloc(70_000, 2), createRevision: 127, modRevision: 128, version: 16_384, lease: BigInt(Number.MAX_SAFE_INTEGER) },
+      put('etcd', 'v', { createRevision: Number.MAX_SAFE_INTEGER, modRevision: Number.MAX_SAFE_INTEGER, version: Number.MAX_SAFE_INTEGER, lease: ETCD_LEASE }),
+      put('max', 'v', { createRevision: 1, modRevision: 1, version: 1, lease: LEASE_MAX }),
+      ...[0x7fn, 0x80n, 0x3fffn, 0x4000n, 2n ** 53n, 2n ** 56n - 1n, 2n ** 56n].map((lease) => put(`edge-${lease}`, 'v', { createRevision: 1, modRevision: 1, version: 1, lease })),
     ];
     const decoded = decodePackedPuts(encodePackedPuts(puts), puts.length);
     assert.deepEqual(
       decoded.map((item) => ({ ...item, key: Buffer.from(item.key), value: Buffer.from(item.value) })),
       puts.map((item) => ({ ...item, key: Buffer.from(item.key), value: Buffer.from(item.value) })),
     );
-    assert.throws(() => encodePackedPuts([put('k', 'v', { createRevision: 1, modRevision: 1, version: 1, lease: 2 ** 60 })]), (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT));
+    // etcd's lease id, as a u64 varint: nine bytes, least significant group first.
+    assert.equal(Buffer.from(encodePackedPuts([put('k', '', { createRevision: 1, modRevision: 1, version: 1, lease: ETCD_LEASE })])).toString('hex'), '016b00010101e1c9d2f494c9a8f71d');
+    for (const lease of [-1n, 2n ** 63n, 5 as unknown as bigint]) {
+      assert.throws(
+        () => encodePackedPuts([put('k', 'v', { createRevision: 1, modRevision: 1, version: 1, lease })]),
+        (error) => isStrataError(error, ErrorCode.INVALID_ARGUMENT) && error.details['field'] === 'puts[0].lease',
+        `lease ${String(lease)}`,
+      );
+    }
   });
 
   test('mirrorRequestBytes is exactly what the member encodes, and the wire message is no larger', () => {
     const definition = protoLoader.loadSync(ADMIN_PROTO_FILE, ADMIN_PROTO_LOADER_OPTIONS);
     const method = (definition[ADMIN_SERVICE_NAME] as protoLoader.ServiceDefinition)['MirrorWrite'] as protoLoader.MethodDefinition<object, object>;
-    const manyPuts = Array.from({ length: 2_000 }, (_, index) => put(`key/${index}`, 'v'.repeat(index % 50), { createRevision: 1 + index, modRevision: 3_000 + index, version: 1 + (index % 7), lease: index % 3 }));
+    const manyPuts = Array.from({ length: 2_000 }, (_, index) => put(`key/${index}`, 'v'.repeat(index % 50), { createRevision: 1 + index, modRevision: 3_000 + index, version: 1 + (index % 7), lease: [0n, 7n, ETCD_LEASE, LEASE_MAX][index % 4] ?? 0n }));
     const requests: MirrorRequest[] = [
       { type: 'mirrorBegin', state: b('state'), requireEmpty: true },
       { type: 'mirrorBegin', state: Buffer.alloc(8 * 1024), requireEmpty: false, requireRevision: 77 },

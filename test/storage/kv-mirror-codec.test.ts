@@ -14,7 +14,7 @@ import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
 
 const b = (value: string): Uint8Array => new TextEncoder().encode(value);
-const put = (key: string, fields: Partial<MirrorPut> = {}): MirrorPut => ({ key: b(key), value: b(`v-${key}`), createRevision: 3, modRevision: 5, version: 2, lease: 0, ...fields });
+const put = (key: string, fields: Partial<MirrorPut> = {}): MirrorPut => ({ key: b(key), value: b(`v-${key}`), createRevision: 3, modRevision: 5, version: 2, lease: 0n, ...fields });
 
 const MIRROR_COMMANDS: KvCommand[] = [
   { id: 1, request: { type: 'mirrorBegin', state: b('{"phase":"copying"}'), requireEmpty: true } },
@@ -27,7 +27,7 @@ const MIRROR_COMMANDS: KvCommand[] = [
       expectState: b('s1'),
       state: b('s2'),
       revision: 2 ** 50,
-      puts: [put('a'), put('b', { value: new Uint8Array(0), createRevision: 1, modRevision: 2 ** 50, version: 2 ** 33, lease: 2 ** 52 })],
+      puts: [put('a'), put('b', { value: new Uint8Array(0), createRevision: 1, modRevision: 2 ** 50, version: 2 ** 33, lease: 2156839707291722977n }), put('c', { lease: 2n ** 63n - 1n })],
       deletes: [b('c'), b('\0\xff')],
     },
   },
@@ -132,17 +132,20 @@ test('validation: mirrorApply keys, counters and revision, each refusal naming i
     ['puts[0].modRevision', apply({ puts: [put('a', { createRevision: 6, modRevision: 5 })] })],
     ['puts[0].modRevision', apply({ puts: [put('a', { modRevision: 10 })] })],
     ['puts[0].version', apply({ puts: [put('a', { version: 0 })] })],
-    ['puts[0].lease', apply({ puts: [put('a', { lease: -1 })] })],
-    ['puts[0].lease', apply({ puts: [put('a', { lease: 0.5 })] })],
+    ['puts[0].lease', apply({ puts: [put('a', { lease: -1n })] })],
+    ['puts[0].lease', apply({ puts: [put('a', { lease: 2n ** 63n })] })],
+    ['puts[0].lease', apply({ puts: [put('a', { lease: 2n ** 64n - 1n })] })],
+    ['puts[0].lease', apply({ puts: [put('a', { lease: 5 as unknown as bigint })] })],
     ['deletes[0]', apply({ deletes: [new Uint8Array(0)] })],
     ['deletes[0]', apply({ deletes: [b('much-too-long')] })],
     ['puts[1].key', apply({ puts: [put('a'), put('a')] })],
     ['deletes[1]', apply({ deletes: [b('a'), b('a')] })],
     ['deletes[0]', apply({ puts: [put('a')], deletes: [b('a')] })],
   ];
-  for (const [field, request] of cases) assert.throws(() => validateKvRequest(request, limits), invalidField(field), `${field}: ${JSON.stringify(request, (_, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString() : value))}`);
-  // The edges that hold: modRevision equal to the revision, createRevision equal to modRevision, lease 0.
-  validateKvRequest(apply({ puts: [put('a', { createRevision: 9, modRevision: 9, version: 1, lease: 0 })], deletes: [b('b')] }), limits);
+  for (const [field, request] of cases) assert.throws(() => validateKvRequest(request, limits), invalidField(field), `${field}: ${JSON.stringify(request, (_, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString() : typeof value === 'bigint' ? `${value}n` : value))}`);
+  // The edges that hold: modRevision equal to the revision, createRevision equal to modRevision, lease 0 and 2^63 - 1.
+  validateKvRequest(apply({ puts: [put('a', { createRevision: 9, modRevision: 9, version: 1, lease: 0n })], deletes: [b('b')] }), limits);
+  validateKvRequest(apply({ puts: [put('a', { lease: 2n ** 63n - 1n })] }), limits);
 });
 
 test('before proposing: a mirror batch over the request limit is REQUEST_TOO_LARGE, and a state no footer could carry is refused', () => {

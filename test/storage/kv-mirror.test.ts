@@ -25,7 +25,7 @@ import type { StrataError } from '../../src/util/errors.ts';
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
 const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : new TextDecoder().decode(value));
 const everything = { type: 'range', key: bytes('\0'), rangeEnd: bytes('\0') } as const;
-const mirrorPut = (key: string, value: string, createRevision: number, modRevision: number, version: number, lease = 0): MirrorPut => ({
+const mirrorPut = (key: string, value: string, createRevision: number, modRevision: number, version: number, lease = 0n): MirrorPut => ({
   key: bytes(key),
   value: bytes(value),
   createRevision,
@@ -49,6 +49,10 @@ const mirrorApply = (expectState: string, state: string, revision: number, puts:
 });
 const end = (expectState: string): KvRequest => ({ type: 'mirrorEnd', expectState: bytes(expectState) });
 const put = (key: string, value: string): PutRequest => ({ type: 'put', key: bytes(key), value: bytes(value) });
+// ETCD_LEASE is a lease id as etcd grants them (etcdctl lease grant gave it): the member id in
+// the top bits, far beyond 2^53; LEASE_MAX is the largest int64.
+const ETCD_LEASE = 2156839707291722977n;
+const LEASE_MAX = 2n ** 63n - 1n;
 
 // Feeder applies requests to one state machine as consecutive committed entries, and keeps the log.
 class Feeder {
@@ -162,7 +166,7 @@ for (const backend of ['memory-level', 'LevelDB'] as const) {
       const feeder = await open();
       await feeder.run(begin('s0'));
       const before = feeder.machine.stateDigest().digest;
-      const first = (await feeder.run(mirrorApply('s0', 's1', 100, [mirrorPut('a', 'va', 7, 90, 4, 12345), mirrorPut('b', 'vb', 100, 100, 1)]))) as MirrorResponse;
+      const first = (await feeder.run(mirrorApply('s0', 's1', 100, [mirrorPut('a', 'va', 7, 90, 4, 12345n), mirrorPut('b', 'vb', 100, 100, 1)]))) as MirrorResponse;
       assert.deepEqual([first.type, first.revision, text(first.state)], ['mirrorApply', 100, 's1']);
       assert.deepEqual(await snapshotOf(feeder.machine).then(({ kvs, revision, mirror }) => ({ kvs, revision, mirror })), {
         kvs: ['a=va@7/90/4/12345', 'b=vb@100/100/1/0'],
@@ -317,6 +321,45 @@ for (const backend of ['memory-level', 'LevelDB'] as const) {
       await feeder.machine.close();
     });
 
+    test('a lease id beyond 2^53 is kept exactly: mirror put, range, Txn compares, a reopen, a snapshot and restore()', async () => {
+      const db = newLevel(backend);
+      const feeder = new Feeder(await KvStateMachine.open(db));
+      await feeder.run(begin('s0'));
+      await feeder.run(mirrorApply('s0', 's1', 40, [mirrorPut('etcd', '1', 3, 30, 2, ETCD_LEASE), mirrorPut('max', '2', 40, 40, 1, LEASE_MAX), mirrorPut('none', '3', 40, 40, 1)]));
+      const leases = async (machine: KvStateMachine): Promise<bigint[]> => (await machine.range(everything)).kvs.map((kv) => kv.lease);
+      assert.deepEqual(await leases(feeder.machine), [ETCD_LEASE, LEASE_MAX, 0n]);
+      // Txn compares on the lease are exact: the neighbours of an id beyond 2^53 are other ids.
+      const holds = async (key: string, result: 'equal' | 'notEqual' | 'less' | 'greater', lease: bigint): Promise<boolean> => {
+        const response = await feeder.run({ type: 'txn', compare: [{ target: 'lease', result, key: bytes(key), lease }], success: [], failure: [] });
+        return (response as Extract<KvResponse, { type: 'txn' }>).succeeded;
+      };
+      assert.deepEqual(
+        [await holds('etcd', 'equal', ETCD_LEASE), await holds('etcd', 'equal', ETCD_LEASE + 1n), await holds('etcd', 'less', ETCD_LEASE + 1n), await holds('etcd', 'greater', ETCD_LEASE - 1n)],
+        [true, false, true, true],
+      );
+      assert.deepEqual([await holds('max', 'equal', LEASE_MAX), await holds('max', 'greater', -(2n ** 63n)), await holds('absent', 'equal', 0n), await holds('none', 'less', 1n)], [true, true, true, true]);
+      const view = feeder.machine.openSnapshotView();
+      const records: KvSnapshotRecord[] = [];
+      for await (const batch of view.records()) records.push(...batch);
+      const restored = await KvStateMachine.restore(newLevel(backend), {
+        appliedIndex: view.appliedIndex,
+        appliedTerm: view.appliedTerm,
+        revision: view.revision,
+        records: (async function* () {
+          yield records;
+        })(),
+        keyCount: records.length,
+        digest: view.digest,
+        mirror: view.mirror,
+      });
+      assert.deepEqual(await leases(restored), [ETCD_LEASE, LEASE_MAX, 0n]);
+      assert.ok(digestRootsEqual(restored.stateDigest().digest, feeder.machine.stateDigest().digest));
+      await restored.close();
+      await reopen(feeder, db);
+      assert.deepEqual(await leases(feeder.machine), [ETCD_LEASE, LEASE_MAX, 0n]);
+      await feeder.machine.close();
+    });
+
     test('restore() without a mirror state makes a writable store', async () => {
       const restored = await KvStateMachine.restore(newLevel(backend), {
         appliedIndex: 5,
@@ -341,7 +384,7 @@ describe('mirror mode across replicas', () => {
   // refusals, reads, and client writes after the end.
   const SCRIPT: KvRequest[][] = [
     [put('before', '0'), begin('s0')],
-    [begin('s0', false), mirrorApply('s0', 's1', 20, [mirrorPut('a', '1', 5, 18, 3, 7), mirrorPut('b', '2', 20, 20, 1)], ['before'])],
+    [begin('s0', false), mirrorApply('s0', 's1', 20, [mirrorPut('a', '1', 5, 18, 3, ETCD_LEASE), mirrorPut('b', '2', 20, 20, 1)], ['before'])],
     [put('c', '3'), mirrorApply('s0', 's1', 20, []), { type: 'range', key: bytes('a') }, { type: 'deleteRange', key: bytes('b') }],
     [mirrorApply('s1', 's2', 19, []), mirrorApply('s1', 's2', 25, [mirrorPut('c', '3', 25, 25, 1)], ['a'])],
     [end('s1'), end('s2'), put('d', '4'), { type: 'txn', compare: [], success: [put('e', '5')], failure: [] }],
@@ -382,6 +425,23 @@ describe('mirror mode across replicas', () => {
     };
     assert.deepEqual(await digestAfter(3), await digestAfter(3));
     assert.notDeepEqual(await digestAfter(3), await digestAfter(4));
+  });
+
+  test('the digest covers the lease id exactly: equal on two replicas (memory-level and LevelDB), different from lease 0 and from the next id', async () => {
+    const digestAfter = async (backend: Backend, lease: bigint): Promise<string> => {
+      const feeder = new Feeder(await KvStateMachine.open(newLevel(backend)));
+      await feeder.run(begin('s0'));
+      await feeder.run(mirrorApply('s0', 's1', 9, [mirrorPut('k', 'v', 2, 9, 3, lease)]));
+      const digest = Buffer.from(feeder.machine.stateDigest().digest.full).toString('hex');
+      await feeder.machine.close();
+      return digest;
+    };
+    for (const lease of [ETCD_LEASE, LEASE_MAX]) {
+      const onMemory = await digestAfter('memory-level', lease);
+      assert.equal(await digestAfter('LevelDB', lease), onMemory, `lease ${lease}: two replicas`);
+      assert.notEqual(await digestAfter('memory-level', 0n), onMemory, `lease ${lease}: lease 0`);
+      assert.notEqual(await digestAfter('memory-level', lease - 1n), onMemory, `lease ${lease}: its neighbour`);
+    }
   });
 });
 

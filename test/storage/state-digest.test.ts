@@ -91,7 +91,7 @@ describe('digest sums', () => {
   test('order-independent, and adding then removing returns to the start', () => {
     const random = new SeededRandom(seed);
     const keys = Array.from({ length: 200 }, (_, i) => ({ key: bytes(`k${i}`), value: bytes(`value ${random.intBelow(1e9)}`) }));
-    const hashes = keys.map(({ key, value }) => ({ leaf: leafOf(key), hashes: keyHashesOf(key, value, { createRevision: 2, modRevision: 3, version: 1, lease: 0 }) }));
+    const hashes = keys.map(({ key, value }) => ({ leaf: leafOf(key), hashes: keyHashesOf(key, value, { createRevision: 2, modRevision: 3, version: 1, lease: 0n }) }));
     const forward = new DigestSums();
     for (const { leaf, hashes: h } of hashes) forward.add(leaf, h, 1);
     const backward = new DigestSums();
@@ -114,7 +114,9 @@ describe('digest sums', () => {
     for (let i = 0; i < 300; i += 1) {
       const key = Uint8Array.from({ length: 1 + random.intBelow(40) }, () => random.intBelow(256));
       const value = Uint8Array.from({ length: random.intBelow(3000) }, () => random.intBelow(256));
-      const counters = { createRevision: 1 + random.intBelow(1e9), modRevision: 2 ** 40 + random.intBelow(1e9), version: random.intBelow(1e6), lease: random.intBelow(2) };
+      // Leases: none, small, and etcd's (member id in the top bits), up to the largest u64.
+      const leases = [0n, 1n, 2156839707291722977n, 2n ** 63n - 1n, 2n ** 64n - 1n, BigInt(random.intBelow(2 ** 31)) * BigInt(random.intBelow(2 ** 31) + 1)];
+      const counters = { createRevision: 1 + random.intBelow(1e9), modRevision: 2 ** 40 + random.intBelow(1e9), version: random.intBelow(1e6), lease: leases[random.intBelow(leases.length)] ?? 0n };
       const native = keyDigestOf(key, value, counters);
       const reference = keyHashesOfReference(key, value, counters);
       assert.deepEqual([Buffer.from(native.hashes.full).toString('hex'), Buffer.from(native.hashes.content).toString('hex')], [Buffer.from(reference.full).toString('hex'), Buffer.from(reference.content).toString('hex')], `seed ${seed}`);
@@ -122,19 +124,52 @@ describe('digest sums', () => {
     }
   });
 
+  test('the hashes of lease 0 and of small leases are byte-identical to those computed when the lease was a number', () => {
+    // Computed before the lease became a bigint (a u64 LE then as now): stored digests and
+    // snapshots made before stay valid. So are the stored values' bytes.
+    const key = bytes('golden/key');
+    const value = bytes('golden value');
+    const golden: [bigint, string, string][] = [
+      [0n, '5a1f6f4305b36b8a0fa8f812a3a716ef', '02eac0bb4a5a1f6f4305b36b8a0fa8f812a3a716ef8be0234a68477ae915b0467f1e4ae3340300000000000000110000000000000002000000000000000000000000000000676f6c64656e2076616c7565'],
+      [1n, '73a2552c880e349c856a18bb50954041', '02aff5089173a2552c880e349c856a18bb509540418be0234a68477ae915b0467f1e4ae3340300000000000000110000000000000002000000000000000100000000000000676f6c64656e2076616c7565'],
+      [127n, '8aa40b34e5d26ec49749f1cb383a8ea0', '022678e8688aa40b34e5d26ec49749f1cb383a8ea08be0234a68477ae915b0467f1e4ae3340300000000000000110000000000000002000000000000007f00000000000000676f6c64656e2076616c7565'],
+      [2n ** 32n + 5n, '6dd8173adc96364e9592d7d22ae3c6b3', '0227b625016dd8173adc96364e9592d7d22ae3c6b38be0234a68477ae915b0467f1e4ae3340300000000000000110000000000000002000000000000000500000001000000676f6c64656e2076616c7565'],
+      [2n ** 53n - 1n, '1cd25dc48b64fe2f8f8892745d98e12b', '02268084f31cd25dc48b64fe2f8f8892745d98e12b8be0234a68477ae915b0467f1e4ae334030000000000000011000000000000000200000000000000ffffffffffff1f00676f6c64656e2076616c7565'],
+    ];
+    for (const [lease, full, stored] of golden) {
+      const counters = { createRevision: 3, modRevision: 17, version: 2, lease };
+      const native = keyDigestOf(key, value, counters);
+      assert.equal(Buffer.from(native.hashes.full).toString('hex'), full, `lease ${lease}: the addon`);
+      assert.equal(Buffer.from(native.hashes.content).toString('hex'), '8be0234a68477ae915b0467f1e4ae334');
+      assert.equal(native.leaf, 57007);
+      assert.equal(Buffer.from(keyHashesOfReference(key, value, counters).full).toString('hex'), full, `lease ${lease}: the reference`);
+      assert.equal(Buffer.from(encodeStoredValue(key, { ...counters, value })).toString('hex'), stored, `lease ${lease}: the stored value`);
+    }
+  });
+
+  test("an etcd lease id beyond 2^53 is hashed exactly: it differs from lease 0 and from its neighbours", () => {
+    const key = bytes('k');
+    const value = bytes('v');
+    const full = (lease: bigint): string => Buffer.from(keyHashesOf(key, value, { createRevision: 2, modRevision: 3, version: 1, lease }).full).toString('hex');
+    const etcd = 2156839707291722977n;
+    const seen = new Set([full(0n), full(etcd), full(etcd - 1n), full(etcd + 1n), full(2n ** 63n - 1n), full(2n ** 63n - 2n)]);
+    assert.equal(seen.size, 6, 'six leases, six hashes (a double would merge neighbours beyond 2^53)');
+    assert.equal(full(etcd), Buffer.from(keyHashesOfReference(key, value, { createRevision: 2, modRevision: 3, version: 1, lease: etcd }).full).toString('hex'));
+  });
+
   test('the full hash covers the revisions, the content hash does not', () => {
     const key = bytes('k');
     const value = bytes('v');
-    const a = keyHashesOf(key, value, { createRevision: 2, modRevision: 3, version: 1, lease: 0 });
-    const b = keyHashesOf(key, value, { createRevision: 2, modRevision: 4, version: 1, lease: 0 });
+    const a = keyHashesOf(key, value, { createRevision: 2, modRevision: 3, version: 1, lease: 0n });
+    const b = keyHashesOf(key, value, { createRevision: 2, modRevision: 4, version: 1, lease: 0n });
     assert.notDeepEqual(a.full, b.full);
     assert.deepEqual(a.content, b.content);
-    assert.notDeepEqual(keyHashesOf(key, bytes('w'), { createRevision: 2, modRevision: 3, version: 1, lease: 0 }).content, a.content);
+    assert.notDeepEqual(keyHashesOf(key, bytes('w'), { createRevision: 2, modRevision: 3, version: 1, lease: 0n }).content, a.content);
   });
 
   test('each inner node is the sum of its children, down to the leaves', () => {
     const sums = new DigestSums();
-    for (let i = 0; i < 500; i += 1) sums.add(leafOf(bytes(`k${i}`)), keyHashesOf(bytes(`k${i}`), bytes('v'), { createRevision: i + 2, modRevision: i + 2, version: 1, lease: 0 }), 1);
+    for (let i = 0; i < 500; i += 1) sums.add(leafOf(bytes(`k${i}`)), keyHashesOf(bytes(`k${i}`), bytes('v'), { createRevision: i + 2, modRevision: i + 2, version: 1, lease: 0n }), 1);
     assert.equal(FANOUT ** TREE_DEPTH, LEAF_COUNT);
     const top = sums.children(1, 0, 'full');
     const total = new DigestSums();
@@ -206,7 +241,7 @@ describe('the state machine keeps its digest', () => {
     // One record's value changed, re-encoded validly: the count and order hold, the digest does not.
     const first = records[0];
     assert.ok(first !== undefined);
-    const tampered = [{ key: first.key, value: encodeStoredValue(first.key, { createRevision: 2, modRevision: 2, version: 1, lease: 0, value: bytes('changed') }) }, ...records.slice(1)];
+    const tampered = [{ key: first.key, value: encodeStoredValue(first.key, { createRevision: 2, modRevision: 2, version: 1, lease: 0n, value: bytes('changed') }) }, ...records.slice(1)];
     await assert.rejects(KvStateMachine.restore(memory(), { ...content, records: once(tampered), digest: view.digest }), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION));
     await feeder.machine.close();
   });
@@ -239,7 +274,7 @@ describe('open() refuses data that is not what was applied', () => {
     await build(location, 10);
     const db = classic(location);
     await db.open();
-    await db.put(storageKey(bytes('key-3-2')), encodeStoredValue(bytes('key-3-2'), { createRevision: 5, modRevision: 5, version: 1, lease: 0, value: bytes('rewritten') }));
+    await db.put(storageKey(bytes('key-3-2')), encodeStoredValue(bytes('key-3-2'), { createRevision: 5, modRevision: 5, version: 1, lease: 0n, value: bytes('rewritten') }));
     await db.close();
     const error = await expectCorruption(KvStateMachine.open(classic(location)), 'data-vs-leaves');
     assert.match(error.message, /key-3-2.*value differs from its recorded hash/);
@@ -354,7 +389,7 @@ describe('open() refuses data that is not what was applied', () => {
     await feeder.apply([put('a', '1'), put('b', '2'), put('c', '3')]);
     await feeder.machine.whenWritten();
     const db = (feeder.machine as unknown as { db: KvLevel }).db;
-    await db.put(storageKey(bytes('b')), encodeStoredValue(bytes('b'), { createRevision: 3, modRevision: 3, version: 1, lease: 0, value: bytes('X') }));
+    await db.put(storageKey(bytes('b')), encodeStoredValue(bytes('b'), { createRevision: 3, modRevision: 3, version: 1, lease: 0n, value: bytes('X') }));
     const view = feeder.machine.openSnapshotView();
     await assert.rejects(
       (async () => {

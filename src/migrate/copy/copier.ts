@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type { MirrorPut, MirrorRequest } from '../../storage/index.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import type { CopySource, CopyTarget, KeyRange, SourceEvent, SourceTail } from './copy-ends.ts';
+import type { CopySource, CopyTarget, KeyRange, SourceEvent, SourcePage, SourceTail } from './copy-ends.ts';
 import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, STATE_KEY_BYTES_MAX, decodeCopyState, encodeCopyState, sameBytes, type CopySourceKind, type CopyState } from './copy-state.ts';
 
 /** PAGE_KEYS is how many keys one page of a scan asks the source for. */
@@ -93,6 +93,8 @@ class Copier {
   #range: KeyRange = rangeOf(undefined);
   // The target's revision as its last answer gave it (a scan moves it ahead of appliedRevision).
   #targetRevision = 0;
+  // The next page of the scan, read while the current one is written.
+  #readAhead: { readonly from: Uint8Array; readonly revision: number; readonly page: Promise<SourcePage> } | undefined;
   // Where the scan reads next, exactly (the state keeps at most STATE_KEY_BYTES_MAX of it).
   #scanFrom: Uint8Array | undefined;
   // performance.now() when the tail last brought events.
@@ -194,7 +196,20 @@ class Copier {
     const from = this.#scanFrom ?? fromBase64(scan.nextKey);
     let page;
     try {
-      page = await this.#retrying('read a page of the source', () => this.#source.page({ key: from, rangeEnd: this.#range.rangeEnd }, scan.revision, this.#pageKeys, signal));
+      // The page read ahead while the previous one was written, if it is this one.
+      const ahead = this.#readAhead;
+      this.#readAhead = undefined;
+      const readPage = (key: Uint8Array): Promise<SourcePage> =>
+        this.#retrying('read a page of the source', () => this.#source.page({ key, rangeEnd: this.#range.rangeEnd }, scan.revision, this.#pageKeys, signal));
+      page = ahead !== undefined && ahead.revision === scan.revision && sameBytes(ahead.from, from) ? await ahead.page : await readPage(from);
+      // Read the next page while this one is written to the target: the two ends overlap.
+      const lastKv = page.kvs[page.kvs.length - 1];
+      if (page.more && lastKv !== undefined) {
+        const nextFrom = keyAfter(lastKv.key);
+        const nextPage = readPage(nextFrom);
+        nextPage.catch(() => undefined); // read again (and its error seen) when it is used
+        this.#readAhead = { from: nextFrom, revision: scan.revision, page: nextPage };
+      }
     } catch (error) {
       if (!isStrataError(error, ErrorCode.COMPACTED)) throw error;
       await this.#rescan(error);
@@ -526,7 +541,7 @@ function removeKey(puts: MirrorPut[], deletes: Uint8Array[], key: Uint8Array): v
 
 function leased(puts: readonly MirrorPut[]): number {
   let count = 0;
-  for (const kv of puts) if (kv.lease !== 0) count += 1;
+  for (const kv of puts) if (kv.lease !== 0n) count += 1;
   return count;
 }
 

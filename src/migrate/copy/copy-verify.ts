@@ -96,12 +96,12 @@ export async function verifyCopy(options: VerifyOptions): Promise<VerifyReport> 
         s += 1;
       } else if (order > 0 && b !== undefined) {
         note({ key: b.key, kind: 'extra', fields: [], source: undefined, target: b, revision });
-        if (b.lease !== 0) leasedKeys += 1;
+        if (b.lease !== 0n) leasedKeys += 1;
         t += 1;
       } else if (a !== undefined && b !== undefined) {
         const fields = differingFields(a, b);
         if (fields.length > 0) note({ key: a.key, kind: 'different', fields, source: a, target: b, revision });
-        if (b.lease !== 0) leasedKeys += 1;
+        if (b.lease !== 0n) leasedKeys += 1;
         keysCompared += 1;
         bytesCompared += a.key.byteLength + a.value.byteLength;
         s += 1;

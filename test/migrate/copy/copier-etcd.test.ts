@@ -102,6 +102,8 @@ describe('copy from etcd into a mirror state machine', { skip: etcdSkipReason() 
     const report = await verifyCopy({ source, target, pageKeys: 64 });
     assert.equal(report.equal, true, JSON.stringify(report.differences.slice(0, 3)));
     assert.equal(report.leasedKeys, 1, 'the leased key is reported');
+    const leased = await target.kv.range({ type: 'range', key: Buffer.from(`${prefix}leased`) });
+    assert.equal(leased.kvs[0]?.lease, BigInt(`0x${lease}`), 'the lease id is kept exactly (etcd\'s ids are above 2^53)');
     assert.ok(caughtUp.state.leasedPuts >= 1);
     source.close();
   });
