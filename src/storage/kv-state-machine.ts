@@ -265,6 +265,9 @@ interface OverlayPair {
 }
 
 type Visitor = (key: Uint8Array, stored: StoredValue) => boolean;
+const ALWAYS = (): boolean => true;
+// COUNTED_ONLY stands for a stored value a scan did not decode (see ReadView.scan); it is never kept.
+const COUNTED_ONLY: StoredValue = Object.freeze({ createRevision: 0, modRevision: 0, version: 0, lease: 0n, value: new Uint8Array(0), hashes: undefined });
 type LevelOperation = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
 
 // `sync` is classic-level's write option (LevelDB's WriteOptions.sync); memory-level ignores it.
@@ -1153,8 +1156,10 @@ class ReadView {
     return bytes === undefined ? undefined : decodeStoredValue(bytes);
   }
 
-  // scan visits the pairs of a range in key order until `visit` returns false.
-  protected async scan(range: LevelRange, visit: Visitor): Promise<void> {
+  // scan visits the pairs of a range in key order until `visit` returns false. While
+  // `wantsValue()` is false a LevelDB pair is visited with COUNTED_ONLY instead of its decoded
+  // value (Range's count past its limit needs the keys only).
+  protected async scan(range: LevelRange, visit: Visitor, wantsValue: () => boolean = ALWAYS): Promise<void> {
     // The iterator reads from a LevelDB snapshot it takes when created (implicit snapshots,
     // checked at open), and the pending writes in the range are copied in the same tick: a
     // write that lands during the scan removes its keys from the pending layer, and the
@@ -1166,7 +1171,7 @@ class ReadView {
         pending,
         async (visitBelow) => {
           for await (const [key, value] of iterator) {
-            if (!visitBelow(userKeyOf(key), decodeStoredValue(value))) break;
+            if (!visitBelow(userKeyOf(key), wantsValue() ? decodeStoredValue(value) : COUNTED_ONLY)) break;
           }
         },
         visit,
@@ -1177,14 +1182,14 @@ class ReadView {
   }
 
   // pairs returns the pairs of (key, rangeEnd): one key, or a range in order.
-  protected async pairs(key: Uint8Array, rangeEnd: Uint8Array | undefined, visit: Visitor): Promise<void> {
+  protected async pairs(key: Uint8Array, rangeEnd: Uint8Array | undefined, visit: Visitor, wantsValue: () => boolean = ALWAYS): Promise<void> {
     const range = levelRange(key, rangeEnd);
     if (range === undefined) {
       const stored = this.getStored(key);
       if (stored !== undefined) visit(key, stored);
       return;
     }
-    await this.scan(range, visit);
+    await this.scan(range, visit, wantsValue);
   }
 
   async range(request: RangeRequest): Promise<RangeResponse> {
@@ -1192,11 +1197,22 @@ class ReadView {
     const limit = Math.max(0, request.limit ?? 0); // etcd: a limit <= 0 is no limit
     const kvs: KeyValue[] = [];
     let count = 0;
-    await this.pairs(request.key, request.rangeEnd, (key, stored) => {
-      count += 1;
-      if (request.countOnly !== true && (limit === 0 || kvs.length < limit)) kvs.push(toKeyValue(key, stored, request.keysOnly === true));
-      return true;
-    });
+    // Past the limit a key is only counted: its value is neither decoded nor checked (a page
+    // of 1,000 keys from the start of a 100,000-key range decoded them all before).
+    const wantsValue = (): boolean => request.countOnly !== true && (limit === 0 || kvs.length < limit);
+    await this.pairs(
+      request.key,
+      request.rangeEnd,
+      (key, stored) => {
+        count += 1;
+        if (wantsValue()) {
+          assert(stored !== COUNTED_ONLY, 'a pair kept by a Range was decoded');
+          kvs.push(toKeyValue(key, stored, request.keysOnly === true));
+        }
+        return true;
+      },
+      wantsValue,
+    );
     return { type: 'range', revision: this.revision, kvs, more: limit > 0 && count > limit, count };
   }
 }
@@ -1365,9 +1381,9 @@ class ApplyView extends ReadView {
     return super.getStoredAt(levelKey, mapKey);
   }
 
-  protected override async scan(range: LevelRange, visit: Visitor): Promise<void> {
+  protected override async scan(range: LevelRange, visit: Visitor, wantsValue: () => boolean = ALWAYS): Promise<void> {
     // The batch's writes over the applied state (the pending writes over the database).
-    await scanMerged(overlayIn(this.overlay.values(), range), (visitBelow) => super.scan(range, visitBelow), visit);
+    await scanMerged(overlayIn(this.overlay.values(), range), (visitBelow) => super.scan(range, visitBelow, wantsValue), visit);
   }
 
   // write records the batch's new state of a user key (null: deleted), whose state before

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type { MirrorPut, MirrorRequest } from '../../storage/index.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import type { CopySource, CopyTarget, KeyRange, SourceEvent, SourcePage, SourceTail } from './copy-ends.ts';
+import type { CopySource, CopyTarget, KeyRange, SourceEvent, SourcePage, SourceTail, SourceTailBatch } from './copy-ends.ts';
 import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, STATE_KEY_BYTES_MAX, decodeCopyState, encodeCopyState, sameBytes, type CopySourceKind, type CopyState } from './copy-state.ts';
 
 /** PAGE_KEYS is how many keys one page of a scan asks the source for. */
@@ -26,6 +26,8 @@ export const PROGRESS_INTERVAL_MS = 1_000;
 export const COMMIT_ATTEMPTS_MAX = 20;
 /** RECONNECTS_MAX bounds the tail's reconnections in a row without progress before the copier gives up. */
 export const RECONNECTS_MAX = 60;
+/** TAIL_QUEUE_BATCHES_MAX bounds the watch responses read ahead of the writes to the target. */
+export const TAIL_QUEUE_BATCHES_MAX = 256;
 /** RETRY_PAUSE_MS_MAX caps the pause between retries (they start at 100 ms and double). */
 export const RETRY_PAUSE_MS_MAX = 2_000;
 // What a mirror request costs beyond its keys and values: per key, its counters and framing;
@@ -350,31 +352,81 @@ class Copier {
     }
   }
 
+  /**
+   * #follow applies the tail. A pump reads the stream into a bounded queue while a batch is
+   * being written, and each write takes every event queued by then (group commit): under a
+   * write load one mirror request carries what arrived during the last one's round trip,
+   * instead of one request per watch response, which fell behind (lag of seconds, bench).
+   */
   async #follow(tail: SourceTail): Promise<boolean> {
-    for await (const batch of tail) {
-      if (this.#options.signal.aborted) return false;
-      const state = this.#current();
-      if (batch.kind === 'progress') {
-        const nowMs = this.#now();
-        if (batch.revision > state.appliedRevision) {
-          if (await this.#provenAt(batch.revision)) {
-            // The target holds what the source held at batch.revision: its revision follows the source's.
-            await this.#apply({ ...state, appliedRevision: batch.revision, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, batch.revision), caughtUpAtMs: nowMs, updatedAtMs: nowMs }, batch.revision, [], []);
-          }
-        } else if (batch.revision === state.appliedRevision && state.caughtUpAtMs < nowMs - (this.#options.progressIntervalMs ?? PROGRESS_INTERVAL_MS)) {
-          // Record that the copier was caught up now (status's lag in seconds), at most once an interval.
-          await this.#apply({ ...state, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, batch.revision), caughtUpAtMs: nowMs, updatedAtMs: nowMs }, batch.revision, [], []);
+    const queue: SourceTailBatch[] = [];
+    let ended: { readonly error: unknown } | undefined;
+    let wakeApplier: (() => void) | undefined;
+    let wakePump: (() => void) | undefined;
+    const pump = (async (): Promise<void> => {
+      try {
+        for await (const batch of tail) {
+          queue.push(batch);
+          wakeApplier?.();
+          // Back-pressure: a full queue stops reading (the stream then stops reading gRPC).
+          while (queue.length >= TAIL_QUEUE_BATCHES_MAX && ended === undefined) await new Promise<void>((resolve) => (wakePump = resolve));
         }
-        if (this.#options.stopWhenCaughtUp === true && batch.revision <= this.#current().appliedRevision) return true;
-        continue;
+        ended = { error: new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s change stream ended') };
+      } catch (error) {
+        ended = { error };
       }
-      this.#lastEventAtMs = performance.now();
-      // Events a proven progress mark already covered are in the target: skip them.
-      const applied = this.#current().appliedRevision;
-      const fresh = batch.events.filter((event) => event.kv.modRevision > applied);
-      if (fresh.length > 0) await this.#applyEvents(fresh);
+      wakeApplier?.();
+    })();
+    try {
+      for (;;) {
+        if (this.#options.signal.aborted) return false;
+        const batch = queue.shift();
+        wakePump?.();
+        if (batch === undefined) {
+          if (ended !== undefined) throw ended.error;
+          await new Promise<void>((resolve) => (wakeApplier = resolve));
+          wakeApplier = undefined;
+          continue;
+        }
+        if (batch.kind === 'progress') {
+          if (await this.#progress(batch.revision)) return true;
+          continue;
+        }
+        // This batch and every events batch queued behind it, in one go.
+        const events = [...batch.events];
+        while (queue[0]?.kind === 'events') {
+          const next = queue.shift();
+          if (next?.kind === 'events') events.push(...next.events);
+        }
+        wakePump?.();
+        this.#lastEventAtMs = performance.now();
+        // Events a proven progress mark already covered are in the target: skip them.
+        const applied = this.#current().appliedRevision;
+        const fresh = events.filter((event) => event.kv.modRevision > applied);
+        if (fresh.length > 0) await this.#applyEvents(fresh);
+      }
+    } finally {
+      tail.close();
+      ended ??= { error: new StrataError(ErrorCode.CANCELED, 'the tail was closed') };
+      wakePump?.();
+      await pump;
     }
-    throw new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s change stream ended');
+  }
+
+  /** #progress takes a progress mark; true when the copier was asked to stop once caught up and is. */
+  async #progress(revision: number): Promise<boolean> {
+    const state = this.#current();
+    const nowMs = this.#now();
+    if (revision > state.appliedRevision) {
+      if (await this.#provenAt(revision)) {
+        // The target holds what the source held at `revision`: its revision follows the source's.
+        await this.#apply({ ...state, appliedRevision: revision, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, revision), caughtUpAtMs: nowMs, updatedAtMs: nowMs }, revision, [], []);
+      }
+    } else if (revision === state.appliedRevision && state.caughtUpAtMs < nowMs - (this.#options.progressIntervalMs ?? PROGRESS_INTERVAL_MS)) {
+      // Record that the copier was caught up now (status's lag in seconds), at most once an interval.
+      await this.#apply({ ...state, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, revision), caughtUpAtMs: nowMs, updatedAtMs: nowMs }, revision, [], []);
+    }
+    return this.#options.stopWhenCaughtUp === true && revision <= this.#current().appliedRevision;
   }
 
   /**

@@ -49,7 +49,7 @@ export interface CopySource {
   head(signal?: AbortSignal): Promise<{ readonly clusterId: string; readonly revision: number }>;
   /** How many keys `range` holds at `revision`; COMPACTED if the source compacted past it. */
   count(range: KeyRange, revision: number, signal?: AbortSignal): Promise<number>;
-  /** Up to `limit` keys of `range` at `revision`, in key order; COMPACTED if compacted past it. */
+  /** Up to `limit` keys of `range` at `revision` (0: the current one), in key order; COMPACTED if compacted past it. */
   page(range: KeyRange, revision: number, limit: number, signal?: AbortSignal): Promise<SourcePage>;
   /**
    * Whether any key of `range` live at `atRevision` was written after `afterRevision`, and how

@@ -133,7 +133,13 @@ export async function verifyCopy(options: VerifyOptions): Promise<VerifyReport> 
   };
 }
 
-/** comparePage reads one target page and the source's keys of the same range at the target's revision. */
+/**
+ * comparePage compares one page: the source's next keys (at its current revision) bound the
+ * key range; the target's keys in that range are read (which gives its revision T); the
+ * source's keys in the same range are read again at T. Bounding the target's read by a page of
+ * the source keeps each read to a page's keys: a Range with a limit still counts its whole
+ * range, and from the start of a large range that is every key.
+ */
 async function comparePage(
   source: CopySource,
   target: CopyTarget,
@@ -141,10 +147,19 @@ async function comparePage(
   pageKeys: number,
   signal: AbortSignal | undefined,
 ): Promise<{ targetKvs: readonly SourceKv[]; sourceKvs: readonly SourceKv[]; end: Uint8Array; revision: number; more: boolean }> {
+  const withSignal = signal === undefined ? {} : { signal };
   for (let attempt = 1; ; attempt += 1) {
-    const targetPage = await target.page(range, pageKeys, { keysOnly: false, ...(signal === undefined ? {} : { signal }) });
-    const last = targetPage.kvs[targetPage.kvs.length - 1];
-    const end = targetPage.more && last !== undefined ? keyAfter(last.key) : range.rangeEnd;
+    const bound = await source.page(range, 0, pageKeys, signal);
+    const lastBound = bound.kvs[bound.kvs.length - 1];
+    let end = bound.more && lastBound !== undefined ? keyAfter(lastBound.key) : range.rangeEnd;
+    let more = bound.more;
+    // The target may hold more keys in that range than the source (extra keys): a bounded read.
+    const targetPage = await target.page({ key: range.key, rangeEnd: end }, pageKeys * 4, { keysOnly: false, ...withSignal });
+    const lastTarget = targetPage.kvs[targetPage.kvs.length - 1];
+    if (targetPage.more && lastTarget !== undefined) {
+      end = keyAfter(lastTarget.key);
+      more = true;
+    }
     try {
       const sourceKvs: SourceKv[] = [];
       let from = range.key;
@@ -156,7 +171,7 @@ async function comparePage(
         if (!sourcePage.more || lastSource === undefined) break;
         from = keyAfter(lastSource.key);
       }
-      return { targetKvs: targetPage.kvs, sourceKvs, end, revision: targetPage.revision, more: targetPage.more };
+      return { targetKvs: targetPage.kvs, sourceKvs, end, revision: targetPage.revision, more };
     } catch (error) {
       // The source compacted past the target's revision between the two reads: read both again.
       if (!isStrataError(error, ErrorCode.COMPACTED) || attempt >= VERIFY_PAGE_ATTEMPTS_MAX) throw error;
