@@ -12,6 +12,8 @@
 //     then waited for on the mirror (a linearizable count-only Range every 20 ms); the lag is
 //     the time from the probe's acknowledgement to the first mirror answer at or past its
 //     revision (so it includes up to one poll interval and the poll's own latency);
+//   - the source's write rate under the same load with no copier, 10 s before the copy (the
+//     copier shares the machine with both clusters, so the ratio includes its CPU);
 //   - the catch-up after the load stops, and whether `copy verify` found the copy equal.
 //
 // Options: --keys N (100000), --value-bytes B (256), --clients N (16), --put-bytes B (100),
@@ -50,6 +52,7 @@ const PUT_BYTES = positive('put-bytes');
 const TAIL_SECONDS = positive('tail-seconds');
 const RUNS = positive('runs');
 const PAGE_KEYS = 1_000;
+const LOAD_ALONE_SECONDS = 10;
 const PROBE_INTERVAL_MS = 100;
 const POLL_INTERVAL_MS = 20;
 const SCAN_TIMEOUT_MS = 30 * 60_000;
@@ -72,6 +75,7 @@ interface RunFigures {
   readonly copyKeysPerSecond: number;
   readonly copySeconds: number;
   readonly sourceWritesPerSecond: number;
+  readonly aloneWritesPerSecond: number;
   readonly lagP50Ms: number;
   readonly lagP99Ms: number;
   readonly lagMaxMs: number;
@@ -146,6 +150,14 @@ async function oneRun(run: number): Promise<RunFigures> {
       };
       await Promise.all([loader(), loader(), loader(), loader()]);
       console.log(`run ${run}: preloaded ${KEYS} keys × ${VALUE_BYTES} B in ${((performance.now() - preloadStarted) / 1000).toFixed(1)} s`);
+
+      // The source's write rate under the same load with no copier: the tail's reference.
+      const alone = await startLoad({ endpoints: sourceEndpoints, clients: CLIENTS, valueBytes: PUT_BYTES, autoSyncIntervalMs: 0, timeoutMs: 15_000, keyPrefix: 'alone', durationMsMax: (LOAD_ALONE_SECONDS + 60) * 1000, opsMax: 50_000_000 });
+      await sleep(LOAD_ALONE_SECONDS * 1000);
+      const aloneReport = await alone.stop();
+      const aloneAcknowledged = aloneReport.outcomes.filter((outcome) => outcome === OUTCOME_OK).length;
+      const aloneWritesPerSecond = aloneAcknowledged / ((Math.max(...aloneReport.endsMs) - Math.min(...aloneReport.startsMs)) / 1000);
+      console.log(`run ${run}: the load alone (no copier): ${aloneWritesPerSecond.toFixed(0)} puts/s acknowledged`);
 
       const before = await plainRead(sourceClient, 'data/');
       console.log(`run ${run}: plain paginated read: ${(before.bytes / MB / before.seconds).toFixed(2)} MB/s (${(before.bytes / MB).toFixed(1)} MB in ${before.seconds.toFixed(2)} s)`);
@@ -239,6 +251,7 @@ async function oneRun(run: number): Promise<RunFigures> {
         copyKeysPerSecond: KEYS / copySeconds,
         copySeconds,
         sourceWritesPerSecond: acknowledged / loadSeconds,
+        aloneWritesPerSecond,
         lagP50Ms,
         lagP99Ms,
         lagMaxMs,
@@ -290,7 +303,8 @@ async function main(): Promise<void> {
   markdown.push(`| plain paginated read of the source, MB/s (before / after the copy) | ${range((run) => run.readBeforeMBps, 2)} / ${range((run) => run.readAfterMBps, 2)} |`);
   markdown.push(`| copy ÷ plain read (the mean of before and after, per run) | ${range((run) => run.copyMBps / ((run.readBeforeMBps + run.readAfterMBps) / 2), 2)} |`);
   markdown.push(`| initial copy, keys/s | ${range((run) => run.copyKeysPerSecond, 0)} |`);
-  markdown.push(`| source writes under the load, acknowledged puts/s (${CLIENTS} clients) | ${range((run) => run.sourceWritesPerSecond, 0)} |`);
+  markdown.push(`| source writes under the load while the copier follows, acknowledged puts/s (${CLIENTS} clients) | ${range((run) => run.sourceWritesPerSecond, 0)} |`);
+  markdown.push(`| the same load with no copier (${LOAD_ALONE_SECONDS} s before the copy), puts/s; ratio with ÷ without | ${range((run) => run.aloneWritesPerSecond, 0)}; ${range((run) => run.sourceWritesPerSecond / run.aloneWritesPerSecond, 2)} |`);
   markdown.push(`| tail lag p50 / p99 / max, ms (probes every ${PROBE_INTERVAL_MS} ms, polled every ${POLL_INTERVAL_MS} ms) | ${range((run) => run.lagP50Ms, 0)} / ${range((run) => run.lagP99Ms, 0)} / ${range((run) => run.lagMaxMs, 0)} |`);
   markdown.push(`| caught up after the load stopped, ms | ${range((run) => run.catchUpAfterLoadMs, 0)} |`);
   markdown.push(`| copy verify | ${runs.map((run) => (run.verifyEqual ? `equal (${run.keysCompared} keys, ${run.verifySeconds.toFixed(1)} s)` : 'NOT EQUAL')).join('; ')} |`);
