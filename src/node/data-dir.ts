@@ -128,6 +128,23 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     restorer = diskRestorer(memberDir, current, machineOptions);
   }
   stateMachine = await catchUpWithLogSnapshot({ log, stateMachine, snapshots, restorer, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+  // An entry is applied only once it is durable in the log, and applied entries are never
+  // truncated: a state machine ahead of the log means the log lost entries this member had
+  // written and acknowledged (its tail cut off, or a disk that lost synced writes). Starting
+  // anyway would skip the new entries written at those indexes (apply skips what it has
+  // applied) and could count this member towards a quorum for entries it does not have.
+  if (stateMachine.appliedIndex() > log.lastIndex()) {
+    const appliedIndex = stateMachine.appliedIndex();
+    const lastIndex = log.lastIndex();
+    await log.close();
+    await stateMachine.close();
+    throw new StrataError(
+      ErrorCode.CORRUPTION,
+      `the state machine has applied up to index ${appliedIndex}, past the log's last entry ${lastIndex}: the log lost entries this member had written ` +
+        '(its tail was cut, or the disk lost synced writes); it must not rejoin without them: restore the member from a snapshot (stratakv snapshot restore) or remove and re-add it',
+      { details: { check: 'log-behind-state-machine', appliedIndex, lastIndex } },
+    );
+  }
   const logIsEmpty = log.lastIndex() === 0 && log.initialState().hardState.term === 0;
   const freshCluster = logIsEmpty && options.initialClusterState === 'new';
   if (freshCluster && !identity.initialMembers.some((member) => member.id === identity.memberId)) {
