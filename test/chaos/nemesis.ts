@@ -11,7 +11,9 @@
 //               pairs), cut links (connections reset, new ones refused); lossy links are nft
 //               packet drops (real loss: TCP retransmits). Heal restores the links.
 //   disk        with a follower stopped (SIGKILL), flip bytes in the middle of its Raft log
-//               (WAL), its newest snapshot file or a LevelDB table or log, then start it. It must
+//               (WAL), its newest snapshot file or a LevelDB table or log, or cut half the
+//               records off its WAL's tail (it must then refuse: its state machine is past the
+//               log's end), then start it. It must
 //               refuse to start, or start and raise an alarm — or, where the flip hit bytes it
 //               never reads, serve correct data (the history and the final digest check prove
 //               it). At the end: a refused member gets its whole data dir back as it was at the
@@ -31,7 +33,7 @@
 // member repairs silently (a torn write left by a crash), and truncating records it had
 // acknowledged would be a disk that lies about fsync, which Raft does not tolerate.
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { IntegrityClient, type ClusterMember, type EtcdClient } from '../../src/client/index.ts';
@@ -43,7 +45,8 @@ import { describePlan, type FaultPlan } from './schedule.ts';
 export interface FaultEvent {
   readonly atMs: number;
   readonly ordinal: number;
-  readonly phase: 'start' | 'heal' | 'note';
+  /** finding: the nemesis saw the cluster do what it must not (a run with one fails). */
+  readonly phase: 'start' | 'heal' | 'note' | 'finding';
   readonly text: string;
 }
 
@@ -64,6 +67,20 @@ export interface NemesisContext {
 }
 
 const WAL_TAIL_SPARED_BYTES = 4096;
+/** TRUNCATE_RECORDS_MIN: a segment with fewer records is not cut (too young for a cut to reach applied entries surely). */
+const TRUNCATE_RECORDS_MIN = 400;
+
+/** walRecordEnds answers the offset after each whole record of a WAL segment (src/storage/log-record.ts: u32 length | u32 CRC | body). */
+function walRecordEnds(bytes: Buffer): number[] {
+  const ends: number[] = [];
+  for (let offset = 0; offset + 8 <= bytes.length && ends.length < 10_000_000; ) {
+    const length = bytes.readUInt32LE(offset);
+    if (length === 0 || offset + 8 + length > bytes.length) break;
+    offset += 8 + length;
+    ends.push(offset);
+  }
+  return ends;
+}
 /** MOVE_LEADER_TIMEOUT_MS bounds a transfer, which may meet slow links and a catching-up target. */
 const MOVE_LEADER_TIMEOUT_MS = 10_000;
 const DISK_OBSERVE_MS = 6_000;
@@ -327,6 +344,24 @@ function damage(dataDir: string, variant: string, pick: number): string | undefi
     flipBytes(path, offset, 1);
     return `flipped 1 byte at ${offset} of ${path.slice(dataDir.length + 1)} (${bytes} bytes)`;
   }
+  if (variant === 'truncate-wal') {
+    // Whole records cut off the newest segment's tail: no torn record for recovery to find.
+    // Half its records go, hundreds of entries, far more than a follower has written but not
+    // applied at any moment, so the member's state machine is past the log's end and it must
+    // refuse to start (a cut of only unapplied entries would be a disk that lost synced
+    // writes, which Raft does not survive; see the file comment).
+    const walDir = join(memberDir, 'wal');
+    const segments = existsSync(walDir) ? readdirSync(walDir).filter((name) => name.endsWith('.wal')).sort() : [];
+    const newest = segments[segments.length - 1];
+    if (newest === undefined) return undefined;
+    const path = join(walDir, newest);
+    const ends = walRecordEnds(readFileSync(path));
+    if (ends.length < TRUNCATE_RECORDS_MIN) return undefined;
+    const keep = ends[Math.floor(ends.length / 2) - 1] ?? 0;
+    const bytes = statSync(path).size;
+    truncateSync(path, keep);
+    return `cut ${ends.length - Math.floor(ends.length / 2)} whole records (${bytes - keep} bytes) off the tail of member/wal/${newest}`;
+  }
   if (variant === 'flip-snapshot') {
     const snapDir = join(memberDir, 'snap');
     const snapshots = existsSync(snapDir) ? readdirSync(snapDir).filter((name) => name.endsWith('.snap')).sort() : [];
@@ -406,6 +441,8 @@ async function damageAndObserve(context: NemesisContext, plan: FaultPlan, target
   }
   const logTail = (await member.container.logs().catch(() => '')).split('\n').filter((line) => /corrupt|refus|checksum|crc|digest|alarm/i.test(line)).slice(-2).join(' / ');
   record(context, plan, 'note', `${target}: ${outcome}${logTail === '' ? '' : ` — ${logTail.slice(0, 300)}`}`);
+  // A log cut below what the member applied leaves no byte to misread: it must refuse.
+  if (plan.variant === 'truncate-wal' && outcome !== 'refused') record(context, plan, 'finding', `${target} started on a WAL that lost applied entries (${outcome}): it must refuse`);
   return async () => {
     if (outcome === 'refused' || !member.container.running) {
       if (member.container.running) await member.container.kill();

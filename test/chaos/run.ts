@@ -264,6 +264,8 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
     if (alarms !== 'none') reasons.push(`alarms left: ${alarms}`);
     if (result.counts.ok === 0) reasons.push('no operation succeeded');
     if (snapshotTrouble.length > 0) reasons.push(`snapshots keep failing on ${snapshotTrouble.join(', ')}`);
+    const findings = events.filter((event) => event.phase === 'finding');
+    if (findings.length > 0) reasons.push(`the nemesis found: ${findings.map((event) => event.text).join('; ')}`);
     passed = reasons.length === 0;
     return {
       seed: options.seed,

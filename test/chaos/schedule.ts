@@ -19,7 +19,7 @@ export const VARIANTS: Readonly<Record<Nemesis, readonly string[]>> = {
   pause: ['pause-leader', 'pause-follower', 'pause-any'],
   partition: ['isolate-leader', 'isolate-one', 'majority-minority', 'bridge'],
   latency: ['slow-links', 'slow-member', 'lossy-links', 'cut-links'],
-  disk: ['flip-wal', 'flip-snapshot', 'flip-leveldb'],
+  disk: ['flip-wal', 'flip-snapshot', 'flip-leveldb', 'truncate-wal'],
   membership: ['transfer-leader', 'replace-member'],
   migrate: ['migrate-all'],
 };
