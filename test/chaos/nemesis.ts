@@ -37,7 +37,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, trunca
 import { join } from 'node:path';
 
 import { IntegrityClient, type ClusterMember, type EtcdClient } from '../../src/client/index.ts';
-import { flipBytes, flipLogByte, flipTableBytes, stateMachineDirectory } from '../integration/level-corruption.ts';
+import { flipBytes, flipLogByte, flipTableBytes, stateMachineDirectory, walRecordEnds } from '../integration/level-corruption.ts';
 import type { ChaosCluster, ChaosMember, Pair } from './chaos-cluster.ts';
 import { describePlan, type FaultPlan } from './schedule.ts';
 
@@ -70,17 +70,6 @@ const WAL_TAIL_SPARED_BYTES = 4096;
 /** TRUNCATE_RECORDS_MIN: a segment with fewer records is not cut (too young for a cut to reach applied entries surely). */
 const TRUNCATE_RECORDS_MIN = 400;
 
-/** walRecordEnds answers the offset after each whole record of a WAL segment (src/storage/log-record.ts: u32 length | u32 CRC | body). */
-function walRecordEnds(bytes: Buffer): number[] {
-  const ends: number[] = [];
-  for (let offset = 0; offset + 8 <= bytes.length && ends.length < 10_000_000; ) {
-    const length = bytes.readUInt32LE(offset);
-    if (length === 0 || offset + 8 + length > bytes.length) break;
-    offset += 8 + length;
-    ends.push(offset);
-  }
-  return ends;
-}
 /** MOVE_LEADER_TIMEOUT_MS bounds a transfer, which may meet slow links and a catching-up target. */
 const MOVE_LEADER_TIMEOUT_MS = 10_000;
 const DISK_OBSERVE_MS = 6_000;

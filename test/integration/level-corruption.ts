@@ -243,3 +243,15 @@ export async function levelDamage(directory: string, expected: ReadonlyMap<strin
     return `LevelDB error: ${String(error)}`;
   }
 }
+
+/** walRecordEnds answers the offset after each whole record of a WAL segment (src/storage/log-record.ts: u32 length | u32 CRC | body). */
+export function walRecordEnds(bytes: Buffer): number[] {
+  const ends: number[] = [];
+  for (let offset = 0; offset + 8 <= bytes.length && ends.length < 10_000_000; ) {
+    const length = bytes.readUInt32LE(offset);
+    if (length === 0 || offset + 8 + length > bytes.length) break;
+    offset += 8 + length;
+    ends.push(offset);
+  }
+  return ends;
+}

@@ -13,6 +13,7 @@ import { RaftNode } from '../../src/node/index.ts';
 import type { RaftNodeOptions } from '../../src/node/index.ts';
 import { MemoryNetwork, MemoryTransport } from '../../src/transport/index.ts';
 import { ErrorCode, isStrataError, SYSTEM_CLOCK } from '../../src/util/index.ts';
+import { walRecordEnds } from '../integration/level-corruption.ts';
 import { leaderOf, peerUrl, put, systemDriver, track } from './fixture.ts';
 
 const directories: string[] = [];
@@ -36,17 +37,6 @@ function options(directory: string, network: MemoryNetwork, name: string, cluste
   };
 }
 
-/** recordEnds answers the offset after each record of a WAL segment (u32 length | u32 CRC | body). */
-function recordEnds(bytes: Buffer): number[] {
-  const ends: number[] = [];
-  for (let offset = 0; offset + 8 <= bytes.length && ends.length < 1_000_000; ) {
-    const length = bytes.readUInt32LE(offset);
-    if (length === 0 || offset + 8 + length > bytes.length) break;
-    offset += 8 + length;
-    ends.push(offset);
-  }
-  return ends;
-}
 
 test('a member whose WAL lost whole records at its tail refuses to start, naming both indexes; an untouched member restarts', async () => {
   const directory = mkdtempSync(join(tmpdir(), 'stratakv-log-tail-'));
@@ -71,7 +61,7 @@ test('a member whose WAL lost whole records at its tail refuses to start, naming
   const newest = readdirSync(walDirectory).filter((name) => name.endsWith('.wal')).sort().pop();
   assert.ok(newest !== undefined, 'the member has a WAL segment');
   const segment = join(walDirectory, newest);
-  const ends = recordEnds(readFileSync(segment));
+  const ends = walRecordEnds(readFileSync(segment));
   assert.ok(ends.length > 40, `the segment holds records (${ends.length})`);
   truncateSync(segment, ends[ends.length - 31]);
 
