@@ -6,7 +6,7 @@
 // a CORRUPT alarm) is passed over; any other error is the answer.
 
 import { ErrorCode, StrataError } from '../util/errors.ts';
-import { AdminCalls } from './admin-calls.ts';
+import { ADMIN_PASS_OVER_CODES, AdminCalls } from './admin-calls.ts';
 import type { ClusterInfoMember, WireMember } from './cluster-info-client.ts';
 import { fromWireMember } from './cluster-info-client.ts';
 
@@ -92,16 +92,6 @@ interface WireReplication {
 
 const METHODS = ['JournalRead', 'JournalWrite', 'Replication', 'MemberChange', 'TransferLeader'] as const;
 
-// Codes that say "this endpoint cannot answer; another may".
-const PASS_OVER: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  ErrorCode.UNAVAILABLE,
-  ErrorCode.TIMEOUT,
-  ErrorCode.NOT_LEADER,
-  ErrorCode.STOPPED,
-  ErrorCode.MEMBER_REMOVED,
-  ErrorCode.CORRUPT_ALARM,
-  ErrorCode.NO_LEADER,
-]);
 
 /** MigrationClient calls the migration methods (see the file comment). */
 export class MigrationClient {
@@ -177,7 +167,7 @@ export class MigrationClient {
         // A little past the member's own deadline, so that its answer (TIMEOUT with its reason) arrives first.
         return { value: await this.#calls.call<Response>(endpoint, name, request, deadlineMs + 2_000), endpoint };
       } catch (error) {
-        if (!(error instanceof StrataError) || !PASS_OVER.has(error.code)) throw error;
+        if (!(error instanceof StrataError) || !ADMIN_PASS_OVER_CODES.has(error.code)) throw error;
         last = error;
       }
     }

@@ -12,6 +12,7 @@
 import { pauseOrAbort } from '../../util/clock.ts';
 import { randomBytes } from 'node:crypto';
 
+import { prefixEnd } from '../../client/index.ts';
 import type { MirrorPut, MirrorRequest } from '../../storage/index.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
@@ -604,20 +605,6 @@ export function keyAfter(key: Uint8Array): Uint8Array {
   return next;
 }
 
-/** prefixEnd is etcd's GetPrefixRangeEnd: the prefix with its last byte below 0xff incremented ([0] for all-0xff). */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  for (let at = prefix.byteLength - 1; at >= 0; at -= 1) {
-    const byte = prefix[at];
-    assert(byte !== undefined, 'at within the prefix');
-    if (byte < 0xff) {
-      // A copy, never a view: Buffer's slice() shares memory, and the prefix must stay as given.
-      const end = Uint8Array.from(prefix.subarray(0, at + 1));
-      end[at] = byte + 1;
-      return end;
-    }
-  }
-  return Uint8Array.of(0);
-}
 
 /** base64 and fromBase64 carry keys in the JSON state. */
 export function base64(bytes: Uint8Array): string {

@@ -1,6 +1,6 @@
 // The public surface of src/migrate/copy: the cross-cluster copy (`stratakv migrate copy`) from
 // etcd or another stratakv cluster into a stratakv cluster kept as a read-only mirror.
-export { runCopy, rangeOf, keyAfter, prefixEnd, PAGE_KEYS, PROGRESS_INTERVAL_MS, COMMIT_ATTEMPTS_MAX, RECONNECTS_MAX } from './copier.ts';
+export { runCopy, rangeOf, keyAfter, PAGE_KEYS, PROGRESS_INTERVAL_MS, COMMIT_ATTEMPTS_MAX, RECONNECTS_MAX } from './copier.ts';
 export type { CopyEvent, CopyOptions, CopyResult } from './copier.ts';
 export { COPY_STATE_FORMAT, decodeCopyState, encodeCopyState } from './copy-state.ts';
 export type { CopyPhase, CopySourceKind, CopySourceSpec, CopyState, ScanPosition } from './copy-state.ts';

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, keyAfter, prefixEnd, type CopyState } from '../../../src/migrate/copy/index.ts';
+import { prefixEnd } from '../../../src/client/index.ts';
+import { COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, keyAfter, type CopyState } from '../../../src/migrate/copy/index.ts';
 import { ErrorCode, isStrataError } from '../../../src/util/errors.ts';
 
 const STATE: CopyState = {
