@@ -1,23 +1,29 @@
-// `stratakv migrate copy create|status|verify|cancel`: copy a whole cluster (etcd, for now) into
-// a new stratakv cluster kept as a read-only mirror with the source's revisions, follow it, and
-// verify it (src/migrate/copy). Every form prints, last, the command to run next; `-w json`
+// `stratakv migrate copy create|status|verify|switch|reverse|complete|cancel`: copy a whole
+// cluster (etcd or stratakv) into a new stratakv cluster kept as a read-only mirror with the
+// source's revisions, follow it, verify it, and (for a stratakv source) switch the writes over
+// and back (src/migrate/copy; the switch verbs are cmd/copy-switch-verb.ts). Every form prints, last, the command to run next; `-w json`
 // prints one JSON object with the same facts and `next`. Exit codes: 0 done, 1 refused or
 // failed (or, for verify, differences found), 2 usage error.
 
 import { normalizeEndpoint } from '../src/client/index.ts';
 import {
   cancelCopy,
+  describePhase,
   copyStatus,
+  decodeCopyState,
   etcdSource,
   mirrorTarget,
   runCopy,
+  stratakvSource,
   verifyCopy,
   type CopyEvent,
   type CopySource,
   type CopyState,
   type CopyStatus,
+  type LogCopySource,
   type VerifyReport,
 } from '../src/migrate/copy/index.ts';
+import { runComplete, runMerkleVerify, runSwitch } from './copy-switch-verb.ts';
 import { isStrataError } from '../src/util/errors.ts';
 import type { FlagKind } from './client-verbs.ts';
 import { parseCommandArgs, parseEndpoints, writeOut } from './client-verbs.ts';
@@ -26,15 +32,25 @@ import { PROGRESS_BAR_WIDTH } from './progress-bar.ts';
 import { UsageError } from './serve-flags.ts';
 
 /** COPY_USAGE is the help of `stratakv migrate copy`. */
-export const COPY_USAGE = `  migrate copy create --from etcd://H:P,... --to H:P,... [--prefix P] [--until-caught-up] [-w simple|json]
+export const COPY_USAGE = `  migrate copy create --from etcd://H:P,...|stratakv://H:P,... --to H:P,... [--prefix P] [--until-caught-up] [-w simple|json]
                                        make the cluster at --to (new, empty) a read-only mirror of the
                                        source with the source's revisions: copy, then follow its changes
                                        until stopped (Ctrl-C); run again to resume where it stopped
+                                       (--prefix: etcd sources only; a stratakv source is copied whole)
   migrate copy status --to H:P,... [-w simple|json]
-                                       the copy's phase, lag (revisions, seconds), progress and ETA
-  migrate copy verify --to H:P,... [--from etcd://H:P,...] [-w simple|json]
-                                       compare every key, value and revision with the source; lists
+                                       the copy's phase, lag (revisions, entries, seconds), progress, ETA
+  migrate copy verify --to H:P,... [--from URL] [-w simple|json]
+                                       compare every key, value and revision with the source (a Merkle
+                                       diff at one checkpoint for stratakv; key by key for etcd); lists
                                        every difference (exit 1 if any)
+  migrate copy switch --to H:P,... [--from stratakv://H:P,...] [-w simple|json]
+                                       stratakv source: fence it, replay to the fence, verify, make --to
+                                       writable, and make the source a read-only mirror of it (reverse copy)
+  migrate copy reverse --to H:P,... [--from stratakv://H:P,...] [-w simple|json]
+                                       after a switch: the same back (--to is the old source)
+  migrate copy complete --to H:P,... [-w simple|json]
+                                       after a switch: end the reverse copy (--to, the old source, stays
+                                       read-only; no copier resumes it)
   migrate copy cancel --to H:P,... [-w simple|json]
                                        before a switch: delete the copied keys and leave mirror mode
                                        (the source is never written)`;
@@ -44,8 +60,13 @@ const FLAGS: Readonly<Record<string, Readonly<Record<string, FlagKind>>>> = {
   create: { ...COMMON, from: 'value', prefix: 'value', 'until-caught-up': 'boolean' },
   status: { ...COMMON, from: 'value' },
   verify: { ...COMMON, from: 'value' },
+  switch: { ...COMMON, from: 'value' },
+  reverse: { ...COMMON, from: 'value' },
+  complete: COMMON,
   cancel: COMMON,
 };
+const SUBCOMMANDS = ['create', 'status', 'verify', 'switch', 'reverse', 'complete', 'cancel'] as const;
+type Subcommand = (typeof SUBCOMMANDS)[number];
 // How often a following copier prints a line when stderr is not a terminal.
 const REPORT_INTERVAL_MS = 5_000;
 
@@ -66,10 +87,11 @@ export function parseSourceUrl(text: string): SourceUrl {
 
 /** runCopyCommand runs `stratakv migrate copy <sub> ...`; answers the exit code. */
 export async function runCopyCommand(args: readonly string[], io: MigrateIo): Promise<number> {
-  const [sub, ...rest] = args;
-  if (sub !== 'create' && sub !== 'status' && sub !== 'verify' && sub !== 'cancel') {
-    throw new UsageError(sub ?? 'copy', `unknown migrate copy command ${JSON.stringify(sub ?? '')}: one of create, status, verify, cancel`);
+  const [subText, ...rest] = args;
+  if (!(SUBCOMMANDS as readonly string[]).includes(subText ?? '')) {
+    throw new UsageError(subText ?? 'copy', `unknown migrate copy command ${JSON.stringify(subText ?? '')}: one of ${SUBCOMMANDS.join(', ')}`);
   }
+  const sub = subText as Subcommand;
   const { flags } = parseCommandArgs(`migrate copy ${sub}`, rest, FLAGS[sub] ?? COMMON, []);
   const merged = new Map(flags);
   const short = flags.get('w');
@@ -80,7 +102,7 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
   const targetEndpoints = parseEndpoints(toText).map((endpoint) => normalizeEndpoint(endpoint));
   const fromText = flags.get('from');
   let from = typeof fromText === 'string' ? parseSourceUrl(fromText) : undefined;
-  if (sub === 'create' && from === undefined) throw new UsageError('--from', 'migrate copy create needs --from etcd://HOST:PORT,...');
+  if (sub === 'create' && from === undefined) throw new UsageError('--from', 'migrate copy create needs --from etcd://HOST:PORT,... or stratakv://HOST:PORT,...');
   const prefixText = flags.get('prefix');
   const prefix = typeof prefixText === 'string' ? Buffer.from(prefixText) : undefined;
   if (prefix !== undefined && prefix.byteLength === 0) throw new UsageError('--prefix', '--prefix must not be empty (leave it out to copy every key)');
@@ -88,17 +110,30 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
   const next = (command: string, withFrom = false): string =>
     `stratakv migrate copy ${command}${withFrom && from !== undefined ? ` --from ${from.kind}://${from.endpoints.join(',')}` : ''} --to ${targetEndpoints.join(',')}`;
   let source: CopySource | undefined;
+  let logSource: LogCopySource | undefined;
   const openSource = (url: SourceUrl): CopySource => {
-    if (url.kind === 'stratakv') throw new UsageError('--from', 'stratakv:// sources are not supported yet: only etcd:// (a stratakv source needs the log-delta tail, not built yet)');
+    if (url.kind === 'stratakv') throw new UsageError('--from', 'internal: a stratakv source is read through its log');
     source = etcdSource(url.endpoints);
     return source;
+  };
+  const openLogSource = (url: SourceUrl): LogCopySource => {
+    logSource = stratakvSource(url.endpoints);
+    return logSource;
+  };
+  // The source a command without --from works on: the one the mirror's state names.
+  const sourceFromState = async (): Promise<SourceUrl | undefined> => {
+    const view = await target.read();
+    if (view.state === undefined) return undefined;
+    const state = decodeCopyState(view.state);
+    return { kind: state.source.kind, endpoints: state.source.endpoints };
   };
   try {
     switch (sub) {
       case 'create': {
         const progress = new CopyProgress(io, format === 'json');
+        const url = from as SourceUrl;
         const result = await runCopy({
-          source: openSource(from as SourceUrl),
+          ...(url.kind === 'stratakv' ? { logSource: openLogSource(url) } : { source: openSource(url) }),
           target,
           sourceKind: (from as SourceUrl).kind,
           sourceEndpoints: (from as SourceUrl).endpoints,
@@ -108,30 +143,27 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
           onEvent: (event) => progress.event(event),
         });
         progress.clear();
-        const nextCommand = next('verify');
+        const nextCommand = result.reason === 'switched' || result.reason === 'source-fenced' ? next('status') : next('verify');
         if (format === 'json') io.out(JSON.stringify({ result: result.reason, state: result.state, next: nextCommand }));
         else {
-          io.out(`copy ${result.state.copyId}: ${result.reason === 'caught-up' ? 'caught up' : 'stopped'} at source revision ${result.state.appliedRevision} (${describeState(result.state)})`);
+          io.out(`copy ${result.state.copyId}: ${describeReason(result.reason)} at source revision ${result.state.appliedRevision}${result.state.appliedIndex === undefined ? '' : `, index ${result.state.appliedIndex}`} (${describeState(result.state)})`);
           io.out(`resume with: ${next('create', true)}`);
           io.out(`next: ${nextCommand}`);
         }
         return 0;
       }
       case 'status': {
-        const view = await target.read();
-        const state = view.state === undefined ? undefined : (await import('../src/migrate/copy/index.ts')).decodeCopyState(view.state);
-        from ??= state === undefined ? undefined : { kind: state.source.kind, endpoints: state.source.endpoints };
-        const status = await copyStatus(target, from === undefined ? undefined : openSource(from));
-        const nextCommand = status.state.phase === 'copying' ? next('status') : next('verify');
+        from ??= await sourceFromState();
+        const status = await copyStatus(target, from === undefined ? undefined : from.kind === 'stratakv' ? openLogSource(from) : openSource(from));
+        const nextCommand = nextAfterStatus(status.state, next, targetEndpoints);
         if (format === 'json') io.out(JSON.stringify({ ...statusJson(status), next: nextCommand }));
         else printStatus(io, status, nextCommand);
         return 0;
       }
       case 'verify': {
-        const view = await target.read();
-        const state = view.state === undefined ? undefined : (await import('../src/migrate/copy/index.ts')).decodeCopyState(view.state);
-        from ??= state === undefined ? undefined : { kind: state.source.kind, endpoints: state.source.endpoints };
+        from ??= await sourceFromState();
         if (from === undefined) throw new UsageError('--from', 'the target is not a mirror, and no --from was given');
+        if (from.kind === 'stratakv') return await runMerkleVerify(target, from.endpoints, format, io, next('switch'), next('create', true));
         const report = await verifyCopy({
           source: openSource(from),
           target,
@@ -146,6 +178,20 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
         else printVerify(io, report, nextCommand);
         return report.equal ? 0 : 1;
       }
+      case 'switch':
+      case 'reverse': {
+        from ??= await sourceFromState();
+        if (from === undefined) {
+          throw new UsageError(
+            '--from',
+            `the cluster at --to is not a mirror, and no --from was given: ${sub} needs the other cluster (--from stratakv://HOST:PORT,...); a ${sub} interrupted after this cluster took writes finishes when run again with --from`,
+          );
+        }
+        if (from.kind !== 'stratakv') throw new UsageError('--from', `${sub} moves writes between stratakv clusters; an etcd source cannot be fenced (stop its writers, then \`copy verify\`, then \`copy cancel\` is not it either: see the README's "migrate copy")`);
+        return await runSwitch(sub, target, targetEndpoints, from.endpoints, format, io);
+      }
+      case 'complete':
+        return await runComplete(target, targetEndpoints, format, io);
       case 'cancel': {
         const result = await cancelCopy(target, io.signal === undefined ? {} : { signal: io.signal });
         if (format === 'json') io.out(JSON.stringify({ result: 'cancelled', copyId: result.state.copyId, keysDeleted: result.keysDeleted, next: null }));
@@ -155,7 +201,7 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
     }
   } catch (error) {
     if (!isStrataError(error)) throw error;
-    const resume = sub === 'create' ? next('create', true) : sub === 'cancel' ? next('cancel') : undefined;
+    const resume = sub === 'create' ? next('create', true) : sub === 'cancel' || sub === 'switch' || sub === 'reverse' ? next(sub, sub !== 'cancel') : undefined;
     if (format === 'json') io.out(JSON.stringify({ result: 'failed', code: error.code, error: error.message, next: resume ?? null }));
     else {
       io.err(`stratakv migrate copy ${sub}: ${error.message} (${error.code})\n`);
@@ -165,8 +211,30 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
   } finally {
     target.close();
     (source as CopySource | undefined)?.close();
+    (logSource as LogCopySource | undefined)?.close();
   }
   return 0;
+}
+
+function describeReason(reason: string): string {
+  switch (reason) {
+    case 'caught-up':
+      return 'caught up';
+    case 'switched':
+      return 'stepped aside for a `copy switch`';
+    case 'source-fenced':
+      return 'reached the source\'s fence (a switch)';
+    default:
+      return 'stopped';
+  }
+}
+
+function nextAfterStatus(state: CopyState, next: (command: string, withFrom?: boolean) => string, targetEndpoints: readonly string[]): string {
+  if (state.phase === 'copying') return next('status');
+  if (state.phase === 'switching') return next('switch');
+  if (state.phase === 'completed' || state.phase === 'fenced') return `stratakv migrate copy status --to ${targetEndpoints.join(',')}`;
+  if ((state.direction ?? 'forward') === 'reverse') return `stratakv migrate copy complete --to ${targetEndpoints.join(',')}`;
+  return next('verify');
 }
 
 /** formatKeyProgress is a scan's bar: keys copied of the total, the rate and the time left. */
@@ -196,6 +264,9 @@ function statusJson(status: CopyStatus): Record<string, unknown> {
     sourceRevision: status.sourceRevision ?? null,
     sourceError: status.sourceError ?? null,
     lagRevisions: status.lagRevisions ?? null,
+    lagEntries: status.lagEntries ?? null,
+    appliedIndex: status.state.appliedIndex ?? null,
+    direction: status.state.direction ?? 'forward',
     lagSeconds: status.lagSeconds ?? null,
     scan: status.scan ?? null,
     idleSeconds: status.idleSeconds,
@@ -211,9 +282,14 @@ function printStatus(io: MigrateIo, status: CopyStatus, nextCommand: string): vo
     io.out(`  phase: scanning the source at revision ${state.scan.revision}${state.scan.deleteMissing ? ' (a re-scan after a compaction)' : ''}`);
     io.out(`  ${formatKeyProgress(status.scan.keysCopied, status.scan.keysTotal, state.updatedAtMs - state.scan.startedAtMs)}`);
     io.out(`  ${status.scan.keysPerSecond.toFixed(0)} keys/s${status.scan.etaSeconds === undefined ? '' : `, about ${Math.ceil(status.scan.etaSeconds)} s left`}`);
+  } else if (state.phase !== 'tailing') {
+    io.out(`  phase: ${describePhase(state)}`);
   } else {
-    io.out(`  phase: following the source; applied up to revision ${state.appliedRevision} (target at ${status.targetRevision})`);
-    if (status.sourceRevision !== undefined) io.out(`  lag: ${status.lagRevisions ?? '?'} revisions, ${status.lagSeconds === undefined ? 'never caught up yet' : `${status.lagSeconds.toFixed(1)} s`} (source at ${status.sourceRevision})`);
+    io.out(`  phase: following the source${state.direction === 'reverse' ? ' (the reverse copy after a switch)' : ''}; applied up to ${state.appliedIndex === undefined ? `revision ${state.appliedRevision}` : `index ${state.appliedIndex}`} (target at revision ${status.targetRevision})`);
+    if (status.sourceRevision !== undefined) {
+      const entries = status.lagEntries === undefined ? '' : `, ${status.lagEntries} log entries`;
+      io.out(`  lag: ${status.lagRevisions ?? '?'} revisions${entries}, ${status.lagSeconds === undefined ? 'never caught up yet' : `${status.lagSeconds.toFixed(1)} s`} (source at revision ${status.sourceRevision})`);
+    }
   }
   if (status.sourceError !== undefined) io.out(`  the source did not answer: ${status.sourceError}`);
   if (status.idleSeconds > 30) io.out(`  no copier has written for ${status.idleSeconds.toFixed(0)} s: is \`migrate copy create\` running?`);
@@ -274,7 +350,7 @@ class CopyProgress {
         this.#line(`scan done at revision ${event.state.appliedRevision}; following the source`);
         return;
       case 'rescan':
-        this.#line(`the source compacted past revision ${event.state.appliedRevision} (compacted at ${event.compactRevision}): scanning again at ${event.state.scan?.revision ?? '?'}, deleting what the source dropped`);
+        this.#line(`scanning again at revision ${event.state.scan?.revision ?? '?'}, deleting what the source dropped: ${event.reason}`);
         return;
       case 'retry':
         this.#line(`retrying (${event.what}, attempt ${event.attempt}): ${event.error.message}`);
@@ -295,7 +371,7 @@ class CopyProgress {
       case 'applied':
         if (nowMs - this.#lastLineAtMs >= REPORT_INTERVAL_MS) {
           this.#lastLineAtMs = nowMs;
-          this.#line(`applied up to source revision ${event.state.appliedRevision}`);
+          this.#line(`applied up to source ${event.state.appliedIndex === undefined ? `revision ${event.state.appliedRevision}` : `index ${event.state.appliedIndex}`}`);
         }
         return;
     }

@@ -252,6 +252,8 @@ function describeRequest(request: KvRequest): EntrySummary {
         text: `revision=${request.revision} puts=${request.puts.length} deletes=${request.deletes.length}`,
         json: { revision: request.revision, puts: request.puts.length, deletes: request.deletes.length },
       };
+    case 'mirrorReplay':
+      return { kind: request.type, text: `commands=${request.commands.length}`, json: { commands: request.commands.length } };
   }
 }
 

@@ -97,6 +97,20 @@ export interface DiffOptions {
   readonly openTimeoutMs?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: DiffClientProgress) => void;
+  /**
+   * Compare these views, pinned by the caller (`pin()`), instead of pinning: side A's on
+   * `pins.a.endpoint`, B's on `pins.b.endpoint` (`endpoints` and `against` are then ignored),
+   * with the given hashes. The caller releases them. A cross-cluster copy compares a source
+   * checkpoint with the target's view pinned where the copier replayed it (`full`: the
+   * revisions are the source's on both sides).
+   */
+  readonly pins?: { readonly a: PinnedView; readonly b: PinnedView; readonly hash: DigestHash };
+}
+
+/** PinnedView names a view pinned on one member. */
+export interface PinnedView {
+  readonly endpoint: string;
+  readonly pinId: string;
 }
 
 /** DiffClientProgress tells where diff() is. */
@@ -188,8 +202,9 @@ export class DiffClient {
    */
   async diff(options: DiffOptions): Promise<DiffReport> {
     const startedMs = performance.now();
-    const endpointsA = checkEndpoints('endpoints', options.endpoints);
-    const endpointsB = checkEndpoints('against', options.against);
+    const given = options.pins;
+    const endpointsA = given === undefined ? checkEndpoints('endpoints', options.endpoints) : checkEndpoints('pins.a.endpoint', [given.a.endpoint]);
+    const endpointsB = given === undefined ? checkEndpoints('against', options.against) : checkEndpoints('pins.b.endpoint', [given.b.endpoint]);
     const callTimeoutMs = positive('callTimeoutMs', options.callTimeoutMs ?? DIFF_CALL_TIMEOUT_MS_DEFAULT);
     const openTimeoutMs = positive('openTimeoutMs', options.openTimeoutMs ?? DIFF_OPEN_TIMEOUT_MS_DEFAULT);
     const differencesMax = positive('differencesMax', options.differencesMax ?? DIFFERENCES_MAX);
@@ -201,10 +216,10 @@ export class DiffClient {
 
     const [helloA, helloB] = await Promise.all([this.#hello(endpointsA, call), this.#hello(endpointsB, call)]);
     const mode: DiffMode = options.mode ?? (helloA.hello.cluster_id === helloB.hello.cluster_id ? 'replicas' : 'clusters');
-    if (mode === 'replicas' && helloA.hello.cluster_id !== helloB.hello.cluster_id) {
+    if (given === undefined && mode === 'replicas' && helloA.hello.cluster_id !== helloB.hello.cluster_id) {
       throw invalid('mode', `a replica diff needs two members of one cluster; ${helloA.endpoint} is in cluster ${helloA.hello.cluster_id.toString(16)}, ${helloB.endpoint} in ${helloB.hello.cluster_id.toString(16)}`);
     }
-    const hash: DigestHash = mode === 'replicas' ? 'full' : 'content';
+    const hash: DigestHash = given?.hash ?? (mode === 'replicas' ? 'full' : 'content');
     options.onProgress?.({ phase: 'pin', mode });
     // The pins made, released whatever happens next.
     const pinned: { endpoint: string; pinId: string }[] = [];
@@ -212,7 +227,11 @@ export class DiffClient {
     try {
       let pinA: WirePinResponse;
       let pinB: WirePinResponse;
-      if (mode === 'replicas') {
+      if (given !== undefined) {
+        // The caller's pins: index and revision come with the trees below.
+        pinA = { pin_id: given.a.pinId, index: 0, revision: 0 };
+        pinB = { pin_id: given.b.pinId, index: 0, revision: 0 };
+      } else if (mode === 'replicas') {
         pinA = await this.#call<WirePinResponse>(helloA.endpoint, 'DiffPin', { at: WirePinAt.CHECKPOINT, timeout_ms: Math.min(callTimeoutMs, DIFF_TIMEOUT_MS_MAX) }, call);
         pinned.push({ endpoint: helloA.endpoint, pinId: pinA.pin_id });
         if (helloB.endpoint !== helloA.endpoint) pinned.push({ endpoint: helloB.endpoint, pinId: pinA.pin_id });
@@ -288,6 +307,25 @@ export class DiffClient {
         seconds: (performance.now() - startedMs) / 1000,
       },
     };
+  }
+
+  /**
+   * pin pins a view on the member at `endpoint`: its applied state now (`applied`), or a
+   * checkpoint through Raft at which every member of its cluster pins (`checkpoint`, pin id
+   * `i<index>`). The caller releases it (`release`); unused pins expire after five minutes.
+   */
+  async pin(endpoint: string, at: 'applied' | 'checkpoint', options: { readonly signal?: AbortSignal; readonly timeoutMs?: number } = {}): Promise<{ readonly pinId: string; readonly index: number; readonly revision: number }> {
+    const timeoutMs = options.timeoutMs ?? DIFF_CALL_TIMEOUT_MS_DEFAULT;
+    const call = { wire: { sent: 0, received: 0, calls: 0 }, timeoutMs, signal: options.signal };
+    const request = at === 'checkpoint' ? { at: WirePinAt.CHECKPOINT, timeout_ms: Math.min(timeoutMs, DIFF_TIMEOUT_MS_MAX) } : { at: WirePinAt.APPLIED };
+    const answer = await this.#call<WirePinResponse>(normalizeEndpoint(endpoint), 'DiffPin', request, call);
+    return { pinId: answer.pin_id, index: Number(answer.index), revision: Number(answer.revision) };
+  }
+
+  /** release drops a pin made by `pin` (a pin already gone is no error). */
+  async release(endpoint: string, pinId: string, options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    const call = { wire: { sent: 0, received: 0, calls: 0 }, timeoutMs: options.timeoutMs ?? DIFF_CALL_TIMEOUT_MS_DEFAULT, signal: undefined };
+    await this.#call(normalizeEndpoint(endpoint), 'DiffRelease', { pin_id: pinId }, call);
   }
 
   /** close closes every connection; a diff running fails. Twice is harmless. */

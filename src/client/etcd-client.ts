@@ -27,7 +27,7 @@ import { ErrorCode, StrataError } from '../util/errors.ts';
 import { fromGrpcStatus } from '../util/etcd-errors.ts';
 import type { DeleteRangeResponse, PutResponse, RangeResponse, TxnRequest, TxnResponse } from '../storage/kv-types.ts';
 import { ENDPOINTS_MAX, EndpointPicker, normalizeEndpoint } from './endpoint-picker.ts';
-import { ATTEMPTS_MAX, backoffMs, isRetryable, type CallKind } from './retry-policy.ts';
+import { ATTEMPTS_MAX, backoffMs, isMirrorRefusal, isRetryable, MIRROR_READER_METADATA, type CallKind } from './retry-policy.ts';
 import {
   decodeAlarms,
   decodeDeleteRange,
@@ -109,6 +109,19 @@ export interface EtcdClientOptions {
    * With one endpoint, or a call bound to one, the call waits until its deadline.
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * Read a read-only mirror (a cluster a `stratakv migrate copy` fills) linearizably: such a
+   * cluster refuses linearizable reads by default, because its data lags the source's (as
+   * etcd's learners refuse them). The copier and `copy verify` read their mirror this way.
+   * Serializable reads never need it.
+   */
+  readonly mirrorReader?: boolean;
+  /**
+   * Treat a mirror's refusal (MIRROR_READ_ONLY: nothing was done) as a reason to try the next
+   * endpoint, backing off, until the deadline: a client given the endpoints of both clusters of
+   * a copy follows the writes across `copy switch` and `copy reverse`.
+   */
+  readonly failOverOnMirror?: boolean;
   readonly logger?: ClientLogger;
 }
 
@@ -255,6 +268,8 @@ export class EtcdClient {
   #syncsStarted = 0;
   #syncsApplied = 0;
   #closed = false;
+  readonly #mirrorReader: boolean;
+  readonly #failOverOnMirror: boolean;
 
   constructor(options: EtcdClientOptions) {
     if (!Array.isArray(options.endpoints)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'endpoints must be an array');
@@ -273,6 +288,8 @@ export class EtcdClient {
     this.#picker = new EndpointPicker(options.endpoints);
     this.#timeoutMs = timeoutMs;
     this.#connectTimeoutMs = connectTimeoutMs;
+    this.#mirrorReader = options.mirrorReader === true;
+    this.#failOverOnMirror = options.failOverOnMirror === true;
     this.#autoSyncIntervalMs = autoSyncIntervalMs;
     this.#logger = options.logger;
     this.#services = loadEtcdServices();
@@ -809,7 +826,8 @@ export class EtcdClient {
             throw timeoutError(methodName, endpoint, lastError ?? withEndpoint(fromGrpcStatus(error.code, error.details), endpoint));
           }
           const failure = withEndpoint(fromGrpcStatus(error.code, error.details), endpoint);
-          if (!isRetryable(kind, error.code, error.details) || attempt === attemptsMax) throw failure;
+          const mirrorRefused = this.#failOverOnMirror && isMirrorRefusal(error.code, error.details);
+          if ((!isRetryable(kind, error.code, error.details) && !mirrorRefused) || attempt === attemptsMax) throw failure;
           lastError = failure;
           if (fixedEndpoint === undefined) this.#picker.reportFailure(endpoint);
           this.#logger?.debug(`${methodName} failed; retrying`, { endpoint, attempt, code: failure.code, details: error.details });
@@ -867,6 +885,13 @@ export class EtcdClient {
     });
   }
 
+  // #metadata is every call's: the mirror-reader mark when asked for.
+  #metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.#mirrorReader) metadata.set(MIRROR_READER_METADATA, '1');
+    return metadata;
+  }
+
   #unary(connection: Connection, method: protoLoader.MethodDefinition<object, object>, request: object, context: CallContext): Promise<unknown> {
     assert(connection.leases > 0, 'a call uses a leased channel');
     return new Promise((resolve, reject) => {
@@ -876,7 +901,7 @@ export class EtcdClient {
         method.requestSerialize,
         method.responseDeserialize,
         request,
-        new grpc.Metadata(),
+        this.#metadata(),
         { deadline },
         (error, response) => {
           context.signal?.removeEventListener('abort', onAbort);

@@ -40,7 +40,7 @@ export {
 } from './watch-stream.ts';
 export type { WatchBatch, WatchOptions, WatchStream } from './watch-stream.ts';
 export { DiffClient, DIFF_CALL_TIMEOUT_MS_DEFAULT, DIFF_MESSAGE_BYTES_MAX, DIFF_OPEN_TIMEOUT_MS_DEFAULT, GRPC_MESSAGE_HEADER_BYTES } from './diff-client.ts';
-export type { DiffClientOptions, DiffClientProgress, DiffMode, DiffOptions, DiffReport, DiffSide, DiffWireStats } from './diff-client.ts';
+export type { DiffClientOptions, DiffClientProgress, DiffMode, DiffOptions, DiffReport, DiffSide, DiffWireStats, PinnedView } from './diff-client.ts';
 export { IntegrityClient } from './integrity-client.ts';
 export type { IntegrityCheck, IntegrityReport, RebuildResult } from './integrity-client.ts';
 export { ClusterInfoClient, CLUSTER_INFO_TIMEOUT_MS_DEFAULT } from './cluster-info-client.ts';
@@ -53,13 +53,27 @@ export {
   MIRROR_CALL_TIMEOUT_MS_DEFAULT,
   MIRROR_DELETE_OVERHEAD_BYTES,
   MIRROR_PUT_OVERHEAD_BYTES,
+  MIRROR_REPLAY_COMMAND_OVERHEAD_BYTES,
+  MIRROR_REPLAY_OVERHEAD_BYTES,
   MIRROR_REQUEST_BYTES_MAX_DEFAULT,
   encodePackedPuts,
   mirrorDeleteBytes,
   mirrorPutBytes,
+  mirrorReplayCommandBytes,
   mirrorRequestBytes,
 } from './mirror-client.ts';
-export type { MirrorAnswer, MirrorApplyBatch, MirrorCallOptions, MirrorClientOptions, MirrorHeader, MirrorView } from './mirror-client.ts';
+export type {
+  MirrorAnswer,
+  MirrorApplyBatch,
+  MirrorCallOptions,
+  MirrorClientOptions,
+  MirrorHeader,
+  MirrorReplayBatch,
+  MirrorScanOptions,
+  MirrorScanPage,
+  MirrorView,
+  PinnedMirrorView,
+} from './mirror-client.ts';
 export { MigrationClient, MIGRATION_CALL_TIMEOUT_MS_DEFAULT } from './migration-client.ts';
 export type { JournalInfo, MemberChange, MigrationMemberInfo, PeerReplicationInfo, ReplicationInfo } from './migration-client.ts';
 export { probeJoiner, JOIN_PROBE_TIMEOUT_MS } from './join-probe.ts';

@@ -16,16 +16,24 @@
 // The size a batch may reach: the member checks the encoded command against its
 // --max-request-bytes (1.5 MiB by default: MIRROR_REQUEST_BYTES_MAX_DEFAULT), refusing more
 // with REQUEST_TOO_LARGE. mirrorRequestBytes is that encoded size exactly, and mirrorPutBytes /
-// mirrorDeleteBytes what each put and delete adds, so that a copier can cut its batches as
-// it fills them. The wire message itself is never the larger of the two (puts are packed with
-// varints where the command has fixed-width integers; see encodePackedPuts).
+// mirrorDeleteBytes / mirrorReplayCommandBytes what each put, delete and replayed command
+// adds, so that a copier can cut its batches as it fills them. The wire message itself is never
+// the larger of the two (puts and commands are packed with varint lengths where the command
+// has fixed-width ones; see src/storage's mirror-packing.ts).
+//
+// A copy from a stratakv source reads a view pinned on one source member: `pin`, `scan` and
+// `release` are bound to that member's endpoint (a pin lives on its member; no failover).
 
+import type { WirePinResponse } from '../diff/index.ts';
+import { DIFF_TIMEOUT_MS_MAX, WirePinAt } from '../diff/index.ts';
 import type { MirrorPut, MirrorRequest } from '../storage/index.ts';
-import { DEFAULT_KV_LIMITS, LEASE_ID_MAX, MIRROR_STATE_BYTES_MAX } from '../storage/index.ts';
-import { assert } from '../util/assert.ts';
-import { ErrorCode, StrataError } from '../util/errors.ts';
-import { AdminCalls } from './admin-calls.ts';
-import { EndpointPicker } from './endpoint-picker.ts';
+import { DEFAULT_KV_LIMITS, DIGEST_VIEW_RANGE_LIMIT_MAX, decodePackedPuts, encodePackedCommands, encodePackedPuts, MIRROR_STATE_BYTES_MAX } from '../storage/index.ts';
+import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
+import { ADMIN_DEADLINE_GRACE_MS, AdminCalls } from './admin-calls.ts';
+import { EndpointPicker, normalizeEndpoint } from './endpoint-picker.ts';
+
+// The packed layout of puts is src/storage's, shared with src/server (which decodes it).
+export { encodePackedPuts } from '../storage/index.ts';
 
 /** MIRROR_CALL_TIMEOUT_MS_DEFAULT is a mirror call's deadline when none is given. */
 export const MIRROR_CALL_TIMEOUT_MS_DEFAULT = 10_000;
@@ -43,6 +51,10 @@ export const MIRROR_PUT_OVERHEAD_BYTES = 2 * BYTES_PREFIX + 4 * U64;
 export const MIRROR_DELETE_OVERHEAD_BYTES = BYTES_PREFIX;
 /** MIRROR_APPLY_OVERHEAD_BYTES is a mirrorApply's size without puts, deletes and states: header, two state lengths, revision, two counts. */
 export const MIRROR_APPLY_OVERHEAD_BYTES = COMMAND_HEADER_BYTES + 2 * BYTES_PREFIX + U64 + 2 * 4;
+/** MIRROR_REPLAY_OVERHEAD_BYTES is a mirrorReplay's size without commands and states: header, two state lengths, the count. */
+export const MIRROR_REPLAY_OVERHEAD_BYTES = COMMAND_HEADER_BYTES + 2 * BYTES_PREFIX + 4;
+/** MIRROR_REPLAY_COMMAND_OVERHEAD_BYTES is what a replayed command adds beyond its bytes (its length). */
+export const MIRROR_REPLAY_COMMAND_OVERHEAD_BYTES = BYTES_PREFIX;
 
 /** MirrorHeader says who answered a mirror call: the cluster, the member and its term. */
 export interface MirrorHeader {
@@ -53,14 +65,20 @@ export interface MirrorHeader {
   readonly endpoint: string;
 }
 
-/** MirrorView is the mirror state (undefined: not a mirror) with the revision it goes with, and who answered. */
+/** MirrorView is the mirror state (undefined: not a mirror) with the revision and Raft index it goes with, and who answered. */
 export interface MirrorView {
   readonly state: Uint8Array | undefined;
   readonly revision: number;
+  /**
+   * The Raft index the state and revision go with: for `read`, the answering member's applied
+   * index when it served the read; for a write, the index of the entry that applied it (the
+   * same on every member of the cluster). 0 from a member that predates the field.
+   */
+  readonly index: number;
   readonly header: MirrorHeader;
 }
 
-/** MirrorAnswer answers a mirror write: the request's type, the state and revision after it, and who answered. */
+/** MirrorAnswer answers a mirror write: the request's type, the state, revision and index after it, and who answered. */
 export interface MirrorAnswer extends MirrorView {
   readonly type: MirrorRequest['type'];
 }
@@ -89,13 +107,64 @@ export interface MirrorApplyBatch {
   readonly deletes: readonly Uint8Array[];
 }
 
+/** MirrorReplayBatch is a mirrorReplay's content: a stratakv source's KV commands (entries' data), in log order. */
+export interface MirrorReplayBatch {
+  readonly expectState: Uint8Array;
+  readonly state: Uint8Array;
+  readonly commands: readonly Uint8Array[];
+}
+
+/** PinnedMirrorView is a view pinned on one member (Admin.DiffPin at its applied state): its id, applied index and revision. */
+export interface PinnedMirrorView {
+  readonly pinId: string;
+  readonly index: number;
+  readonly revision: number;
+}
+
+/** MirrorScanOptions say which page of a pinned view `scan` reads. */
+export interface MirrorScanOptions extends MirrorCallOptions {
+  readonly pinId: string;
+  /** The range, by etcd's rules (an empty key with rangeEnd "\0": every key). */
+  readonly key: Uint8Array;
+  readonly rangeEnd: Uint8Array;
+  /** The most keys (1..DIGEST_VIEW_RANGE_LIMIT_MAX; default: the member's, 1,000). */
+  readonly limit?: number;
+}
+
+/** MirrorScanPage is one page of a pinned view: the keys with every counter and the lease, as a mirrorApply takes them. */
+export interface MirrorScanPage {
+  readonly puts: MirrorPut[];
+  /** Keys of the range follow the last one (scan again from its key + "\0"). */
+  readonly more: boolean;
+  /** The pinned view's revision and applied index. */
+  readonly revision: number;
+  readonly index: number;
+  readonly header: MirrorHeader;
+}
+
+interface WireHeader {
+  cluster_id: number;
+  member_id: number;
+  revision: number;
+  raft_term: number;
+  index: number;
+}
+
 interface WireMirrorResponse {
-  header: { cluster_id: number; member_id: number; revision: number; raft_term: number } | null;
+  header: WireHeader | null;
   has_state: boolean;
   state: Uint8Array;
 }
 
-const METHODS = ['MirrorRead', 'MirrorWrite'] as const;
+interface WireMirrorScanResponse {
+  header: WireHeader | null;
+  puts: Uint8Array;
+  put_count: number;
+  more: boolean;
+}
+
+const METHODS = ['MirrorRead', 'MirrorWrite', 'MirrorScan', 'DiffPin', 'DiffRelease'] as const;
+const EMPTY_HEADER: WireHeader = { cluster_id: 0, member_id: 0, revision: 0, raft_term: 0, index: 0 };
 
 /** MirrorClient calls the mirror-mode methods (see the file comment). */
 export class MirrorClient {
@@ -121,7 +190,7 @@ export class MirrorClient {
     this.#picker.setEndpoints(endpoints);
   }
 
-  /** read reads the mirror state and the revision it goes with, linearizably. */
+  /** read reads the mirror state and the revision and applied index it goes with, linearizably. */
   async read(options: MirrorCallOptions = {}): Promise<MirrorView> {
     const { value, endpoint } = await this.#calls.callFirst<WireMirrorResponse>(this.#picker, 'MirrorRead', (timeoutMs) => ({ timeout_ms: timeoutMs }), this.#callOptions(options));
     return fromWire(value, endpoint);
@@ -145,16 +214,69 @@ export class MirrorClient {
     return this.write({ type: 'mirrorApply', ...batch }, options);
   }
 
+  /**
+   * replay applies a stratakv source's commands as the source applied them, storing `state`,
+   * in one step, if the mirror state is `expectState` (else MIRROR_CONFLICT); see admin.proto's
+   * MirrorWrite. The target's limits must be at least the source's.
+   */
+  replay(batch: MirrorReplayBatch, options: MirrorCallOptions = {}): Promise<MirrorAnswer> {
+    return this.write({ type: 'mirrorReplay', ...batch }, options);
+  }
+
   /** end drops the mirror state if it is `expectState` (else MIRROR_CONFLICT): the cluster takes writes again. */
   end(expectState: Uint8Array, options: MirrorCallOptions = {}): Promise<MirrorAnswer> {
     return this.write({ type: 'mirrorEnd', expectState }, options);
   }
 
-  /** write runs any mirror request (begin, apply and end are written with it). */
+  /** write runs any mirror request (begin, apply, replay and end are written with it). */
   async write(request: MirrorRequest, options: MirrorCallOptions = {}): Promise<MirrorAnswer> {
     const command = toWireCommand(request);
     const { value, endpoint } = await this.#calls.callFirst<WireMirrorResponse>(this.#picker, 'MirrorWrite', (timeoutMs) => ({ ...command, timeout_ms: timeoutMs }), this.#callOptions(options));
     return { type: request.type, ...fromWire(value, endpoint) };
+  }
+
+  /**
+   * pin pins a view of the applied state of the member at `endpoint` (Admin.DiffPin at
+   * PIN_AT_APPLIED), for `scan`. The pin lives on that member only; release it with `release`
+   * (an unused pin expires after five minutes; a member holds only a few: UNAVAILABLE beyond).
+   */
+  async pin(endpoint: string, options: MirrorCallOptions = {}): Promise<PinnedMirrorView> {
+    const { timeoutMs, signal } = this.#callOptions(options);
+    const target = normalizeEndpoint(endpoint);
+    const answer = await this.#calls.call<WirePinResponse>(target, 'DiffPin', { at: WirePinAt.APPLIED, timeout_ms: Math.min(timeoutMs, DIFF_TIMEOUT_MS_MAX) }, timeoutMs + ADMIN_DEADLINE_GRACE_MS, signal);
+    return { pinId: answer.pin_id, index: Number(answer.index), revision: Number(answer.revision) };
+  }
+
+  /**
+   * scan reads a page of the view pinned as `pinId` on the member at `endpoint` (Admin.MirrorScan):
+   * the keys of the range in order with every counter and the lease, at the view's index. A
+   * pin that is gone is INVALID_ARGUMENT with details.field `pin_id`. A page that does not
+   * decode is CORRUPTION.
+   */
+  async scan(endpoint: string, options: MirrorScanOptions): Promise<MirrorScanPage> {
+    const limit = options.limit ?? 0;
+    if (!Number.isSafeInteger(limit) || limit < 0 || limit > DIGEST_VIEW_RANGE_LIMIT_MAX) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `limit must be an integer from 1 to ${DIGEST_VIEW_RANGE_LIMIT_MAX}, got ${limit}`, { details: { field: 'limit' } });
+    }
+    const { timeoutMs, signal } = this.#callOptions(options);
+    const target = normalizeEndpoint(endpoint);
+    const request = { pin_id: options.pinId, key: options.key, range_end: options.rangeEnd, limit, timeout_ms: Math.min(timeoutMs, DIFF_TIMEOUT_MS_MAX) };
+    const answer = await this.#calls.call<WireMirrorScanResponse>(target, 'MirrorScan', request, timeoutMs + ADMIN_DEADLINE_GRACE_MS, signal);
+    let puts: MirrorPut[];
+    try {
+      puts = decodePackedPuts(answer.puts, answer.put_count, 'puts');
+    } catch (error) {
+      if (!isStrataError(error, ErrorCode.INVALID_ARGUMENT)) throw error;
+      throw new StrataError(ErrorCode.CORRUPTION, `MirrorScan: ${target} answered puts that do not decode: ${error.message}`, { details: { endpoint: target }, cause: error });
+    }
+    const header = answer.header ?? EMPTY_HEADER;
+    return { puts, more: answer.more, revision: header.revision, index: header.index, header: headerOf(header, target) };
+  }
+
+  /** release lets the view pinned as `pinId` on the member at `endpoint` go (Admin.DiffRelease; idempotent). */
+  async release(endpoint: string, pinId: string, options: MirrorCallOptions = {}): Promise<void> {
+    const { timeoutMs, signal } = this.#callOptions(options);
+    await this.#calls.call(normalizeEndpoint(endpoint), 'DiffRelease', { pin_id: pinId }, timeoutMs + ADMIN_DEADLINE_GRACE_MS, signal);
   }
 
   /** close closes the connections. */
@@ -185,6 +307,11 @@ export function mirrorRequestBytes(request: MirrorRequest): number {
     }
     case 'mirrorEnd':
       return COMMAND_HEADER_BYTES + BYTES_PREFIX + request.expectState.byteLength;
+    case 'mirrorReplay': {
+      let bytes = MIRROR_REPLAY_OVERHEAD_BYTES + request.expectState.byteLength + request.state.byteLength;
+      for (const command of request.commands) bytes += mirrorReplayCommandBytes(command);
+      return bytes;
+    }
   }
 }
 
@@ -198,76 +325,9 @@ export function mirrorDeleteBytes(key: Uint8Array): number {
   return MIRROR_DELETE_OVERHEAD_BYTES + key.byteLength;
 }
 
-/**
- * encodePackedPuts lays puts out as MirrorApply.puts (admin.proto): per put, varint key length,
- * key, varint value length, value, then create_revision, mod_revision, version and lease as
- * varints. The three counters must be safe integers >= 0, the lease id a bigint from 0 to
- * LEASE_ID_MAX, written exactly as a u64 varint (INVALID_ARGUMENT naming the put otherwise).
- */
-export function encodePackedPuts(puts: readonly MirrorPut[]): Uint8Array {
-  let size = 0;
-  puts.forEach((put, index) => {
-    for (const [name, value] of [['createRevision', put.createRevision], ['modRevision', put.modRevision], ['version', put.version]] as const) {
-      if (!Number.isSafeInteger(value) || value < 0) {
-        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `puts[${index}].${name} must be an integer from 0 to 2^53 - 1, got ${value}`, { details: { field: `puts[${index}].${name}` } });
-      }
-    }
-    if (typeof put.lease !== 'bigint' || put.lease < 0n || put.lease > LEASE_ID_MAX) {
-      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `puts[${index}].lease must be a bigint from 0 to 2^63 - 1, got ${String(put.lease)}`, { details: { field: `puts[${index}].lease` } });
-    }
-    size += varintBytes(put.key.byteLength) + put.key.byteLength + varintBytes(put.value.byteLength) + put.value.byteLength;
-    size += varintBytes(put.createRevision) + varintBytes(put.modRevision) + varintBytes(put.version) + leaseVarintBytes(put.lease);
-  });
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  const varint = (value: number): void => {
-    let rest = value;
-    while (rest >= 0x80) {
-      bytes[offset] = (rest % 0x80) | 0x80;
-      offset += 1;
-      rest = Math.floor(rest / 0x80);
-    }
-    bytes[offset] = rest;
-    offset += 1;
-  };
-  const leaseVarint = (value: bigint): void => {
-    let rest = value;
-    while (rest >= 0x80n) {
-      bytes[offset] = Number(rest & 0x7fn) | 0x80;
-      offset += 1;
-      rest >>= 7n;
-    }
-    bytes[offset] = Number(rest);
-    offset += 1;
-  };
-  for (const put of puts) {
-    varint(put.key.byteLength);
-    bytes.set(put.key, offset);
-    offset += put.key.byteLength;
-    varint(put.value.byteLength);
-    bytes.set(put.value, offset);
-    offset += put.value.byteLength;
-    varint(put.createRevision);
-    varint(put.modRevision);
-    varint(put.version);
-    leaseVarint(put.lease);
-  }
-  assert(offset === size, 'encodePackedPuts sized its buffer exactly');
-  return bytes;
-}
-
-// varintBytes is how many bytes a protobuf varint of `value` (a safe integer >= 0) takes.
-function varintBytes(value: number): number {
-  let bytes = 1;
-  for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) bytes += 1;
-  return bytes;
-}
-
-// leaseVarintBytes is how many bytes a protobuf varint of a lease id (a u64 bigint) takes.
-function leaseVarintBytes(value: bigint): number {
-  let bytes = 1;
-  for (let rest = value; rest >= 0x80n; rest >>= 7n) bytes += 1;
-  return bytes;
+/** mirrorReplayCommandBytes is what one replayed command (an entry's data) adds to mirrorRequestBytes. */
+export function mirrorReplayCommandBytes(command: Uint8Array): number {
+  return MIRROR_REPLAY_COMMAND_OVERHEAD_BYTES + command.byteLength;
 }
 
 // toWireCommand is a MirrorWriteRequest's command (its oneof member).
@@ -292,6 +352,10 @@ function toWireCommand(request: MirrorRequest): object {
     case 'mirrorEnd':
       checkState('expectState', request.expectState);
       return { end: { expect_state: request.expectState } };
+    case 'mirrorReplay':
+      checkState('expectState', request.expectState);
+      checkState('state', request.state);
+      return { replay: { expect_state: request.expectState, state: request.state, commands: encodePackedCommands(request.commands), command_count: request.commands.length } };
   }
 }
 
@@ -303,10 +367,15 @@ function checkState(field: string, state: Uint8Array): void {
 }
 
 function fromWire(wire: WireMirrorResponse, endpoint: string): MirrorView {
-  const header = wire.header ?? { cluster_id: 0, member_id: 0, revision: 0, raft_term: 0 };
+  const header = wire.header ?? EMPTY_HEADER;
   return {
     state: wire.has_state ? new Uint8Array(wire.state) : undefined,
     revision: header.revision,
-    header: { clusterId: header.cluster_id, memberId: header.member_id, raftTerm: header.raft_term, endpoint },
+    index: header.index,
+    header: headerOf(header, endpoint),
   };
+}
+
+function headerOf(header: WireHeader, endpoint: string): MirrorHeader {
+  return { clusterId: header.cluster_id, memberId: header.member_id, raftTerm: header.raft_term, endpoint };
 }

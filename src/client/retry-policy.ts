@@ -58,6 +58,20 @@ export function isRetryable(kind: CallKind, code: number, details: string): bool
   return neverExecuted(code, details);
 }
 
+/**
+ * MIRROR_READER_METADATA marks a call that may read a read-only mirror linearizably (the
+ * copier's and verify's own reads); src/server's unary-call.ts reads the same key.
+ */
+export const MIRROR_READER_METADATA = 'stratakv-mirror-reader';
+
+// A mirror's refusal (etcd-errors.ts' MIRROR_READ_ONLY): refused before or at apply, nothing done.
+const MIRROR_REFUSAL_PREFIX = 'stratakv: read-only mirror: ';
+
+/** isMirrorRefusal tells whether a failure is a read-only mirror's refusal (the request did nothing). */
+export function isMirrorRefusal(code: number, details: string): boolean {
+  return code === GrpcStatus.FAILED_PRECONDITION && details.startsWith(MIRROR_REFUSAL_PREFIX);
+}
+
 /** backoffMs is the `step`th pause (1 for the first); it doubles up to BACKOFF_MAX_MS. */
 export function backoffMs(step: number): number {
   return Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.min(30, Math.max(0, step - 1)));

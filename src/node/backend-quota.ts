@@ -15,6 +15,7 @@
 
 import type { Logger } from '../raft/index.ts';
 import type { KvRequest, KvStateMachine, PutRequest, TxnOperation } from '../storage/index.ts';
+import { replayedRequests } from '../storage/index.ts';
 import type { Clock } from '../util/index.ts';
 import { assert } from '../util/index.ts';
 
@@ -39,9 +40,9 @@ export function quotaBytesFor(flag: number | undefined): number {
 
 /**
  * quotaCost is etcd's Cost: a Put costs its key, its value and QUOTA_KV_OVERHEAD_BYTES; a Txn
- * costs its costlier branch's Puts, and a mirrorApply its puts; anything else costs 0 and is
- * never refused for space (reads and deletes keep working past the quota, which is how an
- * operator frees space).
+ * costs its costlier branch's Puts, a mirrorApply its puts and a mirrorReplay what its commands
+ * cost; anything else costs 0 and is never refused for space (reads and deletes keep working
+ * past the quota, which is how an operator frees space).
  */
 export function quotaCost(request: KvRequest): number {
   switch (request.type) {
@@ -58,6 +59,19 @@ export function quotaCost(request: KvRequest): number {
       // A mirror batch writes like Puts: the quota stops a copy that would fill the disk.
       let cost = 0;
       for (const put of request.puts) cost += QUOTA_KV_OVERHEAD_BYTES + put.key.byteLength + put.value.byteLength;
+      return cost;
+    }
+    case 'mirrorReplay': {
+      // A replay costs what its commands cost a client; one that does not decode costs nothing
+      // here (validation refuses it before it is proposed).
+      let replayed: KvRequest[];
+      try {
+        replayed = replayedRequests(request);
+      } catch {
+        return 0;
+      }
+      let cost = 0;
+      for (const command of replayed) cost += quotaCost(command);
       return cost;
     }
   }

@@ -27,7 +27,7 @@ export { decodeNodeCommand } from './node-command.ts';
 export type { NodeCommand } from './node-command.ts';
 export type { RebuildReport } from './raft-node.ts';
 export { REBUILD_CATCH_UP_ROUNDS_MAX } from './raft-node.ts';
-export { DEFAULT_INTEGRITY_CHECK_POLICY, CHECKPOINTS_KEPT, judge } from './integrity-checks.ts';
+export { DEFAULT_INTEGRITY_CHECK_POLICY, CHECKPOINTS_KEPT, judge, isCheckpointEntry, decodeCheckpoint } from './integrity-checks.ts';
 export type { CheckpointState, CheckpointVerdict, DigestReport, IntegrityCheckPolicy } from './integrity-checks.ts';
 export { DEFAULT_SCRUB_POLICY } from './scrubber.ts';
 export type { ScrubPolicy, ScrubReport } from './scrubber.ts';

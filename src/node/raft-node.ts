@@ -154,6 +154,13 @@ interface PreparedInstall {
 export interface NodeCallOptions {
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
+  /**
+   * Read a read-only mirror linearizably (the copier's and verify's own reads). Without it a
+   * mirror refuses linearizable reads and read-only Txns with MIRROR_READ_ONLY, as etcd's
+   * learners refuse them: its data lags the source, so a client given both clusters' endpoints
+   * reads where it writes (serializable reads are served).
+   */
+  readonly mirrorReader?: boolean;
 }
 
 /** NodeQueues reports what the node holds right now (the simulator checks the bounds). */
@@ -1048,6 +1055,7 @@ export class RaftNode {
     // The fast path of the mirror's rule (the state machine refuses at apply, deterministically):
     // nothing is proposed for a client write this member already knows will be refused.
     if (clientWrites(request) && this.stateMachine.mirrorState() !== undefined) throw mirrorReadOnly();
+    if (request.type === 'txn' && !clientWrites(request) && options.mirrorReader !== true && this.stateMachine.mirrorState() !== undefined) throw mirrorReadOnly('read');
     this.lastForegroundMs = this.clock.now();
     const data = encodeValidKvCommand({ id: this.nextCommandId(), request }, this.limits);
     const cost = quotaCost(request);
@@ -1072,6 +1080,8 @@ export class RaftNode {
       await readable;
       // A CORRUPT alarm applied while the read waited: its state is not served either.
       this.checkAlarms(request);
+      // A mirror's state lags its source: not linearizable for the source's clients.
+      if (options.mirrorReader !== true && this.stateMachine.mirrorState() !== undefined) throw mirrorReadOnly('read');
     }
     const machine = this.stateMachine;
     try {
@@ -1085,17 +1095,17 @@ export class RaftNode {
   }
 
   /**
-   * mirrorStatus answers the mirror state (undefined: not a mirror) and the revision it goes
-   * with, linearizably: the read index a linearizable Range waits for, then this member's
-   * applied state, both read in one step.
+   * mirrorStatus answers the mirror state (undefined: not a mirror) and the revision and
+   * applied index it goes with, linearizably: the read index a linearizable Range waits for,
+   * then this member's applied state, all read in one step.
    */
-  async mirrorStatus(options: NodeCallOptions = {}): Promise<{ readonly state: Uint8Array | undefined; readonly revision: number }> {
+  async mirrorStatus(options: NodeCallOptions = {}): Promise<{ readonly state: Uint8Array | undefined; readonly revision: number; readonly index: number }> {
     this.checkServing();
     await this.readBarrier(options);
     // As a Range: a member with its own CORRUPT alarm serves no reads.
     if (this.alarmSet.has(this.memberId, 'CORRUPT')) throw corruptAlarm(`member ${this.memberId.toString(16)} has a CORRUPT alarm: it serves no reads until it is repaired and the alarm is cleared`);
     const machine = this.stateMachine;
-    return { state: machine.mirrorState(), revision: machine.revision() };
+    return { state: machine.mirrorState(), revision: machine.revision(), index: machine.appliedIndex() };
   }
 
   // checkAlarms refuses what the raised alarms refuse (src/node/README.md, Alarms), before
@@ -1984,6 +1994,7 @@ function writes(request: KvRequest): boolean {
     case 'mirrorBegin':
     case 'mirrorApply':
     case 'mirrorEnd':
+    case 'mirrorReplay':
       return true;
     case 'txn':
       return [...request.success, ...request.failure].some((operation) => operation.type !== 'range');
@@ -1992,11 +2003,17 @@ function writes(request: KvRequest): boolean {
 
 // clientWrites tells whether a request is a client's write: one a mirror refuses.
 function clientWrites(request: KvRequest): boolean {
-  return request.type !== 'mirrorBegin' && request.type !== 'mirrorApply' && request.type !== 'mirrorEnd' && writes(request);
+  return request.type !== 'mirrorBegin' && request.type !== 'mirrorApply' && request.type !== 'mirrorEnd' && request.type !== 'mirrorReplay' && writes(request);
 }
 
-// mirrorReadOnly refuses a client write on a mirror, saying where writes go instead.
-function mirrorReadOnly(): StrataError {
+// mirrorReadOnly refuses a client write (or linearizable read) on a mirror, saying where they go instead.
+function mirrorReadOnly(what: 'write' | 'read' = 'write'): StrataError {
+  if (what === 'read') {
+    return new StrataError(
+      ErrorCode.MIRROR_READ_ONLY,
+      'this cluster is a read-only mirror of another cluster (stratakv migrate copy) and lags it: linearizable reads go to the source cluster (a serializable read of the mirror is served)',
+    );
+  }
   return new StrataError(
     ErrorCode.MIRROR_READ_ONLY,
     'this cluster is a read-only mirror of another cluster (stratakv migrate copy): send writes to the source cluster until `stratakv migrate copy switch` makes this one take them',

@@ -14,7 +14,8 @@
 // Given a DigestPinSource, the service also answers the Merkle diff's Diff* methods
 // (diff-service.ts); without one they answer UNIMPLEMENTED. The unary methods of the other
 // parts are assembled here too, each from its own file when its option is given: integrity,
-// ClusterInfo, migration, and mirror mode (mirror-service.ts, over the server's backend).
+// ClusterInfo, migration, and mirror mode (mirror-service.ts, over the server's backend and,
+// for MirrorScan, the digest pins).
 
 import { loadPackageDefinition, Metadata, status as GrpcStatusCode } from '@grpc/grpc-js';
 import type { GrpcObject, ServerDuplexStream, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
@@ -75,7 +76,7 @@ export interface AdminServiceOptions {
   readonly clusterInfo?: ClusterInfoNode | undefined;
   /** The member's migration calls: the journal, replication, membership steps (the RaftNode itself in production). */
   readonly migration?: MigrationNode | undefined;
-  /** The backend that runs mirror mode's MirrorRead and MirrorWrite (mirror-service.ts; startEtcdServer's backend). */
+  /** The backend that runs mirror mode's MirrorRead and MirrorWrite (mirror-service.ts; startEtcdServer's backend); with digestPins, MirrorScan too. */
   readonly mirror?: MirrorBackend | undefined;
 }
 
@@ -112,7 +113,7 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
       ...(options.integrity === undefined ? {} : createIntegrityService({ node: options.integrity, logger: options.logger })),
       ...(options.clusterInfo === undefined ? {} : createClusterInfoService({ node: options.clusterInfo, logger: options.logger })),
       ...(options.migration === undefined ? {} : createMigrationService({ node: options.migration, logger: options.logger })),
-      ...(options.mirror === undefined ? {} : createMirrorService({ backend: options.mirror, logger: options.logger })),
+      ...(options.mirror === undefined ? {} : createMirrorService({ backend: options.mirror, pins: options.digestPins, logger: options.logger })),
     },
     endAll: () => {
       diff?.close();

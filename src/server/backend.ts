@@ -91,6 +91,8 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** How long the backend may wait (default: its request timeout); the Admin calls that carry a timeout_ms pass it. */
   readonly timeoutMs?: number;
+  /** The caller may read a read-only mirror linearizably (src/node's NodeCallOptions). */
+  readonly mirrorReader?: boolean;
 }
 
 /** MirrorStatus is a mirror's state as read linearizably (Admin.MirrorRead). */
@@ -99,6 +101,8 @@ export interface MirrorStatus {
   readonly state: Uint8Array | undefined;
   /** The store's revision, read in the same step as the state. */
   readonly revision: number;
+  /** The member's applied index the state and revision were read at (same step). */
+  readonly index: number;
 }
 
 /**

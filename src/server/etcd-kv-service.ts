@@ -1,7 +1,7 @@
 // etcdserverpb.KV: Range, Put, DeleteRange and Txn over an EtcdBackend; Compact answers
 // UNIMPLEMENTED until the store keeps a revision history.
 
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 
 import type { DeleteRangeRequest, KvResponse, PutRequest, TxnRequest } from '../storage/index.ts';
 import { assert } from '../util/assert.ts';
@@ -31,7 +31,7 @@ import type {
   WireTxnResponse,
 } from './etcd-wire.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
-import { unaryCall } from './unary-call.ts';
+import { isMirrorReader, unaryCall } from './unary-call.ts';
 
 /** KvServiceOptions configures the KV service. */
 export interface KvServiceOptions {
@@ -53,14 +53,15 @@ export function createKvService(options: KvServiceOptions): UntypedServiceImplem
     }
   };
 
-  const range = async (wire: WireRangeRequest, signal: AbortSignal): Promise<WireRangeResponse> => {
+  const range = async (wire: WireRangeRequest, signal: AbortSignal, metadata: Metadata): Promise<WireRangeResponse> => {
     const request = decodeRangeRequest(wire);
+    const options = { signal, mirrorReader: isMirrorReader(metadata) };
     if (!needsRangePostProcessing(wire)) {
-      const answer = expect(await backend.kv(request, { signal }), 'range');
+      const answer = expect(await backend.kv(request, options), 'range');
       return encodeRangeResponse(encodeHeader(backend.header(), answer.revision), answer);
     }
     // Sorting and filters need the whole range; the limit applies afterwards, as in etcd.
-    const whole = expect(await backend.kv({ ...request, limit: 0 }, { signal }), 'range');
+    const whole = expect(await backend.kv({ ...request, limit: 0 }, options), 'range');
     const answer = request.countOnly === true ? whole : postProcessRange(wire, whole);
     return encodeRangeResponse(encodeHeader(backend.header(), answer.revision), answer);
   };
@@ -80,10 +81,10 @@ export function createKvService(options: KvServiceOptions): UntypedServiceImplem
     return { header: encodeHeader(backend.header(), answer.revision), deleted: answer.deleted, prev_kvs: answer.prevKvs.map(encodeKeyValue) };
   };
 
-  const txn = async (wire: WireTxnRequest, signal: AbortSignal): Promise<WireTxnResponse> => {
+  const txn = async (wire: WireTxnRequest, signal: AbortSignal, metadata: Metadata): Promise<WireTxnResponse> => {
     const request = decodeTxnRequest(wire);
     checkSize(request);
-    const answer = expect(await backend.kv(request, { signal }), 'txn');
+    const answer = expect(await backend.kv(request, { signal, mirrorReader: isMirrorReader(metadata) }), 'txn');
     return { header: encodeHeader(backend.header(), answer.revision), succeeded: answer.succeeded, responses: answer.responses.map(encodeTxnOperationResponse) };
   };
 

@@ -19,7 +19,25 @@ export { createClusterInfoService, toWireClusterInfo, toWireMember } from './clu
 export type { ClusterInfoNode, WireClusterInfoMember, WireClusterInfoResponse } from './cluster-info-service.ts';
 export { createMigrationService, MIGRATION_CALL_TIMEOUT_MS_MAX } from './migration-service.ts';
 export type { MigrationNode } from './migration-service.ts';
-export { createMirrorService, decodeMirrorWriteRequest, decodePackedPuts, MIRROR_CALL_TIMEOUT_MS_MAX, MIRROR_PUTS_PER_REQUEST_MAX } from './mirror-service.ts';
-export type { MirrorBackend, WireMirrorHeader, WireMirrorResponse, WireMirrorWriteRequest } from './mirror-service.ts';
+export {
+  createMirrorService,
+  decodeMirrorWriteRequest,
+  decodePackedPuts,
+  parseMirrorScanRequest,
+  MIRROR_CALL_TIMEOUT_MS_MAX,
+  MIRROR_PUTS_PER_REQUEST_MAX,
+  MIRROR_SCAN_LIMIT_DEFAULT,
+  MIRROR_SCAN_PAGE_BYTES_MAX,
+} from './mirror-service.ts';
+export type {
+  MirrorBackend,
+  MirrorScan,
+  WireMirrorHeader,
+  WireMirrorReplay,
+  WireMirrorResponse,
+  WireMirrorScanRequest,
+  WireMirrorScanResponse,
+  WireMirrorWriteRequest,
+} from './mirror-service.ts';
 export { startJoinWaitingServer } from './join-waiting-server.ts';
 export type { JoinWaitingInfo, JoinWaitingServer } from './join-waiting-server.ts';

@@ -3,7 +3,7 @@
 // etcd's status. It is on the per-request path, so it allocates only the controller, one
 // listener and the handler's promise.
 
-import type { handleUnaryCall, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
+import type { handleUnaryCall, Metadata, ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 
 import { AssertionFailure } from '../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
@@ -16,7 +16,15 @@ export interface EtcdServerLogger {
 }
 
 /** UnaryHandler runs one call; it rejects with a StrataError for an operating error. */
-export type UnaryHandler<Request, Response> = (request: Request, signal: AbortSignal) => Promise<Response>;
+export type UnaryHandler<Request, Response> = (request: Request, signal: AbortSignal, metadata: Metadata) => Promise<Response>;
+
+/** MIRROR_READER_METADATA marks a call allowed to read a read-only mirror linearizably (src/client's retry-policy.ts sends it). */
+export const MIRROR_READER_METADATA = 'stratakv-mirror-reader';
+
+/** isMirrorReader tells whether a call carries MIRROR_READER_METADATA. */
+export function isMirrorReader(metadata: Metadata): boolean {
+  return metadata.get(MIRROR_READER_METADATA).length > 0;
+}
 
 /** REQUIRE_LEADER_METADATA is etcd's metadata key (clientv3.WithRequireLeader) asking to be refused when the member has no leader. */
 export const REQUIRE_LEADER_METADATA = 'hasleader';
@@ -52,7 +60,7 @@ export function unaryCall<Request, Response>(
     call.once('cancelled', () => {
       if (!answered) controller.abort();
     });
-    handler(call.request, controller.signal).then(
+    handler(call.request, controller.signal, call.metadata).then(
       (response) => {
         answered = true;
         callback(null, response);

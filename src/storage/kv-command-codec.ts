@@ -26,6 +26,9 @@
 //                   | u32 m | m × bytes key (deletes)
 //                   (the lease id, a full u64, is read as a bigint; validation keeps it below 2^63)
 //   7 mirrorEnd   = bytes expectState
+//   8 mirrorReplay = bytes expectState | bytes state | u32 n | n × bytes command
+//                   (each command another entry's data, kept as bytes here: validation
+//                   decodes it and refuses one that does not decode or is a mirror request)
 // They are top-level requests only: inside a Txn they are CORRUPTION.
 
 import { assert, assertNever } from '../util/assert.ts';
@@ -51,7 +54,7 @@ export const CHECKPOINT_FORMAT = 3;
 export function isKvCommand(data: Uint8Array): boolean {
   return data[0] !== NODE_COMMAND_FORMAT && data[0] !== CHECKPOINT_FORMAT;
 }
-const KIND = { put: 1, range: 2, deleteRange: 3, txn: 4, mirrorBegin: 5, mirrorApply: 6, mirrorEnd: 7 } as const;
+const KIND = { put: 1, range: 2, deleteRange: 3, txn: 4, mirrorBegin: 5, mirrorApply: 6, mirrorEnd: 7, mirrorReplay: 8 } as const;
 const MIRROR_BEGIN_REQUIRE_EMPTY = 1;
 const MIRROR_BEGIN_REQUIRE_REVISION = 2;
 // The fewest bytes one item of a mirrorApply list takes (a put: two empty byte strings and four
@@ -59,6 +62,8 @@ const MIRROR_BEGIN_REQUIRE_REVISION = 2;
 // corrupt, so a damaged count never allocates more than the entry's own length allows.
 const MIRROR_PUT_BYTES_MIN = 2 * 4 + 4 * 8;
 const MIRROR_DELETE_BYTES_MIN = 4;
+// A replayed command: an empty byte string (refused by validation, but it fits).
+const MIRROR_REPLAY_COMMAND_BYTES_MIN = 4;
 const TARGETS: readonly CompareTarget[] = ['value', 'version', 'createRevision', 'modRevision', 'lease'];
 // The target byte of a lease compare whose operand is beyond the safe integers (an i64 follows).
 const TARGET_LEASE_WIDE = TARGETS.length;
@@ -128,6 +133,7 @@ function writeRequest(writer: GrowingWriter, request: KvRequest): void {
     case 'mirrorBegin':
     case 'mirrorApply':
     case 'mirrorEnd':
+    case 'mirrorReplay':
       writeMirrorRequest(writer, request);
       break;
     default:
@@ -163,6 +169,13 @@ function writeMirrorRequest(writer: GrowingWriter, request: MirrorRequest): void
     case 'mirrorEnd':
       writer.u8(KIND.mirrorEnd);
       writer.bytes(request.expectState);
+      break;
+    case 'mirrorReplay':
+      writer.u8(KIND.mirrorReplay);
+      writer.bytes(request.expectState);
+      writer.bytes(request.state);
+      writer.u32(request.commands.length);
+      for (const command of request.commands) writer.bytes(command);
       break;
     default:
       assertNever(request, 'mirror request');
@@ -240,6 +253,7 @@ function readRequest(reader: Reader, level: 'command' | 'txnOperation'): KvReque
     case KIND.mirrorBegin:
     case KIND.mirrorApply:
     case KIND.mirrorEnd:
+    case KIND.mirrorReplay:
       if (level !== 'command') throw malformed('a mirror request inside a Txn');
       return readMirrorRequest(reader, kind);
     default:
@@ -275,6 +289,14 @@ function readMirrorRequest(reader: Reader, kind: number): MirrorRequest {
     }
     case KIND.mirrorEnd:
       return { type: 'mirrorEnd', expectState: reader.bytes() };
+    case KIND.mirrorReplay: {
+      const expectState = reader.bytes();
+      const state = reader.bytes();
+      const commands: Uint8Array[] = [];
+      const commandCount = reader.countOf(MIRROR_REPLAY_COMMAND_BYTES_MIN);
+      for (let i = 0; i < commandCount; i += 1) commands.push(reader.bytes());
+      return { type: 'mirrorReplay', expectState, state, commands };
+    }
     default:
       throw malformed(`unknown mirror request kind ${kind}`);
   }

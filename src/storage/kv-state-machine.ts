@@ -14,10 +14,12 @@
 // the applied state, never part of a batch being applied. A failed LevelDB write is fatal.
 //
 // Mirror mode (kv-types.ts: MirrorRequest): while a mirror state is held, client writes are
-// refused at apply (MIRROR_READ_ONLY) and the copier's mirrorApply sets keys with the source's
-// counters. The state is applied state like any key: it moves with the applied index in the
-// same commit, reaches LevelDB ('m' + "mirror") in the same batch as the META of that index,
-// is captured by snapshot views and carried by restore().
+// refused at apply (MIRROR_READ_ONLY), the copier's mirrorApply sets keys with the source's
+// counters, and its mirrorReplay applies a stratakv source's commands through the same path
+// as an entry's (applyRequest), so the store computes what the source computed. The state is
+// applied state like any key: it moves with the applied index in the same commit, reaches
+// LevelDB ('m' + "mirror") in the same batch as the META of that index, is captured by
+// snapshot views and carried by restore().
 
 import { hash as oneShotHash } from 'node:crypto';
 import type { AbstractLevel } from 'abstract-level';
@@ -73,7 +75,7 @@ import type {
   TxnResponse,
 } from './kv-types.ts';
 import { DEFAULT_KV_LIMITS, MIRROR_STATE_BYTES_MAX } from './kv-types.ts';
-import { validateKvRequest } from './kv-validation.ts';
+import { replayedRequests, validateKvRequest } from './kv-validation.ts';
 
 /**
  * KvLevel is a LevelDB database (ClassicLevel) or an in-memory one (MemoryLevel), opened
@@ -190,6 +192,15 @@ export interface DigestView {
   /** get reads one key at appliedIndex. */
   get(key: Uint8Array): Promise<KeyValue | undefined>;
   /**
+   * range reads the keys of [key, rangeEnd) at appliedIndex (etcd's range rules: an empty
+   * rangeEnd reads the one key, "\0" every key >= key) in key order, with their values, every
+   * counter and the lease: at most `limit` keys (1..DIGEST_VIEW_RANGE_LIMIT_MAX) and, past the
+   * first, no more than `bytesMax` of keys and values (default: no bound). `more` tells that
+   * the range holds keys after the last one answered. A copier scans a source cluster through
+   * it, page by page, at one index while the source goes on.
+   */
+  range(key: Uint8Array, rangeEnd: Uint8Array, limit: number, options?: { readonly bytesMax?: number }): Promise<{ kvs: KeyValue[]; more: boolean }>;
+  /**
    * rangeSums computes a digest of the keys in [key, rangeEnd) (etcd's range rules) by reading
    * them at appliedIndex: the tree a diff restricted to a prefix descends (a full read of the
    * range; the stored tree covers every key). `onKeys` is told the keys read so far.
@@ -201,6 +212,8 @@ export interface DigestView {
 
 /** DIGEST_VIEWS_MAX bounds the digest views open at once (each pins a LevelDB snapshot and 2 MiB of sums). */
 export const DIGEST_VIEWS_MAX = 8;
+/** DIGEST_VIEW_RANGE_LIMIT_MAX bounds the keys one DigestView.range answers. */
+export const DIGEST_VIEW_RANGE_LIMIT_MAX = 10_000;
 
 /** SNAPSHOT_READ_BATCH_KEYS is how many keys one LevelDB read of a snapshot view fetches (nextv). */
 export const SNAPSHOT_READ_BATCH_KEYS = 1_024;
@@ -469,7 +482,7 @@ export class KvStateMachine {
     // The view's writes stay in its own overlay, invisible to reads, until commit() makes
     // them and the new applied state visible in one synchronous step: the commands await
     // (range scans), and a read in between must not see half a batch.
-    const view = new ApplyView(this.db, this.pending, this.meta.revision, this.options.unsafeSkipDigest !== true, this.mirror);
+    const view = new ApplyView(this.db, this.pending, this.meta.revision, { keepDigest: this.options.unsafeSkipDigest !== true, mirror: this.mirror, limits: this.limits });
     const results: ApplyResult[] = [];
     let appliedIndex = this.meta.appliedIndex;
     let appliedTerm = this.meta.appliedTerm;
@@ -478,7 +491,8 @@ export class KvStateMachine {
       assert(entry.index === appliedIndex + 1, `apply: entry ${entry.index} does not follow applied index ${appliedIndex}`);
       if (entry.type === EntryType.Normal && entry.data.byteLength > 0 && isKvCommand(entry.data)) {
         const command = decodeKvCommand(entry.data);
-        results.push({ index: entry.index, id: command.id, ...(await this.applyCommand(view, command.request)) });
+        view.entryIndex = entry.index;
+        results.push({ index: entry.index, id: command.id, ...(await applyRequest(view, command.request)) });
       } else if (entry.type === EntryType.Normal && entry.data[0] === CHECKPOINT_FORMAT) {
         // The digest exactly at this index: the applied state plus this batch so far.
         const checkpoint = { appliedIndex: entry.index, revision: view.revision, digest: view.digestDelta.rootOver(this.sums) };
@@ -493,18 +507,6 @@ export class KvStateMachine {
     // Back-pressure: LevelDB is behind by more than the bound; wait for it to catch up.
     if (this.overBound()) await this.waitForWrites(() => !this.overBound());
     return results;
-  }
-
-  private async applyCommand(view: ApplyView, request: KvRequest): Promise<{ response: KvResponse } | { error: StrataError }> {
-    try {
-      validateKvRequest(request, this.limits);
-      return { response: await view.execute(request) };
-    } catch (error) {
-      // Refusals are deterministic (they depend only on the request and the applied state),
-      // so every replica refuses the same entries and stays identical.
-      if (isStrataError(error) && error.code !== ErrorCode.CORRUPTION) return { error };
-      throw error;
-    }
   }
 
   /**
@@ -630,6 +632,22 @@ export class KvStateMachine {
       });
       return released;
     };
+    // scanPinned visits the user keys of `range` at the pinned index, in order, until `visit` says stop.
+    const scanPinned = (range: LevelRange, visit: Visitor): Promise<void> =>
+      scanMerged(
+        overlayIn([...pending.values()].filter((write) => write.levelKey[0] === KEY_AREA_TAG), range),
+        async (visitBelow) => {
+          const iterator = db.iterator({ gte: range.gte, lt: range.lt, snapshot });
+          try {
+            for await (const [levelKey, value] of iterator) {
+              if (!visitBelow(userKeyOf(levelKey), decodeStoredValue(value))) break;
+            }
+          } finally {
+            await iterator.close();
+          }
+        },
+        visit,
+      );
     return {
       appliedIndex,
       revision,
@@ -689,29 +707,40 @@ export class KvStateMachine {
           if (one !== undefined) add(key, { createRevision: one.createRevision, modRevision: one.modRevision, version: one.version, lease: one.lease, value: one.value });
           return answer;
         }
-        const overlay = overlayIn([...pending.values()].filter((write) => write.levelKey[0] === KEY_AREA_TAG), range);
         let keysRead = 0;
-        await scanMerged(
-          overlay,
-          async (visitBelow) => {
-            const iterator = db.iterator({ gte: range.gte, lt: range.lt, snapshot });
-            try {
-              for await (const [levelKey, value] of iterator) {
-                if (!visitBelow(userKeyOf(levelKey), decodeStoredValue(value))) break;
-              }
-            } finally {
-              await iterator.close();
-            }
-          },
-          (userKey, stored) => {
-            add(userKey, stored);
-            keysRead += 1;
-            if (keysRead % 10_000 === 0) onKeys?.(keysRead);
-            return true;
-          },
-        );
+        await scanPinned(range, (userKey, stored) => {
+          add(userKey, stored);
+          keysRead += 1;
+          if (keysRead % 10_000 === 0) onKeys?.(keysRead);
+          return true;
+        });
         answer.takeDirty();
         return answer;
+      },
+      async range(key: Uint8Array, rangeEnd: Uint8Array, limit: number, options: { readonly bytesMax?: number } = {}): Promise<{ kvs: KeyValue[]; more: boolean }> {
+        assert(released === undefined, 'a digest view read after close');
+        assert(Number.isSafeInteger(limit) && limit >= 1 && limit <= DIGEST_VIEW_RANGE_LIMIT_MAX, `a digest view range limit must be 1..${DIGEST_VIEW_RANGE_LIMIT_MAX}, got ${limit}`);
+        const bytesMax = options.bytesMax ?? Number.POSITIVE_INFINITY;
+        assert(bytesMax > 0, 'a digest view range bytesMax must be positive');
+        const range = levelRange(key, rangeEnd);
+        if (range === undefined) {
+          const one = await this.get(key);
+          return { kvs: one === undefined ? [] : [one], more: false };
+        }
+        const kvs: KeyValue[] = [];
+        let bytes = 0;
+        let more = false;
+        await scanPinned(range, (userKey, stored) => {
+          const pairBytes = userKey.byteLength + stored.value.byteLength;
+          if (kvs.length === limit || (kvs.length > 0 && bytes + pairBytes > bytesMax)) {
+            more = true;
+            return false;
+          }
+          kvs.push(toKeyValue(userKey, stored, false));
+          bytes += pairBytes;
+          return true;
+        });
+        return { kvs, more };
       },
       close: release,
     };
@@ -1217,6 +1246,21 @@ class ReadView {
   }
 }
 
+// applyRequest applies one command's request in a batch: validated with the store's limits,
+// then executed. It is the one path for an entry's command and for each command a mirrorReplay
+// carries, so that a replay computes exactly what the source computed.
+async function applyRequest(view: ApplyView, request: KvRequest): Promise<{ response: KvResponse } | { error: StrataError }> {
+  try {
+    validateKvRequest(request, view.limits);
+    return { response: await view.execute(request) };
+  } catch (error) {
+    // Refusals are deterministic (they depend only on the request and the applied state),
+    // so every replica refuses the same entries and stays identical.
+    if (isStrataError(error) && error.code !== ErrorCode.CORRUPTION) return { error };
+    throw error;
+  }
+}
+
 // ApplyView is a ReadView with the writes of the batch being applied on top: requests later
 // in the batch (and later operations of a Txn) read what earlier ones wrote.
 class ApplyView extends ReadView {
@@ -1231,11 +1275,18 @@ class ApplyView extends ReadView {
   // The mirror state as the batch leaves it, and whether a mirror request of the batch set it.
   mirror: Uint8Array | undefined;
   mirrorChanged = false;
+  readonly limits: KvLimits;
+  // The index of the entry being applied: a mirror answer carries it.
+  entryIndex: Index = 0;
+  // Set while a mirrorReplay applies the source's commands: a mirror does not refuse those.
+  // Invariant: false whenever no mirrorReplay is being executed.
+  private replaying = false;
 
-  constructor(db: KvLevel, pending: ReadonlyMap<string, PendingWrite>, revision: number, keepDigest: boolean, mirror: Uint8Array | undefined) {
+  constructor(db: KvLevel, pending: ReadonlyMap<string, PendingWrite>, revision: number, options: { readonly keepDigest: boolean; readonly mirror: Uint8Array | undefined; readonly limits: KvLimits }) {
     super(db, pending, revision);
-    this.keepDigest = keepDigest;
-    this.mirror = mirror;
+    this.keepDigest = options.keepDigest;
+    this.mirror = options.mirror;
+    this.limits = options.limits;
   }
 
   // writes are the batch's writes, for commit().
@@ -1270,15 +1321,17 @@ class ApplyView extends ReadView {
       case 'mirrorBegin':
       case 'mirrorApply':
       case 'mirrorEnd':
-        return this.mirrorRequest(request);
+      case 'mirrorReplay':
+        return { ...(await this.mirrorRequest(request)), index: this.entryIndex };
       default:
         return assertNever(request, 'KV request');
     }
   }
 
-  // refuseWhileMirror refuses a client write while the store is a mirror (nothing is done).
+  // refuseWhileMirror refuses a client write while the store is a mirror (nothing is done),
+  // unless it is a source's command that a mirrorReplay applies.
   private refuseWhileMirror(type: KvRequest['type']): void {
-    if (this.mirror === undefined) return;
+    if (this.mirror === undefined || this.replaying) return;
     throw new StrataError(ErrorCode.MIRROR_READ_ONLY, 'the cluster is a read-only mirror of another (a cross-cluster copy runs): writes go to the source until it is switched over', {
       details: { request: type },
     });
@@ -1336,6 +1389,23 @@ class ApplyView extends ReadView {
         this.mirror = undefined;
         this.mirrorChanged = true;
         return { type: request.type, revision: this.revision, state: undefined };
+      case 'mirrorReplay': {
+        this.checkExpected(request.type, request.expectState);
+        // Validated already (applyRequest): every command decodes and none is a mirror request.
+        const requests = replayedRequests(request);
+        assert(!this.replaying, 'a mirrorReplay inside a mirrorReplay');
+        this.replaying = true;
+        try {
+          // Each as the source applied it: its answer or refusal is dropped, its writes stay,
+          // and the revision moves once per command that wrote (finishRequest), not here.
+          for (const replayed of requests) await applyRequest(this, replayed);
+        } finally {
+          this.replaying = false;
+        }
+        this.changes = 0;
+        this.setMirror(request.state);
+        return { type: request.type, revision: this.revision, state: request.state.slice() };
+      }
       default:
         return assertNever(request, 'mirror request');
     }

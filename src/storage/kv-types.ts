@@ -128,6 +128,17 @@ export interface MirrorPut {
  *   put's modRevision and createRevision are at most `revision`.
  * - mirrorEnd: with the state equal to `expectState`, drop it: the cluster takes writes again,
  *   continuing from the revision reached.
+ * - mirrorReplay: with the state equal to `expectState`: apply `commands` — each the data of one
+ *   Raft entry of a stratakv source that carried a KV command, byte for byte — in order, each
+ *   exactly as the source applied it (validated with this store's limits, then executed; a
+ *   refusal is a no-op as it was there), except that a mirror does not refuse them; then store
+ *   `state`, all in one atomic step. The revision moves once per command that wrote, as on the
+ *   source, so from the same starting state the store reaches the source's revisions, counters
+ *   and state digest exactly (apply is deterministic). Replaying rather than shipping the
+ *   effects is what makes them equal; it assumes this store's limits are at least the
+ *   source's (a command refused on one side only would diverge: the copier checks the limits)
+ *   and that the source was not a mirror over the commands replayed (a mirror request among
+ *   them is refused INVALID_ARGUMENT). At most MIRROR_REPLAY_COMMANDS_MAX commands.
  */
 export type MirrorRequest =
   | { readonly type: 'mirrorBegin'; readonly state: Uint8Array; readonly requireEmpty: boolean; readonly requireRevision?: number }
@@ -139,14 +150,27 @@ export type MirrorRequest =
       readonly puts: readonly MirrorPut[];
       readonly deletes: readonly Uint8Array[];
     }
-  | { readonly type: 'mirrorEnd'; readonly expectState: Uint8Array };
+  | { readonly type: 'mirrorEnd'; readonly expectState: Uint8Array }
+  | { readonly type: 'mirrorReplay'; readonly expectState: Uint8Array; readonly state: Uint8Array; readonly commands: readonly Uint8Array[] };
 
 /** MirrorResponse answers a MirrorRequest: the revision after it and the mirror state now (undefined after mirrorEnd). */
 export interface MirrorResponse {
   readonly type: MirrorRequest['type'];
   readonly revision: number;
   readonly state: Uint8Array | undefined;
+  /**
+   * The Raft index of the entry that applied the request: what the state and the revision go
+   * with in this cluster's log. KvStateMachine.apply always sets it; it is absent only in
+   * answers made elsewhere (a copier's stand-in target).
+   */
+  readonly index?: number;
 }
+
+/**
+ * MIRROR_REPLAY_COMMANDS_MAX bounds the commands of one mirrorReplay (the request's encoded
+ * size is bounded too, by the request byte limit, as every request's).
+ */
+export const MIRROR_REPLAY_COMMANDS_MAX = 10_000;
 
 /** MIRROR_STATE_BYTES_MAX bounds a mirror state (it travels in every snapshot's footer: see MIRROR_STATE_FOOTER_BYTES_MAX). */
 export const MIRROR_STATE_BYTES_MAX = 8 * 1024;

@@ -4,11 +4,11 @@
 
 import { deflateRawSync } from 'node:zlib';
 
-import { ErrorCode, StrataError } from '../util/errors.ts';
-import { encodeKvCommand } from './kv-command-codec.ts';
+import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
+import { decodeKvCommand, encodeKvCommand } from './kv-command-codec.ts';
 import { compareBytes } from './kv-keys.ts';
 import type { KvCommand, KvLimits, KvRequest, MirrorRequest, TxnOperation } from './kv-types.ts';
-import { DEFAULT_KV_LIMITS, LEASE_ID_MAX, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
+import { DEFAULT_KV_LIMITS, LEASE_ID_MAX, MIRROR_REPLAY_COMMANDS_MAX, MIRROR_STATE_BYTES_MAX, MIRROR_STATE_FOOTER_BYTES_MAX } from './kv-types.ts';
 
 /**
  * validateKvRequest throws KEY_NOT_PROVIDED, REQUEST_TOO_LARGE, TOO_MANY_OPERATIONS or
@@ -52,9 +52,35 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
     case 'mirrorBegin':
     case 'mirrorApply':
     case 'mirrorEnd':
+    case 'mirrorReplay':
       validateMirrorRequest(request, limits);
       return;
   }
+}
+
+/**
+ * replayedRequests decodes the commands of a mirrorReplay: INVALID_ARGUMENT naming
+ * `commands[i]` when one does not decode as a KV command or is itself a mirror request. What
+ * a command asks is not checked here: the state machine applies it as the source did, refusals
+ * included (see MirrorRequest).
+ */
+export function replayedRequests(request: Extract<MirrorRequest, { type: 'mirrorReplay' }>): KvRequest[] {
+  return request.commands.map((data, i) => {
+    const field = `commands[${i}]`;
+    let replayed: KvRequest;
+    try {
+      replayed = decodeKvCommand(data).request;
+    } catch (error) {
+      if (!isStrataError(error, ErrorCode.CORRUPTION)) throw error;
+      throw invalidMirror(field, `${field} is not a KV command (${error.message})`);
+    }
+    if (isMirrorRequest(replayed)) throw invalidMirror(field, `${field} is a ${replayed.type}: a replay carries client commands only (the source must not be a mirror over them)`);
+    return replayed;
+  });
+}
+
+function isMirrorRequest(request: KvRequest): request is MirrorRequest {
+  return request.type === 'mirrorBegin' || request.type === 'mirrorApply' || request.type === 'mirrorEnd' || request.type === 'mirrorReplay';
 }
 
 /**
@@ -68,7 +94,7 @@ export function validateKvRequest(request: KvRequest, limits: KvLimits = DEFAULT
 export function encodeValidKvCommand(command: KvCommand, limits: KvLimits = DEFAULT_KV_LIMITS): Uint8Array {
   validateKvRequest(command.request, limits);
   const { request } = command;
-  if (request.type === 'mirrorBegin' || request.type === 'mirrorApply') checkMirrorStateFitsFooter(request.state);
+  if (request.type === 'mirrorBegin' || request.type === 'mirrorApply' || request.type === 'mirrorReplay') checkMirrorStateFitsFooter(request.state);
   const data = encodeKvCommand(command);
   if (data.byteLength > limits.requestBytesMax) throw tooLarge(`request of ${data.byteLength} bytes`);
   return data;
@@ -112,6 +138,14 @@ function validateMirrorRequest(request: MirrorRequest, limits: KvLimits): void {
       request.deletes.forEach((key, i) => checkOnce(key, `deletes[${i}]`));
       return;
     }
+    case 'mirrorReplay':
+      checkMirrorState('expectState', request.expectState);
+      checkMirrorState('state', request.state);
+      if (request.commands.length > MIRROR_REPLAY_COMMANDS_MAX) {
+        throw invalidMirror('commands', `commands holds ${request.commands.length} commands, more than ${MIRROR_REPLAY_COMMANDS_MAX}`);
+      }
+      replayedRequests(request);
+      return;
   }
 }
 

@@ -7,40 +7,29 @@
 // and `copy cancel` leaves an empty cluster that takes writes.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { EtcdClient } from '../../src/client/index.ts';
-import { SeededRandom } from '../../src/util/random.ts';
 import { etcdSkipReason, startEtcdCluster, type EtcdCluster } from '../client/etcd-process.ts';
+import { copyCli as runCopyCli, COPY_CLI, seeded } from './copy-cli.ts';
 import { etcdctl, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
 
-const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
+const CLI = COPY_CLI;
 const SEED = Number(process.env['COPY_TEST_SEED'] ?? 16_101);
 const KEYS = 5_000;
 const WRITERS = 4;
 const KILLS = 5;
+// After this kill (0-based) etcd is compacted while the copier is down.
+const COMPACT_AFTER_KILL = 2;
 const CLI_TIMEOUT_MS = 60_000;
 const skip = etcdSkipReason() || etcdctlSkipReason() || false;
-
-function seeded(seed: number): () => number {
-  const random = new SeededRandom(seed);
-  return () => random.nextUint32() / 0x1_0000_0000;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** copyCli runs `stratakv migrate copy ...` to its end and answers its JSON (-w json). */
-function copyCli(args: readonly string[]): { status: number | null; json: Record<string, unknown>; stderr: string } {
-  const result = spawnSync(process.execPath, [CLI, 'migrate', 'copy', ...args, '-w', 'json'], { encoding: 'utf8', timeout: CLI_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 });
-  const line = result.stdout.trim().split('\n').pop() ?? '';
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    assert.fail(`stratakv migrate copy ${args.join(' ')} printed no JSON (status ${String(result.status)}): ${result.stdout}\n${result.stderr}`);
-  }
-  return { status: result.status, json, stderr: result.stderr };
+function copyCli(args: readonly string[]): ReturnType<typeof runCopyCli> {
+  return runCopyCli(args, CLI_TIMEOUT_MS);
 }
 
 describe('migrate copy from etcd into a 3-member stratakv mirror', { skip }, () => {
@@ -112,6 +101,15 @@ describe('migrate copy from etcd into a 3-member stratakv mirror', { skip }, () 
       child.kill('SIGKILL');
       await exited;
       kills.push(`after ${waitMs} ms (${stderr.split('\n').filter((line) => line.trim() !== '').pop() ?? 'no output'})`);
+      if (kill === COMPACT_AFTER_KILL) {
+        // While the copier is down, etcd compacts its history up to now: the copier's next
+        // revision is gone, so the resume scans again and deletes what etcd dropped.
+        await sleep(300);
+        const { header } = await sourceClient.get('k/', { countOnly: true });
+        const compacted = etcdctl(source.endpoints, ['compact', String(header.revision)]);
+        assert.equal(compacted.status, 0, compacted.stderr);
+        kills.push(`etcd compacted at ${header.revision}`);
+      }
     }
     } finally {
       writing = false;
@@ -131,6 +129,7 @@ describe('migrate copy from etcd into a 3-member stratakv mirror', { skip }, () 
     const caughtUp = copyCli(['status', '--to', to]);
     assert.equal(caughtUp.json['phase'], 'tailing');
     assert.equal(caughtUp.json['lagRevisions'], 0);
+    assert.ok((caughtUp.json['rescans'] as number) >= 1, `the copier scanned again after etcd's compaction: ${JSON.stringify(caughtUp.json)}\nkills: ${kills.join('; ')}`);
 
     const verified = copyCli(['verify', '--to', to]);
     assert.equal(verified.status, 0, JSON.stringify(verified.json).slice(0, 2_000));
@@ -138,7 +137,7 @@ describe('migrate copy from etcd into a 3-member stratakv mirror', { skip }, () 
     assert.ok((verified.json['keysCompared'] as number) > KEYS / 2);
 
     // Our own comparison, through both clusters' KV APIs.
-    const mirror = new EtcdClient({ endpoints: target.endpoints(), timeoutMs: 10_000 });
+    const mirror = new EtcdClient({ endpoints: target.endpoints(), timeoutMs: 10_000, mirrorReader: true });
     try {
       const theirs = await sourceClient.get('k/', { prefix: true });
       const ours = await mirror.get('k/', { prefix: true });

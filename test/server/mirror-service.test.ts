@@ -10,18 +10,20 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import * as protoLoader from '@grpc/proto-loader';
+import * as grpc from '@grpc/grpc-js';
 
 import { AdminCalls, EtcdClient, encodePackedPuts, MIRROR_REQUEST_BYTES_MAX_DEFAULT, MirrorClient, mirrorRequestBytes } from '../../src/client/index.ts';
 import { ADMIN_PROTO_FILE, ADMIN_PROTO_LOADER_OPTIONS, ADMIN_SERVICE_NAME } from '../../src/diff/index.ts';
 import type { EtcdServer } from '../../src/server/index.ts';
 import { decodePackedPuts, raftNodeLogSource, startEtcdServer } from '../../src/server/index.ts';
 import type { MirrorPut, MirrorRequest } from '../../src/storage/index.ts';
-import { encodeValidKvCommand } from '../../src/storage/index.ts';
-import { ErrorCode, isStrataError, StrataError } from '../../src/util/errors.ts';
+import { encodePackedCommands, encodeValidKvCommand } from '../../src/storage/index.ts';
+import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { fromGrpcStatus, GrpcStatus } from '../../src/util/etcd-errors.ts';
 import type { EtcdTestClient } from './etcd-test-client.ts';
 import { connectEtcdTestClient } from './etcd-test-client.ts';
 import type { SingleMember } from './single-member.ts';
+import { strataRefusal } from './refusals.ts';
 import { freeClientUrl, startSingleMember } from './single-member.ts';
 
 const b = (text: string): Buffer => Buffer.from(text);
@@ -65,16 +67,6 @@ async function refusal(promise: Promise<unknown>): Promise<{ code: number; detai
     () => assert.fail('expected a refusal'),
     (error: { code: number; details: string }) => error,
   );
-}
-
-// strataRefusal answers the StrataError a MirrorClient or AdminCalls call failed with.
-async function strataRefusal(promise: Promise<unknown>): Promise<StrataError> {
-  const error = await promise.then(
-    () => assert.fail('expected a refusal'),
-    (caught: unknown) => caught,
-  );
-  assert.ok(error instanceof StrataError, `a StrataError, got ${String(error)}`);
-  return error;
 }
 
 function put(key: string, value: string, counters: { createRevision: number; modRevision: number; version: number; lease?: bigint }): MirrorPut {
@@ -131,10 +123,15 @@ describe('a copy, in order', () => {
       client.close();
     }
 
-    const range = await kv.kv.Range(EVERY_KEY);
+    // A mirror lags its source: linearizable reads (and read-only Txns) are refused, as
+    // etcd's learners refuse them; serializable reads are served.
+    const linearizable = await refusal(kv.kv.Range(EVERY_KEY));
+    assert.equal(linearizable.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(linearizable.details, /read-only mirror.*linearizable reads go to the source cluster/);
+    const readOnlyTxn = await refusal(kv.kv.Txn({ compare: [], success: [{ request_range: { key: b('k') } }], failure: [] }));
+    assert.equal(readOnlyTxn.code, grpc.status.FAILED_PRECONDITION);
+    const range = await kv.kv.Range({ ...EVERY_KEY, serializable: true });
     assert.equal(range.kvs?.length ?? 0, 0);
-    const readOnlyTxn = await kv.kv.Txn({ compare: [], success: [{ request_range: { key: b('k') } }], failure: [] });
-    assert.equal(readOnlyTxn.succeeded, true);
   });
 
   test('apply sets the source\'s keys and counters exactly and moves the revision to the batch\'s', async () => {
@@ -149,7 +146,7 @@ describe('a copy, in order', () => {
     assert.equal(answer.revision, 100);
     assert.deepEqual(answer.state, new Uint8Array(STATE_APPLIED));
 
-    const range = await kv.kv.Range(EVERY_KEY);
+    const range = await kv.kv.Range({ ...EVERY_KEY, serializable: true });
     assert.equal(range.header.revision, 100);
     assert.deepEqual(
       range.kvs.map((kv: { key: Buffer; value: Buffer; create_revision: number; mod_revision: number; version: number }) => [text(kv.key), text(kv.value), kv.create_revision, kv.mod_revision, kv.version]),
@@ -160,7 +157,7 @@ describe('a copy, in order', () => {
     );
     // The lease ids arrive exactly through etcd's KV API (the hand-written codec writes them;
     // EtcdClient reads them as decimal text), and a Txn compares them exactly.
-    const client = new EtcdClient({ endpoints: [url], timeoutMs: 5_000 });
+    const client = new EtcdClient({ endpoints: [url], timeoutMs: 5_000, mirrorReader: true });
     try {
       const read = await client.get(b('a'), { prefix: true });
       assert.deepEqual(read.kvs.map((kv) => kv.lease), [ETCD_LEASE]);
@@ -179,7 +176,7 @@ describe('a copy, in order', () => {
 
     const second = await mirror.apply({ expectState: STATE_APPLIED, state: STATE_APPLIED_2, revision: 104, puts: [put('c', 'vc', { createRevision: 103, modRevision: 104, version: 2 })], deletes: [b('a')] });
     assert.equal(second.revision, 104);
-    const after = await kv.kv.Range(EVERY_KEY);
+    const after = await kv.kv.Range({ ...EVERY_KEY, serializable: true });
     assert.equal(after.header.revision, 104);
     assert.deepEqual(
       after.kvs.map((kv: { key: Buffer; mod_revision: number }) => [text(kv.key), kv.mod_revision]),
@@ -222,7 +219,7 @@ describe('a copy, in order', () => {
     assert.equal(tooLarge.code, ErrorCode.REQUEST_TOO_LARGE);
     const taken = await mirror.write(batch(fits));
     assert.equal(taken.revision, 105);
-    const range = await kv.kv.Range({ key: b('big') });
+    const range = await kv.kv.Range({ key: b('big'), serializable: true });
     assert.equal(range.kvs[0]?.value.length, fits);
   });
 
@@ -349,5 +346,10 @@ function wireRequest(request: MirrorRequest): object {
       };
     case 'mirrorEnd':
       return { end: { expect_state: request.expectState }, timeout_ms: 10_000 };
+    case 'mirrorReplay':
+      return {
+        replay: { expect_state: request.expectState, state: request.state, commands: encodePackedCommands(request.commands), command_count: request.commands.length },
+        timeout_ms: 10_000,
+      };
   }
 }

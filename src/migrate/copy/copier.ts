@@ -13,11 +13,24 @@ import { pauseOrAbort } from '../../util/clock.ts';
 import { randomBytes } from 'node:crypto';
 
 import { prefixEnd } from '../../client/index.ts';
-import type { MirrorPut, MirrorRequest } from '../../storage/index.ts';
+import { decodeCheckpoint, isCheckpointEntry } from '../../node/index.ts';
+import { decodeKvCommand, isKvCommand, type MirrorPut, type MirrorRequest } from '../../storage/index.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import type { CopySource, CopyTarget, KeyRange, SourceEvent, SourcePage, SourceTail, SourceTailBatch } from './copy-ends.ts';
-import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, STATE_KEY_BYTES_MAX, decodeCopyState, encodeCopyState, sameBytes, type CopySourceKind, type CopyState } from './copy-state.ts';
+import type { CopySource, CopyTarget, KeyRange, LogBatch, LogCopySource, LogEntry, PinnedSourceView, SourceEvent, SourcePage, SourceTail, SourceTailBatch } from './copy-ends.ts';
+import {
+  COPY_ENDPOINTS_MAX,
+  COPY_STATE_FORMAT,
+  STATE_KEY_BYTES_MAX,
+  VERIFY_PINS_MAX,
+  decodeCopyState,
+  encodeCopyState,
+  sameBytes,
+  type CopyDirection,
+  type CopySourceKind,
+  type CopyState,
+  type ScanPosition,
+} from './copy-state.ts';
 
 /** PAGE_KEYS is how many keys one page of a scan asks the source for. */
 export const PAGE_KEYS = 1_000;
@@ -43,13 +56,16 @@ export type CopyEvent =
   | { readonly kind: 'resumed'; readonly state: CopyState }
   | { readonly kind: 'scanned'; readonly state: CopyState }
   | { readonly kind: 'scan-done'; readonly state: CopyState }
-  | { readonly kind: 'rescan'; readonly state: CopyState; readonly compactRevision: number }
+  | { readonly kind: 'rescan'; readonly state: CopyState; readonly compactRevision: number; readonly reason: string }
   | { readonly kind: 'applied'; readonly state: CopyState; readonly revisions: number; readonly events: number }
   | { readonly kind: 'retry'; readonly what: string; readonly error: StrataError; readonly attempt: number };
 
 /** CopyOptions configure runCopy. */
 export interface CopyOptions {
-  readonly source: CopySource;
+  /** An etcd source (sourceKind `etcd`). */
+  readonly source?: CopySource;
+  /** A stratakv source (sourceKind `stratakv`): its commands are replayed. */
+  readonly logSource?: LogCopySource;
   readonly target: CopyTarget;
   /** The source's kind and endpoints, kept in the state for `copy status` and resumes. */
   readonly sourceKind: CopySourceKind;
@@ -66,12 +82,24 @@ export interface CopyOptions {
   readonly progressIntervalMs?: number;
   readonly now?: () => number;
   readonly onEvent?: (event: CopyEvent) => void;
+  /** A stratakv source: return (reason `at-index`) once every source entry up to this index is applied (a switch's last catch-up). */
+  readonly stopAtIndex?: number;
+  /** The direction a new copy records (default `forward`). */
+  readonly direction?: CopyDirection;
+  /** A switch's own catch-up: resume the copy this switch took over (phase `switching`). */
+  readonly switchId?: string;
 }
 
 /** CopyResult is where runCopy stopped. */
 export interface CopyResult {
   readonly state: CopyState;
-  readonly reason: 'stopped' | 'caught-up';
+  /**
+   * `switched`: a `copy switch` took the copy over (the copier stepped aside); `at-index`:
+   * stopAtIndex reached; `source-fenced`: the source became a mirror itself (a switch fenced
+   * it): every command before the fence is applied, and none after it may be (the source
+   * refused them).
+   */
+  readonly reason: 'stopped' | 'caught-up' | 'switched' | 'at-index' | 'source-fenced';
 }
 
 /** rangeOf is the key range a copy covers: the prefix's, or every key. */
@@ -87,7 +115,8 @@ export async function runCopy(options: CopyOptions): Promise<CopyResult> {
 
 class Copier {
   readonly #options: CopyOptions;
-  readonly #source: CopySource;
+  readonly #source: CopySource | undefined;
+  readonly #log: LogCopySource | undefined;
   readonly #target: CopyTarget;
   readonly #now: () => number;
   readonly #pageKeys: number;
@@ -104,10 +133,16 @@ class Copier {
   #lastEventAtMs = 0;
   // The last progress mark that could not be proven (not asked about again).
   #unprovenProgress = 0;
+  // Set when the copier must step aside (a switch took the copy over).
+  #stopReason: 'switched' | undefined;
+  // A stratakv source: the pinned view the scan reads (released when the scan ends).
+  #pin: PinnedSourceView | undefined;
 
   constructor(options: CopyOptions) {
     this.#options = options;
     this.#source = options.source;
+    this.#log = options.logSource;
+    assert(options.sourceKind === 'stratakv' ? this.#log !== undefined && this.#source === undefined : this.#source !== undefined && this.#log === undefined, 'runCopy takes the source its sourceKind names');
     this.#target = options.target;
     this.#now = options.now ?? Date.now;
     this.#pageKeys = options.pageKeys ?? PAGE_KEYS;
@@ -115,22 +150,35 @@ class Copier {
   }
 
   async run(): Promise<CopyResult> {
-    await this.#start();
-    for (;;) {
-      if (this.#options.signal.aborted) return { state: this.#current(), reason: 'stopped' };
-      const state = this.#current();
-      try {
-        if (state.phase === 'copying') {
-          await this.#scanPage();
-        } else {
-          const caughtUp = await this.#tail();
-          if (caughtUp) return { state: this.#current(), reason: 'caught-up' };
+    try {
+      // Inside the try: a refused begin releases the pin it made.
+      await this.#start();
+      for (;;) {
+        if (this.#options.signal.aborted) return { state: this.#current(), reason: 'stopped' };
+        const state = this.#current();
+        if (this.#stopReason !== undefined) return { state, reason: this.#stopReason };
+        try {
+          if (state.phase === 'copying') {
+            await this.#scanPage();
+          } else if (this.#log !== undefined) {
+            const reason = await this.#tailLog(this.#log);
+            if (reason !== undefined) return { state: this.#current(), reason };
+          } else {
+            const caughtUp = await this.#tail();
+            if (caughtUp) return { state: this.#current(), reason: 'caught-up' };
+          }
+        } catch (error) {
+          // A read cut short by the stop: the target's state says where a resume starts.
+          if (this.#options.signal.aborted && isStrataError(error, ErrorCode.CANCELED)) return { state: this.#current(), reason: 'stopped' };
+          if (this.#stopReason !== undefined) return { state: this.#current(), reason: this.#stopReason };
+          throw error;
         }
-      } catch (error) {
-        // A read cut short by the stop: the target's state says where a resume starts.
-        if (this.#options.signal.aborted && isStrataError(error, ErrorCode.CANCELED)) return { state: this.#current(), reason: 'stopped' };
-        throw error;
       }
+    } finally {
+      // A pin the state records is the scan's: a resume reads on from it (it expires on its own
+      // if no copier comes back). Any other is released.
+      const pin = this.#pin;
+      if (pin !== undefined && this.#log !== undefined && this.#state?.scan?.pin?.pinId !== pin.pinId) void this.#log.release(pin);
     }
   }
 
@@ -144,10 +192,15 @@ class Copier {
   async #start(): Promise<void> {
     const { signal } = this.#options;
     const view = await this.#retrying('read the target', () => this.#target.read(signal));
-    const head = await this.#retrying('read the source', () => this.#source.head(signal));
+    const head = await this.#retrying('read the source', () => this.#head(signal));
     this.#targetRevision = view.revision;
     if (view.state !== undefined) {
       const state = decodeCopyState(view.state);
+      const ownSwitch = state.phase === 'switching' && this.#options.switchId !== undefined && state.switchInfo?.switchId === this.#options.switchId;
+      if (state.phase !== 'copying' && state.phase !== 'tailing' && !ownSwitch) {
+        throw conflict(`the copy is ${describePhase(state)}: there is nothing for a copier to do`);
+      }
+      if (state.source.kind !== this.#options.sourceKind) throw conflict(`the target mirrors a ${state.source.kind} cluster, not a ${this.#options.sourceKind} one`);
       if (state.source.clusterId !== head.clusterId) {
         throw conflict(`the target mirrors cluster ${state.source.clusterId}, but the source answers as cluster ${head.clusterId}`);
       }
@@ -158,15 +211,22 @@ class Copier {
       this.#state = state;
       this.#stateBytes = view.state;
       this.#range = { key: fromBase64(state.range.key), rangeEnd: fromBase64(state.range.rangeEnd) };
+      this.#pin = state.scan?.pin;
       this.#options.onEvent?.({ kind: 'resumed', state });
       return;
     }
     if (this.#options.resumeOnly === true) throw conflict('the target is not a mirror: there is no copy to resume');
+    if (this.#log !== undefined && this.#options.prefix !== undefined) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a stratakv source is copied whole (its commands are replayed, and a command may touch any key): --prefix is for etcd sources', { details: { field: 'prefix' } });
+    }
     if (this.#options.prefix !== undefined && this.#options.prefix.byteLength > STATE_KEY_BYTES_MAX) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a copy's prefix is at most ${STATE_KEY_BYTES_MAX} bytes, not ${this.#options.prefix.byteLength}`, { details: { field: 'prefix' } });
     }
     this.#range = rangeOf(this.#options.prefix);
-    const keysTotal = await this.#retrying('count the source', () => this.#source.count(this.#range, head.revision, signal));
+    const pin = this.#log === undefined ? undefined : await this.#retrying('pin a view of the source', () => (this.#log as LogCopySource).pin(signal));
+    this.#pin = pin;
+    const scanRevision = pin?.revision ?? head.revision;
+    const keysTotal = await this.#retrying('count the source', () => this.#count(scanRevision, signal));
     const nowMs = this.#now();
     const state: CopyState = {
       format: COPY_STATE_FORMAT,
@@ -175,18 +235,63 @@ class Copier {
       range: { key: base64(this.#range.key), rangeEnd: base64(this.#range.rangeEnd) },
       prefix: this.#options.prefix === undefined ? null : base64(this.#options.prefix),
       phase: 'copying',
-      scan: { revision: head.revision, nextKey: base64(this.#range.key), keysCopied: 0, bytesCopied: 0, keysTotal, deleteMissing: false, startedAtMs: nowMs },
+      scan: this.#newScan(scanRevision, keysTotal, false, nowMs, pin),
       appliedRevision: 0,
-      sourceRevisionSeen: head.revision,
+      sourceRevisionSeen: Math.max(head.revision, scanRevision),
       caughtUpAtMs: 0,
       leasedPuts: 0,
       rescans: 0,
       createdAtMs: nowMs,
       updatedAtMs: nowMs,
+      direction: this.#options.direction ?? 'forward',
+      ...(pin === undefined ? {} : { appliedIndex: 0, commitIndexSeen: head.index }),
     };
     const bytes = encodeCopyState(state);
     await this.#commit(state, bytes, () => ({ type: 'mirrorBegin', state: bytes, requireEmpty: true }), undefined);
     this.#options.onEvent?.({ kind: 'began', state });
+  }
+
+  /** #newScan is a scan of the whole range from its start (a re-scan also deletes what the source dropped). */
+  #newScan(revision: number, keysTotal: number, deleteMissing: boolean, nowMs: number, pin: PinnedSourceView | undefined): ScanPosition {
+    return { revision, nextKey: base64(this.#range.key), keysCopied: 0, bytesCopied: 0, keysTotal, deleteMissing, startedAtMs: nowMs, ...(pin === undefined ? {} : { pin: pinOf(pin) }) };
+  }
+
+  /** #head reads where the source stands (a stratakv source that is itself a mirror is refused). */
+  async #head(signal: AbortSignal): Promise<{ readonly clusterId: string; readonly revision: number; readonly index: number }> {
+    if (this.#source !== undefined) return { ...(await this.#source.head(signal)), index: 0 };
+    const head = await (this.#log as LogCopySource).head(signal);
+    if (head.mirrorState !== undefined) {
+      let phase = 'unknown';
+      try {
+        const sourceState = decodeCopyState(head.mirrorState);
+        // This switch's own fence: its catch-up replays up to the fence entry.
+        if (this.#options.switchId !== undefined && sourceState.phase === 'fenced' && sourceState.switchInfo?.switchId === this.#options.switchId) return head;
+        phase = describePhase(sourceState);
+      } catch {
+        // Another tool's state: described as unknown.
+      }
+      throw conflict(`the source cluster ${head.clusterId} is itself a read-only mirror (${phase}): copy from the cluster that takes writes`);
+    }
+    return head;
+  }
+
+  /** #count counts the source's keys in range (a stratakv source: now, not at the pin; for the progress bar only). */
+  async #count(revision: number, signal: AbortSignal): Promise<number> {
+    if (this.#source !== undefined) return await this.#source.count(this.#range, revision, signal);
+    return await (this.#log as LogCopySource).count(this.#range, signal);
+  }
+
+  /** #readPage reads one page of the scan from `from`. */
+  #readPage(from: Uint8Array, revision: number, signal: AbortSignal): Promise<SourcePage> {
+    const range = { key: from, rangeEnd: this.#range.rangeEnd };
+    if (this.#source !== undefined) {
+      const source = this.#source;
+      return this.#retrying('read a page of the source', () => source.page(range, revision, this.#pageKeys, signal));
+    }
+    const log = this.#log as LogCopySource;
+    const pin = this.#pin;
+    assert(pin !== undefined, 'a stratakv scan has a pinned view');
+    return this.#retrying('read a page of the source', () => log.scan(pin, range, this.#pageKeys, signal));
   }
 
   // ---- the scan ----
@@ -202,8 +307,7 @@ class Copier {
       // The page read ahead while the previous one was written, if it is this one.
       const ahead = this.#readAhead;
       this.#readAhead = undefined;
-      const readPage = (key: Uint8Array): Promise<SourcePage> =>
-        this.#retrying('read a page of the source', () => this.#source.page({ key, rangeEnd: this.#range.rangeEnd }, scan.revision, this.#pageKeys, signal));
+      const readPage = (key: Uint8Array): Promise<SourcePage> => this.#readPage(key, scan.revision, signal);
       page = ahead !== undefined && ahead.revision === scan.revision && sameBytes(ahead.from, from) ? await ahead.page : await readPage(from);
       // Read the next page while this one is written to the target: the two ends overlap.
       const lastKv = page.kvs[page.kvs.length - 1];
@@ -214,8 +318,10 @@ class Copier {
         this.#readAhead = { from: nextFrom, revision: scan.revision, page: nextPage };
       }
     } catch (error) {
-      if (!isStrataError(error, ErrorCode.COMPACTED)) throw error;
-      await this.#rescan(error);
+      // A stratakv source whose pinned view's member is down: the pin is gone with it.
+      const pinLost = this.#log !== undefined && isStrataError(error, ErrorCode.UNAVAILABLE) && error.details['pinId'] !== undefined;
+      if (!isStrataError(error, ErrorCode.COMPACTED) && !pinLost) throw error;
+      await this.#rescan(error as StrataError);
       return;
     }
     let start = from;
@@ -249,6 +355,7 @@ class Copier {
             sourceRevisionSeen: Math.max(current.sourceRevisionSeen, scan.revision),
             leasedPuts: current.leasedPuts + leased(puts),
             updatedAtMs: nowMs,
+            ...(scan.pin === undefined ? {} : { appliedIndex: scan.pin.index }),
           }
         : {
             ...current,
@@ -262,6 +369,10 @@ class Copier {
             updatedAtMs: nowMs,
           };
       await this.#apply(next, scan.revision, puts, []);
+      if (scanEnds && this.#pin !== undefined && this.#log !== undefined) {
+        void this.#log.release(this.#pin);
+        this.#pin = undefined;
+      }
       this.#scanFrom = scanEnds ? undefined : end;
       this.#options.onEvent?.({ kind: scanEnds ? 'scan-done' : 'scanned', state: next });
       start = end;
@@ -271,15 +382,19 @@ class Copier {
   /** #rescan starts the scan again at the source's current revision, deleting what the source no longer holds. */
   async #rescan(cause: StrataError): Promise<void> {
     const { signal } = this.#options;
-    const head = await this.#retrying('read the source', () => this.#source.head(signal));
-    const keysTotal = await this.#retrying('count the source', () => this.#source.count(this.#range, head.revision, signal));
+    const head = await this.#retrying('read the source', () => this.#head(signal));
+    if (this.#pin !== undefined && this.#log !== undefined) void this.#log.release(this.#pin);
+    const pin = this.#log === undefined ? undefined : await this.#retrying('pin a view of the source', () => (this.#log as LogCopySource).pin(signal));
+    this.#pin = pin;
+    const scanRevision = pin?.revision ?? head.revision;
+    const keysTotal = await this.#retrying('count the source', () => this.#count(scanRevision, signal));
     const current = this.#current();
     const nowMs = this.#now();
     const next: CopyState = {
       ...current,
       phase: 'copying',
-      scan: { revision: head.revision, nextKey: base64(this.#range.key), keysCopied: 0, bytesCopied: 0, keysTotal, deleteMissing: true, startedAtMs: nowMs },
-      sourceRevisionSeen: Math.max(current.sourceRevisionSeen, head.revision),
+      scan: this.#newScan(scanRevision, keysTotal, true, nowMs, pin),
+      sourceRevisionSeen: Math.max(current.sourceRevisionSeen, scanRevision),
       rescans: current.rescans + 1,
       updatedAtMs: nowMs,
     };
@@ -287,7 +402,7 @@ class Copier {
     await this.#apply(next, this.#targetRevision, [], []);
     this.#scanFrom = undefined;
     const compactRevision = typeof cause.details['compactRevision'] === 'number' ? cause.details['compactRevision'] : 0;
-    this.#options.onEvent?.({ kind: 'rescan', state: next, compactRevision });
+    this.#options.onEvent?.({ kind: 'rescan', state: next, compactRevision, reason: cause.message });
   }
 
   /** #deleteMissing deletes the target's keys in `range` that are not among `keep` (a re-scan's page). */
@@ -319,7 +434,9 @@ class Copier {
       if (signal.aborted) return false;
       const state = this.#current();
       assert(state.phase === 'tailing', 'tail only after the scan');
-      const tail = this.#source.tail(this.#range, state.appliedRevision + 1, signal);
+      const source = this.#source;
+      assert(source !== undefined, 'an etcd tail has an etcd source');
+      const tail = source.tail(this.#range, state.appliedRevision + 1, signal);
       // Progress is asked for only while no events come: under a write load the events move
       // the revision, and every progress mark past them costs the source a range read.
       const intervalMs = this.#options.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
@@ -442,7 +559,9 @@ class Copier {
     if (revision === this.#unprovenProgress) return false;
     const { signal } = this.#options;
     const applied = this.#current().appliedRevision;
-    const source = await this.#retrying('check the source', () => this.#source.changedSince(this.#range, applied, revision, signal));
+    const etcd = this.#source;
+    assert(etcd !== undefined, 'progress marks come from an etcd source');
+    const source = await this.#retrying('check the source', () => etcd.changedSince(this.#range, applied, revision, signal));
     if (source.changed) {
       this.#unprovenProgress = revision;
       return false;
@@ -512,6 +631,178 @@ class Copier {
     }
   }
 
+  // ---- the tail of a stratakv source: its log, replayed ----
+
+  #appliedIndex(): number {
+    return this.#current().appliedIndex ?? 0;
+  }
+
+  /**
+   * #tailLog follows a stratakv source's log from the applied index on, replaying its KV
+   * commands on the target. It returns why the copier stops, or undefined after a re-scan
+   * began (the log no longer held the copier's index).
+   */
+  async #tailLog(log: LogCopySource): Promise<CopyResult['reason'] | undefined> {
+    const { signal } = this.#options;
+    let failures = 0;
+    for (;;) {
+      if (signal.aborted) return 'stopped';
+      const before = this.#appliedIndex();
+      // The copy reached the source's fence: nothing after it may be replayed.
+      if (this.#current().sourceFencedAt !== undefined) return 'source-fenced';
+      if (this.#options.stopAtIndex !== undefined && before >= this.#options.stopAtIndex) return 'at-index';
+      // The stream is closed when this attempt ends, whichever way.
+      const stream = new AbortController();
+      const onAbort = (): void => stream.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const reason = await this.#followLog(log.follow(before + 1, stream.signal));
+        if (reason !== undefined) return reason;
+      } catch (error) {
+        if (signal.aborted) return 'stopped';
+        if (this.#stopReason !== undefined) return this.#stopReason;
+        if (isStrataError(error, ErrorCode.COMPACTED)) {
+          await this.#rescan(error);
+          return undefined;
+        }
+        if (!isStrataError(error) || !RETRYABLE.has(error.code)) throw error;
+        failures = this.#appliedIndex() > before ? 1 : failures + 1;
+        if (failures > RECONNECTS_MAX) {
+          throw new StrataError(ErrorCode.UNAVAILABLE, `the source's log stream failed ${failures} times in a row without progress (last: ${error.message})`, { cause: error });
+        }
+        this.#options.onEvent?.({ kind: 'retry', what: 'follow the source\'s log', error, attempt: failures });
+        await pauseOrAbort(retryPauseMs(failures), signal);
+      } finally {
+        stream.abort();
+        signal.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  /**
+   * #followLog replays one log stream. As the etcd tail does, a pump reads ahead into a
+   * bounded queue while a batch is written, and each write takes the KV commands of every
+   * entry queued by then (group commit), cut at the target's request limit, at a checkpoint
+   * a verify asked for (the target's view is pinned there), and at stopAtIndex.
+   */
+  async #followLog(batches: AsyncIterable<LogBatch>): Promise<CopyResult['reason'] | undefined> {
+    const pump = new ReadAhead(batches, TAIL_QUEUE_BATCHES_MAX);
+    const intervalMs = this.#options.progressIntervalMs ?? PROGRESS_INTERVAL_MS;
+    const commands: Uint8Array[] = [];
+    let commandBytes = 0;
+    let consumed = this.#appliedIndex();
+    let commitSeen = Math.max(this.#current().commitIndexSeen ?? 0, consumed);
+    const flush = async (caughtUp: boolean, fencedAt?: number): Promise<void> => {
+      const state = this.#current();
+      if (commands.length === 0 && consumed === this.#appliedIndex() && !caughtUp && fencedAt === undefined) return;
+      const nowMs = this.#now();
+      const next: CopyState = {
+        ...state,
+        ...(fencedAt === undefined ? {} : { sourceFencedAt: fencedAt }),
+        appliedIndex: consumed,
+        commitIndexSeen: Math.max(commitSeen, consumed),
+        // The revision before this batch: its own commands move the target's further (the target's revision is the source's).
+        appliedRevision: this.#targetRevision,
+        sourceRevisionSeen: Math.max(state.sourceRevisionSeen, this.#targetRevision),
+        caughtUpAtMs: caughtUp ? nowMs : state.caughtUpAtMs,
+        updatedAtMs: nowMs,
+      };
+      const count = commands.length;
+      await this.#replay(next, commands.splice(0));
+      commandBytes = 0;
+      this.#options.onEvent?.({ kind: 'applied', state: this.#current(), revisions: count, events: count });
+    };
+    try {
+      for (;;) {
+        if (this.#options.signal.aborted) return 'stopped';
+        const first = await pump.next();
+        for (const batch of [first, ...pump.drain()]) {
+          commitSeen = Math.max(commitSeen, batch.commitIndex);
+          if (batch.kind === 'idle') continue;
+          for (const entry of batch.entries) {
+            if (entry.index <= consumed) continue;
+            if (entry.index !== consumed + 1) {
+              throw new StrataError(ErrorCode.CORRUPTION, `the source's log stream sent entry ${entry.index} after ${consumed}`, { details: { check: 'source-order' } });
+            }
+            const kind = classify(entry);
+            if (kind === 'command') {
+              const cost = entry.data.byteLength + REPLAY_COMMAND_OVERHEAD_BYTES;
+              if (commands.length > 0 && (commandBytes + cost > this.#budget() || commands.length >= REPLAY_COMMANDS_MAX)) await flush(false);
+              commands.push(entry.data);
+              commandBytes += cost;
+            }
+            consumed = entry.index;
+            if (kind === 'fence') {
+              await flush(false, consumed);
+              return 'source-fenced';
+            }
+            if (kind === 'verify-checkpoint') {
+              await flush(false);
+              await this.#pinForVerify(consumed);
+            }
+            if (this.#options.stopAtIndex !== undefined && consumed >= this.#options.stopAtIndex) {
+              await flush(false);
+              return 'at-index';
+            }
+          }
+        }
+        const caughtUp = pump.queued() === 0 && consumed >= commitSeen;
+        // Write now: commands waiting, or (idle) the index moved past entries with none, or a
+        // caught-up mark, at most once an interval.
+        const sinceMs = this.#now() - this.#current().updatedAtMs;
+        if (commands.length > 0 || ((consumed > this.#appliedIndex() || caughtUp) && sinceMs >= intervalMs)) await flush(caughtUp);
+        if (caughtUp && this.#options.stopWhenCaughtUp === true) {
+          await flush(true);
+          return 'caught-up';
+        }
+      }
+    } finally {
+      pump.close();
+    }
+  }
+
+  /** #replay sends one mirrorReplay: the source's commands and the next state, compare-and-set on the last. */
+  async #replay(next: CopyState, commands: readonly Uint8Array[]): Promise<void> {
+    const expect = this.#stateBytes;
+    assert(expect !== undefined, 'replay after begin');
+    const bytes = encodeCopyState(next);
+    await this.#commit(next, bytes, () => ({ type: 'mirrorReplay', expectState: expect, state: bytes, commands }), expect);
+  }
+
+  /**
+   * #pinForVerify pins the target's view where the source's checkpoint `sourceIndex` was
+   * replayed and records it in the state, for `copy verify` to diff against the source's view
+   * pinned at that checkpoint. The copier holds until then, so the target's state is the
+   * source's at the checkpoint: a member whose revision is the copier's last answer's has
+   * applied every batch (each batch that changes data moves the revision).
+   */
+  async #pinForVerify(sourceIndex: number): Promise<void> {
+    const { signal } = this.#options;
+    for (let attempt = 1; attempt <= VERIFY_PIN_ATTEMPTS_MAX; attempt += 1) {
+      let pin: PinnedSourceView;
+      try {
+        pin = await this.#target.pin(signal);
+      } catch (error) {
+        if (!isStrataError(error) || !RETRYABLE.has(error.code)) throw error;
+        this.#options.onEvent?.({ kind: 'retry', what: 'pin the target for verify', error, attempt });
+        await pauseOrAbort(VERIFY_PIN_PAUSE_MS, signal);
+        continue;
+      }
+      if (pin.revision !== this.#targetRevision) {
+        await this.#target.release(pin);
+        await pauseOrAbort(VERIFY_PIN_PAUSE_MS, signal);
+        continue;
+      }
+      const state = this.#current();
+      const nowMs = this.#now();
+      const verifyPins = [...(state.verifyPins ?? []), { sourceIndex, endpoint: pin.endpoint, pinId: pin.pinId, revision: pin.revision, atMs: nowMs }].slice(-VERIFY_PINS_MAX);
+      await this.#replay({ ...state, verifyPins, updatedAtMs: nowMs }, []);
+      return;
+    }
+    // Verify then times out waiting for the pin and says so; the copy itself goes on.
+    this.#options.onEvent?.({ kind: 'retry', what: `pin the target at source checkpoint ${sourceIndex} (gave up)`, error: new StrataError(ErrorCode.UNAVAILABLE, 'no target member reached the copier\'s revision'), attempt: VERIFY_PIN_ATTEMPTS_MAX });
+  }
+
   // ---- writing to the target ----
 
   #budget(): number {
@@ -554,6 +845,10 @@ class Copier {
           return;
         }
         if (!sameBytes(view.state, expect)) {
+          if (view.state !== undefined && tookOver(view.state, this.#current().copyId)) {
+            this.#stopReason = 'switched';
+            throw conflict('a `copy switch` took the copy over: this copier steps aside');
+          }
           if (error.code === ErrorCode.MIRROR_CONFLICT) throw error;
           throw conflict(`the target's mirror state changed under this copier (another copier, or \`copy cancel\`): ${view.state === undefined ? 'it has none now' : 'it holds another'}`);
         }
@@ -576,6 +871,103 @@ class Copier {
         await pauseOrAbort(retryPauseMs(attempt), signal);
       }
     }
+  }
+}
+
+// What a replayed command adds to a mirrorReplay beyond its bytes (its length prefix; conservative).
+const REPLAY_COMMAND_OVERHEAD_BYTES = 8;
+/** REPLAY_COMMANDS_MAX bounds the commands of one mirrorReplay (the target's MIRROR_REPLAY_COMMANDS_MAX). */
+export const REPLAY_COMMANDS_MAX = 10_000;
+// Bounds the attempts to pin the target where a verify's checkpoint was replayed.
+const VERIFY_PIN_ATTEMPTS_MAX = 50;
+const VERIFY_PIN_PAUSE_MS = 100;
+
+/**
+ * classify says what the copier does with a source entry: replay a KV command; pin the target
+ * at a checkpoint that asked for pins (a verify's); stop at the source's fence; skip anything
+ * else (empty entries, membership changes, the cluster's own commands, and the source's other
+ * mirror commands).
+ */
+function classify(entry: LogEntry): 'command' | 'verify-checkpoint' | 'fence' | 'skip' {
+  if (!entry.normal || entry.data.byteLength === 0) return 'skip';
+  if (isCheckpointEntry(entry.data)) return decodeCheckpoint(entry.data).pin ? 'verify-checkpoint' : 'skip';
+  if (!isKvCommand(entry.data)) return 'skip';
+  const type = decodeKvCommand(entry.data).request.type;
+  // The source's mirrorBegin is a switch's fence: the source refuses client writes from there
+  // on, and those refused commands must not be replayed (here they would apply).
+  if (type === 'mirrorBegin') return 'fence';
+  return type.startsWith('mirror') ? 'skip' : 'command';
+}
+
+/**
+ * ReadAhead reads an async iterable into a bounded queue ahead of its consumer: next() waits
+ * for one item, drain() takes what else is queued; the source's error (or end, as UNAVAILABLE)
+ * comes out of next() once the queue is empty.
+ */
+class ReadAhead<T> {
+  readonly #queue: T[] = [];
+  readonly #iterator: AsyncIterator<T>;
+  #ended: { readonly error: unknown } | undefined;
+  #wakeConsumer: (() => void) | undefined;
+  #wakeReader: (() => void) | undefined;
+  #closed = false;
+  readonly #reading: Promise<void>;
+  readonly max: number;
+
+  constructor(source: AsyncIterable<T>, max: number) {
+    this.max = max;
+    this.#iterator = source[Symbol.asyncIterator]();
+    this.#reading = this.#read();
+  }
+
+  async #read(): Promise<void> {
+    try {
+      for (;;) {
+        while (this.#queue.length >= this.max && !this.#closed) await new Promise<void>((resolve) => (this.#wakeReader = resolve));
+        if (this.#closed) break;
+        const step = await this.#iterator.next();
+        if (step.done === true) {
+          this.#ended = { error: new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s stream ended') };
+          break;
+        }
+        this.#queue.push(step.value);
+        this.#wakeConsumer?.();
+      }
+    } catch (error) {
+      this.#ended = { error };
+    }
+    this.#ended ??= { error: new StrataError(ErrorCode.CANCELED, 'the stream was closed') };
+    this.#wakeConsumer?.();
+  }
+
+  async next(): Promise<T> {
+    for (;;) {
+      const item = this.#queue.shift();
+      if (item !== undefined) {
+        this.#wakeReader?.();
+        return item;
+      }
+      if (this.#ended !== undefined) throw this.#ended.error;
+      await new Promise<void>((resolve) => (this.#wakeConsumer = resolve));
+      this.#wakeConsumer = undefined;
+    }
+  }
+
+  drain(): T[] {
+    const items = this.#queue.splice(0);
+    this.#wakeReader?.();
+    return items;
+  }
+
+  queued(): number {
+    return this.#queue.length;
+  }
+
+  /** close stops reading; the caller ends the source (its signal) so a read in progress returns. */
+  close(): void {
+    this.#closed = true;
+    this.#wakeReader?.();
+    void this.#reading.then(() => this.#iterator.return?.()).catch(() => undefined);
   }
 }
 
@@ -613,6 +1005,39 @@ export function base64(bytes: Uint8Array): string {
 
 export function fromBase64(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+/** pinOf keeps what the state records of a pinned view. */
+function pinOf(pin: PinnedSourceView): PinnedSourceView {
+  return { endpoint: pin.endpoint, pinId: pin.pinId, index: pin.index, revision: pin.revision };
+}
+
+/** tookOver tells whether `state` is this copy taken over by a switch (or ended by one). */
+function tookOver(state: Uint8Array, copyId: string): boolean {
+  try {
+    const decoded = decodeCopyState(state);
+    return decoded.copyId === copyId && decoded.phase !== 'copying' && decoded.phase !== 'tailing';
+  } catch {
+    return false;
+  }
+}
+
+/** describePhase says in words where a copy stands. */
+export function describePhase(state: CopyState): string {
+  switch (state.phase) {
+    case 'copying':
+      return 'copying (scanning the source)';
+    case 'tailing':
+      return 'following the source';
+    case 'switching':
+      return 'being switched over by `copy switch`';
+    case 'fenced':
+      return 'fenced by a switch (read-only while the switch finishes)';
+    case 'completed':
+      return 'completed (`copy complete`: no copier resumes it)';
+    default:
+      return String(state.phase);
+  }
 }
 
 function describePrefix(prefix: string | null): string {

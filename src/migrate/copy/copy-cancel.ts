@@ -24,6 +24,9 @@ export async function cancelCopy(target: CopyTarget, options: { readonly signal?
   if (view.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the target is not a mirror: there is no copy to cancel');
   const stateBytes = view.state;
   const state = decodeCopyState(stateBytes);
+  if ((state.direction ?? 'forward') === 'reverse' || (state.phase !== 'copying' && state.phase !== 'tailing')) {
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, `\`copy cancel\` undoes a copy before its switch; this one is ${state.direction ?? 'forward'} and ${state.phase} (after a switch: \`copy reverse\` moves back, \`copy complete\` ends it)`);
+  }
   const rangeEnd = fromBase64(state.range.rangeEnd);
   let from = fromBase64(state.range.key);
   let keysDeleted = 0;

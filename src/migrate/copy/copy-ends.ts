@@ -78,5 +78,63 @@ export interface CopyTarget {
   count(range: KeyRange, signal?: AbortSignal): Promise<number>;
   /** The largest mirror request the target takes, in encoded bytes (its request limit). */
   readonly requestBytesMax: number;
+  /** Pin the applied state of a target member (the first that answers), for a Merkle diff. */
+  pin(signal?: AbortSignal): Promise<PinnedSourceView>;
+  release(pin: PinnedSourceView): Promise<void>;
+  close(): void;
+}
+
+/** LogEntry is one committed entry of a stratakv source's Raft log, as the log stream sends it. */
+export interface LogEntry {
+  readonly index: number;
+  /** The entry's bytes (a KV command, a checkpoint, a membership change, or empty). */
+  readonly data: Uint8Array;
+  /** Whether it is a normal entry (a conf change is not replayed). */
+  readonly normal: boolean;
+}
+
+/** LogBatch is what a stratakv source's log tail yields: committed entries in order, or that nothing new is committed. */
+export type LogBatch =
+  | { readonly kind: 'entries'; readonly entries: readonly LogEntry[]; readonly commitIndex: number }
+  | { readonly kind: 'idle'; readonly lastIndex: number; readonly commitIndex: number };
+
+/** SourceHead is where a stratakv source stands now (a linearizable read). */
+export interface LogSourceHead {
+  readonly clusterId: string;
+  readonly revision: number;
+  /** The applied index the answer went with. */
+  readonly index: number;
+  /** The source's own mirror state: a source that is a mirror (or fenced by a switch) has one. */
+  readonly mirrorState: Uint8Array | undefined;
+}
+
+/** PinnedSourceView is a view of the source pinned on one member (see copy-state.ts's SourcePin). */
+export interface PinnedSourceView {
+  readonly endpoint: string;
+  readonly pinId: string;
+  readonly index: number;
+  readonly revision: number;
+}
+
+/**
+ * LogCopySource is a stratakv cluster copied from: a scan of a view pinned on one member (the
+ * whole state at one log index), then its Raft log from the next index, whose KV commands the
+ * target replays (mirrorReplay) to the same revisions and digest. A pinned view that is gone
+ * (expired, its member restarted) and a log compacted past the copier's index are COMPACTED:
+ * the copier scans again.
+ */
+export interface LogCopySource {
+  head(signal?: AbortSignal): Promise<LogSourceHead>;
+  /** How many keys `range` holds now (for the progress bar of a scan). */
+  count(range: KeyRange, signal?: AbortSignal): Promise<number>;
+  /** Pin the applied state of a member (the first that answers). */
+  pin(signal?: AbortSignal): Promise<PinnedSourceView>;
+  /** Up to `limit` keys of `range` in the pinned view, with every counter; COMPACTED when the pin is gone. */
+  scan(pin: PinnedSourceView, range: KeyRange, limit: number, signal?: AbortSignal): Promise<SourcePage>;
+  release(pin: PinnedSourceView): Promise<void>;
+  /** The committed entries from `fromIndex` on, following; COMPACTED when the log no longer holds `fromIndex`. */
+  follow(fromIndex: number, signal?: AbortSignal): AsyncIterable<LogBatch>;
+  /** A checkpoint through the source's Raft at which every source member pins its view (`copy verify`). */
+  checkpoint(signal?: AbortSignal): Promise<PinnedSourceView>;
   close(): void;
 }

@@ -39,9 +39,41 @@ export interface CopySourceSpec {
 /**
  * CopyPhase: `copying` scans the source at one revision (the first copy, or a re-scan after the
  * source compacted past the copier's position); `tailing` applies the source's changes from
- * `appliedRevision + 1` on.
+ * `appliedRevision + 1` on (a stratakv source: from log index `appliedIndex + 1`);
+ * `switching`: a `copy switch` owns the copy (copiers stop and do not resume); `fenced`: this
+ * cluster was the source of a switch and is read-only while the switch finishes (it becomes
+ * the reverse copy's `tailing` mirror, or writable again if the switch is undone);
+ * `completed`: `copy complete` ended the copy (the cluster stays read-only; no copier resumes).
  */
-export type CopyPhase = 'copying' | 'tailing';
+export type CopyPhase = 'copying' | 'tailing' | 'switching' | 'fenced' | 'completed';
+
+/** CopyDirection: `forward` was begun by `copy create`; `reverse` by a switch (it keeps the old source following the new primary). */
+export type CopyDirection = 'forward' | 'reverse';
+
+/** SourcePin is the pinned view of a stratakv source a scan reads (on one member: the pin lives there). */
+export interface SourcePin {
+  readonly endpoint: string;
+  readonly pinId: string;
+  /** The source's log index and revision the view holds. */
+  readonly index: number;
+  readonly revision: number;
+}
+
+/**
+ * VerifyPin: the target's applied view pinned exactly where the source's checkpoint
+ * `sourceIndex` (a `copy verify` asked for it) was replayed, so a Merkle diff compares both
+ * clusters at that one point while the copy goes on.
+ */
+export interface VerifyPin {
+  readonly sourceIndex: number;
+  readonly endpoint: string;
+  readonly pinId: string;
+  readonly revision: number;
+  readonly atMs: number;
+}
+
+/** VERIFY_PINS_MAX bounds the verify pins a state keeps (newest last). */
+export const VERIFY_PINS_MAX = 4;
 
 /** ScanPosition is where a scan of the source stands. */
 export interface ScanPosition {
@@ -59,6 +91,8 @@ export interface ScanPosition {
    */
   readonly deleteMissing: boolean;
   readonly startedAtMs: number;
+  /** A stratakv source: the pinned view read (absent for etcd, which reads at `revision`). */
+  readonly pin?: SourcePin;
 }
 
 /** CopyState is the mirror state's content (see the file comment). */
@@ -86,6 +120,29 @@ export interface CopyState {
   readonly rescans: number;
   readonly createdAtMs: number;
   readonly updatedAtMs: number;
+  /** Absent: `forward`. */
+  readonly direction?: CopyDirection;
+  /** A stratakv source: the source log index the target holds every command up to. */
+  readonly appliedIndex?: number;
+  /** A stratakv source: the highest commit index the source reported. */
+  readonly commitIndexSeen?: number;
+  /** A stratakv source: the index of the source's fence (a switch's mirrorBegin), once the copy reached it; nothing after it is replayed. */
+  readonly sourceFencedAt?: number;
+  /** A stratakv source: target views pinned at checkpoints for `copy verify` (newest last). */
+  readonly verifyPins?: readonly VerifyPin[];
+  /** The switch that made this cluster the mirror (or the source, when fenced): when and what. */
+  readonly switchInfo?: SwitchInfo;
+}
+
+/** SwitchInfo records a switch on the states it wrote. */
+export interface SwitchInfo {
+  readonly switchId: string;
+  readonly startedAtMs: number;
+  /** The state the mirror held before `switching` (base64): an undone switch puts it back. */
+  readonly previousState?: string;
+  /** The revision both clusters held when the new primary became writable. */
+  readonly revision?: number;
+  readonly switchedAtMs?: number;
 }
 
 const ENCODER = new TextEncoder();
@@ -132,19 +189,49 @@ export function decodeCopyState(bytes: Uint8Array): CopyState {
   text(range, 'key', 'range.');
   text(range, 'rangeEnd', 'range.');
   if (state['prefix'] !== null && typeof state['prefix'] !== 'string') throw bad('prefix is neither null nor a string');
-  if (state['phase'] !== 'copying' && state['phase'] !== 'tailing') throw bad(`phase is ${JSON.stringify(state['phase'])}`);
+  if (!PHASES.has(state['phase'] as string)) throw bad(`phase is ${JSON.stringify(state['phase'])}`);
   for (const field of ['appliedRevision', 'sourceRevisionSeen', 'caughtUpAtMs', 'leasedPuts', 'rescans', 'createdAtMs', 'updatedAtMs']) count(state, field);
+  for (const field of ['appliedIndex', 'commitIndexSeen', 'sourceFencedAt']) if (state[field] !== undefined) count(state, field);
+  if (state['direction'] !== undefined && state['direction'] !== 'forward' && state['direction'] !== 'reverse') throw bad(`direction is ${JSON.stringify(state['direction'])}`);
+  if (source['kind'] === 'stratakv' && state['appliedIndex'] === undefined) throw bad('has a stratakv source but no appliedIndex');
+  if (state['verifyPins'] !== undefined) {
+    if (!Array.isArray(state['verifyPins'])) throw bad('verifyPins is not a list');
+    for (const pin of state['verifyPins'] as Record<string, unknown>[]) {
+      if (pin === null || typeof pin !== 'object') throw bad('verifyPins holds a non-object');
+      for (const field of ['sourceIndex', 'revision', 'atMs']) count(pin, field, 'verifyPins[].');
+      text(pin, 'endpoint', 'verifyPins[].');
+      text(pin, 'pinId', 'verifyPins[].');
+    }
+  }
+  const switchInfo = state['switchInfo'] as Record<string, unknown> | undefined;
+  if (switchInfo !== undefined) {
+    if (switchInfo === null || typeof switchInfo !== 'object') throw bad('switchInfo is not an object');
+    text(switchInfo, 'switchId', 'switchInfo.');
+    count(switchInfo, 'startedAtMs', 'switchInfo.');
+  }
   const scan = state['scan'] as Record<string, unknown> | null;
   if (state['phase'] === 'copying') {
     if (scan === null || typeof scan !== 'object') throw bad('phase copying has no scan');
     for (const field of ['revision', 'keysCopied', 'bytesCopied', 'keysTotal', 'startedAtMs']) count(scan, field, 'scan.');
     text(scan, 'nextKey', 'scan.');
     if (typeof scan['deleteMissing'] !== 'boolean') throw bad('scan.deleteMissing is not a boolean');
+    const pin = scan['pin'] as Record<string, unknown> | undefined;
+    if (pin !== undefined) {
+      if (pin === null || typeof pin !== 'object') throw bad('scan.pin is not an object');
+      text(pin, 'endpoint', 'scan.pin.');
+      text(pin, 'pinId', 'scan.pin.');
+      count(pin, 'index', 'scan.pin.');
+      count(pin, 'revision', 'scan.pin.');
+    } else if (source['kind'] === 'stratakv') {
+      throw bad('scans a stratakv source without a pinned view');
+    }
   } else if (scan !== null) {
-    throw bad('phase tailing has a scan');
+    throw bad(`phase ${String(state['phase'])} has a scan`);
   }
   return value as CopyState;
 }
+
+const PHASES: ReadonlySet<string> = new Set<CopyPhase>(['copying', 'tailing', 'switching', 'fenced', 'completed']);
 
 /** sameBytes compares two mirror states byte for byte (undefined: none). */
 export function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {

@@ -3,7 +3,12 @@
 // and while scanning the keys copied of the total, the rate and an ETA.
 
 import { ErrorCode, StrataError } from '../../util/errors.ts';
-import type { CopySource, CopyTarget } from './copy-ends.ts';
+import type { CopyTarget } from './copy-ends.ts';
+
+/** StatusSource is what status asks of the source: where it stands (an etcd source has no log index). */
+export interface StatusSource {
+  head(signal?: AbortSignal): Promise<{ readonly revision: number; readonly index?: number }>;
+}
 import { decodeCopyState, type CopyState } from './copy-state.ts';
 
 /** CopyStatus is copyStatus's answer. */
@@ -16,6 +21,9 @@ export interface CopyStatus {
   readonly sourceError: string | undefined;
   /** Source revisions not yet applied (undefined while scanning or without the source). */
   readonly lagRevisions: number | undefined;
+  /** A stratakv source: its log index now, and the entries not yet replayed. */
+  readonly sourceIndex: number | undefined;
+  readonly lagEntries: number | undefined;
   /**
    * Seconds since the target last held everything the source had (0 when caught up now;
    * undefined before the first catch-up).
@@ -28,22 +36,28 @@ export interface CopyStatus {
 }
 
 /** copyStatus reads the copy's state; the source is asked too when given (a failure there is reported, not thrown). */
-export async function copyStatus(target: CopyTarget, source: CopySource | undefined, options: { readonly signal?: AbortSignal; readonly now?: () => number } = {}): Promise<CopyStatus> {
+export async function copyStatus(target: CopyTarget, source: StatusSource | undefined, options: { readonly signal?: AbortSignal; readonly now?: () => number } = {}): Promise<CopyStatus> {
   const now = options.now ?? Date.now;
   const view = await target.read(options.signal);
   if (view.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the target is not a mirror: no copy is in progress (or it was switched or cancelled)');
   const state = decodeCopyState(view.state);
   let sourceRevision: number | undefined;
+  let sourceIndex: number | undefined;
   let sourceError: string | undefined;
   if (source !== undefined) {
     try {
-      sourceRevision = (await source.head(options.signal)).revision;
+      const head = await source.head(options.signal);
+      sourceRevision = head.revision;
+      sourceIndex = head.index;
     } catch (error) {
       sourceError = (error as Error).message;
     }
   }
   const nowMs = now();
-  const lagRevisions = state.phase === 'tailing' && sourceRevision !== undefined ? Math.max(0, sourceRevision - state.appliedRevision) : undefined;
+  // A replayed copy's revision is the target's own (it is the source's by construction).
+  const appliedRevision = state.appliedIndex === undefined ? state.appliedRevision : view.revision;
+  const lagRevisions = state.phase === 'tailing' && sourceRevision !== undefined ? Math.max(0, sourceRevision - appliedRevision) : undefined;
+  const lagEntries = state.phase === 'tailing' && state.appliedIndex !== undefined && sourceIndex !== undefined ? Math.max(0, sourceIndex - state.appliedIndex) : undefined;
   const lagSeconds = lagRevisions === 0 ? 0 : state.caughtUpAtMs === 0 ? undefined : Math.max(0, (nowMs - state.caughtUpAtMs) / 1000);
   let scan: CopyStatus['scan'];
   if (state.scan !== null) {
@@ -64,6 +78,8 @@ export async function copyStatus(target: CopyTarget, source: CopySource | undefi
     sourceRevision,
     sourceError,
     lagRevisions,
+    sourceIndex,
+    lagEntries,
     lagSeconds,
     scan,
     idleSeconds: Math.max(0, (nowMs - state.updatedAtMs) / 1000),

@@ -6,7 +6,8 @@
 import { EntryType } from '../../../src/raft/types.ts';
 import { encodeKvCommand, openMemoryKvStateMachine } from '../../../src/storage/index.ts';
 import type { KvStateMachine, MirrorRequest, MirrorResponse } from '../../../src/storage/index.ts';
-import type { CopyTarget, KeyRange, SourcePage, TargetView } from '../../../src/migrate/copy/index.ts';
+import type { CopyTarget, KeyRange, PinnedSourceView, SourcePage, TargetView } from '../../../src/migrate/copy/index.ts';
+import type { DigestView } from '../../../src/storage/index.ts';
 import { ErrorCode, StrataError } from '../../../src/util/errors.ts';
 
 /** TargetFault is what happens to the next mirror request: lost before applying, or applied with its answer lost. */
@@ -58,7 +59,25 @@ export class StateMachineTarget implements CopyTarget {
     return (await this.kv.range({ type: 'range', key: range.key, rangeEnd: range.rangeEnd, countOnly: true })).count;
   }
 
-  close(): void {}
+  /** Views pinned by pin(), by pin id (a test may read them as a diff would). */
+  readonly pins = new Map<string, DigestView>();
+
+  async pin(): Promise<PinnedSourceView> {
+    const view = this.kv.openDigestView();
+    const pinId = `a${this.pins.size + 1}`;
+    this.pins.set(pinId, view);
+    return { endpoint: 'state-machine', pinId, index: view.appliedIndex, revision: view.revision };
+  }
+
+  async release(pin: PinnedSourceView): Promise<void> {
+    await this.pins.get(pin.pinId)?.close();
+    this.pins.delete(pin.pinId);
+  }
+
+  close(): void {
+    for (const view of this.pins.values()) void view.close();
+    this.pins.clear();
+  }
 
   async #apply(request: Parameters<typeof encodeKvCommand>[0]['request']): Promise<unknown> {
     const id = this.#nextId++;

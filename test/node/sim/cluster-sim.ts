@@ -1000,6 +1000,7 @@ function describeResponse(response: KvResponse): string {
     case 'mirrorBegin':
     case 'mirrorApply':
     case 'mirrorEnd':
+    case 'mirrorReplay':
       return `ok ${response.type} rev ${response.revision}`;
   }
 }
