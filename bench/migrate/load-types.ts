@@ -11,6 +11,11 @@ export interface LoadStart {
   readonly autoSyncIntervalMs: number;
   /** timeoutMs: each put's deadline, retries included. */
   readonly timeoutMs: number;
+  /**
+   * failOverOnMirror: EtcdClient's option — given both clusters of a copy, a read-only mirror's
+   * refusal moves a put on to the other cluster, so the writers follow `copy switch` (default off).
+   */
+  readonly failOverOnMirror?: boolean;
   /** keyPrefix: client c writes `${keyPrefix}/c${c}/${seq}`, one fresh key per put. */
   readonly keyPrefix: string;
   /** durationMsMax and opsMax bound the load if no stop comes. */

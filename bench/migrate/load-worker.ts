@@ -24,6 +24,8 @@ const REFUSED: ReadonlySet<string> = new Set<string>([
   ErrorCode.PROPOSAL_DROPPED,
   ErrorCode.NO_SPACE,
   ErrorCode.MEMBER_REMOVED,
+  // A read-only mirror's refusal (a copy's target, or a source a switch fenced).
+  ErrorCode.MIRROR_READ_ONLY,
   ErrorCode.NOT_SUPPORTED_FOR_LEARNER,
   ErrorCode.CORRUPT_ALARM,
   ErrorCode.INVALID_ARGUMENT,
@@ -78,7 +80,10 @@ let running = false;
 async function runLoad(job: LoadStart): Promise<void> {
   if (!(job.clients >= 1 && job.clients <= CLIENTS_MAX)) throw new Error(`bad client count ${job.clients}`);
   if (job.endpoints.length === 0) throw new Error('no endpoints');
-  const clients = Array.from({ length: job.clients }, () => new EtcdClient({ endpoints: job.endpoints, timeoutMs: job.timeoutMs, autoSyncIntervalMs: job.autoSyncIntervalMs }));
+  const clients = Array.from(
+    { length: job.clients },
+    () => new EtcdClient({ endpoints: job.endpoints, timeoutMs: job.timeoutMs, autoSyncIntervalMs: job.autoSyncIntervalMs, failOverOnMirror: job.failOverOnMirror === true }),
+  );
   const value = Buffer.alloc(job.valueBytes, 0x6d);
   const rows = new Rows();
   const errors: Record<string, number> = {};

@@ -4,7 +4,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 import { stopChild, trackChild } from '../cluster/processes.ts';
-import type { LoadMessage, LoadReport, LoadStart } from './load-types.ts';
+import { OUTCOME_OK, type LoadMessage, type LoadReport, type LoadStart } from './load-types.ts';
 
 const READY_TIMEOUT_MS = 30_000;
 /** REPORT_TIMEOUT_MS bounds the wait for the report after "stop": the longest put (its deadline) and the transfer. */
@@ -73,4 +73,50 @@ export async function startLoad(job: Omit<LoadStart, 'type'>): Promise<RunningLo
       }
     },
   };
+}
+
+/** WindowFigures are what the load did in a window of epoch milliseconds. */
+export interface WindowFigures {
+  /** acknowledgedPerSecond: puts acknowledged in the window ÷ its length. */
+  readonly acknowledgedPerSecond: number;
+  /**
+   * longestGapMs: the longest time between two successive acknowledgements (of any client)
+   * where the gap overlaps the window — the pause the writers saw. NaN with fewer than two.
+   */
+  readonly longestGapMs: number;
+  /** longestGapFromMs: when that gap began (epoch ms). */
+  readonly longestGapFromMs: number;
+  /** notAcknowledged: puts failed or timed out (ambiguous) that overlap the window. */
+  readonly notAcknowledged: number;
+}
+
+/** windowFigures reads `report` between `fromMs` and `toMs` (epoch ms, fromMs <= toMs). */
+export function windowFigures(report: LoadReport, fromMs: number, toMs: number): WindowFigures {
+  if (!(fromMs <= toMs)) throw new Error(`windowFigures: the window ${fromMs}..${toMs} is reversed`);
+  const acknowledgedEnds: number[] = [];
+  let notAcknowledged = 0;
+  for (let row = 0; row < report.outcomes.length; row += 1) {
+    const startMs = report.startsMs[row] ?? 0;
+    const endMs = report.endsMs[row] ?? 0;
+    if (report.outcomes[row] === OUTCOME_OK) acknowledgedEnds.push(endMs);
+    else if (endMs >= fromMs && startMs <= toMs) notAcknowledged += 1;
+  }
+  const ends = Float64Array.from(acknowledgedEnds).sort();
+  let inWindow = 0;
+  let longestGapMs = Number.NaN;
+  let longestGapFromMs = Number.NaN;
+  for (let index = 0; index < ends.length; index += 1) {
+    const endMs = ends[index] ?? 0;
+    if (endMs >= fromMs && endMs <= toMs) inWindow += 1;
+    const nextMs = ends[index + 1];
+    // A gap [endMs, nextMs] overlaps the window when it begins before its end and ends after its start.
+    if (nextMs !== undefined && endMs <= toMs && nextMs >= fromMs) {
+      const gapMs = nextMs - endMs;
+      if (!(gapMs <= longestGapMs)) {
+        longestGapMs = gapMs;
+        longestGapFromMs = endMs;
+      }
+    }
+  }
+  return { acknowledgedPerSecond: inWindow / Math.max(0.001, (toMs - fromMs) / 1000), longestGapMs, longestGapFromMs, notAcknowledged };
 }

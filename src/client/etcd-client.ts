@@ -91,6 +91,9 @@ export interface ClientLogger {
   warn(message: string, fields?: Readonly<Record<string, unknown>>): void;
 }
 
+/** MIRROR_REFUSALS_MAX bounds the mirror refusals one call passes over (failOverOnMirror); the deadline ends it first. */
+export const MIRROR_REFUSALS_MAX = 10_000;
+
 /** EtcdClientOptions configures an EtcdClient. */
 export interface EtcdClientOptions {
   /** Where the cluster answers: `host:port` or `http://host:port` (TLS is not supported yet). */
@@ -800,8 +803,12 @@ export class EtcdClient {
     let lastError: StrataError | undefined;
     // Consecutive UNAVAILABLE answers: as many as there are endpoints means none is usable.
     let unavailableInRow = 0;
+    // Mirror refusals (failOverOnMirror): they do not use up attemptsMax (a switch's pause is
+    // waited out until the deadline), and the client backs off once per round of endpoints,
+    // not before each one, so it finds the cluster that takes writes as soon as it does.
+    let mirrorRefusals = 0;
     try {
-      for (let attempt = 1; attempt <= attemptsMax; attempt++) {
+      for (let attempt = 1; attempt <= attemptsMax + mirrorRefusals; attempt++) {
         if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
         const endpoint = fixedEndpoint ?? this.#picker.current();
         if (isAborted(context)) {
@@ -826,8 +833,9 @@ export class EtcdClient {
             throw timeoutError(methodName, endpoint, lastError ?? withEndpoint(fromGrpcStatus(error.code, error.details), endpoint));
           }
           const failure = withEndpoint(fromGrpcStatus(error.code, error.details), endpoint);
-          const mirrorRefused = this.#failOverOnMirror && isMirrorRefusal(error.code, error.details);
-          if ((!isRetryable(kind, error.code, error.details) && !mirrorRefused) || attempt === attemptsMax) throw failure;
+          const mirrorRefused = this.#failOverOnMirror && isMirrorRefusal(error.code, error.details) && mirrorRefusals < MIRROR_REFUSALS_MAX;
+          if (mirrorRefused) mirrorRefusals += 1;
+          if ((!isRetryable(kind, error.code, error.details) && !mirrorRefused) || attempt === attemptsMax + mirrorRefusals) throw failure;
           lastError = failure;
           if (fixedEndpoint === undefined) this.#picker.reportFailure(endpoint);
           this.#logger?.debug(`${methodName} failed; retrying`, { endpoint, attempt, code: failure.code, details: error.details });
@@ -844,7 +852,11 @@ export class EtcdClient {
           // each time, so a cluster that is briefly without a leader is not hammered. (After a
           // sync the count is the new list's.)
           const endpointCount = fixedEndpoint === undefined ? this.#picker.endpoints.length : 1;
-          if (attempt >= endpointCount) await pause(backoffMs(attempt - endpointCount + 1), context);
+          if (mirrorRefused) {
+            if (mirrorRefusals % endpointCount === 0) await pause(backoffMs(mirrorRefusals / endpointCount), context);
+          } else if (attempt >= endpointCount) {
+            await pause(backoffMs(attempt - endpointCount + 1), context);
+          }
         }
       }
     } finally {

@@ -95,6 +95,19 @@ export function decodeKvCommand(data: Uint8Array): KvCommand {
   return { id, request };
 }
 
+/**
+ * kvCommandType reads only the request type of an encoded KV command (its kind byte, after the
+ * format byte and the u64 id), without decoding the rest: a copier classifies every entry of a
+ * source's log this way. CORRUPTION for a format or kind it does not know.
+ */
+export function kvCommandType(data: Uint8Array): KvRequest['type'] {
+  if (data[0] !== FORMAT || data.byteLength < 10) throw malformed(`not a KV command (format ${String(data[0])}, ${data.byteLength} bytes)`);
+  const kind = data[9];
+  const type = (Object.keys(KIND) as KvRequest['type'][]).find((name) => KIND[name] === kind);
+  if (type === undefined) throw malformed(`unknown request kind ${String(kind)}`);
+  return type;
+}
+
 function writeRequest(writer: GrowingWriter, request: KvRequest): void {
   switch (request.type) {
     case 'put':

@@ -215,6 +215,9 @@ export const DIGEST_VIEWS_MAX = 8;
 /** DIGEST_VIEW_RANGE_LIMIT_MAX bounds the keys one DigestView.range answers. */
 export const DIGEST_VIEW_RANGE_LIMIT_MAX = 10_000;
 
+/** SCAN_READ_BATCH_KEYS_MIN and _MAX bound the pairs one LevelDB read of a scan fetches (nextv), doubling from the first. */
+export const SCAN_READ_BATCH_KEYS_MIN = 16;
+export const SCAN_READ_BATCH_KEYS_MAX = 1_024;
 /** SNAPSHOT_READ_BATCH_KEYS is how many keys one LevelDB read of a snapshot view fetches (nextv). */
 export const SNAPSHOT_READ_BATCH_KEYS = 1_024;
 /** RESTORE_BATCH_BYTES_MAX bounds one LevelDB batch written by restore(). */
@@ -1199,8 +1202,15 @@ class ReadView {
       await scanMerged(
         pending,
         async (visitBelow) => {
-          for await (const [key, value] of iterator) {
-            if (!visitBelow(userKeyOf(key), wantsValue() ? decodeStoredValue(value) : COUNTED_ONLY)) break;
+          // Batches (nextv) rather than one awaited step per pair: a Range that counts 100,000
+          // keys past its limit took 0.7 s in per-pair steps. They start small, so a short read
+          // does not fetch far past what it needs, and double up to SCAN_READ_BATCH_KEYS_MAX.
+          for (let batchKeys = SCAN_READ_BATCH_KEYS_MIN; ; batchKeys = Math.min(SCAN_READ_BATCH_KEYS_MAX, batchKeys * 2)) {
+            const entries = (await iterator.nextv(batchKeys)) as [Uint8Array, Uint8Array][];
+            if (entries.length === 0) return;
+            for (const [key, value] of entries) {
+              if (!visitBelow(userKeyOf(key), wantsValue() ? decodeStoredValue(value) : COUNTED_ONLY)) return;
+            }
           }
         },
         visit,

@@ -14,25 +14,15 @@ import { after, before, describe, test } from 'node:test';
 import { AdminCalls, EtcdClient, LogStreamClient, MirrorClient } from '../../src/client/index.ts';
 import type { MirrorScanPage, PinnedMirrorView } from '../../src/client/index.ts';
 import { EntryType } from '../../src/raft/index.ts';
-import type { EtcdServer } from '../../src/server/index.ts';
-import { raftNodeDigestPins, raftNodeLogSource, startEtcdServer } from '../../src/server/index.ts';
 import type { KeyValue, MirrorPut } from '../../src/storage/index.ts';
 import { decodeKvCommand, digestRootsEqual, encodeKvCommand, encodePackedCommands, isKvCommand } from '../../src/storage/index.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
-import type { SingleMember } from './single-member.ts';
 import { strataRefusal } from './refusals.ts';
-import { freeClientUrl, startSingleMember } from './single-member.ts';
+import { serveMember, type Served } from './served-member.ts';
 
 const b = (text: string): Uint8Array => new Uint8Array(Buffer.from(text));
 const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString();
 const EVERY = { key: b('\0'), rangeEnd: b('\0') };
-
-interface Served {
-  readonly member: SingleMember;
-  readonly server: EtcdServer;
-  /** host:port */
-  readonly endpoint: string;
-}
 
 let source: Served;
 let target: Served;
@@ -40,22 +30,9 @@ let mirror: MirrorClient;
 let sourceKv: EtcdClient;
 let targetKv: EtcdClient;
 
-async function serve(name: string): Promise<Served> {
-  const clientUrl = await freeClientUrl();
-  const member = await startSingleMember({ name, clientUrls: [clientUrl] });
-  const server = await startEtcdServer({
-    backend: member.backend,
-    listenUrls: [clientUrl],
-    maxRequestBytes: 1.5 * 1024 * 1024,
-    logSource: raftNodeLogSource(member.node),
-    digestPins: raftNodeDigestPins(member.node),
-  });
-  return { member, server, endpoint: (server.urls[0] ?? '').slice('http://'.length) };
-}
-
 before(async () => {
-  source = await serve('source');
-  target = await serve('target');
+  source = await serveMember('source');
+  target = await serveMember('target');
   // The target's mirror calls go through the endpoint list; the source's pin calls name their member.
   mirror = new MirrorClient({ endpoints: [target.endpoint], timeoutMs: 5_000 });
   sourceKv = new EtcdClient({ endpoints: [source.endpoint], timeoutMs: 5_000 });

@@ -2,7 +2,7 @@
 // and validation before encoding refuses oversized requests.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeKvCommand, encodeKvCommand } from '../../src/storage/kv-command-codec.ts';
+import { decodeKvCommand, encodeKvCommand, kvCommandType } from '../../src/storage/kv-command-codec.ts';
 import type { KvCommand } from '../../src/storage/kv-types.ts';
 import { encodeValidKvCommand } from '../../src/storage/kv-validation.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
@@ -35,6 +35,19 @@ const COMMANDS: KvCommand[] = [
 
 test('every request shape round-trips through the entry encoding', () => {
   for (const command of COMMANDS) assert.deepEqual(decodeKvCommand(encodeKvCommand(command)), command);
+});
+
+test('kvCommandType reads the request type alone, for every shape, and refuses what is no KV command', () => {
+  const mirror: KvCommand[] = [
+    { id: 7, request: { type: 'mirrorBegin', state: b('s'), requireEmpty: true } },
+    { id: 8, request: { type: 'mirrorEnd', expectState: b('s') } },
+    { id: 9, request: { type: 'mirrorReplay', expectState: b('s'), state: b('t'), commands: [encodeKvCommand(COMMANDS[0] as KvCommand)] } },
+  ];
+  for (const command of [...COMMANDS, ...mirror]) assert.equal(kvCommandType(encodeKvCommand(command)), command.request.type);
+  const data = encodeKvCommand(COMMANDS[0] as KvCommand);
+  for (const bad of [data.subarray(0, 9), Uint8Array.of(9, ...data.subarray(1)), Uint8Array.of(...data.subarray(0, 9), 99, ...data.subarray(10))]) {
+    assert.throws(() => kvCommandType(bad), (error: unknown) => isStrataError(error, ErrorCode.CORRUPTION));
+  }
 });
 
 test('malformed entry data is CORRUPTION', () => {

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 
 import { prefixEnd } from '../../client/index.ts';
 import { decodeCheckpoint, isCheckpointEntry } from '../../node/index.ts';
-import { decodeKvCommand, isKvCommand, type MirrorPut, type MirrorRequest } from '../../storage/index.ts';
+import { isKvCommand, kvCommandType, type MirrorPut, type MirrorRequest } from '../../storage/index.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
 import type { CopySource, CopyTarget, KeyRange, LogBatch, LogCopySource, LogEntry, PinnedSourceView, SourceEvent, SourcePage, SourceTail, SourceTailBatch } from './copy-ends.ts';
@@ -892,7 +892,7 @@ function classify(entry: LogEntry): 'command' | 'verify-checkpoint' | 'fence' | 
   if (!entry.normal || entry.data.byteLength === 0) return 'skip';
   if (isCheckpointEntry(entry.data)) return decodeCheckpoint(entry.data).pin ? 'verify-checkpoint' : 'skip';
   if (!isKvCommand(entry.data)) return 'skip';
-  const type = decodeKvCommand(entry.data).request.type;
+  const type = kvCommandType(entry.data);
   // The source's mirrorBegin is a switch's fence: the source refuses client writes from there
   // on, and those refused commands must not be replayed (here they would apply).
   if (type === 'mirrorBegin') return 'fence';
