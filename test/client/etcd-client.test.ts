@@ -7,23 +7,9 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
 import { isStrataError, type ErrorCode } from '../../src/util/errors.ts';
-import { etcdSkipReason, freePorts, READY_ATTEMPTS_MAX, startEtcdCluster, type EtcdCluster } from './etcd-process.ts';
+import { ETCDCTL_TIMEOUT_MS, etcdctlMissing, etcdSkipReason, freePorts, READY_ATTEMPTS_MAX, startEtcdCluster, type EtcdCluster } from './etcd-process.ts';
 
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8');
-
-const ETCDCTL_TIMEOUT_MS = 20_000;
-
-// etcdctlMissing says why etcdctl cannot run here, or undefined; in CI it must run.
-function etcdctlMissing(): string | undefined {
-  try {
-    execFileSync('etcdctl', ['version'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: ETCDCTL_TIMEOUT_MS, stdio: 'pipe' });
-    return undefined;
-  } catch (error) {
-    const message = `etcdctl is not installed or does not run (${(error as Error).message})`;
-    if (process.env['CI'] === 'true') throw new Error(message, { cause: error });
-    return message;
-  }
-}
 
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<Record<string, unknown>> {
   try {

@@ -3,7 +3,7 @@
 // process by its PID. Tests that need etcd call `etcdOrSkip` first: without /usr/bin/etcd
 // they skip with a message, except in CI, where a missing etcd is a failure.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,21 @@ const STDERR_TAIL_BYTES_MAX = 8192;
  * missing here, or false. In CI (CI=true) it is always false, so a missing etcd fails the
  * suite (startEtcdCluster throws) instead of passing it silently.
  */
+/** ETCDCTL_TIMEOUT_MS bounds one etcdctl run of the tests. */
+export const ETCDCTL_TIMEOUT_MS = 20_000;
+
+/** etcdctlMissing says why etcdctl cannot run here, or undefined; in CI it must run. */
+export function etcdctlMissing(): string | undefined {
+  try {
+    execFileSync('etcdctl', ['version'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: ETCDCTL_TIMEOUT_MS, stdio: 'pipe' });
+    return undefined;
+  } catch (error) {
+    const message = `etcdctl is not installed or does not run (${(error as Error).message})`;
+    if (process.env['CI'] === 'true') throw new Error(message, { cause: error });
+    return message;
+  }
+}
+
 export function etcdSkipReason(): string | false {
   if (existsSync(ETCD_BINARY) || process.env['CI'] === 'true') return false;
   return `${ETCD_BINARY} is not installed; skipping the tests against real etcd`;

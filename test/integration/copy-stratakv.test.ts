@@ -17,7 +17,9 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
-import { EtcdClient } from '../../src/client/index.ts';
+import { EtcdClient, MirrorClient } from '../../src/client/index.ts';
+import { decodeCopyState, stratakvSource } from '../../src/migrate/copy/index.ts';
+import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { checkLinearizability, formatVerdict } from '../linearizability/index.ts';
 import { copyCli as runCopyCli, COPY_CLI, seeded } from './copy-cli.ts';
 import { etcdctl, etcdctlSkipReason, TestCluster } from './cluster-process.ts';
@@ -74,6 +76,38 @@ async function caughtUp(to: string): Promise<Record<string, unknown>> {
     await sleep(500);
   }
   assert.fail(`the copy into ${to} did not catch up: ${JSON.stringify(last)}`);
+}
+
+/**
+ * waitForCompaction waits (bounded) until the source's log, read from the member the copier
+ * reads first, no longer holds the index after the mirror's position (the scan's pinned index
+ * while it scans): the copier, resumed, must scan again. Answers that index.
+ */
+async function waitForCompaction(sourceEndpoints: readonly string[], mirrorEndpoints: string): Promise<number> {
+  const mirror = new MirrorClient({ endpoints: mirrorEndpoints.split(','), timeoutMs: 10_000 });
+  const log = stratakvSource(sourceEndpoints);
+  try {
+    const view = await mirror.read();
+    assert.ok(view.state !== undefined, 'the mirror holds a copy state');
+    const state = decodeCopyState(view.state);
+    const next = (state.scan?.pin?.index ?? state.appliedIndex ?? 0) + 1;
+    for (let poll = 0; poll < 240; poll += 1) {
+      const stream = new AbortController();
+      try {
+        for await (const _batch of log.follow(next, stream.signal)) break;
+      } catch (error) {
+        if (isStrataError(error, ErrorCode.COMPACTED)) return next;
+        throw error;
+      } finally {
+        stream.abort();
+      }
+      await sleep(250);
+    }
+    assert.fail(`the source's log still held index ${next} after a minute of writes`);
+  } finally {
+    mirror.close();
+    log.close();
+  }
 }
 
 describe('migrate copy between two 3-member stratakv clusters: kill -9, verify, switch, reverse', { skip }, () => {
@@ -135,9 +169,9 @@ describe('migrate copy between two 3-member stratakv clusters: kill -9, verify, 
         await copier.exited;
         kills.push(`after ${waitMs} ms: ${copier.stderr().split('\n').filter((line) => line.trim() !== '').pop() ?? 'no output'}`);
         if (kill === DOWN_DURING_COMPACTION) {
-          // Down while the source writes on: its log is compacted past the copier's position.
-          const okBefore = workload.okCount();
-          for (let poll = 0; poll < 200 && workload.okCount() < okBefore + 1_500; poll += 1) await sleep(50);
+          // Down while the source writes on, until its log is compacted past the copier's position.
+          const compacted = await waitForCompaction(source.endpoints(), to);
+          kills.push(`down until the source's log no longer held index ${compacted}`);
         }
       }
       const forward = startCopier(`stratakv://${from}`, to);

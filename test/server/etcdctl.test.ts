@@ -4,26 +4,14 @@
 // Without etcdctl the test skips, except in CI where it fails.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 
 import type { EtcdServer, RaftNodeBackend } from '../../src/server/index.ts';
 import { startEtcdServer } from '../../src/server/index.ts';
+import { ETCDCTL_TIMEOUT_MS, etcdctlMissing } from '../client/etcd-process.ts';
 import type { SingleMember } from './single-member.ts';
 import { freeClientUrl, startSingleMember } from './single-member.ts';
-
-const ETCDCTL_TIMEOUT_MS = 20_000;
-
-function etcdctlMissing(): string | undefined {
-  try {
-    execFileSync('etcdctl', ['version'], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: ETCDCTL_TIMEOUT_MS, stdio: 'pipe' });
-    return undefined;
-  } catch (error) {
-    const message = `etcdctl is not installed or does not run (${(error as Error).message})`;
-    if (process.env['CI'] === 'true') throw new Error(message, { cause: error });
-    return message;
-  }
-}
 
 const missing = etcdctlMissing();
 let member: SingleMember;

@@ -15,12 +15,13 @@ import { MemoryLevel } from 'memory-level';
 import type { Entry } from '../../src/raft/types.ts';
 import { encodeKvCommand } from '../../src/storage/kv-command-codec.ts';
 import { MIRROR_KEY, META_KEY, decodeMetaState } from '../../src/storage/kv-keys.ts';
-import type { ApplyResult, KvLevel, KvSnapshotRecord } from '../../src/storage/kv-state-machine.ts';
+import type { ApplyResult, KvLevel } from '../../src/storage/kv-state-machine.ts';
 import { INITIAL_REVISION, KvStateMachine } from '../../src/storage/kv-state-machine.ts';
 import type { KvRequest, KvResponse, MirrorPut, MirrorResponse, PutRequest } from '../../src/storage/kv-types.ts';
 import { digestRootsEqual } from '../../src/storage/state-digest.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import type { StrataError } from '../../src/util/errors.ts';
+import { restoreView } from './restore-view.ts';
 
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
 const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : new TextDecoder().decode(value));
@@ -290,22 +291,8 @@ for (const backend of ['memory-level', 'LevelDB'] as const) {
       // What happens after the capture is not in the view.
       await feeder.run(end('s1'));
       assert.equal(text(view.mirror), 's1');
-      const records: KvSnapshotRecord[] = [];
-      for await (const batch of view.records()) records.push(...batch);
       const restoredDb = newLevel(backend);
-      const restored = new Feeder(
-        await KvStateMachine.restore(restoredDb, {
-          appliedIndex: view.appliedIndex,
-          appliedTerm: view.appliedTerm,
-          revision: view.revision,
-          records: (async function* () {
-            yield records;
-          })(),
-          keyCount: records.length,
-          digest: view.digest,
-          mirror: view.mirror,
-        }),
-      );
+      const restored = new Feeder(await restoreView(view, restoredDb));
       assert.equal(text(restored.machine.mirrorState()), 's1');
       assert.ok(digestRootsEqual(restored.machine.stateDigest().digest, view.digest));
       // The restored member goes on with the log after the snapshot's index, as its source did.
@@ -339,19 +326,7 @@ for (const backend of ['memory-level', 'LevelDB'] as const) {
       );
       assert.deepEqual([await holds('max', 'equal', LEASE_MAX), await holds('max', 'greater', -(2n ** 63n)), await holds('absent', 'equal', 0n), await holds('none', 'less', 1n)], [true, true, true, true]);
       const view = feeder.machine.openSnapshotView();
-      const records: KvSnapshotRecord[] = [];
-      for await (const batch of view.records()) records.push(...batch);
-      const restored = await KvStateMachine.restore(newLevel(backend), {
-        appliedIndex: view.appliedIndex,
-        appliedTerm: view.appliedTerm,
-        revision: view.revision,
-        records: (async function* () {
-          yield records;
-        })(),
-        keyCount: records.length,
-        digest: view.digest,
-        mirror: view.mirror,
-      });
+      const restored = await restoreView(view, newLevel(backend));
       assert.deepEqual(await leases(restored), [ETCD_LEASE, LEASE_MAX, 0n]);
       assert.ok(digestRootsEqual(restored.stateDigest().digest, feeder.machine.stateDigest().digest));
       await restored.close();

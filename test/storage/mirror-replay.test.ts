@@ -16,7 +16,7 @@ import { after, describe, test } from 'node:test';
 import { ClassicLevel } from 'classic-level';
 import type { Entry } from '../../src/raft/types.ts';
 import { CHECKPOINT_FORMAT, NODE_COMMAND_FORMAT, decodeKvCommand, encodeKvCommand } from '../../src/storage/kv-command-codec.ts';
-import type { ApplyResult, DigestView, KvLevel, KvSnapshotRecord, KvStateMachineOptions } from '../../src/storage/kv-state-machine.ts';
+import type { ApplyResult, DigestView, KvLevel, KvStateMachineOptions } from '../../src/storage/kv-state-machine.ts';
 import { DIGEST_VIEW_RANGE_LIMIT_MAX, INITIAL_REVISION, KvStateMachine } from '../../src/storage/kv-state-machine.ts';
 import type { Compare, KeyValue, KvRequest, KvResponse, MirrorPut, MirrorResponse, TxnOperation } from '../../src/storage/kv-types.ts';
 import { DEFAULT_KV_LIMITS, MIRROR_REPLAY_COMMANDS_MAX } from '../../src/storage/kv-types.ts';
@@ -25,6 +25,7 @@ import { digestRootsEqual } from '../../src/storage/state-digest.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import type { StrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
+import { restoreView } from './restore-view.ts';
 
 const bytes = (value: string): Uint8Array => new Uint8Array(Buffer.from(value, 'latin1'));
 const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : Buffer.from(value).toString('latin1'));
@@ -465,19 +466,7 @@ describe('mirrorReplay refuses and keeps', () => {
     const replayed = await observed(target.machine);
     assert.equal(replayed.revision, 5);
     const view = target.machine.openSnapshotView();
-    const records: KvSnapshotRecord[] = [];
-    for await (const batch of view.records()) records.push(...batch);
-    const restored = await KvStateMachine.restore(openLevel(newPath()), {
-      appliedIndex: view.appliedIndex,
-      appliedTerm: view.appliedTerm,
-      revision: view.revision,
-      records: (async function* () {
-        yield records;
-      })(),
-      keyCount: records.length,
-      digest: view.digest,
-      mirror: view.mirror,
-    });
+    const restored = await restoreView(view, openLevel(newPath()));
     assert.deepEqual(await observed(restored), replayed);
     await restored.close();
     await target.machine.close();

@@ -17,7 +17,7 @@ import { decodeCheckpoint, isCheckpointEntry } from '../../node/index.ts';
 import { isKvCommand, kvCommandType, type MirrorPut, type MirrorRequest } from '../../storage/index.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import type { CopySource, CopyTarget, KeyRange, LogBatch, LogCopySource, LogEntry, PinnedSourceView, SourceEvent, SourcePage, SourceTail, SourceTailBatch } from './copy-ends.ts';
+import type { CopySource, CopyTarget, KeyRange, LogBatch, LogCopySource, LogEntry, PinnedSourceView, SourceEvent, SourcePage, SourceTail } from './copy-ends.ts';
 import {
   COPY_ENDPOINTS_MAX,
   COPY_STATE_FORMAT,
@@ -477,46 +477,18 @@ class Copier {
    * instead of one request per watch response, which fell behind (lag of seconds, bench).
    */
   async #follow(tail: SourceTail): Promise<boolean> {
-    const queue: SourceTailBatch[] = [];
-    let ended: { readonly error: unknown } | undefined;
-    let wakeApplier: (() => void) | undefined;
-    let wakePump: (() => void) | undefined;
-    const pump = (async (): Promise<void> => {
-      try {
-        for await (const batch of tail) {
-          queue.push(batch);
-          wakeApplier?.();
-          // Back-pressure: a full queue stops reading (the stream then stops reading gRPC).
-          while (queue.length >= TAIL_QUEUE_BATCHES_MAX && ended === undefined) await new Promise<void>((resolve) => (wakePump = resolve));
-        }
-        ended = { error: new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s change stream ended') };
-      } catch (error) {
-        ended = { error };
-      }
-      wakeApplier?.();
-    })();
+    const pump = new ReadAhead(tail, TAIL_QUEUE_BATCHES_MAX);
     try {
       for (;;) {
         if (this.#options.signal.aborted) return false;
-        const batch = queue.shift();
-        wakePump?.();
-        if (batch === undefined) {
-          if (ended !== undefined) throw ended.error;
-          await new Promise<void>((resolve) => (wakeApplier = resolve));
-          wakeApplier = undefined;
-          continue;
-        }
+        const batch = await pump.next();
         if (batch.kind === 'progress') {
           if (await this.#progress(batch.revision)) return true;
           continue;
         }
         // This batch and every events batch queued behind it, in one go.
         const events = [...batch.events];
-        while (queue[0]?.kind === 'events') {
-          const next = queue.shift();
-          if (next?.kind === 'events') events.push(...next.events);
-        }
-        wakePump?.();
+        for (const next of pump.takeWhile((queued) => queued.kind === 'events')) if (next.kind === 'events') events.push(...next.events);
         this.#lastEventAtMs = performance.now();
         // Events a proven progress mark already covered are in the target: skip them.
         const applied = this.#current().appliedRevision;
@@ -525,9 +497,7 @@ class Copier {
       }
     } finally {
       tail.close();
-      ended ??= { error: new StrataError(ErrorCode.CANCELED, 'the tail was closed') };
-      wakePump?.();
-      await pump;
+      pump.close();
     }
   }
 
@@ -927,7 +897,7 @@ class ReadAhead<T> {
         if (this.#closed) break;
         const step = await this.#iterator.next();
         if (step.done === true) {
-          this.#ended = { error: new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s stream ended') };
+          this.#ended = { error: new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s change stream ended') };
           break;
         }
         this.#queue.push(step.value);
@@ -954,7 +924,14 @@ class ReadAhead<T> {
   }
 
   drain(): T[] {
-    const items = this.#queue.splice(0);
+    return this.takeWhile(() => true);
+  }
+
+  /** takeWhile takes the queued items from the front while `wanted` says so. */
+  takeWhile(wanted: (item: T) => boolean): T[] {
+    let count = 0;
+    while (count < this.#queue.length && wanted(this.#queue[count] as T)) count += 1;
+    const items = this.#queue.splice(0, count);
     this.#wakeReader?.();
     return items;
   }
@@ -971,8 +948,8 @@ class ReadAhead<T> {
   }
 }
 
-// Failures that say nothing about the request's effect and may pass: the copier retries them.
-const RETRYABLE: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.NO_LEADER, ErrorCode.LEADER_CHANGED, ErrorCode.NOT_LEADER, ErrorCode.STOPPED, ErrorCode.MEMBER_REMOVED]);
+/** RETRYABLE: failures that say nothing about the request's effect and may pass: the copier (and a switch) retries them. */
+export const RETRYABLE: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.NO_LEADER, ErrorCode.LEADER_CHANGED, ErrorCode.NOT_LEADER, ErrorCode.STOPPED, ErrorCode.MEMBER_REMOVED]);
 const NEVER_ABORTED = new AbortController().signal;
 // Bounds the pages one batch's missing-key check reads (each PAGE_KEYS keys).
 const DELETE_PAGES_MAX = 100_000;

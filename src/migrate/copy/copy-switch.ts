@@ -28,9 +28,9 @@ import type { DiffReport } from '../../client/index.ts';
 import { decodeKvCommand, isKvCommand } from '../../storage/index.ts';
 import { pauseOrAbort } from '../../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import { base64, rangeOf, runCopy, type CopyEvent } from './copier.ts';
+import { base64, rangeOf, RETRYABLE, runCopy, type CopyEvent } from './copier.ts';
 import type { CopyTarget, LogCopySource, PinnedSourceView } from './copy-ends.ts';
-import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, sameBytes, type CopyState } from './copy-state.ts';
+import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, sameBytes, type CopyDirection, type CopyState } from './copy-state.ts';
 import { diffPinned } from './copy-verify-merkle.ts';
 
 /** SWITCH_STEP_ATTEMPTS_MAX bounds the attempts of one compare-and-set step of a switch. */
@@ -144,25 +144,15 @@ export async function switchCopy(options: SwitchOptions): Promise<SwitchResult> 
     const caught = await runCopy({ ...common, stopWhenCaughtUp: true });
     if (caught.reason !== 'caught-up' && caught.reason !== 'source-fenced') throw stoppedEarly(caught.reason);
     options.onEvent?.({ kind: 'caught-up', appliedIndex: caught.state.appliedIndex ?? 0 });
-    const fence: CopyState = {
-      format: COPY_STATE_FORMAT,
-      copyId: randomBytes(8).toString('hex'),
-      source: { kind: 'stratakv', endpoints: options.mirrorEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: await clusterIdOf(options.mirrorLog, signal) },
-      range: { key: base64(rangeOf(undefined).key), rangeEnd: base64(rangeOf(undefined).rangeEnd) },
-      prefix: null,
-      phase: 'fenced',
-      scan: null,
-      appliedRevision: 0,
-      sourceRevisionSeen: 0,
-      caughtUpAtMs: 0,
-      leasedPuts: 0,
-      rescans: 0,
-      createdAtMs: now(),
-      updatedAtMs: now(),
+    const fence = fenceState({
+      mirrorEndpoints: options.mirrorEndpoints,
+      mirrorClusterId: await clusterIdOf(options.mirrorLog, signal),
       direction: direction === 'forward' ? 'reverse' : 'forward',
-      appliedIndex: mirrorIndexBefore,
-      switchInfo: { switchId, startedAtMs: state.switchInfo?.startedAtMs ?? now() },
-    };
+      mirrorIndexBefore,
+      switchId,
+      startedAtMs: state.switchInfo?.startedAtMs ?? now(),
+      nowMs: now(),
+    });
     await beginFence(sourceTarget, encodeCopyState(fence), signal);
     fencedAtMs = performance.now();
     options.onEvent?.({ kind: 'fenced', atMs: now() });
@@ -176,7 +166,7 @@ export async function switchCopy(options: SwitchOptions): Promise<SwitchResult> 
   if (after.state === undefined || fenceView.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'a mirror state vanished during the switch (another `copy` command ran?)');
   state = decodeCopyState(after.state);
   stateBytes = after.state;
-  const fenceState = decodeCopyState(fenceView.state);
+  const fenced = decodeCopyState(fenceView.state);
   if (after.revision !== fenceView.revision) {
     throw new StrataError(ErrorCode.CORRUPTION, `after replaying up to the fence the mirror's revision is ${after.revision} and the source's ${fenceView.revision}: they must be equal`, { details: { check: 'switch-revision' } });
   }
@@ -199,7 +189,43 @@ export async function switchCopy(options: SwitchOptions): Promise<SwitchResult> 
   options.onEvent?.({ kind: 'writable', revision: after.revision, writePauseMs: writePauseMs ?? -1 });
 
   // ---- 6. the reverse copy ----
-  return await finishReverse(options, fenceView.state, fenceState, verify, writePauseMs, now);
+  return await finishReverse(options, fenceView.state, fenced, verify, writePauseMs, now);
+}
+
+/**
+ * fenceState is the state a switch's fence gives the source: read-only (`fenced`) while the
+ * switch finishes, then the reverse copy's (finishReverse), following the mirror from after
+ * `mirrorIndexBefore` (where the search for the mirror's mirrorEnd starts).
+ */
+export function fenceState(fence: {
+  readonly mirrorEndpoints: readonly string[];
+  readonly mirrorClusterId: string;
+  readonly direction: CopyDirection;
+  readonly mirrorIndexBefore: number;
+  readonly switchId: string;
+  readonly startedAtMs: number;
+  readonly nowMs: number;
+}): CopyState {
+  const every = rangeOf(undefined);
+  return {
+    format: COPY_STATE_FORMAT,
+    copyId: randomBytes(8).toString('hex'),
+    source: { kind: 'stratakv', endpoints: fence.mirrorEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: fence.mirrorClusterId },
+    range: { key: base64(every.key), rangeEnd: base64(every.rangeEnd) },
+    prefix: null,
+    phase: 'fenced',
+    scan: null,
+    appliedRevision: 0,
+    sourceRevisionSeen: 0,
+    caughtUpAtMs: 0,
+    leasedPuts: 0,
+    rescans: 0,
+    createdAtMs: fence.nowMs,
+    updatedAtMs: fence.nowMs,
+    direction: fence.direction,
+    appliedIndex: fence.mirrorIndexBefore,
+    switchInfo: { switchId: fence.switchId, startedAtMs: fence.startedAtMs },
+  };
 }
 
 /** completeCopy ends a copy after its switch: the old source (the reverse copy's mirror) stays read-only and no copier resumes it. */
@@ -428,8 +454,6 @@ async function readRetrying(target: CopyTarget, signal: AbortSignal | undefined)
 function stoppedEarly(reason: string): StrataError {
   return new StrataError(ErrorCode.CANCELED, `the switch stopped before it finished (${reason}); run \`copy switch\` again to go on from where it is`);
 }
-
-const RETRYABLE: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.NO_LEADER, ErrorCode.LEADER_CHANGED, ErrorCode.NOT_LEADER, ErrorCode.STOPPED]);
 
 function retryPauseMs(attempt: number): number {
   return Math.min(2_000, 50 * 2 ** Math.min(6, attempt - 1));

@@ -27,7 +27,7 @@ export { copyStatus } from './copy-status.ts';
 export type { CopyStatus, StatusSource } from './copy-status.ts';
 export { verifyLogCopy, diffPinned, VERIFY_WAIT_MS_DEFAULT } from './copy-verify-merkle.ts';
 export type { MerkleVerifyOptions, MerkleVerifyReport } from './copy-verify-merkle.ts';
-export { switchCopy, completeCopy, SWITCH_STEP_ATTEMPTS_MAX } from './copy-switch.ts';
+export { switchCopy, completeCopy, fenceState, SWITCH_STEP_ATTEMPTS_MAX } from './copy-switch.ts';
 export type { SwitchEvent, SwitchOptions, SwitchResult } from './copy-switch.ts';
 export { etcdSource, SOURCE_CALL_TIMEOUT_MS, WATCH_IDLE_TIMEOUT_MS } from './etcd-source.ts';
 export { cancelCopy } from './copy-cancel.ts';

@@ -21,9 +21,9 @@ export function stratakvSource(endpoints: readonly string[]): LogCopySource {
   const diff = new DiffClient();
   const log = new LogStreamClient({ endpoints });
   // Pins are made on the first member that answers (a pin lives on its member).
-  const eachMember = async <T>(what: string, call: (endpoint: string) => Promise<T>, signal: AbortSignal | undefined): Promise<T> => {
+  const eachMember = async <T>(what: string, ordered: readonly string[], call: (endpoint: string) => Promise<T>, signal: AbortSignal | undefined): Promise<T> => {
     let last: unknown;
-    for (const endpoint of endpoints) {
+    for (const endpoint of ordered) {
       if (signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, `${what} was cancelled`);
       try {
         return await call(endpoint);
@@ -46,17 +46,7 @@ export function stratakvSource(endpoints: readonly string[]): LogCopySource {
       // The leader's first: a follower that falls behind may be sent a snapshot, and installing
       // it drops the member's pins (the scan would start again).
       const ordered = await leaderFirst(kv, endpoints, signal);
-      const pinOn = async (endpoint: string): Promise<PinnedSourceView> => ({ endpoint, ...(await diff.pin(endpoint, 'applied', { ...(signal === undefined ? {} : { signal }), timeoutMs: LOG_SOURCE_CALL_TIMEOUT_MS })) });
-      let last: unknown;
-      for (const endpoint of ordered) {
-        try {
-          return await pinOn(endpoint);
-        } catch (error) {
-          if (!isStrataError(error) || !PASS_OVER.has(error.code)) throw error;
-          last = error;
-        }
-      }
-      throw new StrataError(ErrorCode.UNAVAILABLE, `pin a view of the source: no member of ${endpoints.join(',')} answered (last: ${last instanceof Error ? last.message : String(last)})`, { cause: last });
+      return await eachMember('pin a view of the source', ordered, async (endpoint) => ({ endpoint, ...(await diff.pin(endpoint, 'applied', { ...(signal === undefined ? {} : { signal }), timeoutMs: LOG_SOURCE_CALL_TIMEOUT_MS })) }), signal);
     },
     async scan(pin: PinnedSourceView, range: KeyRange, limit: number, signal?: AbortSignal): Promise<SourcePage> {
       try {
@@ -117,7 +107,7 @@ export function stratakvSource(endpoints: readonly string[]): LogCopySource {
       };
     },
     async checkpoint(signal) {
-      return await eachMember('pin a checkpoint of the source', async (endpoint) => ({ endpoint, ...(await diff.pin(endpoint, 'checkpoint', { ...(signal === undefined ? {} : { signal }), timeoutMs: 30_000 })) }), signal);
+      return await eachMember('pin a checkpoint of the source', endpoints, async (endpoint) => ({ endpoint, ...(await diff.pin(endpoint, 'checkpoint', { ...(signal === undefined ? {} : { signal }), timeoutMs: 30_000 })) }), signal);
     },
     close() {
       mirror.close();

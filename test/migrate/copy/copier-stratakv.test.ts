@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, runCopy, type CopyEvent, type CopyOptions, type CopyResult, type CopyState } from '../../../src/migrate/copy/index.ts';
+import { decodeCopyState, encodeCopyState, fenceState, runCopy, type CopyEvent, type CopyOptions, type CopyResult, type CopyState } from '../../../src/migrate/copy/index.ts';
 import { digestRootsEqual, formatDigest, type Compare, type DigestView, type KeyValue, type KvRequest, type TxnRequest } from '../../../src/storage/index.ts';
 import { ErrorCode, isStrataError } from '../../../src/util/errors.ts';
 import { SeededRandom } from '../../../src/util/random.ts';
@@ -551,26 +551,9 @@ describe('copy from a stratakv source (its log replayed) into a mirror state mac
     const running = runCopy(copyOptions(source, target, { signal: AbortSignal.timeout(RUN_MS_MAX) }));
     await clientLoad(source, random, 150);
     const switchId = 'f00dfeed01';
-    const fenceState: CopyState = {
-      format: COPY_STATE_FORMAT,
-      copyId: 'c0ffee0000000001',
-      source: { kind: 'stratakv', endpoints: ['mirror-0:2379'], clusterId: 'a1b2c3d4' },
-      range: { key: 'AA==', rangeEnd: 'AA==' },
-      prefix: null,
-      phase: 'fenced',
-      scan: null,
-      appliedRevision: 0,
-      sourceRevisionSeen: 0,
-      caughtUpAtMs: 0,
-      leasedPuts: 0,
-      rescans: 0,
-      createdAtMs: 1,
-      updatedAtMs: 1,
-      direction: 'reverse',
-      appliedIndex: 0,
-      switchInfo: { switchId, startedAtMs: 1 },
-    };
-    const fence = await source.fence(encodeCopyState(fenceState));
+    const fence = await source.fence(
+      encodeCopyState(fenceState({ mirrorEndpoints: ['mirror-0:2379'], mirrorClusterId: 'a1b2c3d4', direction: 'reverse', mirrorIndexBefore: 0, switchId, startedAtMs: 1, nowMs: 1 })),
+    );
     const revisionAtFence = source.kv.revision();
     // After the fence: client writes, which the source refuses at apply, a read-only txn, and noise.
     for (let at = 0; at < 20; at += 1) {
