@@ -23,6 +23,7 @@ import {
   type LogCopySource,
   type VerifyReport,
 } from '../src/migrate/copy/index.ts';
+import { runEtcdSwitch, runEtcdTarget, type EtcdSwitchFlags } from './copy-etcd-verb.ts';
 import { runComplete, runMerkleVerify, runSwitch } from './copy-switch-verb.ts';
 import { isStrataError } from '../src/util/errors.ts';
 import type { FlagKind } from './client-verbs.ts';
@@ -46,6 +47,14 @@ export const COPY_USAGE = `  migrate copy create --from etcd://H:P,...|stratakv:
   migrate copy switch --to H:P,... [--from stratakv://H:P,...] [-w simple|json]
                                        stratakv source: fence it, replay to the fence, verify, make --to
                                        writable, and make the source a read-only mirror of it (reverse copy)
+  migrate copy switch --to H:P,... [--from etcd://H:P,...] [--writers-moved] [--quiet-ms N] [--quiet-timeout-ms N]
+                                       etcd source: verify, ask for the writers to be moved (type "moved",
+                                       or --writers-moved), wait until etcd is quiet for N ms (300), verify
+                                       what changed, make --to writable; etcd then follows it (reverse copy)
+  migrate copy create|status|complete --to etcd://H:P,... [--from stratakv://H:P,...]
+                                       after an etcd switch: run, show or end etcd's reverse copy
+  migrate copy reverse --to etcd://H:P,... [--from stratakv://H:P,...]
+                                       after an etcd switch: the writes back to etcd (--from becomes its mirror)
   migrate copy reverse --to H:P,... [--from stratakv://H:P,...] [-w simple|json]
                                        after a switch: the same back (--to is the old source)
   migrate copy complete --to H:P,... [-w simple|json]
@@ -60,7 +69,7 @@ const FLAGS: Readonly<Record<string, Readonly<Record<string, FlagKind>>>> = {
   create: { ...COMMON, from: 'value', prefix: 'value', 'until-caught-up': 'boolean' },
   status: { ...COMMON, from: 'value' },
   verify: { ...COMMON, from: 'value' },
-  switch: { ...COMMON, from: 'value' },
+  switch: { ...COMMON, from: 'value', 'writers-moved': 'boolean', 'quiet-ms': 'value', 'quiet-timeout-ms': 'value' },
   reverse: { ...COMMON, from: 'value' },
   complete: COMMON,
   cancel: COMMON,
@@ -99,9 +108,21 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
   const format = writeOut(merged, ['simple', 'json']);
   const toText = flags.get('to');
   if (typeof toText !== 'string') throw new UsageError('--to', `migrate copy ${sub} needs --to HOST:PORT,... (the mirror cluster)`);
-  const targetEndpoints = parseEndpoints(toText).map((endpoint) => normalizeEndpoint(endpoint));
   const fromText = flags.get('from');
   let from = typeof fromText === 'string' ? parseSourceUrl(fromText) : undefined;
+  if (/^etcd:\/\//.test(toText.trim())) {
+    // The reverse copy after the switch of an etcd source: etcd follows the new primary.
+    const etcdEndpoints = parseSourceUrl(toText).endpoints;
+    try {
+      return await runEtcdTarget(sub, etcdEndpoints, from, flags.get('until-caught-up') === true, format, io);
+    } catch (error) {
+      if (!isStrataError(error)) throw error;
+      if (format === 'json') io.out(JSON.stringify({ result: 'failed', code: error.code, error: error.message, next: null }));
+      else io.err(`stratakv migrate copy ${sub}: ${error.message} (${error.code})\n`);
+      return 1;
+    }
+  }
+  const targetEndpoints = parseEndpoints(toText).map((endpoint) => normalizeEndpoint(endpoint));
   if (sub === 'create' && from === undefined) throw new UsageError('--from', 'migrate copy create needs --from etcd://HOST:PORT,... or stratakv://HOST:PORT,...');
   const prefixText = flags.get('prefix');
   const prefix = typeof prefixText === 'string' ? Buffer.from(prefixText) : undefined;
@@ -187,7 +208,10 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
             `the cluster at --to is not a mirror, and no --from was given: ${sub} needs the other cluster (--from stratakv://HOST:PORT,...); a ${sub} interrupted after this cluster took writes finishes when run again with --from`,
           );
         }
-        if (from.kind !== 'stratakv') throw new UsageError('--from', `${sub} moves writes between stratakv clusters; an etcd source cannot be fenced (stop its writers, then \`copy verify\`, then \`copy cancel\` is not it either: see the README's "migrate copy")`);
+        if (from.kind === 'etcd') {
+          if (sub === 'reverse') throw new UsageError('--to', 'after the switch of an etcd source, `copy reverse --from stratakv://NEW --to etcd://OLD` moves the writes back');
+          return await runEtcdSwitch(target, targetEndpoints, from.endpoints, etcdSwitchFlags(flags), format, io);
+        }
         return await runSwitch(sub, target, targetEndpoints, from.endpoints, format, io);
       }
       case 'complete':
@@ -214,6 +238,19 @@ export async function runCopyCommand(args: readonly string[], io: MigrateIo): Pr
     (logSource as LogCopySource | undefined)?.close();
   }
   return 0;
+}
+
+function etcdSwitchFlags(flags: ReadonlyMap<string, string | boolean>): EtcdSwitchFlags {
+  const milliseconds = (name: string): number | undefined => {
+    const text = flags.get(name);
+    if (typeof text !== 'string') return undefined;
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < 0 || value > 3_600_000) throw new UsageError(`--${name}`, `invalid value ${JSON.stringify(text)} for flag --${name}: want whole milliseconds, 0 to 3600000`);
+    return value;
+  };
+  const quietMs = milliseconds('quiet-ms');
+  const quietTimeoutMs = milliseconds('quiet-timeout-ms');
+  return { writersMoved: flags.get('writers-moved') === true, ...(quietMs === undefined ? {} : { quietMs }), ...(quietTimeoutMs === undefined ? {} : { quietTimeoutMs }) };
 }
 
 function describeReason(reason: string): string {

@@ -153,6 +153,7 @@ export async function main(args: readonly string[]): Promise<number> {
             err: (text) => process.stderr.write(text),
             isTerminal: process.stderr.isTTY,
             signal: interrupt.signal,
+            readLine: readStdinLine,
           });
         } finally {
           process.off('SIGINT', onSignal);
@@ -195,5 +196,17 @@ export async function main(args: readonly string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) return usageFailure(verb ?? '', error);
     throw error;
+  }
+}
+
+/** readStdinLine reads one line of standard input (undefined at its end): an operator's answer to a prompt. */
+async function readStdinLine(): Promise<string | undefined> {
+  const { createInterface } = await import('node:readline');
+  const lines = createInterface({ input: process.stdin, terminal: false });
+  try {
+    for await (const line of lines) return line;
+    return undefined;
+  } finally {
+    lines.close();
   }
 }

@@ -41,6 +41,8 @@ export interface MigrateIo {
   readonly err: (text: string) => void;
   readonly isTerminal: boolean;
   readonly signal?: AbortSignal;
+  /** Reads one line the operator types (undefined at the end of input): `copy switch` of an etcd source asks whether the writers moved. */
+  readonly readLine?: () => Promise<string | undefined>;
 }
 
 /** parseTargets reads --to NAME=PEER_URL,...; a name given twice gets both URLs. */

@@ -320,6 +320,16 @@ export class EtcdClient {
   // ---- KV ----
 
   /** put stores `value` under `key`. Retried only when the put provably did not run. */
+  /**
+   * setEndpoints points the client at other endpoints: an application moving its writers to
+   * another cluster (the switch of `stratakv migrate copy` from etcd asks for it). Calls from
+   * now on go there; calls in flight finish where they are. INVALID_ARGUMENT for an unusable
+   * list (empty, too long, a malformed endpoint).
+   */
+  setEndpoints(endpoints: readonly string[]): void {
+    this.#setEndpoints(endpoints.map((endpoint) => normalizeEndpoint(endpoint)));
+  }
+
   async put(key: Bytes, value: Bytes, options: PutOptions = {}): Promise<WithHeader<PutResponse>> {
     const context = this.#context(options);
     const request = encodePut({ type: 'put', key: toBuffer(key), value: toBuffer(value), ...(options.prevKv === true ? { prevKv: true } : {}) });

@@ -12,7 +12,7 @@ export type { CrashMode, CrashReport, FaultyFileSystemOptions } from './faulty-f
 export type { FatalHandler } from './fatal.ts';
 export { abortOnFatal } from './fatal.ts';
 export { KvStateMachine, DIGEST_VIEWS_MAX, DIGEST_VIEW_RANGE_LIMIT_MAX, INITIAL_REVISION, APPLY_ENTRIES_MAX, RESTORE_BATCH_BYTES_MAX, SNAPSHOT_READ_BATCH_KEYS } from './kv-state-machine.ts';
-export type { ApplyResult, DigestAt, DigestView, LeafKey, KvLevel, KvSnapshotContent, KvSnapshotRecord, KvSnapshotView, KvStateMachineOptions } from './kv-state-machine.ts';
+export type { ApplyResult, DigestAt, KvChange, DigestView, LeafKey, KvLevel, KvSnapshotContent, KvSnapshotRecord, KvSnapshotView, KvStateMachineOptions } from './kv-state-machine.ts';
 export { openDiskKvStateMachine, openMemoryKvStateMachine, restoreDiskKvStateMachine, restoreMemoryKvStateMachine } from './kv-open.ts';
 export { encodeKvCommand, decodeKvCommand, isKvCommand, kvCommandType, CHECKPOINT_FORMAT, NODE_COMMAND_FORMAT } from './kv-command-codec.ts';
 export type { DigestRoot, KeyHashes } from './state-digest.ts';

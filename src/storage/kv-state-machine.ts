@@ -63,6 +63,7 @@ import type {
   DeleteRangeResponse,
   KeyValue,
   KvLimits,
+  MirrorPut,
   KvRequest,
   KvResponse,
   MirrorRequest,
@@ -110,6 +111,14 @@ export interface ApplyResult {
   readonly error?: StrataError;
   /** For a checkpoint entry (CHECKPOINT_FORMAT, id 0): the state digest exactly at its index. */
   readonly checkpoint?: DigestAt;
+  /** With KvStateMachineOptions.recordChanges: what the command changed, one entry per key, in the order first written. */
+  readonly changes?: readonly KvChange[];
+}
+
+/** KvChange is one key's change by one command: its state after (with every counter), or undefined when deleted. */
+export interface KvChange {
+  readonly key: Uint8Array;
+  readonly put: MirrorPut | undefined;
 }
 
 /** DigestAt is the state digest exactly at one applied index. */
@@ -253,6 +262,12 @@ export interface KvStateMachineOptions {
    * leaves it at that.
    */
   readonly onCorrupt?: (error: StrataError) => void;
+  /**
+   * Whether apply() reports each command's changes (ApplyResult.changes): the keys it wrote,
+   * each with its state after. The reverse copy into etcd (src/migrate/copy) turns a
+   * command into the writes etcd takes with them; a member does not pay for it.
+   */
+  readonly recordChanges?: boolean;
 }
 
 // PendingWrite is a user key's state that apply() produced and LevelDB may not hold yet (the
@@ -495,7 +510,14 @@ export class KvStateMachine {
       if (entry.type === EntryType.Normal && entry.data.byteLength > 0 && isKvCommand(entry.data)) {
         const command = decodeKvCommand(entry.data);
         view.entryIndex = entry.index;
-        results.push({ index: entry.index, id: command.id, ...(await applyRequest(view, command.request)) });
+        if (this.options.recordChanges === true) {
+          view.changeLog = new Map();
+          const outcome = await applyRequest(view, command.request);
+          results.push({ index: entry.index, id: command.id, ...outcome, changes: [...view.changeLog.values()] });
+          view.changeLog = undefined;
+        } else {
+          results.push({ index: entry.index, id: command.id, ...(await applyRequest(view, command.request)) });
+        }
       } else if (entry.type === EntryType.Normal && entry.data[0] === CHECKPOINT_FORMAT) {
         // The digest exactly at this index: the applied state plus this batch so far.
         const checkpoint = { appliedIndex: entry.index, revision: view.revision, digest: view.digestDelta.rootOver(this.sums) };
@@ -1288,6 +1310,8 @@ class ApplyView extends ReadView {
   readonly limits: KvLimits;
   // The index of the entry being applied: a mirror answer carries it.
   entryIndex: Index = 0;
+  // While set (recordChanges), the changes of the command being applied, by key (latin1).
+  changeLog: Map<string, KvChange> | undefined;
   // Set while a mirrorReplay applies the source's commands: a mirror does not refuse those.
   // Invariant: false whenever no mirrorReplay is being executed.
   private replaying = false;
@@ -1471,6 +1495,12 @@ class ApplyView extends ReadView {
   private write(key: Uint8Array, levelKey: Uint8Array, previous: StoredValue | undefined, stored: StoredValue | null): void {
     this.overlay.set(mapKeyOf(levelKey), { levelKey, stored });
     this.changes += 1;
+    if (this.changeLog !== undefined) {
+      const put: MirrorPut | undefined =
+        stored === null ? undefined : { key: key.slice(), value: stored.value.slice(), createRevision: stored.createRevision, modRevision: stored.modRevision, version: stored.version, lease: stored.lease };
+      // A later write of the same key in one command replaces the earlier one, keeping its place.
+      this.changeLog.set(mapKeyOf(levelKey), { key: key.slice(), put });
+    }
     if (!this.keepDigest) {
       // Benchmarks only: no hashing at all (the stored value carries zero hashes).
       if (stored !== null) this.overlay.set(mapKeyOf(levelKey), { levelKey, stored: { ...stored, hashes: ZERO_HASHES } });

@@ -433,7 +433,8 @@ class Copier {
     for (;;) {
       if (signal.aborted) return false;
       const state = this.#current();
-      assert(state.phase === 'tailing', 'tail only after the scan');
+      // `switching`: a switch's own catch-up (the copy it took over).
+      assert(state.phase === 'tailing' || state.phase === 'switching', 'tail only after the scan');
       const source = this.#source;
       assert(source !== undefined, 'an etcd tail has an etcd source');
       const tail = source.tail(this.#range, state.appliedRevision + 1, signal);
@@ -478,11 +479,14 @@ class Copier {
    */
   async #follow(tail: SourceTail): Promise<boolean> {
     const pump = new ReadAhead(tail, TAIL_QUEUE_BATCHES_MAX);
+    // The highest progress mark received on this stream.
+    let progressSeen = 0;
     try {
       for (;;) {
         if (this.#options.signal.aborted) return false;
         const batch = await pump.next();
         if (batch.kind === 'progress') {
+          progressSeen = Math.max(progressSeen, batch.revision);
           if (await this.#progress(batch.revision)) return true;
           continue;
         }
@@ -494,6 +498,13 @@ class Copier {
         const applied = this.#current().appliedRevision;
         const fresh = events.filter((event) => event.kv.modRevision > applied);
         if (fresh.length > 0) await this.#applyEvents(fresh);
+        if (this.#options.stopWhenCaughtUp === true) {
+          // Events come in revision order: once they reach a progress mark's revision, the
+          // target holds what the source held at that mark (a switch's catch-up waits on this,
+          // not on the next mark, which etcd may answer before the events: etcd#15220).
+          if (progressSeen > 0 && this.#current().appliedRevision >= progressSeen) return true;
+          tail.requestProgress();
+        }
       }
     } finally {
       tail.close();
@@ -858,7 +869,7 @@ const VERIFY_PIN_PAUSE_MS = 100;
  * else (empty entries, membership changes, the cluster's own commands, and the source's other
  * mirror commands).
  */
-function classify(entry: LogEntry): 'command' | 'verify-checkpoint' | 'fence' | 'skip' {
+export function classify(entry: LogEntry): 'command' | 'verify-checkpoint' | 'fence' | 'skip' {
   if (!entry.normal || entry.data.byteLength === 0) return 'skip';
   if (isCheckpointEntry(entry.data)) return decodeCheckpoint(entry.data).pin ? 'verify-checkpoint' : 'skip';
   if (!isKvCommand(entry.data)) return 'skip';

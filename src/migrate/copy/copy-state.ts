@@ -14,6 +14,12 @@ import { ErrorCode, StrataError } from '../../util/errors.ts';
 
 /** COPY_STATE_FORMAT versions the JSON below. */
 export const COPY_STATE_FORMAT = 1;
+/**
+ * REVERSE_STATE_KEY is the etcd key that holds a reverse copy's state. It is a key like any
+ * other to both clusters (the forward copy copies it; after a switch the reverse copy writes
+ * it in every Txn), and verify leaves it out: its value and counters differ by design.
+ */
+export const REVERSE_STATE_KEY = new TextEncoder().encode('stratakv.io/migrate/reverse-copy');
 /** COPY_ENDPOINTS_MAX bounds the source endpoints kept in the state. */
 export const COPY_ENDPOINTS_MAX = 16;
 /**
@@ -252,4 +258,9 @@ function bad(why: string): StrataError {
   return new StrataError(ErrorCode.CORRUPTION, `the target's mirror state ${why}: it was not written by this version of stratakv migrate copy`, {
     details: { check: 'copy-state' },
   });
+}
+
+/** isStateKey: the reverse copy's own state key (never copied as data in either direction's verify, nor written as an effect). */
+export function isStateKey(key: Uint8Array): boolean {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).equals(REVERSE_STATE_KEY);
 }

@@ -245,7 +245,7 @@ export async function completeCopy(target: CopyTarget, options: { readonly signa
 
 // ---- the steps ----
 
-async function takeOver(mirror: CopyTarget, first: CopyState, firstBytes: Uint8Array, switchId: string, now: () => number, signal: AbortSignal): Promise<{ state: CopyState; bytes: Uint8Array }> {
+export async function takeOver(mirror: CopyTarget, first: CopyState, firstBytes: Uint8Array, switchId: string, now: () => number, signal: AbortSignal): Promise<{ state: CopyState; bytes: Uint8Array }> {
   let state = first;
   let bytes = firstBytes;
   for (let attempt = 1; attempt <= SWITCH_STEP_ATTEMPTS_MAX; attempt += 1) {
@@ -269,7 +269,7 @@ async function takeOver(mirror: CopyTarget, first: CopyState, firstBytes: Uint8A
 }
 
 /** beginFence makes the source a mirror with the fence state (a re-sent fence that landed is recognised). */
-async function beginFence(sourceTarget: CopyTarget, fence: Uint8Array, signal: AbortSignal): Promise<void> {
+export async function beginFence(sourceTarget: CopyTarget, fence: Uint8Array, signal: AbortSignal): Promise<void> {
   for (let attempt = 1; attempt <= SWITCH_STEP_ATTEMPTS_MAX; attempt += 1) {
     try {
       await sourceTarget.mirror({ type: 'mirrorBegin', state: fence, requireEmpty: false });
@@ -285,7 +285,7 @@ async function beginFence(sourceTarget: CopyTarget, fence: Uint8Array, signal: A
   throw new StrataError(ErrorCode.UNAVAILABLE, `the source did not take the fence in ${SWITCH_STEP_ATTEMPTS_MAX} attempts`);
 }
 
-async function endMirror(target: CopyTarget, expect: Uint8Array, signal: AbortSignal): Promise<void> {
+export async function endMirror(target: CopyTarget, expect: Uint8Array, signal: AbortSignal): Promise<void> {
   for (let attempt = 1; attempt <= SWITCH_STEP_ATTEMPTS_MAX; attempt += 1) {
     try {
       await target.mirror({ type: 'mirrorEnd', expectState: expect });
@@ -302,7 +302,7 @@ async function endMirror(target: CopyTarget, expect: Uint8Array, signal: AbortSi
 }
 
 /** casState replaces a mirror state with no data (a mirrorReplay without commands); a re-sent write that landed is recognised. */
-async function casState(target: CopyTarget, expect: Uint8Array, next: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+export async function casState(target: CopyTarget, expect: Uint8Array, next: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
   for (let attempt = 1; attempt <= SWITCH_STEP_ATTEMPTS_MAX; attempt += 1) {
     try {
       await target.mirror({ type: 'mirrorReplay', expectState: expect, state: next, commands: [] });
@@ -391,7 +391,7 @@ async function finishReverse(
  * the copier's), so none of them may be replayed; the first such entry is the one that
  * applied (a re-sent one after it found no mirror state and was refused).
  */
-async function findMirrorEnd(mirrorLog: LogCopySource, fromIndex: number, switchId: string, signal: AbortSignal | undefined): Promise<number> {
+export async function findMirrorEnd(mirrorLog: LogCopySource, fromIndex: number, switchId: string, signal: AbortSignal | undefined): Promise<number> {
   let read = 0;
   const stream = new AbortController();
   const onAbort = (): void => stream.abort();
@@ -421,7 +421,7 @@ async function findMirrorEnd(mirrorLog: LogCopySource, fromIndex: number, switch
 }
 
 /** checkLogReadable: the reverse copy reads the mirror's log from its current index; refuse to switch if it cannot. */
-async function checkLogReadable(log: LogCopySource, signal: AbortSignal): Promise<void> {
+export async function checkLogReadable(log: LogCopySource, signal: AbortSignal): Promise<void> {
   const head = await log.head(signal);
   const stream = new AbortController();
   const onAbort = (): void => stream.abort();
@@ -451,7 +451,7 @@ async function readRetrying(target: CopyTarget, signal: AbortSignal | undefined)
   }
 }
 
-function stoppedEarly(reason: string): StrataError {
+export function stoppedEarly(reason: string): StrataError {
   return new StrataError(ErrorCode.CANCELED, `the switch stopped before it finished (${reason}); run \`copy switch\` again to go on from where it is`);
 }
 

@@ -2,7 +2,7 @@
 // etcd or another stratakv cluster into a stratakv cluster kept as a read-only mirror.
 export { runCopy, rangeOf, keyAfter, describePhase, PAGE_KEYS, PROGRESS_INTERVAL_MS, COMMIT_ATTEMPTS_MAX, RECONNECTS_MAX, REPLAY_COMMANDS_MAX } from './copier.ts';
 export type { CopyEvent, CopyOptions, CopyResult } from './copier.ts';
-export { COPY_STATE_FORMAT, VERIFY_PINS_MAX, decodeCopyState, encodeCopyState } from './copy-state.ts';
+export { COPY_STATE_FORMAT, VERIFY_PINS_MAX, REVERSE_STATE_KEY, decodeCopyState, encodeCopyState, isStateKey } from './copy-state.ts';
 export type { CopyDirection, CopyPhase, CopySourceKind, CopySourceSpec, CopyState, ScanPosition, SourcePin, SwitchInfo, VerifyPin } from './copy-state.ts';
 export type {
   CopySource,
@@ -33,3 +33,7 @@ export { etcdSource, SOURCE_CALL_TIMEOUT_MS, WATCH_IDLE_TIMEOUT_MS } from './etc
 export { cancelCopy } from './copy-cancel.ts';
 export type { CancelResult } from './copy-cancel.ts';
 export { mirrorTarget, TARGET_CALL_TIMEOUT_MS } from './mirror-target.ts';
+export { readReverseState, runEtcdReverse, REPLICA_KEYS_MAX, TXN_OPS_MAX, REVERSE_CALL_TIMEOUT_MS, REVERSE_ATTEMPTS_MAX } from './etcd-reverse.ts';
+export type { ReverseEvent, ReverseHead, ReverseOptions, ReverseResult } from './etcd-reverse.ts';
+export { switchEtcdCopy, reverseEtcdCopy, QUIET_MS_DEFAULT, QUIET_TIMEOUT_MS_DEFAULT, DELTA_KEYS_MAX } from './copy-switch-etcd.ts';
+export type { EtcdSwitchEvent, EtcdSwitchOptions, EtcdSwitchResult, EtcdReverseOptions } from './copy-switch-etcd.ts';

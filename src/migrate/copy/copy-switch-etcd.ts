@@ -1,0 +1,631 @@
+// The switch of a copy whose source is etcd, and the way back.
+//
+// etcd cannot be fenced (it has no read-only mode; an alarm would also stop the reverse copy's
+// writes), so `copy switch` relies on the operator moving the writers, and checks that they
+// did: it verifies the whole copy while the writes still go to etcd, asks the operator to
+// move the writers to the new endpoints, waits for a **quiet window** (etcd's revision still
+// for `quietMs`), takes the copy over, catches up, verifies again only the keys etcd changed
+// since the first verify (from etcd's own history, so the pause stays short), writes the
+// reverse copy's state into etcd (REVERSE_STATE_KEY, at revision R+1, which the mirror then
+// copies too, so both clusters stay at one revision), and ends mirror mode: the new primary
+// takes writes. A write that reaches etcd after the quiet window is caught, not lost silently:
+// the checks of etcd's revision before the state is written and before mirror mode ends undo
+// the switch (the copy follows etcd again), and after that the reverse copy stops at it.
+//
+// The switch refuses to begin unless the reverse copy can start: the new primary's log is
+// readable, etcd holds no other reverse copy in progress, and the copy covers every key (the
+// reverse copy keeps revisions equal only for a whole keyspace).
+//
+// `copy reverse` moves the writes back: it verifies the new primary's pinned view against etcd
+// at the same revision (the reverse copy brings etcd there first), fences the new primary (a
+// mirrorBegin: it refuses writes from that entry on), runs the reverse copy up to the fence,
+// verifies the keys changed since, marks the reverse copy completed, and makes the new
+// primary's state a forward copy of etcd again, `tailing` from etcd's revision (the
+// revisions are equal, so nothing is scanned again): `copy create --from etcd://…` resumes it.
+
+import { randomBytes } from 'node:crypto';
+
+import type { EtcdClient } from '../../client/index.ts';
+import { pauseOrAbort } from '../../util/clock.ts';
+import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
+import { base64, fromBase64, keyAfter, rangeOf, runCopy, type CopyEvent } from './copier.ts';
+import type { CopySource, CopyTarget, KeyRange, LogCopySource, SourceKv } from './copy-ends.ts';
+import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, isStateKey, REVERSE_STATE_KEY, type CopyState } from './copy-state.ts';
+import { beginFence, casState, checkLogReadable, endMirror, stoppedEarly, takeOver } from './copy-switch.ts';
+import { DIFFERENCES_LISTED_MAX, differingFields, verifyCopy, type CopyDifference, type VerifyReport } from './copy-verify.ts';
+import { EtcdReverse, readReverseState, REPLICA_KEYS_MAX, type ReverseEvent, type ReverseHead } from './etcd-reverse.ts';
+
+/** QUIET_MS_DEFAULT is how long etcd's revision must stand still before the switch goes on. */
+export const QUIET_MS_DEFAULT = 300;
+/** QUIET_TIMEOUT_MS_DEFAULT bounds the wait for a quiet window. */
+export const QUIET_TIMEOUT_MS_DEFAULT = 60_000;
+/** QUIET_POLL_MS is how often etcd's revision is read while waiting for a quiet window. */
+export const QUIET_POLL_MS = 25;
+/** DELTA_KEYS_MAX bounds the keys a second verify compares one by one; over it, it compares everything. */
+export const DELTA_KEYS_MAX = 100_000;
+/** DELTA_READS_IN_FLIGHT bounds the single-key reads a second verify has in flight. */
+export const DELTA_READS_IN_FLIGHT = 32;
+// Bounds the steps a result lists.
+const STEPS_KEPT_MAX = 64;
+// Bounds the catch-up rounds until the mirror holds etcd's revision.
+const CATCH_UP_ROUNDS_MAX = 20;
+// Bounds the wait for etcd's history of the keys changed since the first verify.
+const DELTA_WAIT_MS = 30_000;
+
+/** EtcdSwitchEvent reports the steps of an etcd switch or reverse. */
+export type EtcdSwitchEvent =
+  | { readonly kind: 'verified'; readonly equal: boolean; readonly keysCompared: number; readonly revision: number; readonly ms: number }
+  | { readonly kind: 'confirm-wanted'; readonly endpoints: readonly string[] }
+  | { readonly kind: 'confirmed' }
+  | { readonly kind: 'quiet'; readonly revision: number; readonly waitedMs: number }
+  | { readonly kind: 'taken-over'; readonly switchId: string; readonly resumed: boolean }
+  | { readonly kind: 'caught-up'; readonly revision: number }
+  | { readonly kind: 'fenced'; readonly atMs: number }
+  | { readonly kind: 'delta-verified'; readonly equal: boolean; readonly keysCompared: number; readonly fromRevision: number; readonly revision: number; readonly full: boolean }
+  | { readonly kind: 'state-written'; readonly revision: number }
+  | { readonly kind: 'writable'; readonly revision: number; readonly writePauseMs: number }
+  | { readonly kind: 'undone'; readonly why: string }
+  | { readonly kind: 'copier'; readonly event: CopyEvent }
+  | { readonly kind: 'reverse'; readonly event: ReverseEvent };
+
+/** EtcdSwitchOptions configure switchEtcdCopy. */
+export interface EtcdSwitchOptions {
+  /** The mirror (made writable), its log (the reverse copy follows it) and endpoints. */
+  readonly mirror: CopyTarget;
+  readonly mirrorLog: LogCopySource;
+  readonly mirrorEndpoints: readonly string[];
+  /** etcd: read as the copy's source, written with the reverse copy's state. */
+  readonly source: CopySource;
+  readonly etcd: EtcdClient;
+  readonly sourceEndpoints: readonly string[];
+  /**
+   * Resolves once the operator says the writers have moved to the mirror's endpoints (they
+   * are refused there until the switch ends, and retry). Called after the first verify.
+   */
+  readonly confirmWritersMoved: () => Promise<void>;
+  readonly quietMs?: number;
+  readonly quietTimeoutMs?: number;
+  readonly signal: AbortSignal;
+  readonly now?: () => number;
+  readonly onEvent?: (event: EtcdSwitchEvent) => void;
+}
+
+/** EtcdSwitchResult is a finished etcd switch or reverse. */
+export interface EtcdSwitchResult {
+  readonly switchId: string;
+  /** The revision both clusters held when the writes moved. */
+  readonly revision: number;
+  /** From the operator's confirmation (switch) or the fence (reverse) to the other side taking writes; undefined when a re-run finished it. */
+  readonly writePauseMs: number | undefined;
+  readonly verify: VerifyReport | undefined;
+  readonly deltaKeys: number;
+  /** The reverse copy's state (switch), or the forward copy's (reverse). */
+  readonly state: CopyState;
+  /** When each step ended, in ms since the command began (the pause's make-up). */
+  readonly steps: readonly { readonly step: EtcdSwitchEvent['kind']; readonly atMs: number }[];
+}
+
+/** switchEtcdCopy switches the writes of an etcd source to its mirror; see the file comment. */
+export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwitchResult> {
+  const { steps, options } = timed(given);
+  const { mirror, source, etcd, signal } = options;
+  const now = options.now ?? Date.now;
+  const view = await mirror.read(signal);
+  const reverse = await readReverseState(etcd, signal);
+  const mirrorHead = await options.mirrorLog.head(signal);
+  if (view.state === undefined) {
+    // A switch that ended mirror mode, then died: the reverse copy's state in etcd says so.
+    if (reverse !== undefined && reverse.state.phase === 'fenced' && reverse.state.source.clusterId === mirrorHead.clusterId && reverse.state.switchInfo !== undefined) {
+      return { switchId: reverse.state.switchInfo.switchId, revision: reverse.state.appliedRevision, writePauseMs: undefined, verify: undefined, deltaKeys: 0, state: reverse.state, steps };
+    }
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the cluster at --to is not a mirror: there is nothing to switch');
+  }
+  let state = decodeCopyState(view.state);
+  let stateBytes = view.state;
+  if (state.source.kind !== 'etcd' || (state.direction ?? 'forward') !== 'forward') throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'this mirror does not copy an etcd source');
+  const etcdHead = await source.head(signal);
+  if (etcdHead.clusterId !== state.source.clusterId) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the mirror copies etcd cluster ${state.source.clusterId}, but --from answers as cluster ${etcdHead.clusterId}`);
+  const range: KeyRange = { key: fromBase64(state.range.key), rangeEnd: fromBase64(state.range.rangeEnd) };
+
+  let switchId: string;
+  let resumed = false;
+  let verify: VerifyReport | undefined;
+  let confirmedAt: number | undefined;
+  let verifiedFrom: number;
+  if (state.phase === 'switching' && state.switchInfo !== undefined) {
+    // A re-run: the operator confirmed before the copy was taken over; compare everything again at the end.
+    switchId = state.switchInfo.switchId;
+    resumed = true;
+    verifiedFrom = 0;
+  } else if (state.phase === 'tailing') {
+    // ---- refuse unless the reverse copy can start ----
+    if (state.prefix !== null) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'only a copy of every key can be switched: the reverse copy keeps both clusters at one revision, which a prefix copy does not');
+    if (reverse !== undefined && reverse.state.phase !== 'completed') {
+      throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd holds a reverse copy in progress (${reverse.state.phase}, of cluster ${reverse.state.source.clusterId}): finish it (\`copy reverse\` or \`copy complete\`) first`);
+    }
+    await checkLogReadable(options.mirrorLog, signal);
+    // ---- 1. verify everything while the writes still go to etcd ----
+    const started = performance.now();
+    verify = await verifyCopy({ source, target: mirror, signal });
+    options.onEvent?.({ kind: 'verified', equal: verify.equal, keysCompared: verify.keysCompared, revision: verify.toRevision, ms: performance.now() - started });
+    if (!verify.equal) {
+      throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the switch was refused: the mirror differs from etcd (${verify.differencesCount} keys; run \`copy verify\` for the list)`, { details: { differences: verify.differencesCount } });
+    }
+    if (verify.keysCompared > REPLICA_KEYS_MAX) throw new StrataError(ErrorCode.REQUEST_TOO_LARGE, `the switch was refused: the reverse copy's replica holds at most ${REPLICA_KEYS_MAX} keys, and the copy has ${verify.keysCompared}`);
+    verifiedFrom = verify.fromRevision;
+    // ---- 2. the operator moves the writers ----
+    options.onEvent?.({ kind: 'confirm-wanted', endpoints: options.mirrorEndpoints });
+    await options.confirmWritersMoved();
+    confirmedAt = performance.now();
+    options.onEvent?.({ kind: 'confirmed' });
+    switchId = randomBytes(8).toString('hex');
+  } else {
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the copy is ${state.phase}: switch once its scan is done and it follows the source (\`copy status\`)`);
+  }
+
+  // ---- 3. a quiet window: nothing writes etcd any more ----
+  const quiet = await waitQuiet(source, options.quietMs ?? QUIET_MS_DEFAULT, options.quietTimeoutMs ?? QUIET_TIMEOUT_MS_DEFAULT, signal);
+  options.onEvent?.({ kind: 'quiet', revision: quiet.revision, waitedMs: quiet.waitedMs });
+
+  // ---- 4. take the copy over and catch up to etcd's revision ----
+  if (!resumed) {
+    const taken = await takeOver(mirror, state, stateBytes, switchId, now, signal);
+    state = taken.state;
+    stateBytes = taken.bytes;
+  }
+  options.onEvent?.({ kind: 'taken-over', switchId, resumed });
+  await catchUpMirror(options, switchId, quiet.revision);
+  const caughtView = await mirror.read(signal);
+  if (caughtView.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the mirror state vanished during the switch (another `copy` command ran?)');
+  state = decodeCopyState(caughtView.state);
+  stateBytes = caughtView.state;
+  const revision = caughtView.revision;
+  options.onEvent?.({ kind: 'caught-up', revision });
+  const undoSwitch = async (why: string): Promise<never> => {
+    const { switchInfo: _switchInfo, ...rest } = state;
+    await casState(mirror, stateBytes, encodeCopyState({ ...rest, phase: 'tailing', updatedAtMs: now() }), signal);
+    options.onEvent?.({ kind: 'undone', why });
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the switch was undone: ${why}; the copy follows etcd again`);
+  };
+  if (revision !== quiet.revision && (await readReverseState(etcd, signal))?.state.switchInfo?.switchId !== switchId) await undoSwitch(`etcd was written after the quiet window (its revision moved from ${quiet.revision} to ${revision}): its writers have not all moved`);
+
+  // A re-run that finds this switch's reverse state in etcd: steps 5 and 6 were done.
+  const current = await readReverseState(etcd, signal);
+  const ours = current !== undefined && current.state.phase === 'fenced' && current.state.switchInfo?.switchId === switchId ? current : undefined;
+  if (ours !== undefined) return { ...(await finishSwitch(options, ours, state, undefined)), steps };
+
+  // ---- 5. verify the keys etcd changed since the first verify ----
+  const delta = await verifyDelta(source, mirror, range, verifiedFrom, revision, signal);
+  options.onEvent?.({ kind: 'delta-verified', equal: delta.differences.length === 0, keysCompared: delta.keysCompared, fromRevision: verifiedFrom, revision, full: delta.full });
+  if (delta.differences.length > 0) await undoSwitch(`the mirror differs from etcd at revision ${revision} (${delta.differences.length} keys, first ${JSON.stringify(Buffer.from(delta.differences[0]?.key ?? new Uint8Array()).toString('utf8'))})`);
+
+  // ---- 6. the reverse copy's state, into etcd at revision + 1 ----
+  const mirrorIndexBefore = (await options.mirrorLog.head(signal)).index;
+  const nowMs = now();
+  const every = rangeOf(undefined);
+  const reverseState: CopyState = {
+    format: COPY_STATE_FORMAT,
+    copyId: randomBytes(8).toString('hex'),
+    source: { kind: 'stratakv', endpoints: options.mirrorEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: mirrorHead.clusterId },
+    range: { key: base64(every.key), rangeEnd: base64(every.rangeEnd) },
+    prefix: null,
+    phase: 'fenced',
+    scan: null,
+    appliedRevision: revision + 1,
+    sourceRevisionSeen: revision + 1,
+    caughtUpAtMs: nowMs,
+    leasedPuts: 0,
+    rescans: 0,
+    createdAtMs: nowMs,
+    updatedAtMs: nowMs,
+    direction: 'reverse',
+    appliedIndex: mirrorIndexBefore,
+    switchInfo: { switchId, startedAtMs: state.switchInfo?.startedAtMs ?? nowMs },
+  };
+  const written = await etcd.txn(
+    {
+      type: 'txn',
+      compare: [{ target: 'modRevision', result: 'equal', key: REVERSE_STATE_KEY, number: current?.stateModRevision ?? 0 }],
+      success: [{ type: 'put', key: REVERSE_STATE_KEY, value: encodeCopyState(reverseState) }],
+      failure: [],
+    },
+    { signal },
+  );
+  if (!written.succeeded) await undoSwitch('the reverse copy state in etcd changed under the switch (another `copy` command ran?)');
+  const removeState = async (why: string): Promise<never> => {
+    await etcd.txn({ type: 'txn', compare: [{ target: 'modRevision', result: 'equal', key: REVERSE_STATE_KEY, number: written.header.revision }], success: [{ type: 'deleteRange', key: REVERSE_STATE_KEY }], failure: [] }, { signal });
+    return await undoSwitch(why);
+  };
+  if (written.header.revision !== revision + 1) await removeState(`etcd was written after the quiet window (the reverse copy's state landed at revision ${written.header.revision}, not ${revision + 1}): its writers have not all moved`);
+  options.onEvent?.({ kind: 'state-written', revision: revision + 1 });
+  const result = await finishSwitch(options, { state: reverseState, stateModRevision: written.header.revision, etcdRevision: written.header.revision, clusterId: etcdHead.clusterId }, state, confirmedAt, removeState);
+  return { ...result, verify, deltaKeys: delta.keysCompared, steps };
+}
+
+/** finishSwitch: the mirror copies the reverse state's write too (etcd must still be at it), then takes writes. */
+async function finishSwitch(
+  options: EtcdSwitchOptions,
+  written: ReverseHead,
+  firstState: CopyState,
+  confirmedAt: number | undefined,
+  removeState?: (why: string) => Promise<never>,
+): Promise<EtcdSwitchResult> {
+  const { mirror, source, signal } = options;
+  const switchId = firstState.switchInfo?.switchId ?? '';
+  const revision = written.stateModRevision;
+  await catchUpMirror(options, switchId, revision);
+  const last = await mirror.read(signal);
+  const etcdNow = await source.head(signal);
+  if (last.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the mirror state vanished during the switch (another `copy` command ran?)');
+  if (last.revision !== revision || etcdNow.revision !== revision) {
+    const why = `etcd was written during the switch (etcd at revision ${etcdNow.revision}, the mirror at ${last.revision}, both should be at ${revision}): its writers have not all moved`;
+    if (removeState !== undefined) await removeState(why);
+    throw new StrataError(ErrorCode.MIRROR_CONFLICT, `${why}; stop them, then run \`copy switch\` again`);
+  }
+  // ---- 8. the mirror takes writes ----
+  await endMirror(mirror, last.state, signal);
+  const writePauseMs = confirmedAt === undefined ? undefined : performance.now() - confirmedAt;
+  options.onEvent?.({ kind: 'writable', revision, writePauseMs: writePauseMs ?? -1 });
+  return { switchId, revision, writePauseMs, verify: undefined, deltaKeys: 0, state: written.state, steps: [] };
+}
+
+/** catchUpMirror runs the copier (as the switch's own) until the mirror holds `revision`. */
+async function catchUpMirror(options: EtcdSwitchOptions, switchId: string, revision: number): Promise<void> {
+  const { mirror, source, signal } = options;
+  for (let round = 1; round <= CATCH_UP_ROUNDS_MAX; round += 1) {
+    const caught = await runCopy({
+      source,
+      target: mirror,
+      sourceKind: 'etcd',
+      sourceEndpoints: options.sourceEndpoints,
+      signal,
+      switchId,
+      stopWhenCaughtUp: true,
+      onEvent: (event) => options.onEvent?.({ kind: 'copier', event }),
+    });
+    if (caught.reason !== 'caught-up') throw stoppedEarly(caught.reason);
+    if ((await mirror.read(signal)).revision >= revision) return;
+  }
+  throw new StrataError(ErrorCode.UNAVAILABLE, `the mirror did not reach etcd's revision ${revision} in ${CATCH_UP_ROUNDS_MAX} rounds`);
+}
+
+/** EtcdReverseOptions configure reverseEtcdCopy. */
+export interface EtcdReverseOptions {
+  /** The new primary (fenced, then a forward copy of etcd again): its mirror calls, its log, its endpoints. */
+  readonly primary: CopyTarget;
+  readonly primaryLog: LogCopySource;
+  readonly primaryEndpoints: readonly string[];
+  readonly source: CopySource;
+  readonly etcd: EtcdClient;
+  readonly sourceEndpoints: readonly string[];
+  readonly signal: AbortSignal;
+  readonly now?: () => number;
+  readonly onEvent?: (event: EtcdSwitchEvent) => void;
+}
+
+/** reverseEtcdCopy moves the writes back to etcd after an etcd switch; see the file comment. */
+export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSwitchResult> {
+  const { steps, options } = timed(given);
+  const { primary, primaryLog, source, etcd, signal } = options;
+  const now = options.now ?? Date.now;
+  const reverseEvents = (event: ReverseEvent): void => options.onEvent?.({ kind: 'reverse', event });
+  const head = await readReverseState(etcd, signal);
+  const primaryHead = await primaryLog.head(signal);
+  const view = await primary.read(signal);
+  const primaryState = view.state === undefined ? undefined : decodeCopyState(view.state);
+  if (head === undefined || head.state.phase === 'completed') {
+    // A reverse that finished everything but the last step (the forward copy's state) is done once that is written.
+    if (primaryState?.phase === 'tailing' && primaryState.source.kind === 'etcd') throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the writes are with etcd already: --to is its forward copy (`copy create --from etcd://…` resumes it)');
+    if (head === undefined || primaryState?.phase !== 'fenced') throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'etcd holds no reverse copy in progress: nothing to reverse');
+  }
+  if (head.state.source.clusterId !== primaryHead.clusterId) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd's reverse copy follows cluster ${head.state.source.clusterId}, but --to answers as cluster ${primaryHead.clusterId}`);
+  const etcdHead = await source.head(signal);
+  let switchId: string;
+  let fenceBytes: Uint8Array;
+  let fencedAt: number | undefined;
+  let verifiedFrom = 0;
+  let verifyReport: VerifyReport | undefined;
+  // One reverse copy, its replica loaded once, for the verify and for the run up to the fence.
+  let reverseCopy: EtcdReverse | undefined;
+  const openReverse = async (): Promise<EtcdReverse> => {
+    const opened = await EtcdReverse.open({ log: primaryLog, etcd, signal, onEvent: reverseEvents });
+    if (!(opened instanceof EtcdReverse)) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd's reverse copy is ${opened.reason}: nothing to reverse`);
+    reverseCopy = opened;
+    return opened;
+  };
+  try {
+    if (primaryState !== undefined) {
+      if (primaryState.phase !== 'fenced' || primaryState.source.kind !== 'etcd' || primaryState.switchInfo === undefined) {
+        throw new StrataError(ErrorCode.MIRROR_CONFLICT, `--to is a mirror (${primaryState.phase}) already: it does not take the writes`);
+      }
+      // A re-run after the fence: compare everything again at the end.
+      switchId = primaryState.switchInfo.switchId;
+      fenceBytes = view.state as Uint8Array;
+    } else {
+      if (head.state.phase !== 'tailing' && head.state.phase !== 'fenced') throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd's reverse copy is ${head.state.phase}`);
+      checkExact(head);
+      // ---- 1. bring etcd up to the new primary, and compare the two at one revision ----
+      const started = performance.now();
+      const pinned = await verifyPinned(options, await openReverse());
+      verifiedFrom = pinned.revision;
+      options.onEvent?.({ kind: 'verified', equal: pinned.differences.length === 0, keysCompared: pinned.keysCompared, revision: pinned.revision, ms: performance.now() - started });
+      if (pinned.differences.length > 0) {
+        throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the reverse was refused: etcd differs from the new primary at revision ${pinned.revision} (${pinned.differences.length} keys, first ${JSON.stringify(Buffer.from(pinned.differences[0]?.key ?? new Uint8Array()).toString('utf8'))})`);
+      }
+      // ---- 2. fence the new primary ----
+      switchId = randomBytes(8).toString('hex');
+      const nowMs = now();
+      const every = rangeOf(undefined);
+      const fence: CopyState = {
+        format: COPY_STATE_FORMAT,
+        copyId: randomBytes(8).toString('hex'),
+        source: { kind: 'etcd', endpoints: options.sourceEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: etcdHead.clusterId },
+        range: { key: base64(every.key), rangeEnd: base64(every.rangeEnd) },
+        prefix: null,
+        phase: 'fenced',
+        scan: null,
+        appliedRevision: 0,
+        sourceRevisionSeen: 0,
+        caughtUpAtMs: 0,
+        leasedPuts: 0,
+        rescans: 0,
+        createdAtMs: nowMs,
+        updatedAtMs: nowMs,
+        direction: 'forward',
+        switchInfo: { switchId, startedAtMs: nowMs },
+      };
+      fenceBytes = encodeCopyState(fence);
+      await beginFence(primary, fenceBytes, signal);
+      fencedAt = performance.now();
+      options.onEvent?.({ kind: 'fenced', atMs: now() });
+    }
+    const fence = decodeCopyState(fenceBytes);
+    const undoFence = async (why: string): Promise<never> => {
+      await endMirror(primary, fenceBytes, signal);
+      options.onEvent?.({ kind: 'undone', why });
+      throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the reverse was undone: ${why}; --to takes writes again`);
+    };
+
+    // ---- 3. the reverse copy up to the fence ----
+    let revision: number;
+    if (head.state.phase !== 'completed') {
+      const reversed = await (reverseCopy ?? (await openReverse())).run({});
+      if (reversed.reason !== 'source-fenced') throw stoppedEarly(reversed.reason);
+      const after = await readReverseState(etcd, signal);
+      const fencedView = await primary.read(signal);
+      if (after === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the reverse copy state vanished from etcd during the reverse');
+      revision = fencedView.revision;
+      if (after.etcdRevision !== revision) await undoFence(`etcd is at revision ${after.etcdRevision} and the new primary at ${revision} after the reverse copy reached the fence: etcd was written outside the reverse copy`);
+      options.onEvent?.({ kind: 'caught-up', revision });
+      // ---- 4. verify the keys changed since the first verify ----
+      const delta = await verifyDelta(source, primary, rangeOf(undefined), verifiedFrom, revision, signal);
+      options.onEvent?.({ kind: 'delta-verified', equal: delta.differences.length === 0, keysCompared: delta.keysCompared, fromRevision: verifiedFrom, revision, full: delta.full });
+      if (delta.full) verifyReport = delta.report;
+      if (delta.differences.length > 0) await undoFence(`etcd differs from the new primary at revision ${revision} (${delta.differences.length} keys)`);
+      // ---- 5. the reverse copy is done: etcd takes the writes (revision + 1 is this write) ----
+      const done: CopyState = { ...after.state, phase: 'completed', updatedAtMs: now() };
+      const written = await etcd.txn(
+        { type: 'txn', compare: [{ target: 'modRevision', result: 'equal', key: REVERSE_STATE_KEY, number: after.stateModRevision }], success: [{ type: 'put', key: REVERSE_STATE_KEY, value: encodeCopyState(done) }], failure: [] },
+        { signal },
+      );
+      if (!written.succeeded) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the reverse copy state in etcd changed under the reverse (another `copy` command ran?)');
+      options.onEvent?.({ kind: 'state-written', revision: written.header.revision });
+    } else {
+      revision = (await primary.read(signal)).revision;
+    }
+    const writePauseMs = fencedAt === undefined ? undefined : performance.now() - fencedAt;
+    options.onEvent?.({ kind: 'writable', revision, writePauseMs: writePauseMs ?? -1 });
+
+    // ---- 6. the new primary becomes etcd's forward copy again, tailing from the revision both hold ----
+    const nowMs = now();
+    const forward: CopyState = { ...fence, phase: 'tailing', appliedRevision: revision, sourceRevisionSeen: revision, caughtUpAtMs: nowMs, updatedAtMs: nowMs, switchInfo: { switchId, startedAtMs: fence.switchInfo?.startedAtMs ?? nowMs, revision, switchedAtMs: nowMs } };
+    await casState(primary, fenceBytes, encodeCopyState(forward), signal);
+    return { switchId, revision, writePauseMs, verify: verifyReport, deltaKeys: 0, state: forward, steps };
+  } finally {
+    await (reverseCopy as EtcdReverse | undefined)?.close();
+  }
+}
+
+/** timed wraps the options' onEvent so that every step's time is kept for the result. */
+function timed<T extends { readonly onEvent?: (event: EtcdSwitchEvent) => void }>(given: T): { steps: { step: EtcdSwitchEvent['kind']; atMs: number }[]; options: T } {
+  const startedAt = performance.now();
+  const steps: { step: EtcdSwitchEvent['kind']; atMs: number }[] = [];
+  const onEvent = (event: EtcdSwitchEvent): void => {
+    if (event.kind !== 'copier' && event.kind !== 'reverse' && steps.length < STEPS_KEPT_MAX) steps.push({ step: event.kind, atMs: Math.round(performance.now() - startedAt) });
+    given.onEvent?.(event);
+  };
+  return { steps, options: { ...given, onEvent } };
+}
+
+function checkExact(head: ReverseHead): void {
+  if (head.etcdRevision !== head.stateModRevision || head.state.appliedRevision !== head.stateModRevision) {
+    throw new StrataError(
+      ErrorCode.MIRROR_CONFLICT,
+      `etcd was written outside the reverse copy (etcd at revision ${head.etcdRevision}, the reverse copy's last write at ${head.stateModRevision}): moving the writes back would lose those writes' order; end the copy (\`copy complete\`) instead`,
+    );
+  }
+}
+
+/**
+ * verifyPinned pins the new primary's view, has the reverse copy bring etcd up to it, and
+ * compares the whole view with etcd at the view's revision.
+ */
+async function verifyPinned(options: EtcdReverseOptions, reverse: EtcdReverse): Promise<{ revision: number; keysCompared: number; differences: CopyDifference[] }> {
+  const { primaryLog, etcd, signal } = options;
+  const pin = await primaryLog.pin(signal);
+  try {
+    const reached = await reverse.run({ stopAtIndex: pin.index });
+    if (reached.reason !== 'at-index') throw stoppedEarly(reached.reason);
+    const range = rangeOf(undefined);
+    const differences: CopyDifference[] = [];
+    let keysCompared = 0;
+    let from = range.key;
+    for (let pages = 0; ; pages += 1) {
+      if (pages > REPLICA_KEYS_MAX) throw new StrataError(ErrorCode.UNAVAILABLE, 'the pinned view did not end');
+      const page = await primaryLog.scan(pin, { key: from, rangeEnd: range.rangeEnd }, 1_000, signal);
+      const last = page.kvs.at(-1);
+      const end = page.more && last !== undefined ? keyAfter(last.key) : range.rangeEnd;
+      const theirs: SourceKv[] = [];
+      let at = from;
+      for (let etcdPages = 0; ; etcdPages += 1) {
+        if (etcdPages > REPLICA_KEYS_MAX) throw new StrataError(ErrorCode.UNAVAILABLE, 'etcd\'s pages did not end');
+        const answer = await etcd.get(at, { rangeEnd: end, revision: pin.revision, limit: 1_000, signal });
+        theirs.push(...answer.kvs);
+        const lastTheirs = answer.kvs.at(-1);
+        if (!answer.more || lastTheirs === undefined) break;
+        at = keyAfter(lastTheirs.key);
+      }
+      keysCompared += compareSorted(page.kvs, theirs, pin.revision, differences);
+      if (!page.more) break;
+      from = end;
+    }
+    return { revision: pin.revision, keysCompared, differences };
+  } finally {
+    await primaryLog.release(pin);
+  }
+}
+
+/** compareSorted merges two key-ordered lists (stratakv's, etcd's), noting each difference; answers the keys on both. */
+function compareSorted(ours: readonly SourceKv[], theirs: readonly SourceKv[], revision: number, differences: CopyDifference[]): number {
+  let compared = 0;
+  let a = 0;
+  let b = 0;
+  while (a < theirs.length || b < ours.length) {
+    const source = theirs[a];
+    const target = ours[b];
+    if (source !== undefined && isStateKey(source.key)) {
+      a += 1;
+      continue;
+    }
+    if (target !== undefined && isStateKey(target.key)) {
+      b += 1;
+      continue;
+    }
+    const order = source === undefined ? 1 : target === undefined ? -1 : Buffer.compare(source.key, target.key);
+    if (order < 0 && source !== undefined) {
+      note(differences, { key: source.key, kind: 'missing', fields: [], source, target: undefined, revision });
+      a += 1;
+    } else if (order > 0 && target !== undefined) {
+      note(differences, { key: target.key, kind: 'extra', fields: [], source: undefined, target, revision });
+      b += 1;
+    } else if (source !== undefined && target !== undefined) {
+      const fields = differingFields(source, target);
+      if (fields.length > 0) note(differences, { key: source.key, kind: 'different', fields, source, target, revision });
+      compared += 1;
+      a += 1;
+      b += 1;
+    }
+  }
+  return compared;
+}
+
+function note(differences: CopyDifference[], difference: CopyDifference): void {
+  if (differences.length < DIFFERENCES_LISTED_MAX) differences.push(difference);
+}
+
+/**
+ * waitQuiet waits until etcd's revision has not moved for `quietMs`; UNAVAILABLE after
+ * `timeoutMs` (its writers still write).
+ */
+async function waitQuiet(source: CopySource, quietMs: number, timeoutMs: number, signal: AbortSignal): Promise<{ revision: number; waitedMs: number }> {
+  const started = performance.now();
+  let revision = (await source.head(signal)).revision;
+  let since = performance.now();
+  let moves = 0;
+  while (performance.now() - since < quietMs) {
+    if (performance.now() - started > timeoutMs) {
+      throw new StrataError(ErrorCode.UNAVAILABLE, `etcd's revision moved ${moves} times in ${(timeoutMs / 1000).toFixed(0)} s (now ${revision}): its writers still write; move them, then run \`copy switch\` again`, { details: { moves, revision } });
+    }
+    await pauseOrAbort(QUIET_POLL_MS, signal);
+    const now = (await source.head(signal)).revision;
+    if (now !== revision) {
+      revision = now;
+      since = performance.now();
+      moves += 1;
+    }
+  }
+  return { revision, waitedMs: performance.now() - started };
+}
+
+/**
+ * verifyDelta compares, at `revision`, the keys etcd changed after `fromRevision` (from its
+ * watch history: puts and deletes) on both sides, one by one. A history compacted past
+ * `fromRevision`, too many keys, or no first verify (`fromRevision` 0) compare everything
+ * instead (verifyCopy; the target must be a mirror).
+ */
+async function verifyDelta(
+  source: CopySource,
+  target: CopyTarget,
+  range: KeyRange,
+  fromRevision: number,
+  revision: number,
+  signal: AbortSignal,
+): Promise<{ keysCompared: number; differences: readonly CopyDifference[]; full: boolean; report?: VerifyReport }> {
+  const keys = fromRevision > 0 && fromRevision <= revision ? await changedKeys(source, range, fromRevision, revision, signal) : undefined;
+  if (keys === undefined) {
+    const report = await verifyCopy({ source, target, signal });
+    if (report.toRevision !== revision || report.fromRevision !== revision) {
+      throw new StrataError(ErrorCode.MIRROR_CONFLICT, `a cluster moved during the verify at revision ${revision} (pages were read at ${report.fromRevision}..${report.toRevision})`);
+    }
+    return { keysCompared: report.keysCompared, differences: report.differences, full: true, report };
+  }
+  const differences: CopyDifference[] = [];
+  const list = [...keys.values()].filter((key) => !isStateKey(key));
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < list.length) {
+      const key = list[next] as Uint8Array;
+      next += 1;
+      const one: KeyRange = { key, rangeEnd: keyAfter(key) };
+      const theirs = (await source.page(one, revision, 1, signal)).kvs[0];
+      const ours = await target.page(one, 1, { keysOnly: false, signal });
+      if (ours.revision !== revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the other cluster moved to revision ${ours.revision} during the verify (at ${revision})`);
+      const mine = ours.kvs[0];
+      if (theirs === undefined && mine === undefined) continue;
+      if (theirs === undefined) note(differences, { key, kind: 'extra', fields: [], source: undefined, target: mine, revision });
+      else if (mine === undefined) note(differences, { key, kind: 'missing', fields: [], source: theirs, target: undefined, revision });
+      else {
+        const fields = differingFields(theirs, mine);
+        if (fields.length > 0) note(differences, { key, kind: 'different', fields, source: theirs, target: mine, revision });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, list.length) }, worker));
+  return { keysCompared: list.length, differences, full: false };
+}
+
+/** changedKeys lists the keys etcd's history shows changed in (fromRevision, revision]; undefined when it cannot (compacted, too many). */
+async function changedKeys(source: CopySource, range: KeyRange, fromRevision: number, revision: number, signal: AbortSignal): Promise<Map<string, Uint8Array> | undefined> {
+  const keys = new Map<string, Uint8Array>();
+  if (fromRevision === revision) return keys;
+  const stream = new AbortController();
+  const onAbort = (): void => stream.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  const tail = source.tail(range, fromRevision + 1, stream.signal);
+  const deadline = setTimeout(() => stream.abort(), DELTA_WAIT_MS);
+  try {
+    for await (const batch of tail) {
+      // Progress marks prove nothing here: etcd 3.4 answers one with its current revision while
+      // events before it may still be on their way (etcd#15220). Every revision is a write, so
+      // its events are the proof that the history up to it was read.
+      if (batch.kind === 'progress') continue;
+      for (const event of batch.events) {
+        if (event.kv.modRevision > revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd was written at revision ${event.kv.modRevision}, after the quiet window at ${revision}`);
+        keys.set(Buffer.from(event.kv.key).toString('latin1'), event.kv.key);
+        if (keys.size > DELTA_KEYS_MAX) return undefined;
+      }
+      // A revision's events come whole in one batch: once the last one came, the history is read.
+      if (batch.events.some((event) => event.kv.modRevision >= revision)) return keys;
+    }
+    throw new StrataError(ErrorCode.UNAVAILABLE, 'etcd\'s watch ended before it reached the switch\'s revision');
+  } catch (error) {
+    if (isStrataError(error, ErrorCode.COMPACTED)) return undefined;
+    if (stream.signal.aborted && !signal.aborted) throw new StrataError(ErrorCode.TIMEOUT, `etcd's history from revision ${fromRevision + 1} to ${revision} was not read in ${DELTA_WAIT_MS / 1000} s`);
+    throw error;
+  } finally {
+    clearTimeout(deadline);
+    tail.close();
+    stream.abort();
+    signal.removeEventListener('abort', onAbort);
+  }
+}
