@@ -13,6 +13,7 @@ import {
   runEtcdReverse,
   stratakvSource,
   switchEtcdCopy,
+  verifyEtcdReverse,
   REVERSE_STATE_KEY,
   encodeCopyState,
   type CopyTarget,
@@ -200,8 +201,34 @@ export async function runEtcdTarget(
           source.close();
         }
       }
+      case 'verify': {
+        const primaryLog = stratakvSource(primaryEndpoints);
+        try {
+          const report = await verifyEtcdReverse({ primaryLog, etcd, signal });
+          const nextCommand = report.equal ? `stratakv migrate copy reverse --from ${fromUrl} --to ${to}` : `stratakv migrate copy status --to ${to}`;
+          if (format === 'json') {
+            io.out(
+              JSON.stringify({
+                equal: report.equal,
+                revision: report.revision,
+                keysCompared: report.keysCompared,
+                differencesCount: report.differences.length,
+                differences: report.differences.map((difference) => ({ key: Buffer.from(difference.key).toString('utf8'), kind: difference.kind, fields: difference.fields })),
+                next: nextCommand,
+              }),
+            );
+          } else {
+            io.out(`${report.equal ? 'equal' : 'NOT equal'}: ${report.keysCompared} keys of a pinned view of ${fromUrl} compared with etcd at revision ${report.revision} (values, create and mod revisions, versions, leases)`);
+            for (const difference of report.differences) io.out(`  ${difference.kind.padEnd(9)} ${JSON.stringify(Buffer.from(difference.key).toString('utf8'))}${difference.fields.length > 0 ? `: ${difference.fields.join(', ')}` : ''}`);
+            io.out(`next: ${nextCommand}`);
+          }
+          return report.equal ? 0 : 1;
+        } finally {
+          primaryLog.close();
+        }
+      }
       default:
-        throw new UsageError('--to', `copy ${sub} does not take an etcd cluster as --to (the reverse copy's are create, status, reverse and complete)`);
+        throw new UsageError('--to', `copy ${sub} does not take an etcd cluster as --to (the reverse copy's are create, status, verify, reverse and complete)`);
     }
   } finally {
     etcd.close();

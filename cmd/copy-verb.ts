@@ -51,8 +51,8 @@ export const COPY_USAGE = `  migrate copy create --from etcd://H:P,...|stratakv:
                                        etcd source: verify, ask for the writers to be moved (type "moved",
                                        or --writers-moved), wait until etcd is quiet for N ms (300), verify
                                        what changed, make --to writable; etcd then follows it (reverse copy)
-  migrate copy create|status|complete --to etcd://H:P,... [--from stratakv://H:P,...]
-                                       after an etcd switch: run, show or end etcd's reverse copy
+  migrate copy create|status|verify|complete --to etcd://H:P,... [--from stratakv://H:P,...]
+                                       after an etcd switch: run, show, verify or end etcd's reverse copy
   migrate copy reverse --to etcd://H:P,... [--from stratakv://H:P,...]
                                        after an etcd switch: the writes back to etcd (--from becomes its mirror)
   migrate copy reverse --to H:P,... [--from stratakv://H:P,...] [-w simple|json]

@@ -178,6 +178,11 @@ describe('migrate copy switch of an etcd source, the reverse copy into etcd, and
       const status = copyCli(['status', '--to', etcdUrl]);
       assert.equal(status.status, 0, JSON.stringify(status.json));
       assert.equal(status.json['exactRevisions'], true, JSON.stringify(status.json));
+      // `copy verify` of the reverse copy: a pinned view of the new primary against etcd, while both copiers run.
+      const reverseVerify = copyCli(['verify', '--to', etcdUrl]);
+      assert.equal(reverseVerify.status, 0, `${JSON.stringify(reverseVerify.json)} ${reverseVerify.stderr}`);
+      assert.equal(reverseVerify.json['equal'], true);
+      assert.ok(Number(reverseVerify.json['keysCompared']) > BULK_KEYS / 2, JSON.stringify(reverseVerify.json));
 
       // ---- back to etcd ----
       const okBeforeReverse = workload.okCount();

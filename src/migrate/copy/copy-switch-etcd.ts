@@ -446,11 +446,36 @@ function checkExact(head: ReverseHead): void {
   }
 }
 
+/** EtcdReverseVerify is `copy verify` of a reverse copy into etcd. */
+export interface EtcdReverseVerify {
+  readonly equal: boolean;
+  readonly revision: number;
+  readonly keysCompared: number;
+  readonly differences: readonly CopyDifference[];
+}
+
+/**
+ * verifyEtcdReverse compares a pinned view of the new primary with etcd at the view's revision,
+ * key by key (values and every counter), after bringing etcd up to the view with the reverse
+ * copy's own Txns (a running reverse copier writes the same ones: the compare-and-set lets one
+ * of each land).
+ */
+export async function verifyEtcdReverse(options: { readonly primaryLog: LogCopySource; readonly etcd: EtcdClient; readonly signal: AbortSignal; readonly onEvent?: (event: ReverseEvent) => void }): Promise<EtcdReverseVerify> {
+  const opened = await EtcdReverse.open({ log: options.primaryLog, etcd: options.etcd, signal: options.signal, ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }) });
+  if (!(opened instanceof EtcdReverse)) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the reverse copy is ${opened.reason}: there is nothing to verify`);
+  try {
+    const pinned = await verifyPinned(options, opened);
+    return { equal: pinned.differences.length === 0, ...pinned };
+  } finally {
+    await opened.close();
+  }
+}
+
 /**
  * verifyPinned pins the new primary's view, has the reverse copy bring etcd up to it, and
  * compares the whole view with etcd at the view's revision.
  */
-async function verifyPinned(options: EtcdReverseOptions, reverse: EtcdReverse): Promise<{ revision: number; keysCompared: number; differences: CopyDifference[] }> {
+async function verifyPinned(options: { readonly primaryLog: LogCopySource; readonly etcd: EtcdClient; readonly signal: AbortSignal }, reverse: EtcdReverse): Promise<{ revision: number; keysCompared: number; differences: CopyDifference[] }> {
   const { primaryLog, etcd, signal } = options;
   const pin = await primaryLog.pin(signal);
   try {
