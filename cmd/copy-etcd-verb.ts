@@ -70,6 +70,7 @@ export async function runEtcdSwitch(mirror: CopyTarget, mirrorEndpoints: readonl
     else {
       io.out(`switched: ${mirrorEndpoints.join(',')} takes writes at revision ${result.revision}${result.writePauseMs === undefined ? '' : `; writes paused ${result.writePauseMs.toFixed(0)} ms from the confirmation`}`);
       if (result.verify !== undefined) io.out(`  verified equal: ${result.verify.keysCompared} keys before the writers moved, then the ${result.deltaKeys} keys etcd changed since (values, create and mod revisions, versions, leases)`);
+      if (result.leasedKeys > 0) io.out(`  ${result.leasedKeys} keys carry an etcd lease: etcd deletes them when the lease expires (its keep-alives moved with the writers), and the reverse copy stops at that write outside it`);
       io.out(`  etcd keeps following it once the reverse copy runs (its state is etcd's key ${JSON.stringify(Buffer.from(REVERSE_STATE_KEY).toString('utf8'))})`);
       io.out(`  move back: stratakv migrate copy reverse --from stratakv://${mirrorEndpoints.join(',')} --to etcd://${etcdEndpoints.join(',')}`);
       io.out(`next: ${resume}`);
@@ -243,6 +244,7 @@ function resultJson(result: string, switched: EtcdSwitchResult): Record<string, 
     writePauseMs: switched.writePauseMs ?? null,
     verified: switched.verify === undefined ? null : { equal: switched.verify.equal, keysCompared: switched.verify.keysCompared },
     deltaKeys: switched.deltaKeys,
+    leasedKeys: switched.leasedKeys,
     copyId: switched.state.copyId,
     steps: switched.steps,
   };

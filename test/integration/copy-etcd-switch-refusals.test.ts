@@ -5,6 +5,8 @@
 //   - a write reaches etcd right after the quiet window: the switch is undone, the copy follows
 //     etcd again, and the write is copied (not lost);
 //   - the mirror differs from etcd: refused before anything changes;
+//   - a switch stopped after it took the copy over, run again while etcd is still written,
+//     hands the copy back to its copier;
 //   - a switch stopped after it wrote the reverse copy's state finishes when run again;
 //   - the reverse copy writes a command that changed more keys than one etcd Txn takes (a
 //     DeleteRange of 300 keys) as the operation it was, keeping the revisions equal;
@@ -146,6 +148,37 @@ describe('the switch of an etcd source: refusals and resumes', { skip }, () => {
     const again = await mirror.read();
     assert.ok(again.state !== undefined);
     await mirror.mirror({ type: 'mirrorApply', expectState: again.state, state: again.state, revision: again.revision, puts: [original], deletes: [] });
+  });
+
+  test('a switch stopped after it took the copy over, run again while etcd is written, hands the copy back', async () => {
+    const stop = new AbortController();
+    await assert.rejects(
+      switchEtcdCopy(
+        switchOptions({
+          signal: stop.signal,
+          onEvent: (event) => {
+            if (event.kind === 'taken-over') stop.abort();
+          },
+        }),
+      ),
+    );
+    assert.equal(await phase(), 'switching');
+    let writing = true;
+    const writer = (async () => {
+      for (let count = 0; writing && count < 200; count += 1) {
+        await etcd.put('k/busy', `again ${count}`);
+        await sleep(100);
+      }
+    })();
+    try {
+      await assert.rejects(switchEtcdCopy(switchOptions({ quietTimeoutMs: 1_500 })), (error: unknown) => isStrataError(error, ErrorCode.UNAVAILABLE));
+    } finally {
+      writing = false;
+      await writer;
+    }
+    assert.equal(await phase(), 'tailing', 'the copy is its copier\'s again');
+    const caught = await runCopy({ source, target: mirror, sourceKind: 'etcd', sourceEndpoints: etcdCluster.endpoints, signal: new AbortController().signal, stopWhenCaughtUp: true });
+    assert.equal(caught.reason, 'caught-up');
   });
 
   test('a switch stopped after it wrote the reverse copy state finishes when run again', async () => {

@@ -101,6 +101,12 @@ export interface EtcdSwitchResult {
   readonly deltaKeys: number;
   /** The reverse copy's state (switch), or the forward copy's (reverse). */
   readonly state: CopyState;
+  /**
+   * Keys that carry an etcd lease (from the first verify): etcd deletes them when their lease
+   * expires (its keep-alives moved with the writers), a write outside the reverse copy that
+   * stops it. Reported so the operator can let such keys go, or revoke their leases first.
+   */
+  readonly leasedKeys: number;
   /** When each step ended, in ms since the command began (the pause's make-up). */
   readonly steps: readonly { readonly step: EtcdSwitchEvent['kind']; readonly atMs: number }[];
 }
@@ -116,7 +122,7 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
   if (view.state === undefined) {
     // A switch that ended mirror mode, then died: the reverse copy's state in etcd says so.
     if (reverse !== undefined && reverse.state.phase === 'fenced' && reverse.state.source.clusterId === mirrorHead.clusterId && reverse.state.switchInfo !== undefined) {
-      return { switchId: reverse.state.switchInfo.switchId, revision: reverse.state.appliedRevision, writePauseMs: undefined, verify: undefined, deltaKeys: 0, state: reverse.state, steps };
+      return { switchId: reverse.state.switchInfo.switchId, revision: reverse.state.appliedRevision, writePauseMs: undefined, verify: undefined, deltaKeys: 0, leasedKeys: 0, state: reverse.state, steps };
     }
     throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the cluster at --to is not a mirror: there is nothing to switch');
   }
@@ -164,7 +170,19 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
   }
 
   // ---- 3. a quiet window: nothing writes etcd any more ----
-  const quiet = await waitQuiet(source, options.quietMs ?? QUIET_MS_DEFAULT, options.quietTimeoutMs ?? QUIET_TIMEOUT_MS_DEFAULT, signal);
+  let quiet: { revision: number; waitedMs: number };
+  try {
+    quiet = await waitQuiet(source, options.quietMs ?? QUIET_MS_DEFAULT, options.quietTimeoutMs ?? QUIET_TIMEOUT_MS_DEFAULT, signal);
+  } catch (error) {
+    // A re-run of a switch that took the copy over and died: if etcd is not quiet, its writers
+    // are back there; hand the copy back to its copier rather than leave it taken over.
+    if (resumed && isStrataError(error, ErrorCode.UNAVAILABLE) && (await readReverseState(etcd, signal))?.state.switchInfo?.switchId !== switchId) {
+      const { switchInfo: _switchInfo, ...rest } = state;
+      await casState(mirror, stateBytes, encodeCopyState({ ...rest, phase: 'tailing', updatedAtMs: now() }), signal);
+      options.onEvent?.({ kind: 'undone', why: 'etcd is not quiet' });
+    }
+    throw error;
+  }
   options.onEvent?.({ kind: 'quiet', revision: quiet.revision, waitedMs: quiet.waitedMs });
 
   // ---- 4. take the copy over and catch up to etcd's revision ----
@@ -239,7 +257,7 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
   if (written.header.revision !== revision + 1) await removeState(`etcd was written after the quiet window (the reverse copy's state landed at revision ${written.header.revision}, not ${revision + 1}): its writers have not all moved`);
   options.onEvent?.({ kind: 'state-written', revision: revision + 1 });
   const result = await finishSwitch(options, { state: reverseState, stateModRevision: written.header.revision, etcdRevision: written.header.revision, clusterId: etcdHead.clusterId }, state, confirmedAt, removeState);
-  return { ...result, verify, deltaKeys: delta.keysCompared, steps };
+  return { ...result, verify, deltaKeys: delta.keysCompared, leasedKeys: verify?.leasedKeys ?? 0, steps };
 }
 
 /** finishSwitch: the mirror copies the reverse state's write too (etcd must still be at it), then takes writes. */
@@ -266,7 +284,7 @@ async function finishSwitch(
   await endMirror(mirror, last.state, signal);
   const writePauseMs = confirmedAt === undefined ? undefined : performance.now() - confirmedAt;
   options.onEvent?.({ kind: 'writable', revision, writePauseMs: writePauseMs ?? -1 });
-  return { switchId, revision, writePauseMs, verify: undefined, deltaKeys: 0, state: written.state, steps: [] };
+  return { switchId, revision, writePauseMs, verify: undefined, deltaKeys: 0, leasedKeys: 0, state: written.state, steps: [] };
 }
 
 /** catchUpMirror runs the copier (as the switch's own) until the mirror holds `revision`. */
@@ -420,7 +438,7 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
     const nowMs = now();
     const forward: CopyState = { ...fence, phase: 'tailing', appliedRevision: revision, sourceRevisionSeen: revision, caughtUpAtMs: nowMs, updatedAtMs: nowMs, switchInfo: { switchId, startedAtMs: fence.switchInfo?.startedAtMs ?? nowMs, revision, switchedAtMs: nowMs } };
     await casState(primary, fenceBytes, encodeCopyState(forward), signal);
-    return { switchId, revision, writePauseMs, verify: verifyReport, deltaKeys: 0, state: forward, steps };
+    return { switchId, revision, writePauseMs, verify: verifyReport, deltaKeys: 0, leasedKeys: 0, state: forward, steps };
   } finally {
     await (reverseCopy as EtcdReverse | undefined)?.close();
   }
