@@ -148,7 +148,8 @@ export async function runEtcdTarget(
             sourceRevision: primary instanceof Error ? null : primary.revision,
             sourceIndex: primary instanceof Error ? null : primary.index,
             lagRevisions: primary instanceof Error ? null : Math.max(0, primary.revision - head.state.appliedRevision),
-            lagSeconds: (Date.now() - head.state.updatedAtMs) / 1000,
+            // Caught up (nothing to copy): no lag; else the time since the last write it copied.
+            lagSeconds: !(primary instanceof Error) && primary.revision <= head.state.appliedRevision ? 0 : (Date.now() - head.state.updatedAtMs) / 1000,
             exactRevisions: exact,
             sourceError: primary instanceof Error ? primary.message : null,
           };
@@ -158,7 +159,7 @@ export async function runEtcdTarget(
             io.out(`reverse copy ${head.state.copyId} from ${fromUrl} (cluster ${head.state.source.clusterId}) into ${to}: ${head.state.phase}`);
             io.out(`  applied up to index ${json.appliedIndex ?? '?'}, revision ${json.appliedRevision}; etcd at revision ${head.etcdRevision}${exact ? '' : ' (etcd was written outside the reverse copy: revisions no longer match)'}`);
             if (primary instanceof Error) io.out(`  the new primary did not answer: ${primary.message}`);
-            else io.out(`  lag: ${json.lagRevisions} revisions (the new primary at revision ${primary.revision}, index ${primary.index}); last write ${json.lagSeconds.toFixed(1)} s ago`);
+            else io.out(`  lag: ${json.lagRevisions} revisions, ${json.lagSeconds.toFixed(1)} s (the new primary at revision ${primary.revision}, index ${primary.index})`);
             io.out(`next: ${nextCommand ?? 'nothing'}`);
           }
           return 0;

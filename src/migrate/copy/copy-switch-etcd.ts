@@ -43,6 +43,11 @@ export const QUIET_TIMEOUT_MS_DEFAULT = 60_000;
 export const QUIET_POLL_MS = 25;
 /** DELTA_KEYS_MAX bounds the keys a second verify compares one by one; over it, it compares everything. */
 export const DELTA_KEYS_MAX = 100_000;
+/** VERIFY_PASSES_MAX bounds the passes over what changed since the last one, before the operator is asked to move the writers. */
+export const VERIFY_PASSES_MAX = 5;
+/** DELTA_KEYS_SMALL: a pass that compared this few keys (or took under DELTA_PASS_SHORT_MS) leaves little for the pause. */
+export const DELTA_KEYS_SMALL = 500;
+export const DELTA_PASS_SHORT_MS = 250;
 /** DELTA_READS_IN_FLIGHT bounds the single-key reads a second verify has in flight. */
 export const DELTA_READS_IN_FLIGHT = 32;
 // Bounds the steps a result lists.
@@ -159,6 +164,18 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
     }
     if (verify.keysCompared > REPLICA_KEYS_MAX) throw new StrataError(ErrorCode.REQUEST_TOO_LARGE, `the switch was refused: the reverse copy's replica holds at most ${REPLICA_KEYS_MAX} keys, and the copy has ${verify.keysCompared}`);
     verifiedFrom = verify.fromRevision;
+    // ---- 1b. verify again what changed meanwhile, until little is left for the pause ----
+    for (let pass = 1; pass <= VERIFY_PASSES_MAX; pass += 1) {
+      const passStarted = performance.now();
+      const to = (await source.head(signal)).revision;
+      const again = await verifyDelta(source, mirror, range, verifiedFrom, to, signal, false);
+      options.onEvent?.({ kind: 'delta-verified', equal: again.differences.length === 0, keysCompared: again.keysCompared, fromRevision: verifiedFrom, revision: to, full: again.full });
+      if (again.differences.length > 0) {
+        throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the switch was refused: the mirror differs from etcd (${again.differences.length} keys changed after revision ${verifiedFrom}; run \`copy verify\` for the list)`, { details: { differences: again.differences.length } });
+      }
+      verifiedFrom = again.verifiedThrough;
+      if (again.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS) break;
+    }
     // ---- 2. the operator moves the writers ----
     options.onEvent?.({ kind: 'confirm-wanted', endpoints: options.mirrorEndpoints });
     await options.confirmWritersMoved();
@@ -213,7 +230,7 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
   if (ours !== undefined) return { ...(await finishSwitch(options, ours, state, undefined)), steps };
 
   // ---- 5. verify the keys etcd changed since the first verify ----
-  const delta = await verifyDelta(source, mirror, range, verifiedFrom, revision, signal);
+  const delta = await verifyDelta(source, mirror, range, verifiedFrom, revision, signal, true);
   options.onEvent?.({ kind: 'delta-verified', equal: delta.differences.length === 0, keysCompared: delta.keysCompared, fromRevision: verifiedFrom, revision, full: delta.full });
   if (delta.differences.length > 0) await undoSwitch(`the mirror differs from etcd at revision ${revision} (${delta.differences.length} keys, first ${JSON.stringify(Buffer.from(delta.differences[0]?.key ?? new Uint8Array()).toString('utf8'))})`);
 
@@ -364,11 +381,22 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
       checkExact(head);
       // ---- 1. bring etcd up to the new primary, and compare the two at one revision ----
       const started = performance.now();
-      const pinned = await verifyPinned(options, await openReverse());
+      const reverse = await openReverse();
+      const pinned = await verifyPinned(options, reverse);
       verifiedFrom = pinned.revision;
       options.onEvent?.({ kind: 'verified', equal: pinned.differences.length === 0, keysCompared: pinned.keysCompared, revision: pinned.revision, ms: performance.now() - started });
-      if (pinned.differences.length > 0) {
-        throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the reverse was refused: etcd differs from the new primary at revision ${pinned.revision} (${pinned.differences.length} keys, first ${JSON.stringify(Buffer.from(pinned.differences[0]?.key ?? new Uint8Array()).toString('utf8'))})`);
+      const refuse = (report: { readonly revision: number; readonly differences: readonly CopyDifference[] }): never => {
+        throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the reverse was refused: etcd differs from the new primary at revision ${report.revision} (${report.differences.length} keys, first ${JSON.stringify(Buffer.from(report.differences[0]?.key ?? new Uint8Array()).toString('utf8'))})`);
+      };
+      if (pinned.differences.length > 0) refuse(pinned);
+      // ---- 1b. again for what changed meanwhile, until little is left for the pause ----
+      for (let pass = 1; pass <= VERIFY_PASSES_MAX; pass += 1) {
+        const passStarted = performance.now();
+        const again = await verifyPinnedChanges(options, reverse, verifiedFrom);
+        options.onEvent?.({ kind: 'delta-verified', equal: again.differences.length === 0, keysCompared: again.keysCompared, fromRevision: verifiedFrom, revision: again.revision, full: false });
+        if (again.differences.length > 0) refuse(again);
+        verifiedFrom = again.revision;
+        if (again.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS) break;
       }
       // ---- 2. fence the new primary ----
       switchId = randomBytes(8).toString('hex');
@@ -416,7 +444,7 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
       if (after.etcdRevision !== revision) await undoFence(`etcd is at revision ${after.etcdRevision} and the new primary at ${revision} after the reverse copy reached the fence: etcd was written outside the reverse copy`);
       options.onEvent?.({ kind: 'caught-up', revision });
       // ---- 4. verify the keys changed since the first verify ----
-      const delta = await verifyDelta(source, primary, rangeOf(undefined), verifiedFrom, revision, signal);
+      const delta = await verifyDelta(source, primary, rangeOf(undefined), verifiedFrom, revision, signal, true);
       options.onEvent?.({ kind: 'delta-verified', equal: delta.differences.length === 0, keysCompared: delta.keysCompared, fromRevision: verifiedFrom, revision, full: delta.full });
       if (delta.full) verifyReport = delta.report;
       if (delta.differences.length > 0) await undoFence(`etcd differs from the new primary at revision ${revision} (${delta.differences.length} keys)`);
@@ -528,6 +556,39 @@ async function verifyPinned(options: { readonly primaryLog: LogCopySource; reado
   }
 }
 
+/**
+ * verifyPinnedChanges pins the new primary's view again, has the reverse copy bring etcd up to
+ * it, and compares the keys etcd changed after `fromRevision` (from its watch history) in the
+ * view and in etcd at the view's revision. A history it cannot read compares everything.
+ */
+async function verifyPinnedChanges(options: EtcdReverseOptions, reverse: EtcdReverse, fromRevision: number): Promise<{ revision: number; keysCompared: number; differences: CopyDifference[] }> {
+  const { primaryLog, source, signal } = options;
+  const pin = await primaryLog.pin(signal);
+  try {
+    const reached = await reverse.run({ stopAtIndex: pin.index });
+    if (reached.reason !== 'at-index') throw stoppedEarly(reached.reason);
+    const keys = fromRevision <= pin.revision ? await changedKeys(source, rangeOf(undefined), fromRevision, pin.revision, false, signal) : undefined;
+    if (keys === undefined) return await verifyPinned(options, reverse);
+    const list = [...keys.values()].filter((key) => !isStateKey(key));
+    const differences: CopyDifference[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < list.length) {
+        const key = list[next] as Uint8Array;
+        next += 1;
+        const one: KeyRange = { key, rangeEnd: keyAfter(key) };
+        const ours = (await primaryLog.scan(pin, one, 1, signal)).kvs;
+        const theirs = (await source.page(one, pin.revision, 1, signal)).kvs;
+        compareSorted(ours, theirs, pin.revision, differences);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, list.length) }, worker));
+    return { revision: pin.revision, keysCompared: list.length, differences };
+  } finally {
+    await primaryLog.release(pin);
+  }
+}
+
 /** compareSorted merges two key-ordered lists (stratakv's, etcd's), noting each difference; answers the keys on both. */
 function compareSorted(ours: readonly SourceKv[], theirs: readonly SourceKv[], revision: number, differences: CopyDifference[]): number {
   let compared = 0;
@@ -591,10 +652,14 @@ async function waitQuiet(source: CopySource, quietMs: number, timeoutMs: number,
 }
 
 /**
- * verifyDelta compares, at `revision`, the keys etcd changed after `fromRevision` (from its
- * watch history: puts and deletes) on both sides, one by one. A history compacted past
- * `fromRevision`, too many keys, or no first verify (`fromRevision` 0) compare everything
- * instead (verifyCopy; the target must be a mirror).
+ * verifyDelta compares the keys etcd changed after `fromRevision` up to `revision` (from its
+ * watch history: puts and deletes) on both sides, one by one. `still`: both clusters stand at
+ * `revision` (the pause), and each key is compared there. Otherwise the copy runs on: each key
+ * is read from the target first, whose answer gives the target's revision T (a source revision
+ * by construction), then from etcd at T; a change after T is left to the next pass, which
+ * starts at `verifiedThrough`. A history compacted past `fromRevision`, too many keys, or no
+ * first verify (`fromRevision` 0) compare everything instead (verifyCopy; the target must be a
+ * mirror).
  */
 async function verifyDelta(
   source: CopySource,
@@ -603,42 +668,46 @@ async function verifyDelta(
   fromRevision: number,
   revision: number,
   signal: AbortSignal,
-): Promise<{ keysCompared: number; differences: readonly CopyDifference[]; full: boolean; report?: VerifyReport }> {
-  const keys = fromRevision > 0 && fromRevision <= revision ? await changedKeys(source, range, fromRevision, revision, signal) : undefined;
+  still: boolean,
+): Promise<{ keysCompared: number; differences: readonly CopyDifference[]; full: boolean; verifiedThrough: number; report?: VerifyReport }> {
+  const keys = fromRevision > 0 && fromRevision <= revision ? await changedKeys(source, range, fromRevision, revision, still, signal) : undefined;
   if (keys === undefined) {
     const report = await verifyCopy({ source, target, signal });
-    if (report.toRevision !== revision || report.fromRevision !== revision) {
+    if (still && (report.toRevision !== revision || report.fromRevision !== revision)) {
       throw new StrataError(ErrorCode.MIRROR_CONFLICT, `a cluster moved during the verify at revision ${revision} (pages were read at ${report.fromRevision}..${report.toRevision})`);
     }
-    return { keysCompared: report.keysCompared, differences: report.differences, full: true, report };
+    return { keysCompared: report.keysCompared, differences: report.differences, full: true, verifiedThrough: report.fromRevision, report };
   }
   const differences: CopyDifference[] = [];
   const list = [...keys.values()].filter((key) => !isStateKey(key));
+  let verifiedThrough = revision;
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < list.length) {
       const key = list[next] as Uint8Array;
       next += 1;
       const one: KeyRange = { key, rangeEnd: keyAfter(key) };
-      const theirs = (await source.page(one, revision, 1, signal)).kvs[0];
       const ours = await target.page(one, 1, { keysOnly: false, signal });
-      if (ours.revision !== revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the other cluster moved to revision ${ours.revision} during the verify (at ${revision})`);
+      if (still && ours.revision !== revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the other cluster moved to revision ${ours.revision} during the verify (at ${revision})`);
+      const at = still ? revision : ours.revision;
+      verifiedThrough = Math.min(verifiedThrough, at);
+      const theirs = (await source.page(one, at, 1, signal)).kvs[0];
       const mine = ours.kvs[0];
       if (theirs === undefined && mine === undefined) continue;
-      if (theirs === undefined) note(differences, { key, kind: 'extra', fields: [], source: undefined, target: mine, revision });
-      else if (mine === undefined) note(differences, { key, kind: 'missing', fields: [], source: theirs, target: undefined, revision });
+      if (theirs === undefined) note(differences, { key, kind: 'extra', fields: [], source: undefined, target: mine, revision: at });
+      else if (mine === undefined) note(differences, { key, kind: 'missing', fields: [], source: theirs, target: undefined, revision: at });
       else {
         const fields = differingFields(theirs, mine);
-        if (fields.length > 0) note(differences, { key, kind: 'different', fields, source: theirs, target: mine, revision });
+        if (fields.length > 0) note(differences, { key, kind: 'different', fields, source: theirs, target: mine, revision: at });
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, list.length) }, worker));
-  return { keysCompared: list.length, differences, full: false };
+  return { keysCompared: list.length, differences, full: false, verifiedThrough };
 }
 
 /** changedKeys lists the keys etcd's history shows changed in (fromRevision, revision]; undefined when it cannot (compacted, too many). */
-async function changedKeys(source: CopySource, range: KeyRange, fromRevision: number, revision: number, signal: AbortSignal): Promise<Map<string, Uint8Array> | undefined> {
+async function changedKeys(source: CopySource, range: KeyRange, fromRevision: number, revision: number, still: boolean, signal: AbortSignal): Promise<Map<string, Uint8Array> | undefined> {
   const keys = new Map<string, Uint8Array>();
   if (fromRevision === revision) return keys;
   const stream = new AbortController();
@@ -653,7 +722,11 @@ async function changedKeys(source: CopySource, range: KeyRange, fromRevision: nu
       // its events are the proof that the history up to it was read.
       if (batch.kind === 'progress') continue;
       for (const event of batch.events) {
-        if (event.kv.modRevision > revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd was written at revision ${event.kv.modRevision}, after the quiet window at ${revision}`);
+        if (event.kv.modRevision > revision) {
+          // Still: nothing may write etcd after the quiet window. Otherwise: the next pass's.
+          if (still) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `etcd was written at revision ${event.kv.modRevision}, after the quiet window at ${revision}`);
+          continue;
+        }
         keys.set(Buffer.from(event.kv.key).toString('latin1'), event.kv.key);
         if (keys.size > DELTA_KEYS_MAX) return undefined;
       }
