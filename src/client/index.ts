@@ -26,8 +26,8 @@ export type {
   SnapshotChunk,
   SnapshotOptions,
 } from './etcd-client.ts';
-export { LogStreamClient, LOG_STREAM_MESSAGE_BYTES_MAX, RECONNECTS_MAX, RECONNECT_TIMEOUT_MS_DEFAULT } from './log-stream-client.ts';
-export type { LogStreamClientOptions, LogStreamEvent, LogStreamOptions } from './log-stream-client.ts';
+export { LogStreamClient, LOG_HOLD_TIMEOUT_MS_DEFAULT, LOG_STREAM_MESSAGE_BYTES_MAX, RECONNECTS_MAX, RECONNECT_TIMEOUT_MS_DEFAULT } from './log-stream-client.ts';
+export type { LogHoldAnswer, LogHoldOptions, LogStreamClientOptions, LogStreamEvent, LogStreamOptions } from './log-stream-client.ts';
 export { ENDPOINTS_MAX, normalizeEndpoint } from './endpoint-picker.ts';
 export { ATTEMPTS_MAX, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS } from './retry-policy.ts';
 export { prefixEnd } from './wire.ts';

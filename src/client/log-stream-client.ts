@@ -14,6 +14,11 @@
 // reconnectsMax attempts in a row without an accepted chunk, and reconnectTimeoutMs since the
 // last accepted chunk, with the backoff EtcdClient uses after each round of endpoints.
 // Errors are StrataErrors with the server's catalogue code and the endpoint.
+//
+// hold() is the stream's companion (Admin.LogHold): it has every member keep the log from an
+// index on for a while, so that a consumer that stops reading (killed, restarting) finds its
+// position still in the log when it comes back (src/node/log-holds.ts). Any member answers it
+// (a follower passes it to the leader): it goes to the endpoints in turn as the admin calls do.
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -31,8 +36,10 @@ import {
   LogDeltaCursor,
   toWireStart,
 } from '../diff/index.ts';
+import { checkLogHoldRequest } from '../node/log-holds.ts';
 import { ErrorCode, isErrorCode, StrataError } from '../util/errors.ts';
 import { fromGrpcStatus } from '../util/etcd-errors.ts';
+import { AdminCalls } from './admin-calls.ts';
 import { EndpointPicker } from './endpoint-picker.ts';
 import type { ClientLogger } from './etcd-client.ts';
 import { backoffMs } from './retry-policy.ts';
@@ -43,6 +50,8 @@ export const RECONNECTS_MAX = 20;
 export const RECONNECT_TIMEOUT_MS_DEFAULT = 30_000;
 /** LOG_STREAM_MESSAGE_BYTES_MAX is the largest chunk the client accepts (a 16 MiB snapshot block, one large entry). */
 export const LOG_STREAM_MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
+/** LOG_HOLD_TIMEOUT_MS_DEFAULT is hold()'s deadline across the endpoints tried when none is given. */
+export const LOG_HOLD_TIMEOUT_MS_DEFAULT = 10_000;
 
 /** LogStreamClientOptions configure a LogStreamClient. */
 export interface LogStreamClientOptions {
@@ -71,6 +80,20 @@ export interface LogStreamOptions {
   readonly reconnectsMax?: number;
 }
 
+/** LogHoldOptions bound one hold() call. */
+export interface LogHoldOptions {
+  /** The deadline across every endpoint tried (default LOG_HOLD_TIMEOUT_MS_DEFAULT). */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** LogHoldAnswer is a member's answer to a hold: who applied it, and when it expires by that member's wall clock (0 for a release). */
+export interface LogHoldAnswer {
+  readonly memberId: number;
+  readonly expiresAtMs: number;
+  readonly endpoint: string;
+}
+
 /** LogStreamEvent is one event of the stream, with the endpoint that sent it. */
 export type LogStreamEvent = LogDeltaEvent & { readonly endpoint: string };
 
@@ -87,6 +110,8 @@ export class LogStreamClient {
   readonly #logger: ClientLogger | undefined;
   readonly #method: protoLoader.MethodDefinition<WireLogStreamRequest, WireLogChunk>;
   readonly #connections = new Map<string, grpc.Client>();
+  // Made at the first hold() (it loads admin.proto again).
+  #holdCalls: AdminCalls | undefined;
   #closed = false;
 
   constructor(options: LogStreamClientOptions) {
@@ -156,11 +181,34 @@ export class LogStreamClient {
     }
   }
 
+  /**
+   * hold has every member of the cluster keep its log from `index` on for `ttlMs` for
+   * `consumer` (one hold per consumer: the next replaces it; index 0 releases it), through any
+   * member; resolves once the answering member applied it. Renew it well within its ttl.
+   * INVALID_ARGUMENT for a bad consumer (1..64 bytes of UTF-8, no control characters), index or
+   * ttl (1..LOG_HOLD_TTL_MS_MAX, naming the field); UNAVAILABLE when 64 other consumers hold the
+   * log or no member answered; UNIMPLEMENTED from a member without log holds.
+   */
+  async hold(consumer: string, index: number, ttlMs: number, options: LogHoldOptions = {}): Promise<LogHoldAnswer> {
+    if (this.#closed) throw new StrataError(ErrorCode.STOPPED, 'the client is closed');
+    checkLogHoldRequest(consumer, index, ttlMs);
+    const timeoutMs = positive('timeoutMs', options.timeoutMs ?? LOG_HOLD_TIMEOUT_MS_DEFAULT);
+    this.#holdCalls ??= new AdminCalls(['LogHold']);
+    const { value, endpoint } = await this.#holdCalls.callFirst<{ member_id: number; expires_at_ms: number }>(
+      this.#picker,
+      'LogHold',
+      (remainingMs) => ({ consumer, index, ttl_ms: ttlMs, timeout_ms: remainingMs }),
+      { timeoutMs, signal: options.signal },
+    );
+    return { memberId: value.member_id, expiresAtMs: value.expires_at_ms, endpoint };
+  }
+
   /** close closes every connection; a stream running fails (STOPPED or UNAVAILABLE). Twice is harmless. */
   close(): void {
     this.#closed = true;
     for (const connection of this.#connections.values()) connection.close();
     this.#connections.clear();
+    this.#holdCalls?.close();
   }
 
   // #attempt runs one call: it yields the events of every chunk accepted, acknowledging each

@@ -74,6 +74,19 @@ export interface LogDeltaSource {
   waitForCommit(afterIndex: Index, options: { readonly signal: AbortSignal; readonly timeoutMs: number }): Promise<boolean>;
   /** isRemoved tells whether this member was removed from its cluster (it sees no new commits). */
   isRemoved(): boolean;
+  /**
+   * holdLog has every member keep the log from `index` on for `ttlMs` for `consumer` (a log
+   * hold: src/node/log-holds.ts; index 0 releases it) and resolves once it is applied on this
+   * member, with the member's id and the hold's deadline by its wall clock. Not the stream's
+   * business, but its consumers': Admin.LogHold, beside LogStream, answers UNIMPLEMENTED when a
+   * source has none.
+   */
+  holdLog?(
+    consumer: string,
+    index: Index,
+    ttlMs: number,
+    options: { readonly signal: AbortSignal; readonly timeoutMs?: number },
+  ): Promise<{ readonly memberId: number; readonly expiresAtMs: number }>;
 }
 
 /** ChunkSink is where chunks go (a gRPC call's write side). */

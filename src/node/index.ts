@@ -35,5 +35,8 @@ export { DIGEST_PINS_MAX, PIN_IDLE_MS, PIN_NEVER_USED_MS } from './digest-pins.t
 // What a migration needs: the journal, the leader's view of replication.
 export { JOURNAL_RECORD_BYTES_MAX } from './migration-journal.ts';
 export type { JournalState } from './migration-journal.ts';
+// What a log hold is (a consumer of the log keeping it from an index on; log-holds.ts).
+export { LOG_HOLDS_MAX, LOG_HOLD_CONSUMER_BYTES_MAX, LOG_HOLD_TTL_MS_MAX, checkLogHoldRequest, logHoldConsumerProblem } from './log-holds.ts';
+export type { LogHold, LogHoldCommand } from './log-holds.ts';
 export { PROBE_TIMEOUT_MS } from './replication-status.ts';
 export type { PeerReplication, ReplicationStatus } from './replication-status.ts';

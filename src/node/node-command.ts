@@ -1,13 +1,17 @@
 // Commands for the driver itself that travel through the Raft log next to KV commands (a
-// member publishing its name, an alarm raised or cleared). The first byte is NODE_COMMAND_FORMAT (src/storage), which the KV state machine skips; the rest
+// member publishing its name, an alarm raised or cleared, a digest report, the migration
+// journal, a log hold). The first byte is NODE_COMMAND_FORMAT (src/storage), which the KV state machine skips; the rest
 // is JSON: these commands are rare, tiny, and worth reading in a log dump.
 
 import type { DigestReport } from './integrity-checks.ts';
 import { checkDigestReport } from './integrity-checks.ts';
 import { NODE_COMMAND_FORMAT } from '../storage/index.ts';
+import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { AlarmAction, AlarmType } from './alarms.ts';
 import { isAlarmMemberId, isAlarmType } from './alarms.ts';
+import type { LogHoldCommand } from './log-holds.ts';
+import { checkLogHoldCommand, logHoldCommandProblem } from './log-holds.ts';
 import type { JournalCommand } from './migration-journal.ts';
 import { checkJournalCommand } from './migration-journal.ts';
 
@@ -37,7 +41,7 @@ export interface AlarmCommand {
 }
 
 /** NodeCommand is any command the driver applies. */
-export type NodeCommand = PublishCommand | AlarmCommand | DigestReport | JournalCommand;
+export type NodeCommand = PublishCommand | AlarmCommand | DigestReport | JournalCommand | LogHoldCommand;
 
 /** MemberContext is what a membership ConfChange carries in its context. */
 export interface MemberContext {
@@ -47,6 +51,11 @@ export interface MemberContext {
 
 /** encodeNodeCommand encodes a command for an entry's data. */
 export function encodeNodeCommand(command: NodeCommand): Uint8Array {
+  // What every member would refuse as CORRUPTION when applying it must never be proposed.
+  if (command.type === 'logHold') {
+    const problem = logHoldCommandProblem({ ...command });
+    assert(problem === undefined, `a logHold command is checked before it is proposed: ${problem ?? ''}`);
+  }
   const json = new TextEncoder().encode(JSON.stringify(command));
   const data = new Uint8Array(json.byteLength + 1);
   data[0] = NODE_COMMAND_FORMAT;
@@ -62,6 +71,7 @@ export function decodeNodeCommand(data: Uint8Array): NodeCommand {
   if (command.type === 'alarm') return alarmCommandFrom(command);
   if (command.type === 'digestReport') return checkDigestReport(command);
   if (command.type === 'journal') return checkJournalCommand(command);
+  if (command.type === 'logHold') return checkLogHoldCommand(command);
   if (command.type !== 'publish') throw malformed(`unknown node command type ${JSON.stringify(command.type)}`);
   if (typeof command.memberId !== 'number' || !Number.isSafeInteger(command.memberId)) throw malformed('publish: bad memberId');
   if (typeof command.name !== 'string') throw malformed('publish: bad name');

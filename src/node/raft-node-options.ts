@@ -105,6 +105,13 @@ export interface RaftNodeOptions {
   readonly hooks?: RaftNodeHooks;
   /** The clock for ticks, deadlines and deferred work (default: SYSTEM_CLOCK; a VirtualClock under simulation). */
   readonly clock?: Clock;
+  /**
+   * The wall clock in ms since the epoch, which log holds expire by (log-holds.ts): their
+   * deadlines are the proposing member's wall clock plus a ttl, so they must mean the same on
+   * every member. Default: Date.now with SYSTEM_CLOCK (whose time has an arbitrary origin),
+   * else the clock's own time, so that a seeded simulation replays exactly.
+   */
+  readonly wallClockMs?: () => number;
   /** The source of the core's election jitter (default: seeded from the system's randomness). */
   readonly random?: RandomSource;
   /**

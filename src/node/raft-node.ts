@@ -11,6 +11,7 @@
 //   snapshot-sender.ts     the leader's snapshot sends to followers behind the compacted log
 //   data-dir.ts            the identity, log, snapshots and state machine it runs on
 //   alarms.ts              the raised alarms (NOSPACE, CORRUPT), applied from the log
+//   log-holds.ts           consumers that keep the log from an index on, applied from the log
 //   backend-quota.ts       --quota-backend-bytes: the measured size and the cost of a write
 //   clock.ts               time and deferred work (SYSTEM_CLOCK, or a VirtualClock)
 //
@@ -51,6 +52,8 @@ import type { JournalState } from './migration-journal.ts';
 import type { ReplicationStatus } from './replication-status.ts';
 import { encodeStatusProbeReply, replicationStatus } from './replication-status.ts';
 import { checkJournalWrite, MigrationJournal } from './migration-journal.ts';
+import type { LogHold } from './log-holds.ts';
+import { checkLogHoldRequest, LogHolds, tooManyLogHolds } from './log-holds.ts';
 import type { ScrubReport } from './scrubber.ts';
 import { DEFAULT_SCRUB_POLICY, Scrubber } from './scrubber.ts';
 import type { NodeCommand, PublishCommand } from './node-command.ts';
@@ -210,6 +213,10 @@ export class RaftNode {
   // Applied from the log like the member table, and carried by snapshots beside it.
   private readonly alarmSet = new AlarmSet();
   private readonly journal = new MigrationJournal();
+  // Applied from the log but in memory only, not carried by snapshots (log-holds.ts says why).
+  private readonly logHolds = new LogHolds();
+  // The wall clock log holds expire by (RaftNodeOptions.wallClockMs).
+  private readonly wallClockMs: () => number;
   private readonly quota: BackendQuota;
   // This member's own NOSPACE alarm being proposed (one at a time).
   private raisingNoSpace: Promise<void> | undefined;
@@ -263,6 +270,8 @@ export class RaftNode {
     this.hooks = options.hooks ?? {};
     this.limits = options.limits ?? DEFAULT_KV_LIMITS;
     this.clock = options.clock ?? SYSTEM_CLOCK;
+    const clock = this.clock;
+    this.wallClockMs = options.wallClockMs ?? (clock === SYSTEM_CLOCK ? () => Date.now() : () => Math.floor(clock.now()));
     this.memberId = identity.memberId;
     this.clusterId = identity.clusterId;
     this.name = identity.name;
@@ -364,6 +373,8 @@ export class RaftNode {
         appliedIndex: () => this.appliedIndex,
         raftStatus: () => this.raft.status(),
         sendingIndexes: () => this.snapshotSender.sendingIndexes(),
+        logHolds: () => this.logHolds.list(),
+        wallClockMs: () => this.wallClockMs(),
         onSaved: (info) => this.hooks.onSnapshotSaved?.(info),
       },
       options.snapshotPolicy,
@@ -746,6 +757,34 @@ export class RaftNode {
     if (outcome.error !== undefined) throw outcome.error;
     await this.readBarrier(options);
     return expectedVersion + 1;
+  }
+
+  // ---------------------------------------------------------------- log holds
+
+  /**
+   * holdLog keeps the log from `index` on, on every member, for `ttlMs` from now by this
+   * member's wall clock, for `consumer` (one hold per consumer: the next replaces it); index 0
+   * releases the consumer's hold. The hold goes through the log (log-holds.ts) and this
+   * resolves once it is applied here, with its deadline (0 for a release). INVALID_ARGUMENT
+   * for a bad consumer, index or ttl (naming the field); UNAVAILABLE when LOG_HOLDS_MAX other
+   * consumers hold the log.
+   */
+  async holdLog(consumer: string, index: Index, ttlMs: number, options: NodeCallOptions = {}): Promise<{ readonly expiresAtMs: number }> {
+    this.checkServing();
+    checkLogHoldRequest(consumer, index, ttlMs);
+    const nowMs = this.wallClockMs();
+    // Refused here rather than proposed for nothing; the apply checks again (proposals race).
+    if (index > 0 && !this.logHolds.admits(consumer, nowMs)) throw tooManyLogHolds(consumer);
+    const expiresAtMs = index === 0 ? 0 : nowMs + ttlMs;
+    const outcome = await this.submit(encodeNodeCommand({ type: 'logHold', consumer, index, expiresAtMs }), options, 0);
+    if (outcome.error !== undefined) throw outcome.error;
+    await this.readBarrier(options);
+    return { expiresAtMs };
+  }
+
+  /** logHoldList lists the log holds unexpired now, as applied here, lowest index first. */
+  logHoldList(): LogHold[] {
+    return this.logHolds.unexpired(this.wallClockMs());
   }
 
   /** alarms lists the alarms raised, as applied here (it may lag the cluster; alarmList does not). */
@@ -1553,6 +1592,10 @@ export class RaftNode {
       case 'journal': {
         const applied = this.journal.apply(command);
         return 'error' in applied ? { error: applied.error } : {};
+      }
+      case 'logHold': {
+        const applied = this.logHolds.apply(command, this.wallClockMs());
+        return applied.error !== undefined ? { error: applied.error } : undefined;
       }
     }
   }

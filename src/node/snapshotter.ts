@@ -15,7 +15,11 @@
 // consul#9609): at least `catchUpEntries`, and at least twice what is written while a
 // snapshot of this size is sent and restored at the measured write rate. On a leader the
 // log is also never compacted past a live follower's match index (unless the log is over
-// `compactionLogBytesMax`), nor past a snapshot being sent (never).
+// `compactionLogBytesMax`), nor past a snapshot being sent (never). On every member, the log
+// is never compacted past an unexpired log hold's index - 1 (log-holds.ts: a consumer reading
+// the log from outside, such as a cross-cluster copier), unless the log from that index on is
+// over `compactionLogBytesMax` too: then that hold is ignored, and a warning names its consumer,
+// once per snapshot.
 //
 // Failures: a snapshot that fails to be written is discarded (the store lists only whole,
 // verified files), and the previous one stays in use. After `failuresBeforeBackoff` failures
@@ -32,6 +36,7 @@ import { snapshotId } from '../snapshot/index.ts';
 import type { KvSnapshotView, KvStateMachine, LogStore } from '../storage/index.ts';
 import { assert, ErrorCode, isStrataError, StrataError } from '../util/index.ts';
 import type { Clock } from '../util/index.ts';
+import type { LogHold } from './log-holds.ts';
 import type { MembershipState } from './membership.ts';
 import { encodeMembershipState, encodeSnapshotDescriptor } from './snapshot-descriptor.ts';
 
@@ -43,7 +48,7 @@ export interface SnapshotPolicy {
   readonly snapshotLogBytes: number;
   /** --snapshot-catchup-entries: entries kept before the snapshot index at least (etcd: 5,000). */
   readonly catchUpEntries: number;
-  /** Above this many log bytes, live followers' match indexes no longer hold compaction back. */
+  /** Above this many log bytes, live followers' match indexes and log holds no longer hold compaction back. */
   readonly compactionLogBytesMax: number;
   /** Snapshots kept on disk (the newest ones). */
   readonly retainedSnapshots: number;
@@ -124,6 +129,10 @@ export interface SnapshotterHost {
   raftStatus(): RaftStatus;
   /** The indexes of snapshots being sent now. */
   sendingIndexes(): readonly Index[];
+  /** The log holds applied on this member (log-holds.ts), expired ones not pruned yet included. */
+  logHolds(): readonly LogHold[];
+  /** The wall clock in ms since the epoch, which log holds expire by (their deadlines are the proposer's wall clock plus a ttl). */
+  wallClockMs(): number;
   onSaved(info: SnapshotInfo): void;
 }
 
@@ -138,6 +147,19 @@ export interface SnapshotterStatus {
   /** Entries up to here are compacted away. */
   readonly compactedThrough: Index;
   readonly catchUpEntries: number;
+  /** Unexpired log holds on this member (log-holds.ts). */
+  readonly logHolds: number;
+  /** The lowest index an unexpired log hold keeps; undefined without one. */
+  readonly logHoldIndexLowest: Index | undefined;
+}
+
+/** CompactionLimit is how far the log may be compacted, and what the log holds did to it. */
+export interface CompactionLimit {
+  readonly index: Index;
+  /** The hold that set the limit, if one did. */
+  readonly heldBy: LogHold | undefined;
+  /** Unexpired holds below the limit that were ignored: the log from their index on is over compactionLogBytesMax. */
+  readonly holdsIgnored: readonly LogHold[];
 }
 
 /** Snapshotter takes snapshots and compacts the log; see the header of this file. */
@@ -171,6 +193,7 @@ export class Snapshotter {
 
   /** status reports the snapshotter's state. */
   status(): SnapshotterStatus {
+    const holds = this.unexpiredHolds();
     return {
       latest: this.host.snapshots.list()[0],
       taking: this.taking !== undefined,
@@ -179,6 +202,8 @@ export class Snapshotter {
       lastError: this.lastError,
       compactedThrough: this.host.log.firstIndex() - 1,
       catchUpEntries: this.catchUpTailEntries(this.host.snapshots.list()[0]?.byteLength ?? 0),
+      logHolds: holds.length,
+      logHoldIndexLowest: holds[0]?.index,
     };
   }
 
@@ -351,7 +376,16 @@ export class Snapshotter {
     // The state machine must hold everything up to the snapshot durably before the log stops
     // holding it: after a power cut it restarts from its durable applied index.
     await this.host.stateMachine().sync();
-    const compactIndex = this.compactionIndex(info);
+    const { index: compactIndex, heldBy, holdsIgnored } = this.compactionLimit(info);
+    for (const hold of holdsIgnored) {
+      this.host.logger.warn('a log hold is ignored: the log from its index on is over compactionLogBytesMax, so it is compacted past; its consumer will find its position compacted', {
+        consumer: hold.consumer,
+        index: hold.index,
+        logBytesAfter: this.logBytesAfter(hold.index - 1),
+        compactionLogBytesMax: this.policy.compactionLogBytesMax,
+      });
+    }
+    if (heldBy !== undefined) this.host.logger.info('compaction held back by a log hold', { consumer: heldBy.consumer, index: heldBy.index, compactIndex });
     if (compactIndex > log.firstIndex() - 1) log.compact(compactIndex);
     await log.sync();
     await this.retain();
@@ -359,10 +393,16 @@ export class Snapshotter {
 
   /**
    * compactionIndex is how far the log may be compacted after a snapshot at `info.index`:
-   * the catch-up tail before it, and on a leader not past a live follower's match index
-   * (unless the log is over its byte cap) nor past a snapshot being sent.
+   * the catch-up tail before it, not past a snapshot being sent, on a leader not past a live
+   * follower's match index, and on any member not past an unexpired log hold's index - 1
+   * (both unless the log they keep is over its byte cap).
    */
   compactionIndex(info: Pick<SnapshotInfo, 'index' | 'byteLength'>): Index {
+    return this.compactionLimit(info).index;
+  }
+
+  /** compactionLimit is compactionIndex with what the log holds did to it. */
+  compactionLimit(info: Pick<SnapshotInfo, 'index' | 'byteLength'>): CompactionLimit {
     const { log } = this.host;
     let limit = Math.min(info.index, log.lastIndex()) - this.catchUpTailEntries(info.byteLength);
     for (const sending of this.host.sendingIndexes()) limit = Math.min(limit, sending);
@@ -376,7 +416,35 @@ export class Snapshotter {
       }
       if (followersLimit < limit && this.logBytesAfter(followersLimit) <= this.policy.compactionLogBytesMax) limit = followersLimit;
     }
-    return Math.max(0, Math.min(limit, info.index));
+    // Log holds, lowest index first: the first whose kept log is within the byte cap sets the
+    // limit; the ones below it are ignored. A hold whose index is compacted already keeps nothing.
+    let heldBy: LogHold | undefined;
+    const holdsIgnored: LogHold[] = [];
+    const firstIndex = log.firstIndex();
+    for (const hold of this.unexpiredHolds()) {
+      const holdLimit = hold.index - 1;
+      if (holdLimit >= limit) break;
+      if (hold.index < firstIndex) continue;
+      if (this.logBytesAfter(holdLimit) > this.policy.compactionLogBytesMax) {
+        holdsIgnored.push(hold);
+        continue;
+      }
+      limit = holdLimit;
+      heldBy = hold;
+      break;
+    }
+    const index = Math.max(0, Math.min(limit, info.index));
+    assert(index <= info.index, 'the log is never compacted past the snapshot');
+    return { index, heldBy, holdsIgnored };
+  }
+
+  // unexpiredHolds lists the log holds unexpired by the wall clock now, lowest index first.
+  private unexpiredHolds(): LogHold[] {
+    const nowMs = this.host.wallClockMs();
+    return this.host
+      .logHolds()
+      .filter((hold) => hold.expiresAtMs > nowMs)
+      .sort((a, b) => a.index - b.index);
   }
 
   /** catchUpTailEntries is how many entries stay before a snapshot of `snapshotBytes` bytes. */

@@ -11,6 +11,9 @@
 // naming the field), a consumer that takes nothing for ACK_STALL_MS_MAX (TIMEOUT) and the
 // member stopping (STOPPED) end the call from any state.
 // At most LOG_STREAMS_MAX calls run at once; more are refused UNAVAILABLE.
+// LogHold, the stream's consumers' unary call, keeps the log from an index on for a while on
+// every member (src/node/log-holds.ts) through the source's holdLog; a source without one
+// answers UNIMPLEMENTED. Its errors travel as the unary methods' do.
 // Given a DigestPinSource, the service also answers the Merkle diff's Diff* methods
 // (diff-service.ts); without one they answer UNIMPLEMENTED. The unary methods of the other
 // parts are assembled here too, each from its own file when its option is given: integrity,
@@ -28,9 +31,10 @@ import type { Clock } from '../util/clock.ts';
 import { SYSTEM_CLOCK } from '../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
 import { toGrpcStatus } from '../util/etcd-errors.ts';
+import { checkLogHoldRequest } from '../node/index.ts';
 import type { ClusterInfoNode } from './cluster-info-service.ts';
 import { createClusterInfoService } from './cluster-info-service.ts';
-import { createDiffService } from './diff-service.ts';
+import { createDiffService, unary } from './diff-service.ts';
 import type { IntegrityNode } from './integrity-service.ts';
 import { createIntegrityService } from './integrity-service.ts';
 import type { MigrationNode } from './migration-service.ts';
@@ -44,6 +48,22 @@ import { errorStatus } from './unary-call.ts';
 export const LOG_STREAMS_MAX = 32;
 /** START_WAIT_MS_MAX: a call that sends no start request this long after it opened is ended (INVALID_ARGUMENT). */
 export const START_WAIT_MS_MAX = 10_000;
+/** LOG_HOLD_TIMEOUT_MS_MAX bounds a LogHold request's timeout_ms (the wait for the hold to be applied). */
+export const LOG_HOLD_TIMEOUT_MS_MAX = 60_000;
+
+/** WireLogHoldRequest is admin.proto's LogHoldRequest as proto-loader gives it. */
+export interface WireLogHoldRequest {
+  consumer?: string;
+  index?: number;
+  ttl_ms?: number;
+  timeout_ms?: number;
+}
+
+/** WireLogHoldResponse is admin.proto's LogHoldResponse. */
+export interface WireLogHoldResponse {
+  member_id: number;
+  expires_at_ms: number;
+}
 
 const METHOD = 'Admin.LogStream';
 
@@ -106,9 +126,24 @@ export function createAdminService(options: AdminServiceOptions): AdminService {
     stream.open();
   };
   const diff = options.digestPins === undefined ? undefined : createDiffService({ pins: options.digestPins, logger: options.logger, clock });
+  const { source } = options;
+  const holdLog = source.holdLog?.bind(source);
+  const logHold =
+    holdLog === undefined
+      ? undefined
+      : unary('Admin.LogHold', options.logger, async (request: WireLogHoldRequest, signal): Promise<WireLogHoldResponse> => {
+          const consumer = request.consumer ?? '';
+          const index = request.index ?? 0;
+          const ttlMs = request.ttl_ms ?? 0;
+          checkLogHoldRequest(consumer, index, ttlMs);
+          const timeoutMs = Math.min(request.timeout_ms ?? 0, LOG_HOLD_TIMEOUT_MS_MAX);
+          const answer = await holdLog(consumer, index, ttlMs, { signal, ...(timeoutMs > 0 ? { timeoutMs } : {}) });
+          return { member_id: answer.memberId, expires_at_ms: answer.expiresAtMs };
+        });
   return {
     implementation: {
       LogStream: logStream,
+      ...(logHold === undefined ? {} : { LogHold: logHold }),
       ...diff?.implementation,
       ...(options.integrity === undefined ? {} : createIntegrityService({ node: options.integrity, logger: options.logger })),
       ...(options.clusterInfo === undefined ? {} : createClusterInfoService({ node: options.clusterInfo, logger: options.logger })),

@@ -1,5 +1,6 @@
 // raftNodeLogSource: a RaftNode's committed log as the log-delta stream reads it (src/diff's
-// LogDeltaSource), through RaftNode's read-only stream surface.
+// LogDeltaSource), through RaftNode's read-only stream surface, and the log holds its
+// consumers place (Admin.LogHold, through RaftNode.holdLog).
 
 import type { LogDeltaSource } from '../diff/index.ts';
 import type { RaftNode } from '../node/index.ts';
@@ -21,5 +22,6 @@ export function raftNodeLogSource(node: RaftNode): LogDeltaSource {
     },
     waitForCommit: (afterIndex, options) => node.waitForApplied(afterIndex, options),
     isRemoved: () => node.status().removed,
+    holdLog: async (consumer, index, ttlMs, options) => ({ memberId: node.memberId, ...(await node.holdLog(consumer, index, ttlMs, options)) }),
   };
 }

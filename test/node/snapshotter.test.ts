@@ -1,6 +1,6 @@
 // The Snapshotter's decisions, each shown failing without its rule: how far the log is
 // compacted (the catch-up tail, a snapshot being sent, a live follower's match, the byte
-// cap), and the failure breaker (a member whose snapshots keep failing backs off, says so in
+// cap, log holds), and the failure breaker (a member whose snapshots keep failing backs off, says so in
 // its status and keeps serving); and, on real RaftNodes, an install under steady writes with
 // a tiny catch-up tail converges without a snapshot loop.
 import assert from 'node:assert/strict';
@@ -8,10 +8,12 @@ import { describe, test } from 'node:test';
 import type { RaftNode } from '../../src/node/index.ts';
 import type { SnapshotPolicy, SnapshotterHost } from '../../src/node/snapshotter.ts';
 import { Snapshotter } from '../../src/node/snapshotter.ts';
-import type { ProgressStatus, RaftStatus } from '../../src/raft/index.ts';
+import type { LogHoldCommand } from '../../src/node/log-holds.ts';
+import { LogHolds } from '../../src/node/log-holds.ts';
+import type { Logger, ProgressStatus, RaftStatus } from '../../src/raft/index.ts';
 import { MemorySnapshotStore } from '../../src/snapshot/index.ts';
 import type { SnapshotInfo, SnapshotSource, SnapshotStore } from '../../src/snapshot/index.ts';
-import { MemoryLogStore, openMemoryKvStateMachine } from '../../src/storage/index.ts';
+import { MemoryLogStore, NODE_COMMAND_FORMAT, openMemoryKvStateMachine } from '../../src/storage/index.ts';
 import type { KvStateMachine } from '../../src/storage/index.ts';
 import { ErrorCode, StrataError, VirtualClock } from '../../src/util/index.ts';
 import { SILENT_LOGGER } from '../../src/raft/index.ts';
@@ -31,7 +33,14 @@ function leaderStatus(followers: readonly ProgressStatus[]): RaftStatus {
   };
 }
 
-async function hostWith(options: { status: RaftStatus; sending?: number[]; log?: MemoryLogStore }): Promise<{ host: SnapshotterHost; stateMachine: KvStateMachine }> {
+async function hostWith(options: {
+  status: RaftStatus;
+  sending?: number[];
+  log?: MemoryLogStore;
+  holds?: LogHolds;
+  wallClockMs?: () => number;
+  logger?: Logger;
+}): Promise<{ host: SnapshotterHost; stateMachine: KvStateMachine }> {
   const log = options.log ?? new MemoryLogStore();
   if (log.lastIndex() === 0) log.saveSync({ entries: Array.from({ length: 1_000 }, (_, i) => ({ index: i + 1, term: 2, type: 0, data: new Uint8Array(10) })) });
   const stateMachine = await openMemoryKvStateMachine();
@@ -40,7 +49,7 @@ async function hostWith(options: { status: RaftStatus; sending?: number[]; log?:
     stateMachine,
     host: {
       clock,
-      logger: SILENT_LOGGER,
+      logger: options.logger ?? SILENT_LOGGER,
       log,
       snapshots: new MemorySnapshotStore({ clock }),
       capture: () => ({ view: stateMachine.openSnapshotView(), confState: options.status.config, membership: { members: [], removed: [], published: [] } }),
@@ -48,6 +57,8 @@ async function hostWith(options: { status: RaftStatus; sending?: number[]; log?:
       appliedIndex: () => 1_000,
       raftStatus: () => options.status,
       sendingIndexes: () => options.sending ?? [],
+      logHolds: () => options.holds?.list() ?? [],
+      wallClockMs: options.wallClockMs ?? (() => 0),
       onSaved: () => undefined,
     },
   };
@@ -98,6 +109,104 @@ describe('how far the log is compacted', () => {
     // 10 MiB at 1 MiB/s to send and 1 MiB/s to restore, plus 5 s: 25 s x 1,000/s x 2.
     assert.equal(snapshotter.catchUpTailEntries(10 * 1024 * 1024), 50_000);
     assert.equal(snapshotter.catchUpTailEntries(0), 10_000);
+  });
+});
+
+describe('log holds', () => {
+  const follower = (): RaftStatus => ({ ...leaderStatus([]), role: 'follower' as const, progress: new Map() });
+  const hold = (consumer: string, index: number, expiresAtMs: number): LogHoldCommand => ({ type: 'logHold', consumer, index, expiresAtMs });
+
+  test('an unexpired hold stops compaction at its index - 1; expired, moved or released, it no longer does', async () => {
+    const holds = new LogHolds();
+    let nowMs = 1_000;
+    const { host } = await hostWith({ status: follower(), holds, wallClockMs: () => nowMs });
+    const snapshotter = new Snapshotter(host, { catchUpEntries: 10 });
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 890, 'without a hold: the catch-up tail');
+    holds.apply(hold('copy-a', 500, 61_000), nowMs);
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 499, 'entry 500 stays');
+    assert.equal(snapshotter.compactionLimit(snapshotAt(900)).heldBy?.consumer, 'copy-a');
+    assert.equal(snapshotter.status().logHolds, 1);
+    assert.equal(snapshotter.status().logHoldIndexLowest, 500);
+    nowMs = 60_999;
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 499, 'held until its deadline');
+    nowMs = 61_000;
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 890, 'expired at its deadline');
+    assert.equal(snapshotter.status().logHolds, 0);
+    assert.equal(snapshotter.status().logHoldIndexLowest, undefined);
+    holds.apply(hold('copy-a', 600, 120_000), nowMs);
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 599, 'renewed at a new index: it replaces the old one');
+    holds.apply(hold('copy-a', 0, 0), nowMs);
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 890, 'released');
+    assert.equal(holds.size, 0);
+  });
+
+  test('the lowest hold wins on any member; a hold above the limit changes nothing; one at a compacted index keeps nothing', async () => {
+    const holds = new LogHolds();
+    const log = new MemoryLogStore();
+    const leader = await hostWith({ status: leaderStatus([progress(990, true), progress(990, true)]), holds, log });
+    const snapshotter = new Snapshotter(leader.host, { catchUpEntries: 10 });
+    holds.apply(hold('copy-a', 700, 10_000), 0);
+    holds.apply(hold('copy-b', 400, 10_000), 0);
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 399, 'the lowest of two holds, on a leader');
+    const onFollower = await hostWith({ status: follower(), holds });
+    assert.equal(new Snapshotter(onFollower.host, { catchUpEntries: 10 }).compactionIndex(snapshotAt(900)), 399, 'and on a follower');
+    holds.apply(hold('copy-a', 0, 0), 0);
+    holds.apply(hold('copy-b', 0, 0), 0);
+    holds.apply(hold('copy-c', 950, 10_000), 0);
+    const above = snapshotter.compactionLimit(snapshotAt(900));
+    assert.equal(above.index, 890, 'a hold above the catch-up tail holds nothing back');
+    assert.equal(above.heldBy, undefined);
+    log.createSnapshot(300, follower().config, new Uint8Array(0));
+    log.compact(300);
+    holds.apply(hold('copy-c', 200, 10_000), 0);
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 890, 'entries 200..300 are gone: the hold keeps nothing');
+    holds.apply(hold('copy-c', 301, 10_000), 0);
+    assert.equal(snapshotter.compactionIndex(snapshotAt(900)), 300, 'the first entry held: nothing more is compacted');
+  });
+
+  test('over the byte cap a hold is ignored, and the next one up holds', async () => {
+    const holds = new LogHolds();
+    const { host } = await hostWith({ status: follower(), holds });
+    // 1,000 entries of 10 bytes: 6,000 or more after 400, about 2,300 after 800.
+    const snapshotter = new Snapshotter(host, { catchUpEntries: 10, compactionLogBytesMax: 3_000 });
+    snapshotter.noteAppended(Array.from({ length: 1_000 }, (_, i) => ({ index: i + 1, data: new Uint8Array(10) })));
+    holds.apply(hold('copy-far-behind', 400, 10_000), 0);
+    const ignored = snapshotter.compactionLimit(snapshotAt(900));
+    assert.equal(ignored.index, 890);
+    assert.deepEqual(ignored.holdsIgnored.map((one) => one.consumer), ['copy-far-behind']);
+    holds.apply(hold('copy-near', 800, 10_000), 0);
+    const held = snapshotter.compactionLimit(snapshotAt(900));
+    assert.equal(held.index, 799);
+    assert.equal(held.heldBy?.consumer, 'copy-near');
+    assert.deepEqual(held.holdsIgnored.map((one) => one.consumer), ['copy-far-behind']);
+    const uncapped = new Snapshotter(host, { catchUpEntries: 10 });
+    uncapped.noteAppended(Array.from({ length: 1_000 }, (_, i) => ({ index: i + 1, data: new Uint8Array(10) })));
+    assert.equal(uncapped.compactionIndex(snapshotAt(900)), 399, 'under the default cap (1 GiB) the lower hold holds');
+  });
+
+  test('a snapshot taken under holds compacts the log to the hold, and warns once about the hold past the cap, naming its consumer', async () => {
+    const holds = new LogHolds();
+    const warnings: { message: string; fields: Record<string, unknown> | undefined }[] = [];
+    const logger: Logger = { debug() {}, info() {}, warn: (message, fields) => warnings.push({ message, fields }) };
+    // 1,000 entries of 10 bytes the state machine skips (they are not KV commands), all applied,
+    // so that a snapshot is taken at 1,000.
+    const log = new MemoryLogStore();
+    const data = new Uint8Array(10);
+    data[0] = NODE_COMMAND_FORMAT;
+    log.saveSync({ entries: Array.from({ length: 1_000 }, (_, i) => ({ index: i + 1, term: 2, type: 0, data })) });
+    const { host, stateMachine } = await hostWith({ status: follower(), holds, log, logger });
+    await stateMachine.apply(log.entries(1, 1_001, Number.POSITIVE_INFINITY));
+    const snapshotter = new Snapshotter(host, { catchUpEntries: 10, compactionLogBytesMax: 3_000 });
+    snapshotter.noteAppended(log.entries(1, 1_001, Number.POSITIVE_INFINITY));
+    holds.apply(hold('copy-far-behind', 400, 10_000), 0);
+    holds.apply(hold('copy-near', 800, 10_000), 0);
+    const info = await snapshotter.takeNow();
+    assert.equal(info.index, 1_000);
+    assert.equal(log.firstIndex(), 800, 'compacted through 799: entry 800 is held');
+    const holdWarnings = warnings.filter((warning) => warning.message.startsWith('a log hold is ignored'));
+    assert.equal(holdWarnings.length, 1, JSON.stringify(warnings));
+    assert.equal(holdWarnings[0]?.fields?.['consumer'], 'copy-far-behind');
+    await snapshotter.stop();
   });
 });
 

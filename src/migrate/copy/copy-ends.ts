@@ -136,5 +136,13 @@ export interface LogCopySource {
   follow(fromIndex: number, signal?: AbortSignal): AsyncIterable<LogBatch>;
   /** A checkpoint through the source's Raft at which every source member pins its view (`copy verify`). */
   checkpoint(signal?: AbortSignal): Promise<PinnedSourceView>;
+  /**
+   * Have every source member keep its log from `index` on for `ttlMs` for `consumer` (a log
+   * hold: one per consumer, the next replaces it; index 0 releases it), so that a follow from
+   * `index` still finds it after the copier was down; resolves once applied. Renew it well
+   * within `ttlMs` (at most an hour). A member whose log from `index` on passed its byte cap
+   * ignores it. INVALID_ARGUMENT for a bad consumer (1..64 bytes), index or ttl.
+   */
+  hold(consumer: string, index: number, ttlMs: number, signal?: AbortSignal): Promise<void>;
   close(): void;
 }

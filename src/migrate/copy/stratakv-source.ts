@@ -3,6 +3,8 @@
 // Raft log from the next index (Admin.LogStream, following), whose KV commands the target
 // replays to the same revisions and state digest. A stratakv cluster keeps no history of
 // revisions, so the pinned view is what etcd's Range at a fixed revision is to an etcd source.
+// A log hold (Admin.LogHold) keeps the source's log from the copier's position while the
+// copier is down, so that it resumes from the log rather than by scanning again.
 
 import { DiffClient, EtcdClient, LogStreamClient, MirrorClient, normalizeEndpoint } from '../../client/index.ts';
 import { EntryType } from '../../raft/index.ts';
@@ -105,6 +107,9 @@ export function stratakvSource(endpoints: readonly string[]): LogCopySource {
           throw new StrataError(ErrorCode.UNAVAILABLE, 'the source\'s log stream ended');
         },
       };
+    },
+    async hold(consumer, index, ttlMs, signal) {
+      await log.hold(consumer, index, ttlMs, { timeoutMs: LOG_SOURCE_CALL_TIMEOUT_MS, ...(signal === undefined ? {} : { signal }) });
     },
     async checkpoint(signal) {
       return await eachMember('pin a checkpoint of the source', endpoints, async (endpoint) => ({ endpoint, ...(await diff.pin(endpoint, 'checkpoint', { ...(signal === undefined ? {} : { signal }), timeoutMs: 30_000 })) }), signal);

@@ -9,9 +9,20 @@
 // applied. Invariant: kv.appliedIndex() === lastIndex, and the log holds [firstIndex, lastIndex].
 // Every apply and every view opened goes through one queue (#serially), so a view is pinned
 // between two applies and a checkpoint's view is exactly the state at its entry.
+//
+// Log holds: hold() appends a logHold node command to the log (as a real member proposes one:
+// a follow sees it, and a copier must skip it) and applies it to the real LogHolds table, by
+// the wall clock the test gives (`wallClockMs`, Date.now by default). compact() then agrees with
+// a real member's snapshotter: it never drops entries at or past an unexpired hold's index
+// (that is, it stops at the lowest such index - 1, and answers where it stopped), unless asked
+// to compact `pastHolds`: what a member whose log from the hold's index on is over
+// compactionLogBytesMax does (the twin keeps no byte counts, so the test says when). A hold at
+// an index compacted already keeps nothing, as on a member.
 
 import { encodeCheckpoint } from '../../../src/node/integrity-checks.ts';
 import { encodeNodeCommand } from '../../../src/node/node-command.ts';
+import type { LogHold } from '../../../src/node/log-holds.ts';
+import { checkLogHoldRequest, LogHolds, tooManyLogHolds } from '../../../src/node/log-holds.ts';
 import { encodeConfChange, EntryType, type Entry } from '../../../src/raft/index.ts';
 import { DIGEST_VIEW_RANGE_LIMIT_MAX, encodeKvCommand, openMemoryKvStateMachine } from '../../../src/storage/index.ts';
 import type { ApplyResult, DigestAt, DigestView, KvRequest, KvResponse, KvStateMachine } from '../../../src/storage/index.ts';
@@ -77,17 +88,24 @@ export class StateMachineLogSource implements LogCopySource {
   #breakAfterBatches: number | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  // The log holds applied (hold()), as a member keeps them; they expire by #wallClockMs.
+  readonly #holds = new LogHolds();
+  readonly #wallClockMs: () => number;
+  /** Holds applied by hold() (releases included). */
+  holdsApplied = 0;
 
-  private constructor(kv: KvStateMachine, seed: number, clusterId: string) {
+  private constructor(kv: KvStateMachine, seed: number, clusterId: string, wallClockMs: () => number) {
     this.kv = kv;
     this.#random = new SeededRandom(seed);
     this.clusterId = clusterId;
+    this.#wallClockMs = wallClockMs;
   }
 
-  static async open(options: { readonly seed: number; readonly clusterId?: string }): Promise<StateMachineLogSource> {
+  /** open makes a source; `wallClockMs` is the clock log holds expire by (default Date.now). */
+  static async open(options: { readonly seed: number; readonly clusterId?: string; readonly wallClockMs?: () => number }): Promise<StateMachineLogSource> {
     const clusterId = options.clusterId ?? LOG_SOURCE_CLUSTER_ID;
     assert(/^[0-9a-f]+$/.test(clusterId), 'a cluster id is hex');
-    return new StateMachineLogSource(await openMemoryKvStateMachine(), options.seed, clusterId);
+    return new StateMachineLogSource(await openMemoryKvStateMachine(), options.seed, clusterId, options.wallClockMs ?? (() => Date.now()));
   }
 
   /** firstIndex is the first entry the log still holds (lastIndex + 1 when empty). */
@@ -148,12 +166,28 @@ export class StateMachineLogSource implements LogCopySource {
     return written;
   }
 
-  /** compact drops the entries up to `index`: a follow from at or below it fails COMPACTED. */
-  compact(index: number): void {
+  /**
+   * compact drops the entries up to `index`, or up to the lowest unexpired log hold's index - 1
+   * when that is lower (see the file comment; `pastHolds` ignores the holds, as a member over
+   * its log byte cap does), and answers the index it compacted to: a follow from at or below
+   * it fails COMPACTED.
+   */
+  compact(index: number, options: { readonly pastHolds?: boolean } = {}): number {
     assert(Number.isSafeInteger(index) && index >= this.#firstIndex - 1 && index <= this.#lastIndex, `compact to ${index} within [${this.#firstIndex - 1}, ${this.#lastIndex}]`);
-    this.#log = this.#log.slice(index + 1 - this.#firstIndex);
-    this.#firstIndex = index + 1;
+    let limit = index;
+    if (options.pastHolds !== true) {
+      const held = this.holds().find((hold) => hold.index >= this.#firstIndex);
+      if (held !== undefined) limit = Math.min(limit, held.index - 1);
+    }
+    this.#log = this.#log.slice(limit + 1 - this.#firstIndex);
+    this.#firstIndex = limit + 1;
     assert(this.#log.length === this.#lastIndex - this.#firstIndex + 1, 'the log holds [firstIndex, lastIndex]');
+    return limit;
+  }
+
+  /** holds lists the log holds unexpired now, lowest index first. */
+  holds(): LogHold[] {
+    return this.#holds.unexpired(this.#wallClockMs());
   }
 
   /**
@@ -251,6 +285,22 @@ export class StateMachineLogSource implements LogCopySource {
   /** checkpoint appends a checkpoint entry that asks for pins and pins the source's view exactly at it. */
   checkpoint(): Promise<PinnedSourceView> {
     return this.#checkpointAfter([]);
+  }
+
+  /** hold appends a logHold node command and applies it to the holds, as a member does (see the file comment). */
+  async hold(consumer: string, index: number, ttlMs: number, signal?: AbortSignal): Promise<void> {
+    this.#checkOpen();
+    checkLogHoldRequest(consumer, index, ttlMs);
+    if (signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'the hold was cancelled');
+    const nowMs = this.#wallClockMs();
+    if (index > 0 && !this.#holds.admits(consumer, nowMs)) throw tooManyLogHolds(consumer);
+    const command = { type: 'logHold' as const, consumer, index, expiresAtMs: index === 0 ? 0 : nowMs + ttlMs };
+    await this.#serially(async () => {
+      await this.#append([{ type: EntryType.Normal, data: encodeNodeCommand(command) }]);
+      const applied = this.#holds.apply(command, this.#wallClockMs());
+      if (applied.error !== undefined) throw applied.error;
+      this.holdsApplied += 1;
+    });
   }
 
   close(): void {
