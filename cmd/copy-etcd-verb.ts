@@ -13,6 +13,8 @@ import {
   runEtcdReverse,
   stratakvSource,
   switchEtcdCopy,
+  logHoldConsumer,
+  releaseLogHold,
   verifyEtcdReverse,
   REVERSE_STATE_KEY,
   encodeCopyState,
@@ -175,6 +177,13 @@ export async function runEtcdTarget(
             { signal },
           );
           if (!answer.succeeded) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the reverse copy state changed meanwhile (a reverse copier is running? stop it first)');
+        }
+        // The new primary no longer keeps its log for this copy.
+        const log = stratakvSource(primaryEndpoints);
+        try {
+          await releaseLogHold(log, logHoldConsumer('reverse-copy', head.state.copyId));
+        } finally {
+          log.close();
         }
         if (format === 'json') io.out(JSON.stringify({ result: 'completed', copyId: head.state.copyId, phase: 'completed', next: null }));
         else {

@@ -3,7 +3,8 @@
 // etcd; the copier follows it; `copy switch` verifies, asks for the writers to move (the test
 // moves them with EtcdClient.setEndpoints, then types "moved"), waits for etcd to be quiet and
 // makes the mirror writable; the reverse copy keeps etcd following the new primary, killed with
-// SIGKILL at seeded moments and started again; `copy reverse` moves the writes back to etcd;
+// SIGKILL at seeded moments and started again (once after it stayed down while the new primary
+// snapshotted past its position: the log hold kept the entries it needs); `copy reverse` moves the writes back to etcd;
 // the forward copy resumes from etcd without a scan (the revisions are equal), and a last
 // verify compares every key's value and counters.
 //
@@ -16,7 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { EtcdClient } from '../../src/client/index.ts';
-import { REVERSE_STATE_KEY, decodeCopyState } from '../../src/migrate/copy/index.ts';
+import { REVERSE_STATE_KEY, decodeCopyState, stratakvSource } from '../../src/migrate/copy/index.ts';
 import { checkLinearizability, formatVerdict } from '../linearizability/index.ts';
 import { etcdSkipReason, startEtcdCluster, type EtcdCluster } from '../client/etcd-process.ts';
 import { copyCli as runCopyCli, COPY_CLI, seeded } from './copy-cli.ts';
@@ -81,7 +82,9 @@ describe('migrate copy switch of an etcd source, the reverse copy into etcd, and
 
   before(async () => {
     source = await startEtcdCluster(1);
-    target = await TestCluster.start(3);
+    // Snapshots every 300 entries, 50 kept behind: without the reverse copy's log hold, a
+    // reverse copier down for a few seconds under the load would find its position compacted.
+    target = await TestCluster.start(3, { serveArgs: ['--snapshot-count=300', '--snapshot-catchup-entries=50'] });
     await target.waitForLeader();
     etcdUrl = `etcd://${source.endpoints.join(',')}`;
     to = target.endpoints().join(',');
@@ -173,6 +176,23 @@ describe('migrate copy switch of an etcd source, the reverse copy into etcd, and
         running.child.kill('SIGKILL');
         await running.exited;
         notes.push(`reverse kill ${kill + 1}`);
+        if (kill === 1) {
+          // Down while the new primary writes on and snapshots several times: its log hold keeps
+          // the entries the reverse copy needs.
+          const position = Number(copyCli(['status', '--to', etcdUrl]).json['appliedIndex']);
+          const log = stratakvSource(target.endpoints());
+          try {
+            let head = (await log.head()).index;
+            for (let poll = 0; poll < 600 && head < position + 1_500; poll += 1) {
+              await sleep(100);
+              head = (await log.head()).index;
+            }
+            assert.ok(head >= position + 1_500, `the new primary wrote 1,500 entries past the reverse copy's position ${position} (at ${head})`);
+            notes.push(`reverse copy down from index ${position} to ${head}`);
+          } finally {
+            log.close();
+          }
+        }
       }
       await sleep(1_000);
       const status = copyCli(['status', '--to', etcdUrl]);

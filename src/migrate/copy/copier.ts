@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { prefixEnd } from '../../client/index.ts';
 import { decodeCheckpoint, isCheckpointEntry } from '../../node/index.ts';
 import { isKvCommand, kvCommandType, type MirrorPut, type MirrorRequest } from '../../storage/index.ts';
+import { holdLogWhile, logHoldConsumer } from './log-hold-renewer.ts';
 import { assert } from '../../util/assert.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
 import type { CopySource, CopyTarget, KeyRange, LogBatch, LogCopySource, LogEntry, PinnedSourceView, SourceEvent, SourcePage, SourceTail } from './copy-ends.ts';
@@ -624,6 +625,17 @@ class Copier {
    * began (the log no longer held the copier's index).
    */
   async #tailLog(log: LogCopySource): Promise<CopyResult['reason'] | undefined> {
+    // The source keeps its log from the copier's position while it runs (and for a while after):
+    // a copier restarted soon resumes without a re-scan.
+    const holder = holdLogWhile(log, logHoldConsumer('copy', this.#current().copyId), () => this.#appliedIndex() + 1, (error) => this.#options.onEvent?.({ kind: 'retry', what: 'hold the source\'s log', error, attempt: 1 }));
+    try {
+      return await this.#tailLogHeld(log);
+    } finally {
+      holder.stop();
+    }
+  }
+
+  async #tailLogHeld(log: LogCopySource): Promise<CopyResult['reason'] | undefined> {
     const { signal } = this.#options;
     let failures = 0;
     for (;;) {

@@ -33,6 +33,7 @@ import type { CopySource, CopyTarget, KeyRange, LogCopySource, SourceKv } from '
 import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, isStateKey, REVERSE_STATE_KEY, type CopyState } from './copy-state.ts';
 import { beginFence, casState, checkLogReadable, endMirror, stoppedEarly, takeOver } from './copy-switch.ts';
 import { DIFFERENCES_LISTED_MAX, differingFields, verifyCopy, type CopyDifference, type VerifyReport } from './copy-verify.ts';
+import { LOG_HOLD_TTL_MS, logHoldConsumer, releaseLogHold } from './log-hold-renewer.ts';
 import { EtcdReverse, readReverseState, REPLICA_KEYS_MAX, type ReverseEvent, type ReverseHead } from './etcd-reverse.ts';
 
 /** QUIET_MS_DEFAULT is how long etcd's revision must stand still before the switch goes on. */
@@ -297,6 +298,10 @@ async function finishSwitch(
     if (removeState !== undefined) await removeState(why);
     throw new StrataError(ErrorCode.MIRROR_CONFLICT, `${why}; stop them, then run \`copy switch\` again`);
   }
+  // The new primary keeps its log from the switch on, for the reverse copy (which renews this hold once it runs).
+  await options.mirrorLog.hold(logHoldConsumer('reverse-copy', written.state.copyId), (written.state.appliedIndex ?? 0) + 1, LOG_HOLD_TTL_MS, signal).catch((error: unknown) => {
+    if (isStrataError(error) && error.code !== ErrorCode.UNIMPLEMENTED) options.onEvent?.({ kind: 'copier', event: { kind: 'retry', what: 'hold the new primary\'s log for the reverse copy', error, attempt: 1 } });
+  });
   // ---- 8. the mirror takes writes ----
   await endMirror(mirror, last.state, signal);
   const writePauseMs = confirmedAt === undefined ? undefined : performance.now() - confirmedAt;
@@ -455,6 +460,7 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
         { signal },
       );
       if (!written.succeeded) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the reverse copy state in etcd changed under the reverse (another `copy` command ran?)');
+      await releaseLogHold(primaryLog, logHoldConsumer('reverse-copy', after.state.copyId));
       options.onEvent?.({ kind: 'state-written', revision: written.header.revision });
     } else {
       revision = (await primary.read(signal)).revision;

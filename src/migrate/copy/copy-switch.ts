@@ -32,6 +32,7 @@ import { base64, rangeOf, RETRYABLE, runCopy, type CopyEvent } from './copier.ts
 import type { CopyTarget, LogCopySource, PinnedSourceView } from './copy-ends.ts';
 import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, sameBytes, type CopyDirection, type CopyState } from './copy-state.ts';
 import { diffPinned } from './copy-verify-merkle.ts';
+import { LOG_HOLD_TTL_MS, logHoldConsumer } from './log-hold-renewer.ts';
 
 /** SWITCH_STEP_ATTEMPTS_MAX bounds the attempts of one compare-and-set step of a switch. */
 export const SWITCH_STEP_ATTEMPTS_MAX = 20;
@@ -380,6 +381,8 @@ async function finishReverse(
     switchInfo: { switchId, startedAtMs: fence.switchInfo?.startedAtMs ?? nowMs, revision, switchedAtMs: nowMs },
   };
   await casState(options.sourceTarget, fenceBytes, encodeCopyState(reverse), signal);
+  // The new primary keeps its log for the reverse copy until its copier runs (and renews this hold).
+  await options.mirrorLog.hold(logHoldConsumer('copy', reverse.copyId), fromIndex + 1, LOG_HOLD_TTL_MS, signal).catch(() => undefined);
   options.onEvent?.({ kind: 'reverse-ready', fromIndex });
   return { switchId, revision, writePauseMs, verify, reverseState: reverse, reverseFromIndex: fromIndex };
 }

@@ -39,6 +39,7 @@ import { classify, fromBase64, keyAfter, PAGE_KEYS, RETRYABLE } from './copier.t
 import type { KeyRange, LogCopySource } from './copy-ends.ts';
 import { decodeCopyState, encodeCopyState, isStateKey, REVERSE_STATE_KEY, type CopyState } from './copy-state.ts';
 import { findMirrorEnd } from './copy-switch.ts';
+import { holdLogWhile, logHoldConsumer } from './log-hold-renewer.ts';
 
 /** TXN_OPS_MAX is etcd's default --max-txn-ops: a command's effects and the state must fit one Txn. */
 export const TXN_OPS_MAX = 128;
@@ -180,6 +181,8 @@ export class EtcdReverse {
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     let commitIndexSeen = this.#appliedIndex;
+    // The new primary keeps its log from here while this copy runs (and LOG_HOLD_TTL_MS after).
+    const holder = holdLogWhile(log, logHoldConsumer('reverse-copy', this.#state.copyId), () => this.#appliedIndex + 1, (error) => this.#options.onEvent?.({ kind: 'retry', what: 'hold the new primary\'s log', error, attempt: 1 }));
     const result = (reason: ReverseResult['reason'], fenceIndex?: number): ReverseResult => ({ state: this.#state, reason, etcdRevision: this.#etcdRevision, ...(fenceIndex === undefined ? {} : { fenceIndex }) });
     const reached = (): boolean => stop.stopAtIndex !== undefined && this.#appliedIndex >= stop.stopAtIndex;
     try {
@@ -256,6 +259,7 @@ export class EtcdReverse {
       }
       throw error;
     } finally {
+      holder.stop();
       stream.abort();
       signal.removeEventListener('abort', onAbort);
       this.#running = false;

@@ -37,3 +37,5 @@ export { readReverseState, runEtcdReverse, REPLICA_KEYS_MAX, TXN_OPS_MAX, REVERS
 export type { ReverseEvent, ReverseHead, ReverseOptions, ReverseResult } from './etcd-reverse.ts';
 export { switchEtcdCopy, reverseEtcdCopy, verifyEtcdReverse, QUIET_MS_DEFAULT, QUIET_TIMEOUT_MS_DEFAULT, DELTA_KEYS_MAX } from './copy-switch-etcd.ts';
 export type { EtcdSwitchEvent, EtcdSwitchOptions, EtcdSwitchResult, EtcdReverseOptions, EtcdReverseVerify } from './copy-switch-etcd.ts';
+export { holdLogWhile, releaseLogHold, logHoldConsumer, LOG_HOLD_TTL_MS, LOG_HOLD_RENEW_MS } from './log-hold-renewer.ts';
+export type { LogHoldRenewer } from './log-hold-renewer.ts';
