@@ -3,9 +3,12 @@
 //
 // etcd (the default): a 3-member etcd 3.4 (Debian's) holding --keys keys of --value-bytes is
 // copied into a fresh 3-member stratakv mirror by `stratakv migrate copy create` (the CLI, its
-// own process), then the copier follows etcd while --clients clients write to it; last, `copy
-// verify` compares everything. Each run uses fresh clusters. Figures, per run and as median
-// [min–max]:
+// own process), then the copier follows etcd while --clients clients write to it; then, with the
+// load still running, `copy switch --from etcd://…` (the bench moves the writers to the mirror
+// when the verb asks for it), the reverse copy into etcd while they write the new primary,
+// `copy reverse` (the writers moved back), the forward copy resumed, and last `copy verify` and
+// the two clusters' revisions compared. bench/migrate/copy-etcd-run.ts has the steps. Each run
+// uses fresh clusters. Figures, per run and as median [min–max]:
 //   - the initial copy's MB/s (keys and values, from the copier's start to its "scan done"),
 //     against a plain paginated read of the same keys (Range, 1,000 keys a page, at one
 //     revision — what the copier's scan reads) measured just before and just after it in the
@@ -17,7 +20,13 @@
 //     revision (so it includes up to one poll interval and the poll's own latency);
 //   - the source's write rate under the same load with no copier, 10 s before the copy (the
 //     copier shares the machine with both clusters, so the ratio includes its CPU);
-//   - the catch-up after the load stops, and whether `copy verify` found the copy equal.
+//   - the switch and the reverse: each verb's writePauseMs and steps, and the pause the writers
+//     saw (the longest gap between acknowledged writes); the reverse copy's lag, by the same
+//     probes the other way (a put on the new primary, etcd polled), and the new primary's
+//     write rate meanwhile;
+//   - the forward copy's rescans when it resumes after the reverse (0: nothing scanned again),
+//     the catch-up after the load stops, whether `copy verify` found the copy equal, and
+//     whether etcd's and the mirror's revisions are equal.
 //
 // stratakv: a 3-member stratakv cluster copied into another (the copier scans a pinned view,
 // then replays the source's Raft log), the same figures (the plain read reads the current state:
@@ -35,15 +44,13 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { EtcdClient } from '../src/client/index.ts';
-import { etcdLauncher, REPOSITORY, stratakvLauncher, type RunningCluster } from './cluster/launchers.ts';
+import { REPOSITORY } from './cluster/launchers.ts';
 import { cleanupSync, installCleanupHandlers } from './cluster/processes.ts';
 import { printRunHeader, readRunHeader, runHeaderMarkdown } from './cluster/run-header.ts';
-import { loadAverage, median, percentileOfSorted } from './cluster/stats.ts';
-import { stratakvMarkdown, stratakvRun, type StratakvRunConfig, type StratakvRunFigures } from './migrate/copy-stratakv-run.ts';
-import { copierLines, copyCli, plainRead, preload, startCopier, startProbes, type Copier, type CopyRunFigures } from './migrate/copy-tools.ts';
-import { startLoad } from './migrate/load.ts';
-import { OUTCOME_OK } from './migrate/load-types.ts';
+import { loadAverage } from './cluster/stats.ts';
+import { etcdMarkdown, etcdRun, type EtcdRunFigures } from './migrate/copy-etcd-run.ts';
+import { stratakvMarkdown, stratakvRun, type StratakvRunFigures } from './migrate/copy-stratakv-run.ts';
+import type { CopyRunConfig } from './migrate/copy-tools.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -72,9 +79,8 @@ const PROBE_INTERVAL_MS = 100;
 const POLL_INTERVAL_MS = 20;
 const SCAN_TIMEOUT_MS = 30 * 60_000;
 const CATCH_UP_TIMEOUT_MS = 10 * 60_000;
-const MB = 1_000_000;
 
-const STRATAKV_CONFIG: StratakvRunConfig = {
+const CONFIG: CopyRunConfig = {
   keys: KEYS,
   valueBytes: VALUE_BYTES,
   clients: CLIENTS,
@@ -93,154 +99,6 @@ function positive(name: Exclude<keyof typeof options, 'source' | 'results-file' 
   return value;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** RunFigures are one etcd run's results. */
-interface RunFigures extends CopyRunFigures {
-  readonly catchUpAfterLoadMs: number;
-  readonly verifyEqual: boolean;
-  readonly verifySeconds: number;
-  readonly keysCompared: number;
-  readonly failedPuts: number;
-  readonly notes: readonly string[];
-}
-
-async function oneRun(run: number): Promise<RunFigures> {
-  const notes: string[] = [];
-  const source = await etcdLauncher().start();
-  let target: RunningCluster | undefined;
-  let copier: Copier | undefined;
-  const sourceEndpoints = source.members.map((member) => member.endpoint);
-  const sourceClient = new EtcdClient({ endpoints: sourceEndpoints, timeoutMs: 15_000 });
-  try {
-    target = await stratakvLauncher().start();
-    await target.leader();
-    await source.leader();
-    const targetEndpoints = target.members.map((member) => member.endpoint);
-    const targetClient = new EtcdClient({ endpoints: targetEndpoints, timeoutMs: 15_000, mirrorReader: true });
-    try {
-      const preloadStarted = performance.now();
-      await preload(sourceClient, KEYS, VALUE_BYTES);
-      console.log(`run ${run}: preloaded ${KEYS} keys × ${VALUE_BYTES} B in ${((performance.now() - preloadStarted) / 1000).toFixed(1)} s`);
-
-      // The source's write rate under the same load with no copier: the tail's reference.
-      const alone = await startLoad({ endpoints: sourceEndpoints, clients: CLIENTS, valueBytes: PUT_BYTES, autoSyncIntervalMs: 0, timeoutMs: 15_000, keyPrefix: 'alone', durationMsMax: (LOAD_ALONE_SECONDS + 60) * 1000, opsMax: 50_000_000 });
-      await sleep(LOAD_ALONE_SECONDS * 1000);
-      const aloneReport = await alone.stop();
-      const aloneAcknowledged = aloneReport.outcomes.filter((outcome) => outcome === OUTCOME_OK).length;
-      const aloneWritesPerSecond = aloneAcknowledged / ((Math.max(...aloneReport.endsMs) - Math.min(...aloneReport.startsMs)) / 1000);
-      console.log(`run ${run}: the load alone (no copier): ${aloneWritesPerSecond.toFixed(0)} puts/s acknowledged`);
-
-      const before = await plainRead(sourceClient, 'data/', true);
-      console.log(`run ${run}: plain paginated read: ${(before.bytes / MB / before.seconds).toFixed(2)} MB/s (${(before.bytes / MB).toFixed(1)} MB in ${before.seconds.toFixed(2)} s)`);
-
-      // The copy, as an operator runs it.
-      const to = targetEndpoints.join(',');
-      copier = startCopier(`etcd://${sourceEndpoints.join(',')}`, to);
-      const scanDoneAt = await copier.waitFor(/scan done at revision/, SCAN_TIMEOUT_MS);
-      const copySeconds = (scanDoneAt - copier.startedAt) / 1000;
-      const copyMBps = before.bytes / MB / copySeconds;
-      console.log(`run ${run}: copy scan: ${copyMBps.toFixed(2)} MB/s, ${(KEYS / copySeconds).toFixed(0)} keys/s (${copySeconds.toFixed(1)} s, process start included)`);
-
-      const after = await plainRead(sourceClient, 'data/', true);
-      console.log(`run ${run}: plain paginated read after: ${(after.bytes / MB / after.seconds).toFixed(2)} MB/s`);
-
-      // The tail under the load, with probes.
-      const load = await startLoad({ endpoints: sourceEndpoints, clients: CLIENTS, valueBytes: PUT_BYTES, autoSyncIntervalMs: 0, timeoutMs: 15_000, keyPrefix: 'load', durationMsMax: (TAIL_SECONDS + 60) * 1000, opsMax: 50_000_000 });
-      const probes = startProbes({
-        source: sourceClient,
-        mirror: targetClient,
-        intervalMs: PROBE_INTERVAL_MS,
-        pollIntervalMs: POLL_INTERVAL_MS,
-        probesMax: (TAIL_SECONDS * 1000) / PROBE_INTERVAL_MS + 10,
-        drainTimeoutMs: CATCH_UP_TIMEOUT_MS,
-      });
-      await sleep(TAIL_SECONDS * 1000);
-      const loadStopMs = performance.now();
-      const report = await load.stop();
-      const probed = await probes.stop();
-      const catchUpAfterLoadMs = performance.now() - loadStopMs;
-      let acknowledged = 0;
-      let failedPuts = 0;
-      for (const outcome of report.outcomes) {
-        if (outcome === OUTCOME_OK) acknowledged += 1;
-        else failedPuts += 1;
-      }
-      const loadSeconds = (Math.max(...report.endsMs) - Math.min(...report.startsMs)) / 1000;
-      const sorted = Float64Array.from(probed.lagsMs).sort();
-      const lagP50Ms = percentileOfSorted(sorted, 0.5);
-      const lagP99Ms = percentileOfSorted(sorted, 0.99);
-      const lagMaxMs = sorted[sorted.length - 1] ?? 0;
-      if (probed.pollErrors > 0) notes.push(`${probed.pollErrors} mirror polls of the probes failed`);
-      console.log(`run ${run}: tail: source ${(acknowledged / loadSeconds).toFixed(0)} puts/s acknowledged; lag p50 ${lagP50Ms.toFixed(0)} ms, p99 ${lagP99Ms.toFixed(0)} ms, max ${lagMaxMs.toFixed(0)} ms over ${probed.lagsMs.length} probes; caught up ${catchUpAfterLoadMs.toFixed(0)} ms after the load stopped`);
-
-      // Stop the copier gracefully and verify.
-      await copier.stop();
-      const verified = await copyCli(['verify', '--to', to], CATCH_UP_TIMEOUT_MS);
-      const verifyEqual = verified.json['equal'] === true;
-      if (!verifyEqual) notes.push(`verify: ${JSON.stringify(verified.json).slice(0, 1_000)}`);
-      console.log(`run ${run}: verify: ${verifyEqual ? 'equal' : 'NOT EQUAL'}, ${String(verified.json['keysCompared'])} keys in ${verified.seconds.toFixed(1)} s`);
-      const retries = copierLines(copier, /retrying/, 3);
-      if (retries.length > 0) notes.push(`the copier retried: ${retries.join(' | ')}`);
-      return {
-        readBeforeMBps: before.bytes / MB / before.seconds,
-        readAfterMBps: after.bytes / MB / after.seconds,
-        copyMBps,
-        copyKeysPerSecond: KEYS / copySeconds,
-        copySeconds,
-        sourceWritesPerSecond: acknowledged / loadSeconds,
-        aloneWritesPerSecond,
-        lagP50Ms,
-        lagP99Ms,
-        lagMaxMs,
-        probes: probed.lagsMs.length,
-        probesUnseen: probed.unseen,
-        catchUpAfterLoadMs,
-        verifyEqual,
-        verifySeconds: verified.seconds,
-        keysCompared: Number(verified.json['keysCompared'] ?? 0),
-        failedPuts,
-        notes,
-      };
-    } finally {
-      targetClient.close();
-    }
-  } finally {
-    if (copier !== undefined) await copier.stop();
-    sourceClient.close();
-    await target?.stop();
-    await source.stop();
-  }
-}
-
-/** etcdMarkdown is the etcd source's results table (median [min–max]) and a line per run. */
-function etcdMarkdown(runs: readonly RunFigures[]): string[] {
-  const range = (pick: (run: RunFigures) => number, digits = 1): string => {
-    const values = runs.map(pick);
-    return `${median(values).toFixed(digits)} [${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}]`;
-  };
-  const markdown = [
-    '| figure | value |',
-    '|---|---|',
-    `| initial copy, MB/s (keys + values; copier process start to "scan done") | ${range((run) => run.copyMBps, 2)} |`,
-    `| plain paginated read of the source, MB/s (before / after the copy) | ${range((run) => run.readBeforeMBps, 2)} / ${range((run) => run.readAfterMBps, 2)} |`,
-    `| copy ÷ plain read (the mean of before and after, per run) | ${range((run) => run.copyMBps / ((run.readBeforeMBps + run.readAfterMBps) / 2), 2)} |`,
-    `| initial copy, keys/s | ${range((run) => run.copyKeysPerSecond, 0)} |`,
-    `| source writes under the load while the copier follows, acknowledged puts/s (${CLIENTS} clients) | ${range((run) => run.sourceWritesPerSecond, 0)} |`,
-    `| the same load with no copier (${LOAD_ALONE_SECONDS} s before the copy), puts/s; ratio with ÷ without | ${range((run) => run.aloneWritesPerSecond, 0)}; ${range((run) => run.sourceWritesPerSecond / run.aloneWritesPerSecond, 2)} |`,
-    `| tail lag p50 / p99 / max, ms (probes every ${PROBE_INTERVAL_MS} ms, polled every ${POLL_INTERVAL_MS} ms) | ${range((run) => run.lagP50Ms, 0)} / ${range((run) => run.lagP99Ms, 0)} / ${range((run) => run.lagMaxMs, 0)} |`,
-    `| caught up after the load stopped, ms | ${range((run) => run.catchUpAfterLoadMs, 0)} |`,
-    `| copy verify | ${runs.map((run) => (run.verifyEqual ? `equal (${run.keysCompared} keys, ${run.verifySeconds.toFixed(1)} s)` : 'NOT EQUAL')).join('; ')} |`,
-    `| failed or ambiguous puts of the load | ${runs.map((run) => run.failedPuts).join(', ')} |`,
-    '',
-  ];
-  for (const [index, run] of runs.entries()) {
-    markdown.push(`- run ${index + 1}: copy ${run.copySeconds.toFixed(1)} s; ${run.probes} probes seen${run.probesUnseen > 0 ? `, ${run.probesUnseen} never seen` : ''}`);
-    for (const note of run.notes) markdown.push(`  - ${note}`);
-  }
-  return markdown;
-}
-
 async function main(): Promise<void> {
   installCleanupHandlers();
   const header = await readRunHeader('migrate-copy');
@@ -251,14 +109,15 @@ async function main(): Promise<void> {
   const table: string[] = [];
   let described: string;
   if (SOURCE === 'etcd') {
-    const runs: RunFigures[] = [];
-    for (let run = 1; run <= RUNS; run += 1) runs.push(await oneRun(run));
-    table.push(...etcdMarkdown(runs));
-    described = '**Source:** etcd 3.4 (Debian), 3 members; **target:** stratakv, 3 members';
+    const runs: EtcdRunFigures[] = [];
+    for (let run = 1; run <= RUNS; run += 1) runs.push(await etcdRun(run, CONFIG));
+    table.push(...etcdMarkdown(runs, CONFIG));
+    described =
+      '**Source:** etcd 3.4 (Debian), 3 members; **target:** stratakv, 3 members; the load\'s clients hold etcd\'s endpoints with `failOverOnMirror`, a 15 s deadline a put, and are moved (`EtcdClient.setEndpoints`) to the new primary when `copy switch` asks and back after `copy reverse`';
   } else {
     const runs: StratakvRunFigures[] = [];
-    for (let run = 1; run <= RUNS; run += 1) runs.push(await stratakvRun(run, STRATAKV_CONFIG));
-    table.push(...stratakvMarkdown(runs, STRATAKV_CONFIG));
+    for (let run = 1; run <= RUNS; run += 1) runs.push(await stratakvRun(run, CONFIG));
+    table.push(...stratakvMarkdown(runs, CONFIG));
     described =
       '**Source:** stratakv, 3 members; **target:** stratakv, 3 members; the load\'s clients hold both clusters\' endpoints (the source\'s first) with `failOverOnMirror`, a 15 s deadline a put';
   }
@@ -279,7 +138,7 @@ async function main(): Promise<void> {
     if (!existsSync(path)) {
       appendFileSync(
         path,
-        `# bench:migrate-copy — ${startedAt.toISOString().slice(0, 10)}: etcd or stratakv copied into a stratakv mirror, then followed under load; for stratakv, switched and reversed under it (issue 16)\n\nEach run below was appended by \`npm run bench:migrate-copy\` as it ended; notes after a run were added by hand and say so.\n\n`,
+        `# bench:migrate-copy — ${startedAt.toISOString().slice(0, 10)}: etcd or stratakv copied into a stratakv mirror, then followed under load, switched and reversed under it (issue 16)\n\nEach run below was appended by \`npm run bench:migrate-copy\` as it ended; notes after a run were added by hand and say so.\n\n`,
       );
     }
     appendFileSync(path, `${markdown.join('\n')}\n\n`);

@@ -17,50 +17,21 @@
 import { EtcdClient } from '../../src/client/index.ts';
 import { stratakvLauncher, type RunningCluster } from '../cluster/launchers.ts';
 import { sleep } from '../cluster/processes.ts';
-import { median, percentileOfSorted } from '../cluster/stats.ts';
+import { median } from '../cluster/stats.ts';
 import { startLoad, windowFigures } from './load.ts';
-import { copierLines, copyCli, epochMs, plainRead, preload, startCopier, startProbes, type Copier, type CopyCliAnswer, type CopyRunFigures } from './copy-tools.ts';
+import { moveFigures, stepAside, waitForMirror, type MoveFigures } from './copy-moves.ts';
+import { copierLines, copyCli, epochMs, lagFigures, plainRead, preload, startCopier, startProbes, type Copier, type CopyCliAnswer, type CopyRunConfig, type CopyRunFigures } from './copy-tools.ts';
 import type { RunningLoad } from './load.ts';
-import { OUTCOME_OK, type LoadReport } from './load-types.ts';
-
-/** StratakvRunConfig: the run's sizes and bounds (bench/migrate-copy.ts' options). */
-export interface StratakvRunConfig {
-  readonly keys: number;
-  readonly valueBytes: number;
-  readonly clients: number;
-  readonly putBytes: number;
-  readonly tailSeconds: number;
-  readonly loadAloneSeconds: number;
-  readonly probeIntervalMs: number;
-  readonly pollIntervalMs: number;
-  readonly scanTimeoutMs: number;
-  readonly catchUpTimeoutMs: number;
-}
+import { OUTCOME_OK } from './load-types.ts';
 
 /** NEW_PRIMARY_SECONDS: how long the load runs on the new primary between the switch and the reverse. */
 export const NEW_PRIMARY_SECONDS = 10;
 /** WRITE_TIMEOUT_MS: each put's deadline, retries and mirror fail-over included. */
 const WRITE_TIMEOUT_MS = 15_000;
-/** STEP_ASIDE_TIMEOUT_MS bounds the wait for a copier to exit after a switch took its copy over. */
-const STEP_ASIDE_TIMEOUT_MS = 30_000;
 const COPIER_START_TIMEOUT_MS = 60_000;
 const LOAD_OPS_MAX = 50_000_000;
 const NOTE_LINES_MAX = 3;
 const MB = 1_000_000;
-
-/** MoveFigures are one `copy switch` or `copy reverse` under the load. */
-export interface MoveFigures {
-  /** writePauseMs: the verb's JSON (fence → the new primary writable). */
-  readonly writePauseMs: number;
-  /** clientPauseMs: the longest gap between two successive acknowledged writes around the verb. */
-  readonly clientPauseMs: number;
-  /** notAcknowledged: the load's puts that failed or timed out during the verb. */
-  readonly notAcknowledged: number;
-  /** gapAtSeconds: when that gap began, in seconds from the verb's start (its process's spawn). */
-  readonly gapAtSeconds: number;
-  readonly verbSeconds: number;
-  readonly verifiedEqual: boolean;
-}
 
 /** VerifyFigures are one `copy verify` (Merkle). */
 export interface VerifyFigures {
@@ -88,19 +59,6 @@ function verifyFigures(answer: CopyCliAnswer, what: string, notes: string[]): Ve
   return { equal, keyCount: Number(answer.json['keyCount'] ?? 0), seconds: answer.seconds, waitedSeconds: Number(answer.json['waitedSeconds'] ?? 0) };
 }
 
-function moveFigures(answer: CopyCliAnswer, report: LoadReport): MoveFigures {
-  const window = windowFigures(report, answer.startedMs, answer.endedMs);
-  const verified = answer.json['verified'] as { equal?: unknown } | null | undefined;
-  return {
-    writePauseMs: Number(answer.json['writePauseMs'] ?? Number.NaN),
-    clientPauseMs: window.longestGapMs,
-    notAcknowledged: window.notAcknowledged,
-    gapAtSeconds: (window.longestGapFromMs - answer.startedMs) / 1000,
-    verbSeconds: answer.seconds,
-    verifiedEqual: verified?.equal === true,
-  };
-}
-
 /** move runs `copy switch|reverse --to TO` and checks that it switched. */
 async function move(verb: 'switch' | 'reverse', to: string, timeoutMs: number): Promise<CopyCliAnswer> {
   const answer = await copyCli([verb, '--to', to], timeoutMs);
@@ -108,30 +66,8 @@ async function move(verb: 'switch' | 'reverse', to: string, timeoutMs: number): 
   return answer;
 }
 
-/** stepAside waits (bounded) for a copier whose copy a switch took over to exit; a note if it did not. */
-async function stepAside(copier: Copier, what: string, notes: string[]): Promise<void> {
-  if (await copier.exitedWithin(STEP_ASIDE_TIMEOUT_MS)) {
-    if (!/stepped aside/.test(copier.output())) notes.push(`the ${what} copier exited without "stepped aside" (code ${String(copier.child.exitCode)}): ${copier.output().slice(-300)}`);
-    return;
-  }
-  notes.push(`the ${what} copier did not exit within ${STEP_ASIDE_TIMEOUT_MS} ms of the switch; stopped`);
-  await copier.stop();
-}
-
-/** waitForMirror polls the mirror until it is at or past `revision`; answers performance.now() then. */
-async function waitForMirror(mirror: EtcdClient, revision: number, pollIntervalMs: number, timeoutMs: number): Promise<number> {
-  const started = performance.now();
-  for (let poll = 0; poll * pollIntervalMs <= timeoutMs; poll += 1) {
-    const answer = await mirror.get('probe/heartbeat', { countOnly: true });
-    if (answer.header.revision >= revision) return performance.now();
-    if (performance.now() - started > timeoutMs) break;
-    await sleep(pollIntervalMs);
-  }
-  throw new Error(`the mirror did not reach revision ${revision} within ${timeoutMs} ms`);
-}
-
 /** stratakvRun runs one `--source stratakv` run on fresh clusters. */
-export async function stratakvRun(run: number, config: StratakvRunConfig): Promise<StratakvRunFigures> {
+export async function stratakvRun(run: number, config: CopyRunConfig): Promise<StratakvRunFigures> {
   const notes: string[] = [];
   const copiers: { label: string; copier: Copier }[] = [];
   const say = (text: string): void => console.log(`run ${run} (stratakv): ${text}`);
@@ -192,10 +128,7 @@ export async function stratakvRun(run: number, config: StratakvRunConfig): Promi
     await sleep(config.tailSeconds * 1000);
     const tailToMs = epochMs();
     const probed = await probes.stop();
-    const sorted = Float64Array.from(probed.lagsMs).sort();
-    const lagP50Ms = percentileOfSorted(sorted, 0.5);
-    const lagP99Ms = percentileOfSorted(sorted, 0.99);
-    const lagMaxMs = sorted[sorted.length - 1] ?? Number.NaN;
+    const { p50Ms: lagP50Ms, p99Ms: lagP99Ms, maxMs: lagMaxMs } = lagFigures(probed);
     if (probed.pollErrors > 0) notes.push(`${probed.pollErrors} mirror polls of the probes failed`);
     say(`tail: lag p50 ${lagP50Ms.toFixed(0)} ms, p99 ${lagP99Ms.toFixed(0)} ms, max ${lagMaxMs.toFixed(0)} ms over ${probed.lagsMs.length} probes`);
 
@@ -277,7 +210,7 @@ export async function stratakvRun(run: number, config: StratakvRunConfig): Promi
 }
 
 /** stratakvMarkdown is the results table of `runs` (median [min–max]) and a line per run. */
-export function stratakvMarkdown(runs: readonly StratakvRunFigures[], config: StratakvRunConfig): string[] {
+export function stratakvMarkdown(runs: readonly StratakvRunFigures[], config: CopyRunConfig): string[] {
   const range = (pick: (run: StratakvRunFigures) => number, digits = 1): string => {
     const values = runs.map(pick);
     return `${median(values).toFixed(digits)} [${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}]`;

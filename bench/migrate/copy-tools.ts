@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 
 import type { EtcdClient } from '../../src/client/index.ts';
 import { STRATAKV_ENTRY } from '../cluster/launchers.ts';
-import { collectOutput, exited, sleep, stopChild, trackChild } from '../cluster/processes.ts';
+import { percentileOfSorted } from '../cluster/stats.ts';
+import { collectOutput, exited, sleep, stopChild, trackChild, type ChildOutput } from '../cluster/processes.ts';
 
 /** PAGE_KEYS is the plain read's page, the copier's scan page. */
 export const PAGE_KEYS = 1_000;
@@ -16,6 +17,8 @@ const PRELOAD_TXN_PUTS = 100;
 const PRELOAD_IN_FLIGHT = 4;
 const PLAIN_READ_PAGES_MAX = 1_000_000;
 const COPIER_POLL_MS = 50;
+// How often copyCliPrompted looks for the verb's question (the operator's reaction time).
+const PROMPT_POLL_MS = 10;
 const PROBE_POLL_ERRORS_MAX = 1_000;
 
 /** epochMs is the load worker's clock: epoch milliseconds with performance.now()'s resolution. */
@@ -68,6 +71,20 @@ export async function plainRead(client: EtcdClient, prefix: string, atOneRevisio
   return { bytes, keys, seconds: (performance.now() - started) / 1000 };
 }
 
+/** CopyRunConfig: a run's sizes and bounds (bench/migrate-copy.ts' options), whatever the source. */
+export interface CopyRunConfig {
+  readonly keys: number;
+  readonly valueBytes: number;
+  readonly clients: number;
+  readonly putBytes: number;
+  readonly tailSeconds: number;
+  readonly loadAloneSeconds: number;
+  readonly probeIntervalMs: number;
+  readonly pollIntervalMs: number;
+  readonly scanTimeoutMs: number;
+  readonly catchUpTimeoutMs: number;
+}
+
 /** CopyCliAnswer is a finished `copy` verb: its exit status, its last JSON line and its stderr. */
 export interface CopyCliAnswer {
   readonly status: number | null;
@@ -88,7 +105,55 @@ export async function copyCli(args: readonly string[], timeoutMs: number): Promi
   const startedMs = epochMs();
   const child = spawn(process.execPath, [STRATAKV_ENTRY, 'migrate', 'copy', ...args, '-w', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const output = await collectOutput(child, timeoutMs);
-  const endedMs = epochMs();
+  return cliAnswer(args, output, startedMs, epochMs());
+}
+
+/** PromptedCliAnswer is a finished `copy` verb that asked the operator once: when it asked and was answered (epoch ms). */
+export interface PromptedCliAnswer extends CopyCliAnswer {
+  readonly promptedMs: number;
+  readonly answeredMs: number;
+}
+
+/**
+ * copyCliPrompted runs `stratakv migrate copy ARGS -w json` with its stdin piped, as copyCli
+ * does otherwise: once it prints `prompt` on stderr (`copy switch` of an etcd source asks for
+ * the writers to be moved), `respond` runs (the operator's action) and the line it answers is
+ * written to the verb's stdin. A verb that exits without asking is answered as it ended (its
+ * status says why); a `respond` that throws ends the verb (SIGTERM) and throws.
+ */
+export async function copyCliPrompted(args: readonly string[], prompt: RegExp, respond: () => Promise<string>, timeoutMs: number): Promise<PromptedCliAnswer> {
+  const startedMs = epochMs();
+  const child = spawn(process.execPath, [STRATAKV_ENTRY, 'migrate', 'copy', ...args, '-w', 'json'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A verb that exits before it reads its answer must not make the write an unhandled error.
+  child.stdin?.on('error', () => {});
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const collected = collectOutput(child, timeoutMs);
+  let promptedMs = Number.NaN;
+  let answeredMs = Number.NaN;
+  for (let poll = 0; poll * PROMPT_POLL_MS <= timeoutMs; poll += 1) {
+    if (prompt.test(stderr)) {
+      promptedMs = epochMs();
+      let line: string;
+      try {
+        line = await respond();
+      } catch (error) {
+        await stopChild(child);
+        throw error;
+      }
+      child.stdin?.write(`${line}\n`);
+      answeredMs = epochMs();
+      break;
+    }
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    await sleep(PROMPT_POLL_MS);
+  }
+  const output = await collected;
+  return { ...cliAnswer(args, output, startedMs, epochMs()), promptedMs, answeredMs };
+}
+
+// cliAnswer reads a finished verb's last stdout line as its JSON answer.
+function cliAnswer(args: readonly string[], output: ChildOutput, startedMs: number, endedMs: number): CopyCliAnswer {
   const line = output.stdout.trim().split('\n').pop() ?? '';
   let json: Record<string, unknown>;
   try {
@@ -170,6 +235,11 @@ export interface ProbeOptions {
   /** probesMax bounds the probes; drainTimeoutMs bounds the wait for the last ones after stop. */
   readonly probesMax: number;
   readonly drainTimeoutMs: number;
+  /**
+   * hopeless, asked after each poll, answers why the mirror will never reach the probes (the
+   * copier exited), or undefined: the probes then fail with that reason instead of waiting.
+   */
+  readonly hopeless?: () => string | undefined;
 }
 
 /** ProbeResult: each seen probe's lag (ms), the probes never seen, and the mirror reads that failed. */
@@ -218,6 +288,8 @@ export function startProbes(options: ProbeOptions): { stop(): Promise<ProbeResul
         const probe = waiting.shift();
         if (probe !== undefined) lagsMs.push(seenMs - probe.ackMs);
       }
+      const why = waiting.length > 0 ? options.hopeless?.() : undefined;
+      if (why !== undefined) throw new Error(`${waiting.length} probes will not reach the mirror (at revision ${revision}): ${why}`);
       if (!probing && waiting.length > 0 && seenMs - stoppedAt > options.drainTimeoutMs) {
         unseen = waiting.length;
         break;
@@ -240,6 +312,20 @@ export function startProbes(options: ProbeOptions): { stop(): Promise<ProbeResul
       return { lagsMs, unseen, pollErrors };
     },
   };
+}
+
+/** LagFigures summarize the probes' lags (ms): the median, the 99th percentile, the most. */
+export interface LagFigures {
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+/** lagFigures summarizes `result`'s lags (NaN with no probe seen). */
+export function lagFigures(result: ProbeResult): LagFigures {
+  const sorted = Float64Array.from(result.lagsMs).sort();
+  if (sorted.length === 0) return { p50Ms: Number.NaN, p99Ms: Number.NaN, maxMs: Number.NaN };
+  return { p50Ms: percentileOfSorted(sorted, 0.5), p99Ms: percentileOfSorted(sorted, 0.99), maxMs: sorted[sorted.length - 1] ?? Number.NaN };
 }
 
 /** CopyRunFigures are what every run measures, whatever the source: the reads, the copy, the load and the lag. */

@@ -13,7 +13,9 @@ export interface LoadStart {
   readonly timeoutMs: number;
   /**
    * failOverOnMirror: EtcdClient's option — given both clusters of a copy, a read-only mirror's
-   * refusal moves a put on to the other cluster, so the writers follow `copy switch` (default off).
+   * refusal moves a put on to the other cluster, so the writers follow `copy switch`; moved
+   * (LoadMove) onto a mirror a switch is making writable, a put retries its refusal until the
+   * switch ends or the deadline passes (default off).
    */
   readonly failOverOnMirror?: boolean;
   /** keyPrefix: client c writes `${keyPrefix}/c${c}/${seq}`, one fresh key per put. */
@@ -28,8 +30,18 @@ export interface LoadStop {
   readonly type: 'stop';
 }
 
+/**
+ * LoadMove points every client at other endpoints (EtcdClient.setEndpoints), as an application
+ * moves its writers when `copy switch` of an etcd source asks for it: puts from then on go
+ * there; a put in flight finishes where it is. The load answers LoadMoved.
+ */
+export interface LoadMove {
+  readonly type: 'move';
+  readonly endpoints: readonly string[];
+}
+
 /** LoadCommand is what the bench sends. */
-export type LoadCommand = LoadStart | LoadStop;
+export type LoadCommand = LoadStart | LoadStop | LoadMove;
 
 /** OUTCOME_* are the values of LoadReport.outcomes. */
 export const OUTCOME_OK = 0;
@@ -73,6 +85,12 @@ export interface LoadReady {
   readonly atMs: number;
 }
 
+/** LoadMoved says every client was pointed at the endpoints of a LoadMove, at `atMs` (epoch ms). */
+export interface LoadMoved {
+  readonly type: 'moved';
+  readonly atMs: number;
+}
+
 /** LoadError is a load that could not run. */
 export interface LoadError {
   readonly type: 'error';
@@ -80,4 +98,4 @@ export interface LoadError {
 }
 
 /** LoadMessage is what the load process sends. */
-export type LoadMessage = LoadReport | LoadReady | LoadError;
+export type LoadMessage = LoadReport | LoadReady | LoadMoved | LoadError;

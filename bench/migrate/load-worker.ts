@@ -1,7 +1,9 @@
 // The write load of bench:migrate, in a process of its own (forked by load.ts) so that the
 // bench's own work (status polls, the migration's child, analysis) does not delay it: N
 // clients, each its own EtcdClient (the stratakv client, with auto-sync so that it follows the
-// cluster onto new members), each putting a fresh key after another, one at a time. Every put
+// cluster onto new members), each putting a fresh key after another, one at a time. A "move"
+// points every client at other endpoints (bench:migrate-copy moves the writers when `copy
+// switch` of an etcd source asks for it, and back after `copy reverse`). Every put
 // is recorded: when it started and ended (epoch ms) and how it ended — acknowledged, failed
 // (the server refused it before doing anything: it did not happen) or ambiguous (it may or may
 // not have happened). After a failure a client pauses FAILURE_PAUSE_MS and goes on.
@@ -76,6 +78,8 @@ class Rows {
 
 let stopRequested = false;
 let running = false;
+// The running load's clients, for "move" (none when no load runs).
+let runningClients: readonly EtcdClient[] = [];
 
 async function runLoad(job: LoadStart): Promise<void> {
   if (!(job.clients >= 1 && job.clients <= CLIENTS_MAX)) throw new Error(`bad client count ${job.clients}`);
@@ -84,6 +88,7 @@ async function runLoad(job: LoadStart): Promise<void> {
     { length: job.clients },
     () => new EtcdClient({ endpoints: job.endpoints, timeoutMs: job.timeoutMs, autoSyncIntervalMs: job.autoSyncIntervalMs, failOverOnMirror: job.failOverOnMirror === true }),
   );
+  runningClients = clients;
   const value = Buffer.alloc(job.valueBytes, 0x6d);
   const rows = new Rows();
   const errors: Record<string, number> = {};
@@ -129,6 +134,7 @@ async function runLoad(job: LoadStart): Promise<void> {
   const loops = clients.map((client, index) => loop(client, index));
   send({ type: 'ready', atMs: epochMs() });
   await Promise.all(loops);
+  runningClients = [];
   const endpointsAtEnd = clients.map((client) => [...client.endpoints]);
   for (const client of clients) client.close();
   send({
@@ -146,9 +152,24 @@ async function runLoad(job: LoadStart): Promise<void> {
   });
 }
 
+// move points every client of the running load at `endpoints`; puts in flight finish where they are.
+function move(endpoints: readonly string[]): void {
+  if (runningClients.length === 0) throw new Error('move: no load is running');
+  for (const client of runningClients) client.setEndpoints(endpoints);
+  send({ type: 'moved', atMs: epochMs() });
+}
+
 process.on('message', (command: LoadCommand) => {
   if (command.type === 'stop') {
     stopRequested = true;
+    return;
+  }
+  if (command.type === 'move') {
+    try {
+      move(command.endpoints);
+    } catch (error) {
+      send({ type: 'error', message: error instanceof Error ? error.message : String(error) });
+    }
     return;
   }
   if (running) {

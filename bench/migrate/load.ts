@@ -1,12 +1,14 @@
-// The bench's side of the write load: forks load-worker.ts, starts it, stops it and takes its
-// report. The process is recorded with bench/cluster/processes.ts, so cleanup ends it (by PID).
+// The bench's side of the write load: forks load-worker.ts, starts it, moves its clients to
+// other endpoints, stops it and takes its report. The process is recorded with bench/cluster/processes.ts, so cleanup ends it (by PID).
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 import { stopChild, trackChild } from '../cluster/processes.ts';
-import { OUTCOME_OK, type LoadMessage, type LoadReport, type LoadStart } from './load-types.ts';
+import { OUTCOME_OK, type LoadCommand, type LoadMessage, type LoadReport, type LoadStart } from './load-types.ts';
 
 const READY_TIMEOUT_MS = 30_000;
+/** MOVE_TIMEOUT_MS bounds the wait for the load to say its clients moved. */
+const MOVE_TIMEOUT_MS = 10_000;
 /** REPORT_TIMEOUT_MS bounds the wait for the report after "stop": the longest put (its deadline) and the transfer. */
 const REPORT_GRACE_MS = 60_000;
 
@@ -16,6 +18,11 @@ export interface RunningLoad {
   readonly readyAtMs: number;
   /** pid is the load process's. */
   readonly pid: number;
+  /**
+   * move points every client at `endpoints` (EtcdClient.setEndpoints) and answers when the
+   * load did so (epoch ms); one move at a time.
+   */
+  move(endpoints: readonly string[]): Promise<number>;
   /** stop ends the load and answers its report; the process exits. */
   stop(): Promise<LoadReport>;
 }
@@ -39,10 +46,17 @@ export async function startLoad(job: Omit<LoadStart, 'type'>): Promise<RunningLo
     // A process that fails before it is ready fails the start.
     reported.catch((error: unknown) => reject(error instanceof Error ? error : new Error(String(error))));
   });
+  // The move waiting for its answer, if one is.
+  let moving: { resolve: (atMs: number) => void; reject: (error: Error) => void } | undefined;
   child.on('message', (message: LoadMessage) => {
     if (message.type === 'ready') onReady?.(message.atMs);
     else if (message.type === 'report') report?.(message);
-    else fail?.(new Error(`load process: ${message.message}`));
+    else if (message.type === 'moved') moving?.resolve(message.atMs);
+    else {
+      const error = new Error(`load process: ${message.message}`);
+      moving?.reject(error);
+      fail?.(error);
+    }
   });
   child.once('exit', (code, signal) => fail?.(new Error(`the load process exited (code ${code}, signal ${signal}) before its report`)));
   child.send({ type: 'start', ...job } satisfies LoadStart);
@@ -58,6 +72,23 @@ export async function startLoad(job: Omit<LoadStart, 'type'>): Promise<RunningLo
   return {
     readyAtMs,
     pid: child.pid ?? 0,
+    async move(endpoints) {
+      if (moving !== undefined) throw new Error('move: a move is under way');
+      if (endpoints.length === 0) throw new Error('move: no endpoints');
+      if (!child.connected) throw new Error('move: the load process is gone');
+      let timer: NodeJS.Timeout | undefined;
+      const answered = new Promise<number>((resolve, reject) => {
+        moving = { resolve, reject };
+        timer = setTimeout(() => reject(new Error(`the load did not move its clients within ${MOVE_TIMEOUT_MS} ms`)), MOVE_TIMEOUT_MS);
+      });
+      try {
+        child.send({ type: 'move', endpoints } satisfies LoadCommand);
+        return await answered;
+      } finally {
+        clearTimeout(timer);
+        moving = undefined;
+      }
+    },
     async stop() {
       if (child.connected) child.send({ type: 'stop' });
       let timer: NodeJS.Timeout | undefined;

@@ -26,6 +26,7 @@
 import { randomBytes } from 'node:crypto';
 
 import type { EtcdClient } from '../../client/index.ts';
+import { assert } from '../../util/assert.ts';
 import { pauseOrAbort } from '../../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
 import { base64, fromBase64, keyAfter, rangeOf, runCopy, type CopyEvent } from './copier.ts';
@@ -49,8 +50,12 @@ export const VERIFY_PASSES_MAX = 5;
 /** DELTA_KEYS_SMALL: a pass that compared this few keys (or took under DELTA_PASS_SHORT_MS) leaves little for the pause. */
 export const DELTA_KEYS_SMALL = 500;
 export const DELTA_PASS_SHORT_MS = 250;
+/** GROUP_KEYS is how many changed keys one pair of range reads covers (compareKeyGroups). */
+export const GROUP_KEYS = 256;
+/** GROUP_READ_KEYS_MAX bounds one range read of compareKeyGroups; a group over it is halved. */
+export const GROUP_READ_KEYS_MAX = 2_048;
 /** DELTA_READS_IN_FLIGHT bounds the single-key reads a second verify has in flight. */
-export const DELTA_READS_IN_FLIGHT = 32;
+export const DELTA_READS_IN_FLIGHT = 8;
 // Bounds the steps a result lists.
 const STEPS_KEPT_MAX = 64;
 // Bounds the catch-up rounds until the mirror holds etcd's revision.
@@ -166,6 +171,7 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
     if (verify.keysCompared > REPLICA_KEYS_MAX) throw new StrataError(ErrorCode.REQUEST_TOO_LARGE, `the switch was refused: the reverse copy's replica holds at most ${REPLICA_KEYS_MAX} keys, and the copy has ${verify.keysCompared}`);
     verifiedFrom = verify.fromRevision;
     // ---- 1b. verify again what changed meanwhile, until little is left for the pause ----
+    let previousKeys = Number.POSITIVE_INFINITY;
     for (let pass = 1; pass <= VERIFY_PASSES_MAX; pass += 1) {
       const passStarted = performance.now();
       const to = (await source.head(signal)).revision;
@@ -175,7 +181,9 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
         throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the switch was refused: the mirror differs from etcd (${again.differences.length} keys changed after revision ${verifiedFrom}; run \`copy verify\` for the list)`, { details: { differences: again.differences.length } });
       }
       verifiedFrom = again.verifiedThrough;
-      if (again.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS) break;
+      // Small enough for the pause, or not shrinking (the writes outpace the passes): ask now.
+      if (again.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS || again.keysCompared >= previousKeys) break;
+      previousKeys = again.keysCompared;
     }
     // ---- 2. the operator moves the writers ----
     options.onEvent?.({ kind: 'confirm-wanted', endpoints: options.mirrorEndpoints });
@@ -575,21 +583,14 @@ async function verifyPinnedChanges(options: EtcdReverseOptions, reverse: EtcdRev
     if (reached.reason !== 'at-index') throw stoppedEarly(reached.reason);
     const keys = fromRevision <= pin.revision ? await changedKeys(source, rangeOf(undefined), fromRevision, pin.revision, false, signal) : undefined;
     if (keys === undefined) return await verifyPinned(options, reverse);
-    const list = [...keys.values()].filter((key) => !isStateKey(key));
     const differences: CopyDifference[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < list.length) {
-        const key = list[next] as Uint8Array;
-        next += 1;
-        const one: KeyRange = { key, rangeEnd: keyAfter(key) };
-        const ours = (await primaryLog.scan(pin, one, 1, signal)).kvs;
-        const theirs = (await source.page(one, pin.revision, 1, signal)).kvs;
-        compareSorted(ours, theirs, pin.revision, differences);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, list.length) }, worker));
-    return { revision: pin.revision, keysCompared: list.length, differences };
+    const compared = await compareKeyGroups(
+      [...keys.values()],
+      async (range, limit) => ({ ...(await primaryLog.scan(pin, range, limit, signal)), revision: pin.revision }),
+      async (range, _at, limit) => await source.page(range, pin.revision, limit, signal),
+      differences,
+    );
+    return { revision: pin.revision, keysCompared: compared.keysCompared, differences };
   } finally {
     await primaryLog.release(pin);
   }
@@ -685,31 +686,58 @@ async function verifyDelta(
     return { keysCompared: report.keysCompared, differences: report.differences, full: true, verifiedThrough: report.fromRevision, report };
   }
   const differences: CopyDifference[] = [];
-  const list = [...keys.values()].filter((key) => !isStateKey(key));
-  let verifiedThrough = revision;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < list.length) {
-      const key = list[next] as Uint8Array;
-      next += 1;
-      const one: KeyRange = { key, rangeEnd: keyAfter(key) };
-      const ours = await target.page(one, 1, { keysOnly: false, signal });
+  const compared = await compareKeyGroups(
+    [...keys.values()],
+    async (group, limit) => {
+      const ours = await target.page(group, limit, { keysOnly: false, signal });
       if (still && ours.revision !== revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the other cluster moved to revision ${ours.revision} during the verify (at ${revision})`);
-      const at = still ? revision : ours.revision;
-      verifiedThrough = Math.min(verifiedThrough, at);
-      const theirs = (await source.page(one, at, 1, signal)).kvs[0];
-      const mine = ours.kvs[0];
-      if (theirs === undefined && mine === undefined) continue;
-      if (theirs === undefined) note(differences, { key, kind: 'extra', fields: [], source: undefined, target: mine, revision: at });
-      else if (mine === undefined) note(differences, { key, kind: 'missing', fields: [], source: theirs, target: undefined, revision: at });
-      else {
-        const fields = differingFields(theirs, mine);
-        if (fields.length > 0) note(differences, { key, kind: 'different', fields, source: theirs, target: mine, revision: at });
+      return ours;
+    },
+    async (group, at, limit) => await source.page(group, still ? revision : at, limit, signal),
+    differences,
+  );
+  return { keysCompared: compared.keysCompared, differences, full: false, verifiedThrough: Math.min(revision, compared.lowestRevision) };
+}
+
+/**
+ * compareKeyGroups compares the given keys (changed ones) on both sides, a group of sorted keys
+ * at a time: one range read per side covers the group (the keys between them are compared too,
+ * which costs little when changes cluster, as fresh keys written one after another do), ours
+ * first — its answer's revision is the one theirs is read at. A group whose range holds more
+ * than GROUP_READ_KEYS_MAX keys on either side is cut in two. Answers the keys compared and
+ * the lowest revision a group was compared at.
+ */
+async function compareKeyGroups(
+  keys: readonly Uint8Array[],
+  readOurs: (range: KeyRange, limit: number) => Promise<{ readonly kvs: readonly SourceKv[]; readonly more: boolean; readonly revision: number }>,
+  readTheirs: (range: KeyRange, at: number, limit: number) => Promise<{ readonly kvs: readonly SourceKv[]; readonly more: boolean }>,
+  differences: CopyDifference[],
+): Promise<{ keysCompared: number; lowestRevision: number }> {
+  const sorted = keys.filter((key) => !isStateKey(key)).sort((a, b) => Buffer.compare(a, b));
+  const pending: (readonly Uint8Array[])[] = [];
+  for (let at = 0; at < sorted.length; at += GROUP_KEYS) pending.push(sorted.slice(at, at + GROUP_KEYS));
+  let keysCompared = 0;
+  let lowestRevision = Number.POSITIVE_INFINITY;
+  const worker = async (): Promise<void> => {
+    for (let group = pending.pop(); group !== undefined; group = pending.pop()) {
+      const first = group[0] as Uint8Array;
+      const last = group[group.length - 1] as Uint8Array;
+      const range: KeyRange = { key: first, rangeEnd: keyAfter(last) };
+      const ours = await readOurs(range, GROUP_READ_KEYS_MAX);
+      const theirs = ours.more ? undefined : await readTheirs(range, ours.revision, GROUP_READ_KEYS_MAX);
+      if (ours.more || theirs === undefined || theirs.more) {
+        // Too many keys between these: halve the group (a group of one key reads one key).
+        const half = Math.ceil(group.length / 2);
+        assert(group.length > 1, 'a one-key range holds at most one key');
+        pending.push(group.slice(0, half), group.slice(half));
+        continue;
       }
+      lowestRevision = Math.min(lowestRevision, ours.revision);
+      keysCompared += compareSorted(ours.kvs, theirs.kvs, ours.revision, differences);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, list.length) }, worker));
-  return { keysCompared: list.length, differences, full: false, verifiedThrough };
+  await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, pending.length) }, worker));
+  return { keysCompared, lowestRevision };
 }
 
 /** changedKeys lists the keys etcd's history shows changed in (fromRevision, revision]; undefined when it cannot (compacted, too many). */

@@ -255,7 +255,7 @@ export class EtcdReverse {
     } catch (error) {
       if (signal.aborted) return result('stopped');
       if (isStrataError(error, ErrorCode.COMPACTED)) {
-        throw new StrataError(ErrorCode.COMPACTED, `the new primary's log no longer holds index ${this.#appliedIndex + 1} (it was compacted while the reverse copy was stopped): the reverse copy cannot resume; end it (\`copy complete\`) and copy again`, { cause: error });
+        throw new StrataError(ErrorCode.COMPACTED, `the new primary's log no longer holds index ${this.#appliedIndex + 1} (it was compacted past the reverse copy's position: its log hold expired or was over compactionLogBytesMax): the reverse copy cannot resume; end it (\`copy complete\`) and copy again`, { cause: error });
       }
       throw error;
     } finally {
