@@ -40,6 +40,7 @@ export const REVERSE_SECONDS = 15;
 /** WRITE_TIMEOUT_MS: each put's deadline, retries and mirror refusals included. */
 const WRITE_TIMEOUT_MS = 15_000;
 const COPIER_START_TIMEOUT_MS = 60_000;
+const REPLICA_LOAD_TIMEOUT_MS = 300_000;
 const LOAD_OPS_MAX = 50_000_000;
 const NOTE_LINES_MAX = 3;
 const COPIER_OUTPUT_SHOWN_CHARS = 3_000;
@@ -216,7 +217,8 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
     // ---- the reverse copy while the writers write the new primary ----
     const reverse = startCopier(`stratakv://${to}`, from);
     copiers.push({ label: 'reverse', copier: reverse });
-    const loadedAt = await reverse.waitFor(/reverse copy: loaded/, COPIER_START_TIMEOUT_MS);
+    // The replica loads every key of etcd first (about 200k keys by then: 40–70 s under the load here).
+    const loadedAt = await reverse.waitFor(/reverse copy: loaded/, REPLICA_LOAD_TIMEOUT_MS);
     const primaryHead = await primaryClient.get('probe/heartbeat', { countOnly: true });
     const backlogCaughtUp = await waitForMirror(sourceClient, primaryHead.header.revision, config.pollIntervalMs, config.catchUpTimeoutMs, () => copierGone(reverse, 'reverse'));
     const reverseBacklogMs = backlogCaughtUp - loadedAt;
