@@ -325,8 +325,9 @@ describe('a replay reaches the source exactly', () => {
     assert.deepEqual({ ...got, mirror: undefined }, { ...want, mirror: undefined });
     assert.equal(got.mirror, state);
     assert.ok(digestRootsEqual(source.machine.stateDigest().digest, target.machine.stateDigest().digest));
-    // Some of everything happened: keys, deletes, refusals.
-    assert.ok(want.kvs.length > 0 && want.revision > COMMANDS / 4, `a workload that wrote: ${want.kvs.length} keys, revision ${want.revision}`);
+    // The workload wrote (refusals and both Txn branches are checked above). The keys left at
+    // the end may be none: a seed (81066) whose last DeleteRanges emptied the store.
+    assert.ok(want.revision > COMMANDS / 4, `a workload that wrote: ${want.kvs.length} keys, revision ${want.revision}`);
     await source.machine.close();
     await target.machine.close();
   });
