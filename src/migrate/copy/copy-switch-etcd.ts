@@ -29,10 +29,10 @@ import type { EtcdClient } from '../../client/index.ts';
 import { assert } from '../../util/assert.ts';
 import { pauseOrAbort } from '../../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import { base64, fromBase64, keyAfter, rangeOf, runCopy, type CopyEvent } from './copier.ts';
+import { fromBase64, keyAfter, rangeOf, runCopy, type CopyEvent } from './copier.ts';
 import type { CopySource, CopyTarget, KeyRange, LogCopySource, SourceKv } from './copy-ends.ts';
-import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, isStateKey, REVERSE_STATE_KEY, type CopyState } from './copy-state.ts';
-import { beginFence, casState, checkLogReadable, endMirror, stoppedEarly, takeOver } from './copy-switch.ts';
+import { decodeCopyState, encodeCopyState, isStateKey, REVERSE_STATE_KEY, type CopyState } from './copy-state.ts';
+import { beginFence, casState, checkLogReadable, endMirror, fenceState, stoppedEarly, takeOver } from './copy-switch.ts';
 import { DIFFERENCES_LISTED_MAX, differingFields, verifyCopy, type CopyDifference, type VerifyReport } from './copy-verify.ts';
 import { LOG_HOLD_TTL_MS, logHoldConsumer, releaseLogHold } from './log-hold-renewer.ts';
 import { EtcdReverse, readReverseState, REPLICA_KEYS_MAX, type ReverseEvent, type ReverseHead } from './etcd-reverse.ts';
@@ -246,26 +246,17 @@ export async function switchEtcdCopy(given: EtcdSwitchOptions): Promise<EtcdSwit
   // ---- 6. the reverse copy's state, into etcd at revision + 1 ----
   const mirrorIndexBefore = (await options.mirrorLog.head(signal)).index;
   const nowMs = now();
-  const every = rangeOf(undefined);
-  const reverseState: CopyState = {
-    format: COPY_STATE_FORMAT,
-    copyId: randomBytes(8).toString('hex'),
-    source: { kind: 'stratakv', endpoints: options.mirrorEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: mirrorHead.clusterId },
-    range: { key: base64(every.key), rangeEnd: base64(every.rangeEnd) },
-    prefix: null,
-    phase: 'fenced',
-    scan: null,
-    appliedRevision: revision + 1,
-    sourceRevisionSeen: revision + 1,
-    caughtUpAtMs: nowMs,
-    leasedPuts: 0,
-    rescans: 0,
-    createdAtMs: nowMs,
-    updatedAtMs: nowMs,
+  const reverseState = fenceState({
+    mirrorEndpoints: options.mirrorEndpoints,
+    mirrorClusterId: mirrorHead.clusterId,
     direction: 'reverse',
-    appliedIndex: mirrorIndexBefore,
-    switchInfo: { switchId, startedAtMs: state.switchInfo?.startedAtMs ?? nowMs },
-  };
+    mirrorIndexBefore,
+    appliedRevision: revision + 1,
+    switchId,
+    startedAtMs: state.switchInfo?.startedAtMs ?? nowMs,
+    nowMs,
+  });
+
   const written = await etcd.txn(
     {
       type: 'txn',
@@ -414,25 +405,8 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
       // ---- 2. fence the new primary ----
       switchId = randomBytes(8).toString('hex');
       const nowMs = now();
-      const every = rangeOf(undefined);
-      const fence: CopyState = {
-        format: COPY_STATE_FORMAT,
-        copyId: randomBytes(8).toString('hex'),
-        source: { kind: 'etcd', endpoints: options.sourceEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: etcdHead.clusterId },
-        range: { key: base64(every.key), rangeEnd: base64(every.rangeEnd) },
-        prefix: null,
-        phase: 'fenced',
-        scan: null,
-        appliedRevision: 0,
-        sourceRevisionSeen: 0,
-        caughtUpAtMs: 0,
-        leasedPuts: 0,
-        rescans: 0,
-        createdAtMs: nowMs,
-        updatedAtMs: nowMs,
-        direction: 'forward',
-        switchInfo: { switchId, startedAtMs: nowMs },
-      };
+      const fence = fenceState({ mirrorEndpoints: options.sourceEndpoints, mirrorClusterId: etcdHead.clusterId, sourceKind: 'etcd', direction: 'forward', switchId, startedAtMs: nowMs, nowMs });
+
       fenceBytes = encodeCopyState(fence);
       await beginFence(primary, fenceBytes, signal);
       fencedAt = performance.now();

@@ -30,7 +30,7 @@ import { pauseOrAbort } from '../../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
 import { base64, rangeOf, RETRYABLE, runCopy, type CopyEvent } from './copier.ts';
 import type { CopyTarget, LogCopySource, PinnedSourceView } from './copy-ends.ts';
-import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, sameBytes, type CopyDirection, type CopyState } from './copy-state.ts';
+import { COPY_ENDPOINTS_MAX, COPY_STATE_FORMAT, decodeCopyState, encodeCopyState, sameBytes, type CopyDirection, type CopySourceKind, type CopyState } from './copy-state.ts';
 import { diffPinned } from './copy-verify-merkle.ts';
 import { LOG_HOLD_TTL_MS, logHoldConsumer } from './log-hold-renewer.ts';
 
@@ -196,35 +196,39 @@ export async function switchCopy(options: SwitchOptions): Promise<SwitchResult> 
 /**
  * fenceState is the state a switch's fence gives the source: read-only (`fenced`) while the
  * switch finishes, then the reverse copy's (finishReverse), following the mirror from after
- * `mirrorIndexBefore` (where the search for the mirror's mirrorEnd starts).
+ * `mirrorIndexBefore` (where the search for the mirror's mirrorEnd starts). The etcd switch
+ * builds its states with it too: `sourceKind` etcd (the way back: no log index), and
+ * `appliedRevision` when the state already holds everything up to a revision (caught up now).
  */
 export function fenceState(fence: {
   readonly mirrorEndpoints: readonly string[];
   readonly mirrorClusterId: string;
   readonly direction: CopyDirection;
-  readonly mirrorIndexBefore: number;
+  readonly mirrorIndexBefore?: number;
   readonly switchId: string;
   readonly startedAtMs: number;
   readonly nowMs: number;
+  readonly sourceKind?: CopySourceKind;
+  readonly appliedRevision?: number;
 }): CopyState {
   const every = rangeOf(undefined);
   return {
     format: COPY_STATE_FORMAT,
     copyId: randomBytes(8).toString('hex'),
-    source: { kind: 'stratakv', endpoints: fence.mirrorEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: fence.mirrorClusterId },
+    source: { kind: fence.sourceKind ?? 'stratakv', endpoints: fence.mirrorEndpoints.slice(0, COPY_ENDPOINTS_MAX), clusterId: fence.mirrorClusterId },
     range: { key: base64(every.key), rangeEnd: base64(every.rangeEnd) },
     prefix: null,
     phase: 'fenced',
     scan: null,
-    appliedRevision: 0,
-    sourceRevisionSeen: 0,
-    caughtUpAtMs: 0,
+    appliedRevision: fence.appliedRevision ?? 0,
+    sourceRevisionSeen: fence.appliedRevision ?? 0,
+    caughtUpAtMs: fence.appliedRevision === undefined ? 0 : fence.nowMs,
     leasedPuts: 0,
     rescans: 0,
     createdAtMs: fence.nowMs,
     updatedAtMs: fence.nowMs,
     direction: fence.direction,
-    appliedIndex: fence.mirrorIndexBefore,
+    ...(fence.mirrorIndexBefore === undefined ? {} : { appliedIndex: fence.mirrorIndexBefore }),
     switchInfo: { switchId: fence.switchId, startedAtMs: fence.startedAtMs },
   };
 }
