@@ -569,12 +569,19 @@ export class GrpcTransport implements Transport {
         signal?.removeEventListener('abort', onAbort);
       };
       const request: CallRequestWire = { clusterId: this.clusterId, from: this.localId, to: peer, kind, body };
+      // While the message stream to the peer is up, the peer is up: a call then waits (within
+      // its deadline) for the unary channel to connect instead of failing at once on the
+      // channel's last failed attempt: a peer that restarts and dials us has its stream up
+      // while our channel to it still waits out its redial backoff (up to dialBackoffMsMax).
+      // Without a stream the call fails fast, so that a forward to a dead leader returns well
+      // before its deadline.
+      const waitForReady = this.links.get(peer)?.established === true;
       const call = client.makeUnaryRequest<CallRequestWire, CallReplyWire>(
         method.path,
         method.requestSerialize as (value: CallRequestWire) => Buffer,
         method.responseDeserialize as (bytes: Buffer) => CallReplyWire,
         request,
-        new grpc.Metadata(),
+        new grpc.Metadata({ waitForReady }),
         { deadline: Date.now() + timeoutMs },
         (error, reply) => {
           if (settled) return;

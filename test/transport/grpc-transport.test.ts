@@ -617,6 +617,37 @@ describe('GrpcTransport', { timeout: TEST_TIMEOUT_MS }, () => {
     await b2.close();
   });
 
+  test('a call to a restarted peer right after its stream came back waits for the call channel to reconnect', async () => {
+    // 2 only accepts 1's stream, so its call channel to 1 reconnects on its own backoff; a call
+    // made while that backoff runs must not fail on the channel's last refused attempt.
+    const a = createTransport(2);
+    const b1 = createTransport(1);
+    await a.start(new Recorder());
+    await b1.start(new Recorder());
+    const url = urlOf(b1);
+    a.setPeer(1, [url]);
+    b1.setPeer(2, [urlOf(a)]);
+    await a.whenConnected(1);
+    await b1.close();
+    for (let attempt = 0; attempt < 500 && a.linkStatus(1)?.established === true; attempt += 1) await delay(10);
+    assert.notEqual(a.linkStatus(1)?.established, true);
+    // Calls while 1 is down fail at once and push the channel's backoff up to its maximum.
+    const downUntilMs = Date.now() + 2_500;
+    for (let attempt = 0; attempt < 200 && Date.now() < downUntilMs; attempt += 1) {
+      await assert.rejects(a.request(1, 'status', new Uint8Array(0), { timeoutMs: 1_000 }), (error) => isStrataError(error, ErrorCode.UNAVAILABLE));
+      await delay(50);
+    }
+    const b2 = createTransport(1, { listenUrl: url });
+    const rb2 = new Recorder();
+    rb2.requestHandler = async () => Uint8Array.of(7);
+    await b2.start(rb2);
+    b2.setPeer(2, [urlOf(a)]);
+    await a.whenConnected(1);
+    assert.deepEqual([...(await a.request(1, 'status', new Uint8Array(0), { timeoutMs: 4_000 }))], [7]);
+    await a.close();
+    await b2.close();
+  });
+
   test('request to a peer that is not listening fails with UNAVAILABLE', async () => {
     const a = createTransport(1);
     const b = createTransport(2);
