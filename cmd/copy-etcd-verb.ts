@@ -123,7 +123,13 @@ export async function runEtcdTarget(
               }
             },
           });
-          const nextCommand = result.reason === 'source-fenced' ? `stratakv migrate copy reverse --from ${fromUrl} --to ${to}` : `stratakv migrate copy create --from ${fromUrl} --to ${to}`;
+          // completed: `copy reverse` moved the writes back and the forward copy resumes from etcd.
+          const nextCommand =
+            result.reason === 'source-fenced'
+              ? `stratakv migrate copy reverse --from ${fromUrl} --to ${to}`
+              : result.reason === 'completed'
+                ? `stratakv migrate copy create --from ${to} --to ${primaryEndpoints.join(',')}`
+                : `stratakv migrate copy create --from ${fromUrl} --to ${to}`;
           if (format === 'json') io.out(JSON.stringify({ result: result.reason, state: result.state, etcdRevision: result.etcdRevision, next: nextCommand }));
           else {
             io.out(`reverse copy ${result.state.copyId}: ${result.reason} at index ${result.state.appliedIndex ?? 0}, revision ${result.state.appliedRevision} (etcd at ${result.etcdRevision})`);

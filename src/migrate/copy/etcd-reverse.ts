@@ -35,10 +35,11 @@ import { EntryType, type Entry } from '../../raft/index.ts';
 import { assert } from '../../util/assert.ts';
 import { pauseOrAbort } from '../../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../../util/errors.ts';
-import { classify, fromBase64, keyAfter, PAGE_KEYS, RETRYABLE } from './copier.ts';
+import { classify, fromBase64, PAGE_KEYS, RETRYABLE } from './copier.ts';
 import type { KeyRange, LogCopySource } from './copy-ends.ts';
 import { decodeCopyState, encodeCopyState, isStateKey, REVERSE_STATE_KEY, type CopyState } from './copy-state.ts';
 import { findMirrorEnd } from './copy-switch.ts';
+import { etcdPageRanges } from './etcd-source.ts';
 import { holdLogWhile, logHoldConsumer } from './log-hold-renewer.ts';
 
 /** TXN_OPS_MAX is etcd's default --max-txn-ops: a command's effects and the state must fit one Txn. */
@@ -47,6 +48,10 @@ export const TXN_OPS_MAX = 128;
 export const REVERSE_CALL_TIMEOUT_MS = 10_000;
 /** REVERSE_ATTEMPTS_MAX bounds the attempts of one Txn (each after finding out whether the last landed). */
 export const REVERSE_ATTEMPTS_MAX = 20;
+/** REVERSE_TXNS_IN_FLIGHT bounds the Txns the reverse copy has sent and not yet settled (etcd commits those that arrive together in one fsync). */
+export const REVERSE_TXNS_IN_FLIGHT = 32;
+/** REPLICA_READS_IN_FLIGHT bounds the pages the replica's load reads from etcd ahead of the one it applies. */
+export const REPLICA_READS_IN_FLIGHT = 4;
 /** REPLICA_KEYS_MAX bounds the keys the replica holds in memory (about 100 bytes of overhead each, plus the values). */
 export const REPLICA_KEYS_MAX = 10_000_000;
 
@@ -131,6 +136,8 @@ export class EtcdReverse {
   #writtenUpTo = 0;
   #txns = 0;
   #running = false;
+  // Set when a run stopped with Txns in flight: the replica may be ahead of etcd.
+  #replicaAhead = false;
 
   private constructor(options: ReverseOptions, kv: KvStateMachine, replicaIndex: number, head: ReverseHead, appliedIndex: number) {
     this.#options = options;
@@ -173,6 +180,7 @@ export class EtcdReverse {
   /** run follows the new primary until `signal`, the fence, or the stop asked for. */
   async run(stop: { readonly stopWhenCaughtUp?: boolean; readonly stopAtIndex?: number }): Promise<ReverseResult> {
     assert(!this.#running, 'one run of a reverse copy at a time');
+    assert(!this.#replicaAhead, 'a reverse copy whose run stopped with Txns in flight is opened again, not run again');
     this.#running = true;
     const { etcd, log, signal } = this.#options;
     const now = this.#options.now ?? Date.now;
@@ -181,15 +189,24 @@ export class EtcdReverse {
     const onAbort = (): void => stream.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     let commitIndexSeen = this.#appliedIndex;
+    // Where the replica is: commands up to here are applied to it, and their Txns sent (or not needed).
+    let preparedIndex = this.#appliedIndex;
+    // The state key's mod_revision once every Txn sent has landed (revisions are equal: the replica's).
+    let predictedModRevision = this.#stateModRevision;
+    const queue: QueuedEffect[] = [];
     // The new primary keeps its log from here while this copy runs (and LOG_HOLD_TTL_MS after).
     const holder = holdLogWhile(log, logHoldConsumer('reverse-copy', this.#state.copyId), () => this.#appliedIndex + 1, (error) => this.#options.onEvent?.({ kind: 'retry', what: 'hold the new primary\'s log', error, attempt: 1 }));
     const result = (reason: ReverseResult['reason'], fenceIndex?: number): ReverseResult => ({ state: this.#state, reason, etcdRevision: this.#etcdRevision, ...(fenceIndex === undefined ? {} : { fenceIndex }) });
-    const reached = (): boolean => stop.stopAtIndex !== undefined && this.#appliedIndex >= stop.stopAtIndex;
+    const reached = (): boolean => stop.stopAtIndex !== undefined && preparedIndex >= stop.stopAtIndex;
+    const drain = async (): Promise<void> => {
+      while (queue.length > 0) await this.#settle(queue);
+    };
     try {
       if (reached()) return result('at-index');
       for await (const batch of log.follow(this.#appliedIndex + 1, stream.signal)) {
         commitIndexSeen = Math.max(commitIndexSeen, batch.commitIndex);
         if (batch.kind === 'idle') {
+          await drain();
           if (batch.commitIndex <= this.#appliedIndex) {
             this.#options.onEvent?.({ kind: 'caught-up', appliedIndex: this.#appliedIndex, revision: kv.revision() });
             if (stop.stopWhenCaughtUp === true) return result('caught-up');
@@ -199,60 +216,56 @@ export class EtcdReverse {
         for (const entry of batch.entries) {
           const what = classify(entry);
           // `copy reverse` fenced the new primary: nothing after this entry may be copied (it was refused there).
-          if (what === 'fence') return result('source-fenced', entry.index);
+          if (what === 'fence') {
+            await drain();
+            return result('source-fenced', entry.index);
+          }
           if (what !== 'command') {
-            this.#appliedIndex = entry.index;
-            continue;
+            queue.push({ kind: 'skip', entryIndex: entry.index });
+          } else {
+            const replicaEntry: Entry = { index: this.#replicaIndex, term: 1, type: EntryType.Normal, data: entry.data };
+            this.#replicaIndex += 1;
+            const [applied] = await kv.apply([replicaEntry]);
+            const wrote = applied?.error === undefined && (applied?.changes?.length ?? 0) > 0;
+            if (!wrote || entry.index <= this.#writtenUpTo) {
+              // Nothing changed (nothing to write: a resume applies it to its replica again), or
+              // another copier of this reverse copy wrote it already (the same effects of the
+              // same command: the state key then moved to this command's revision).
+              if (wrote) predictedModRevision = kv.revision();
+              queue.push({ kind: 'skip', entryIndex: entry.index });
+            } else {
+              const changes = (applied?.changes ?? []).filter((change) => !isStateKey(change.key));
+              const operations = effectOperations(changes, entry.data, applied?.response);
+              const next: CopyState = {
+                ...this.#state,
+                phase: 'tailing',
+                appliedIndex: entry.index,
+                commitIndexSeen: Math.max(commitIndexSeen, entry.index),
+                appliedRevision: kv.revision(),
+                sourceRevisionSeen: Math.max(this.#state.sourceRevisionSeen, kv.revision()),
+                caughtUpAtMs: batch.commitIndex <= entry.index ? now() : this.#state.caughtUpAtMs,
+                updatedAtMs: now(),
+              };
+              const expectModRevision = predictedModRevision;
+              predictedModRevision = kv.revision();
+              queue.push({ kind: 'txn', entryIndex: entry.index, operations, next, expectModRevision, revision: kv.revision(), answer: sendEffects(etcd, operations, next, expectModRevision, signal) });
+            }
           }
-          const replicaEntry: Entry = { index: this.#replicaIndex, term: 1, type: EntryType.Normal, data: entry.data };
-          this.#replicaIndex += 1;
-          const [applied] = await kv.apply([replicaEntry]);
-          const wrote = applied?.error === undefined && (applied?.changes?.length ?? 0) > 0;
-          if (!wrote || entry.index <= this.#writtenUpTo) {
-            // Nothing changed (nothing to write: a resume applies it to its replica again), or
-            // another copier of this reverse copy wrote it already (the same effects of the same command).
-            this.#appliedIndex = entry.index;
-            continue;
+          preparedIndex = entry.index;
+          // Txns in flight let etcd commit several in one fsync; each names its predecessor's revision.
+          while (queue.length > REVERSE_TXNS_IN_FLIGHT || (queue.length > 0 && queue[0]?.kind === 'skip')) await this.#settle(queue);
+          if (reached()) {
+            await drain();
+            return result('at-index');
           }
-          const changes = (applied?.changes ?? []).filter((change) => !isStateKey(change.key));
-          const operations = effectOperations(changes, entry.data, applied?.response);
-          const next: CopyState = {
-            ...this.#state,
-            phase: 'tailing',
-            appliedIndex: entry.index,
-            commitIndexSeen: Math.max(commitIndexSeen, entry.index),
-            appliedRevision: kv.revision(),
-            sourceRevisionSeen: Math.max(this.#state.sourceRevisionSeen, kv.revision()),
-            caughtUpAtMs: batch.commitIndex <= entry.index ? now() : this.#state.caughtUpAtMs,
-            updatedAtMs: now(),
-          };
-          const written = await writeEffects(etcd, operations, next, this.#stateModRevision, signal, this.#options.onEvent);
-          this.#stateModRevision = written.revision;
-          this.#etcdRevision = written.revision;
-          this.#appliedIndex = entry.index;
-          if (written.ahead !== undefined) {
-            this.#writtenUpTo = written.ahead.appliedIndex ?? 0;
-            this.#state = written.ahead;
-            continue;
-          }
-          this.#txns += 1;
-          this.#state = next;
-          if (written.revision !== kv.revision()) {
-            // Something else wrote etcd: the values stay right, the revisions no longer match.
-            this.#options.onEvent?.({ kind: 'diverged', etcdRevision: written.revision, expectedRevision: kv.revision() });
-            throw new StrataError(
-              ErrorCode.MIRROR_CONFLICT,
-              `etcd was written outside the reverse copy: its revision is ${written.revision} after the reverse copy's Txn, the new primary's ${kv.revision()}; its writers have not all moved (the reverse copy stopped at index ${entry.index}; end it with \`copy complete\`)`,
-              { details: { etcdRevision: written.revision, expectedRevision: kv.revision(), appliedIndex: entry.index } },
-            );
-          }
-          this.#options.onEvent?.({ kind: 'applied', state: this.#state, txns: this.#txns });
-          if (reached()) return result('at-index');
         }
-        if (reached()) return result('at-index');
       }
+      await drain();
       return result('stopped');
     } catch (error) {
+      // The replica may hold commands whose Txns did not land: it is loaded again before another run.
+      if (queue.length > 0) this.#replicaAhead = true;
+      if (error instanceof ReverseCompleted) return result('completed');
       if (signal.aborted) return result('stopped');
       if (isStrataError(error, ErrorCode.COMPACTED)) {
         throw new StrataError(ErrorCode.COMPACTED, `the new primary's log no longer holds index ${this.#appliedIndex + 1} (it was compacted past the reverse copy's position: its log hold expired or was over compactionLogBytesMax): the reverse copy cannot resume; end it (\`copy complete\`) and copy again`, { cause: error });
@@ -266,13 +279,60 @@ export class EtcdReverse {
     }
   }
 
+  // settle takes the oldest queued command: its Txn's answer, in order. A Txn refused (etcd
+  // proposed it before its predecessor) or unanswered is settled by writeEffects, now that its
+  // predecessors have landed: it sends it again, or finds that it (or another copier) landed.
+  async #settle(queue: QueuedEffect[]): Promise<void> {
+    const item = queue[0];
+    assert(item !== undefined, 'settle with a queued command');
+    if (item.kind === 'skip') {
+      queue.shift();
+      this.#appliedIndex = item.entryIndex;
+      return;
+    }
+    const { etcd, signal } = this.#options;
+    const outcome = await item.answer;
+    if (outcome.failed === true) {
+      if (!isStrataError(outcome.error) || !RETRYABLE.has(outcome.error.code) || signal.aborted) throw outcome.error;
+      this.#options.onEvent?.({ kind: 'retry', what: 'etcd txn', error: outcome.error, attempt: 1 });
+    }
+    const written: { revision: number; ahead?: CopyState; completed?: CopyState } =
+      outcome.succeeded === true && outcome.revision !== undefined ? { revision: outcome.revision } : await writeEffects(etcd, item.operations, item.next, item.expectModRevision, signal, this.#options.onEvent);
+    if (written.completed !== undefined) {
+      this.#state = written.completed;
+      this.#etcdRevision = written.revision;
+      throw new ReverseCompleted();
+    }
+    queue.shift();
+    this.#stateModRevision = written.revision;
+    this.#etcdRevision = written.revision;
+    this.#appliedIndex = item.entryIndex;
+    if (written.ahead !== undefined) {
+      this.#writtenUpTo = written.ahead.appliedIndex ?? 0;
+      this.#state = written.ahead;
+      return;
+    }
+    this.#txns += 1;
+    this.#state = item.next;
+    if (written.revision !== item.revision) {
+      // Something else wrote etcd: the values stay right, the revisions no longer match.
+      this.#options.onEvent?.({ kind: 'diverged', etcdRevision: written.revision, expectedRevision: item.revision });
+      throw new StrataError(
+        ErrorCode.MIRROR_CONFLICT,
+        `etcd was written outside the reverse copy: its revision is ${written.revision} after the reverse copy's Txn, the new primary's ${item.revision}; its writers have not all moved (the reverse copy stopped at index ${item.entryIndex}; end it with \`copy complete\`)`,
+        { details: { etcdRevision: written.revision, expectedRevision: item.revision, appliedIndex: item.entryIndex } },
+      );
+    }
+    this.#options.onEvent?.({ kind: 'applied', state: this.#state, txns: this.#txns });
+  }
+
   async close(): Promise<void> {
     await this.#kv.close();
   }
 }
 
 /** loadReplica reads etcd's keys in `range` at `revision` into a memory state machine that records its changes. */
-async function loadReplica(etcd: EtcdClient, range: KeyRange, revision: number, signal: AbortSignal): Promise<{ kv: KvStateMachine; keys: number; nextIndex: number }> {
+export async function loadReplica(etcd: EtcdClient, range: KeyRange, revision: number, signal: AbortSignal): Promise<{ kv: KvStateMachine; keys: number; nextIndex: number }> {
   const kv = await openMemoryKvStateMachine({ recordChanges: true, verifyAtOpen: false });
   let index = 1;
   const apply = async (request: Parameters<typeof encodeKvCommand>[0]['request']): Promise<void> => {
@@ -282,17 +342,25 @@ async function loadReplica(etcd: EtcdClient, range: KeyRange, revision: number, 
   };
   try {
     await apply({ type: 'mirrorBegin', state: REPLICA_STATE, requireEmpty: true });
-    let key = range.key;
+    // Exact page ranges (etcdPageRanges: a limited Range walks the rest of the range in etcd
+    // 3.4), read REPLICA_READS_IN_FLIGHT at a time and applied in order.
+    const pages = await etcdPageRanges(etcd, range, revision, PAGE_KEYS, signal);
+    if (pages.length > REPLICA_KEYS_MAX / PAGE_KEYS + 1) throw new StrataError(ErrorCode.REQUEST_TOO_LARGE, `etcd holds more than ${REPLICA_KEYS_MAX} keys: too many for the reverse copy's replica`);
+    const read = (page: KeyRange): ReturnType<EtcdClient['get']> => {
+      const reading = etcd.get(page.key, { rangeEnd: page.rangeEnd, revision, signal, timeoutMs: REVERSE_CALL_TIMEOUT_MS });
+      // Awaited in order below, or abandoned when an earlier one failed: never left rejected unobserved.
+      reading.catch(() => undefined);
+      return reading;
+    };
+    const reading = pages.slice(0, REPLICA_READS_IN_FLIGHT).map(read);
     let keys = 0;
-    for (let page = 0; ; page += 1) {
-      if (page > REPLICA_KEYS_MAX / PAGE_KEYS) throw new StrataError(ErrorCode.REQUEST_TOO_LARGE, `etcd holds more than ${REPLICA_KEYS_MAX} keys: too many for the reverse copy's replica`);
-      const answer = await etcd.get(key, { rangeEnd: range.rangeEnd, revision, limit: PAGE_KEYS, signal, timeoutMs: REVERSE_CALL_TIMEOUT_MS });
+    for (let at = 0; at < pages.length; at += 1) {
+      const answer = await (reading[at] as ReturnType<EtcdClient['get']>);
+      const ahead = pages[at + REPLICA_READS_IN_FLIGHT];
+      if (ahead !== undefined) reading.push(read(ahead));
       const puts: MirrorPut[] = answer.kvs.map((pair) => ({ key: pair.key, value: pair.value, createRevision: pair.createRevision, modRevision: pair.modRevision, version: pair.version, lease: pair.lease }));
       await apply({ type: 'mirrorApply', expectState: REPLICA_STATE, state: REPLICA_STATE, revision, puts, deletes: [] });
       keys += puts.length;
-      const last = answer.kvs.at(-1);
-      if (!answer.more || last === undefined) break;
-      key = keyAfter(last.key);
     }
     // An empty range still moves the replica to etcd's revision.
     await apply({ type: 'mirrorApply', expectState: REPLICA_STATE, state: REPLICA_STATE, revision, puts: [], deletes: [] });
@@ -302,6 +370,50 @@ async function loadReplica(etcd: EtcdClient, range: KeyRange, revision: number, 
     await kv.close();
     throw error;
   }
+}
+
+/** ReverseCompleted ends a run that found the copy completed by `copy reverse` (thrown from deep in settling, caught by run). */
+class ReverseCompleted extends Error {
+  constructor() {
+    super('the reverse copy was completed');
+  }
+}
+
+/** QueuedEffect is a command of the new primary the replica applied, in log order: its Txn in flight, or nothing to write. */
+type QueuedEffect =
+  | { readonly kind: 'skip'; readonly entryIndex: number }
+  | {
+      readonly kind: 'txn';
+      readonly entryIndex: number;
+      readonly operations: readonly TxnOperation[];
+      readonly next: CopyState;
+      /** The state key's mod_revision the Txn compares with: its predecessor's revision. */
+      readonly expectModRevision: number;
+      /** The revision it must land at: the replica's after the command. */
+      readonly revision: number;
+      readonly answer: Promise<SentEffects>;
+    };
+
+/** SentEffects is one attempt's answer: etcd's, or the error it failed with (never a rejection). */
+interface SentEffects {
+  readonly succeeded?: boolean;
+  readonly revision?: number;
+  readonly failed?: true;
+  readonly error?: unknown;
+}
+
+/** sendEffects sends one command's Txn once (writeEffects settles whatever it answered). */
+function sendEffects(etcd: EtcdClient, operations: readonly TxnOperation[], next: CopyState, expectModRevision: number, signal: AbortSignal): Promise<SentEffects> {
+  return etcd.txn(effectsTxn(operations, next, expectModRevision), { signal, timeoutMs: REVERSE_CALL_TIMEOUT_MS }).then(
+    (answer) => ({ succeeded: answer.succeeded, revision: answer.header.revision }),
+    (error: unknown) => ({ failed: true, error }),
+  );
+}
+
+// effectsTxn: the command's operations and the next state, if the state key is at expectModRevision.
+function effectsTxn(operations: readonly TxnOperation[], next: CopyState, expectModRevision: number): Parameters<EtcdClient['txn']>[0] {
+  const success: TxnOperation[] = [...operations, { type: 'put', key: REVERSE_STATE_KEY, value: encodeCopyState(next) }];
+  return { type: 'txn', compare: [{ target: 'modRevision', result: 'equal', key: REVERSE_STATE_KEY, number: expectModRevision }], success, failure: [] };
 }
 
 /**
@@ -316,15 +428,11 @@ async function writeEffects(
   expectModRevision: number,
   signal: AbortSignal,
   onEvent: ((event: ReverseEvent) => void) | undefined,
-): Promise<{ revision: number; ahead?: CopyState }> {
-  const stateBytes = encodeCopyState(next);
-  const success: TxnOperation[] = [...operations, { type: 'put', key: REVERSE_STATE_KEY, value: stateBytes }];
+): Promise<{ revision: number; ahead?: CopyState; completed?: CopyState }> {
+  const request = effectsTxn(operations, next, expectModRevision);
   for (let attempt = 1; attempt <= REVERSE_ATTEMPTS_MAX; attempt += 1) {
     try {
-      const answer = await etcd.txn(
-        { type: 'txn', compare: [{ target: 'modRevision', result: 'equal', key: REVERSE_STATE_KEY, number: expectModRevision }], success, failure: [] },
-        { signal, timeoutMs: REVERSE_CALL_TIMEOUT_MS },
-      );
+      const answer = await etcd.txn(request, { signal, timeoutMs: REVERSE_CALL_TIMEOUT_MS });
       if (answer.succeeded) return { revision: answer.header.revision };
     } catch (error) {
       if (!isStrataError(error) || !RETRYABLE.has(error.code) || signal.aborted) throw error;
@@ -332,6 +440,8 @@ async function writeEffects(
     }
     // Refused or unanswered: did an earlier attempt land?
     const head = await readStateRetrying(etcd, signal, onEvent);
+    // `copy reverse` ran this copy to its fence (with a copier of its own) and ended it.
+    if (head !== undefined && head.state.copyId === next.copyId && head.state.phase === 'completed') return { revision: head.stateModRevision, completed: head.state };
     if (head !== undefined && head.state.copyId === next.copyId && head.state.phase === 'tailing' && (head.state.appliedIndex ?? 0) >= (next.appliedIndex ?? 0)) {
       // This Txn landed (its answer was lost), or another copier of this copy wrote up to further on.
       return (head.state.appliedIndex ?? 0) === (next.appliedIndex ?? 0) ? { revision: head.stateModRevision } : { revision: head.stateModRevision, ahead: head.state };

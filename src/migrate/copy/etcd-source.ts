@@ -4,6 +4,7 @@
 // progress requests so the copier learns the source's revision when nothing in range changes.
 
 import { EtcdClient, type WatchStream } from '../../client/index.ts';
+import { keyAfter } from './copier.ts';
 import { ErrorCode, StrataError } from '../../util/errors.ts';
 import type { CopySource, KeyRange, SourcePage, SourceTail, SourceTailBatch } from './copy-ends.ts';
 
@@ -11,6 +12,42 @@ import type { CopySource, KeyRange, SourcePage, SourceTail, SourceTailBatch } fr
 export const SOURCE_CALL_TIMEOUT_MS = 10_000;
 /** WATCH_IDLE_TIMEOUT_MS: a change stream that answers nothing for this long (progress requests included) is given up and opened again. */
 export const WATCH_IDLE_TIMEOUT_MS = 10_000;
+
+/** BOUNDS_PAGE_KEYS is how many keys one keys-only read of etcdPageRanges lists. */
+export const BOUNDS_PAGE_KEYS = 50_000;
+
+/**
+ * etcdPageRanges cuts `range` at `revision` into ranges of at most `pageKeys` keys each, exact
+ * (every key of the range in exactly one, in order), by listing the keys only.
+ *
+ * Why: etcd 3.4 answers a Range with a limit by collecting every key from its start to its
+ * rangeEnd in its index and only then applying the limit (and counting them all), so paging N
+ * keys `pageKeys` at a time walks N²/(2·pageKeys) keys: 332k keys in 1,000-key pages took
+ * 35–40 s here, ~113 ms a page. Listing keys only, BOUNDS_PAGE_KEYS at a time, costs a few such
+ * walks; each page then names its own end and walks only its own keys.
+ */
+export async function etcdPageRanges(client: EtcdClient, range: KeyRange, revision: number, pageKeys: number, signal?: AbortSignal): Promise<KeyRange[]> {
+  const ranges: KeyRange[] = [];
+  let pageStart = range.key;
+  let inPage = 0;
+  let from = range.key;
+  for (let read = 0; ; read += 1) {
+    const answer = await client.get(from, { rangeEnd: range.rangeEnd, revision, limit: BOUNDS_PAGE_KEYS, keysOnly: true, ...(signal === undefined ? {} : { signal }) });
+    for (const kv of answer.kvs) {
+      if (inPage === pageKeys) {
+        ranges.push({ key: pageStart, rangeEnd: kv.key });
+        pageStart = kv.key;
+        inPage = 0;
+      }
+      inPage += 1;
+    }
+    const last = answer.kvs.at(-1);
+    if (!answer.more || last === undefined) break;
+    from = keyAfter(last.key);
+  }
+  ranges.push({ key: pageStart, rangeEnd: range.rangeEnd });
+  return ranges;
+}
 
 /** etcdSource is the CopySource over etcd's API at `endpoints` (host:port). */
 export function etcdSource(endpoints: readonly string[], options: { readonly client?: EtcdClient } = {}): CopySource {
