@@ -72,8 +72,12 @@ export interface TargetView {
 export interface CopyTarget {
   read(signal?: AbortSignal): Promise<TargetView>;
   mirror(request: MirrorRequest, signal?: AbortSignal): Promise<MirrorResponse>;
-  /** Up to `limit` keys of `range` in the target's applied state (a linearizable read), keys only when asked. */
-  page(range: KeyRange, limit: number, options: { readonly keysOnly: boolean; readonly signal?: AbortSignal }): Promise<SourcePage>;
+  /**
+   * Up to `limit` keys of `range` in the target's applied state (a linearizable read), keys only
+   * when asked; `serializable`: whichever member answers, from its own applied state, without a
+   * round of the leader's (the answer's revision says what it had applied).
+   */
+  page(range: KeyRange, limit: number, options: { readonly keysOnly: boolean; readonly serializable?: boolean; readonly signal?: AbortSignal }): Promise<SourcePage>;
   /** How many keys `range` holds in the target's applied state (a linearizable read). */
   count(range: KeyRange, signal?: AbortSignal): Promise<number>;
   /** The largest mirror request the target takes, in encoded bytes (its request limit). */

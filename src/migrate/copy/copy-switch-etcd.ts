@@ -292,10 +292,33 @@ async function finishSwitch(
   confirmedAt: number | undefined,
   removeState?: (why: string) => Promise<never>,
 ): Promise<EtcdSwitchResult> {
-  const { mirror, source, signal } = options;
+  const { signal } = options;
   const switchId = firstState.switchInfo?.switchId ?? '';
   const revision = written.stateModRevision;
+  // The new primary keeps its log from the switch on, for the reverse copy (which renews this
+  // hold once it runs). Asked for now and awaited after the mirror takes writes: it is needed
+  // only before the log grows past a snapshot's worth of entries, not inside the pause.
+  const holding = options.mirrorLog.hold(logHoldConsumer('reverse-copy', written.state.copyId), (written.state.appliedIndex ?? 0) + 1, LOG_HOLD_TTL_MS, signal).catch((error: unknown) => {
+    if (isStrataError(error) && error.code !== ErrorCode.UNIMPLEMENTED) options.onEvent?.({ kind: 'copier', event: { kind: 'retry', what: 'hold the new primary\'s log for the reverse copy', error, attempt: 1 } });
+  });
+  try {
+    return await finishSwitchHeld(options, written, switchId, revision, confirmedAt, removeState);
+  } finally {
+    await holding;
+  }
+}
+
+async function finishSwitchHeld(
+  options: EtcdSwitchOptions,
+  written: ReverseHead,
+  switchId: string,
+  revision: number,
+  confirmedAt: number | undefined,
+  removeState: ((why: string) => Promise<never>) | undefined,
+): Promise<EtcdSwitchResult> {
+  const { mirror, source, signal } = options;
   await catchUpMirror(options, switchId, revision);
+  options.onEvent?.({ kind: 'caught-up', revision });
   const last = await mirror.read(signal);
   const etcdNow = await source.head(signal);
   if (last.state === undefined) throw new StrataError(ErrorCode.MIRROR_CONFLICT, 'the mirror state vanished during the switch (another `copy` command ran?)');
@@ -304,10 +327,6 @@ async function finishSwitch(
     if (removeState !== undefined) await removeState(why);
     throw new StrataError(ErrorCode.MIRROR_CONFLICT, `${why}; stop them, then run \`copy switch\` again`);
   }
-  // The new primary keeps its log from the switch on, for the reverse copy (which renews this hold once it runs).
-  await options.mirrorLog.hold(logHoldConsumer('reverse-copy', written.state.copyId), (written.state.appliedIndex ?? 0) + 1, LOG_HOLD_TTL_MS, signal).catch((error: unknown) => {
-    if (isStrataError(error) && error.code !== ErrorCode.UNIMPLEMENTED) options.onEvent?.({ kind: 'copier', event: { kind: 'retry', what: 'hold the new primary\'s log for the reverse copy', error, attempt: 1 } });
-  });
   // ---- 8. the mirror takes writes ----
   await endMirror(mirror, last.state, signal);
   const writePauseMs = confirmedAt === undefined ? undefined : performance.now() - confirmedAt;
@@ -670,7 +689,9 @@ async function verifyDelta(
   const compared = await compareKeyGroups(
     [...keys.values()],
     async (group, limit) => {
-      const ours = await target.page(group, limit, { keysOnly: false, signal });
+      // Before the pause a member's own view will do (no leader round per read; a lagging one
+      // answers an older revision, and the next pass starts there). Still: the leader's, at R.
+      const ours = await target.page(group, limit, { keysOnly: false, serializable: !still, signal });
       if (still && ours.revision !== revision) throw new StrataError(ErrorCode.MIRROR_CONFLICT, `the other cluster moved to revision ${ours.revision} during the verify (at ${revision})`);
       return ours;
     },

@@ -50,6 +50,8 @@ export const REVERSE_CALL_TIMEOUT_MS = 10_000;
 export const REVERSE_ATTEMPTS_MAX = 20;
 /** REVERSE_TXNS_IN_FLIGHT bounds the Txns the reverse copy has sent and not yet settled (etcd commits those that arrive together in one fsync). */
 export const REVERSE_TXNS_IN_FLIGHT = 32;
+/** REVERSE_BURSTS_MAX bounds the sends of one Txn in bursts; past it, a refused Txn is settled one at a time (writeEffects). */
+export const REVERSE_BURSTS_MAX = 8;
 /** REPLICA_READS_IN_FLIGHT bounds the pages the replica's load reads from etcd ahead of the one it applies. */
 export const REPLICA_READS_IN_FLIGHT = 4;
 /** REPLICA_KEYS_MAX bounds the keys the replica holds in memory (about 100 bytes of overhead each, plus the values). */
@@ -248,7 +250,9 @@ export class EtcdReverse {
               };
               const expectModRevision = predictedModRevision;
               predictedModRevision = kv.revision();
-              queue.push({ kind: 'txn', entryIndex: entry.index, operations, next, expectModRevision, revision: kv.revision(), answer: sendEffects(etcd, operations, next, expectModRevision, signal) });
+              const item: QueuedTxn = { kind: 'txn', entryIndex: entry.index, operations, next, expectModRevision, revision: kv.revision(), answer: NOT_SENT, attempts: 0 };
+              sendQueued(etcd, item, signal);
+              queue.push(item);
             }
           }
           preparedIndex = entry.index;
@@ -291,7 +295,15 @@ export class EtcdReverse {
       return;
     }
     const { etcd, signal } = this.#options;
-    const outcome = await item.answer;
+    let outcome = await item.answer;
+    if (outcome.failed !== true && outcome.succeeded === false && item.attempts < REVERSE_BURSTS_MAX) {
+      // Refused: etcd took it before its predecessor (it runs concurrent requests in any order),
+      // and most likely the Txns after it too. Its predecessors have all landed now: send it
+      // again, with every later one already refused, in one burst. (Each Txn lands at most once:
+      // the compare fails once it did.)
+      for (const queued of queue) if (queued.kind === 'txn' && (queued === item || queued.latest?.succeeded === false)) sendQueued(etcd, queued, signal);
+      outcome = await item.answer;
+    }
     if (outcome.failed === true) {
       if (!isStrataError(outcome.error) || !RETRYABLE.has(outcome.error.code) || signal.aborted) throw outcome.error;
       this.#options.onEvent?.({ kind: 'retry', what: 'etcd txn', error: outcome.error, attempt: 1 });
@@ -380,19 +392,36 @@ class ReverseCompleted extends Error {
 }
 
 /** QueuedEffect is a command of the new primary the replica applied, in log order: its Txn in flight, or nothing to write. */
-type QueuedEffect =
-  | { readonly kind: 'skip'; readonly entryIndex: number }
-  | {
-      readonly kind: 'txn';
-      readonly entryIndex: number;
-      readonly operations: readonly TxnOperation[];
-      readonly next: CopyState;
-      /** The state key's mod_revision the Txn compares with: its predecessor's revision. */
-      readonly expectModRevision: number;
-      /** The revision it must land at: the replica's after the command. */
-      readonly revision: number;
-      readonly answer: Promise<SentEffects>;
-    };
+type QueuedEffect = { readonly kind: 'skip'; readonly entryIndex: number } | QueuedTxn;
+
+interface QueuedTxn {
+  readonly kind: 'txn';
+  readonly entryIndex: number;
+  readonly operations: readonly TxnOperation[];
+  readonly next: CopyState;
+  /** The state key's mod_revision the Txn compares with: its predecessor's revision. */
+  readonly expectModRevision: number;
+  /** The revision it must land at: the replica's after the command. */
+  readonly revision: number;
+  /** The latest attempt's answer (an earlier attempt may still land: then this one is refused). */
+  answer: Promise<SentEffects>;
+  /** The latest attempt's answer once it came. */
+  latest?: SentEffects | undefined;
+  attempts: number;
+}
+
+const NOT_SENT: Promise<SentEffects> = Promise.resolve({ failed: true, error: new Error('not sent') });
+
+/** sendQueued sends a queued command's Txn (again). */
+function sendQueued(etcd: EtcdClient, item: QueuedTxn, signal: AbortSignal): void {
+  const attempt = sendEffects(etcd, item.operations, item.next, item.expectModRevision, signal);
+  item.answer = attempt;
+  item.latest = undefined;
+  item.attempts += 1;
+  void attempt.then((outcome) => {
+    if (item.answer === attempt) item.latest = outcome;
+  });
+}
 
 /** SentEffects is one attempt's answer: etcd's, or the error it failed with (never a rejection). */
 interface SentEffects {

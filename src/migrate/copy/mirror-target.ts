@@ -25,7 +25,7 @@ export function mirrorTarget(endpoints: readonly string[], options: { readonly r
       return { type: answer.type, revision: answer.revision, state: answer.state };
     },
     async page(range: KeyRange, limit: number, pageOptions): Promise<SourcePage> {
-      const answer = await kv.get(range.key, { rangeEnd: range.rangeEnd, limit, keysOnly: pageOptions.keysOnly, ...(pageOptions.signal === undefined ? {} : { signal: pageOptions.signal }) });
+      const answer = await kv.get(range.key, { rangeEnd: range.rangeEnd, limit, keysOnly: pageOptions.keysOnly, serializable: pageOptions.serializable === true, ...(pageOptions.signal === undefined ? {} : { signal: pageOptions.signal }) });
       return { kvs: answer.kvs, more: answer.more, revision: answer.header.revision };
     },
     async count(range: KeyRange, signal?: AbortSignal): Promise<number> {
