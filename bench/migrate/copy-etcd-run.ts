@@ -37,6 +37,8 @@ import { OUTCOME_OK, type LoadReport } from './load-types.ts';
 
 /** REVERSE_SECONDS: how long the reverse copy's lag is probed while the writers write the new primary. */
 export const REVERSE_SECONDS = 15;
+/** REVERSE_WRITES_PER_SECOND is the write rate the writers are paced to once the writes moved to the new primary. */
+export const REVERSE_WRITES_PER_SECOND = 200;
 /** WRITE_TIMEOUT_MS: each put's deadline, retries and mirror refusals included. */
 const WRITE_TIMEOUT_MS = 15_000;
 const COPIER_START_TIMEOUT_MS = 60_000;
@@ -212,6 +214,13 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
       `switch: writePauseMs ${Number(switchAnswer.json['writePauseMs']).toFixed(0)} ("moved" → writable), deltaKeys ${String(switchAnswer.json['deltaKeys'])}, ${switchAnswer.seconds.toFixed(1)} s in all; ` +
         `asked ${((switchAnswer.promptedMs - switchAnswer.startedMs) / 1000).toFixed(1)} s in, writers moved in ${(movedMs - switchAnswer.promptedMs).toFixed(0)} ms; steps ${JSON.stringify(switchAnswer.json['steps'])}`,
     );
+    // The reverse copy writes etcd one Txn per command, in order (a compare-and-set chain that
+    // etcd, running concurrent requests in any order, mostly refuses when pipelined): a few
+    // hundred commands/s here, under what 16 unpaced writers put into the new primary. From
+    // here the writers are paced to REVERSE_WRITES_PER_SECOND so that the reverse copy can
+    // follow them and `copy reverse` finishes; the figures say so.
+    running.pace(Math.round((config.clients * 1000) / REVERSE_WRITES_PER_SECOND));
+    say(`the writers paced to ~${REVERSE_WRITES_PER_SECOND} puts/s for the reverse copy`);
     await stepAside(forward, 'forward', notes);
 
     // ---- the reverse copy while the writers write the new primary ----
@@ -379,7 +388,7 @@ export function etcdMarkdown(runs: readonly EtcdRunFigures[], config: CopyRunCon
     `| copy switch: the verb's whole time, s; writes failed or timed out during it | ${range((run) => run.switched.verbSeconds, 1)}; ${runs.map((run) => run.switched.notAcknowledged).join(', ')} |`,
     `| reverse copy: from its "loaded" to etcd holding the new primary's revision then, ms | ${range((run) => run.reverseBacklogMs, 0)} |`,
     `| reverse copy lag p50 / p99 / max, ms (a put on the new primary every ${config.probeIntervalMs} ms, etcd polled every ${config.pollIntervalMs} ms, ${REVERSE_SECONDS} s) | ${range((run) => run.reverseLag.p50Ms, 0)} / ${range((run) => run.reverseLag.p99Ms, 0)} / ${range((run) => run.reverseLag.maxMs, 0)} |`,
-    `| writes on the new primary, reverse copy following, puts/s (${REVERSE_SECONDS} s) | ${range((run) => run.newPrimaryWritesPerSecond, 0)} |`,
+    `| writes on the new primary, reverse copy following, puts/s (${REVERSE_SECONDS} s; the writers paced to ~${REVERSE_WRITES_PER_SECOND} puts/s from the switch on) | ${range((run) => run.newPrimaryWritesPerSecond, 0)} |`,
     `| \`copy status --to etcd://…\` after that: lagRevisions; exactRevisions | ${runs.map((run) => `${run.reverseStatus.lagRevisions}; ${String(run.reverseStatus.exactRevisions)}`).join(', ')} |`,
     `| copy reverse under the load: writePauseMs (fence → etcd writable) / writers' longest gap (until moved back to etcd), ms | ${range((run) => run.reversed.writePauseMs, 0)} / ${range((run) => run.reversed.clientPauseMs, 0)} |`,
     `| copy reverse: the verify before the fence (etcd against a pinned view of the new primary) done / the fence, s from the verb's start | ${range((run) => stepAtMs(run.reversed.steps, 'verified') / 1000, 1)} / ${range((run) => stepAtMs(run.reversed.steps, 'fenced') / 1000, 1)} |`,

@@ -40,8 +40,14 @@ export interface LoadMove {
   readonly endpoints: readonly string[];
 }
 
+/** LoadPace makes every client wait `delayMs` after each put (0: none), to hold the load to a rate. */
+export interface LoadPace {
+  readonly type: 'pace';
+  readonly delayMs: number;
+}
+
 /** LoadCommand is what the bench sends. */
-export type LoadCommand = LoadStart | LoadStop | LoadMove;
+export type LoadCommand = LoadStart | LoadStop | LoadMove | LoadPace;
 
 /** OUTCOME_* are the values of LoadReport.outcomes. */
 export const OUTCOME_OK = 0;

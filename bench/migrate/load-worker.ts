@@ -78,6 +78,8 @@ class Rows {
 
 let stopRequested = false;
 let running = false;
+// The wait after each put ("pace"), 0 by default.
+let paceMs = 0;
 // The running load's clients, for "move" (none when no load runs).
 let runningClients: readonly EtcdClient[] = [];
 
@@ -129,6 +131,7 @@ async function runLoad(job: LoadStart): Promise<void> {
         if (failures.length < FAILURE_SAMPLES_MAX) failures.push({ client: index, startMs, endMs, code, message: message.slice(0, 300), ambiguous });
         await new Promise((resolve) => setTimeout(resolve, FAILURE_PAUSE_MS));
       }
+      if (paceMs > 0) await new Promise((resolve) => setTimeout(resolve, paceMs));
     }
   };
   const loops = clients.map((client, index) => loop(client, index));
@@ -160,6 +163,10 @@ function move(endpoints: readonly string[]): void {
 }
 
 process.on('message', (command: LoadCommand) => {
+  if (command.type === 'pace') {
+    paceMs = command.delayMs;
+    return;
+  }
   if (command.type === 'stop') {
     stopRequested = true;
     return;

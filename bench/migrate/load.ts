@@ -23,6 +23,8 @@ export interface RunningLoad {
    * load did so (epoch ms); one move at a time.
    */
   move(endpoints: readonly string[]): Promise<number>;
+  /** pace makes every client wait `delayMs` after each put from its next one on (0: none). */
+  pace(delayMs: number): void;
   /** stop ends the load and answers its report; the process exits. */
   stop(): Promise<LoadReport>;
 }
@@ -88,6 +90,10 @@ export async function startLoad(job: Omit<LoadStart, 'type'>): Promise<RunningLo
         clearTimeout(timer);
         moving = undefined;
       }
+    },
+    pace(delayMs) {
+      if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error(`pace: ${delayMs} is not a delay`);
+      if (child.connected) child.send({ type: 'pace', delayMs } satisfies LoadCommand);
     },
     async stop() {
       if (child.connected) child.send({ type: 'stop' });
