@@ -22,9 +22,9 @@ export const BOUNDS_PAGE_KEYS = 50_000;
  *
  * Why: etcd 3.4 answers a Range with a limit by collecting every key from its start to its
  * rangeEnd in its index and only then applying the limit (and counting them all), so paging N
- * keys `pageKeys` at a time walks N²/(2·pageKeys) keys: 332k keys in 1,000-key pages took
- * 35–40 s here, ~113 ms a page. Listing keys only, BOUNDS_PAGE_KEYS at a time, costs a few such
- * walks; each page then names its own end and walks only its own keys.
+ * keys `pageKeys` at a time walks N²/(2·pageKeys) keys. Listing keys only, BOUNDS_PAGE_KEYS at
+ * a time, costs a few such walks (332k keys: 2.2 s here); each page then names its own end and
+ * walks only its own keys (~8 ms for 1,000 keys of 100 bytes).
  */
 export async function etcdPageRanges(client: EtcdClient, range: KeyRange, revision: number, pageKeys: number, signal?: AbortSignal): Promise<KeyRange[]> {
   const ranges: KeyRange[] = [];
