@@ -61,8 +61,10 @@ export const GROUP_READ_LIMIT_MIN = 8;
 export const DELTA_READS_IN_FLIGHT = 8;
 // Bounds the steps a result lists.
 const STEPS_KEPT_MAX = 64;
-// Bounds the catch-up rounds until the mirror holds etcd's revision.
+// Bounds the catch-up rounds until the mirror holds etcd's revision (or the reverse copy the new primary's head).
 const CATCH_UP_ROUNDS_MAX = 20;
+/** PIN_GAP_ENTRIES_MAX: the reverse copy is pinned against once it is at most this many entries behind. */
+export const PIN_GAP_ENTRIES_MAX = 2_000;
 // Bounds the wait for etcd's history of the keys changed since the first verify.
 const DELTA_WAIT_MS = 30_000;
 /** HISTORY_WATCHERS_MAX bounds the watchers changedKeys reads one window of etcd's history with. */
@@ -317,7 +319,7 @@ async function finishSwitchHeld(
   removeState: ((why: string) => Promise<never>) | undefined,
 ): Promise<EtcdSwitchResult> {
   const { mirror, source, signal } = options;
-  await catchUpMirror(options, switchId, revision);
+  await copyStateWrite(options, switchId, revision);
   options.onEvent?.({ kind: 'caught-up', revision });
   const last = await mirror.read(signal);
   const etcdNow = await source.head(signal);
@@ -332,6 +334,32 @@ async function finishSwitchHeld(
   const writePauseMs = confirmedAt === undefined ? undefined : performance.now() - confirmedAt;
   options.onEvent?.({ kind: 'writable', revision, writePauseMs: writePauseMs ?? -1 });
   return { switchId, revision, writePauseMs, verify: undefined, deltaKeys: 0, leasedKeys: 0, state: written.state, steps: [] };
+}
+
+/**
+ * copyStateWrite brings the mirror to `revision`, the reverse state's write into etcd: the
+ * switch copies that one put itself (one mirrorApply with etcd's counters of the key), since
+ * a copier run (a watch opened, a progress round) took 0.5–0.9 s of the pause in the bench.
+ * A mirror anywhere else (a re-run), or a state that changed under it, is left to the copier.
+ */
+async function copyStateWrite(options: EtcdSwitchOptions, switchId: string, revision: number): Promise<void> {
+  const { mirror, etcd, signal } = options;
+  const view = await mirror.read(signal);
+  if (view.revision >= revision) return;
+  const kv = view.revision === revision - 1 && view.state !== undefined ? (await etcd.get(REVERSE_STATE_KEY, { revision, signal })).kvs[0] : undefined;
+  if (view.state !== undefined && kv !== undefined && kv.modRevision === revision) {
+    const state = decodeCopyState(view.state);
+    const next: CopyState = { ...state, appliedRevision: revision, sourceRevisionSeen: Math.max(state.sourceRevisionSeen, revision), updatedAtMs: (options.now ?? Date.now)() };
+    const put = { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
+    try {
+      await mirror.mirror({ type: 'mirrorApply', expectState: view.state, state: encodeCopyState(next), revision, puts: [put], deletes: [] }, signal);
+      return;
+    } catch (error) {
+      if (!isStrataError(error, ErrorCode.MIRROR_CONFLICT) && !isStrataError(error, ErrorCode.UNAVAILABLE) && !isStrataError(error, ErrorCode.TIMEOUT)) throw error;
+      // Landed or not, or moved on: the copier finds out from the mirror's state.
+    }
+  }
+  await catchUpMirror(options, switchId, revision);
 }
 
 /** catchUpMirror runs the copier (as the switch's own) until the mirror holds `revision`. */
@@ -532,11 +560,28 @@ export async function verifyEtcdReverse(options: { readonly primaryLog: LogCopyS
 }
 
 /**
+ * catchUpReverse runs the reverse copy up to the new primary's head, again while that leaves
+ * over PIN_GAP_ENTRIES_MAX behind (at most CATCH_UP_ROUNDS_MAX rounds), so that the run up to a
+ * view pinned next is short: a pinned view expires (a bench's `copy reverse` lost its pin
+ * while the reverse copy worked off a backlog of ~11k commands).
+ */
+async function catchUpReverse(primaryLog: LogCopySource, reverse: EtcdReverse, signal: AbortSignal): Promise<void> {
+  for (let round = 1; round <= CATCH_UP_ROUNDS_MAX; round += 1) {
+    const head = await primaryLog.head(signal);
+    const reached = await reverse.run({ stopAtIndex: head.index });
+    if (reached.reason !== 'at-index') throw stoppedEarly(reached.reason);
+    const after = await primaryLog.head(signal);
+    if (after.index - (reached.state.appliedIndex ?? 0) <= PIN_GAP_ENTRIES_MAX) return;
+  }
+}
+
+/**
  * verifyPinned pins the new primary's view, has the reverse copy bring etcd up to it, and
  * compares the whole view with etcd at the view's revision.
  */
 async function verifyPinned(options: { readonly primaryLog: LogCopySource; readonly etcd: EtcdClient; readonly signal: AbortSignal }, reverse: EtcdReverse): Promise<{ revision: number; keysCompared: number; differences: CopyDifference[] }> {
   const { primaryLog, etcd, signal } = options;
+  await catchUpReverse(primaryLog, reverse, signal);
   const pin = await primaryLog.pin(signal);
   try {
     const reached = await reverse.run({ stopAtIndex: pin.index });
@@ -577,6 +622,7 @@ async function verifyPinned(options: { readonly primaryLog: LogCopySource; reado
  */
 async function verifyPinnedChanges(options: EtcdReverseOptions, reverse: EtcdReverse, fromRevision: number): Promise<{ revision: number; keysCompared: number; differences: CopyDifference[] }> {
   const { primaryLog, source, signal } = options;
+  await catchUpReverse(primaryLog, reverse, signal);
   const pin = await primaryLog.pin(signal);
   try {
     const reached = await reverse.run({ stopAtIndex: pin.index });
