@@ -250,8 +250,9 @@ export class EtcdReverse {
               };
               const expectModRevision = predictedModRevision;
               predictedModRevision = kv.revision();
-              const item: QueuedTxn = { kind: 'txn', entryIndex: entry.index, operations, next, expectModRevision, revision: kv.revision(), answer: NOT_SENT, attempts: 0 };
-              sendQueued(etcd, item, signal);
+              const answer = sendEffects(etcd, operations, next, expectModRevision, signal);
+              const item: QueuedTxn = { kind: 'txn', entryIndex: entry.index, operations, next, expectModRevision, revision: kv.revision(), answer, attempts: 1 };
+              noteLatest(item, answer);
               queue.push(item);
             }
           }
@@ -410,14 +411,17 @@ interface QueuedTxn {
   attempts: number;
 }
 
-const NOT_SENT: Promise<SentEffects> = Promise.resolve({ failed: true, error: new Error('not sent') });
-
-/** sendQueued sends a queued command's Txn (again). */
+/** sendQueued sends a queued command's Txn again. */
 function sendQueued(etcd: EtcdClient, item: QueuedTxn, signal: AbortSignal): void {
   const attempt = sendEffects(etcd, item.operations, item.next, item.expectModRevision, signal);
   item.answer = attempt;
   item.latest = undefined;
   item.attempts += 1;
+  noteLatest(item, attempt);
+}
+
+// noteLatest keeps `attempt`'s answer on the item when it comes, unless a later attempt replaced it.
+function noteLatest(item: QueuedTxn, attempt: Promise<SentEffects>): void {
   void attempt.then((outcome) => {
     if (item.answer === attempt) item.latest = outcome;
   });
