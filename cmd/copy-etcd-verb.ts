@@ -263,6 +263,7 @@ function resultJson(result: string, switched: EtcdSwitchResult): Record<string, 
     leasedKeys: switched.leasedKeys,
     copyId: switched.state.copyId,
     steps: switched.steps,
+    passes: switched.passes,
   };
 }
 

@@ -212,7 +212,7 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
     checkAnswer(`copy switch --from ${from} --to ${to}`, switchAnswer, 'switched');
     say(
       `switch: writePauseMs ${Number(switchAnswer.json['writePauseMs']).toFixed(0)} ("moved" → writable), deltaKeys ${String(switchAnswer.json['deltaKeys'])}, ${switchAnswer.seconds.toFixed(1)} s in all; ` +
-        `asked ${((switchAnswer.promptedMs - switchAnswer.startedMs) / 1000).toFixed(1)} s in, writers moved in ${(movedMs - switchAnswer.promptedMs).toFixed(0)} ms; steps ${JSON.stringify(switchAnswer.json['steps'])}`,
+        `asked ${((switchAnswer.promptedMs - switchAnswer.startedMs) / 1000).toFixed(1)} s in, writers moved in ${(movedMs - switchAnswer.promptedMs).toFixed(0)} ms; steps ${JSON.stringify(switchAnswer.json['steps'])}; passes ${JSON.stringify(switchAnswer.json['passes'])}`,
     );
     // The reverse copy writes etcd one Txn per command, in order (a compare-and-set chain that
     // etcd, running concurrent requests in any order, mostly refuses when pipelined): a few
@@ -261,7 +261,7 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
     const reverseAnswer = await copyCli(['reverse', '--from', `stratakv://${to}`, '--to', from], config.catchUpTimeoutMs);
     checkAnswer(`copy reverse --from stratakv://${to} --to ${from}`, reverseAnswer, 'reversed');
     const movedBackMs = await running.move(sourceEndpoints);
-    say(`reverse: writePauseMs ${Number(reverseAnswer.json['writePauseMs']).toFixed(0)} (fence → etcd writable), ${reverseAnswer.seconds.toFixed(1)} s in all, writers moved back ${(movedBackMs - reverseAnswer.endedMs).toFixed(0)} ms after its exit; steps ${JSON.stringify(reverseAnswer.json['steps'])}`);
+    say(`reverse: writePauseMs ${Number(reverseAnswer.json['writePauseMs']).toFixed(0)} (fence → etcd writable), ${reverseAnswer.seconds.toFixed(1)} s in all, writers moved back ${(movedBackMs - reverseAnswer.endedMs).toFixed(0)} ms after its exit; steps ${JSON.stringify(reverseAnswer.json['steps'])}; passes ${JSON.stringify(reverseAnswer.json['passes'])}`);
     await stepAside(reverse, 'reverse', notes, /source-fenced/);
 
     // ---- the forward copy resumes; the end: stop the load, catch up, verify ----

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { compareKeyGroups } from '../../../src/migrate/copy/copy-switch-etcd.ts';
+import { compareKeyGroups, prefixRuns } from '../../../src/migrate/copy/copy-switch-etcd.ts';
 import type { KeyRange, SourceKv } from '../../../src/migrate/copy/copy-ends.ts';
 import type { CopyDifference } from '../../../src/migrate/copy/copy-verify.ts';
 import { SeededRandom } from '../../../src/util/random.ts';
@@ -170,4 +170,44 @@ test('sparse changes come down to small reads', async () => {
   assert.deepEqual(differences, []);
   // 200 changed keys, each alone among 1,000: the reads must not fetch thousands per changed key.
   assert.ok(ours.keysRead <= 200 * 40, `keys read of ours: ${ours.keysRead} for ${changed.length} changed`);
+});
+
+test('a short window of 16 writers\' fresh keys: the keys between writers are not read', async () => {
+  // The bench's last window before the pause: 16 writers, keys w<c>/<seq> unpadded, seqs
+  // 0..5,999 exist and 5,800..5,999 changed. Between one writer's last changed key ("5999") and
+  // the next writer's first ("5800") lie ~5,000 unchanged keys ("6".."9999" of one writer, "0".."57"
+  // of the next): a read that runs into them compares keys nobody changed.
+  const kvs: SourceKv[] = [];
+  const changed: string[] = [];
+  for (let writer = 0; writer < 16; writer += 1) {
+    for (let seq = 0; seq < 6_000; seq += 1) {
+      const key = `load/c${writer}/${seq}`;
+      kvs.push(kvOf(key, seq < 5_800 ? 1 : 2));
+      if (seq >= 5_800) changed.push(key);
+    }
+  }
+  const ours = new Side(kvs);
+  const { differences } = await compare(ours, new Side(kvs), changed);
+  assert.deepEqual(differences, []);
+  // "58", "580".."589", "59", "590".."599" sit among each writer's changed keys: 22 of 200.
+  assert.ok(ours.keysRead <= 1.25 * changed.length, `keys read of ours: ${ours.keysRead} for ${changed.length} changed`);
+  assert.ok(ours.reads <= 2 * 16, `reads of ours: ${ours.reads}`);
+});
+
+test('prefixRuns cuts at writer boundaries and counter wraps, and not inside a run of keys', () => {
+  const keys = (names: readonly string[]): Uint8Array[] => names.map((name) => Buffer.from(name)).sort((a, b) => Buffer.compare(a, b));
+  const names: string[] = [];
+  for (let seq = 9_950; seq < 10_150; seq += 1) names.push(`load/c3/${seq}`);
+  for (let seq = 5_800; seq < 6_000; seq += 1) names.push(`load/c4/${seq}`);
+  const runs = prefixRuns(keys(names)).map((run) => run.map((key) => Buffer.from(key).toString()));
+  // c3's keys sort as "10000".."10149" then "9950".."9999" (everything else of c3 lies between); then c4's.
+  assert.deepEqual(runs.map((run) => [run[0], run.at(-1), run.length]), [
+    ['load/c3/10000', 'load/c3/10149', 150],
+    ['load/c3/9950', 'load/c3/9999', 50],
+    ['load/c4/5800', 'load/c4/5999', 200],
+  ]);
+  // Keys without such structure (random names) stay one run.
+  const random = new SeededRandom(SEED);
+  const scattered = keys(Array.from({ length: 500 }, () => `k/${random.intBelow(1_000_000_000).toString(36)}`));
+  assert.equal(prefixRuns(scattered).length, 1);
 });
