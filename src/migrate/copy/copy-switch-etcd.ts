@@ -65,6 +65,8 @@ const STEPS_KEPT_MAX = 64;
 const CATCH_UP_ROUNDS_MAX = 20;
 /** PIN_GAP_ENTRIES_MAX: the reverse copy is pinned against once it is at most this many entries behind. */
 export const PIN_GAP_ENTRIES_MAX = 2_000;
+/** FENCE_GAP_ENTRIES_MAX: `copy reverse` fences once the reverse copy is at most this many entries behind (what is left is copied inside the pause). */
+export const FENCE_GAP_ENTRIES_MAX = 100;
 // Bounds the wait for etcd's history of the keys changed since the first verify.
 const DELTA_WAIT_MS = 30_000;
 /** HISTORY_WATCHERS_MAX bounds the watchers changedKeys reads one window of etcd's history with. */
@@ -472,14 +474,18 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
       };
       if (pinned.differences.length > 0) refuse(pinned);
       // ---- 1b. again for what changed meanwhile, until little is left for the pause ----
+      let previousKeys = Number.POSITIVE_INFINITY;
       for (let pass = 1; pass <= VERIFY_PASSES_MAX; pass += 1) {
         const passStarted = performance.now();
         const again = await verifyPinnedChanges(options, reverse, verifiedFrom);
         options.onEvent?.({ kind: 'delta-verified', equal: again.differences.length === 0, ...again.pass });
         if (again.differences.length > 0) refuse({ revision: again.pass.revision, differences: again.differences });
         verifiedFrom = again.pass.revision;
-        if (again.pass.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS) break;
+        if (again.pass.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS || again.pass.keysCompared >= previousKeys) break;
+        previousKeys = again.pass.keysCompared;
       }
+      // The run to the fence is inside the pause: bring etcd close to the new primary's head first.
+      await catchUpReverse(primaryLog, reverse, signal, FENCE_GAP_ENTRIES_MAX);
       // ---- 2. fence the new primary ----
       switchId = randomBytes(8).toString('hex');
       const nowMs = now();
@@ -590,17 +596,19 @@ export async function verifyEtcdReverse(options: { readonly primaryLog: LogCopyS
 
 /**
  * catchUpReverse runs the reverse copy up to the new primary's head, again while that leaves
- * over PIN_GAP_ENTRIES_MAX behind (at most CATCH_UP_ROUNDS_MAX rounds), so that the run up to a
- * view pinned next is short: a pinned view expires (a bench's `copy reverse` lost its pin
- * while the reverse copy worked off a backlog of ~11k commands).
+ * over `gapEntriesMax` behind (at most CATCH_UP_ROUNDS_MAX rounds; a copy slower than the writes
+ * goes on as it is), so that the run up to a view pinned next is short (a pinned view expires: a
+ * bench's `copy reverse` lost its pin while the reverse copy worked off a backlog of ~11k
+ * commands), and so is the run up to the fence, inside the pause (6.2 s of an 8 s pause in a
+ * bench before).
  */
-async function catchUpReverse(primaryLog: LogCopySource, reverse: EtcdReverse, signal: AbortSignal): Promise<void> {
+async function catchUpReverse(primaryLog: LogCopySource, reverse: EtcdReverse, signal: AbortSignal, gapEntriesMax = PIN_GAP_ENTRIES_MAX): Promise<void> {
   for (let round = 1; round <= CATCH_UP_ROUNDS_MAX; round += 1) {
     const head = await primaryLog.head(signal);
     const reached = await reverse.run({ stopAtIndex: head.index });
     if (reached.reason !== 'at-index') throw stoppedEarly(reached.reason);
     const after = await primaryLog.head(signal);
-    if (after.index - (reached.state.appliedIndex ?? 0) <= PIN_GAP_ENTRIES_MAX) return;
+    if (after.index - (reached.state.appliedIndex ?? 0) <= gapEntriesMax) return;
   }
 }
 
@@ -861,43 +869,73 @@ export async function compareKeyGroups(
   let keysCompared = 0;
   let reads = 0;
   let lowestRevision = Number.POSITIVE_INFINITY;
+  // Groups come back (the rest of a group a read did not cover): a worker without one waits
+  // while another still reads, so that all DELTA_READS_IN_FLIGHT read from the start even when
+  // the keys begin as one group (a small window: a bench's 113 changed keys read one after
+  // another took 1.6 s).
+  let reading = 0;
+  let failed = false;
+  const waiting: (() => void)[] = [];
+  const wakeAll = (): void => {
+    for (const wake of waiting.splice(0)) wake();
+  };
+  const compareGroup = async (group: readonly Uint8Array[]): Promise<void> => {
+    const first = group[0] as Uint8Array;
+    const limit = Math.min(GROUP_READ_KEYS_MAX, Math.max(GROUP_READ_LIMIT_MIN, group.length * GROUP_READ_LIMIT_PER_KEY));
+    const ours = await readOurs({ key: first, rangeEnd: keyAfter(group[group.length - 1] as Uint8Array) }, limit);
+    reads += 1;
+    // A full answer covers the keys up to its last one; the rest of the range is read again.
+    let coveredEnd = ours.more ? keyAfter(lastKey(ours.kvs)) : keyAfter(group[group.length - 1] as Uint8Array);
+    const theirs = await readTheirs({ key: first, rangeEnd: coveredEnd }, ours.revision, limit);
+    let ourKvs = ours.kvs;
+    if (theirs.more) {
+      coveredEnd = keyAfter(lastKey(theirs.kvs));
+      ourKvs = ourKvs.filter((kv) => Buffer.compare(kv.key, coveredEnd) < 0);
+    }
+    lowestRevision = Math.min(lowestRevision, ours.revision);
+    keysCompared += compareSorted(ourKvs, theirs.kvs, ours.revision, differences);
+    let covered = 0;
+    while (covered < group.length && Buffer.compare(group[covered] as Uint8Array, coveredEnd) < 0) covered += 1;
+    assert(covered > 0, 'a read covers at least the first key of its group');
+    const rest = group.slice(covered);
+    if (rest.length === 0) return;
+    if (covered * 8 < group.length && rest.length > 1) {
+      const half = Math.ceil(rest.length / 2);
+      pending.push(rest.slice(0, half), rest.slice(half));
+    } else {
+      pending.push(rest);
+    }
+  };
   const worker = async (): Promise<void> => {
-    for (let group = pending.pop(); group !== undefined; group = pending.pop()) {
-      const first = group[0] as Uint8Array;
-      const limit = Math.min(GROUP_READ_KEYS_MAX, Math.max(GROUP_READ_LIMIT_MIN, group.length * GROUP_READ_LIMIT_PER_KEY));
-      const ours = await readOurs({ key: first, rangeEnd: keyAfter(group[group.length - 1] as Uint8Array) }, limit);
-      reads += 1;
-      // A full answer covers the keys up to its last one; the rest of the range is read again.
-      let coveredEnd = ours.more ? keyAfter(lastKey(ours.kvs)) : keyAfter(group[group.length - 1] as Uint8Array);
-      const theirs = await readTheirs({ key: first, rangeEnd: coveredEnd }, ours.revision, limit);
-      let ourKvs = ours.kvs;
-      if (theirs.more) {
-        coveredEnd = keyAfter(lastKey(theirs.kvs));
-        ourKvs = ourKvs.filter((kv) => Buffer.compare(kv.key, coveredEnd) < 0);
+    // Each turn takes a group (every read covers at least one key: at most keys.length turns
+    // read) or waits for one a reading worker puts back or for the end.
+    while (!failed) {
+      const group = pending.pop();
+      if (group === undefined) {
+        if (reading === 0) return;
+        await new Promise<void>((resolve) => waiting.push(resolve));
+        continue;
       }
-      lowestRevision = Math.min(lowestRevision, ours.revision);
-      keysCompared += compareSorted(ourKvs, theirs.kvs, ours.revision, differences);
-      let covered = 0;
-      while (covered < group.length && Buffer.compare(group[covered] as Uint8Array, coveredEnd) < 0) covered += 1;
-      assert(covered > 0, 'a read covers at least the first key of its group');
-      const rest = group.slice(covered);
-      if (rest.length === 0) continue;
-      if (covered * 8 < group.length && rest.length > 1) {
-        const half = Math.ceil(rest.length / 2);
-        pending.push(rest.slice(0, half), rest.slice(half));
-      } else {
-        pending.push(rest);
+      reading += 1;
+      try {
+        await compareGroup(group);
+      } catch (error) {
+        failed = true;
+        throw error;
+      } finally {
+        reading -= 1;
+        wakeAll();
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(DELTA_READS_IN_FLIGHT, pending.length) }, worker));
+  await Promise.all(Array.from({ length: DELTA_READS_IN_FLIGHT }, worker));
   return { keysCompared, lowestRevision, reads };
 }
 
 /** PREFIX_DROP_BYTES: keys are cut into runs where the common prefix of two neighbours is this much shorter than on either side. */
 export const PREFIX_DROP_BYTES = 3;
 /** PREFIX_RUN_KEYS_MIN: runs averaging fewer keys than this are not worth a read each; the keys stay in plain groups. */
-export const PREFIX_RUN_KEYS_MIN = 16;
+export const PREFIX_RUN_KEYS_MIN = 4;
 
 /**
  * prefixRuns cuts sorted changed keys into runs at the places where the key space likely has

@@ -40,6 +40,8 @@ class Side {
   readonly sorted: SourceKv[];
   reads = 0;
   keysRead = 0;
+  inFlight = 0;
+  inFlightMax = 0;
   constructor(kvs: Iterable<SourceKv>) {
     this.sorted = [...kvs].sort((a, b) => Buffer.compare(a.key, b.key));
   }
@@ -72,7 +74,14 @@ async function compare(ours: Side, theirs: Side, changed: readonly string[]): Pr
   const differences: CopyDifference[] = [];
   const result = await compareKeyGroups(
     changed.map((key) => Buffer.from(key)),
-    async (range, limit) => ours.read(range, limit),
+    async (range, limit) => {
+      // A read takes a turn of the event loop, as a call does: reads may overlap.
+      ours.inFlight += 1;
+      ours.inFlightMax = Math.max(ours.inFlightMax, ours.inFlight);
+      await new Promise((resolve) => setImmediate(resolve));
+      ours.inFlight -= 1;
+      return ours.read(range, limit);
+    },
     async (range, at, limit) => {
       assert.equal(at, REVISION, 'theirs is read at the revision ours answered');
       return theirs.read(range, limit);
@@ -210,4 +219,41 @@ test('prefixRuns cuts at writer boundaries and counter wraps, and not inside a r
   const random = new SeededRandom(SEED);
   const scattered = keys(Array.from({ length: 500 }, () => `k/${random.intBelow(1_000_000_000).toString(36)}`));
   assert.equal(prefixRuns(scattered).length, 1);
+});
+
+test('a small window (a few fresh keys per writer): a read pair per writer, read in parallel', async () => {
+  // The bench's pass during the quiet window: 113 changed keys among 16 writers' ~100k. As one
+  // group they were read one range after another, each across the other writers' keys (1.6 s).
+  const kvs: SourceKv[] = [];
+  const changed: string[] = [];
+  for (let writer = 0; writer < 16; writer += 1) {
+    for (let seq = 0; seq < 6_007; seq += 1) {
+      const key = `load/c${writer}/${seq}`;
+      kvs.push(kvOf(key, seq < 6_000 ? 1 : 2));
+      if (seq >= 6_000) changed.push(key);
+    }
+  }
+  const ours = new Side(kvs);
+  const { differences, keysCompared } = await compare(ours, new Side(kvs), changed);
+  assert.deepEqual(differences, []);
+  assert.ok(keysCompared >= changed.length);
+  assert.ok(ours.reads <= 16, `reads of ours: ${ours.reads}`);
+  assert.ok(ours.keysRead <= 2 * changed.length, `keys read of ours: ${ours.keysRead} for ${changed.length} changed`);
+  assert.ok(ours.inFlightMax >= 4, `reads in flight at most: ${ours.inFlightMax}`);
+});
+
+test('one group whose reads come back in parts is read by several workers at once', async () => {
+  // Keys without prefix structure (one run), changed sparsely: the first read covers a part,
+  // the rest comes back halved; idle workers take the halves instead of having ended.
+  const kvs: SourceKv[] = [];
+  const changed: string[] = [];
+  for (let at = 0; at < 20_000; at += 1) {
+    const key = `k/${String(at).padStart(6, '0')}`;
+    kvs.push(kvOf(key, 1));
+    if (at % 100 === 0) changed.push(key);
+  }
+  const ours = new Side(kvs);
+  const { differences } = await compare(ours, new Side(kvs), changed.slice(0, 200));
+  assert.deepEqual(differences, []);
+  assert.ok(ours.inFlightMax >= 4, `reads in flight at most: ${ours.inFlightMax}`);
 });
