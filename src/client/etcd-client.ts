@@ -27,7 +27,7 @@ import { ErrorCode, StrataError } from '../util/errors.ts';
 import { fromGrpcStatus } from '../util/etcd-errors.ts';
 import type { DeleteRangeResponse, PutResponse, RangeResponse, TxnRequest, TxnResponse } from '../storage/kv-types.ts';
 import { ENDPOINTS_MAX, EndpointPicker, normalizeEndpoint } from './endpoint-picker.ts';
-import { ATTEMPTS_MAX, backoffMs, isMirrorRefusal, isRetryable, MIRROR_READER_METADATA, type CallKind } from './retry-policy.ts';
+import { ATTEMPTS_MAX, backoffMs, isMirrorRefusal, isRetryable, MIRROR_READER_METADATA, mirrorBackoffMs, type CallKind } from './retry-policy.ts';
 import {
   decodeAlarms,
   decodeDeleteRange,
@@ -121,7 +121,7 @@ export interface EtcdClientOptions {
   readonly mirrorReader?: boolean;
   /**
    * Treat a mirror's refusal (MIRROR_READ_ONLY: nothing was done) as a reason to try the next
-   * endpoint, backing off, until the deadline: a client given the endpoints of both clusters of
+   * endpoint, backing off (mirrorBackoffMs: 25 ms doubling to 100 ms) until the deadline: a client given the endpoints of both clusters of
    * a copy follows the writes across `copy switch` and `copy reverse`.
    */
   readonly failOverOnMirror?: boolean;
@@ -863,7 +863,7 @@ export class EtcdClient {
           // sync the count is the new list's.)
           const endpointCount = fixedEndpoint === undefined ? this.#picker.endpoints.length : 1;
           if (mirrorRefused) {
-            if (mirrorRefusals % endpointCount === 0) await pause(backoffMs(mirrorRefusals / endpointCount), context);
+            if (mirrorRefusals % endpointCount === 0) await pause(mirrorBackoffMs(mirrorRefusals / endpointCount), context);
           } else if (attempt >= endpointCount) {
             await pause(backoffMs(attempt - endpointCount + 1), context);
           }

@@ -72,6 +72,19 @@ export function isMirrorRefusal(code: number, details: string): boolean {
   return code === GrpcStatus.FAILED_PRECONDITION && details.startsWith(MIRROR_REFUSAL_PREFIX);
 }
 
+/** MIRROR_BACKOFF_INITIAL_MS and MIRROR_BACKOFF_MAX_MS bound the pauses between rounds of a call refused by mirrors (failOverOnMirror). */
+export const MIRROR_BACKOFF_INITIAL_MS = 25;
+export const MIRROR_BACKOFF_MAX_MS = 100;
+
+/**
+ * mirrorBackoffMs is the `step`th pause of a call every endpoint refused as a read-only mirror:
+ * a switch's pause lasts about half a second and ends at one moment, so the pauses stay short
+ * (with backoffMs's doubling to 1 s, writers that waited out a 1.2 s switch pause saw 1.7 s).
+ */
+export function mirrorBackoffMs(step: number): number {
+  return Math.min(MIRROR_BACKOFF_MAX_MS, MIRROR_BACKOFF_INITIAL_MS * 2 ** Math.min(30, Math.max(0, step - 1)));
+}
+
 /** backoffMs is the `step`th pause (1 for the first); it doubles up to BACKOFF_MAX_MS. */
 export function backoffMs(step: number): number {
   return Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.min(30, Math.max(0, step - 1)));

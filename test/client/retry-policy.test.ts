@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { normalizeEndpoint, prefixEnd } from '../../src/client/index.ts';
-import { backoffMs, isRetryable, BACKOFF_MAX_MS } from '../../src/client/retry-policy.ts';
+import { backoffMs, isRetryable, BACKOFF_MAX_MS, mirrorBackoffMs, MIRROR_BACKOFF_MAX_MS } from '../../src/client/retry-policy.ts';
 import { GrpcStatus } from '../../src/util/etcd-errors.ts';
 import { isStrataError } from '../../src/util/errors.ts';
 
@@ -66,4 +66,10 @@ test('a member that was removed refused the request before doing anything: write
   const stopped = 'etcdserver: server stopped';
   assert.equal(isRetryable('write', UNAVAILABLE, stopped), false);
   assert.equal(isRetryable('read', UNAVAILABLE, stopped), true);
+});
+
+test('a mirror refusal\'s backoff stays short: a switch\'s pause ends at one moment', () => {
+  assert.equal(mirrorBackoffMs(2), 2 * mirrorBackoffMs(1));
+  assert.equal(mirrorBackoffMs(1000), MIRROR_BACKOFF_MAX_MS);
+  assert.ok(MIRROR_BACKOFF_MAX_MS <= 100);
 });

@@ -59,6 +59,13 @@ export interface CopySource {
   changedSince(range: KeyRange, afterRevision: number, atRevision: number, signal?: AbortSignal): Promise<{ readonly changed: boolean; readonly count: number }>;
   /** The changes to `range` from `startRevision` on. */
   tail(range: KeyRange, startRevision: number, signal?: AbortSignal): SourceTail;
+  /**
+   * `range` at `revision` (0: the current one) cut into consecutive ranges of about `pageKeys`
+   * keys each, when the source can list its keys more cheaply than it pages them (etcd 3.4
+   * walks a limited Range's whole rest: etcdPageRanges). Only bounds: a key written later falls
+   * into one of them all the same.
+   */
+  pageRanges?(range: KeyRange, revision: number, pageKeys: number, signal?: AbortSignal): Promise<KeyRange[]>;
   close(): void;
 }
 

@@ -14,6 +14,8 @@ import { base64, fromBase64, keyAfter, PAGE_KEYS } from './copier.ts';
 export const DIFFERENCES_LISTED_MAX = 1_000;
 /** VERIFY_PAGE_ATTEMPTS_MAX bounds the re-reads of one page whose revision the source compacted meanwhile. */
 export const VERIFY_PAGE_ATTEMPTS_MAX = 5;
+/** VERIFY_PAGES_IN_FLIGHT bounds the pages read at once when the source names page ranges (pageRanges). */
+export const VERIFY_PAGES_IN_FLIGHT = 4;
 // Bounds the source pages read for one target page (the source may hold many keys the target lacks).
 const SOURCE_PAGES_PER_PAGE_MAX = 10_000;
 
@@ -79,10 +81,7 @@ export async function verifyCopy(options: VerifyOptions): Promise<VerifyReport> 
     differencesCount += 1;
     if (differences.length < DIFFERENCES_LISTED_MAX) differences.push(difference);
   };
-  let from = range.key;
-  for (;;) {
-    if (signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'verify was cancelled');
-    const { targetKvs, sourceKvs, end, revision, more } = await comparePage(source, target, { key: from, rangeEnd: range.rangeEnd }, pageKeys, signal);
+  const fold = ({ targetKvs, sourceKvs, revision }: ComparedPage): void => {
     pages += 1;
     fromRevision = Math.min(fromRevision, revision);
     toRevision = Math.max(toRevision, revision);
@@ -119,8 +118,38 @@ export async function verifyCopy(options: VerifyOptions): Promise<VerifyReport> 
       }
     }
     options.onPage?.({ keysCompared, differencesCount, revision });
-    if (!more) break;
-    from = end;
+  };
+  const ranges = source.pageRanges === undefined ? undefined : await source.pageRanges(range, 0, pageKeys, signal);
+  if (ranges === undefined) {
+    let from = range.key;
+    for (;;) {
+      if (signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'verify was cancelled');
+      const page = await comparePage(source, target, { key: from, rangeEnd: range.rangeEnd }, pageKeys, signal, false);
+      fold(page);
+      if (!page.more) break;
+      from = page.end;
+    }
+  } else {
+    // Each range names its end: no read walks past it, and VERIFY_PAGES_IN_FLIGHT are read at
+    // once, compared in key order (200k keys in etcd 3.4: 27 s one limited page after another).
+    const inFlight: Promise<ComparedPage[]>[] = [];
+    let next = 0;
+    const startNext = (): void => {
+      const pageRange = ranges[next];
+      if (pageRange === undefined) return;
+      next += 1;
+      const reading = compareRange(source, target, pageRange, pageKeys, signal);
+      // Awaited in order below; one failing while an earlier one is awaited must not go unhandled.
+      reading.catch(() => undefined);
+      inFlight.push(reading);
+    };
+    for (let at = 0; at < VERIFY_PAGES_IN_FLIGHT; at += 1) startNext();
+    for (let reading = inFlight.shift(); reading !== undefined; reading = inFlight.shift()) {
+      if (signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'verify was cancelled');
+      const compared = await reading;
+      startNext();
+      for (const page of compared) fold(page);
+    }
   }
   // A re-scan that started meanwhile (the source compacted past the copier) makes the
   // comparison of its pages meaningless: say so rather than report its differences.
@@ -143,26 +172,48 @@ export async function verifyCopy(options: VerifyOptions): Promise<VerifyReport> 
   };
 }
 
+/** ComparedPage is one page's keys on both sides, compared as of `revision`; `end` is where it stopped. */
+interface ComparedPage {
+  readonly targetKvs: readonly SourceKv[];
+  readonly sourceKvs: readonly SourceKv[];
+  readonly end: Uint8Array;
+  readonly revision: number;
+  readonly more: boolean;
+}
+
+/** compareRange reads one range of the source's pageRanges on both sides: one page, or more when the target holds extra keys there. */
+async function compareRange(source: CopySource, target: CopyTarget, range: KeyRange, pageKeys: number, signal: AbortSignal | undefined): Promise<ComparedPage[]> {
+  const pages: ComparedPage[] = [];
+  let from = range.key;
+  // Each page covers at least one key of the target's (a full target page) or the rest of the range.
+  for (let count = 0; ; count += 1) {
+    if (count >= SOURCE_PAGES_PER_PAGE_MAX) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the target holds over ${SOURCE_PAGES_PER_PAGE_MAX} pages of keys in one page range of the source's, after ${base64(range.key)}`);
+    const page = await comparePage(source, target, { key: from, rangeEnd: range.rangeEnd }, pageKeys, signal, true);
+    pages.push(page);
+    if (!page.more) return pages;
+    from = page.end;
+  }
+}
+
 /**
  * comparePage compares one page: the source's next keys (at its current revision) bound the
- * key range; the target's keys in that range are read (which gives its revision T); the
- * source's keys in the same range are read again at T. Bounding the target's read by a page of
- * the source keeps each read to a page's keys: a Range with a limit still counts its whole
- * range, and from the start of a large range that is every key.
+ * key range, unless `bounded` (the range is one of the source's pageRanges already); the
+ * target's keys in that range are read (which gives its revision T); the source's keys in the
+ * same range are read again at T. Bounding the target's read by a page of the source keeps
+ * each read to a page's keys: a Range with a limit still counts its whole range, and from the
+ * start of a large range that is every key.
  */
-async function comparePage(
-  source: CopySource,
-  target: CopyTarget,
-  range: KeyRange,
-  pageKeys: number,
-  signal: AbortSignal | undefined,
-): Promise<{ targetKvs: readonly SourceKv[]; sourceKvs: readonly SourceKv[]; end: Uint8Array; revision: number; more: boolean }> {
+async function comparePage(source: CopySource, target: CopyTarget, range: KeyRange, pageKeys: number, signal: AbortSignal | undefined, bounded: boolean): Promise<ComparedPage> {
   const withSignal = signal === undefined ? {} : { signal };
   for (let attempt = 1; ; attempt += 1) {
-    const bound = await source.page(range, 0, pageKeys, signal);
-    const lastBound = bound.kvs[bound.kvs.length - 1];
-    let end = bound.more && lastBound !== undefined ? keyAfter(lastBound.key) : range.rangeEnd;
-    let more = bound.more;
+    let end = range.rangeEnd;
+    let more = false;
+    if (!bounded) {
+      const bound = await source.page(range, 0, pageKeys, signal);
+      const lastBound = bound.kvs[bound.kvs.length - 1];
+      if (bound.more && lastBound !== undefined) end = keyAfter(lastBound.key);
+      more = bound.more;
+    }
     // The target may hold more keys in that range than the source (extra keys): a bounded read.
     const targetPage = await target.page({ key: range.key, rangeEnd: end }, pageKeys * 4, { keysOnly: false, ...withSignal });
     const lastTarget = targetPage.kvs[targetPage.kvs.length - 1];

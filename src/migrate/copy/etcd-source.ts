@@ -72,6 +72,9 @@ export function etcdSource(endpoints: readonly string[], options: { readonly cli
       const counted = await client.get(range.key, { rangeEnd: range.rangeEnd, revision: atRevision, countOnly: true, ...withSignal });
       return { changed: changed.kvs.length > 0, count: counted.count };
     },
+    async pageRanges(range, revision, pageKeys, signal) {
+      return await etcdPageRanges(client, range, revision, pageKeys, signal);
+    },
     tail(range, startRevision, signal): SourceTail {
       const stream = client.watch({
         key: range.key,

@@ -70,6 +70,20 @@ class Side {
   }
 }
 
+/** writersKeys: 16 writers' keys `<prefix><writer>/<seq>` (unpadded), seqs 0..total-1; those from changedFrom on changed. */
+function writersKeys(prefix: string, total: number, changedFrom: number): { kvs: SourceKv[]; changed: string[] } {
+  const kvs: SourceKv[] = [];
+  const changed: string[] = [];
+  for (let writer = 0; writer < 16; writer += 1) {
+    for (let seq = 0; seq < total; seq += 1) {
+      const key = `${prefix}${writer}/${seq}`;
+      kvs.push(kvOf(key, seq < changedFrom ? 1 : 2));
+      if (seq >= changedFrom) changed.push(key);
+    }
+  }
+  return { kvs, changed };
+}
+
 async function compare(ours: Side, theirs: Side, changed: readonly string[]): Promise<{ differences: CopyDifference[]; keysCompared: number }> {
   const differences: CopyDifference[] = [];
   const result = await compareKeyGroups(
@@ -147,15 +161,7 @@ seededTest('every difference among the changed keys is found, among unchanged ke
 test('writers\' keys with gaps between them: the gaps cost a read each, not a cascade', async () => {
   // 16 writers, keys w<c>/<seq> unpadded; seqs 0..11,999 exist, 12,000..14,499 changed: after a
   // writer's last changed key ("14499") come its 4-digit keys "1450".."9999" before the next writer's.
-  const kvs: SourceKv[] = [];
-  const changed: string[] = [];
-  for (let writer = 0; writer < 16; writer += 1) {
-    for (let seq = 0; seq < 14_500; seq += 1) {
-      const key = `w${writer}/${seq}`;
-      kvs.push(kvOf(key, seq < 12_000 ? 1 : 2));
-      if (seq >= 12_000) changed.push(key);
-    }
-  }
+  const { kvs, changed } = writersKeys('w', 14_500, 12_000);
   const ours = new Side(kvs);
   const theirs = new Side(kvs);
   const { differences, keysCompared } = await compare(ours, theirs, changed);
@@ -186,15 +192,7 @@ test('a short window of 16 writers\' fresh keys: the keys between writers are no
   // 0..5,999 exist and 5,800..5,999 changed. Between one writer's last changed key ("5999") and
   // the next writer's first ("5800") lie ~5,000 unchanged keys ("6".."9999" of one writer, "0".."57"
   // of the next): a read that runs into them compares keys nobody changed.
-  const kvs: SourceKv[] = [];
-  const changed: string[] = [];
-  for (let writer = 0; writer < 16; writer += 1) {
-    for (let seq = 0; seq < 6_000; seq += 1) {
-      const key = `load/c${writer}/${seq}`;
-      kvs.push(kvOf(key, seq < 5_800 ? 1 : 2));
-      if (seq >= 5_800) changed.push(key);
-    }
-  }
+  const { kvs, changed } = writersKeys('load/c', 6_000, 5_800);
   const ours = new Side(kvs);
   const { differences } = await compare(ours, new Side(kvs), changed);
   assert.deepEqual(differences, []);
@@ -224,15 +222,7 @@ test('prefixRuns cuts at writer boundaries and counter wraps, and not inside a r
 test('a small window (a few fresh keys per writer): a read pair per writer, read in parallel', async () => {
   // The bench's pass during the quiet window: 113 changed keys among 16 writers' ~100k. As one
   // group they were read one range after another, each across the other writers' keys (1.6 s).
-  const kvs: SourceKv[] = [];
-  const changed: string[] = [];
-  for (let writer = 0; writer < 16; writer += 1) {
-    for (let seq = 0; seq < 6_007; seq += 1) {
-      const key = `load/c${writer}/${seq}`;
-      kvs.push(kvOf(key, seq < 6_000 ? 1 : 2));
-      if (seq >= 6_000) changed.push(key);
-    }
-  }
+  const { kvs, changed } = writersKeys('load/c', 6_007, 6_000);
   const ours = new Side(kvs);
   const { differences, keysCompared } = await compare(ours, new Side(kvs), changed);
   assert.deepEqual(differences, []);

@@ -157,6 +157,40 @@ describe('copy from etcd into a mirror state machine', { skip: etcdSkipReason() 
     source.close();
   });
 
+  test('verify lists every difference, page ranges read at once or pages read one after another', async () => {
+    const prefix = 'differ/';
+    const keyOf = (at: number): string => `${prefix}${String(at).padStart(5, '0')}`;
+    for (let at = 0; at < 3_000; at += 1) await client.put(keyOf(at), `value-${at}`);
+    const target = await StateMachineTarget.open(64 * 1024);
+    const source = etcdSource([endpoint]);
+    const copied = await runCopy({ source, target, sourceKind: 'etcd', sourceEndpoints: [endpoint], prefix: Buffer.from(prefix), signal: new AbortController().signal, stopWhenCaughtUp: true, pageKeys: 200, progressIntervalMs: 100 });
+    assert.equal(copied.reason, 'caught-up');
+    // The target changed behind the copier's back, at its own revision: one value, one key
+    // gone, and 900 keys etcd never had between two of its keys (over 4 pages of the target's
+    // in one page range of 100 keys: the range is read in several target pages).
+    const view = await target.read();
+    const kept = (await target.page({ key: Buffer.from(keyOf(1_500)), rangeEnd: Buffer.from(keyOf(1_501)) }, 1, { keysOnly: false })).kvs[0];
+    assert.ok(kept !== undefined && view.state !== undefined);
+    const extras = Array.from({ length: 900 }, (_, at) => ({ key: Buffer.from(`${keyOf(2_000)}/extra-${String(at).padStart(4, '0')}`), value: Buffer.from('only on the target'), createRevision: view.revision, modRevision: view.revision, version: 1, lease: 0n }));
+    await target.mirror({ type: 'mirrorApply', expectState: view.state, state: view.state, revision: view.revision, puts: [{ ...kept, value: Buffer.from('changed on the target') }, ...extras], deletes: [Buffer.from(keyOf(10))] });
+    const { pageRanges: _pageRanges, ...withoutRanges } = source;
+    for (const [name, from] of [['page ranges', source], ['pages one after another', withoutRanges]] as const) {
+      const report = await verifyCopy({ source: from, target, pageKeys: 100 });
+      assert.equal(report.equal, false, name);
+      assert.equal(report.differencesCount, 902, name);
+      const kinds = new Map<string, string>(report.differences.map((difference) => [Buffer.from(difference.key).toString(), difference.kind]));
+      assert.equal(kinds.get(keyOf(1_500)), 'different', name);
+      assert.deepEqual(report.differences.find((difference) => Buffer.from(difference.key).toString() === keyOf(1_500))?.fields, ['value'], name);
+      assert.equal(kinds.get(keyOf(10)), 'missing', name);
+      assert.equal([...kinds.values()].filter((kind) => kind === 'extra').length, 900, name);
+      // Listed in key order, and every key of the source compared once.
+      const listed = report.differences.map((difference) => Buffer.from(difference.key));
+      assert.deepEqual(listed, [...listed].sort(Buffer.compare), name);
+      assert.equal(report.keysCompared, 2_999, name);
+    }
+    source.close();
+  });
+
   test('a resume against another prefix, or with no copy on the target, is refused with MIRROR_CONFLICT', async () => {
     const target = await StateMachineTarget.open();
     const source = etcdSource([endpoint]);
