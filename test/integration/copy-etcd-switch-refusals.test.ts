@@ -19,6 +19,7 @@ import { EtcdClient } from '../../src/client/index.ts';
 import {
   decodeCopyState,
   encodeCopyState,
+  EtcdReverse,
   etcdSource,
   mirrorTarget,
   readReverseState,
@@ -38,6 +39,14 @@ import { etcdSkipReason, startEtcdCluster, type EtcdCluster } from '../client/et
 import { TestCluster } from './cluster-process.ts';
 
 const skip = etcdSkipReason() || false;
+
+/** etcdProposals reads etcd_server_proposals_committed_total from the member's /metrics (its client URL). */
+async function etcdProposals(endpoint: string): Promise<number> {
+  const text = await (await fetch(`http://${endpoint.replace(/^https?:\/\//, '')}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith('etcd_server_proposals_committed_total '));
+  assert.ok(line !== undefined, 'etcd serves etcd_server_proposals_committed_total');
+  return Number(line.split(' ')[1]);
+}
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('the switch of an etcd source: refusals and resumes', { skip }, () => {
@@ -217,6 +226,33 @@ describe('the switch of an etcd source: refusals and resumes', { skip }, () => {
     assert.equal(theirs.header.revision, ours.header.revision, 'etcd at the new primary\'s revision');
     assert.deepEqual(theirs.kvs, ours.kvs, 'every key and counter equal');
     assert.equal((await etcd.get('wide/', { prefix: true, countOnly: true })).count, 0);
+  });
+
+  test('a reverse copier behind another one applies what that one wrote to its replica and sends etcd nothing for it', async () => {
+    // Two copiers of one reverse copy (`copy reverse` next to a running `copy create`): the one
+    // behind must not send Txns the other already landed (each refused one is a Raft proposal).
+    const behind = await EtcdReverse.open({ log: mirrorLog, etcd, signal: new AbortController().signal });
+    assert.ok(behind instanceof EtcdReverse);
+    try {
+      for (let at = 0; at < 200; at += 1) await primary.put(`k/two-copiers/${String(at).padStart(3, '0')}`, `v${at}`);
+      assert.equal((await runEtcdReverse({ log: mirrorLog, etcd, signal: new AbortController().signal, stopWhenCaughtUp: true })).reason, 'caught-up');
+      const proposalsBefore = await etcdProposals(etcdCluster.endpoints[0] ?? '');
+      const caughtUp = await behind.run({ stopWhenCaughtUp: true });
+      const proposalsAfter = await etcdProposals(etcdCluster.endpoints[0] ?? '');
+      assert.equal(caughtUp.reason, 'caught-up');
+      const head = await readReverseState(etcd);
+      assert.equal(caughtUp.state.appliedIndex, head?.state.appliedIndex, 'the one behind took the other\'s position');
+      assert.ok(proposalsAfter - proposalsBefore <= 5, `etcd proposals while the copier behind caught up: ${proposalsAfter - proposalsBefore}`);
+      // And it goes on from there with Txns of its own.
+      await primary.put('k/two-copiers/after', 'written by the one that was behind');
+      assert.equal((await behind.run({ stopWhenCaughtUp: true })).reason, 'caught-up');
+      const ours = await primary.get('k/', { prefix: true });
+      const theirs = await etcd.get('k/', { prefix: true });
+      assert.equal(theirs.header.revision, ours.header.revision);
+      assert.deepEqual(theirs.kvs, ours.kvs);
+    } finally {
+      await behind.close();
+    }
   });
 
   test('etcd written outside the reverse copy: the reverse copy and `copy reverse` refuse', async () => {

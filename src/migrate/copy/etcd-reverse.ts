@@ -136,6 +136,8 @@ export class EtcdReverse {
   #etcdRevision: number;
   // Commands up to here are in etcd already (written by another copier of this copy while this one replays them into its replica).
   #writtenUpTo = 0;
+  // The state another copier had written when this run began, until this run's replica reaches it.
+  #ahead: ReverseHead | undefined;
   #txns = 0;
   #running = false;
   // Set when a run stopped with Txns in flight: the replica may be ahead of etcd.
@@ -205,6 +207,14 @@ export class EtcdReverse {
     };
     try {
       if (reached()) return result('at-index');
+      // Another copier of this copy (a running `copy create`, next to `copy reverse`'s own) may
+      // have written further than this one: its commands are only applied to the replica here,
+      // not sent again (each would be refused, and cost etcd a Raft round).
+      const current = await readReverseState(etcd, signal);
+      if (current !== undefined && current.state.copyId === this.#state.copyId && current.state.phase === 'tailing' && (current.state.appliedIndex ?? 0) > this.#appliedIndex) {
+        this.#writtenUpTo = Math.max(this.#writtenUpTo, current.state.appliedIndex ?? 0);
+        this.#ahead = current;
+      }
       for await (const batch of log.follow(this.#appliedIndex + 1, stream.signal)) {
         commitIndexSeen = Math.max(commitIndexSeen, batch.commitIndex);
         if (batch.kind === 'idle') {
@@ -293,6 +303,14 @@ export class EtcdReverse {
     if (item.kind === 'skip') {
       queue.shift();
       this.#appliedIndex = item.entryIndex;
+      const ahead = this.#ahead;
+      if (ahead !== undefined && item.entryIndex >= (ahead.state.appliedIndex ?? 0)) {
+        // Skipped up to where the other copier had written: its state is this one's now.
+        this.#state = ahead.state;
+        this.#stateModRevision = ahead.stateModRevision;
+        this.#etcdRevision = Math.max(this.#etcdRevision, ahead.stateModRevision);
+        this.#ahead = undefined;
+      }
       return;
     }
     const { etcd, signal } = this.#options;
@@ -337,6 +355,13 @@ export class EtcdReverse {
       );
     }
     this.#options.onEvent?.({ kind: 'applied', state: this.#state, txns: this.#txns });
+  }
+
+  /** writtenIndex reads how far etcd's state says this copy got (another copier of it may be running): its appliedIndex, or this one's when the state is not this copy's, tailing. */
+  async writtenIndex(signal: AbortSignal): Promise<number> {
+    const head = await readReverseState(this.#options.etcd, signal);
+    if (head === undefined || head.state.copyId !== this.#state.copyId || head.state.phase !== 'tailing') return this.#appliedIndex;
+    return Math.max(this.#appliedIndex, head.state.appliedIndex ?? 0);
   }
 
   async close(): Promise<void> {

@@ -33,7 +33,7 @@ export { etcdSource, SOURCE_CALL_TIMEOUT_MS, WATCH_IDLE_TIMEOUT_MS } from './etc
 export { cancelCopy } from './copy-cancel.ts';
 export type { CancelResult } from './copy-cancel.ts';
 export { mirrorTarget, TARGET_CALL_TIMEOUT_MS } from './mirror-target.ts';
-export { readReverseState, runEtcdReverse, REPLICA_KEYS_MAX, TXN_OPS_MAX, REVERSE_CALL_TIMEOUT_MS, REVERSE_ATTEMPTS_MAX } from './etcd-reverse.ts';
+export { EtcdReverse, readReverseState, runEtcdReverse, REPLICA_KEYS_MAX, TXN_OPS_MAX, REVERSE_CALL_TIMEOUT_MS, REVERSE_ATTEMPTS_MAX } from './etcd-reverse.ts';
 export type { ReverseEvent, ReverseHead, ReverseOptions, ReverseResult } from './etcd-reverse.ts';
 export { switchEtcdCopy, reverseEtcdCopy, verifyEtcdReverse, QUIET_MS_DEFAULT, QUIET_TIMEOUT_MS_DEFAULT, DELTA_KEYS_MAX } from './copy-switch-etcd.ts';
 export type { EtcdSwitchEvent, EtcdSwitchOptions, EtcdSwitchResult, EtcdReverseOptions, EtcdReverseVerify } from './copy-switch-etcd.ts';
