@@ -113,13 +113,13 @@ async function main(): Promise<void> {
     for (let run = 1; run <= RUNS; run += 1) runs.push(await etcdRun(run, CONFIG));
     table.push(...etcdMarkdown(runs, CONFIG));
     described =
-      '**Source:** etcd 3.4 (Debian), 3 members; **target:** stratakv, 3 members; the load\'s clients hold etcd\'s endpoints with `failOverOnMirror`, a 15 s deadline a put, and are moved (`EtcdClient.setEndpoints`) to the new primary when `copy switch` asks and back after `copy reverse`';
+      '**Source:** etcd 3.4 (Debian), 3 members; **target:** stratakv, 3 members; the load: of every 10 writes of a client 6 puts of a fresh key, 2 deletes and 2 Txns (put and delete); its clients hold etcd\'s endpoints with `failOverOnMirror`, a 15 s deadline a put, and are moved (`EtcdClient.setEndpoints`) to the new primary when `copy switch` asks and back after `copy reverse`';
   } else {
     const runs: StratakvRunFigures[] = [];
     for (let run = 1; run <= RUNS; run += 1) runs.push(await stratakvRun(run, CONFIG));
     table.push(...stratakvMarkdown(runs, CONFIG));
     described =
-      '**Source:** stratakv, 3 members; **target:** stratakv, 3 members; the load\'s clients hold both clusters\' endpoints (the source\'s first) with `failOverOnMirror`, a 15 s deadline a put';
+      '**Source:** stratakv, 3 members; **target:** stratakv, 3 members; the load: of every 10 writes of a client 6 puts of a fresh key, 2 deletes and 2 Txns (put and delete); its clients hold both clusters\' endpoints (the source\'s first) with `failOverOnMirror`, a 15 s deadline a put';
   }
   const endedAt = new Date();
   const markdown: string[] = [];

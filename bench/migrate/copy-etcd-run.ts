@@ -116,14 +116,14 @@ export function stepTimes(steps: readonly Step[], origin: string, names: readonl
   return names.map((name) => stepAtMs(after, name) - from);
 }
 
-/** describeLoad sums up a load's report: its puts, the longest gap between acknowledgements, its errors. */
+/** describeLoad sums up a load's report: its writes, the longest gap between acknowledgements, its errors. */
 function describeLoad(report: LoadReport): string {
-  if (report.outcomes.length === 0) return 'no puts';
+  if (report.outcomes.length === 0) return 'no writes';
   // A loop, not Math.min(...): a long load has more rows than a call takes arguments.
   const whole = windowFigures(report, report.startsMs.reduce((least, ms) => Math.min(least, ms)), report.endsMs.reduce((most, ms) => Math.max(most, ms)));
   const acknowledged = report.outcomes.filter((outcome) => outcome === OUTCOME_OK).length;
   return (
-    `${acknowledged} puts acknowledged, ${report.outcomes.length - acknowledged} failed or ambiguous (${report.ambiguousByClient.reduce((sum, count) => sum + count, 0)} ambiguous); ` +
+    `${acknowledged} writes acknowledged, ${report.outcomes.length - acknowledged} failed or ambiguous (${report.ambiguousByClient.reduce((sum, count) => sum + count, 0)} ambiguous); ` +
     `the longest gap between acknowledgements ${whole.longestGapMs.toFixed(0)} ms, from ${new Date(whole.longestGapFromMs).toISOString()}; errors ${JSON.stringify(report.errors).slice(0, 1_000)}`
   );
 }
@@ -156,13 +156,13 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
     say(`preloaded ${config.keys} keys × ${config.valueBytes} B in ${((performance.now() - preloadStarted) / 1000).toFixed(1)} s`);
 
     // The source's write rate under the same load with no copier: the tail's reference.
-    const loadJob = { clients: config.clients, valueBytes: config.putBytes, autoSyncIntervalMs: 0, timeoutMs: WRITE_TIMEOUT_MS, opsMax: LOAD_OPS_MAX, failOverOnMirror: true };
+    const loadJob = { clients: config.clients, valueBytes: config.putBytes, autoSyncIntervalMs: 0, timeoutMs: WRITE_TIMEOUT_MS, opsMax: LOAD_OPS_MAX, failOverOnMirror: true, mix: 'mixed' as const };
     const alone = await startLoad({ ...loadJob, endpoints: sourceEndpoints, keyPrefix: 'alone', durationMsMax: (config.loadAloneSeconds + 60) * 1000 });
     await sleep(config.loadAloneSeconds * 1000);
     const aloneReport = await alone.stop();
     const aloneAcknowledged = aloneReport.outcomes.filter((outcome) => outcome === OUTCOME_OK).length;
     const aloneWritesPerSecond = aloneAcknowledged / ((Math.max(...aloneReport.endsMs) - Math.min(...aloneReport.startsMs)) / 1000);
-    say(`the load alone (no copier): ${aloneWritesPerSecond.toFixed(0)} puts/s acknowledged`);
+    say(`the load alone (no copier): ${aloneWritesPerSecond.toFixed(0)} writes/s acknowledged`);
 
     const before = await plainRead(sourceClient, 'data/', true);
     say(`plain paginated read: ${(before.bytes / MB / before.seconds).toFixed(2)} MB/s (${(before.bytes / MB).toFixed(1)} MB in ${before.seconds.toFixed(2)} s)`);
@@ -220,7 +220,7 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
     // here the writers are paced to REVERSE_WRITES_PER_SECOND so that the reverse copy can
     // follow them and `copy reverse` finishes; the figures say so.
     running.pace(Math.round((config.clients * 1000) / REVERSE_WRITES_PER_SECOND));
-    say(`the writers paced to ~${REVERSE_WRITES_PER_SECOND} puts/s for the reverse copy`);
+    say(`the writers paced to ~${REVERSE_WRITES_PER_SECOND} writes/s for the reverse copy`);
     await stepAside(forward, 'forward', notes);
 
     // ---- the reverse copy while the writers write the new primary ----
@@ -302,8 +302,8 @@ export async function etcdRun(run: number, config: CopyRunConfig): Promise<EtcdR
     const notOnEtcd = report.endpointsAtEnd.filter((endpoints) => bare(endpoints) !== bare(sourceEndpoints)).length;
     if (notOnEtcd > 0) notes.push(`${notOnEtcd} clients ended on other endpoints than etcd's (${bare(sourceEndpoints)}): ${JSON.stringify(report.endpointsAtEnd[0])}`);
     say(
-      `source ${tail.acknowledgedPerSecond.toFixed(0)} puts/s in the tail; switch: writers' longest gap ${switched.clientPauseMs.toFixed(0)} ms (from ${switched.gapAtSeconds.toFixed(1)} s into the verb), ${switched.notAcknowledged} not acknowledged; ` +
-        `new primary ${newPrimary.acknowledgedPerSecond.toFixed(0)} puts/s; reverse: writers' longest gap ${reversed.clientPauseMs.toFixed(0)} ms (from ${reversed.gapAtSeconds.toFixed(1)} s), ${reversed.notAcknowledged} not acknowledged; ${failedPuts} puts failed in all`,
+      `source ${tail.acknowledgedPerSecond.toFixed(0)} writes/s in the tail; switch: writers' longest gap ${switched.clientPauseMs.toFixed(0)} ms (from ${switched.gapAtSeconds.toFixed(1)} s into the verb), ${switched.notAcknowledged} not acknowledged; ` +
+        `new primary ${newPrimary.acknowledgedPerSecond.toFixed(0)} writes/s; reverse: writers' longest gap ${reversed.clientPauseMs.toFixed(0)} ms (from ${reversed.gapAtSeconds.toFixed(1)} s), ${reversed.notAcknowledged} not acknowledged; ${failedPuts} writes failed in all`,
     );
     for (const { label, copier } of copiers) {
       const lines = copierLines(copier, /retrying|failed|error/i, NOTE_LINES_MAX);
@@ -379,8 +379,8 @@ export function etcdMarkdown(runs: readonly EtcdRunFigures[], config: CopyRunCon
     `| plain paginated read of the source, MB/s (before / after the copy) | ${range((run) => run.readBeforeMBps, 2)} / ${range((run) => run.readAfterMBps, 2)} |`,
     `| copy ÷ plain read (the mean of before and after, per run) | ${range((run) => run.copyMBps / ((run.readBeforeMBps + run.readAfterMBps) / 2), 2)} |`,
     `| initial copy, keys/s | ${range((run) => run.copyKeysPerSecond, 0)} |`,
-    `| source writes under the load while the copier follows, acknowledged puts/s (${config.clients} clients, ${config.tailSeconds} s) | ${range((run) => run.sourceWritesPerSecond, 0)} |`,
-    `| the same load with no copier (${config.loadAloneSeconds} s before the copy), puts/s; ratio with ÷ without | ${range((run) => run.aloneWritesPerSecond, 0)}; ${range((run) => run.sourceWritesPerSecond / run.aloneWritesPerSecond, 2)} |`,
+    `| source writes under the load while the copier follows, acknowledged writes/s (${config.clients} clients, ${config.tailSeconds} s) | ${range((run) => run.sourceWritesPerSecond, 0)} |`,
+    `| the same load with no copier (${config.loadAloneSeconds} s before the copy), writes/s; ratio with ÷ without | ${range((run) => run.aloneWritesPerSecond, 0)}; ${range((run) => run.sourceWritesPerSecond / run.aloneWritesPerSecond, 2)} |`,
     `| tail lag p50 / p99 / max, ms (probes every ${config.probeIntervalMs} ms, polled every ${config.pollIntervalMs} ms) | ${range((run) => run.lagP50Ms, 0)} / ${range((run) => run.lagP99Ms, 0)} / ${range((run) => run.lagMaxMs, 0)} |`,
     `| copy switch under the load: writePauseMs ("moved" → writable) / writers' longest gap between acknowledged writes, ms | ${range((run) => run.switched.writePauseMs, 0)} / ${range((run) => run.switched.clientPauseMs, 0)} |`,
     `| copy switch: steps, ms after "moved" | ${stepsRange((run) => run.switched.steps, 'confirmed', SWITCH_STEPS)} |`,
@@ -388,7 +388,7 @@ export function etcdMarkdown(runs: readonly EtcdRunFigures[], config: CopyRunCon
     `| copy switch: the verb's whole time, s; writes failed or timed out during it | ${range((run) => run.switched.verbSeconds, 1)}; ${runs.map((run) => run.switched.notAcknowledged).join(', ')} |`,
     `| reverse copy: from its "loaded" to etcd holding the new primary's revision then, ms | ${range((run) => run.reverseBacklogMs, 0)} |`,
     `| reverse copy lag p50 / p99 / max, ms (a put on the new primary every ${config.probeIntervalMs} ms, etcd polled every ${config.pollIntervalMs} ms, ${REVERSE_SECONDS} s) | ${range((run) => run.reverseLag.p50Ms, 0)} / ${range((run) => run.reverseLag.p99Ms, 0)} / ${range((run) => run.reverseLag.maxMs, 0)} |`,
-    `| writes on the new primary, reverse copy following, puts/s (${REVERSE_SECONDS} s; the writers paced to ~${REVERSE_WRITES_PER_SECOND} puts/s from the switch on) | ${range((run) => run.newPrimaryWritesPerSecond, 0)} |`,
+    `| writes on the new primary, reverse copy following, writes/s (${REVERSE_SECONDS} s; the writers paced to ~${REVERSE_WRITES_PER_SECOND} writes/s from the switch on) | ${range((run) => run.newPrimaryWritesPerSecond, 0)} |`,
     `| \`copy status --to etcd://…\` after that: lagRevisions; exactRevisions | ${runs.map((run) => `${run.reverseStatus.lagRevisions}; ${String(run.reverseStatus.exactRevisions)}`).join(', ')} |`,
     `| copy reverse under the load: writePauseMs (fence → etcd writable) / writers' longest gap (until moved back to etcd), ms | ${range((run) => run.reversed.writePauseMs, 0)} / ${range((run) => run.reversed.clientPauseMs, 0)} |`,
     `| copy reverse: the verify before the fence (etcd against a pinned view of the new primary) done / the fence, s from the verb's start | ${range((run) => stepAtMs(run.reversed.steps, 'verified') / 1000, 1)} / ${range((run) => stepAtMs(run.reversed.steps, 'fenced') / 1000, 1)} |`,
@@ -398,7 +398,7 @@ export function etcdMarkdown(runs: readonly EtcdRunFigures[], config: CopyRunCon
     `| forward copier caught up after the load stopped, ms | ${range((run) => run.catchUpAfterLoadMs, 0)} |`,
     `| copy verify | ${runs.map((run) => (run.verifyEqual ? `equal (${run.keysCompared} keys, ${run.verifySeconds.toFixed(1)} s)` : 'NOT EQUAL')).join('; ')} |`,
     `| etcd's and the mirror's revisions at the end | ${runs.map((run) => (run.etcdRevision === run.mirrorRevision ? `equal (${run.etcdRevision})` : `DIFFER (etcd ${run.etcdRevision}, mirror ${run.mirrorRevision})`)).join('; ')} |`,
-    `| failed or ambiguous puts of the load (tail to end) | ${runs.map((run) => run.failedPuts).join(', ')} |`,
+    `| failed or ambiguous writes of the load (tail to end) | ${runs.map((run) => run.failedPuts).join(', ')} |`,
     '',
   ];
   for (const [index, run] of runs.entries()) {

@@ -92,13 +92,13 @@ export async function stratakvRun(run: number, config: CopyRunConfig): Promise<S
 
     // The load with no copier, the tail's reference: the source's endpoints only (the target is
     // not a mirror yet, and would take a write that failed over to it).
-    const loadJob = { clients: config.clients, valueBytes: config.putBytes, autoSyncIntervalMs: 0, timeoutMs: WRITE_TIMEOUT_MS, opsMax: LOAD_OPS_MAX, failOverOnMirror: true };
+    const loadJob = { clients: config.clients, valueBytes: config.putBytes, autoSyncIntervalMs: 0, timeoutMs: WRITE_TIMEOUT_MS, opsMax: LOAD_OPS_MAX, failOverOnMirror: true, mix: 'mixed' as const };
     const alone = await startLoad({ ...loadJob, endpoints: sourceEndpoints, keyPrefix: 'alone', durationMsMax: (config.loadAloneSeconds + 60) * 1000 });
     await sleep(config.loadAloneSeconds * 1000);
     const aloneReport = await alone.stop();
     const aloneAcknowledged = aloneReport.outcomes.filter((outcome) => outcome === OUTCOME_OK).length;
     const aloneWritesPerSecond = aloneAcknowledged / ((Math.max(...aloneReport.endsMs) - Math.min(...aloneReport.startsMs)) / 1000);
-    say(`the load alone (no copier): ${aloneWritesPerSecond.toFixed(0)} puts/s acknowledged`);
+    say(`the load alone (no copier): ${aloneWritesPerSecond.toFixed(0)} writes/s acknowledged`);
 
     const before = await plainRead(sourceClient, 'data/', false);
     say(`plain paginated read: ${(before.bytes / MB / before.seconds).toFixed(2)} MB/s (${(before.bytes / MB).toFixed(1)} MB, ${before.keys} keys in ${before.seconds.toFixed(2)} s)`);
@@ -170,8 +170,8 @@ export async function stratakvRun(run: number, config: CopyRunConfig): Promise<S
     const failedPuts = report.outcomes.length - report.outcomes.filter((outcome) => outcome === OUTCOME_OK).length;
     if (failedPuts > 0) notes.push(`the load's failures: ${JSON.stringify(report.errors).slice(0, 1_000)}`);
     say(
-      `source ${tail.acknowledgedPerSecond.toFixed(0)} puts/s in the tail; switch: writers' longest gap ${switched.clientPauseMs.toFixed(0)} ms (from ${switched.gapAtSeconds.toFixed(1)} s into the verb), ${switched.notAcknowledged} not acknowledged; ` +
-        `new primary ${newPrimary.acknowledgedPerSecond.toFixed(0)} puts/s; reverse: writers' longest gap ${reversed.clientPauseMs.toFixed(0)} ms (from ${reversed.gapAtSeconds.toFixed(1)} s), ${reversed.notAcknowledged} not acknowledged; ${failedPuts} puts failed in all`,
+      `source ${tail.acknowledgedPerSecond.toFixed(0)} writes/s in the tail; switch: writers' longest gap ${switched.clientPauseMs.toFixed(0)} ms (from ${switched.gapAtSeconds.toFixed(1)} s into the verb), ${switched.notAcknowledged} not acknowledged; ` +
+        `new primary ${newPrimary.acknowledgedPerSecond.toFixed(0)} writes/s; reverse: writers' longest gap ${reversed.clientPauseMs.toFixed(0)} ms (from ${reversed.gapAtSeconds.toFixed(1)} s), ${reversed.notAcknowledged} not acknowledged; ${failedPuts} writes failed in all`,
     );
     for (const { label, copier } of copiers) {
       const lines = copierLines(copier, /retrying|failed|error/i, NOTE_LINES_MAX);
@@ -223,18 +223,18 @@ export function stratakvMarkdown(runs: readonly StratakvRunFigures[], config: Co
     `| plain paginated read of the source, MB/s (linearizable pages of the current state; before / after the copy) | ${range((run) => run.readBeforeMBps, 2)} / ${range((run) => run.readAfterMBps, 2)} |`,
     `| copy ÷ plain read (the mean of before and after, per run) | ${range((run) => run.copyMBps / ((run.readBeforeMBps + run.readAfterMBps) / 2), 2)} |`,
     `| initial copy, keys/s | ${range((run) => run.copyKeysPerSecond, 0)} |`,
-    `| source writes under the load while the copier follows, acknowledged puts/s (${config.clients} clients, ${config.tailSeconds} s) | ${range((run) => run.sourceWritesPerSecond, 0)} |`,
-    `| the same load with no copier (${config.loadAloneSeconds} s before the copy), puts/s; ratio with ÷ without | ${range((run) => run.aloneWritesPerSecond, 0)}; ${range((run) => run.sourceWritesPerSecond / run.aloneWritesPerSecond, 2)} |`,
+    `| source writes under the load while the copier follows, acknowledged writes/s (${config.clients} clients, ${config.tailSeconds} s) | ${range((run) => run.sourceWritesPerSecond, 0)} |`,
+    `| the same load with no copier (${config.loadAloneSeconds} s before the copy), writes/s; ratio with ÷ without | ${range((run) => run.aloneWritesPerSecond, 0)}; ${range((run) => run.sourceWritesPerSecond / run.aloneWritesPerSecond, 2)} |`,
     `| tail lag p50 / p99 / max, ms (probes every ${config.probeIntervalMs} ms, polled every ${config.pollIntervalMs} ms) | ${range((run) => run.lagP50Ms, 0)} / ${range((run) => run.lagP99Ms, 0)} / ${range((run) => run.lagMaxMs, 0)} |`,
     `| copy verify under the load (Merkle, at a source checkpoint) | ${runs.map((run) => verifyText(run.tailVerify)).join('; ')} |`,
     `| copy switch under the load: writePauseMs (fence → writable) / longest gap between acknowledged writes, ms | ${range((run) => run.switched.writePauseMs, 0)} / ${range((run) => run.switched.clientPauseMs, 0)} |`,
     `| copy switch: the verb's whole time, s; writes failed or timed out during it | ${range((run) => run.switched.verbSeconds, 1)}; ${runs.map((run) => run.switched.notAcknowledged).join(', ')} |`,
-    `| writes on the new primary, reverse copier following, puts/s (${NEW_PRIMARY_SECONDS} s) | ${range((run) => run.newPrimaryWritesPerSecond, 0)} |`,
+    `| writes on the new primary, reverse copier following, writes/s (${NEW_PRIMARY_SECONDS} s) | ${range((run) => run.newPrimaryWritesPerSecond, 0)} |`,
     `| copy reverse under the load: writePauseMs / longest gap between acknowledged writes, ms | ${range((run) => run.reversed.writePauseMs, 0)} / ${range((run) => run.reversed.clientPauseMs, 0)} |`,
     `| copy reverse: the verb's whole time, s; writes failed or timed out during it | ${range((run) => run.reversed.verbSeconds, 1)}; ${runs.map((run) => run.reversed.notAcknowledged).join(', ')} |`,
     `| forward copier caught up after the load stopped, ms | ${range((run) => run.catchUpAfterLoadMs, 0)} |`,
     `| last copy verify | ${runs.map((run) => verifyText(run.finalVerify)).join('; ')} |`,
-    `| failed or ambiguous puts of the load (tail to end) | ${runs.map((run) => run.failedPuts).join(', ')} |`,
+    `| failed or ambiguous writes of the load (tail to end) | ${runs.map((run) => run.failedPuts).join(', ')} |`,
     '',
   ];
   for (const [index, run] of runs.entries()) {

@@ -20,6 +20,14 @@ export interface LoadStart {
   readonly failOverOnMirror?: boolean;
   /** keyPrefix: client c writes `${keyPrefix}/c${c}/${seq}`, one fresh key per put. */
   readonly keyPrefix: string;
+  /**
+   * mix: 'puts' (the default) puts a fresh key each time; 'mixed' makes 6 of every 10 writes of
+   * a client such puts, 2 deletes (of the key it put 5 writes before) and 2 Txns (if the key of
+   * 3 writes before exists: put a fresh key and delete the one of 4 writes before; otherwise
+   * put the fresh key): bench:migrate-copy's load, as issue 16 asks (puts, deletes, txns).
+   * Acknowledged-key checks (acknowledged.ts) assume 'puts'.
+   */
+  readonly mix?: 'puts' | 'mixed';
   /** durationMsMax and opsMax bound the load if no stop comes. */
   readonly durationMsMax: number;
   readonly opsMax: number;

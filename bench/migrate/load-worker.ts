@@ -1,7 +1,8 @@
 // The write load of bench:migrate, in a process of its own (forked by load.ts) so that the
 // bench's own work (status polls, the migration's child, analysis) does not delay it: N
 // clients, each its own EtcdClient (the stratakv client, with auto-sync so that it follows the
-// cluster onto new members), each putting a fresh key after another, one at a time. A "move"
+// cluster onto new members), each putting a fresh key after another, one at a time (or, with
+// `mix: 'mixed'`, puts, deletes and Txns: LoadStart.mix). A "move"
 // points every client at other endpoints (bench:migrate-copy moves the writers when `copy
 // switch` of an etcd source asks for it, and back after `copy reverse`). Every put
 // is recorded: when it started and ended (epoch ms) and how it ended — acknowledged, failed
@@ -92,6 +93,7 @@ async function runLoad(job: LoadStart): Promise<void> {
   );
   runningClients = clients;
   const value = Buffer.alloc(job.valueBytes, 0x6d);
+  const mixed = job.mix === 'mixed';
   const rows = new Rows();
   const errors: Record<string, number> = {};
   const failures: LoadFailureSample[] = [];
@@ -112,11 +114,19 @@ async function runLoad(job: LoadStart): Promise<void> {
     return true;
   };
   const loop = async (client: EtcdClient, index: number): Promise<void> => {
+    const keyOf = (seq: number): Buffer => Buffer.from(`${job.keyPrefix}/c${index}/${seq}`);
     for (let seq = 0; keepGoing(); seq += 1) {
-      const key = `${job.keyPrefix}/c${index}/${seq}`;
+      const kind = mixed ? seq % 10 : 0;
       const startMs = epochMs();
       try {
-        await client.put(key, value);
+        if (kind < 6) {
+          await client.put(keyOf(seq), value);
+        } else if (kind < 8) {
+          await client.delete(keyOf(seq - 5));
+        } else {
+          const put = { type: 'put' as const, key: keyOf(seq), value };
+          await client.txn({ type: 'txn', compare: [{ target: 'version', result: 'greater', key: keyOf(seq - 3), number: 0 }], success: [put, { type: 'deleteRange', key: keyOf(seq - 4) }], failure: [put] });
+        }
         rows.add(index, startMs, epochMs(), OUTCOME_OK);
         acknowledgedByClient[index] = (acknowledgedByClient[index] ?? 0) + 1;
       } catch (error) {
