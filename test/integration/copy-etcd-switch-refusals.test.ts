@@ -255,6 +255,19 @@ describe('the switch of an etcd source: refusals and resumes', { skip }, () => {
     }
   });
 
+  test('`copy reverse` refuses to fence while the reverse copy is too far behind, and changes nothing', async () => {
+    // The bound is set below any gap (-1): the refusal path, not the load that would reach it.
+    await primary.put('k/before-refused-reverse', 'on stratakv');
+    await assert.rejects(
+      reverseEtcdCopy({ primary: mirror, primaryLog: mirrorLog, primaryEndpoints: cluster.endpoints(), source, etcd, sourceEndpoints: etcdCluster.endpoints, fenceBehindEntriesMax: -1, signal: new AbortController().signal }),
+      (error: unknown) => isStrataError(error, ErrorCode.UNAVAILABLE) && /refused before the fence/.test((error as Error).message),
+    );
+    assert.equal(await phase(), undefined, 'not fenced: the new primary takes writes');
+    await primary.put('k/after-refused-reverse', 'still on stratakv');
+    const head = await readReverseState(etcd);
+    assert.equal(head?.state.phase, 'tailing', 'the reverse copy goes on');
+  });
+
   test('etcd written outside the reverse copy: the reverse copy and `copy reverse` refuse', async () => {
     await etcd.put('k/stray', 'a writer that did not move');
     await primary.put('k/more', 'on stratakv');

@@ -67,6 +67,8 @@ const CATCH_UP_ROUNDS_MAX = 20;
 export const PIN_GAP_ENTRIES_MAX = 2_000;
 /** FENCE_GAP_ENTRIES_MAX: `copy reverse` fences once the reverse copy is at most this many entries behind (what is left is copied inside the pause). */
 export const FENCE_GAP_ENTRIES_MAX = 100;
+/** FENCE_BEHIND_ENTRIES_MAX: `copy reverse` refuses to fence while the reverse copy is still more entries behind than this after its catch-up rounds (a pause of several seconds). */
+export const FENCE_BEHIND_ENTRIES_MAX = 2_000;
 // Bounds the wait for etcd's history of the keys changed since the first verify.
 const DELTA_WAIT_MS = 30_000;
 /** HISTORY_WATCHERS_MAX bounds the watchers changedKeys reads one window of etcd's history with. */
@@ -417,6 +419,8 @@ export interface EtcdReverseOptions {
   readonly source: CopySource;
   readonly etcd: EtcdClient;
   readonly sourceEndpoints: readonly string[];
+  /** How far behind the new primary the reverse copy may still be when the fence is placed (FENCE_BEHIND_ENTRIES_MAX). */
+  readonly fenceBehindEntriesMax?: number;
   readonly signal: AbortSignal;
   readonly now?: () => number;
   readonly onEvent?: (event: EtcdSwitchEvent) => void;
@@ -484,8 +488,17 @@ export async function reverseEtcdCopy(given: EtcdReverseOptions): Promise<EtcdSw
         if (again.pass.keysCompared <= DELTA_KEYS_SMALL || performance.now() - passStarted < DELTA_PASS_SHORT_MS || again.pass.keysCompared >= previousKeys) break;
         previousKeys = again.pass.keysCompared;
       }
-      // The run to the fence is inside the pause: bring etcd close to the new primary's head first.
-      await catchUpReverse(primaryLog, reverse, signal, FENCE_GAP_ENTRIES_MAX);
+      // The run to the fence is inside the pause: bring etcd close to the new primary's head first,
+      // and do not fence while it is far behind (the writes outpace the reverse copy).
+      const { behindEntries } = await catchUpReverse(primaryLog, reverse, signal, FENCE_GAP_ENTRIES_MAX);
+      const behindMax = options.fenceBehindEntriesMax ?? FENCE_BEHIND_ENTRIES_MAX;
+      if (behindEntries > behindMax) {
+        throw new StrataError(
+          ErrorCode.UNAVAILABLE,
+          `the reverse was refused before the fence: the reverse copy is still ${behindEntries} entries behind the new primary after ${CATCH_UP_ROUNDS_MAX} rounds (it writes each command as one etcd Txn, a few hundred a second), and fencing now would pause the writes until it caught up; lower the write rate on the new primary, then run \`copy reverse\` again`,
+          { details: { behindEntries, behindMax } },
+        );
+      }
       // ---- 2. fence the new primary ----
       switchId = randomBytes(8).toString('hex');
       const nowMs = now();
@@ -602,15 +615,18 @@ export async function verifyEtcdReverse(options: { readonly primaryLog: LogCopyS
  * commands), and so is the run up to the fence, inside the pause (6.2 s of an 8 s pause in a
  * bench before).
  */
-async function catchUpReverse(primaryLog: LogCopySource, reverse: EtcdReverse, signal: AbortSignal, gapEntriesMax = PIN_GAP_ENTRIES_MAX): Promise<void> {
+async function catchUpReverse(primaryLog: LogCopySource, reverse: EtcdReverse, signal: AbortSignal, gapEntriesMax = PIN_GAP_ENTRIES_MAX): Promise<{ behindEntries: number }> {
+  let behindEntries = Number.POSITIVE_INFINITY;
   for (let round = 1; round <= CATCH_UP_ROUNDS_MAX; round += 1) {
     const head = await primaryLog.head(signal);
     await waitForOtherReverseCopier(reverse, head.index, signal);
     const reached = await reverse.run({ stopAtIndex: head.index });
     if (reached.reason !== 'at-index') throw stoppedEarly(reached.reason);
     const after = await primaryLog.head(signal);
-    if (after.index - (reached.state.appliedIndex ?? 0) <= gapEntriesMax) return;
+    behindEntries = after.index - (reached.state.appliedIndex ?? 0);
+    if (behindEntries <= gapEntriesMax) break;
   }
+  return { behindEntries };
 }
 
 /** OTHER_COPIER_POLL_MS is how often `copy reverse` reads how far a reverse copier running elsewhere got. */
