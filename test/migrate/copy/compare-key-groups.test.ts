@@ -84,6 +84,18 @@ function writersKeys(prefix: string, total: number, changedFrom: number): { kvs:
   return { kvs, changed };
 }
 
+/** paddedKeys: keys `k/<6-digit n>` for n below `count`, all unchanged; every `every`th one listed as changed. */
+function paddedKeys(count: number, every: number): { kvs: SourceKv[]; changed: string[] } {
+  const kvs: SourceKv[] = [];
+  const changed: string[] = [];
+  for (let at = 0; at < count; at += 1) {
+    const key = `k/${String(at).padStart(6, '0')}`;
+    kvs.push(kvOf(key, 1));
+    if (at % every === 0) changed.push(key);
+  }
+  return { kvs, changed };
+}
+
 async function compare(ours: Side, theirs: Side, changed: readonly string[]): Promise<{ differences: CopyDifference[]; keysCompared: number }> {
   const differences: CopyDifference[] = [];
   const result = await compareKeyGroups(
@@ -173,13 +185,7 @@ test('writers\' keys with gaps between them: the gaps cost a read each, not a ca
 });
 
 test('sparse changes come down to small reads', async () => {
-  const kvs: SourceKv[] = [];
-  const changed: string[] = [];
-  for (let at = 0; at < 200_000; at += 1) {
-    const key = `k/${String(at).padStart(6, '0')}`;
-    kvs.push(kvOf(key, 1));
-    if (at % 1_000 === 0) changed.push(key);
-  }
+  const { kvs, changed } = paddedKeys(200_000, 1_000);
   const ours = new Side(kvs);
   const { differences } = await compare(ours, new Side(kvs), changed);
   assert.deepEqual(differences, []);
@@ -235,13 +241,7 @@ test('a small window (a few fresh keys per writer): a read pair per writer, read
 test('one group whose reads come back in parts is read by several workers at once', async () => {
   // Keys without prefix structure (one run), changed sparsely: the first read covers a part,
   // the rest comes back halved; idle workers take the halves instead of having ended.
-  const kvs: SourceKv[] = [];
-  const changed: string[] = [];
-  for (let at = 0; at < 20_000; at += 1) {
-    const key = `k/${String(at).padStart(6, '0')}`;
-    kvs.push(kvOf(key, 1));
-    if (at % 100 === 0) changed.push(key);
-  }
+  const { kvs, changed } = paddedKeys(20_000, 100);
   const ours = new Side(kvs);
   const { differences } = await compare(ours, new Side(kvs), changed.slice(0, 200));
   assert.deepEqual(differences, []);
