@@ -94,6 +94,10 @@ export interface ServeOptions {
   readonly join: readonly string[];
   /** --join-timeout: milliseconds --join waits to be added before giving up (ours; 0: forever). */
   readonly joinTimeoutMs: number;
+  /** --listen-metrics-urls: where /metrics, /health and the status page listen (empty: not served). */
+  readonly listenMetricsUrls: readonly string[];
+  /** --metrics: basic, or extensive (adds grpc_server_handling_seconds), as etcd's. */
+  readonly metrics: 'basic' | 'extensive';
 }
 
 /** SERVE_DEFAULTS are etcd's defaults for the flags `serve` takes. */
@@ -120,6 +124,7 @@ export const SERVE_DEFAULTS = {
   logLevel: 'info',
   zone: '',
   joinTimeoutMs: 0,
+  metrics: 'basic',
 } as const;
 
 /** SERVE_FLAGS_USAGE describes the flags of `stratakv serve` for the help text. */
@@ -152,6 +157,10 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
   --unsafe-no-state-digest[=true]      keep no state digest (benchmarks only: nothing can be verified, and a
                                        member started without it later refuses this data)
   --log-level debug|info|warn|error    (default info)
+  --listen-metrics-urls URLS           serve /metrics (Prometheus), /health and the status page (/)
+                                       on these URLs too (default none; the client URLs always answer
+                                       /health and /version)
+  --metrics basic|extensive            extensive adds per-method gRPC latency histograms (default basic)
   --zone NAME                          this member's zone label, shown by "stratakv members" (ours;
                                        1-63 of A-Z a-z 0-9 . _ -; default none)
   --join CLIENT_URLS                   join the running cluster at these client URLs (ours): wait,
@@ -190,6 +199,8 @@ const FLAG_NAMES = [
   'zone',
   'join',
   'join-timeout',
+  'listen-metrics-urls',
+  'metrics',
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
 
@@ -295,6 +306,13 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
   const joinTimeoutMs = parseNonNegativeInteger('--join-timeout', given.get('join-timeout'), SERVE_DEFAULTS.joinTimeoutMs);
   if (given.has('join-timeout') && joinText === undefined) throw new UsageError('--join-timeout', '--join-timeout needs --join');
 
+  const metricsText = given.get('listen-metrics-urls');
+  const listenMetricsUrls = metricsText === undefined || metricsText === '' ? [] : parseUrlList('--listen-metrics-urls', metricsText);
+  const metrics = given.get('metrics') ?? SERVE_DEFAULTS.metrics;
+  if (metrics !== 'basic' && metrics !== 'extensive') {
+    throw new UsageError('--metrics', `invalid value ${JSON.stringify(metrics)} for flag --metrics: must be basic or extensive`);
+  }
+
   checkLocalMember(name, initialCluster, initialAdvertisePeerUrls);
 
   return {
@@ -326,6 +344,8 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     zone,
     join,
     joinTimeoutMs,
+    listenMetricsUrls,
+    metrics,
   };
 }
 

@@ -3,13 +3,15 @@
 // leadership over first, so clients see no election timeout.
 
 import { RaftNode } from '../src/node/index.ts';
-import { createConsoleLogger } from '../src/obs/index.ts';
+import { createConsoleLogger, createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, startObsHttpServer } from '../src/obs/index.ts';
+import type { ObsHttpServer } from '../src/obs/index.ts';
 import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer, startJoinWaitingServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
 import { packageVersion } from './package-version.ts';
 import type { ServeOptions } from './serve-flags.ts';
 import { resolveJoin } from './serve-join.ts';
+import { describeMigration, healthSource, ownRow, statusDocument } from './member-status.ts';
 import { listenForStopSignals } from './stop-signals.ts';
 
 /** ETCD_API_VERSION is the etcd release whose v3 API stratakv answers like. */
@@ -32,6 +34,8 @@ export async function runServe(given: ServeOptions): Promise<number> {
     logger.info('stopped before joining the cluster');
     return 0;
   }
+  // Metrics are created only when they are served: without --listen-metrics-urls nothing is counted.
+  const registry = options.listenMetricsUrls.length > 0 ? createMetricsRegistry() : undefined;
   const node = await RaftNode.start({
     name: options.name,
     dataDir: options.dataDir,
@@ -51,6 +55,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
     unsafeSkipDigest: options.unsafeNoStateDigest,
     snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
+    ...(registry !== undefined ? { meter: registry.meter, describeMigration } : {}),
     logger,
     createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, advertiseUrls: options.initialAdvertisePeerUrls, logger }),
     hooks: {
@@ -58,10 +63,33 @@ export async function runServe(given: ServeOptions): Promise<number> {
       onRemoved: () => logger.warn('this member was removed from the cluster; stopping after a grace period'),
     },
   });
+  const health = healthSource(node);
+  const version = (): { etcdserver: string; etcdcluster: string } => ({ etcdserver: ETCD_API_VERSION, etcdcluster: ETCD_API_VERSION.replace(/\.\d+$/, '.0') });
   let server;
+  let metricsServer: ObsHttpServer | undefined;
   try {
-    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+    server = await startEtcdServer({
+      backend: new RaftNodeBackend(node, serverVersion()),
+      logSource: raftNodeLogSource(node),
+      digestPins: raftNodeDigestPins(node),
+      integrity: node,
+      clusterInfo: node,
+      migration: node,
+      listenUrls: options.listenClientUrls,
+      maxRequestBytes: options.maxRequestBytes,
+      logger,
+      ...(registry !== undefined ? { grpcMetrics: new GrpcServerMetrics(registry.meter, { extensive: options.metrics === 'extensive' }) } : {}),
+      // etcd answers /health and /version on its client URLs; our own row feeds other members' status pages.
+      httpHandler: createObsRequestHandler({ health, version, member: () => ownRow(node) }),
+    });
+    if (registry !== undefined) {
+      metricsServer = await startObsHttpServer(
+        options.listenMetricsUrls,
+        createObsRequestHandler({ health, version, metrics: registry, member: () => ownRow(node), status: () => statusDocument(node, serverVersion()), page: () => statusPage(node) }),
+      );
+    }
   } catch (error) {
+    await server?.close({ force: true });
     await node.stop({ transferLeadership: false });
     throw error;
   }
@@ -70,6 +98,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
     cluster: node.clusterId.toString(16),
     clientUrls: server.urls,
     peerUrls: options.listenPeerUrls,
+    ...(metricsServer !== undefined ? { metricsUrls: metricsServer.urls } : {}),
     dataDir: options.dataDir,
     ...(options.zone === '' ? {} : { zone: options.zone }),
   });
@@ -82,6 +111,8 @@ export async function runServe(given: ServeOptions): Promise<number> {
   // writes are passed on), then the client API.
   await node.stop();
   await server.close({ force: true });
+  await metricsServer?.close();
+  await registry?.shutdown();
   stopSignals.dispose();
   logger.info('stopped');
   return 0;
@@ -114,4 +145,11 @@ async function joinIfAsked(options: ServeOptions, logger: ReturnType<typeof crea
   } finally {
     stopSignals.dispose();
   }
+}
+
+// statusPage renders the status page from the member's status document.
+// TODO(merge): src/obs renderStatusPage replaces this stand-in once the page lands.
+async function statusPage(node: RaftNode): Promise<string> {
+  const document = await statusDocument(node, serverVersion());
+  return `<!doctype html><title>stratakv</title><pre>${JSON.stringify(document, null, 2).replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`)}</pre>`;
 }

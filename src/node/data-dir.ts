@@ -62,6 +62,12 @@ export interface StateMachineRestorer {
   restore(content: KvSnapshotContent): Promise<RestoredStateMachine>;
 }
 
+/** StorageTimings receive the storage's timings (the member's metrics: member-metrics.ts StorageTimingSink). */
+export interface StorageTimings {
+  readonly onSynced: (durationMs: number) => void;
+  readonly onBatchWritten: (durationMs: number) => void;
+}
+
 /** MemberStorage is what a member runs on. */
 export interface MemberStorage {
   readonly identity: MemberIdentity;
@@ -74,7 +80,7 @@ export interface MemberStorage {
 }
 
 /** openMemberStorage opens (or creates) the member's identity, log and state machine from its options. */
-export async function openMemberStorage(options: RaftNodeOptions): Promise<MemberStorage> {
+export async function openMemberStorage(options: RaftNodeOptions, timings?: StorageTimings): Promise<MemberStorage> {
   const token = options.initialClusterToken;
   const initialMembers: InitialMember[] = options.initialCluster.map((member) => ({
     id: memberIdFor(member.peerUrls, token),
@@ -88,7 +94,11 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     initialMembers,
   };
   const limits = options.limits ?? DEFAULT_KV_LIMITS;
-  const machineOptions: KvStateMachineOptions = { limits, ...(options.unsafeSkipDigest === true ? { unsafeSkipDigest: true } : {}) };
+  const machineOptions: KvStateMachineOptions = {
+    limits,
+    ...(options.unsafeSkipDigest === true ? { unsafeSkipDigest: true } : {}),
+    ...(timings !== undefined ? { onBatchWritten: timings.onBatchWritten } : {}),
+  };
   let identity = derived;
   const clock = options.clock ?? SYSTEM_CLOCK;
   // A snapshot's footer says when it was made: wall time for a real member; a simulated one
@@ -119,7 +129,12 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     }
     if (stored === undefined) writeMemberIdentity(options.dataDir, derived);
     identity = stored ?? derived;
-    log = DiskLogStore.openSync({ fileSystem: new NodeFileSystem(), directory: join(options.dataDir, 'member', 'wal'), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    log = DiskLogStore.openSync({
+      fileSystem: new NodeFileSystem(),
+      directory: join(options.dataDir, 'member', 'wal'),
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+      ...(timings !== undefined ? { onSynced: timings.onSynced } : {}),
+    });
     const memberDir = join(options.dataDir, 'member');
     const current = readStateMachinePointer(memberDir);
     await removeStaleStateMachines(memberDir, current, options.logger);

@@ -236,6 +236,8 @@ export interface IntegrityCheckHost {
   setTimer(fire: () => void, delayMs: number): () => void;
   raiseCorrupt(memberId: number, why: string): Promise<void>;
   warn(message: string, fields: Record<string, unknown>): void;
+  /** onVerdict: a checkpoint's tally here reached its verdict (once per checkpoint; metrics). */
+  onVerdict?(index: Index, verdict: Exclude<CheckpointVerdict, 'pending'>): void;
 }
 
 /**
@@ -248,6 +250,8 @@ export class IntegrityChecker {
   private readonly host: IntegrityCheckHost;
   private readonly policy: IntegrityCheckPolicy;
   private readonly tally = new CheckpointTally();
+  // The newest checkpoint whose verdict was reported to host.onVerdict.
+  private verdictReportedIndex: Index = 0;
   private proposing = false;
   private lastCheckpoint: { index: Index; revision: number; atMs: number } | undefined;
   // Alarms the leader proposed (checkpoint/member), so that it asks once.
@@ -311,6 +315,10 @@ export class IntegrityChecker {
     const state = this.tally.onReport(report);
     if (state === undefined) return;
     for (const waiter of [...this.waiters]) if (waiter.index === state.index) waiter.wake();
+    if (state.verdict !== 'pending' && state.index > this.verdictReportedIndex) {
+      this.verdictReportedIndex = state.index;
+      this.host.onVerdict?.(state.index, state.verdict);
+    }
     if (this.host.isLeader()) this.act(state);
   }
 

@@ -11,6 +11,8 @@ import type { AlarmChange } from './alarms.ts';
 import type { StateMachineRestorer } from './data-dir.ts';
 import type { ReadyLoopFailpoints } from './ready-loop.ts';
 import type { SnapshotPolicy } from './snapshotter.ts';
+import type { Meter } from '@opentelemetry/api';
+import type { MigrationMetricView } from '../obs/index.ts';
 
 /** InitialClusterMember is one `name=url,...` entry of --initial-cluster. */
 export interface InitialClusterMember {
@@ -50,6 +52,12 @@ export interface RaftNodeHooks {
    * snapshot). Not called for the alarms a snapshot brings back; RaftNode.alarms() lists those.
    */
   readonly onAlarm?: (change: AlarmChange) => void;
+  /**
+   * onMigrationStep: a write of the migration journal was applied here (every member calls it
+   * at the same index): a `stratakv migrate` step began, ended, or the journal was cleared
+   * (`record` undefined). `record` is src/migrate's format (its readJournalRecord reads it).
+   */
+  readonly onMigrationStep?: (step: { readonly version: number; readonly record: string | undefined }) => void;
 }
 
 /** RaftNodeOptions configures a RaftNode; flag names in comments are etcd's. */
@@ -103,6 +111,13 @@ export interface RaftNodeOptions {
   readonly version?: string;
   readonly logger?: Logger;
   readonly hooks?: RaftNodeHooks;
+  /**
+   * The meter this member's metrics are created from (src/obs MemberMetrics: etcd's names,
+   * served by a Prometheus endpoint); absent, nothing is counted.
+   */
+  readonly meter?: Meter;
+  /** Reads the migration journal's record (src/migrate's format) for the metrics; absent, no migration metrics. */
+  readonly describeMigration?: (record: string) => MigrationMetricView | undefined;
   /** The clock for ticks, deadlines and deferred work (default: SYSTEM_CLOCK; a VirtualClock under simulation). */
   readonly clock?: Clock;
   /**

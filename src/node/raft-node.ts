@@ -71,6 +71,8 @@ import { SnapshotSender } from './snapshot-sender.ts';
 import { CatchUpPacer } from './catch-up-pacer.ts';
 import type { SnapshotterStatus } from './snapshotter.ts';
 import { Snapshotter } from './snapshotter.ts';
+import { MemberMetrics, type MemberMetricSources } from '../obs/index.ts';
+import { HeartbeatTimer, migrationMetricView, StorageTimingSink } from './member-metrics.ts';
 
 /** REMOVED_GRACE_ELECTIONS: a removed member keeps answering for this many election timeouts. */
 export const REMOVED_GRACE_ELECTIONS = 3;
@@ -117,6 +119,8 @@ export interface NodeStatus {
   readonly snapshots: SnapshotterStatus & { readonly sending: readonly SnapshotSendStatus[] };
   /** The alarms raised, as applied here (etcd's alarm list). */
   readonly alarms: readonly AlarmRecord[];
+  /** A snapshot from the leader is being received or installed here. */
+  readonly receivingSnapshot: boolean;
 }
 
 /** SnapshotStream is a snapshot pinned for reading (Maintenance.Snapshot): whole verified blocks from an offset. */
@@ -262,12 +266,38 @@ export class RaftNode {
   private readonly leaderWaiters = new Set<() => void>();
   // Callers of waitPublished(), woken when this member's publish is applied here or it stops.
   private readonly publishWaiters = new Set<(error?: StrataError) => void>();
+  // Metrics (options.meter); undefined without them, and then nothing is counted.
+  private readonly metrics: MemberMetrics | undefined;
+  private readonly heartbeats: HeartbeatTimer | undefined;
 
   private constructor(options: RaftNodeOptions, storage: MemberStorageParts) {
     const { identity, log, stateMachine, freshCluster } = storage;
     this.options = options;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.hooks = options.hooks ?? {};
+    if (options.meter !== undefined) {
+      // The sources are read at scrapes only, after the constructor finished.
+      const sources: MemberMetricSources = {
+        memberIdHex: identity.memberId.toString(16),
+        serverVersion: options.version ?? '',
+        hasLeader: () => this.raft.currentLeader() !== NO_NODE,
+        isLeader: () => this.raft.currentRole() === 'leader',
+        isLearner: () => this.raft.status().config.learners.includes(this.memberId),
+        committedIndex: () => this.raft.status().commit,
+        appliedIndex: () => this.appliedIndex,
+        pendingProposals: () => this.proposals.unsettled,
+        revision: () => this.stateMachine.revision(),
+        dbSizeBytes: () => this.dbSizeBytes(),
+        snapshotIndex: () => this.snapshotter.status().latest?.index ?? 0,
+        snapshotsInstalling: () => (this.streamed !== undefined || this.installing ? 1 : 0),
+        snapshotsSending: () => this.snapshotSender.sending().length,
+        alarms: () => this.alarmSet.list().map((record) => ({ memberIdHex: record.memberId.toString(16), alarm: record.alarm })),
+        migration: () => migrationMetricView(this.journal.current().record, options.describeMigration),
+        mirrorRevision: () => (this.stateMachine.mirrorState() !== undefined ? this.stateMachine.revision() : undefined),
+      };
+      this.metrics = new MemberMetrics(options.meter, sources);
+      this.heartbeats = new HeartbeatTimer(this.metrics, () => this.clock.now());
+    }
     this.limits = options.limits ?? DEFAULT_KV_LIMITS;
     this.clock = options.clock ?? SYSTEM_CLOCK;
     const clock = this.clock;
@@ -328,6 +358,7 @@ export class RaftNode {
           if (outcome.error !== undefined) throw outcome.error;
         },
         hasCorruptAlarm: (memberId) => this.alarmSet.has(memberId, 'CORRUPT'),
+        onVerdict: (_index, verdict) => this.metrics?.integrityChecked(verdict === 'agreed'),
         raiseCorrupt: async (memberId, why) => {
           this.logger.warn('integrity check: raising a CORRUPT alarm', { memberId: memberId.toString(16), why });
           await this.proposeAlarmChange({ action: 'activate', memberId, alarm: 'CORRUPT' }, {});
@@ -354,6 +385,7 @@ export class RaftNode {
         // The scrubber hashes every value again (a snapshot sums the hashes stored with them).
         openView: () => this.betweenApplies(() => this.stateMachine.openSnapshotView({ recomputeHashes: true })),
         onCorrupt: async () => this.proposeAlarmChange({ action: 'activate', memberId: this.memberId, alarm: 'CORRUPT' }, {}),
+        onReport: (report) => this.metrics?.scrubbed(report.failure === undefined),
       },
       { ...DEFAULT_SCRUB_POLICY, ...options.scrubPolicy },
     );
@@ -375,7 +407,11 @@ export class RaftNode {
         sendingIndexes: () => this.snapshotSender.sendingIndexes(),
         logHolds: () => this.logHolds.list(),
         wallClockMs: () => this.wallClockMs(),
-        onSaved: (info) => this.hooks.onSnapshotSaved?.(info),
+        onSaved: (info, elapsedMs) => {
+          this.metrics?.snapshotSaved(elapsedMs / 1000);
+          this.hooks.onSnapshotSaved?.(info);
+        },
+        onFailed: () => this.metrics?.snapshotSaveFailed(),
       },
       options.snapshotPolicy,
     );
@@ -396,6 +432,7 @@ export class RaftNode {
       leaseMs: this.snapshotter.policy.leaseMs,
       report: (peer, ok) => {
         if (this.stopped) return;
+        this.metrics?.snapshotSendEnded(ok);
         this.raft.reportSnapshot(peer, ok);
         this.loop.schedule();
       },
@@ -446,7 +483,9 @@ export class RaftNode {
    */
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
     checkOptions(options);
-    const node = new RaftNode(options, await openMemberStorage(options));
+    const timings = new StorageTimingSink();
+    const node = new RaftNode(options, await openMemberStorage(options, timings));
+    timings.target = node.metrics;
     await node.run();
     return node;
   }
@@ -590,7 +629,13 @@ export class RaftNode {
       removed: this.removed,
       snapshots: { ...this.snapshotter.status(), sending: this.snapshotSender.sending() },
       alarms: this.alarmSet.list(),
+      receivingSnapshot: this.streamed !== undefined || this.installing,
     };
+  }
+
+  /** migrationJournalNow is the migration journal's record as applied here (no Raft round; undefined: none). */
+  migrationJournalNow(): string | undefined {
+    return this.journal.current().record;
   }
 
   /**
@@ -868,6 +913,7 @@ export class RaftNode {
             ? 'writes are refused on every member until it is cleared'
             : `member ${fields.memberId} serves no reads or writes until it is repaired and the alarm is cleared`;
       this.logger.warn(`ALARM RAISED: ${change.alarm}: ${consequence}`, fields);
+      this.metrics?.alarmRaised();
     } else {
       this.logger.warn(`alarm cleared: ${change.alarm}`, fields);
       if (change.alarm === 'NOSPACE') void this.compactStorageQuietly();
@@ -1089,6 +1135,7 @@ export class RaftNode {
    */
   async kv(request: KvRequest, options: NodeCallOptions = {}): Promise<KvResponse> {
     if (request.type === 'range') return this.range(request, options);
+    this.metrics?.kvRequest(request.type === 'deleteRange' ? 'delete' : request.type === 'txn' ? 'txn' : 'put');
     this.checkServing();
     this.checkAlarms(request);
     // The fast path of the mirror's rule (the state machine refuses at apply, deterministically):
@@ -1101,7 +1148,10 @@ export class RaftNode {
     if (cost > 0 && (this.quota.whenSettled !== undefined || !this.quota.available(cost))) {
       await this.checkQuotaSlowly(request, cost);
     }
-    const outcome = await this.submit(data, options, 0);
+    const outcome = await this.submit(data, options, 0).catch((error: unknown) => {
+      this.metrics?.proposalFailed();
+      throw error;
+    });
     if (outcome.error !== undefined) throw outcome.error;
     assert(outcome.response !== undefined, 'an applied KV command has a response or an error');
     return outcome.response;
@@ -1109,6 +1159,7 @@ export class RaftNode {
 
   /** range reads keys: linearizable by default, from this member's state when serializable. */
   async range(request: RangeRequest, options: NodeCallOptions = {}): Promise<RangeResponse> {
+    this.metrics?.kvRequest('range');
     this.checkServing();
     this.checkAlarms(request);
     this.lastForegroundMs = this.clock.now();
@@ -1345,6 +1396,7 @@ export class RaftNode {
     }
     const toSend = plain ?? messages;
     if (toSend.length === 0) return;
+    this.heartbeats?.sent(toSend);
     const paced = this.pacedPeers(toSend);
     const now = paced === undefined ? toSend : this.catchUpPacer.pace(toSend, paced);
     if (now.length > 0) this.transport.send(now);
@@ -1574,6 +1626,7 @@ export class RaftNode {
     this.logger.info('installed snapshot', { snapshotId: prepared.snapshotId, index, term: snapshot.metadata.term, restoredWhileReceiving, proposalsSettledUnknown: unknown, alarms: this.alarmSet.size });
     this.hooks.onApplied?.(this.appliedIndex);
     this.wakeAppliedWaiters();
+    this.metrics?.snapshotInstalled();
     this.hooks.onSnapshotInstalled?.({ index, term: snapshot.metadata.term, snapshotId: prepared.snapshotId, restoredWhileReceiving });
   }
 
@@ -1591,7 +1644,10 @@ export class RaftNode {
         return undefined;
       case 'journal': {
         const applied = this.journal.apply(command);
-        return 'error' in applied ? { error: applied.error } : {};
+        if ('error' in applied) return { error: applied.error };
+        this.metrics?.migrationStepApplied();
+        this.hooks.onMigrationStep?.({ version: this.journal.current().version, record: command.record });
+        return {};
       }
       case 'logHold': {
         const applied = this.logHolds.apply(command, this.wallClockMs());
@@ -1707,6 +1763,7 @@ export class RaftNode {
     if (leaderId !== NO_NODE) for (const wake of [...this.leaderWaiters]) wake();
     if (role === 'leader') this.integrity.onBecameLeader();
     if (leaderChanged) {
+      if (leaderId !== NO_NODE) this.metrics?.leaderChanged();
       this.logger.info('leader changed', { leaderId: leaderId.toString(16), role });
       // Read requests sent to the old leader may be lost with it: ask again.
       this.reads.askAgain();
@@ -1743,6 +1800,7 @@ export class RaftNode {
 
   private onMessages(messages: readonly Message[]): void {
     if (this.stopped) return;
+    this.heartbeats?.received(messages);
     for (const message of messages) {
       if (message.to !== this.memberId) continue;
       this.raft.step(message);

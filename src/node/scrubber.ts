@@ -43,6 +43,8 @@ export interface ScrubberHost {
   openView(): Promise<KvSnapshotView>;
   /** onCorrupt raises this member's CORRUPT alarm. */
   onCorrupt(reason: string): Promise<void>;
+  /** onReport: a scrub ended (metrics). */
+  onReport?(report: ScrubReport): void;
 }
 
 /** Scrubber runs the scrub cycle (see the file comment). */
@@ -148,6 +150,7 @@ export class Scrubber {
     }
     const report: ScrubReport = { index: view.appliedIndex, keys, bytes, durationMs: this.host.clock.now() - startedMs, failure };
     this.last = report;
+    this.host.onReport?.(report);
     if (failure === undefined) {
       this.host.logger.info('scrub: the state matches its digest', { index: view.appliedIndex, keys, bytes, durationMs: report.durationMs });
     } else {

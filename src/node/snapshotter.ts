@@ -133,7 +133,9 @@ export interface SnapshotterHost {
   logHolds(): readonly LogHold[];
   /** The wall clock in ms since the epoch, which log holds expire by (their deadlines are the proposer's wall clock plus a ttl). */
   wallClockMs(): number;
-  onSaved(info: SnapshotInfo): void;
+  onSaved(info: SnapshotInfo, elapsedMs: number): void;
+  /** onFailed: a snapshot build failed (metrics; the snapshotter logs and backs off itself). */
+  onFailed?(): void;
 }
 
 /** SnapshotterStatus is what status() reports. */
@@ -358,7 +360,7 @@ export class Snapshotter {
     this.backoffUntilMs = 0;
     this.lastError = undefined;
     this.host.logger.info('snapshot saved', { id: info.id, index, bytes: info.byteLength, keys: info.keyCount, ms: elapsedMs, compactedThrough: this.host.log.firstIndex() - 1 });
-    this.host.onSaved(info);
+    this.host.onSaved(info, elapsedMs);
     return info;
   }
 
@@ -491,6 +493,7 @@ export class Snapshotter {
 
   private failed(error: unknown, index: Index): void {
     this.consecutiveFailures += 1;
+    this.host.onFailed?.();
     this.lastError = error instanceof Error ? error.message : String(error);
     const fields = { index, failures: this.consecutiveFailures, reason: this.lastError };
     if (this.consecutiveFailures >= this.policy.failuresBeforeBackoff) {

@@ -1,3 +1,14 @@
-// The public surface of src/obs: logging (traces and metrics arrive with their issue).
+// The public surface of src/obs: logs, metrics (the Prometheus endpoint), /health and the
+// plain-HTTP server of a member.
 export { createConsoleLogger } from './logger.ts';
 export type { LogLevel } from './logger.ts';
+export { MemberMetrics, WAL_FSYNC_BUCKETS_SECONDS, BACKEND_COMMIT_BUCKETS_SECONDS, PEER_RTT_BUCKETS_SECONDS, SNAPSHOT_BUCKETS_SECONDS, PEERS_TRACKED_MAX } from './metrics.ts';
+export type { MemberMetricSources, MigrationMetricView, KvRequestKind } from './metrics.ts';
+export { GrpcServerMetrics, GrpcMethodCounters, GRPC_CODE_NAMES, GRPC_HANDLING_BUCKETS_SECONDS } from './grpc-metrics.ts';
+export type { GrpcMethodType } from './grpc-metrics.ts';
+export { createMetricsRegistry } from './prometheus.ts';
+export type { MetricsRegistry } from './prometheus.ts';
+export { checkHealth, HEALTH_READ_TIMEOUT_MS } from './health.ts';
+export type { HealthSource, HealthAnswer } from './health.ts';
+export { createObsRequestHandler, startObsHttpServer, OBS_LISTEN_URLS_MAX } from './obs-http-server.ts';
+export type { ObsRoutes, ObsHttpServer } from './obs-http-server.ts';

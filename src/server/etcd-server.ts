@@ -4,7 +4,10 @@
 import type { IntegrityNode } from './integrity-service.ts';
 import type { ClusterInfoNode } from './cluster-info-service.ts';
 import type { MigrationNode } from './migration-service.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
+
+import type { GrpcServerMetrics } from '../obs/index.ts';
 
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
@@ -16,6 +19,8 @@ import { createClusterService } from './etcd-cluster-service.ts';
 import { createKvService } from './etcd-kv-service.ts';
 import { createMaintenanceService } from './etcd-maintenance-service.ts';
 import { loadEtcdServices } from './proto-loading.ts';
+import { instrumentService } from './grpc-instrumentation.ts';
+import { listenSharingHttp, type SharedListener } from './shared-listener.ts';
 import type { EtcdServerLogger } from './unary-call.ts';
 
 /**
@@ -53,6 +58,14 @@ export interface EtcdServerOptions {
   readonly clusterInfo?: ClusterInfoNode;
   /** The member's migration calls (Admin.Journal*, Replication, MemberChange, TransferLeader; the RaftNode in production). */
   readonly migration?: MigrationNode;
+  /** gRPC server metrics (grpc_server_*_total); absent, nothing is counted. */
+  readonly grpcMetrics?: GrpcServerMetrics;
+  /**
+   * Plain HTTP/1.1 on the client URLs (etcd serves /health and /version there): when given,
+   * each URL's connections are told apart by their first bytes (shared-listener.ts), HTTP/2
+   * to the gRPC server and HTTP/1.1 to this handler.
+   */
+  readonly httpHandler?: (request: IncomingMessage, response: ServerResponse) => void;
 }
 
 /** EtcdServerCloseOptions says how close() treats calls in flight. */
@@ -91,22 +104,33 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   });
   const services = loadEtcdServices();
   const logger = options.logger;
-  server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
-  server.addService(services.cluster, createClusterService(options.backend, logger));
-  server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
+  const metrics = options.grpcMetrics;
+  server.addService(services.kv, instrumentService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }), metrics));
+  server.addService(services.cluster, instrumentService(services.cluster, createClusterService(options.backend, logger), metrics));
+  server.addService(services.maintenance, instrumentService(services.maintenance, createMaintenanceService(options.backend, logger), metrics));
   const admin =
     options.logSource === undefined
       ? undefined
       : createAdminService({ source: options.logSource, logger, digestPins: options.digestPins, integrity: options.integrity, migration: options.migration, clusterInfo: options.clusterInfo, mirror: options.backend });
-  if (admin !== undefined) server.addService(loadAdminService(), admin.implementation);
+  if (admin !== undefined) {
+    const adminService = loadAdminService();
+    server.addService(adminService, instrumentService(adminService, admin.implementation, metrics));
+  }
 
   const urls: string[] = [];
+  let shared: SharedListener | undefined;
   try {
-    for (const address of addresses) {
-      const port = await bind(server, `${address.host}:${address.port}`);
-      // A client across a slow link would otherwise send a 1.5 MiB put 64 KiB per round trip.
+    if (options.httpHandler !== undefined) {
+      shared = await listenSharingHttp(server, addresses, options.httpHandler);
       widenHttp2Windows(server);
-      urls.push(`http://${address.host}:${port}`);
+      urls.push(...shared.ports.map((port, index) => `http://${addresses[index]?.host ?? '?'}:${port}`));
+    } else {
+      for (const address of addresses) {
+        const port = await bind(server, `${address.host}:${address.port}`);
+        // A client across a slow link would otherwise send a 1.5 MiB put 64 KiB per round trip.
+        widenHttp2Windows(server);
+        urls.push(`http://${address.host}:${port}`);
+      }
     }
   } catch (error) {
     server.forceShutdown();
@@ -119,11 +143,15 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
     close(closeOptions: EtcdServerCloseOptions = {}): Promise<void> {
       if (closeOptions.force === true) {
         admin?.endAll();
+        shared?.destroy();
         server.forceShutdown();
       }
-      closing ??= new Promise<void>((resolve) => {
-        server.tryShutdown(() => resolve());
-      });
+      closing ??= Promise.all([
+        shared?.close(),
+        new Promise<void>((resolve) => {
+          server.tryShutdown(() => resolve());
+        }),
+      ]).then(() => undefined);
       return closing;
     },
   };

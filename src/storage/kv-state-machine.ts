@@ -262,6 +262,8 @@ export interface KvStateMachineOptions {
    * leaves it at that.
    */
   readonly onCorrupt?: (error: StrataError) => void;
+  /** Called after each LevelDB batch of applied state landed, with how long it took (etcd_disk_backend_commit_duration_seconds). */
+  readonly onBatchWritten?: (durationMs: number) => void;
   /**
    * Whether apply() reports each command's changes (ApplyResult.changes): the keys it wrote,
    * each with its state after. The reverse copy into etcd (src/migrate/copy) turns a
@@ -964,8 +966,13 @@ export class KvStateMachine {
     } catch (error) {
       written = Promise.reject(error);
     }
+    const onBatchWritten = this.options.onBatchWritten;
+    const startedMs = onBatchWritten === undefined ? 0 : performance.now();
     this.inFlight = written.then(
-      () => this.landed(sequence, mapKeys, syncing),
+      () => {
+        onBatchWritten?.(performance.now() - startedMs);
+        this.landed(sequence, mapKeys, syncing);
+      },
       (error: unknown) => this.fail(error, appliedIndex),
     );
   }

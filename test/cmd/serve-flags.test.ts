@@ -42,7 +42,18 @@ test('no flags gives etcd defaults', () => {
     zone: '',
     join: [],
     joinTimeoutMs: 0,
+    listenMetricsUrls: [],
+    metrics: 'basic',
   });
+});
+
+test('--listen-metrics-urls and --metrics are etcd\'s; bad values are refused naming the flag', () => {
+  const options = parseServeFlags(['--listen-metrics-urls=http://127.0.0.1:2381,http://[::1]:2381', '--metrics', 'extensive']);
+  assert.deepEqual(options.listenMetricsUrls, ['http://127.0.0.1:2381', 'http://[::1]:2381']);
+  assert.equal(options.metrics, 'extensive');
+  assert.equal(refusal(['--metrics=verbose']).flag, '--metrics');
+  assert.match(refusal(['--metrics=verbose']).message, /must be basic or extensive/);
+  assert.equal(refusal(['--listen-metrics-urls=ftp://x:1']).flag, '--listen-metrics-urls');
 });
 
 test('every flag is read, in both --flag=value and --flag value forms', () => {
@@ -72,6 +83,8 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     '--unsafe-no-state-digest=true',
     '--log-level=debug',
     '--zone', 'eu-west-1a',
+    '--listen-metrics-urls', 'http://127.0.0.1:12381',
+    '--metrics=extensive',
   ]);
   assert.deepEqual(options, {
     name: 'n1',
@@ -106,6 +119,8 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     zone: 'eu-west-1a',
     join: [],
     joinTimeoutMs: 0,
+    listenMetricsUrls: ['http://127.0.0.1:12381'],
+    metrics: 'extensive',
   });
 });
 
@@ -142,7 +157,7 @@ test('--quota-backend-bytes takes etcd\'s values: 0 (the 2 GiB default), a size,
 
 test('an unknown flag is refused by name', () => {
   assert.equal(refusal(['--bogus=1']).flag, '--bogus');
-  assert.equal(refusal(['--listen-metrics-urls', 'http://x:1']).flag, '--listen-metrics-urls');
+  assert.equal(refusal(['--listen-metrics-url', 'http://x:1']).flag, '--listen-metrics-url');
 });
 
 test('a positional argument or a flag without its value is refused', () => {

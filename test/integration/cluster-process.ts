@@ -114,6 +114,10 @@ export interface LaunchOptions {
   readonly electionMs?: number;
   /** More `stratakv serve` flags, appended after the ones launch() sets (e.g. `--snapshot-count=1000`). */
   readonly serveArgs?: readonly string[];
+  /** Serve /metrics, /health and the status page on a metrics URL of its own per member (MemberProcess.metricsUrl). */
+  readonly metrics?: boolean;
+  /** The metrics port of a member launched alone (launch(), restart()); start() picks one per member when `metrics` is set. */
+  readonly metricsPort?: number;
 }
 
 /** MemberProcess is one running `stratakv serve`. */
@@ -124,6 +128,8 @@ export interface MemberProcess {
   readonly endpoint: string;
   readonly dataDir: string;
   readonly logPath: string;
+  /** --listen-metrics-urls' URL when the member serves metrics. */
+  readonly metricsUrl?: string;
   child: ChildProcess;
   exited: Promise<number | null>;
 }
@@ -174,12 +180,12 @@ export class TestCluster {
     };
     const specs = [];
     for (let index = 1; index <= size; index += 1) {
-      specs.push({ name: `n${index}`, clientPort: await pickDistinct(), peerPort: await pickDistinct() });
+      specs.push({ name: `n${index}`, clientPort: await pickDistinct(), peerPort: await pickDistinct(), metricsPort: options.metrics === true ? await pickDistinct() : undefined });
     }
     const initialCluster = specs.map((spec) => `${spec.name}=http://127.0.0.1:${spec.peerPort}`).join(',');
     try {
       for (const spec of specs) {
-        cluster.launch(spec.name, spec.clientPort, spec.peerPort, initialCluster, 'new', options);
+        cluster.launch(spec.name, spec.clientPort, spec.peerPort, initialCluster, 'new', spec.metricsPort === undefined ? options : { ...options, metricsPort: spec.metricsPort });
       }
       await cluster.waitForLeader();
     } catch (error) {
@@ -224,13 +230,15 @@ export class TestCluster {
       `--initial-advertise-peer-urls=${listen.advertisePeerUrl}`,
       ...flags,
     ];
+    const metricsUrl = options.metricsPort === undefined ? undefined : `http://127.0.0.1:${options.metricsPort}`;
+    if (metricsUrl !== undefined) args.push(`--listen-metrics-urls=${metricsUrl}`);
     const timing = [`--heartbeat-interval=${options.heartbeatMs ?? 50}`, `--election-timeout=${options.electionMs ?? 500}`, ...(options.serveArgs ?? [])];
     const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(logPath, { flags: 'a' });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal === null ? null : -1))));
-    const started: MemberProcess = { name, clientUrl, peerUrl: listen.advertisePeerUrl, endpoint: `127.0.0.1:${listen.clientPort}`, dataDir, logPath, child, exited };
+    const started: MemberProcess = { name, clientUrl, peerUrl: listen.advertisePeerUrl, endpoint: `127.0.0.1:${listen.clientPort}`, dataDir, logPath, ...(metricsUrl !== undefined ? { metricsUrl } : {}), child, exited };
     const existing = this.members.findIndex((candidate) => candidate.name === name);
     if (existing >= 0) this.members[existing] = started;
     else this.members.push(started);
@@ -252,7 +260,8 @@ export class TestCluster {
   restart(member: MemberProcess, options: LaunchOptions = {}): MemberProcess {
     const clientPort = Number(new URL(member.clientUrl).port);
     const peerPort = Number(new URL(member.peerUrl).port);
-    return this.launch(member.name, clientPort, peerPort, this.initialCluster(), 'new', options);
+    const metricsPort = member.metricsUrl === undefined ? undefined : Number(new URL(member.metricsUrl).port);
+    return this.launch(member.name, clientPort, peerPort, this.initialCluster(), 'new', metricsPort === undefined || options.metricsPort !== undefined ? options : { ...options, metricsPort });
   }
 
   /** initialCluster is the --initial-cluster value for the members started so far. */
