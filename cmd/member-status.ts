@@ -6,7 +6,7 @@
 // The document is assembled where everything it needs is known (cmd sits above src/node,
 // src/migrate and src/obs); the page itself is src/obs's.
 
-import { checkHealth, type HealthSource } from '../src/obs/index.ts';
+import { checkHealth, type HealthSource, type MemberStatusRow, type MigrationStatusView, type StatusDocument } from '../src/obs/index.ts';
 import type { RaftNode } from '../src/node/index.ts';
 import { decodeRecord, stepsOf } from '../src/migrate/index.ts';
 import type { MigrationRecord } from '../src/migrate/index.ts';
@@ -15,38 +15,6 @@ import type { MigrationRecord } from '../src/migrate/index.ts';
 export const PEER_STATUS_TIMEOUT_MS = 1_000;
 /** MEMBER_STATUS_PATH is where a member answers its own row on its client URLs. */
 export const MEMBER_STATUS_PATH = '/status/member';
-
-/** MemberRow is one member's line on the status page (src/obs StatusDocument's MemberStatusRow). */
-export interface MemberRow {
-  readonly id: string;
-  readonly name: string;
-  readonly zone: string;
-  readonly role: 'leader' | 'follower' | 'learner' | 'candidate' | 'unknown';
-  readonly clientUrls: readonly string[];
-  readonly reachable: boolean;
-  readonly error?: string;
-  readonly term?: number;
-  readonly commitIndex?: number;
-  readonly appliedIndex?: number;
-  readonly lagEntries?: number;
-  readonly dbSizeBytes?: number;
-  readonly snapshot?: { readonly index: number; readonly state: string; readonly detail?: string };
-  readonly alarms: readonly string[];
-}
-
-/** MigrationView is a migration as the status page and the metrics show it (src/obs MigrationStatusView). */
-export interface MigrationView {
-  readonly id: string;
-  readonly kind: string;
-  readonly state: string;
-  readonly phase: string;
-  readonly step: number;
-  readonly steps: number;
-  readonly progress?: { readonly done: number; readonly total: number; readonly unit: string };
-  readonly detail?: string;
-  readonly startedAt?: string;
-  readonly updatedAt?: string;
-}
 
 /** healthSource is /health's view of `node` (a mirror answers the read as the copier's reads are). */
 export function healthSource(node: RaftNode): HealthSource {
@@ -60,7 +28,7 @@ export function healthSource(node: RaftNode): HealthSource {
 }
 
 /** ownRow is this member's row, from its own state. */
-export async function ownRow(node: RaftNode): Promise<MemberRow> {
+export async function ownRow(node: RaftNode): Promise<MemberStatusRow> {
   const status = node.status();
   const record = node.members().find((member) => member.id === node.memberId);
   const snapshots = status.snapshots;
@@ -95,11 +63,11 @@ export async function ownRow(node: RaftNode): Promise<MemberRow> {
 }
 
 /** statusDocument is the status page's data: the cluster as this member sees it, every member's row, the migration. */
-export async function statusDocument(node: RaftNode, version: string): Promise<Record<string, unknown>> {
+export async function statusDocument(node: RaftNode, version: string): Promise<StatusDocument> {
   const status = node.status();
   const members = node.members();
   const rows = await Promise.all(
-    members.map(async (member): Promise<MemberRow> => {
+    members.map(async (member): Promise<MemberStatusRow> => {
       if (member.id === node.memberId) return ownRow(node);
       const base = { id: member.id.toString(16), name: member.name, zone: member.zone, clientUrls: member.clientUrls, alarms: [] as string[] };
       const url = member.clientUrls[0];
@@ -107,7 +75,7 @@ export async function statusDocument(node: RaftNode, version: string): Promise<R
       try {
         const answer = await fetch(new URL(MEMBER_STATUS_PATH, url), { signal: AbortSignal.timeout(PEER_STATUS_TIMEOUT_MS) });
         if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
-        return { ...(await answer.json() as MemberRow), reachable: true };
+        return { ...(await answer.json() as MemberStatusRow), reachable: true };
       } catch (error) {
         return { ...base, role: member.isLearner ? 'learner' : 'unknown', reachable: false, error: `${url}: ${(error as Error).message}` };
       }
@@ -130,7 +98,7 @@ export async function statusDocument(node: RaftNode, version: string): Promise<R
 }
 
 /** describeMigration reads a journal record for the metrics (undefined when it cannot be read). */
-export function describeMigration(text: string): MigrationView | undefined {
+export function describeMigration(text: string): MigrationStatusView | undefined {
   try {
     return viewOf(decodeRecord(text));
   } catch {
@@ -138,7 +106,7 @@ export function describeMigration(text: string): MigrationView | undefined {
   }
 }
 
-function viewOf(record: MigrationRecord): MigrationView {
+function viewOf(record: MigrationRecord): MigrationStatusView {
   const steps = stepsOf(record.kind);
   const done = record.next === undefined;
   const step = done ? steps.length : steps.indexOf(record.next as (typeof steps)[number]) + 1;
@@ -150,6 +118,7 @@ function viewOf(record: MigrationRecord): MigrationView {
     phase: record.next ?? 'done',
     step,
     steps: steps.length,
+    stepNames: [...steps],
     progress: { done: done ? steps.length : step - 1, total: steps.length, unit: 'steps' },
     ...(last !== undefined ? { detail: `${last.step}: ${last.detail}` } : {}),
     startedAt: new Date(record.startedAtMs).toISOString(),
@@ -159,7 +128,7 @@ function viewOf(record: MigrationRecord): MigrationView {
 
 // migrationView adds what the rows tell about the step running: while learners catch up,
 // how far the slowest one has applied of the leader's log.
-function migrationView(text: string, rows: readonly MemberRow[], leaderCommit: number): MigrationView | undefined {
+function migrationView(text: string, rows: readonly MemberStatusRow[], leaderCommit: number): MigrationStatusView | undefined {
   const view = describeMigration(text);
   if (view === undefined) return undefined;
   if (view.phase !== 'catch-up') return view;

@@ -3,7 +3,7 @@
 // leadership over first, so clients see no election timeout.
 
 import { RaftNode } from '../src/node/index.ts';
-import { createConsoleLogger, createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, startObsHttpServer } from '../src/obs/index.ts';
+import { createConsoleLogger, createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, renderStatusPage, startObsHttpServer } from '../src/obs/index.ts';
 import type { ObsHttpServer } from '../src/obs/index.ts';
 import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer, startJoinWaitingServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
@@ -85,7 +85,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
     if (registry !== undefined) {
       metricsServer = await startObsHttpServer(
         options.listenMetricsUrls,
-        createObsRequestHandler({ health, version, metrics: registry, member: () => ownRow(node), status: () => statusDocument(node, serverVersion()), page: () => statusPage(node) }),
+        createObsRequestHandler({ health, version, metrics: registry, member: () => ownRow(node), status: () => statusDocument(node, serverVersion()), page: async () => renderStatusPage(await statusDocument(node, serverVersion())) }),
       );
     }
   } catch (error) {
@@ -145,11 +145,4 @@ async function joinIfAsked(options: ServeOptions, logger: ReturnType<typeof crea
   } finally {
     stopSignals.dispose();
   }
-}
-
-// statusPage renders the status page from the member's status document.
-// TODO(merge): src/obs renderStatusPage replaces this stand-in once the page lands.
-async function statusPage(node: RaftNode): Promise<string> {
-  const document = await statusDocument(node, serverVersion());
-  return `<!doctype html><title>stratakv</title><pre>${JSON.stringify(document, null, 2).replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`)}</pre>`;
 }

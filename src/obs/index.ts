@@ -1,5 +1,5 @@
-// The public surface of src/obs: logs, metrics (the Prometheus endpoint), /health and the
-// plain-HTTP server of a member.
+// The public surface of src/obs: logs, metrics (the Prometheus endpoint), /health, the
+// plain-HTTP server of a member and its status page.
 export { createConsoleLogger } from './logger.ts';
 export type { LogLevel } from './logger.ts';
 export { MemberMetrics, WAL_FSYNC_BUCKETS_SECONDS, BACKEND_COMMIT_BUCKETS_SECONDS, PEER_RTT_BUCKETS_SECONDS, SNAPSHOT_BUCKETS_SECONDS, PEERS_TRACKED_MAX } from './metrics.ts';
@@ -12,3 +12,5 @@ export { checkHealth, HEALTH_READ_TIMEOUT_MS } from './health.ts';
 export type { HealthSource, HealthAnswer } from './health.ts';
 export { createObsRequestHandler, startObsHttpServer, OBS_LISTEN_URLS_MAX } from './obs-http-server.ts';
 export type { ObsRoutes, ObsHttpServer } from './obs-http-server.ts';
+export { renderStatusPage, STATUS_PAGE_REFRESH_MS } from './status-page.ts';
+export type { MemberStatusRow, MigrationStatusView, StatusDocument } from './status-document.ts';

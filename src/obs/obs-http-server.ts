@@ -74,6 +74,7 @@ async function route(routes: ObsRoutes, request: IncomingMessage, response: Serv
       return;
     case '/':
       if (routes.page === undefined) break;
+      response.setHeader('cache-control', 'no-store');
       send(response, 200, 'text/html; charset=utf-8', await routes.page());
       return;
     default:
