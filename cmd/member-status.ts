@@ -83,7 +83,10 @@ export async function statusDocument(node: RaftNode, version: string): Promise<S
   );
   const leaderRow = rows.find((row) => row.role === 'leader');
   const leaderCommit = leaderRow?.commitIndex ?? status.commitIndex;
-  const withLag = rows.map((row) => (row.appliedIndex === undefined ? row : { ...row, lagEntries: Math.max(0, leaderCommit - row.appliedIndex) }));
+  const withLag = rows
+    .map((row) => (row.appliedIndex === undefined ? row : { ...row, lagEntries: Math.max(0, leaderCommit - row.appliedIndex) }))
+    // Voters first, then learners; by name within each, so a refresh never reorders the table.
+    .sort((a, b) => Number(a.role === 'learner') - Number(b.role === 'learner') || a.name.localeCompare(b.name));
   const journal = node.migrationJournalNow();
   const migration = journal === undefined ? undefined : migrationView(journal, withLag, leaderCommit);
   return {
@@ -127,7 +130,7 @@ function viewOf(record: MigrationRecord): MigrationStatusView {
 }
 
 // migrationView adds what the rows tell about the step running: while learners catch up,
-// how far the slowest one has applied of the leader's log.
+// how far the slowest of the joining members has applied of the leader's log (in entries).
 function migrationView(text: string, rows: readonly MemberStatusRow[], leaderCommit: number): MigrationStatusView | undefined {
   const view = describeMigration(text);
   if (view === undefined) return undefined;
@@ -136,5 +139,5 @@ function migrationView(text: string, rows: readonly MemberStatusRow[], leaderCom
   const joining = new Set(record.to.map((spec) => spec.name));
   const applied = rows.filter((row) => joining.has(row.name) && row.appliedIndex !== undefined).map((row) => row.appliedIndex as number);
   if (applied.length === 0) return view;
-  return { ...view, progress: { done: Math.min(...applied), total: leaderCommit, unit: 'entries applied by the slowest new member' } };
+  return { ...view, progress: { done: Math.min(...applied), total: leaderCommit, unit: 'entries' } };
 }

@@ -152,16 +152,27 @@ export async function runMigrateCommand(args: readonly string[], io: MigrateIo):
   return 0;
 }
 
-/** MIGRATE_FAILPOINT_ENV names the tests' failpoint: `kill-before-journal:STEP` kills this process (SIGKILL) once STEP is done, before the journal records it. */
+/**
+ * MIGRATE_FAILPOINT_ENV names the tests' failpoint: `kill-before-journal:STEP` kills this
+ * process (SIGKILL) once STEP is done, before the journal records it; `pause-before-journal:STEP:MS`
+ * waits MS milliseconds there instead (≤ FAILPOINT_PAUSE_MS_MAX), so a test can look at a
+ * migration that is running (the status page).
+ */
 export const MIGRATE_FAILPOINT_ENV = 'STRATAKV_MIGRATE_FAILPOINT';
+/** FAILPOINT_PAUSE_MS_MAX bounds a pause failpoint. */
+export const FAILPOINT_PAUSE_MS_MAX = 120_000;
 
 // killFailpoint reads MIGRATE_FAILPOINT_ENV (tests kill the migration between a step and its
-// journal write, the worst moment for a resume, as etcd's failpoints do).
-function killFailpoint(): ((step: string) => void) | undefined {
+// journal write, the worst moment for a resume, as etcd's failpoints do; or hold it there).
+function killFailpoint(): ((step: string) => Promise<void> | void) | undefined {
   const text = process.env[MIGRATE_FAILPOINT_ENV];
   if (text === undefined || text === '') return undefined;
+  const pause = /^pause-before-journal:([a-z-]+):([0-9]+)$/.exec(text);
+  if (pause !== null && Number(pause[2]) <= FAILPOINT_PAUSE_MS_MAX) {
+    return (step) => (step === pause[1] ? new Promise<void>((resolve) => setTimeout(resolve, Number(pause[2]))) : undefined);
+  }
   const match = /^kill-before-journal:([a-z-]+)$/.exec(text);
-  if (match === null) throw new UsageError(MIGRATE_FAILPOINT_ENV, `${MIGRATE_FAILPOINT_ENV}=${text}: want kill-before-journal:STEP`);
+  if (match === null) throw new UsageError(MIGRATE_FAILPOINT_ENV, `${MIGRATE_FAILPOINT_ENV}=${text}: want kill-before-journal:STEP or pause-before-journal:STEP:MS (MS ≤ ${FAILPOINT_PAUSE_MS_MAX})`);
   return (step) => {
     if (step === match[1]) process.kill(process.pid, 'SIGKILL');
   };
