@@ -13,7 +13,12 @@
 // The echo server answers Put and Range at once: what the harness itself reaches here.
 // The run ends with one JSON line per figure.
 //
-// Options: --quick (short windows, one run), --targets echo,etcd,stratakv, --duration-ms N,
+// Observability's cost (issue 17): --targets stratakv,stratakv-metrics,stratakv-trace1,stratakv-trace100
+// adds stratakv with metrics served and scraped each second, and with traces exported over
+// OTLP (1 % and 100 % sampled) to a sink in this process; the ratios to plain stratakv are
+// printed with the goals (trace1 ≥ 0.95, metrics ≥ 0.97 of plain put/s).
+//
+// Options: --quick (short windows, one run), --targets echo,etcd,stratakv (and the variants above), --duration-ms N,
 // --warmup-ms N, --runs N, --channels N (grpc-js channels = HTTP/2 connections, default 1),
 // --client-processes N (harness processes, default 1), --concurrency 1,16,64,256,
 // --get-concurrency 64,256, --deadline-ms N (per request; default none).
@@ -57,6 +62,8 @@ const GET_KEYS = 1_000;
 // Windows are bounded by time and the wait for outstanding requests afterwards is bounded too.
 const DEADLINE_MS = Number(options['deadline-ms']);
 const REQUESTS_MAX = 1_000_000;
+// SCRAPE_INTERVAL_MS: how often the bench scrapes each member that serves metrics.
+const SCRAPE_INTERVAL_MS = 1_000;
 const RUNS_MAX = 15;
 const DURATION_MS_MAX = 60_000;
 const PRELOAD_CONCURRENCY = 64;
@@ -198,6 +205,9 @@ async function measure(cluster: RunningCluster, scenario: Scenario, run: number)
   const leader = await cluster.leader();
   const pids = [leader.pid, ...cluster.members.filter((member) => member !== leader).map((member) => member.pid)];
   const cpu = new CpuWindow(pids);
+  // A member that serves metrics is scraped each second meanwhile, as a Prometheus would be
+  // (its default is every 15 s or more: this is the expensive end).
+  const scraper = startScraper(cluster.members.flatMap((member) => (member.metricsUrl !== undefined ? [member.metricsUrl] : [])));
   const result = await harness.run({
     operation: scenario.operation,
     endpoints: [leader.endpoint],
@@ -213,7 +223,36 @@ async function measure(cluster: RunningCluster, scenario: Scenario, run: number)
     valueBytes: VALUE_BYTES,
     recordCompletions: false,
   });
+  const scrapes = await scraper.stop();
+  if (scrapes.failed > 0) console.log(`  ${cluster.system}: ${scrapes.failed} of ${scrapes.done + scrapes.failed} metrics scrapes failed`);
   return { ...result, memberCpuPercent: cpu.stop() };
+}
+
+// startScraper fetches /metrics of every URL each SCRAPE_INTERVAL_MS until stop() (which
+// answers how many scrapes were done and failed); each fetch is bounded by the interval.
+function startScraper(urls: readonly string[]): { stop(): Promise<{ done: number; failed: number }> } {
+  const counts = { done: 0, failed: 0 };
+  const inFlight = new Set<Promise<void>>();
+  const scrapeAll = (): void => {
+    for (const url of urls) {
+      const scrape = fetch(`${url}/metrics`, { signal: AbortSignal.timeout(SCRAPE_INTERVAL_MS) })
+        .then((answer) => answer.text())
+        .then(
+          () => void (counts.done += 1),
+          () => void (counts.failed += 1),
+        );
+      inFlight.add(scrape);
+      void scrape.finally(() => inFlight.delete(scrape));
+    }
+  };
+  const timer = urls.length === 0 ? undefined : setInterval(scrapeAll, SCRAPE_INTERVAL_MS);
+  return {
+    async stop() {
+      if (timer !== undefined) clearInterval(timer);
+      await Promise.all(inFlight);
+      return counts;
+    },
+  };
 }
 
 function record(system: SystemName, scenario: Scenario, result: Measured): void {
@@ -311,7 +350,11 @@ function report(): void {
   }
 
   // Ratios of medians: stratakv against etcd and against the harness ceiling.
-  const pairs: [SystemName, SystemName][] = [['stratakv', 'etcd'], ['stratakv', 'echo'], ['etcd', 'echo']];
+  // Observability's cost (issue 17): each observed variant against plain stratakv, same run.
+  const observed: [SystemName, SystemName][] = [['stratakv-metrics', 'stratakv'], ['stratakv-trace1', 'stratakv'], ['stratakv-trace100', 'stratakv']];
+  const measuredSystems = new Set(clusters.map((cluster) => cluster.system));
+  const candidates: [SystemName, SystemName][] = [['stratakv', 'etcd'], ['stratakv', 'echo'], ['etcd', 'echo'], ...observed];
+  const pairs = candidates.filter(([top, bottom]) => measuredSystems.has(top) && measuredSystems.has(bottom));
   const ratioRows: string[][] = [];
   for (const scenario of scenarios) {
     const cells = [scenarioName(scenario)];
@@ -329,7 +372,7 @@ function report(): void {
     ratioRows.push(cells);
   }
   console.log('\nRatios of median ops/s (and stratakv p99 / etcd p99; lower is better):');
-  console.log(formatTable(['scenario', 'stratakv/etcd', 'stratakv/echo', 'etcd/echo', 'p99 stratakv/etcd'], ratioRows));
+  console.log(formatTable(['scenario', ...pairs.map(([top, bottom]) => `${top}/${bottom}`), 'p99 stratakv/etcd'], ratioRows));
 
   // The issue's goals, checked when both sides were measured.
   const goals: [string, number, number, boolean][] = [];
@@ -345,8 +388,14 @@ function report(): void {
     goal(`get c${concurrency} stratakv/etcd ≥ 1.5`, median(samplesFor('stratakv', get).perSecond) / median(samplesFor('etcd', get).perSecond), 1.5, true);
   }
   goal('put c1 stratakv p50 ≤ 1 ms', median(samplesFor('stratakv', { operation: 'put', concurrency: 1 }).p50), 1, false);
+  // Issue 17: tracing at 1 % keeps ≥ 0.95 of the untraced put/s, metrics ≥ 0.97.
+  for (const scenario of scenarios.filter((candidate) => candidate.operation === 'put')) {
+    const plain = median(samplesFor('stratakv', scenario).perSecond);
+    goal(`put c${scenario.concurrency} trace1/plain ≥ 0.95`, median(samplesFor('stratakv-trace1', scenario).perSecond) / plain, 0.95, true);
+    goal(`put c${scenario.concurrency} metrics/plain ≥ 0.97`, median(samplesFor('stratakv-metrics', scenario).perSecond) / plain, 0.97, true);
+  }
   if (goals.length > 0) {
-    console.log('\nGoals of issue 4:');
+    console.log('\nGoals (issue 4: stratakv against etcd and echo; issue 17: observability\'s cost):');
     for (const [name, value, , met] of goals) {
       console.log(`  ${met ? 'met    ' : 'NOT met'}  ${name.padEnd(30)} ${value.toFixed(2)}`);
       json.push({ bench: 'kv', name: `goal ${name}`, unit: 'ratio', median: value, met });

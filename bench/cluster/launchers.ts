@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { freePorts, makeTempFolder, removeTempFolder, sleep, startChild, stopChild, tailOf } from './processes.ts';
+import { startOtlpSink } from './otlp-sink.ts';
 import { describeError, status } from './rpc.ts';
 
 /** REPOSITORY is the root of the stratakv checkout. */
@@ -25,8 +26,16 @@ const LEADER_TIMEOUT_MS = 15_000;
 const STATUS_DEADLINE_MS = 1_000;
 const POLL_MS = 100;
 
-/** SystemName names a benchmarked system. */
-export type SystemName = 'echo' | 'etcd' | 'stratakv';
+/**
+ * SystemName names a benchmarked system. The stratakv-* variants are stratakv with
+ * observability on (issue 17): metrics served on --listen-metrics-urls (and scraped by the
+ * bench each second), or traces exported over OTLP to a sink (otlp-sink.ts) with every
+ * request sampled (trace100) or 1 % (trace1); plain `stratakv` has neither.
+ */
+export type SystemName = 'echo' | 'etcd' | 'stratakv' | 'stratakv-metrics' | 'stratakv-trace1' | 'stratakv-trace100';
+
+/** SYSTEM_NAMES lists every system --targets accepts. */
+export const SYSTEM_NAMES: readonly SystemName[] = ['echo', 'etcd', 'stratakv', 'stratakv-metrics', 'stratakv-trace1', 'stratakv-trace100'];
 
 /** Member is one server of a cluster: its name, its member id (0 for echo) and client endpoint. */
 export interface Member {
@@ -39,6 +48,8 @@ export interface Member {
   readonly peerUrl?: string;
   readonly dataDir?: string;
   readonly logPath?: string;
+  /** metricsUrl: where the member serves /metrics, when it does (stratakv-metrics). */
+  readonly metricsUrl?: string;
 }
 
 /** RunningCluster is a started system. */
@@ -113,6 +124,8 @@ export function echoLauncher(): Launcher {
 interface MemberCommand {
   readonly command: string;
   readonly args: readonly string[];
+  /** The environment, when not this process's. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 interface MemberSpec {
@@ -121,6 +134,8 @@ interface MemberSpec {
   readonly clientUrl: string;
   readonly peerUrl: string;
   readonly initialCluster: string;
+  /** A free port's URL the member may serve metrics on. */
+  readonly metricsUrl: string;
 }
 
 /** etcdFlags are the etcd flags both etcd and `stratakv serve` take for one member. */
@@ -157,23 +172,57 @@ export function etcdLauncher(): Launcher {
 /** STRATAKV_ENTRY is the stratakv command line's entry point. */
 export const STRATAKV_ENTRY = join(REPOSITORY, 'cmd', 'stratakv.js');
 
-/** StratakvLaunchOptions: extra `serve` flags for every member (`--snapshot-count 10000`, say). */
+/** StratakvLaunchOptions: extra `serve` flags for every member (`--snapshot-count 10000`, say), and observability. */
 export interface StratakvLaunchOptions {
   readonly serveFlags?: readonly string[];
+  /** The variant's name (default 'stratakv'). */
+  readonly system?: SystemName;
+  /** Serve metrics on each member's metricsUrl. */
+  readonly metrics?: boolean;
+  /** Export traces to an OTLP sink started with the cluster, sampling this fraction of requests. */
+  readonly traceRatio?: number;
 }
 
 /** stratakvLauncher starts three `node cmd/stratakv.js serve` members with etcd's flags (and `options.serveFlags`). */
 export function stratakvLauncher(options: StratakvLaunchOptions = {}): Launcher {
   const serveFlags = options.serveFlags ?? [];
+  const system = options.system ?? 'stratakv';
+  const traceRatio = options.traceRatio;
   return {
-    system: 'stratakv',
+    system,
     unavailable: () => (existsSync(STRATAKV_ENTRY) ? undefined : `${STRATAKV_ENTRY} is missing`),
-    start: () =>
-      startProcessCluster(
-        'stratakv',
-        `stratakv serve (${process.execPath} ${process.version})${serveFlags.length > 0 ? ` ${serveFlags.join(' ')}` : ''}`,
-        (spec) => stratakvServeCommand([...etcdFlags(spec), ...serveFlags]),
-      ),
+    start: async () => {
+      const sink = traceRatio === undefined ? undefined : await startOtlpSink();
+      const env =
+        sink === undefined
+          ? undefined
+          : {
+              ...process.env,
+              OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint,
+              OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+              OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+              OTEL_TRACES_SAMPLER_ARG: String(traceRatio),
+            };
+      const observed = [
+        ...(options.metrics === true ? ['metrics on /metrics, scraped each second'] : []),
+        ...(traceRatio !== undefined ? [`traces sampled ${traceRatio * 100} % exported over OTLP/HTTP protobuf to a sink`] : []),
+      ];
+      try {
+        const cluster = await startProcessCluster(
+          system,
+          `stratakv serve (${process.execPath} ${process.version})${serveFlags.length > 0 ? ` ${serveFlags.join(' ')}` : ''}${observed.length > 0 ? `, ${observed.join(', ')}` : ''}`,
+          (spec) => ({
+            ...stratakvServeCommand([...etcdFlags(spec), ...serveFlags, ...(options.metrics === true ? ['--listen-metrics-urls', spec.metricsUrl] : [])]),
+            ...(env !== undefined ? { env } : {}),
+          }),
+          { metrics: options.metrics === true },
+        );
+        return sink === undefined ? cluster : { ...cluster, stop: async () => { await cluster.stop(); await sink.close(); } };
+      } catch (error) {
+        await sink?.close();
+        throw error;
+      }
+    },
   };
 }
 
@@ -190,9 +239,10 @@ function nodeArgsFromEnvironment(): string[] {
   return (process.env.STRATAKV_BENCH_NODE_ARGS ?? '').split(' ').filter((item) => item !== '');
 }
 
-async function startProcessCluster(system: SystemName, description: string, commandFor: (spec: MemberSpec) => MemberCommand): Promise<RunningCluster> {
+async function startProcessCluster(system: SystemName, description: string, commandFor: (spec: MemberSpec) => MemberCommand, options: { readonly metrics?: boolean } = {}): Promise<RunningCluster> {
   const folder = makeTempFolder(`stratakv-bench-${system}-`);
-  const ports = await freePorts(CLUSTER_SIZE * 2);
+  const ports = await freePorts(CLUSTER_SIZE * 3);
+  const metricsUrls = Array.from({ length: CLUSTER_SIZE }, (_, index) => `http://127.0.0.1:${ports[2 * CLUSTER_SIZE + index]}`);
   const names = Array.from({ length: CLUSTER_SIZE }, (_, index) => `n${index + 1}`);
   const peerUrls = names.map((_, index) => `http://127.0.0.1:${ports[CLUSTER_SIZE + index]}`);
   const clientUrls = names.map((_, index) => `http://127.0.0.1:${ports[index]}`);
@@ -211,11 +261,12 @@ async function startProcessCluster(system: SystemName, description: string, comm
         clientUrl: clientUrls[index] ?? '',
         peerUrl: peerUrls[index] ?? '',
         initialCluster,
+        metricsUrl: metricsUrls[index] ?? '',
       };
-      const { command, args } = commandFor(spec);
+      const { command, args, env } = commandFor(spec);
       const logPath = join(folder, `${name}.log`);
       logs.push(logPath);
-      children.push(startChild(command, args, logPath, { cwd: REPOSITORY }));
+      children.push(startChild(command, args, logPath, { cwd: REPOSITORY, ...(env !== undefined ? { env } : {}) }));
     }
     const exitedMember = (): string | undefined => {
       const index = children.findIndex((child) => child.exitCode !== null || child.signalCode !== null);
@@ -245,6 +296,7 @@ async function startProcessCluster(system: SystemName, description: string, comm
             peerUrl: peerUrls[index] ?? '',
             dataDir: join(folder, `${name}.data`),
             logPath: logs[index] ?? '',
+            ...(options.metrics === true ? { metricsUrl: metricsUrls[index] ?? '' } : {}),
           });
           break;
         } catch (error) {
@@ -334,6 +386,12 @@ export function launcherFor(system: SystemName): Launcher {
       return etcdLauncher();
     case 'stratakv':
       return stratakvLauncher();
+    case 'stratakv-metrics':
+      return stratakvLauncher({ system, metrics: true });
+    case 'stratakv-trace1':
+      return stratakvLauncher({ system, traceRatio: 0.01 });
+    case 'stratakv-trace100':
+      return stratakvLauncher({ system, traceRatio: 1 });
   }
 }
 
@@ -341,8 +399,9 @@ export function launcherFor(system: SystemName): Launcher {
 export function parseTargets(text: string): SystemName[] {
   const systems: SystemName[] = [];
   for (const part of text.split(',').map((item) => item.trim()).filter((item) => item !== '')) {
-    if (part !== 'echo' && part !== 'etcd' && part !== 'stratakv') throw new Error(`--targets: unknown system ${JSON.stringify(part)} (echo, etcd, stratakv)`);
-    if (!systems.includes(part)) systems.push(part);
+    const system = SYSTEM_NAMES.find((name) => name === part);
+    if (system === undefined) throw new Error(`--targets: unknown system ${JSON.stringify(part)} (${SYSTEM_NAMES.join(', ')})`);
+    if (!systems.includes(system)) systems.push(system);
   }
   if (systems.length === 0) throw new Error('--targets: none given');
   return systems;
