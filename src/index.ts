@@ -2,6 +2,7 @@
 // openCluster() (typed put/get/range/delete/txn and cluster calls, no gRPC needed locally),
 // or talk to a running cluster with EtcdClient.
 
+import type { Meter } from '@opentelemetry/api';
 import { prefixEnd } from './client/index.ts';
 import { RaftNode } from './node/index.ts';
 import type { AlarmRecord, AlarmType, MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
@@ -50,8 +51,19 @@ export interface OpenClusterOptions {
   /** Also serve etcd's gRPC API here (http://host:port), for etcdctl and other processes. */
   readonly clientUrls?: readonly string[];
   readonly logger?: Logger;
-  /** Lifecycle callbacks, including onSnapshotSaved and onSnapshotInstalled. */
+  /**
+   * Lifecycle callbacks (RaftNodeHooks; README "Lifecycle hooks"): onStarted, onRoleChange
+   * (became leader / follower / candidate, or learned a new leader), onSnapshotSaved,
+   * onSnapshotInstalled, onAlarm (raised or cleared), onMigrationStep, onStopping, onRemoved,
+   * onApplied. Each is called synchronously on the member's event loop and must not throw.
+   */
   readonly hooks?: RaftNodeHooks;
+  /**
+   * An OpenTelemetry meter (from the application's MeterProvider): the member's metrics, with
+   * etcd's names (src/obs metrics.ts), are created from it and exported by whatever reader the
+   * application configured (a Prometheus exporter, OTLP). Absent, nothing is counted.
+   */
+  readonly meter?: Meter;
   /**
    * When snapshots are taken and how much log is kept (etcd's --snapshot-count and
    * --snapshot-catchup-entries are snapshotCount and catchUpEntries; defaults 10,000 and 5,000).
@@ -122,6 +134,7 @@ export class StrataKv {
       ...(options.quotaBackendBytes !== undefined ? { quotaBackendBytes: options.quotaBackendBytes } : {}),
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
       ...(options.hooks !== undefined ? { hooks: options.hooks } : {}),
+      ...(options.meter !== undefined ? { meter: options.meter } : {}),
       ...(options.snapshotPolicy !== undefined ? { snapshotPolicy: options.snapshotPolicy } : {}),
       createTransport: ({ localId, clusterId }) =>
         network !== undefined
