@@ -9,6 +9,7 @@
 import { checkHealth, type HealthSource, type MemberStatusRow, type MigrationStatusView, type StatusDocument } from '../src/obs/index.ts';
 import type { RaftNode } from '../src/node/index.ts';
 import { decodeRecord, stepsOf } from '../src/migrate/index.ts';
+import { decodeCopyState, type CopyPhase } from '../src/migrate/copy/index.ts';
 import type { MigrationRecord } from '../src/migrate/index.ts';
 
 /** PEER_STATUS_TIMEOUT_MS bounds the wait for another member's row. */
@@ -88,7 +89,8 @@ export async function statusDocument(node: RaftNode, version: string): Promise<S
     // Voters first, then learners; by name within each, so a refresh never reorders the table.
     .sort((a, b) => Number(a.role === 'learner') - Number(b.role === 'learner') || a.name.localeCompare(b.name));
   const journal = node.migrationJournalNow();
-  const migration = journal === undefined ? undefined : migrationView(journal, withLag, leaderCommit);
+  const mirror = node.mirrorStateNow();
+  const migration = journal !== undefined ? migrationView(journal, withLag, leaderCommit) : mirror !== undefined ? copyView(mirror) : undefined;
   return {
     generatedAt: new Date().toISOString(),
     self: { id: node.memberId.toString(16), name: node.name },
@@ -140,4 +142,40 @@ function migrationView(text: string, rows: readonly MemberStatusRow[], leaderCom
   const applied = rows.filter((row) => joining.has(row.name) && row.appliedIndex !== undefined).map((row) => row.appliedIndex as number);
   if (applied.length === 0) return view;
   return { ...view, progress: { done: Math.min(...applied), total: leaderCommit, unit: 'entries' } };
+}
+
+// COPY_PHASES are a copy's phases in order, as the page's step track shows them.
+const COPY_PHASES: readonly CopyPhase[] = ['copying', 'tailing', 'switching', 'fenced', 'completed'];
+
+/**
+ * copyView describes the copy this cluster is the target (or, after a switch, the source) of,
+ * from the copy state its mirror mode keeps (`stratakv migrate copy`): its phase, and how far
+ * it is (keys copied while scanning, then the source's revisions applied); undefined when the
+ * state cannot be read.
+ */
+export function copyView(bytes: Uint8Array): MigrationStatusView | undefined {
+  let state;
+  try {
+    state = decodeCopyState(bytes);
+  } catch {
+    return undefined;
+  }
+  const step = COPY_PHASES.indexOf(state.phase) + 1;
+  return {
+    id: state.copyId,
+    kind: `copy ${state.direction ?? 'forward'} from ${state.source.kind} ${state.source.endpoints.slice(0, 3).join(',')}`,
+    state: state.phase === 'completed' ? 'done' : 'running',
+    phase: state.phase,
+    step,
+    steps: COPY_PHASES.length,
+    stepNames: [...COPY_PHASES],
+    ...(state.phase === 'copying' && state.scan !== null && state.scan.keysTotal > 0
+      ? { progress: { done: state.scan.keysCopied, total: state.scan.keysTotal, unit: 'keys' } }
+      : state.sourceRevisionSeen > 0
+        ? { progress: { done: state.appliedRevision, total: state.sourceRevisionSeen, unit: 'source revisions' } }
+        : {}),
+    detail: `rescans ${state.rescans}${state.caughtUpAtMs > 0 ? `, last caught up ${new Date(state.caughtUpAtMs).toISOString()}` : ''}`,
+    startedAt: new Date(state.createdAtMs).toISOString(),
+    updatedAt: new Date(state.updatedAtMs).toISOString(),
+  };
 }

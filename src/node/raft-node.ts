@@ -633,6 +633,11 @@ export class RaftNode {
     };
   }
 
+  /** mirrorStateNow is the copy state this member's state machine holds in mirror mode, as applied here (no Raft round; undefined: not a mirror). */
+  mirrorStateNow(): Uint8Array | undefined {
+    return this.stateMachine.mirrorState();
+  }
+
   /** migrationJournalNow is the migration journal's record as applied here (no Raft round; undefined: none). */
   migrationJournalNow(): string | undefined {
     return this.journal.current().record;
