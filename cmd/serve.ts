@@ -52,6 +52,11 @@ export async function runServe(given: ServeOptions, logger: StructuredLogger): P
     snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
     logger,
+    // The fsync-failure exit: its line is written synchronously before the abort.
+    onFatal: (error) => {
+      logger.fatal('fatal storage error, stopping', { error });
+      process.abort();
+    },
     createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, advertiseUrls: options.initialAdvertisePeerUrls, logger }),
     hooks: {
       onRoleChange: ({ role, leaderId, term }) => logger.info(`role ${role}`, { leader: leaderId.toString(16), term }),

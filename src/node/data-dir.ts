@@ -88,7 +88,10 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     initialMembers,
   };
   const limits = options.limits ?? DEFAULT_KV_LIMITS;
-  const machineOptions: KvStateMachineOptions = { limits, ...(options.unsafeSkipDigest === true ? { unsafeSkipDigest: true } : {}) };
+  // RaftNodeOptions.onFatal reaches the stores too: a failed fdatasync or LevelDB write calls
+  // the store's handler first (stratakv serve's logs the error before it aborts).
+  const onFatal = options.onFatal !== undefined ? { onFatal: options.onFatal } : {};
+  const machineOptions: KvStateMachineOptions = { limits, ...onFatal, ...(options.unsafeSkipDigest === true ? { unsafeSkipDigest: true } : {}) };
   let identity = derived;
   const clock = options.clock ?? SYSTEM_CLOCK;
   // A snapshot's footer says when it was made: wall time for a real member; a simulated one
@@ -119,7 +122,7 @@ export async function openMemberStorage(options: RaftNodeOptions): Promise<Membe
     }
     if (stored === undefined) writeMemberIdentity(options.dataDir, derived);
     identity = stored ?? derived;
-    log = DiskLogStore.openSync({ fileSystem: new NodeFileSystem(), directory: join(options.dataDir, 'member', 'wal'), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    log = DiskLogStore.openSync({ fileSystem: new NodeFileSystem(), directory: join(options.dataDir, 'member', 'wal'), ...onFatal, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     const memberDir = join(options.dataDir, 'member');
     const current = readStateMachinePointer(memberDir);
     await removeStaleStateMachines(memberDir, current, options.logger);
