@@ -10,7 +10,8 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EtcdClient } from '../src/client/index.ts';
-import { UsageError } from './serve-flags.ts';
+import type { LogFormat, LogLevel } from '../src/obs/index.ts';
+import { parseLogFormat, parseLogLevel, UsageError } from './serve-flags.ts';
 import { listenForStopSignals } from './stop-signals.ts';
 
 const CLI = fileURLToPath(new URL('./stratakv.js', import.meta.url));
@@ -20,24 +21,28 @@ const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 /** DEV_USAGE documents `stratakv dev`. */
-export const DEV_USAGE = `usage: stratakv dev [--data-dir DIR] [--base-port PORT] [--log-level debug|info|warn|error]
+export const DEV_USAGE = `usage: stratakv dev [--data-dir DIR] [--base-port PORT] [--log-level debug|info|warn|error] [--log-format text|json]
 
 Starts a local ${DEV_MEMBERS}-member cluster on 127.0.0.1 (each member its own process).
   --data-dir   where the members keep their data and logs (default ./stratakv-dev)
   --base-port  member i (0, 1, 2) serves clients on PORT+2i and peers on PORT+2i+1 (default 2379)
   --log-level  the members' log level (default info; logs go to DIR/<name>.log)
+  --log-format the members' log lines: text, for a person (default), or json as serve writes by default
 Ctrl-C stops the cluster; the data is kept, so running it again resumes the same cluster.`;
 
 interface DevOptions {
   readonly dataDir: string;
   readonly basePort: number;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 function parseDevFlags(args: readonly string[]): DevOptions {
   let dataDir = 'stratakv-dev';
   let basePort = 2379;
-  let logLevel = 'info';
+  let logLevel: LogLevel = 'info';
+  // Text, unlike serve's default: the dev cluster is for a person reading DIR/<name>.log.
+  let logFormat: LogFormat = 'text';
   for (let index = 0; index < args.length; index += 1) {
     const argument = args[index] ?? '';
     const [flag, inline] = argument.includes('=') ? [argument.slice(0, argument.indexOf('=')), argument.slice(argument.indexOf('=') + 1)] : [argument, undefined];
@@ -59,17 +64,17 @@ function parseDevFlags(args: readonly string[]): DevOptions {
         basePort = port;
         break;
       }
-      case '--log-level': {
-        const text = value();
-        if (!['debug', 'info', 'warn', 'error'].includes(text)) throw new UsageError(flag, `invalid value "${text}" for flag ${flag}: debug, info, warn or error`);
-        logLevel = text;
+      case '--log-level':
+        logLevel = parseLogLevel(flag, value());
         break;
-      }
+      case '--log-format':
+        logFormat = parseLogFormat(flag, value());
+        break;
       default:
         throw new UsageError(flag, `unknown flag: ${flag}`);
     }
   }
-  return { dataDir: resolve(dataDir), basePort, logLevel };
+  return { dataDir: resolve(dataDir), basePort, logLevel, logFormat };
 }
 
 function portIsFree(port: number): Promise<boolean> {
@@ -130,6 +135,7 @@ export async function runDev(args: readonly string[]): Promise<number> {
         '--initial-cluster-state=new',
         '--initial-cluster-token=stratakv-dev',
         `--log-level=${options.logLevel}`,
+        `--log-format=${options.logFormat}`,
       ],
       // Their own process group: Ctrl-C reaches dev, which stops them in order.
       { stdio: ['ignore', 'pipe', 'pipe'], detached: true },

@@ -104,16 +104,20 @@ export async function main(args: readonly string[]): Promise<number> {
           return 0;
         }
         const options = parseServeFlags(rest);
-        if (!(await import('./native-addon.ts')).ensureNativeAddon('serve')) return EXIT_FAILURE;
-        // Loaded on demand: the client verbs should not pay for the server's imports.
+        // Loaded on demand: the client verbs should not pay for the server's imports (nor pino's).
+        const { createLogger, grpcLogSink } = await import('../src/obs/index.ts');
+        // From here on a member's every line is a log line, in the format asked for: grpc-js's too.
+        const logger = createLogger({ name: options.name, level: options.logLevel, format: options.logFormat });
+        (await import('@grpc/grpc-js')).setLogger(grpcLogSink(logger));
+        if (!(await import('./native-addon.ts')).ensureNativeAddon('serve', { say: (line) => logger.warn(line) })) return EXIT_FAILURE;
         const { runServe } = await import('./serve.ts');
         try {
-          return await runServe(options);
+          return await runServe(options, logger);
         } catch (error) {
           // A refusal to start (a state machine that fails its integrity check, a data dir of
           // another member) is an operating error: its message, not a stack trace.
           if (!isStrataError(error)) throw error;
-          console.error(`stratakv serve: ${error.message} (${error.code})`);
+          logger.error(error.message, { code: error.code, ...(Object.keys(error.details).length === 0 ? {} : { details: error.details }) });
           return EXIT_FAILURE;
         }
       }

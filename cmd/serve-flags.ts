@@ -7,6 +7,8 @@
 // operator believes.
 
 import { isZoneName, ZONE_NAME_BYTES_MAX } from '../src/node/membership.ts';
+// Types only: main.ts parses these flags for every verb, and the client verbs should not load pino.
+import type { LogFormat, LogLevel } from '../src/obs/index.ts';
 
 /** UsageError is a malformed command line; `flag` names the flag (or argument) at fault. */
 export class UsageError extends Error {
@@ -19,9 +21,6 @@ export class UsageError extends Error {
     this.flag = flag;
   }
 }
-
-/** LogLevel is how much `serve` logs, as etcd's --log-level. */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** InitialClusterMember is one entry of --initial-cluster: a member name and its peer URLs. */
 export interface InitialClusterMember {
@@ -81,8 +80,10 @@ export interface ServeOptions {
   readonly repairCorruptState: boolean;
   /** --unsafe-no-state-digest: keep no state digest, for benchmarks that measure its cost only (ours; off). */
   readonly unsafeNoStateDigest: boolean;
-  /** --log-level. */
+  /** --log-level: the least severe level logged. */
   readonly logLevel: LogLevel;
+  /** --log-format: `json` lines (etcd's default) or `text` for a terminal (etcd's `console` is accepted for it). */
+  readonly logFormat: LogFormat;
   /** --zone: this member's zone label, published to the cluster (ours; '' for none). */
   readonly zone: string;
   /**
@@ -122,6 +123,7 @@ export const SERVE_DEFAULTS = {
   scrubIntervalMs: 24 * 60 * 60 * 1000,
   scrubRateBytes: 16 * 1024 * 1024,
   logLevel: 'info',
+  logFormat: 'json',
   zone: '',
   joinTimeoutMs: 0,
   metrics: 'basic',
@@ -161,6 +163,9 @@ export const SERVE_FLAGS_USAGE = `serve flags (etcd's names and defaults; --flag
                                        on these URLs too (default none; the client URLs always answer
                                        /health and /version)
   --metrics basic|extensive            extensive adds per-method gRPC latency histograms (default basic)
+  --log-format json|text               one JSON object per line on stderr, as etcd's (default json);
+                                       text: "time level [name] message {fields}" for a terminal
+                                       (console, etcd's name for it, is accepted too)
   --zone NAME                          this member's zone label, shown by "stratakv members" (ours;
                                        1-63 of A-Z a-z 0-9 . _ -; default none)
   --join CLIENT_URLS                   join the running cluster at these client URLs (ours): wait,
@@ -196,6 +201,7 @@ const FLAG_NAMES = [
   'repair-corrupt-state',
   'unsafe-no-state-digest',
   'log-level',
+  'log-format',
   'zone',
   'join',
   'join-timeout',
@@ -204,7 +210,25 @@ const FLAG_NAMES = [
 ] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
 
+// --log-level's values (src/obs's LogLevel), least severe first.
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+// --log-format's values; etcd 3.5+ spells the text one `console` (zap's encoder name).
+const LOG_FORMAT_OF_FLAG: Readonly<Record<string, LogFormat>> = { json: 'json', text: 'text', console: 'text' };
+
+/** parseLogLevel reads a --log-level value (`flag` names the flag for the UsageError). */
+export function parseLogLevel(flag: string, text: string): LogLevel {
+  const level = LOG_LEVELS.find((candidate) => candidate === text);
+  if (level === undefined) throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: must be one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
+
+/** parseLogFormat reads a --log-format value (`flag` names the flag for the UsageError). */
+export function parseLogFormat(flag: string, text: string): LogFormat {
+  const format = Object.hasOwn(LOG_FORMAT_OF_FLAG, text) ? LOG_FORMAT_OF_FLAG[text] : undefined;
+  if (format === undefined) throw new UsageError(flag, `invalid value ${JSON.stringify(text)} for flag ${flag}: must be json, text or console`);
+  return format;
+}
+
 // Go's bool flags: `--flag` alone is true; a value must be given as `--flag=value`.
 const BOOLEAN_FLAGS: readonly FlagName[] = ['repair-corrupt-state', 'unsafe-no-state-digest'];
 
@@ -285,10 +309,8 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     throw new UsageError('--unsafe-no-state-digest', `invalid value ${JSON.stringify(noDigestText)} for flag --unsafe-no-state-digest: must be true or false`);
   }
 
-  const logLevel = given.get('log-level') ?? SERVE_DEFAULTS.logLevel;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new UsageError('--log-level', `invalid value ${JSON.stringify(logLevel)} for flag --log-level: must be one of ${LOG_LEVELS.join(', ')}`);
-  }
+  const logLevel = parseLogLevel('--log-level', given.get('log-level') ?? SERVE_DEFAULTS.logLevel);
+  const logFormat = parseLogFormat('--log-format', given.get('log-format') ?? SERVE_DEFAULTS.logFormat);
 
   const zone = given.get('zone') ?? SERVE_DEFAULTS.zone;
   if (given.has('zone') && !isZoneName(zone)) {
@@ -340,7 +362,8 @@ export function parseServeFlags(args: readonly string[]): ServeOptions {
     scrubRateBytes,
     repairCorruptState: repairText === 'true',
     unsafeNoStateDigest: noDigestText === 'true',
-    logLevel: logLevel as LogLevel,
+    logLevel,
+    logFormat,
     zone,
     join,
     joinTimeoutMs,

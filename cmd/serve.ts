@@ -3,8 +3,8 @@
 // leadership over first, so clients see no election timeout.
 
 import { RaftNode } from '../src/node/index.ts';
-import { createConsoleLogger, createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, renderStatusPage, startObsHttpServer } from '../src/obs/index.ts';
-import type { ObsHttpServer } from '../src/obs/index.ts';
+import { createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, renderStatusPage, startObsHttpServer } from '../src/obs/index.ts';
+import type { ObsHttpServer, StructuredLogger } from '../src/obs/index.ts';
 import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer, startJoinWaitingServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
@@ -25,10 +25,10 @@ export function serverVersion(): string {
 /**
  * runServe runs one member until it is stopped by a signal or removed from the cluster; returns
  * the exit code. With --join it first waits, serving no client, until the cluster has added it
- * (serve-join.ts); a stop signal meanwhile ends it with 0.
+ * (serve-join.ts); a stop signal meanwhile ends it with 0. It logs through `logger` (made by
+ * main.ts from --log-level and --log-format, which logs a refusal to start through it too).
  */
-export async function runServe(given: ServeOptions): Promise<number> {
-  const logger = createConsoleLogger(given.logLevel, given.name);
+export async function runServe(given: ServeOptions, logger: StructuredLogger): Promise<number> {
   const options = await joinIfAsked(given, logger);
   if (options === undefined) {
     logger.info('stopped before joining the cluster');
@@ -57,6 +57,11 @@ export async function runServe(given: ServeOptions): Promise<number> {
     version: serverVersion(),
     ...(registry !== undefined ? { meter: registry.meter, describeMigration } : {}),
     logger,
+    // The fsync-failure exit: its line is written synchronously before the abort.
+    onFatal: (error) => {
+      logger.fatal('fatal storage error, stopping', { error });
+      process.abort();
+    },
     createTransport: ({ localId, clusterId }) => new GrpcTransport({ localId, clusterId, listenUrls: options.listenPeerUrls, advertiseUrls: options.initialAdvertisePeerUrls, logger }),
     hooks: {
       onRoleChange: ({ role, leaderId, term }) => logger.info(`role ${role}`, { leader: leaderId.toString(16), term }),
@@ -123,7 +128,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
 // While it waits, the peer URLs answer Join.Waiting (who is waiting there, in which zone), so
 // that a migration plan can tell a started member from a wrong URL; the member's peer
 // transport takes the port over once it is added.
-async function joinIfAsked(options: ServeOptions, logger: ReturnType<typeof createConsoleLogger>): Promise<ServeOptions | undefined> {
+async function joinIfAsked(options: ServeOptions, logger: StructuredLogger): Promise<ServeOptions | undefined> {
   if (options.join.length === 0) return options;
   const controller = new AbortController();
   const stopSignals = listenForStopSignals(() => undefined);

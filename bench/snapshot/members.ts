@@ -13,6 +13,7 @@ import { CpuWindow } from '../cluster/process-cpu.ts';
 import { freePorts, sleep, startChild, stopChild, tailOf } from '../cluster/processes.ts';
 import { describeError, openClient, status, unary } from '../cluster/rpc.ts';
 import { encodePutRequest, KV_PUT, type StatusResponse } from '../cluster/wire.ts';
+import { readLogRecords } from '../../test/obs/log-records.ts';
 import { encodeTxnPuts, KV_TXN, memberAdd, memberRemove, triggerSnapshot } from './etcd-calls.ts';
 
 const STATUS_DEADLINE_MS = 1_000;
@@ -33,30 +34,12 @@ const SPACED_PUT_GAP_MS = 700;
 export interface LogLine {
   readonly atMs: number;
   readonly message: string;
-  readonly fields: Record<string, unknown>;
+  readonly fields: Readonly<Record<string, unknown>>;
 }
 
-/** readLogLines parses a member's log (`<ISO time> <level> [<name>] <message> <JSON>`), from byte `fromByte`. */
+/** readLogLines parses a member's log (its JSON lines, test/obs/log-records.ts), from byte `fromByte`. */
 export function readLogLines(path: string, fromByte = 0): LogLine[] {
-  let text: string;
-  try {
-    text = readFileSync(path).subarray(fromByte).toString('utf8');
-  } catch {
-    return [];
-  }
-  const lines: LogLine[] = [];
-  for (const line of text.split('\n')) {
-    const match = /^(\S+)\s+\w+\s+\[[^\]]*\]\s+(.*?)(\s+\{.*\})?$/.exec(line);
-    if (match === null) continue;
-    let fields: Record<string, unknown> = {};
-    try {
-      if (match[3] !== undefined) fields = JSON.parse(match[3]) as Record<string, unknown>;
-    } catch {
-      fields = {};
-    }
-    lines.push({ atMs: Date.parse(match[1] ?? ''), message: match[2] ?? '', fields });
-  }
-  return lines;
+  return readLogRecords(path, fromByte).map((record) => ({ atMs: Date.parse(record.ts), message: record.msg, fields: record.fields }));
 }
 
 /** logBytes is the current length of a log file (to read only what comes after). */

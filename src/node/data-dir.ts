@@ -94,8 +94,12 @@ export async function openMemberStorage(options: RaftNodeOptions, timings?: Stor
     initialMembers,
   };
   const limits = options.limits ?? DEFAULT_KV_LIMITS;
+  // RaftNodeOptions.onFatal reaches the stores too: a failed fdatasync or LevelDB write calls
+  // the store's handler first (stratakv serve's logs the error before it aborts).
+  const onFatal = options.onFatal !== undefined ? { onFatal: options.onFatal } : {};
   const machineOptions: KvStateMachineOptions = {
     limits,
+    ...onFatal,
     ...(options.unsafeSkipDigest === true ? { unsafeSkipDigest: true } : {}),
     ...(timings !== undefined ? { onBatchWritten: timings.onBatchWritten } : {}),
   };
@@ -132,6 +136,7 @@ export async function openMemberStorage(options: RaftNodeOptions, timings?: Stor
     log = DiskLogStore.openSync({
       fileSystem: new NodeFileSystem(),
       directory: join(options.dataDir, 'member', 'wal'),
+      ...onFatal,
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
       ...(timings !== undefined ? { onSynced: timings.onSynced } : {}),
     });

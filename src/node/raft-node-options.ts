@@ -150,8 +150,10 @@ export interface RaftNodeOptions {
   /** Hooks between the Ready loop's steps, for fault injection in tests (ready-loop.ts). */
   readonly failpoints?: ReadyLoopFailpoints;
   /**
-   * Called once when persisting or applying fails (an fsync error, a broken disk): the member
+   * Called when persisting or applying fails (an fsync error, a broken disk): the member
    * stops taking Readys. The default aborts the process; the simulator treats it as a crash.
+   * With `dataDir` the log and the state machine call it too, so one failure may call it
+   * twice (the store's report, then the Ready loop's); a handler that returns must allow that.
    */
   readonly onFatal?: FatalHandler;
 }

@@ -1,7 +1,9 @@
-// The public surface of src/obs: logs, metrics (the Prometheus endpoint), /health, the
+// The public surface of src/obs: logs (pino), metrics (the Prometheus endpoint), /health, the
 // plain-HTTP server of a member and its status page.
-export { createConsoleLogger } from './logger.ts';
-export type { LogLevel } from './logger.ts';
+export { grpcLogSink } from './grpc-log.ts';
+export type { GrpcLogSink } from './grpc-log.ts';
+export { createLogger, LOG_ITEMS_MAX, LOG_VALUE_DEPTH_MAX, RENAMED_FIELD_PREFIX, RESERVED_LOG_KEYS } from './logger.ts';
+export type { LogFields, LogFormat, LoggerOptions, LogLevel, LogSink, StructuredLogger } from './logger.ts';
 export { MemberMetrics, WAL_FSYNC_BUCKETS_SECONDS, BACKEND_COMMIT_BUCKETS_SECONDS, PEER_RTT_BUCKETS_SECONDS, SNAPSHOT_BUCKETS_SECONDS, PEERS_TRACKED_MAX } from './metrics.ts';
 export type { MemberMetricSources, MigrationMetricView, KvRequestKind } from './metrics.ts';
 export { GrpcServerMetrics, GrpcMethodCounters, GRPC_CODE_NAMES, GRPC_HANDLING_BUCKETS_SECONDS } from './grpc-metrics.ts';

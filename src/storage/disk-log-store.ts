@@ -16,7 +16,7 @@
 import path from 'node:path';
 import type { InitialState } from '../raft/storage.ts';
 import type { ConfState, Entry, HardState, Index, Logger, Snapshot, Term } from '../raft/types.ts';
-import { EMPTY_CONF_STATE, EMPTY_HARD_STATE, ENTRY_OVERHEAD_BYTES } from '../raft/types.ts';
+import { EMPTY_CONF_STATE, EMPTY_HARD_STATE, ENTRY_OVERHEAD_BYTES, SILENT_LOGGER } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
 import type { FatalHandler } from './fatal.ts';
@@ -49,7 +49,7 @@ export interface DiskLogStoreOptions {
   readonly fileSystem: StorageFileSystem;
   /** The directory that holds the segments (created when missing). */
   readonly directory: string;
-  /** Where start-up reports a torn tail and similar events. */
+  /** Where start-up reports a torn tail and similar events (default: nowhere, as the other stores). */
   readonly logger?: Logger;
   /** Called when an fdatasync or write fails; the default aborts the process. */
   readonly onFatal?: FatalHandler;
@@ -100,16 +100,6 @@ interface PreparedSave {
   readonly after: readonly LogRecord[];
 }
 
-const CONSOLE_LOGGER: Logger = {
-  debug() {},
-  info(message, fields) {
-    console.info(`stratakv storage: ${message}`, fields ?? '');
-  },
-  warn(message, fields) {
-    console.warn(`stratakv storage: ${message}`, fields ?? '');
-  },
-};
-
 /** DiskLogStore is the LogStore on disk. Open it with DiskLogStore.openSync(). */
 export class DiskLogStore implements LogStore {
   private readonly fileSystem: StorageFileSystem;
@@ -149,7 +139,7 @@ export class DiskLogStore implements LogStore {
   private constructor(options: DiskLogStoreOptions) {
     this.fileSystem = options.fileSystem;
     this.directory = options.directory;
-    this.logger = options.logger ?? CONSOLE_LOGGER;
+    this.logger = options.logger ?? SILENT_LOGGER;
     this.onFatal = options.onFatal ?? abortOnFatal;
     this.onSynced = options.onSynced;
     this.segmentBytesMax = options.segmentBytesMax ?? SEGMENT_BYTES_MAX;

@@ -24,14 +24,19 @@ import type { EndpointStatus } from '../../src/client/index.ts';
 import { startChaosNetwork, startMemberContainer, type ChaosNetwork, type MemberContainer } from './containers.ts';
 import { NftFirewall, lossRules, partitionRules, type NftRules } from './nft.ts';
 import { startPeerFabric, type PeerFabric } from './peer-fabric.ts';
+import { logLinePattern } from '../obs/log-records.ts';
+
+/** JOIN_WAITING_MESSAGE is what `serve --join` logs once its peer URLs answer Join.Waiting (cmd/serve.ts). */
+const JOIN_WAITING_MESSAGE = '--join: the peer URLs answer Join.Waiting until this member is added';
 
 /** PEER_PORT and CLIENT_PORT are the ports members listen on inside their containers. */
 export const PEER_PORT = 2380;
 export const CLIENT_PORT = 2379;
 const MEMBER_START_TIMEOUT_MS = 30_000;
-const READY_LINE = /serving/;
+/** READY_LINE: a member is up once it logs `serving` (a JSON log line, src/obs/logger.ts). */
+const READY_LINE = logLinePattern('serving');
 /** JOINER_READY_LINE: a joining member is up once it waits to be added (or, on a restart after it was added, serves). */
-const JOINER_READY_LINE = /Join\.Waiting|serving/;
+const JOINER_READY_LINE = logLinePattern(JOIN_WAITING_MESSAGE, 'serving');
 
 /** ChaosMember is one member: its container and its names. */
 export interface ChaosMember {

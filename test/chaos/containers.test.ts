@@ -13,6 +13,7 @@ import { test } from 'node:test';
 
 import { EtcdClient } from '../../src/client/index.ts';
 import { makeWaitFor } from '../integration/cluster-process.ts';
+import { logLinePattern } from '../obs/log-records.ts';
 import { cleanupStaleChaos, listChaosResources, startChaosNetwork, startMemberContainer, type ChaosNetwork, type MemberContainer } from './containers.ts';
 import { chaosSkipReason, ensureDockerEngine, isEngineUnavailable } from './docker-engine.ts';
 import { buildMemberImage } from './image.ts';
@@ -20,7 +21,8 @@ import { buildMemberImage } from './image.ts';
 const MEMBER_NAMES = ['n1', 'n2', 'n3'];
 const CLIENT_PORT = 2379;
 const PEER_PORT = 2380;
-const READY_LINE = /\] serving \{/;
+// A member's JSON log line (src/obs/logger.ts) with the message `serving`.
+const READY_LINE = logLinePattern('serving');
 const START_TIMEOUT_MS = 20_000;
 const LEADER_TIMEOUT_MS = 15_000;
 const CATCH_UP_TIMEOUT_MS = 10_000;
@@ -135,7 +137,7 @@ test('members in containers: elect, serve, survive kill -9 and a paused leader, 
       await follower.start();
       assert.equal(follower.ip(), addressBefore, 'a restarted member keeps its fixed address');
       await waitFor(`${follower.name} to serve chaos/2 after its restart`, CATCH_UP_TIMEOUT_MS, () => servedValue(follower, 'chaos/2'));
-      assert.match(await follower.logs(), /start #2[\s\S]*\] serving \{/, 'the log file has both starts');
+      assert.match(await follower.logs(), new RegExp(`start #2[\\s\\S]*(${READY_LINE.source})`), 'the log file has both starts');
       log(`kill -9: ${follower.name} restarted and caught up`);
 
       // Pause the leader: the other two elect a new one and take writes; after unpause the old leader rejoins.

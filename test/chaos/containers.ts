@@ -227,7 +227,7 @@ export interface MemberContainerOptions {
   readonly command: readonly string[];
   /** A host folder, bind-mounted at MEMBER_DATA_DIR (/data); created if missing. */
   readonly dataDir: string;
-  /** A line of the member's output that says it is ready (for stratakv serve: / serving /). */
+  /** A line of the member's output that says it is ready (for stratakv serve: its JSON `serving` line). */
   readonly readyLine: RegExp;
   /** How long a start may take until readyLine appears. */
   readonly startTimeoutMs: number;

@@ -37,6 +37,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, trunca
 import { join } from 'node:path';
 
 import { IntegrityClient, type ClusterMember, type EtcdClient } from '../../src/client/index.ts';
+import { logLinePattern } from '../obs/log-records.ts';
 import { flipBytes, flipLogByte, flipTableBytes, stateMachineDirectory, walRecordEnds } from '../integration/level-corruption.ts';
 import type { ChaosCluster, ChaosMember, Pair } from './chaos-cluster.ts';
 import { describePlan, type FaultPlan } from './schedule.ts';
@@ -637,7 +638,8 @@ async function finishReplacement(context: NemesisContext, plan: FaultPlan, targe
         return;
       }
       record(context, plan, 'note', `${joiner.name} added as learner ${added.id.toString(16)}; waiting until it serves`);
-      const serving = await joiner.container.waitForOutput(/serving/, Math.max(1, deadlineMs - context.now())).then(() => true, (error: unknown) => {
+      // Its JSON `serving` line, not any line with the word (its waiting line says "serving nothing until then").
+      const serving = await joiner.container.waitForOutput(logLinePattern('serving'), Math.max(1, deadlineMs - context.now())).then(() => true, (error: unknown) => {
         state.lastError = errorText(error);
         return false;
       });

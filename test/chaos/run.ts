@@ -14,6 +14,7 @@ import { join } from 'node:path';
 
 import { IntegrityClient, type EtcdClient } from '../../src/client/index.ts';
 import { makeWaitFor } from '../integration/cluster-process.ts';
+import { parseLogRecords } from '../obs/log-records.ts';
 import { checkLinearizability, formatVerdict, type Verdict } from '../linearizability/index.ts';
 import { ChaosCluster } from './chaos-cluster.ts';
 import { checkRevisions, type RevisionReport } from './checks.ts';
@@ -80,7 +81,7 @@ const CHECK_TIME_MS_MAX = 120_000;
 /** OPERATION_PAUSE_MS keeps each key's concurrency low enough for the checker. */
 const OPERATION_PAUSE_MS = 5;
 const TEETH_ISOLATE_MS = 6_000;
-/** SNAPSHOTS_FAILING_LINE is what a member logs when its snapshots fail again and again (src/node/snapshotter.ts). */
+/** SNAPSHOTS_FAILING_LINE begins what a member logs when its snapshots fail again and again (src/node/snapshotter.ts). */
 const SNAPSHOTS_FAILING_LINE = 'snapshots keep failing';
 const TEETH_HEAL_MS = 1_500;
 
@@ -250,8 +251,8 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosReport> {
     // nemesis).
     const snapshotTrouble: string[] = [];
     for (const member of running.members) {
-      const lines = (await member.container.logs().catch(() => '')).split('\n').filter((line) => line.includes(SNAPSHOTS_FAILING_LINE));
-      if (lines.length > 0) snapshotTrouble.push(`${member.name} (${lines.length}×: ${/"reason":"([^"]*)"/.exec(lines[0] ?? '')?.[1] ?? '?'})`);
+      const failing = parseLogRecords(await member.container.logs().catch(() => '')).filter((record) => record.msg.startsWith(SNAPSHOTS_FAILING_LINE));
+      if (failing.length > 0) snapshotTrouble.push(`${member.name} (${failing.length}×: ${String(failing[0]?.fields['reason'] ?? '?')})`);
     }
 
     const verdict = checkLinearizability(result.history, { stepsMax: CHECK_STEPS_MAX, timeMsMax: CHECK_TIME_MS_MAX });

@@ -34,6 +34,18 @@ test('serve refuses a bad flag with a usage error (exit 2) that names it', () =>
   const election = run('serve', '--heartbeat-interval', '100', '--election-timeout', '400');
   assert.equal(election.status, 2);
   assert.match(election.stderr, /--election-timeout/);
+  const format = run('serve', '--log-format=pretty');
+  assert.equal(format.status, 2);
+  assert.match(format.stderr, /--log-format/);
+});
+
+test('dev refuses a bad --log-format or --log-level with a usage error (exit 2) that names it', () => {
+  const format = run('dev', '--log-format', 'pretty');
+  assert.equal(format.status, 2);
+  assert.match(format.stderr, /invalid value "pretty" for flag --log-format: must be json, text or console/);
+  const level = run('dev', '--log-level=verbose');
+  assert.equal(level.status, 2);
+  assert.match(level.stderr, /--log-level/);
 });
 
 test('client verbs refuse malformed command lines with exit 2 before connecting', () => {

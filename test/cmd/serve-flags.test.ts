@@ -1,7 +1,7 @@
 // parseServeFlags takes etcd's serve flags with etcd's defaults and refuses what etcd refuses.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseServeFlags, UsageError } from '../../cmd/serve-flags.ts';
+import { parseServeFlags, SERVE_FLAGS_USAGE, UsageError } from '../../cmd/serve-flags.ts';
 
 function refusal(args: readonly string[]): UsageError {
   try {
@@ -39,6 +39,7 @@ test('no flags gives etcd defaults', () => {
     repairCorruptState: false,
     unsafeNoStateDigest: false,
     logLevel: 'info',
+    logFormat: 'json',
     zone: '',
     join: [],
     joinTimeoutMs: 0,
@@ -82,6 +83,7 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     '--repair-corrupt-state',
     '--unsafe-no-state-digest=true',
     '--log-level=debug',
+    '--log-format', 'text',
     '--zone', 'eu-west-1a',
     '--listen-metrics-urls', 'http://127.0.0.1:12381',
     '--metrics=extensive',
@@ -115,6 +117,7 @@ test('every flag is read, in both --flag=value and --flag value forms', () => {
     repairCorruptState: true,
     unsafeNoStateDigest: true,
     logLevel: 'debug',
+    logFormat: 'text',
     // --join conflicts with the --initial-cluster* flags: serve-flags-join.test.ts reads it.
     zone: 'eu-west-1a',
     join: [],
@@ -175,6 +178,8 @@ test('bad values are refused, naming the flag', () => {
     [['--max-request-bytes='], '--max-request-bytes'],
     [['--initial-cluster-state', 'weird'], '--initial-cluster-state'],
     [['--log-level', 'verbose'], '--log-level'],
+    [['--log-format', 'pretty'], '--log-format'],
+    [['--log-format='], '--log-format'],
     [['--name='], '--name'],
     [['--data-dir='], '--data-dir'],
     [['--initial-cluster-token='], '--initial-cluster-token'],
@@ -224,4 +229,31 @@ test('--repair-corrupt-state is a bool flag: alone it is true, =false turns it o
   assert.equal(parseServeFlags(['--repair-corrupt-state=false']).repairCorruptState, false);
   assert.throws(() => parseServeFlags(['--repair-corrupt-state=yes']), /must be true or false/);
   assert.throws(() => parseServeFlags(['--integrity-check-entries', '-1']), /--integrity-check-entries/);
+});
+
+test('--log-format is json by default, text on request, and takes etcd\'s console for text', () => {
+  assert.equal(parseServeFlags([]).logFormat, 'json');
+  assert.equal(parseServeFlags(['--log-format=json']).logFormat, 'json');
+  assert.equal(parseServeFlags(['--log-format', 'text']).logFormat, 'text');
+  assert.equal(parseServeFlags(['--log-format=console']).logFormat, 'text');
+  assert.equal(parseServeFlags(['-log-format=text', '--log-format', 'json']).logFormat, 'json', 'the last occurrence wins');
+  for (const bad of ['JSON', 'Text', 'logfmt', 'pretty', '']) {
+    const error = refusal([`--log-format=${bad}`]);
+    assert.equal(error.flag, '--log-format', bad);
+    assert.equal(error.message, `invalid value ${JSON.stringify(bad)} for flag --log-format: must be json, text or console`);
+  }
+  // Not a key of the table of values: no prototype property passes for a format.
+  assert.equal(refusal(['--log-format=toString']).flag, '--log-format');
+});
+
+test('--log-level takes etcd\'s levels and refuses others, naming the flag', () => {
+  for (const level of ['debug', 'info', 'warn', 'error'] as const) assert.equal(parseServeFlags([`--log-level=${level}`]).logLevel, level);
+  const error = refusal(['--log-level=fatal']);
+  assert.equal(error.flag, '--log-level');
+  assert.equal(error.message, 'invalid value "fatal" for flag --log-level: must be one of debug, info, warn, error');
+});
+
+test('the usage text documents --log-format and its values', () => {
+  assert.match(SERVE_FLAGS_USAGE, /--log-format json\|text/);
+  assert.match(SERVE_FLAGS_USAGE, /console/);
 });

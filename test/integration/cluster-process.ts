@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { EtcdClient } from '../../src/client/index.ts';
 import { assert } from '../../src/util/assert.ts';
 import { freePorts } from '../client/etcd-process.ts';
+import { readableLog } from '../obs/log-records.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
 /** START_TIMEOUT_MS bounds how long a cluster may take to elect a leader. */
@@ -335,9 +336,9 @@ export class TestCluster {
     if (process.env.STRATAKV_KEEP_TEST_DATA === undefined) rmSync(this.directory, { recursive: true, force: true });
   }
 
-  /** logOf returns a member's log so far (for failure messages). */
+  /** logOf returns the end of a member's log so far, its JSON lines rendered as text (for failure messages). */
   logOf(member: MemberProcess): string {
-    return existsSync(member.logPath) ? readFileSync(member.logPath, 'utf8').slice(-4_000) : '(no log)';
+    return existsSync(member.logPath) ? readableLog(readFileSync(member.logPath, 'utf8')).slice(-4_000) : '(no log)';
   }
 }
 

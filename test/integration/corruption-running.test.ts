@@ -34,6 +34,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
 import { ETCDCTL, etcdctl, etcdctlSkipReason, isRunning, makeWaitFor, TestCluster } from './cluster-process.ts';
+import { readableLog } from '../obs/log-records.ts';
 import type { EtcdctlResult, MemberProcess } from './cluster-process.ts';
 import { flipTableRuns, flipWithinTables, levelFiles, stateMachineDirectory, tableBytes } from './level-corruption.ts';
 import type { TableRuns } from './level-corruption.ts';
@@ -86,8 +87,9 @@ function logSize(member: MemberProcess): number {
   return existsSync(member.logPath) ? statSync(member.logPath).size : 0;
 }
 
+/** logSince is what the member printed from byte `offset` of its log, JSON log lines as text (for `includes` and failure messages). */
 function logSince(member: MemberProcess, offset: number): string {
-  return existsSync(member.logPath) ? readFileSync(member.logPath).subarray(offset).toString('utf8') : '';
+  return existsSync(member.logPath) ? readableLog(readFileSync(member.logPath).subarray(offset).toString('utf8')) : '';
 }
 
 /** assertRunning fails the test, with the member's log, when its process has exited. */

@@ -33,6 +33,7 @@ import type { EndpointStatus } from '../../src/client/index.ts';
 import type { DigestCheck } from '../../src/storage/kv-digest-check.ts';
 import { etcdctl, etcdctlSkipReason, isRunning, makeWaitFor, sleep, TestCluster } from './cluster-process.ts';
 import type { LaunchOptions, MemberProcess } from './cluster-process.ts';
+import { readableLog, readLogRecords } from '../obs/log-records.ts';
 import { flipLogByte, flipTableBytes, levelDamage, levelFiles, readStoredValue, rewriteStoredValue, stateMachineDirectory } from './level-corruption.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
@@ -75,9 +76,14 @@ function logSize(member: MemberProcess): number {
   return existsSync(member.logPath) ? statSync(member.logPath).size : 0;
 }
 
-/** logSince is what the member's processes printed (stdout and stderr) from byte `offset` of its log. */
+/** logSince is what the member's processes printed (stdout and stderr) from byte `offset` of its log, JSON log lines as text. */
 function logSince(member: MemberProcess, offset: number): string {
-  return existsSync(member.logPath) ? readFileSync(member.logPath).subarray(offset).toString('utf8') : '';
+  return existsSync(member.logPath) ? readableLog(readFileSync(member.logPath).subarray(offset).toString('utf8')) : '';
+}
+
+/** loggedServing tells whether the member logged `serving` from byte `offset` of its log. */
+function loggedServing(member: MemberProcess, offset: number): boolean {
+  return readLogRecords(member.logPath, offset).some((record) => record.name === member.name && record.msg === 'serving');
 }
 
 /**
@@ -103,14 +109,10 @@ async function settledLog(member: MemberProcess, offset: number): Promise<string
 }
 
 /** snapshotsSaved are the fields of the member's 'snapshot saved' log lines. */
-function snapshotsSaved(member: MemberProcess): Record<string, unknown>[] {
-  const marker = `[${member.name}] snapshot saved {`;
-  return logSince(member, 0)
-    .split('\n')
-    .flatMap((line) => {
-      const at = line.indexOf(marker);
-      return at < 0 ? [] : [JSON.parse(line.slice(at + marker.length - 1)) as Record<string, unknown>];
-    });
+function snapshotsSaved(member: MemberProcess): Readonly<Record<string, unknown>>[] {
+  return readLogRecords(member.logPath)
+    .filter((record) => record.name === member.name && record.msg === 'snapshot saved')
+    .map((record) => record.fields);
 }
 
 async function statusOf(member: MemberProcess): Promise<EndpointStatus | undefined> {
@@ -160,11 +162,10 @@ async function waitCaughtUp(cluster: TestCluster, member: MemberProcess): Promis
  * the deadline, is stopped and fails the test.
  */
 async function refusedExitCode(cluster: TestCluster, member: MemberProcess, offset: number, timeoutMs: number): Promise<number | null> {
-  const serving = new RegExp(`\\[${member.name}\\] serving`);
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; Date.now() < deadline && attempt < Math.ceil(timeoutMs / POLL_MS) + 1; attempt += 1) {
     if (!isRunning(member)) return member.exited;
-    if (serving.test(logSince(member, offset))) {
+    if (loggedServing(member, offset)) {
       await cluster.stopMember(member);
       assert.fail(`${member.name} started serving a corrupt state machine:\n${logSince(member, offset).slice(-4_000)}`);
     }
@@ -438,7 +439,7 @@ async function runCorruptionCase(context: ClusterContext, options: CaseOptions):
     const code = await refusedExitCode(cluster, victim, offset, REFUSED_EXIT_TIMEOUT_MS);
     const output = await settledLog(victim, offset);
     assert.notEqual(code, 0, `${victim.name} exits non-zero on a corrupt state machine (attempt ${attempt + 1}):\n${output}`);
-    assert.doesNotMatch(output, new RegExp(`\\[${victim.name}\\] serving`), `${victim.name} never served`);
+    assert.ok(!loggedServing(victim, offset), `${victim.name} never served:\n${output}`);
     const refusal = REFUSAL.exec(output);
     assert.ok(refusal !== null, `${victim.name} names the integrity check that failed:\n${output}`);
     refusedCheck = refusal[1] as string;

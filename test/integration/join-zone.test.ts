@@ -20,6 +20,7 @@ import { after, describe, test } from 'node:test';
 import { ClusterInfoClient, EtcdClient, probeJoiner } from '../../src/client/index.ts';
 import { makeWaitFor, PortRange, TestCluster } from './cluster-process.ts';
 import type { MemberProcess } from './cluster-process.ts';
+import { readableLog } from '../obs/log-records.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
 /** JOIN_PORTS: this test's own range (no other test uses fixed ports here). */
@@ -137,7 +138,7 @@ describe('--join and --zone with real processes', () => {
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal === null ? null : -1))));
       return { child, exited, logPath };
     };
-    const explain = (): string => logOf(logPath).slice(-3_000);
+    const explain = (): string => readableLog(logOf(logPath)).slice(-3_000);
 
     // 1. Started before anyone added it: it waits, serving no client, its peer port saying who waits there.
     joiner = launch();

@@ -11,7 +11,6 @@
 // (about 10 s of writes), and at full speed it alone would keep I for the whole test.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import type { EtcdClient } from '../../src/client/index.ts';
@@ -19,6 +18,7 @@ import { stratakvSource } from '../../src/migrate/copy/index.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import type { MemberProcess } from './cluster-process.ts';
 import { sleep, TestCluster } from './cluster-process.ts';
+import { readLogRecords } from '../obs/log-records.ts';
 
 const SERVE_ARGS = ['--snapshot-count=300', '--snapshot-catchup-entries=50'];
 const CONSUMER = 'log-hold-it';
@@ -40,21 +40,11 @@ async function putPaced(client: EtcdClient, prefix: string, count: number): Prom
   }
 }
 
-/** logFields parses the member's log lines with `message` into their JSON fields. */
-function logFields(member: MemberProcess, message: string): Record<string, unknown>[] {
-  if (!existsSync(member.logPath)) return [];
-  const marker = `[${member.name}] ${message} {`;
-  const found: Record<string, unknown>[] = [];
-  for (const line of readFileSync(member.logPath, 'utf8').split('\n')) {
-    const at = line.indexOf(marker);
-    if (at < 0) continue;
-    try {
-      found.push(JSON.parse(line.slice(at + marker.length - 1)) as Record<string, unknown>);
-    } catch {
-      // A line cut by a concurrent write: the next read has it whole.
-    }
-  }
-  return found;
+/** logFields answers the fields of the member's log lines with `message` (a line cut by a concurrent write is read whole next time). */
+function logFields(member: MemberProcess, message: string): Readonly<Record<string, unknown>>[] {
+  return readLogRecords(member.logPath)
+    .filter((record) => record.name === member.name && record.msg === message)
+    .map((record) => record.fields);
 }
 
 /** firstBatch follows the member's log from `fromIndex` and answers the first index it sends, or the error (COMPACTED). */

@@ -12,13 +12,14 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { EtcdClient } from '../../src/client/index.ts';
 import type { EndpointStatus } from '../../src/client/index.ts';
 import { etcdctl, etcdctlSkipReason, freePort, isRunning, makeWaitFor, sleep, TestCluster } from './cluster-process.ts';
 import type { LaunchOptions, MemberProcess } from './cluster-process.ts';
+import { readLogRecords } from '../obs/log-records.ts';
 
 const CLI = new URL('../../cmd/stratakv.js', import.meta.url).pathname;
 const POLL_MS = 200;
@@ -83,29 +84,14 @@ async function memberIdOf(member: MemberProcess): Promise<string> {
 
 interface LogLine {
   readonly message: string;
-  readonly fields: Record<string, unknown>;
+  readonly fields: Readonly<Record<string, unknown>>;
 }
 
 /** logLines parses the member's log (from byte `fromOffset`) for lines with `message`. */
 function logLines(member: MemberProcess, message: string, fromOffset = 0): LogLine[] {
-  if (!existsSync(member.logPath)) return [];
-  const text = readFileSync(member.logPath).subarray(fromOffset).toString('utf8');
-  const marker = `[${member.name}] ${message}`;
-  const lines: LogLine[] = [];
-  for (const line of text.split('\n')) {
-    const at = line.indexOf(marker);
-    if (at < 0) continue;
-    const rest = line.slice(at + marker.length);
-    if (rest !== '' && !rest.startsWith(' {')) continue;
-    let fields: Record<string, unknown> = {};
-    try {
-      if (rest !== '') fields = JSON.parse(rest.slice(1)) as Record<string, unknown>;
-    } catch {
-      fields = { unparsed: rest };
-    }
-    lines.push({ message, fields });
-  }
-  return lines;
+  return readLogRecords(member.logPath, fromOffset)
+    .filter((record) => record.name === member.name && record.msg === message)
+    .map((record) => ({ message, fields: record.fields }));
 }
 
 function logSize(member: MemberProcess): number {
