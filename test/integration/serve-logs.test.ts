@@ -81,14 +81,16 @@ test('serve writes only JSON log lines by default, with its serving line and its
   assert.equal(last?.fields['code'], 'INVALID_ARGUMENT');
   assert.match(last?.msg ?? '', /--name "other" does not match the member "n1" stored in /);
 
-  // 3. A client port already taken: grpc-js's own complaint is a JSON line too, then the refusal.
+  // 3. A peer port already taken: grpc-js's own complaint (the peer transport binds through it)
+  // is a JSON line too, then the refusal. (The client port is bound by our own listener, which
+  // shares it between gRPC and /health: its refusal is ours alone.)
   const taken = createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   try {
     const takenUrl = `http://127.0.0.1:${(taken.address() as AddressInfo).port}`;
     const busy = spawnSync(
       process.execPath,
-      [CLI, 'serve', '--name=busy', `--data-dir=${member.dataDir}-busy`, `--listen-client-urls=${takenUrl}`, `--advertise-client-urls=${takenUrl}`, `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, `--initial-cluster=busy=${peerUrl}`],
+      [CLI, 'serve', '--name=busy', `--data-dir=${member.dataDir}-busy`, `--listen-client-urls=${clientUrl}`, `--advertise-client-urls=${clientUrl}`, `--listen-peer-urls=${takenUrl}`, `--initial-advertise-peer-urls=${takenUrl}`, `--initial-cluster=busy=${takenUrl}`],
       { encoding: 'utf8', timeout: 30_000 },
     );
     assert.equal(busy.status, 1, busy.stderr);
