@@ -25,7 +25,8 @@ export const DEV_USAGE = `usage: stratakv dev [--data-dir DIR] [--base-port PORT
 
 Starts a local ${DEV_MEMBERS}-member cluster on 127.0.0.1 (each member its own process).
   --data-dir   where the members keep their data and logs (default ./stratakv-dev)
-  --base-port  member i (0, 1, 2) serves clients on PORT+2i and peers on PORT+2i+1 (default 2379)
+  --base-port  member i (0, 1, 2) serves clients on PORT+2i and peers on PORT+2i+1, and its metrics,
+               /health and status page on PORT+6+i (default 2379)
   --log-level  the members' log level (default info; logs go to DIR/<name>.log)
   --log-format the members' log lines: text, for a person (default), or json as serve writes by default
 Ctrl-C stops the cluster; the data is kept, so running it again resumes the same cluster.`;
@@ -60,7 +61,7 @@ function parseDevFlags(args: readonly string[]): DevOptions {
       case '--base-port': {
         const text = value();
         const port = Number(text);
-        if (!Number.isInteger(port) || port < 1 || port > 65_535 - 2 * DEV_MEMBERS) throw new UsageError(flag, `invalid value "${text}" for flag ${flag}: a port from 1 to ${65_535 - 2 * DEV_MEMBERS}`);
+        if (!Number.isInteger(port) || port < 1 || port > 65_535 - 3 * DEV_MEMBERS) throw new UsageError(flag, `invalid value "${text}" for flag ${flag}: a port from 1 to ${65_535 - 3 * DEV_MEMBERS}`);
         basePort = port;
         break;
       }
@@ -89,6 +90,8 @@ interface DevMember {
   readonly name: string;
   readonly clientUrl: string;
   readonly peerUrl: string;
+  /** Where /metrics, /health and the status page are served. */
+  readonly metricsUrl: string;
   readonly child: ChildProcess;
   readonly exited: Promise<number | null>;
 }
@@ -104,9 +107,10 @@ export async function runDev(args: readonly string[]): Promise<number> {
     name: `n${index + 1}`,
     clientPort: options.basePort + 2 * index,
     peerPort: options.basePort + 2 * index + 1,
+    metricsPort: options.basePort + 2 * DEV_MEMBERS + index,
   }));
   for (const spec of specs) {
-    for (const port of [spec.clientPort, spec.peerPort]) {
+    for (const port of [spec.clientPort, spec.peerPort, spec.metricsPort]) {
       if (!(await portIsFree(port))) {
         console.error(`stratakv dev: port ${port} on 127.0.0.1 is in use (another etcd or stratakv?); choose others with --base-port`);
         return 1;
@@ -119,6 +123,7 @@ export async function runDev(args: readonly string[]): Promise<number> {
   const members: DevMember[] = specs.map((spec) => {
     const clientUrl = `http://127.0.0.1:${spec.clientPort}`;
     const peerUrl = `http://127.0.0.1:${spec.peerPort}`;
+    const metricsUrl = `http://127.0.0.1:${spec.metricsPort}`;
     const log = createWriteStream(join(options.dataDir, `${spec.name}.log`), { flags: 'a' });
     const child = spawn(
       process.execPath,
@@ -131,6 +136,7 @@ export async function runDev(args: readonly string[]): Promise<number> {
         `--advertise-client-urls=${clientUrl}`,
         `--listen-peer-urls=${peerUrl}`,
         `--initial-advertise-peer-urls=${peerUrl}`,
+        `--listen-metrics-urls=${metricsUrl}`,
         `--initial-cluster=${initialCluster}`,
         '--initial-cluster-state=new',
         '--initial-cluster-token=stratakv-dev',
@@ -143,7 +149,7 @@ export async function runDev(args: readonly string[]): Promise<number> {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-    return { name: spec.name, clientUrl, peerUrl, child, exited };
+    return { name: spec.name, clientUrl, peerUrl, metricsUrl, child, exited };
   });
 
   let stopping = false;
@@ -172,12 +178,14 @@ export async function runDev(args: readonly string[]): Promise<number> {
     return isStopSignalReason(first) ? 0 : 1;
   }
   console.log(`stratakv dev: a ${DEV_MEMBERS}-member cluster is up (${resuming ? 'resumed from' : 'data in'} ${options.dataDir})`);
-  for (const member of members) console.log(`  ${member.name}  client ${member.clientUrl}  peer ${member.peerUrl}  pid ${member.child.pid}  log ${join(options.dataDir, `${member.name}.log`)}`);
+  for (const member of members) console.log(`  ${member.name}  client ${member.clientUrl}  peer ${member.peerUrl}  metrics ${member.metricsUrl}  pid ${member.child.pid}  log ${join(options.dataDir, `${member.name}.log`)}`);
   console.log('');
   console.log('try:');
   console.log(`  ETCDCTL_API=3 etcdctl --endpoints=${endpoints.join(',')} put hello world`);
   console.log(`  ETCDCTL_API=3 etcdctl --endpoints=${endpoints.join(',')} get hello`);
   console.log(`  npx stratakv members --endpoints=${endpoints.join(',')}`);
+  console.log(`  curl -s ${members[0]?.clientUrl ?? ''}/health`);
+  console.log(`status page: ${members[0]?.metricsUrl ?? ''}/ (metrics at /metrics, each member on its own port)`);
   console.log('Ctrl-C stops the cluster (the data is kept: run it again to resume).');
 
   const reason = await Promise.race([signalled, memberFailed]);

@@ -89,8 +89,8 @@ for (const [launchedBy, nodeBinary, noOlderNode] of LAUNCHERS) for (const [stopH
   test(`stratakv dev, started by ${launchedBy}, starts 3 members, prints endpoints and an etcdctl example, and stops cleanly on ${stopHow}`, { skip: etcdctlSkipReason() ?? noOlderNode }, async () => {
     assert.ok(nodeBinary !== undefined);
     const directory = mkdtempSync(join(tmpdir(), 'stratakv-dev-test-'));
-    // Six consecutive free ports (dev uses base .. base+5): other tests run at the same time.
-    const basePort = await freePortRange(6);
+    // Nine consecutive free ports (dev uses base .. base+8): other tests run at the same time.
+    const basePort = await freePortRange(9);
     // Its own process group, so the SIGINT below reaches the launcher alone, not its child.
     const child = spawn(nodeBinary, [CLI, 'dev', `--base-port=${basePort}`], { cwd: directory, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
@@ -111,6 +111,12 @@ for (const [launchedBy, nodeBinary, noOlderNode] of LAUNCHERS) for (const [stopH
       assert.equal(etcdctl(endpoints, ['get', 'hello']).stdout, 'hello\nworld\n');
       const pids = [...output.matchAll(/pid (\d+)/g)].map((match) => Number(match[1]));
       assert.equal(pids.length, 3);
+      // The status page and /health, at the URLs it printed.
+      const page = /status page: (http:\/\/\S+)\//.exec(output)?.[1];
+      assert.ok(page !== undefined, output);
+      const html = await (await fetch(`${page}/`, { signal: AbortSignal.timeout(10_000) })).text();
+      for (const name of ['n1', 'n2', 'n3']) assert.match(html, new RegExp(`>${name}<`));
+      assert.deepEqual(await (await fetch(`${page}/health`, { signal: AbortSignal.timeout(10_000) })).json(), { health: 'true', reason: '' });
 
       assert.ok(child.pid !== undefined);
       stop(child.pid);
