@@ -3,7 +3,7 @@
 // leadership over first, so clients see no election timeout.
 
 import { RaftNode } from '../src/node/index.ts';
-import { createConsoleLogger } from '../src/obs/index.ts';
+import { createConsoleLogger, startTracing } from '../src/obs/index.ts';
 import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer, startJoinWaitingServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
 import { GrpcTransport } from '../src/transport/index.ts';
@@ -32,6 +32,9 @@ export async function runServe(given: ServeOptions): Promise<number> {
     logger.info('stopped before joining the cluster');
     return 0;
   }
+  // On only when the OTEL_* variables ask for it (src/obs/tracing.ts); undefined costs nothing.
+  const tracing = await startTracing({ memberName: options.name, serviceVersion: packageVersion() });
+  if (tracing !== undefined) logger.info('tracing on', { reason: tracing.reason });
   const node = await RaftNode.start({
     name: options.name,
     dataDir: options.dataDir,
@@ -49,6 +52,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
     scrubPolicy: { cycleMs: options.scrubIntervalMs, rateBytesPerSecond: options.scrubRateBytes },
     repairCorruptState: options.repairCorruptState,
     unsafeSkipDigest: options.unsafeNoStateDigest,
+    ...(tracing !== undefined ? { tracer: tracing.tracer } : {}),
     snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
     logger,
@@ -60,7 +64,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
   });
   let server;
   try {
-    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger });
+    server = await startEtcdServer({ backend: new RaftNodeBackend(node, serverVersion()), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.listenClientUrls, maxRequestBytes: options.maxRequestBytes, logger, ...(tracing !== undefined ? { tracer: tracing.tracer } : {}) });
   } catch (error) {
     await node.stop({ transferLeadership: false });
     throw error;
@@ -82,6 +86,7 @@ export async function runServe(given: ServeOptions): Promise<number> {
   // writes are passed on), then the client API.
   await node.stop();
   await server.close({ force: true });
+  await tracing?.shutdown();
   stopSignals.dispose();
   logger.info('stopped');
   return 0;

@@ -5,6 +5,7 @@ import type { IntegrityNode } from './integrity-service.ts';
 import type { ClusterInfoNode } from './cluster-info-service.ts';
 import type { MigrationNode } from './migration-service.ts';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
 
 import { assert } from '../util/assert.ts';
 import { ErrorCode, StrataError } from '../util/errors.ts';
@@ -53,6 +54,8 @@ export interface EtcdServerOptions {
   readonly clusterInfo?: ClusterInfoNode;
   /** The member's migration calls (Admin.Journal*, Replication, MemberChange, TransferLeader; the RaftNode in production). */
   readonly migration?: MigrationNode;
+  /** With a tracer every KV call is a SERVER span (etcd-kv-service.ts); absent: no tracing. */
+  readonly tracer?: Tracer;
 }
 
 /** EtcdServerCloseOptions says how close() treats calls in flight. */
@@ -91,7 +94,7 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   });
   const services = loadEtcdServices();
   const logger = options.logger;
-  server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }));
+  server.addService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger, tracer: options.tracer }));
   server.addService(services.cluster, createClusterService(options.backend, logger));
   server.addService(services.maintenance, createMaintenanceService(options.backend, logger));
   const admin =

@@ -114,6 +114,8 @@ export interface LaunchOptions {
   readonly electionMs?: number;
   /** More `stratakv serve` flags, appended after the ones launch() sets (e.g. `--snapshot-count=1000`). */
   readonly serveArgs?: readonly string[];
+  /** Environment variables set for the member on top of this process's (e.g. OTEL_* for tracing). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** MemberProcess is one running `stratakv serve`. */
@@ -225,7 +227,7 @@ export class TestCluster {
       ...flags,
     ];
     const timing = [`--heartbeat-interval=${options.heartbeatMs ?? 50}`, `--election-timeout=${options.electionMs ?? 500}`, ...(options.serveArgs ?? [])];
-    const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env !== undefined ? { env: { ...process.env, ...options.env } } : {}) });
     const log = createWriteStream(logPath, { flags: 'a' });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
