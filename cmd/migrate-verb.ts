@@ -7,6 +7,7 @@
 import type { JoinProbe, LearnerProgress, MigrationEvent, MigrationRecord, Plan, PlannedStep, TargetSpec } from '../src/migrate/index.ts';
 import { clusterOver, migrationStatus, planMigration, rollbackMigration, runMigration } from '../src/migrate/index.ts';
 import { normalizeEndpoint, probeJoiner } from '../src/client/index.ts';
+import { startTracing } from '../src/obs/index.ts';
 import { SYSTEM_CLOCK } from '../src/util/clock.ts';
 import { isStrataError } from '../src/util/errors.ts';
 import type { FlagKind } from './client-verbs.ts';
@@ -116,16 +117,23 @@ export async function runMigrateCommand(args: readonly string[], io: MigrateIo):
           progress.event(event);
         };
         const failpoint = killFailpoint();
+        // Traced when the OTEL_* variables ask for it, as `stratakv serve` is (src/obs/tracing.ts).
+        const tracing = await startTracing({ memberName: 'migrate', memberId: `migrate-${process.pid}` });
         const options = {
           clock: SYSTEM_CLOCK,
           onEvent,
           ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
           ...(io.signal !== undefined ? { signal: io.signal } : {}),
           ...(failpoint !== undefined ? { beforeJournalWrite: failpoint } : {}),
+          ...(tracing !== undefined ? { tracer: tracing.tracer } : {}),
         };
         let record: MigrationRecord;
-        if (sub === 'run') record = (await runMigration(cluster, { ...options, targets, probeJoiner: probe, requireZoneSpread: zoneSpread })).record;
-        else record = await rollbackMigration(cluster, options);
+        try {
+          if (sub === 'run') record = (await runMigration(cluster, { ...options, targets, probeJoiner: probe, requireZoneSpread: zoneSpread })).record;
+          else record = await rollbackMigration(cluster, options);
+        } finally {
+          await tracing?.shutdown();
+        }
         progress.clear();
         const outcome = record.kind === 'abort' || record.rollbackOf !== undefined ? 'rolled back' : 'done';
         if (format === 'json') io.out(JSON.stringify({ result: outcome, record, next: next('status') }));

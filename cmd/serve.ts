@@ -3,7 +3,7 @@
 // leadership over first, so clients see no election timeout.
 
 import { RaftNode } from '../src/node/index.ts';
-import { createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, renderStatusPage, startObsHttpServer } from '../src/obs/index.ts';
+import { createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, renderStatusPage, startObsHttpServer, startTracing } from '../src/obs/index.ts';
 import type { ObsHttpServer, StructuredLogger } from '../src/obs/index.ts';
 import { RaftNodeBackend, raftNodeDigestPins, raftNodeLogSource, startEtcdServer, startJoinWaitingServer } from '../src/server/index.ts';
 import { DEFAULT_KV_LIMITS } from '../src/storage/index.ts';
@@ -36,6 +36,9 @@ export async function runServe(given: ServeOptions, logger: StructuredLogger): P
   }
   // Metrics are created only when they are served: without --listen-metrics-urls nothing is counted.
   const registry = options.listenMetricsUrls.length > 0 ? createMetricsRegistry() : undefined;
+  // On only when the OTEL_* variables ask for it (src/obs/tracing.ts); undefined costs nothing.
+  const tracing = await startTracing({ memberName: options.name, serviceVersion: packageVersion() });
+  if (tracing !== undefined) logger.info('tracing on', { reason: tracing.reason });
   const node = await RaftNode.start({
     name: options.name,
     dataDir: options.dataDir,
@@ -53,6 +56,7 @@ export async function runServe(given: ServeOptions, logger: StructuredLogger): P
     scrubPolicy: { cycleMs: options.scrubIntervalMs, rateBytesPerSecond: options.scrubRateBytes },
     repairCorruptState: options.repairCorruptState,
     unsafeSkipDigest: options.unsafeNoStateDigest,
+    ...(tracing !== undefined ? { tracer: tracing.tracer } : {}),
     snapshotPolicy: { snapshotCount: options.snapshotCount, catchUpEntries: options.snapshotCatchupEntries, sendBytesPerSecond: options.snapshotSendRateBytes, sendBytesPerSecondUnderLoad: options.snapshotSendRateBytesUnderLoad },
     version: serverVersion(),
     ...(registry !== undefined ? { meter: registry.meter, describeMigration } : {}),
@@ -86,6 +90,7 @@ export async function runServe(given: ServeOptions, logger: StructuredLogger): P
       ...(registry !== undefined ? { grpcMetrics: new GrpcServerMetrics(registry.meter, { extensive: options.metrics === 'extensive' }) } : {}),
       // etcd answers /health and /version on its client URLs; our own row feeds other members' status pages.
       httpHandler: createObsRequestHandler({ health, version, member: () => ownRow(node) }),
+      ...(tracing !== undefined ? { tracer: tracing.tracer } : {}),
     });
     if (registry !== undefined) {
       metricsServer = await startObsHttpServer(
@@ -118,6 +123,7 @@ export async function runServe(given: ServeOptions, logger: StructuredLogger): P
   await server.close({ force: true });
   await metricsServer?.close();
   await registry?.shutdown();
+  await tracing?.shutdown();
   stopSignals.dispose();
   logger.info('stopped');
   return 0;

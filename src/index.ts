@@ -3,6 +3,7 @@
 // or talk to a running cluster with EtcdClient.
 
 import type { Meter } from '@opentelemetry/api';
+import type { Tracer } from '@opentelemetry/api';
 import { prefixEnd } from './client/index.ts';
 import { RaftNode } from './node/index.ts';
 import type { AlarmRecord, AlarmType, MemberRecord, NodeCallOptions, NodeStatus, RaftNodeHooks, InitialClusterMember, SnapshotPolicy } from './node/index.ts';
@@ -69,6 +70,12 @@ export interface OpenClusterOptions {
    * --snapshot-catchup-entries are snapshotCount and catchUpEntries; defaults 10,000 and 5,000).
    */
   readonly snapshotPolicy?: Partial<SnapshotPolicy>;
+  /**
+   * An OpenTelemetry tracer for this member's spans (src/obs/README.md): each write whose
+   * `traceParent` (a call option) is a sampled span context is traced through Raft, and with
+   * clientUrls each etcd KV call is a server span. Absent: no tracing.
+   */
+  readonly tracer?: Tracer;
 }
 
 /** RangeOptions select keys as etcd does: one key, [key, rangeEnd), a prefix, or everything from key. */
@@ -136,6 +143,7 @@ export class StrataKv {
       ...(options.hooks !== undefined ? { hooks: options.hooks } : {}),
       ...(options.meter !== undefined ? { meter: options.meter } : {}),
       ...(options.snapshotPolicy !== undefined ? { snapshotPolicy: options.snapshotPolicy } : {}),
+      ...(options.tracer !== undefined ? { tracer: options.tracer } : {}),
       createTransport: ({ localId, clusterId }) =>
         network !== undefined
           ? new MemoryTransport(network, { localId, clusterId })
@@ -144,7 +152,7 @@ export class StrataKv {
     let server: EtcdServer | undefined;
     if (options.clientUrls !== undefined && options.clientUrls.length > 0) {
       try {
-        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax });
+        server = await startEtcdServer({ backend: new RaftNodeBackend(node, 'embedded'), logSource: raftNodeLogSource(node), digestPins: raftNodeDigestPins(node), integrity: node, clusterInfo: node, migration: node, listenUrls: options.clientUrls, maxRequestBytes: limits.requestBytesMax, ...(options.tracer !== undefined ? { tracer: options.tracer } : {}) });
       } catch (error) {
         await node.stop({ transferLeadership: false });
         throw error;

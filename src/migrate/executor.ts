@@ -12,7 +12,9 @@
 // that says what it waited for; the journal keeps the step, so `run` resumes it and
 // `rollback` undoes it.
 
+import type { Tracer } from '@opentelemetry/api';
 import type { IntegrityCheck, MigrationMemberInfo, ReplicationInfo } from '../client/index.ts';
+import { ATTR_MIGRATION_ID, ATTR_MIGRATION_STEP, sampledContext, withSpan } from '../obs/index.ts';
 import type { Clock } from '../util/clock.ts';
 import { sleep } from '../util/clock.ts';
 import { ErrorCode, isStrataError, StrataError } from '../util/errors.ts';
@@ -62,10 +64,22 @@ export interface ExecutorOptions {
   readonly signal?: AbortSignal;
   /** Test hook: called after a step is done and before the journal says so, to kill a run there. */
   readonly beforeJournalWrite?: (step: StepName) => Promise<void> | void;
+  /** A run is a `migrate.run` span, each step a `migrate.<step>` span in it; absent: no tracing. */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** runRecord runs `record` (at journal `version`) to its end; answers the last record and version. */
-export async function runRecord(cluster: MigrationCluster, start: { record: MigrationRecord; version: number }, options: ExecutorOptions): Promise<{ record: MigrationRecord; version: number }> {
+export function runRecord(cluster: MigrationCluster, start: { record: MigrationRecord; version: number }, options: ExecutorOptions): Promise<{ record: MigrationRecord; version: number }> {
+  const attributes = { [ATTR_MIGRATION_ID]: start.record.id, 'stratakv.migration.kind': start.record.kind };
+  return withSpan(options.tracer, 'migrate.run', { attributes }, (span) => runSteps(cluster, start, options, span === undefined ? undefined : sampledContext(span)));
+}
+
+async function runSteps(
+  cluster: MigrationCluster,
+  start: { record: MigrationRecord; version: number },
+  options: ExecutorOptions,
+  runContext: ReturnType<typeof sampledContext>,
+): Promise<{ record: MigrationRecord; version: number }> {
   let { record, version } = start;
   for (let taken = 0; taken < STEPS_PER_RUN_MAX && record.next !== undefined; taken += 1) {
     if (options.signal?.aborted === true) throw new StrataError(ErrorCode.CANCELED, 'the migration was interrupted; run it again to resume');
@@ -74,7 +88,8 @@ export async function runRecord(cluster: MigrationCluster, start: { record: Migr
     const startedAtMs = Date.now();
     const startedClockMs = options.clock.now();
     options.onEvent?.({ type: 'step-started', step, record });
-    const { detail, record: updated } = await runStep(cluster, record, step, options);
+    const stepAttributes = { [ATTR_MIGRATION_ID]: record.id, [ATTR_MIGRATION_STEP]: step };
+    const { detail, record: updated } = await withSpan(options.tracer, `migrate.${step}`, { attributes: stepAttributes, parent: runContext }, () => runStep(cluster, record, step, options));
     await options.beforeJournalWrite?.(step);
     const done = withStepDone(updated, step, { startedAtMs, nowMs: Math.max(startedAtMs, Date.now()) }, detail);
     try {

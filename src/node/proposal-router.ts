@@ -9,8 +9,16 @@
 // proposes nothing) has appended nothing, so the write is routed again; any other answer
 // settles it. The router
 // owns no proposal: the ProposalTracker does, and it settles whatever arrives after stop().
+//
+// A traced write (one with a `raft.propose` span) is forwarded under a `raft.forward` span of
+// its own, whose traceparent rides beside it in the call: the call carries a batch, and each
+// write in it belongs to its own trace, which one context in the call's metadata could not say.
+// The leader's `raft.propose` span for it is that span's child (entry-traces.ts).
 
+import type { Span, Tracer } from '@opentelemetry/api';
+import { SpanKind } from '@opentelemetry/api';
 import { Packr } from 'msgpackr';
+import { ATTR_RAFT_BATCH_SIZE, ATTR_RAFT_LEADER, contextOf, endSpan, formatTraceparent, TRACEPARENT_LENGTH } from '../obs/index.ts';
 import type { NodeId } from '../raft/index.ts';
 import { NO_NODE } from '../raft/index.ts';
 import type { KvResponse } from '../storage/index.ts';
@@ -38,7 +46,12 @@ export interface RouterContext {
   readonly leader: () => NodeId;
   /** Wakes the Ready loop after a proposal was queued. */
   readonly scheduleLoop: () => void;
+  /** The member's tracer; undefined when it does not trace. */
+  readonly tracer?: Tracer | undefined;
 }
+
+/** FORWARD_SPAN is the span a traced write is forwarded under. */
+export const FORWARD_SPAN = 'raft.forward';
 
 /** ProposalRouter sends proposals where they can make progress; see the header of this file. */
 export class ProposalRouter {
@@ -76,14 +89,15 @@ export class ProposalRouter {
   }
 
   /**
-   * serve answers a forwarding call from a follower: each write is proposed here (`submit`) and
-   * answered in order with its response or the error that refused or failed it.
+   * serve answers a forwarding call from a follower: each write is proposed here (`submit`,
+   * with the traceparent of its forward span when it is traced) and answered in order with
+   * its response or the error that refused or failed it.
    */
-  async serve(body: Uint8Array, submit: (data: Uint8Array, hops: number) => Promise<Outcome>): Promise<Uint8Array> {
+  async serve(body: Uint8Array, submit: (data: Uint8Array, hops: number, traceparent: string | undefined) => Promise<Outcome>): Promise<Uint8Array> {
     const forwarded = decodeForwardedProposals(body);
     const outcomes = await Promise.all(
-      forwarded.map(([hops, data]) =>
-        submit(data, hops).then(
+      forwarded.map(([hops, data, traceparent]) =>
+        submit(data, hops, traceparent).then(
           (outcome): ForwardOutcome => (outcome.error !== undefined ? { error: wireError(outcome.error) } : { response: outcome.response }),
           (error: unknown): ForwardOutcome => {
             if (!isStrataError(error)) throw error;
@@ -133,7 +147,16 @@ export class ProposalRouter {
     if (proposals.length === 0) return;
     // An aborted proposal is settled at once (its signal); the leader may still apply it, as
     // with any write cancelled after it was sent.
-    const body = packr.pack(proposals.map((proposal): ForwardedProposal => [proposal.hops + 1, proposal.data]));
+    const tracer = this.context.tracer;
+    const spans = tracer === undefined ? undefined : this.startForwardSpans(tracer, leaderId, proposals);
+    const body = packr.pack(
+      spans === undefined
+        ? proposals.map((proposal): ForwardedProposal => [proposal.hops + 1, proposal.data])
+        : proposals.map((proposal, offset): ForwardedProposal => {
+            const span = spans[offset];
+            return span === undefined ? [proposal.hops + 1, proposal.data] : [proposal.hops + 1, proposal.data, formatTraceparent(span.spanContext())];
+          }),
+    );
     const deadlineMs = Math.max(...proposals.map((proposal) => proposal.deadlineMs));
     transport.request(leaderId, 'propose', body, { timeoutMs: Math.max(1, deadlineMs - clock.now()) }).then(
       (reply) => {
@@ -141,9 +164,11 @@ export class ProposalRouter {
         try {
           outcomes = decodeForwardOutcomes(reply, proposals.length);
         } catch (error) {
+          if (spans !== undefined) endForwardSpans(spans, () => error);
           for (const proposal of proposals) tracker.settle(proposal, asStrataError(error));
           return;
         }
+        if (spans !== undefined) endForwardSpans(spans, (offset) => forwardError(outcomes[offset] as ForwardOutcome));
         for (const [offset, proposal] of proposals.entries()) {
           const outcome = outcomes[offset] as ForwardOutcome;
           if ('error' in outcome) this.refused(proposal, outcomeError(outcome.error));
@@ -151,9 +176,23 @@ export class ProposalRouter {
         }
       },
       (error: unknown) => {
+        if (spans !== undefined) endForwardSpans(spans, () => asStrataError(error));
         for (const proposal of proposals) this.refused(proposal, asStrataError(error));
       },
     );
+  }
+
+  // startForwardSpans starts a `raft.forward` span under each traced write's propose span;
+  // undefined when the batch holds no traced write.
+  private startForwardSpans(tracer: Tracer, leaderId: NodeId, proposals: readonly Proposal[]): (Span | undefined)[] | undefined {
+    let spans: (Span | undefined)[] | undefined;
+    for (const [offset, proposal] of proposals.entries()) {
+      if (proposal.trace === undefined) continue;
+      spans ??= new Array<Span | undefined>(proposals.length).fill(undefined);
+      const attributes = { [ATTR_RAFT_LEADER]: leaderId.toString(16), [ATTR_RAFT_BATCH_SIZE]: proposals.length };
+      spans[offset] = tracer.startSpan(FORWARD_SPAN, { kind: SpanKind.CLIENT, attributes }, contextOf(proposal.trace.spanContext()));
+    }
+    return spans;
   }
 
   private refused(proposal: Proposal, error: StrataError): void {
@@ -168,10 +207,11 @@ export class ProposalRouter {
   }
 }
 
-// A forwarded batch ('propose' peer request) is a msgpack array of [hops, command data]; the
-// reply is an array of outcomes in the same order: the response (absent for a command that
-// answers nothing) or the error that refused or failed it.
-type ForwardedProposal = [hops: number, data: Uint8Array];
+// A forwarded batch ('propose' peer request) is a msgpack array of [hops, command data], with
+// a third item, the traceparent of its forward span, for a traced write; the reply is an array
+// of outcomes in the same order: the response (absent for a command that answers nothing) or
+// the error that refused or failed it.
+type ForwardedProposal = [hops: number, data: Uint8Array, traceparent?: string];
 type ForwardOutcome = { readonly response?: KvResponse | undefined } | { readonly error: WireError };
 interface WireError {
   readonly code: string;
@@ -185,7 +225,8 @@ function decodeForwardedProposals(body: Uint8Array): ForwardedProposal[] {
   };
   if (!Array.isArray(value) || value.length === 0 || value.length > FORWARD_BATCH_MAX) return bad(`expected 1..${FORWARD_BATCH_MAX} proposals`);
   for (const [position, item] of value.entries()) {
-    if (!Array.isArray(item) || item.length !== 2 || !Number.isInteger(item[0]) || !(item[1] instanceof Uint8Array)) bad(`proposal ${position} is not [hops, data]`);
+    if (!Array.isArray(item) || (item.length !== 2 && item.length !== 3) || !Number.isInteger(item[0]) || !(item[1] instanceof Uint8Array)) bad(`proposal ${position} is not [hops, data] or [hops, data, traceparent]`);
+    if (item.length === 3 && (typeof item[2] !== 'string' || item[2].length > 4 * TRACEPARENT_LENGTH)) bad(`proposal ${position}'s traceparent is not a string of at most ${4 * TRACEPARENT_LENGTH} characters`);
   }
   return value as ForwardedProposal[];
 }
@@ -196,6 +237,14 @@ function decodeForwardOutcomes(reply: Uint8Array, count: number): ForwardOutcome
     throw new StrataError(ErrorCode.UNAVAILABLE, `the leader answered ${Array.isArray(value) ? value.length : 'no list of'} outcomes for ${count} forwarded proposals`);
   }
   return value as ForwardOutcome[];
+}
+
+function endForwardSpans(spans: readonly (Span | undefined)[], errorAt: (offset: number) => unknown): void {
+  for (const [offset, span] of spans.entries()) if (span !== undefined) endSpan(span, errorAt(offset));
+}
+
+function forwardError(outcome: ForwardOutcome): StrataError | undefined {
+  return 'error' in outcome ? outcomeError(outcome.error) : undefined;
 }
 
 function wireError(error: StrataError): WireError {

@@ -18,6 +18,7 @@
 // and each is in that state's collection (collections may still hold settled proposals,
 // which are skipped and purged lazily).
 
+import type { Span } from '@opentelemetry/api';
 import type { Index, Term } from '../raft/index.ts';
 import type { KvResponse } from '../storage/index.ts';
 import { assert, ErrorCode, StrataError } from '../util/index.ts';
@@ -51,6 +52,8 @@ export interface Proposal {
   /** How often it was passed from member to member before reaching this one. */
   readonly hops: number;
   readonly state: ProposalState;
+  /** Its `raft.propose` span when its trace is sampled (entry-traces.ts); undefined otherwise, and always with tracing off. */
+  readonly trace: Span | undefined;
 }
 
 // The tracker's own view of a proposal: the public fields plus how to settle it.
@@ -95,7 +98,7 @@ export class ProposalTracker {
    * create accepts a write and returns it (in state `taken`: route it next) with the promise
    * its caller awaits. A closed tracker, or an already aborted signal, settles it at once.
    */
-  create(data: Uint8Array, options: ProposalOptions, hops: number): { readonly proposal: Proposal; readonly outcome: Promise<Outcome> } {
+  create(data: Uint8Array, options: ProposalOptions, hops: number, trace?: Span): { readonly proposal: Proposal; readonly outcome: Promise<Outcome> } {
     assert(Number.isInteger(hops) && hops >= 0, 'a proposal has a whole number of hops');
     let resolve: (outcome: Outcome) => void = () => undefined;
     let reject: (error: StrataError) => void = () => undefined;
@@ -108,6 +111,7 @@ export class ProposalTracker {
       deadlineMs: this.clock.now() + (options.timeoutMs ?? REQUEST_TIMEOUT_MS),
       hops,
       state: 'taken',
+      trace,
       detach: undefined,
       resolve,
       reject,

@@ -1,5 +1,6 @@
 // What a RaftNode is started with, and the hooks it calls.
 
+import type { Tracer } from '@opentelemetry/api';
 import type { IntegrityCheckPolicy } from './integrity-checks.ts';
 import type { ScrubPolicy } from './scrubber.ts';
 import type { Logger, Role } from '../raft/index.ts';
@@ -156,4 +157,10 @@ export interface RaftNodeOptions {
    * twice (the store's report, then the Ready loop's); a handler that returns must allow that.
    */
   readonly onFatal?: FatalHandler;
+  /**
+   * The tracer this member's spans are made with (src/obs's startTracing, or any
+   * OpenTelemetry tracer; entry-traces.ts). Passed explicitly, never taken from the global
+   * API, so that members sharing a process keep their own. Absent: no tracing at all.
+   */
+  readonly tracer?: Tracer;
 }

@@ -25,6 +25,8 @@
 // noticed after a step, a tick or a Ready is announced once.
 
 import { randomInt } from 'node:crypto';
+import type { SpanContext } from '@opentelemetry/api';
+import { ATTR_SNAPSHOT_ID, ATTR_SNAPSHOT_INDEX, endSpan, isSampled, parseTraceparent, reportTo, sampledContext, withSpan } from '../obs/index.ts';
 import type { ConfState, Entry, Index, Logger, Message, NodeId, Role, Snapshot, SnapshotMessage, Term } from '../raft/index.ts';
 import type { SnapshotInfo, SnapshotReceiver, SnapshotStore } from '../snapshot/index.ts';
 import { snapshotId as snapshotIdOf } from '../snapshot/index.ts';
@@ -69,6 +71,7 @@ import { decodeSnapshotDescriptor } from './snapshot-descriptor.ts';
 import type { SnapshotSendStatus } from './snapshot-sender.ts';
 import { SnapshotSender } from './snapshot-sender.ts';
 import { CatchUpPacer } from './catch-up-pacer.ts';
+import { EntryTraces } from './entry-traces.ts';
 import type { SnapshotterStatus } from './snapshotter.ts';
 import { Snapshotter } from './snapshotter.ts';
 import { MemberMetrics, type MemberMetricSources } from '../obs/index.ts';
@@ -168,6 +171,11 @@ export interface NodeCallOptions {
    * reads where it writes (serializable reads are served).
    */
   readonly mirrorReader?: boolean;
+  /**
+   * The caller's span context when its trace is sampled (a server span, say): the write is
+   * traced under it (entry-traces.ts). Ignored by a member without a tracer, and by reads.
+   */
+  readonly traceParent?: SpanContext | undefined;
 }
 
 /** NodeQueues reports what the node holds right now (the simulator checks the bounds). */
@@ -245,6 +253,8 @@ export class RaftNode {
   private readonly reads: ReadIndexTracker;
   private readonly changes: MembershipChanges;
   private readonly loop: ReadyLoop;
+  // The spans of traced writes; undefined when this member does not trace (the hot path's one check).
+  private readonly traces: EntryTraces | undefined;
 
   private appliedIndex: Index = 0;
   private tickCount = 0;
@@ -333,6 +343,7 @@ export class RaftNode {
     });
     this.transport = options.createTransport({ localId: this.memberId, clusterId: this.clusterId });
     this.proposals = new ProposalTracker(this.clock);
+    this.traces = options.tracer === undefined ? undefined : new EntryTraces(options.tracer);
     this.router = new ProposalRouter({
       selfId: this.memberId,
       clock: this.clock,
@@ -340,6 +351,7 @@ export class RaftNode {
       tracker: this.proposals,
       leader: () => this.raft.currentLeader(),
       scheduleLoop: () => this.loop.schedule(),
+      tracer: options.tracer,
     });
     this.reads = new ReadIndexTracker(this.clock, this.electionTicks);
     this.integrity = new IntegrityChecker(
@@ -349,10 +361,11 @@ export class RaftNode {
         isLeader: () => this.raft.currentRole() === 'leader' && !this.alarmSet.has(this.memberId, 'CORRUPT'),
         appliedIndex: () => this.appliedIndex,
         revision: () => this.stateMachine.revision(),
-        proposeCheckpoint: async (payload) => {
-          const outcome = await this.submit(encodeCheckpoint(payload), {}, 0);
-          if (outcome.error !== undefined) throw outcome.error;
-        },
+        proposeCheckpoint: (payload) =>
+          withSpan(options.tracer, 'integrity.checkpoint', { attributes: { 'stratakv.checkpoint.pin': payload.pin } }, async (span) => {
+            const outcome = await this.submit(encodeCheckpoint(payload), { traceParent: span === undefined ? undefined : sampledContext(span) }, 0);
+            if (outcome.error !== undefined) throw outcome.error;
+          }),
         proposeReport: async (report) => {
           const outcome = await this.submit(encodeNodeCommand(report), {}, 0);
           if (outcome.error !== undefined) throw outcome.error;
@@ -388,6 +401,7 @@ export class RaftNode {
         onReport: (report) => this.metrics?.scrubbed(report.failure === undefined),
       },
       { ...DEFAULT_SCRUB_POLICY, ...options.scrubPolicy },
+      options.tracer,
     );
     this.snapshotter = new Snapshotter(
       {
@@ -412,6 +426,7 @@ export class RaftNode {
           this.hooks.onSnapshotSaved?.(info);
         },
         onFailed: () => this.metrics?.snapshotSaveFailed(),
+        tracer: options.tracer,
       },
       options.snapshotPolicy,
     );
@@ -436,6 +451,7 @@ export class RaftNode {
         this.raft.reportSnapshot(peer, ok);
         this.loop.schedule();
       },
+      tracer: options.tracer,
     });
     this.changes = new MembershipChanges({
       selfId: this.memberId,
@@ -453,6 +469,7 @@ export class RaftNode {
       log,
       clock: this.clock,
       failpoints: options.failpoints,
+      tracing: this.traces,
       handlers: {
         beforeReady: () => {
           this.flushProposals();
@@ -576,6 +593,7 @@ export class RaftNode {
     for (const wake of [...this.publishWaiters]) wake(stoppedError);
     this.wakeAppliedWaiters(stoppedError);
     this.snapshotSender.failAll();
+    this.traces?.close();
     await this.snapshotter.stop();
     await this.loop.stop();
     await this.transport.close();
@@ -713,7 +731,9 @@ export class RaftNode {
     // A removed member's checkpoint would never be applied by the cluster it left.
     if (this.removed) throw memberRemoved();
     this.checkRunning();
-    return this.integrity.check({ pin: false, waitForReports: true, timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS, signal: options.signal });
+    return withSpan(this.options.tracer, 'integrity.check', { parent: options.traceParent }, () =>
+      this.integrity.check({ pin: false, waitForReports: true, timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS, signal: options.signal }),
+    );
   }
 
   /**
@@ -1264,10 +1284,33 @@ export class RaftNode {
 
   // ---------------------------------------------------------------- proposals
 
-  private submit(data: Uint8Array, options: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined }, hops: number): Promise<Outcome> {
-    const { proposal, outcome } = this.proposals.create(data, options, hops);
+  // submit accepts a write and routes it. A write whose caller's trace is sampled
+  // (options.traceParent) on a member that traces gets a `raft.propose` span, ended when the
+  // write is answered; `from` is the member that forwarded it here.
+  private submit(
+    data: Uint8Array,
+    options: { readonly signal?: AbortSignal | undefined; readonly timeoutMs?: number | undefined; readonly traceParent?: SpanContext | undefined },
+    hops: number,
+    from?: NodeId,
+  ): Promise<Outcome> {
+    if (this.traces === undefined || options.traceParent === undefined || !isSampled(options.traceParent)) {
+      const { proposal, outcome } = this.proposals.create(data, options, hops);
+      this.router.route(proposal);
+      return outcome;
+    }
+    const span = this.traces.startPropose(options.traceParent, hops, from);
+    const { proposal, outcome } = this.proposals.create(data, options, hops, span);
     this.router.route(proposal);
-    return outcome;
+    return outcome.then(
+      (answer) => {
+        endSpan(span, answer.error);
+        return answer;
+      },
+      (error: unknown) => {
+        endSpan(span, error);
+        throw error;
+      },
+    );
   }
 
   // flushProposals hands queued proposals to the core as one batch, just before ready().
@@ -1277,7 +1320,10 @@ export class RaftNode {
     if (batch.length === 0) return;
     try {
       const { firstIndex, term } = this.raft.proposeBatch(batch.map((proposal) => proposal.data));
-      for (const [offset, proposal] of batch.entries()) this.proposals.markInFlight(proposal, firstIndex + offset, term);
+      for (const [offset, proposal] of batch.entries()) {
+        this.proposals.markInFlight(proposal, firstIndex + offset, term);
+        if (proposal.trace !== undefined) this.traces?.appended(firstIndex + offset, term, proposal.trace);
+      }
     } catch (error) {
       if (!isStrataError(error)) throw error;
       switch (error.code) {
@@ -1325,6 +1371,11 @@ export class RaftNode {
   }
 
   private async applyCommittedNow(entries: readonly Entry[]): Promise<void> {
+    const applied = this.traces?.applying(entries);
+    await (applied === undefined ? this.applyEntries(entries) : reportTo(this.applyEntries(entries), applied));
+  }
+
+  private async applyEntries(entries: readonly Entry[]): Promise<void> {
     const outcomes = new Map<Index, Outcome>();
     const digests: DigestAt[] = [];
     // A checkpoint that pins digest views ends an apply batch: the view is opened exactly at it.
@@ -1363,6 +1414,7 @@ export class RaftNode {
     assert(last !== undefined, 'applyCommitted got entries');
     assert(last.index > this.appliedIndex, 'the applied index only moves forward');
     this.appliedIndex = last.index;
+    this.traces?.forgetThrough(last.index);
     // Writes from any member's clients pass through here (not the cluster's own entries:
     // membership changes, a member publishing itself, a new leader's empty entry).
     if (clientWrites) this.lastForegroundMs = this.clock.now();
@@ -1399,7 +1451,8 @@ export class RaftNode {
         else this.snapshotSender.send(message);
       }
     }
-    const toSend = plain ?? messages;
+    const untraced = plain ?? messages;
+    const toSend = this.traces === undefined ? untraced : this.traces.replicating(untraced);
     if (toSend.length === 0) return;
     this.heartbeats?.sent(toSend);
     const paced = this.pacedPeers(toSend);
@@ -1568,7 +1621,8 @@ export class RaftNode {
   // a time; a newer one replaces an older prepared one), or takes the restore that already ran
   // beside its receive.
   private prepareFromReceived(descriptor: SnapshotDescriptor, index: Index, term: Term): Promise<void> {
-    const next = this.preparing.then(async () => {
+    const attributes = { [ATTR_SNAPSHOT_ID]: descriptor.snapshotId, [ATTR_SNAPSHOT_INDEX]: index };
+    const next = this.preparing.then(() => withSpan(this.options.tracer, 'snapshot.restore', { attributes }, async () => {
       const streamedStartedMs = this.streamed?.snapshotId === descriptor.snapshotId ? this.streamed.startedMs : undefined;
       const streamed = await this.claimStreamedRestore(descriptor.snapshotId);
       if (this.installing || this.prepared?.snapshotId === descriptor.snapshotId || !this.mayNeedSnapshot(index, term)) {
@@ -1580,7 +1634,7 @@ export class RaftNode {
       const previous = this.prepared;
       this.prepared = { snapshotId: descriptor.snapshotId, index, descriptor, restored, restoredWhileReceiving: streamed !== undefined, restoreStartedMs };
       await previous?.restored.discard();
-    });
+    }));
     this.preparing = next.catch(() => undefined);
     return next;
   }
@@ -1601,7 +1655,12 @@ export class RaftNode {
 
   // installSnapshot runs once the log records the snapshot: the restored state machine
   // replaces the serving one, and the member table is the snapshot's.
-  private async installSnapshot(snapshot: Snapshot): Promise<void> {
+  private installSnapshot(snapshot: Snapshot): Promise<void> {
+    const attributes = { [ATTR_SNAPSHOT_INDEX]: snapshot.metadata.index, ...(this.prepared !== undefined ? { [ATTR_SNAPSHOT_ID]: this.prepared.snapshotId } : {}) };
+    return withSpan(this.options.tracer, 'snapshot.install', { attributes }, () => this.installPrepared(snapshot));
+  }
+
+  private async installPrepared(snapshot: Snapshot): Promise<void> {
     const prepared = this.prepared;
     assert(prepared !== undefined && prepared.index === snapshot.metadata.index, 'a snapshot is installed after it was prepared');
     this.prepared = undefined;
@@ -1624,6 +1683,7 @@ export class RaftNode {
     this.journal.restore(prepared.descriptor.membership.journal);
     const index = snapshot.metadata.index;
     this.appliedIndex = Math.max(this.appliedIndex, index);
+    this.traces?.forgetThrough(this.appliedIndex);
     const unknown = this.proposals.coveredBySnapshot(index, requestTimedOut({ detail: 'a snapshot replaced the entries this write was in' }));
     this.reads.onApplied(this.appliedIndex);
     this.snapshotter.noteInstalled(index, this.clock.now() - prepared.restoreStartedMs);
@@ -1765,6 +1825,7 @@ export class RaftNode {
     if (role === this.announced.role && !leaderChanged) return;
     this.announced = { role, leaderId };
     this.hooks.onRoleChange?.({ role, leaderId, term: this.raft.currentTerm() });
+    if (role !== 'leader') this.traces?.leadershipLost();
     if (leaderId !== NO_NODE) for (const wake of [...this.leaderWaiters]) wake();
     if (role === 'leader') this.integrity.onBecameLeader();
     if (leaderChanged) {
@@ -1806,6 +1867,7 @@ export class RaftNode {
   private onMessages(messages: readonly Message[]): void {
     if (this.stopped) return;
     this.heartbeats?.received(messages);
+    this.traces?.onMessages(messages);
     for (const message of messages) {
       if (message.to !== this.memberId) continue;
       this.raft.step(message);
@@ -1830,7 +1892,7 @@ export class RaftNode {
     switch (kind) {
       case 'propose':
         this.checkServing();
-        return this.router.serve(body, (data, hops) => this.submit(data, { signal }, hops));
+        return this.router.serve(body, (data, hops, traceparent) => this.submit(data, { signal, traceParent: this.traces === undefined ? undefined : parseTraceparent(traceparent) }, hops, from));
       case 'member': {
         const operation = decodeMemberOperation(body);
         if (operation.op === 'removed') {
@@ -1882,7 +1944,7 @@ export class RaftNode {
     if (this.rebuilding) throw new StrataError(ErrorCode.UNAVAILABLE, 'this member is rebuilding its state already');
     this.rebuilding = true;
     try {
-      return await this.rebuildNow(options);
+      return await withSpan(this.options.tracer, 'state.rebuild', { parent: options.traceParent }, () => this.rebuildNow(options));
     } finally {
       this.rebuilding = false;
     }

@@ -20,6 +20,9 @@
 // delay a step, fail it, or observe the order, as etcd's gofail points do. They are not for
 // production and cost one undefined check each when unset.
 //
+// Tracing (ReadyLoopTracing, entry-traces.ts) sees each Ready as it is taken and each save as it
+// runs; without a tracer it is absent and costs one undefined check per Ready and per save.
+//
 // Room for asynchronous storage writes (etcd-io/raft's AsyncStorageWrites): `persist` and
 // `apply` are separate steps with their own promises, so a later change can let the save of
 // Ready N+1 start before Ready N's apply ends without touching the callers.
@@ -28,6 +31,7 @@
 
 import type { Entry, HardState, Message, Ready, Snapshot } from '../raft/index.ts';
 import type { LogStore } from '../storage/index.ts';
+import { reportTo } from '../obs/index.ts';
 import { isEmptySaveRequest } from '../storage/index.ts';
 import { assert } from '../util/index.ts';
 import type { Clock } from '../util/index.ts';
@@ -78,6 +82,14 @@ export interface ReadyLoopHandlers {
   readonly onFatal: (error: Error) => void;
 }
 
+/** ReadyLoopTracing is what tracing needs of the loop (entry-traces.ts's EntryTraces in production). */
+export interface ReadyLoopTracing {
+  /** A Ready was taken: its committed entries are known committed from now. */
+  readyTaken(ready: Ready): void;
+  /** A Ready's save starts: answers what to call when it ended (with its error if it failed), or undefined. */
+  persisting(ready: Ready): ((error?: unknown) => void) | undefined;
+}
+
 /** ReadyLoopOptions builds a ReadyLoop. */
 export interface ReadyLoopOptions {
   readonly core: ReadyCore;
@@ -85,6 +97,8 @@ export interface ReadyLoopOptions {
   readonly clock: Clock;
   readonly handlers: ReadyLoopHandlers;
   readonly failpoints?: ReadyLoopFailpoints | undefined;
+  /** Absent when the member does not trace. */
+  readonly tracing?: ReadyLoopTracing | undefined;
 }
 
 /** ReadyLoop handles the core's Readys in the contract's order; see the header of this file. */
@@ -146,7 +160,8 @@ export class ReadyLoop {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    const { core, handlers, failpoints } = this.options;
+    const { core, handlers, failpoints, tracing } = this.options;
+    tracing?.readyTaken(ready);
     if (ready.softState !== undefined) handlers.onSoftState(ready);
     if (ready.snapshot !== undefined) {
       assert(ready.committedEntries.length === 0, 'a Ready with a snapshot has no committed entries');
@@ -202,7 +217,8 @@ export class ReadyLoop {
       const save = { ...(hardState !== undefined ? { hardState } : {}), ...(ready.snapshot !== undefined ? { snapshot: ready.snapshot } : {}), entries: ready.entries };
       if (!isEmptySaveRequest(save)) {
         this.deferredHardState = undefined;
-        await log.save(save);
+        const saved = this.options.tracing?.persisting(ready);
+        await (saved === undefined ? log.save(save) : reportTo(log.save(save), saved));
       }
     }
     handlers.persisted(ready);

@@ -9,6 +9,8 @@
 // rate), so overwritten data is kept that long; it is abandoned when the state machine is
 // replaced (a snapshot install) or the member stops, and starts over at the next cycle.
 
+import type { Tracer } from '@opentelemetry/api';
+import { withSpan } from '../obs/index.ts';
 import type { Logger } from '../raft/index.ts';
 import type { KvSnapshotView } from '../storage/index.ts';
 import type { Clock } from '../util/index.ts';
@@ -51,16 +53,18 @@ export interface ScrubberHost {
 export class Scrubber {
   private readonly host: ScrubberHost;
   private readonly policy: ScrubPolicy;
+  private readonly tracer: Tracer | undefined;
   private timer: ReturnType<Clock['setTimeout']> | undefined;
   private running: { abort: AbortController; done: Promise<ScrubReport | undefined> } | undefined;
   private stopped = false;
   private last: ScrubReport | undefined;
 
-  constructor(host: ScrubberHost, policy: ScrubPolicy) {
+  constructor(host: ScrubberHost, policy: ScrubPolicy, tracer?: Tracer) {
     assert(Number.isFinite(policy.cycleMs) && policy.cycleMs >= 0, 'scrub cycleMs must be non-negative');
     assert(Number.isFinite(policy.rateBytesPerSecond) && policy.rateBytesPerSecond > 0, 'scrub rateBytesPerSecond must be positive');
     this.host = host;
     this.policy = policy;
+    this.tracer = tracer;
   }
 
   /** start schedules the first scrub one cycle from now (the state was checked at open). */
@@ -109,7 +113,12 @@ export class Scrubber {
 
   private run(): Promise<ScrubReport | undefined> {
     const abort = new AbortController();
-    const done = this.scrub(abort.signal).finally(() => {
+    const done = withSpan(this.tracer, 'integrity.scrub', {}, async (span) => {
+      const report = await this.scrub(abort.signal);
+      if (report === undefined) span?.setAttribute('stratakv.scrub.abandoned', true);
+      else span?.setAttributes({ 'stratakv.scrub.keys': report.keys, 'stratakv.scrub.bytes': report.bytes, 'stratakv.scrub.corrupt': report.failure !== undefined });
+      return report;
+    }).finally(() => {
       if (this.running?.abort === abort) this.running = undefined;
     });
     this.running = { abort, done };

@@ -18,6 +18,9 @@
 // is reported failed at once (Raft probes the follower again and asks later). Every send
 // settles: by result, by the transport's progress timeouts, or by failAll() on stop.
 
+import type { Tracer } from '@opentelemetry/api';
+import { SpanKind } from '@opentelemetry/api';
+import { ATTR_RAFT_PEER, ATTR_SNAPSHOT_BYTES, ATTR_SNAPSHOT_ID, ATTR_SNAPSHOT_INDEX, withSpan } from '../obs/index.ts';
 import type { Index, Logger, NodeId, SnapshotMessage } from '../raft/index.ts';
 import type { SnapshotLease, SnapshotStore } from '../snapshot/index.ts';
 import type { Transport } from '../transport/index.ts';
@@ -40,6 +43,8 @@ export interface SnapshotSenderOptions {
   readonly leaseMs: number;
   /** Tells Raft whether the snapshot reached the follower. */
   readonly report: (peer: NodeId, ok: boolean) => void;
+  /** Each send is a `snapshot.send` span; undefined: no tracing. */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** SnapshotSendStatus is one running send, for status(). */
@@ -138,7 +143,16 @@ export class SnapshotSender {
     this.options.report(send.peer, ok);
   }
 
-  private async run(send: RunningSend, message: SnapshotMessage): Promise<boolean> {
+  private run(send: RunningSend, message: SnapshotMessage): Promise<boolean> {
+    const attributes = { [ATTR_RAFT_PEER]: send.peer.toString(16), [ATTR_SNAPSHOT_ID]: send.snapshotId, [ATTR_SNAPSHOT_INDEX]: send.index, [ATTR_SNAPSHOT_BYTES]: send.byteLength };
+    return withSpan(this.options.tracer, 'snapshot.send', { attributes, kind: SpanKind.CLIENT }, async (span) => {
+      const ok = await this.stream(send, message);
+      span?.setAttribute('stratakv.snapshot.sent', ok);
+      return ok;
+    });
+  }
+
+  private async stream(send: RunningSend, message: SnapshotMessage): Promise<boolean> {
     const { snapshots, transport, logger } = this.options;
     let lease: SnapshotLease;
     try {

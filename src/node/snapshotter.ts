@@ -30,6 +30,8 @@
 // States: idle → taking → idle. Invariant: at most one snapshot is taken at a time
 // (`taking`), and the recorded snapshot index only grows.
 
+import type { Tracer } from '@opentelemetry/api';
+import { ATTR_SNAPSHOT_BYTES, ATTR_SNAPSHOT_ID, ATTR_SNAPSHOT_INDEX, withSpan } from '../obs/index.ts';
 import type { ConfState, Index, Logger, RaftStatus, Term } from '../raft/index.ts';
 import type { SnapshotInfo, SnapshotStore } from '../snapshot/index.ts';
 import { snapshotId } from '../snapshot/index.ts';
@@ -136,6 +138,8 @@ export interface SnapshotterHost {
   onSaved(info: SnapshotInfo, elapsedMs: number): void;
   /** onFailed: a snapshot build failed (metrics; the snapshotter logs and backs off itself). */
   onFailed?(): void;
+  /** Each snapshot built is a `snapshot.build` span; undefined: no tracing. */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** SnapshotterStatus is what status() reports. */
@@ -301,7 +305,16 @@ export class Snapshotter {
     return taking;
   }
 
-  private async take(signal: AbortSignal): Promise<SnapshotInfo | undefined> {
+  private take(signal: AbortSignal): Promise<SnapshotInfo | undefined> {
+    return withSpan(this.host.tracer, 'snapshot.build', {}, async (span) => {
+      const info = await this.build(signal);
+      if (info !== undefined) span?.setAttributes({ [ATTR_SNAPSHOT_ID]: info.id, [ATTR_SNAPSHOT_INDEX]: info.index, [ATTR_SNAPSHOT_BYTES]: info.byteLength });
+      else span?.setAttribute('stratakv.snapshot.abandoned', true);
+      return info;
+    });
+  }
+
+  private async build(signal: AbortSignal): Promise<SnapshotInfo | undefined> {
     let captured: CapturedState;
     try {
       captured = await this.host.capture();

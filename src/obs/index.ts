@@ -1,5 +1,6 @@
-// The public surface of src/obs: logs (pino), metrics (the Prometheus endpoint), /health, the
-// plain-HTTP server of a member and its status page.
+// The public surface of src/obs: logs (pino), metrics (the Prometheus endpoint), traces
+// (OpenTelemetry, on when the OTEL_* variables ask), /health, the plain-HTTP server of a
+// member and its status page.
 export { grpcLogSink } from './grpc-log.ts';
 export type { GrpcLogSink } from './grpc-log.ts';
 export { createLogger, LOG_ITEMS_MAX, LOG_VALUE_DEPTH_MAX, RENAMED_FIELD_PREFIX, RESERVED_LOG_KEYS } from './logger.ts';
@@ -16,3 +17,7 @@ export { createObsRequestHandler, startObsHttpServer, OBS_LISTEN_URLS_MAX } from
 export type { ObsRoutes, ObsHttpServer } from './obs-http-server.ts';
 export { renderStatusPage, STATUS_PAGE_REFRESH_MS } from './status-page.ts';
 export type { MemberStatusRow, MigrationStatusView, StatusDocument } from './status-document.ts';
+export { startTracing, tracingDecision, SHUTDOWN_TIMEOUT_MS_DEFAULT, SERVICE_NAME_DEFAULT, TRACER_NAME } from './tracing.ts';
+export type { StartTracingOptions, TracingDecision, TracingEnvironment, TracingHandle } from './tracing.ts';
+export { formatTraceparent, isSampled, parseTraceparent, TRACEPARENT_HEADER, TRACEPARENT_LENGTH, TRACESTATE_HEADER } from './trace-context.ts';
+export * from './spans.ts';

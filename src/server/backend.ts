@@ -2,6 +2,7 @@
 // a RaftNode (src/node), through RaftNodeBackend, in production and in the service tests
 // (which run one in-memory RaftNode).
 
+import type { SpanContext } from '@opentelemetry/api';
 import type { AlarmRecord, AlarmType, MemberRecord } from '../node/index.ts';
 import type { KvRequest, KvResponse } from '../storage/index.ts';
 
@@ -93,6 +94,8 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** The caller may read a read-only mirror linearizably (src/node's NodeCallOptions). */
   readonly mirrorReader?: boolean;
+  /** The call's span context when it is traced and sampled: the backend's work joins its trace (src/node's NodeCallOptions). */
+  readonly traceParent?: SpanContext | undefined;
 }
 
 /** MirrorStatus is a mirror's state as read linearizably (Admin.MirrorRead). */

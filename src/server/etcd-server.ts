@@ -6,6 +6,7 @@ import type { ClusterInfoNode } from './cluster-info-service.ts';
 import type { MigrationNode } from './migration-service.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
 
 import type { GrpcServerMetrics } from '../obs/index.ts';
 
@@ -66,6 +67,8 @@ export interface EtcdServerOptions {
    * to the gRPC server and HTTP/1.1 to this handler.
    */
   readonly httpHandler?: (request: IncomingMessage, response: ServerResponse) => void;
+  /** With a tracer every KV call is a SERVER span (etcd-kv-service.ts); absent: no tracing. */
+  readonly tracer?: Tracer;
 }
 
 /** EtcdServerCloseOptions says how close() treats calls in flight. */
@@ -105,7 +108,7 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<EtcdS
   const services = loadEtcdServices();
   const logger = options.logger;
   const metrics = options.grpcMetrics;
-  server.addService(services.kv, instrumentService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger }), metrics));
+  server.addService(services.kv, instrumentService(services.kv, createKvService({ backend: options.backend, maxRequestBytes: options.maxRequestBytes, logger, tracer: options.tracer }), metrics));
   server.addService(services.cluster, instrumentService(services.cluster, createClusterService(options.backend, logger), metrics));
   server.addService(services.maintenance, instrumentService(services.maintenance, createMaintenanceService(options.backend, logger), metrics));
   const admin =

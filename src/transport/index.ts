@@ -32,4 +32,5 @@ export type { SnapshotStats } from './snapshot-stream.ts';
 export { HTTP2_WINDOW_BYTES, widenHttp2Windows } from './http2-window.ts';
 export { TRANSPORT_LIMITS_DEFAULTS } from './limits.ts';
 export type { TransportLimits } from './limits.ts';
-export { decodeMessages, encodeMessages, messageSizeBytes } from './message-codec.ts';
+export { decodeMessages, encodeMessages, messageSizeBytes, MESSAGE_TRACE_ENTRIES_MAX, MESSAGE_TRACEPARENT_CHARS_MAX } from './message-codec.ts';
+export type { MessageTrace, TracedMessage } from './message-codec.ts';

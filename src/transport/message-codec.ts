@@ -5,7 +5,9 @@
 //
 // Layout (version 1). A batch is [1, m1, m2, ...]. Every message begins with
 // [typeCode, from, to, term]; the rest depends on the type:
-//   0 append             logTerm, index, commit, then 4 slots per entry: term, index, type, data
+//   0 append             logTerm, index, commit, then 4 slots per entry: term, index, type, data,
+//                        then, only for an append that carries trace context (MessageTrace), one
+//                        more slot: [traceparent, index, traceparent, index, traceparent, ...]
 //   1 appendResponse     index, reject, rejectHint, logTerm
 //   2 vote / 3 preVote   logTerm, index, leaderTransfer
 //   4 voteResponse / 5 preVoteResponse   reject, commit, commitTerm
@@ -17,6 +19,11 @@
 //  11 readIndexResponse  index, context
 // Integers are msgpack integers (msgpackr writes those above 2^32 as float64, exact for safe
 // integers); byte strings are msgpack bin; booleans are msgpack booleans.
+//
+// The trace slot is what tells an append with trace context from one without: its slots past
+// the fixed ones are 4 per entry plus 1. Only appends carrying traced entries have it, so an
+// untraced cluster sends exactly what it sent before; a member older than the trace slot
+// refuses an append that has one, so tracing is turned on once every member understands it.
 //
 // Decoding takes untrusted bytes: every field is checked, and anything that is not exactly a
 // well-formed message is a StrataError INVALID_ARGUMENT naming the message and field.
@@ -38,6 +45,28 @@ export const MESSAGE_ENTRIES_MAX = 1_048_576;
 
 /** MESSAGE_CONF_NODES_MAX bounds each node list of a snapshot's configuration. */
 export const MESSAGE_CONF_NODES_MAX = 65_536;
+
+/** MESSAGE_TRACE_ENTRIES_MAX bounds the traced entries one append's MessageTrace names. */
+export const MESSAGE_TRACE_ENTRIES_MAX = 128;
+
+/** MESSAGE_TRACEPARENT_CHARS_MAX bounds one traceparent in a MessageTrace (a version-00 one has 55). */
+export const MESSAGE_TRACEPARENT_CHARS_MAX = 256;
+
+/**
+ * MessageTrace is W3C trace context carried beside an append (src/obs says what it means; the
+ * codec only carries it): `traceparent` is the sender's span for this append, and `entries`
+ * names the traced entries it carries with the traceparent of each one's own span.
+ */
+export interface MessageTrace {
+  readonly traceparent: string;
+  readonly entries: readonly { readonly index: number; readonly traceparent: string }[];
+}
+
+/**
+ * TracedMessage is a Raft message that may carry trace context: the Raft core never sees the
+ * field (the driver adds it to a copy before sending, and reads it before stepping).
+ */
+export type TracedMessage = Message & { readonly trace?: MessageTrace | undefined };
 
 // Fixed overhead counted per message in size estimates: header fields and framing.
 const MESSAGE_OVERHEAD_BYTES = 48;
@@ -73,6 +102,8 @@ export function messageSizeBytes(message: Message): number {
     case 'append': {
       let size = MESSAGE_OVERHEAD_BYTES;
       for (const entry of message.entries) size += entry.data.byteLength + ENTRY_OVERHEAD_BYTES;
+      const trace = (message as TracedMessage).trace;
+      if (trace !== undefined) size += (trace.entries.length + 1) * (MESSAGE_TRACEPARENT_CHARS_MAX / 4);
       return size;
     }
     case 'snapshot': {
@@ -135,7 +166,8 @@ function toArray(message: Message): unknown[] {
   const code = TYPE_CODES[message.type];
   switch (message.type) {
     case 'append': {
-      const out: unknown[] = new Array(APPEND_FIXED_SLOTS + message.entries.length * ENTRY_SLOTS);
+      const trace = (message as TracedMessage).trace;
+      const out: unknown[] = new Array(APPEND_FIXED_SLOTS + message.entries.length * ENTRY_SLOTS + (trace === undefined ? 0 : 1));
       out[0] = code;
       out[1] = message.from;
       out[2] = message.to;
@@ -151,6 +183,7 @@ function toArray(message: Message): unknown[] {
         out[slot + 3] = entry.data;
         slot += ENTRY_SLOTS;
       }
+      if (trace !== undefined) out[slot] = traceToArray(trace);
       return out;
     }
     case 'appendResponse':
@@ -196,10 +229,11 @@ function fromArray(value: unknown, at: number): Message {
   const term = integer(fields[3], at, 'term');
   switch (code) {
     case TYPE_CODES.append: {
-      if (fields.length < APPEND_FIXED_SLOTS || (fields.length - APPEND_FIXED_SLOTS) % ENTRY_SLOTS !== 0) {
+      const traced = (fields.length - APPEND_FIXED_SLOTS) % ENTRY_SLOTS === 1;
+      if (fields.length < APPEND_FIXED_SLOTS || ((fields.length - APPEND_FIXED_SLOTS) % ENTRY_SLOTS !== 0 && !traced)) {
         throw invalid(at, 'entries', 'do not fill whole entries');
       }
-      const count = (fields.length - APPEND_FIXED_SLOTS) / ENTRY_SLOTS;
+      const count = (fields.length - APPEND_FIXED_SLOTS - (traced ? 1 : 0)) / ENTRY_SLOTS;
       if (count > MESSAGE_ENTRIES_MAX) throw invalid(at, 'entries', 'are too many');
       const entries: Entry[] = new Array(count);
       let slot = APPEND_FIXED_SLOTS;
@@ -214,13 +248,16 @@ function fromArray(value: unknown, at: number): Message {
         };
         slot += ENTRY_SLOTS;
       }
-      return {
+      const append: Message = {
         type: 'append', from, to, term,
         logTerm: integer(fields[4], at, 'logTerm'),
         index: integer(fields[5], at, 'index'),
         commit: integer(fields[6], at, 'commit'),
         entries,
       };
+      if (!traced) return append;
+      const tracedAppend: TracedMessage = { ...append, trace: traceFromArray(fields[slot], at) };
+      return tracedAppend;
     }
     case TYPE_CODES.appendResponse:
       exactLength(fields, 8, at);
@@ -292,6 +329,36 @@ function fromArray(value: unknown, at: number): Message {
     default:
       throw invalid(at, 'type', `has unknown code ${String(code)}`);
   }
+}
+
+// A MessageTrace on the wire: [traceparent, index, traceparent, index, traceparent, ...].
+function traceToArray(trace: MessageTrace): unknown[] {
+  const out: unknown[] = new Array(1 + 2 * trace.entries.length);
+  out[0] = trace.traceparent;
+  let slot = 1;
+  for (const entry of trace.entries) {
+    out[slot] = entry.index;
+    out[slot + 1] = entry.traceparent;
+    slot += 2;
+  }
+  return out;
+}
+
+function traceFromArray(value: unknown, at: number): MessageTrace {
+  if (!Array.isArray(value) || value.length < 1 || value.length % 2 !== 1) throw invalid(at, 'trace', 'is not [traceparent, index, traceparent, ...]');
+  const count = (value.length - 1) / 2;
+  if (count > MESSAGE_TRACE_ENTRIES_MAX) throw invalid(at, 'trace', 'names too many entries');
+  const entries: { index: number; traceparent: string }[] = new Array(count);
+  for (let i = 0; i < count; i += 1) {
+    entries[i] = { index: integer(value[1 + 2 * i], at, `trace[${i}].index`), traceparent: traceparent(value[2 + 2 * i], at, `trace[${i}].traceparent`) };
+  }
+  return { traceparent: traceparent(value[0], at, 'trace.traceparent'), entries };
+}
+
+// The codec checks only the shape of a traceparent; src/obs parses it (and ignores a bad one).
+function traceparent(value: unknown, at: number, field: string): string {
+  if (typeof value !== 'string' || value.length > MESSAGE_TRACEPARENT_CHARS_MAX) throw invalid(at, field, `is not a string of at most ${MESSAGE_TRACEPARENT_CHARS_MAX} characters`);
+  return value;
 }
 
 function invalid(at: number, field: string, what: string): StrataError {

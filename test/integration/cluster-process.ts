@@ -119,6 +119,8 @@ export interface LaunchOptions {
   readonly metrics?: boolean;
   /** The metrics port of a member launched alone (launch(), restart()); start() picks one per member when `metrics` is set. */
   readonly metricsPort?: number;
+  /** Environment variables set for the member on top of this process's (e.g. OTEL_* for tracing). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** MemberProcess is one running `stratakv serve`. */
@@ -234,7 +236,7 @@ export class TestCluster {
     const metricsUrl = options.metricsPort === undefined ? undefined : `http://127.0.0.1:${options.metricsPort}`;
     if (metricsUrl !== undefined) args.push(`--listen-metrics-urls=${metricsUrl}`);
     const timing = [`--heartbeat-interval=${options.heartbeatMs ?? 50}`, `--election-timeout=${options.electionMs ?? 500}`, ...(options.serveArgs ?? [])];
-    const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...args, ...timing], { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env !== undefined ? { env: { ...process.env, ...options.env } } : {}) });
     const log = createWriteStream(logPath, { flags: 'a' });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);

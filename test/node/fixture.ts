@@ -140,6 +140,8 @@ export interface ClusterOptions<T extends MemoryTransport> {
   readonly snapshotPolicy?: RaftNodeOptions['snapshotPolicy'];
   /** More options for every member (integrity checks, scrubbing, ...). */
   readonly nodeOptions?: Partial<RaftNodeOptions>;
+  /** More options for the member named `name` (n1, n2, ...): a tracer of its own, say. */
+  readonly memberOptions?: (name: string) => Partial<RaftNodeOptions>;
 }
 
 /** startCluster starts `size` members of a new cluster and waits until every one knows the leader. */
@@ -162,6 +164,7 @@ export async function startCluster<T extends MemoryTransport = CountingTransport
     clock: driver.clock,
     ...(clusterOptions.snapshotPolicy !== undefined ? { snapshotPolicy: clusterOptions.snapshotPolicy } : {}),
     ...clusterOptions.nodeOptions,
+    ...clusterOptions.memberOptions?.(name),
     createTransport: ({ localId, clusterId }) => {
       const transport = createTransport(network, { localId, clusterId, clock: driver.clock });
       transports.set(localId, transport);

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Packr } from 'msgpackr';
 import type { ConfState, Entry, Message, NodeId } from '../../src/raft/index.ts';
-import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages, messageSizeBytes } from '../../src/transport/message-codec.ts';
+import { decodeErrorDetails, decodeMessages, encodeErrorDetails, encodeMessages, MESSAGE_TRACE_ENTRIES_MAX, MESSAGE_TRACEPARENT_CHARS_MAX, messageSizeBytes } from '../../src/transport/message-codec.ts';
+import type { MessageTrace, TracedMessage } from '../../src/transport/message-codec.ts';
 import { ErrorCode, isStrataError } from '../../src/util/errors.ts';
 import { SeededRandom } from '../../src/util/random.ts';
 import { sampleMessages } from './conformance.ts';
@@ -170,6 +171,34 @@ describe('message codec', () => {
     expectInvalid(raw.pack([1, [6, 1, 2, 3, 1, 1, [1, -2], [], [], [], false, new Uint8Array(0)]]), 'snapshot.confState.voters[1]');
     expectInvalid(raw.pack([1, [6, 1, 2, 3, 1, 1, [], [], {}, [], false, new Uint8Array(0)]]), 'snapshot.confState.votersOutgoing');
     expectInvalid(Uint8Array.from([0xc1]), 'batch');
+  });
+
+  test('an append carries trace context in one more slot when it has some, and only then', () => {
+    const entries: Entry[] = [
+      { term: 2, index: 7, type: 0, data: Uint8Array.of(1) },
+      { term: 2, index: 8, type: 0, data: Uint8Array.of(2) },
+    ];
+    const plain: Message = { type: 'append', from: 1, to: 2, term: 2, logTerm: 2, index: 6, commit: 6, entries };
+    const trace: MessageTrace = {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      entries: [{ index: 8, traceparent: '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01' }],
+    };
+    const traced: TracedMessage = { ...plain, trace };
+    const [decodedPlain, decodedTraced] = decodeMessages(encodeMessages([plain, traced]));
+    assert.deepStrictEqual(decodedPlain, plain);
+    assert.ok(!Object.hasOwn(decodedPlain as object, 'trace'), 'an append without trace context decodes without the field');
+    assert.deepStrictEqual(decodedTraced, traced);
+    assert.equal(encodeMessages([plain]).byteLength, encodeMessages([{ ...plain, trace: undefined } as TracedMessage]).byteLength, 'an undefined trace adds nothing');
+    assert.ok(messageSizeBytes(traced) > messageSizeBytes(plain));
+    const header = [0, 1, 2, 3, 0, 0, 0];
+    expectInvalid(raw.pack([1, [...header, 'x']]), 'trace');
+    expectInvalid(raw.pack([1, [...header, ['tp', 1]]]), 'trace');
+    expectInvalid(raw.pack([1, [...header, [5]]]), 'trace.traceparent');
+    expectInvalid(raw.pack([1, [...header, ['x'.repeat(MESSAGE_TRACEPARENT_CHARS_MAX + 1)]]]), 'trace.traceparent');
+    expectInvalid(raw.pack([1, [...header, ['tp', -1, 'tp']]]), 'trace[0].index');
+    expectInvalid(raw.pack([1, [...header, ['tp', 1, null]]]), 'trace[0].traceparent');
+    const tooMany = ['tp', ...Array.from({ length: MESSAGE_TRACE_ENTRIES_MAX + 1 }, (_, at) => [at, 'tp']).flat()];
+    expectInvalid(raw.pack([1, [...header, tooMany]]), 'trace');
   });
 
   test('error details round-trip, and anything unusable becomes {}', () => {
