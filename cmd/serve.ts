@@ -35,7 +35,7 @@ export async function runServe(given: ServeOptions, logger: StructuredLogger): P
     return 0;
   }
   // Metrics are created only when they are served: without --listen-metrics-urls nothing is counted.
-  const registry = options.listenMetricsUrls.length > 0 ? createMetricsRegistry() : undefined;
+  const registry = options.listenMetricsUrls.length > 0 ? await createMetricsRegistry() : undefined;
   // On only when the OTEL_* variables ask for it (src/obs/tracing.ts); undefined costs nothing.
   const tracing = await startTracing({ memberName: options.name, serviceVersion: packageVersion() });
   if (tracing !== undefined) logger.info('tracing on', { reason: tracing.reason });

@@ -7,8 +7,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import type { Meter } from '@opentelemetry/api';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
 
 /** MetricsRegistry is a process's meter and its Prometheus exposition. */
 export interface MetricsRegistry {
@@ -20,8 +18,13 @@ export interface MetricsRegistry {
   shutdown(): Promise<void>;
 }
 
-/** createMetricsRegistry starts a MeterProvider read by a Prometheus exporter that starts no server of its own. */
-export function createMetricsRegistry(): MetricsRegistry {
+/**
+ * createMetricsRegistry starts a MeterProvider read by a Prometheus exporter that starts no
+ * server of its own. The SDK is imported here, on first use: a member that serves no metrics
+ * loads none of it.
+ */
+export async function createMetricsRegistry(): Promise<MetricsRegistry> {
+  const [{ PrometheusExporter }, { MeterProvider }] = await Promise.all([import('@opentelemetry/exporter-prometheus'), import('@opentelemetry/sdk-metrics')]);
   const exporter = new PrometheusExporter({ preventServerStart: true, appendTimestamp: false, withoutScopeInfo: true, withoutTargetInfo: true });
   const provider = new MeterProvider({ readers: [exporter] });
   let stopped: Promise<void> | undefined;

@@ -154,6 +154,7 @@ describe('alarms in a cluster', () => {
 
 const DISK_HEARTBEAT_MS = 20;
 const DISK_ELECTION_MS = 200;
+const PACED_PUT_GAP_MS = 100;
 const directories: string[] = [];
 after(() => {
   for (const directory of directories) rmSync(directory, { recursive: true, force: true });
@@ -192,9 +193,15 @@ describe('alarms across restarts', () => {
     await driver.settle(leader.changeAlarm('activate', corrupt.memberId, 'CORRUPT'));
     await driver.until('the member to restart applied the alarm', () => listed(restarted, corruptRecord));
     const alarmIndex = restarted.status().appliedIndex;
-    for (let i = 0; i < 120; i += 1) await driver.settle(put(leader, `k${i % 30}`, `v${i}`));
-    // A bound, not a figure: 20 s ran out once under the whole suite's load (fresh-check, 2026-12-06; 3/3 alone well within it).
-    await driver.until('the member to restart snapshotted and compacted its log past the alarm', () => restarted.status().snapshots.compactedThrough >= alarmIndex, 60_000);
+    // Paced: the log keeps a catch-up tail of twice the writes of a 5 s catch-up at the measured
+    // write rate (snapshotter.ts), so 120 puts as fast as the machine goes (~85/s) keep all of
+    // them and compact nothing past the alarm. At 10 puts/s the tail is ~100 entries, and the
+    // snapshot at index 120 compacts the alarm's entry away on any machine that keeps up.
+    for (let i = 0; i < 120; i += 1) {
+      await driver.settle(put(leader, `k${i % 30}`, `v${i}`));
+      await new Promise((resolve) => setTimeout(resolve, PACED_PUT_GAP_MS));
+    }
+    await driver.until('the member to restart snapshotted and compacted its log past the alarm', () => restarted.status().snapshots.compactedThrough >= alarmIndex, 30_000);
     // One more alarm, only in the log after that snapshot.
     const noSpaceRecord: AlarmRecord = { memberId: restarted.memberId, alarm: 'NOSPACE' };
     await driver.settle(restarted.changeAlarm('activate', restarted.memberId, 'NOSPACE'));

@@ -14,6 +14,7 @@ import {
   startObsHttpServer,
   type HealthSource,
   type MemberMetricSources,
+  type MetricsRegistry,
 } from '../../src/obs/index.ts';
 
 function sources(overrides: Partial<MemberMetricSources> = {}): MemberMetricSources {
@@ -38,7 +39,7 @@ function sources(overrides: Partial<MemberMetricSources> = {}): MemberMetricSour
   };
 }
 
-async function scrape(registry: ReturnType<typeof createMetricsRegistry>): Promise<string> {
+async function scrape(registry: MetricsRegistry): Promise<string> {
   const server = await startObsHttpServer(['http://127.0.0.1:0'], createObsRequestHandler({ metrics: registry }));
   try {
     const answer = await fetch(`${server.urls[0]}/metrics`);
@@ -58,7 +59,7 @@ function sample(text: string, series: string): number | undefined {
 
 describe('metrics exposition', () => {
   test('a member\'s metrics carry etcd\'s names and values, without timestamps or scope labels', async () => {
-    const registry = createMetricsRegistry();
+    const registry = await createMetricsRegistry();
     const metrics = new MemberMetrics(registry.meter, sources());
     metrics.leaderChanged();
     metrics.leaderChanged();
@@ -110,7 +111,7 @@ describe('metrics exposition', () => {
   });
 
   test('gRPC server metrics carry go-grpc-prometheus\'s labels and codes', async () => {
-    const registry = createMetricsRegistry();
+    const registry = await createMetricsRegistry();
     const grpc = new GrpcServerMetrics(registry.meter, { extensive: true });
     const put = grpc.method('etcdserverpb.KV', 'Put', 'unary');
     put.started += 2;

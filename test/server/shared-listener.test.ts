@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, startObsHttpServer } from '../../src/obs/index.ts';
+import { createMetricsRegistry, createObsRequestHandler, GrpcServerMetrics, startObsHttpServer, type MetricsRegistry } from '../../src/obs/index.ts';
 import type { EtcdServer } from '../../src/server/index.ts';
 import { startEtcdServer } from '../../src/server/index.ts';
 import type { EtcdTestClient } from './etcd-test-client.ts';
@@ -46,9 +46,10 @@ describe('one client port for gRPC and plain HTTP', () => {
   let member: SingleMember;
   let server: EtcdServer;
   let client: EtcdTestClient;
-  const registry = createMetricsRegistry();
+  let registry: MetricsRegistry;
 
   before(async () => {
+    registry = await createMetricsRegistry();
     const clientUrl = await freeClientUrl();
     member = await startSingleMember({ name: 'one', peerUrls: ['http://127.0.0.1:2380'], clientUrls: [clientUrl] });
     server = await startEtcdServer({
