@@ -17,7 +17,7 @@ export { createObsRequestHandler, startObsHttpServer, OBS_LISTEN_URLS_MAX } from
 export type { ObsRoutes, ObsHttpServer } from './obs-http-server.ts';
 export { renderStatusPage, STATUS_PAGE_REFRESH_MS } from './status-page.ts';
 export type { MemberStatusRow, MigrationStatusView, StatusDocument } from './status-document.ts';
-export { startTracing, tracingDecision, SHUTDOWN_TIMEOUT_MS_DEFAULT, SERVICE_NAME_DEFAULT, TRACER_NAME } from './tracing.ts';
+export { startTracing, tracingDecision, presampledTracer, rootSampleRatio, SHUTDOWN_TIMEOUT_MS_DEFAULT, SERVICE_NAME_DEFAULT, TRACER_NAME } from './tracing.ts';
 export type { StartTracingOptions, TracingDecision, TracingEnvironment, TracingHandle } from './tracing.ts';
 export { formatTraceparent, isSampled, parseTraceparent, TRACEPARENT_HEADER, TRACEPARENT_LENGTH, TRACESTATE_HEADER } from './trace-context.ts';
 export * from './spans.ts';
