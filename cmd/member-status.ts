@@ -134,10 +134,14 @@ function viewOf(record: MigrationRecord): MigrationStatusView {
 // migrationView adds what the rows tell about the step running: while learners catch up,
 // how far the slowest of the joining members has applied of the leader's log (in entries).
 function migrationView(text: string, rows: readonly MemberStatusRow[], leaderCommit: number): MigrationStatusView | undefined {
-  const view = describeMigration(text);
-  if (view === undefined) return undefined;
+  let record: MigrationRecord;
+  try {
+    record = decodeRecord(text);
+  } catch {
+    return undefined;
+  }
+  const view = viewOf(record);
   if (view.phase !== 'catch-up') return view;
-  const record = decodeRecord(text);
   const joining = new Set(record.to.map((spec) => spec.name));
   const applied = rows.filter((row) => joining.has(row.name) && row.appliedIndex !== undefined).map((row) => row.appliedIndex as number);
   if (applied.length === 0) return view;

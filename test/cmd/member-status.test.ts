@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { copyView, describeMigration } from '../../cmd/member-status.ts';
-import { COPY_STATE_FORMAT, encodeCopyState, type CopyState } from '../../src/migrate/copy/index.ts';
+import { encodeCopyState, type CopyState } from '../../src/migrate/copy/index.ts';
+import { COPYING_STATE } from '../migrate/copy/copy-state-fixture.ts';
 import { encodeRecord, MOVE_STEPS, RECORD_FORMAT, type MigrationRecord } from '../../src/migrate/index.ts';
 
 const RECORD: MigrationRecord = {
@@ -42,20 +43,9 @@ test('a move\'s journal record shows its step of eight, the names, and the last 
 
 test('a copy target shows the copy\'s phase, and keys copied or revisions applied', () => {
   const copying: CopyState = {
-    format: COPY_STATE_FORMAT,
-    copyId: '0123456789abcdef',
-    source: { kind: 'etcd', endpoints: ['127.0.0.1:2379'], clusterId: 'cdf818194e3a8c32' },
-    range: { key: 'AA==', rangeEnd: 'AA==' },
-    prefix: null,
-    phase: 'copying',
-    scan: { revision: 42, nextKey: 'aw==', keysCopied: 700, bytesCopied: 70_000, keysTotal: 1_000, deleteMissing: false, startedAtMs: 1_700_000_000_000 },
-    appliedRevision: 0,
-    sourceRevisionSeen: 42,
-    caughtUpAtMs: 0,
-    leasedPuts: 0,
-    rescans: 0,
-    createdAtMs: 1_700_000_000_000,
-    updatedAtMs: 1_700_000_000_100,
+    ...COPYING_STATE,
+    source: { ...COPYING_STATE.source, endpoints: ['127.0.0.1:2379'] },
+    scan: { ...(COPYING_STATE.scan as NonNullable<CopyState['scan']>), keysCopied: 700, keysTotal: 1_000 },
   };
   const first = copyView(encodeCopyState(copying));
   assert.equal(first?.phase, 'copying');
